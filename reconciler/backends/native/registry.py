@@ -1,0 +1,858 @@
+"""Registry client: the OCI distribution / Docker Registry v2 protocol, spoken with ``requests``.
+
+This is the native engine's only network-facing module and the only module of the project that
+imports ``requests``. It knows how to find a registry endpoint for an image reference, how to
+authenticate (anonymous, Basic, Bearer tokens from the registry's token realm, credentials from the
+Docker config file and its credential helpers), how to negotiate manifests (OCI index/manifest and
+Docker schema2 list/manifest; schema1 is refused), how to pick the host's platform from an index,
+and how to stream blobs with retries, redirects and resumption by ``Range``.
+
+What it must not do:
+
+- store anything: blobs are handed to a :class:`Sink` (the content store's ingest) and manifests
+  are returned as raw bytes with their verified digest; the caller decides what to keep;
+- let a registry secret out: passwords and tokens never appear in logs, error messages or reprs,
+  and credentials are only ever sent to the registry host itself or to its token realm (a blob
+  redirect to another host is followed without ``Authorization``: ``requests`` strips it when the
+  host, port or scheme changes, CVE-2020-15157 is the lesson);
+- trust the environment: ``Session.trust_env`` is off, so proxies and ``.netrc`` from the
+  environment never change where bytes go or which credentials are sent.
+
+Every ``requests`` error is translated here: transient failures become ``errors.Unavailable``,
+refusals become ``errors.EngineError`` / ``errors.NotFound``, digest problems
+``errors.DigestMismatch``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email.utils
+import hashlib
+import ipaddress
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import requests
+
+from reconciler import errors, references
+
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+MEDIA_DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+INDEX_TYPES = frozenset({MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST})
+MANIFEST_TYPES = frozenset({MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST})
+SCHEMA1_TYPES = frozenset({MEDIA_DOCKER_SCHEMA1, MEDIA_DOCKER_SCHEMA1_SIGNED})
+# Order matters only for humans: registries pick the first type they can serve from the whole list.
+ACCEPT = ", ".join([MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST])
+
+# containerd caps manifests at about 4 MiB; a registry that sends more is broken or hostile.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", DOCKER_HUB_ENDPOINT)
+USER_AGENT = "reconciler/0.1 (native engine)"
+_CHUNK = 1024 * 1024
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+# key="quoted, value" or key=token; quoted values may hold commas and spaces (scope lists).
+_CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
+_GO_VARIANT = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and a secret for one registry; the secret is never shown by ``repr``."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    def basic_header(self) -> str:
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
+        return f"Basic {token}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Challenge:
+    """A parsed ``WWW-Authenticate`` header: ``scheme`` lowercased, parameters as given."""
+
+    scheme: str
+    params: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Platform:
+    """An OCI platform, in Go's names (``linux``/``amd64``/``v8``)."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.os}/{self.architecture}"
+        return f"{text}/{self.variant}" if self.variant else text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Descriptor:
+    """An OCI content descriptor (what a manifest says about a blob or another manifest)."""
+
+    media_type: str
+    digest: str
+    size: int
+    urls: tuple[str, ...] = ()
+    platform: Platform | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> Descriptor:
+        """Validate one descriptor object; a malformed one is a refusal, never a crash."""
+        if not isinstance(data, dict):
+            raise errors.EngineError("manifest descriptor is not an object")
+        digest, size = data.get("digest"), data.get("size")
+        if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+            raise errors.EngineError(f"unsupported or malformed digest {digest!r} (only sha256 is supported)")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise errors.EngineError(f"descriptor {digest} has an invalid size {size!r}")
+        plat = data.get("platform")
+        parsed_platform = None
+        if isinstance(plat, dict):
+            parsed_platform = Platform(
+                os=str(plat.get("os", "")),
+                architecture=str(plat.get("architecture", "")),
+                variant=str(plat.get("variant", "") or ""),
+            )
+        urls = data.get("urls") or ()
+        return cls(
+            media_type=str(data.get("mediaType", "")),
+            digest=digest,
+            size=size,
+            urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
+            platform=parsed_platform,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Manifest:
+    """A manifest or index as the registry sent it: raw bytes, media type and verified digest."""
+
+    digest: str
+    media_type: str
+    raw: bytes = dataclasses.field(repr=False)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    def json(self) -> dict[str, typing.Any]:
+        data = json.loads(self.raw)
+        if not isinstance(data, dict):
+            raise errors.EngineError(f"manifest {self.digest} is not a JSON object")
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """How to reach registries: TLS material, insecure hosts, credentials file, timeouts."""
+
+    # Hosts (``host[:port]``) allowed plain HTTP; loopback hosts always are.
+    insecure: frozenset[str] = frozenset()
+    # ``<certs_dir>/<host[:port]>/*.crt`` are extra CAs for that host (Docker's certs.d layout);
+    # ``*.cert`` + ``*.key`` there are a client certificate.
+    certs_dir: Path = Path("/etc/docker/certs.d")
+    # The Docker config file; None means ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``.
+    docker_config: Path | None = None
+    # Explicit credentials per registry host, taking precedence over the Docker config file.
+    credentials: Mapping[str, Credentials] = dataclasses.field(default_factory=dict, repr=False)
+    timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 0.25
+
+
+class Sink(typing.Protocol):
+    """Where a blob's bytes go: the content store's ingest implements this."""
+
+    @property
+    def offset(self) -> int:
+        """How many bytes are already there (a resumed download asks for the rest)."""
+
+    def write(self, data: bytes) -> None:
+        """Append bytes; may raise to abort (size or digest exceeded)."""
+
+    def restart(self) -> None:
+        """Forget what is there: the server ignored our Range request and sends everything."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers (unit-tested without a network)
+
+
+def endpoint_host(registry: str) -> str:
+    """The host[:port] to talk to for a reference's registry (Docker Hub's API lives elsewhere)."""
+    return DOCKER_HUB_ENDPOINT if registry in ("docker.io", "index.docker.io") else registry
+
+
+def parse_challenge(header: str) -> Challenge:
+    """Parse ``WWW-Authenticate: <scheme> k="v",k2=v2``; parameter values keep commas and spaces."""
+    header = header.strip()
+    scheme, _, rest = header.partition(" ")
+    params: dict[str, str] = {}
+    for match in _CHALLENGE_PARAM_RE.finditer(rest):
+        key, quoted, bare = match.group(1), match.group(2), match.group(3)
+        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+        params[key.lower()] = value
+    return Challenge(scheme=scheme.lower(), params=params)
+
+
+def host_platform(machine: str | None = None) -> Platform:
+    """This host's platform in Go's names (x86_64 → linux/amd64, aarch64 → linux/arm64/v8)."""
+    machine = machine or platform.machine()
+    return Platform(os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, ""))
+
+
+def select_platform(index: Mapping[str, typing.Any], wanted: Platform) -> Descriptor:
+    """Pick the manifest for ``wanted`` from an index; Docker's wording when nothing matches.
+
+    Attestation manifests (platform unknown/unknown) never match. A variant is matched when we
+    have one; an entry without a variant is accepted when no entry has the exact variant.
+    """
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        raise errors.EngineError("manifest list has no manifests array")
+    exact: Descriptor | None = None
+    loose: Descriptor | None = None
+    for entry in entries:
+        descriptor = Descriptor.from_json(entry)
+        plat = descriptor.platform
+        if plat is None or plat.os != wanted.os or plat.architecture != wanted.architecture:
+            continue
+        if descriptor.media_type in INDEX_TYPES:
+            continue
+        if plat.variant == wanted.variant and exact is None:
+            exact = descriptor
+        elif not plat.variant and loose is None:
+            loose = descriptor
+        elif not wanted.variant and loose is None:
+            loose = descriptor
+    chosen = exact or loose
+    if chosen is None:
+        raise errors.NotFound(f"no matching manifest for {wanted} in the manifest list entries")
+    return chosen
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 / ::1 (with or without a port)."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_manifest_media_type(media_type: str, body: Mapping[str, typing.Any]) -> str:
+    """Decide a manifest's media type from the body and the header; refuse schema1 clearly."""
+    declared = body.get("mediaType")
+    if body.get("schemaVersion") == 1 or media_type in SCHEMA1_TYPES or declared in SCHEMA1_TYPES:
+        raise errors.EngineError(
+            "the registry served a Docker schema1 manifest: schema1 is deprecated and not supported; "
+            "push the image again with a current client (Docker schema2 or OCI)"
+        )
+    if isinstance(declared, str) and declared:
+        if media_type and media_type != declared and media_type not in ("application/json", "text/plain"):
+            raise errors.EngineError(
+                f"manifest mediaType {declared!r} does not match Content-Type {media_type!r}"
+            )
+        media_type = declared
+    if not media_type or media_type == "application/json":
+        # OCI allows mediaType to be omitted: tell an index from a manifest by its shape.
+        media_type = MEDIA_OCI_INDEX if "manifests" in body else MEDIA_OCI_MANIFEST
+    if media_type not in INDEX_TYPES and media_type not in MANIFEST_TYPES:
+        raise errors.EngineError(f"unsupported manifest media type {media_type!r}")
+    return media_type
+
+
+def docker_config_path() -> Path:
+    base = os.environ.get("DOCKER_CONFIG")
+    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
+
+
+def load_credentials(registry: str, config_path: Path | None = None) -> Credentials | None:
+    """Credentials for ``registry`` from the Docker config: ``credHelpers``, ``credsStore``, ``auths``.
+
+    A credential helper is ``docker-credential-<name> get`` fed the server URL on stdin; its
+    failure is an error naming the helper (never its output, which may contain the secret).
+    """
+    path = config_path or docker_config_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise errors.EngineError(f"cannot read Docker config {path}: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        return None
+    keys = DOCKER_HUB_AUTH_KEYS if registry in DOCKER_HUB_AUTH_KEYS else (registry,)
+    keys = (*keys, *(f"{scheme}://{k}" for k in keys for scheme in ("https", "http")))
+    helpers = data.get("credHelpers") or {}
+    for key in keys:
+        if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
+            return _run_credential_helper(helpers[key], keys[0])
+    auths = data.get("auths") or {}
+    if isinstance(auths, dict):
+        for key in keys:
+            entry = auths.get(key)
+            if isinstance(entry, dict):
+                creds = _auth_entry(entry)
+                if creds is not None:
+                    return creds
+    store = data.get("credsStore")
+    if isinstance(store, str) and store:
+        return _run_credential_helper(store, keys[0])
+    return None
+
+
+def _auth_entry(entry: Mapping[str, typing.Any]) -> Credentials | None:
+    auth = entry.get("auth")
+    if isinstance(auth, str) and auth:
+        try:
+            user, _, password = base64.b64decode(auth).decode().partition(":")
+        except ValueError:
+            raise errors.EngineError("malformed auth entry in the Docker config file") from None
+        return Credentials(user, password)
+    user, password = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(password, str):
+        return Credentials(user, password)
+    return None
+
+
+def _run_credential_helper(name: str, server: str) -> Credentials | None:
+    program = f"docker-credential-{name}"
+    if shutil.which(program) is None:
+        raise errors.EngineError(f"credential helper {program} is configured but not installed")
+    try:
+        proc = subprocess.run([program, "get"], input=server.encode(), capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.EngineError(f"credential helper {program} failed: {type(exc).__name__}") from None
+    if proc.returncode != 0:
+        # "credentials not found in native keychain" is the helpers' way to say: none stored.
+        if b"not found" in proc.stdout.lower() or b"not found" in proc.stderr.lower():
+            return None
+        raise errors.EngineError(f"credential helper {program} exited with status {proc.returncode}")
+    try:
+        reply = json.loads(proc.stdout)
+        return Credentials(str(reply["Username"]), str(reply["Secret"]))
+    except (ValueError, KeyError, TypeError):
+        raise errors.EngineError(f"credential helper {program} returned malformed output") from None
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The registry's own error code and message (``{"errors":[{code,message}]}``), if any."""
+    try:
+        body = response.json()
+        first = body["errors"][0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, KeyError, IndexError, TypeError):
+        return response.reason or ""
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+
+
+@dataclasses.dataclass(slots=True)
+class _Token:
+    value: str = dataclasses.field(repr=False)
+    expires: float
+
+
+class Client:
+    """A registry client shared by the pulls of one image store (thread-safe for parallel blobs)."""
+
+    def __init__(self, config: RegistryConfig | None = None) -> None:
+        self.config = config or RegistryConfig()
+        self._session = requests.Session()
+        # Environment proxies and ~/.netrc must not redirect bytes or inject credentials.
+        self._session.trust_env = False
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._lock = threading.Lock()
+        self._schemes: dict[str, str] = {}
+        self._challenges: dict[str, Challenge] = {}
+        self._tokens: dict[tuple[str, str], _Token] = {}
+        self._credentials: dict[str, Credentials | None] = {}
+        self._bundles: dict[str, tuple[str | bool, tuple[str, str] | None]] = {}
+        self._bundle_dir: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Client(insecure={sorted(self.config.insecure)!r})"
+
+    def close(self) -> None:
+        self._session.close()
+        if self._bundle_dir:
+            shutil.rmtree(self._bundle_dir, ignore_errors=True)
+            self._bundle_dir = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public protocol operations ----------------------------------------------------------------
+
+    def head_manifest(self, ref: references.ImageReference) -> str | None:
+        """The digest the registry holds for ``ref`` (a cheap HEAD), or None when it has none."""
+        response = self._request("HEAD", ref, f"manifests/{ref.reference}", headers={"Accept": ACCEPT})
+        if response.status_code == 404:
+            return None
+        self._raise_for_status(response, ref, "manifest")
+        digest = response.headers.get("Docker-Content-Digest")
+        return digest if digest and _DIGEST_RE.match(digest) else None
+
+    def get_manifest(self, ref: references.ImageReference, reference: str | None = None) -> Manifest:
+        """GET a manifest or index by tag or digest and verify it (size cap, digest, media type)."""
+        reference = reference or ref.reference
+        response = self._request(
+            "GET", ref, f"manifests/{reference}", headers={"Accept": ACCEPT}, stream=True
+        )
+        try:
+            if response.status_code == 404:
+                raise errors.NotFound(f"manifest for {ref.name}:{reference} not found: {_error_detail(response)}")
+            self._raise_for_status(response, ref, "manifest")
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+                raise errors.EngineError(f"manifest for {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
+            body = bytearray()
+            for chunk in response.iter_content(65536):
+                body += chunk
+                if len(body) > MAX_MANIFEST_SIZE:
+                    raise errors.EngineError(f"manifest for {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
+        except requests.RequestException as exc:
+            raise errors.Unavailable(f"reading manifest of {ref} failed: {type(exc).__name__}") from None
+        finally:
+            response.close()
+        raw = bytes(body)
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if _DIGEST_RE.match(reference) and digest != reference:
+            raise errors.DigestMismatch(f"manifest {reference} of {ref.name} hashed to {digest}")
+        header_digest = response.headers.get("Docker-Content-Digest")
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise errors.DigestMismatch(
+                f"manifest of {ref} hashed to {digest} but the registry announced {header_digest}"
+            )
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise errors.EngineError(f"manifest of {ref} is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise errors.EngineError(f"manifest of {ref} is not a JSON object")
+        content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        media_type = check_manifest_media_type(content_type, parsed)
+        return Manifest(digest=digest, media_type=media_type, raw=raw)
+
+    def get_blob_bytes(self, ref: references.ImageReference, descriptor: Descriptor) -> bytes:
+        """A small blob (an image config) fetched whole and verified; capped like manifests."""
+        if descriptor.size > MAX_MANIFEST_SIZE:
+            raise errors.EngineError(f"config blob {descriptor.digest} is too large ({descriptor.size} bytes)")
+        buffer = _MemorySink()
+        self.fetch_blob(ref, descriptor, buffer)
+        data = bytes(buffer.data)
+        if len(data) != descriptor.size or "sha256:" + hashlib.sha256(data).hexdigest() != descriptor.digest:
+            raise errors.DigestMismatch(f"blob {descriptor.digest} of {ref.name} did not match its descriptor")
+        return data
+
+    def fetch_blob(
+        self,
+        ref: references.ImageReference,
+        descriptor: Descriptor,
+        sink: Sink,
+        *,
+        progress: typing.Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream a blob into ``sink``, resuming with ``Range`` from ``sink.offset`` after failures.
+
+        The sink enforces size and digest; this method never writes more than ``descriptor.size``
+        bytes, so an endless response cannot fill the disk. Transient failures (connection errors,
+        timeouts, 5xx, 429) are retried with exponential backoff, each retry resuming where the
+        previous attempt stopped.
+        """
+        if descriptor.urls and not descriptor.media_type:
+            raise errors.EngineError(f"blob {descriptor.digest} is only available from foreign URLs")
+        attempt = 0
+        while True:
+            try:
+                self._fetch_blob_once(ref, descriptor, sink, progress)
+                return
+            except errors.Unavailable as exc:
+                attempt += 1
+                if attempt > self.config.retries:
+                    raise
+                time.sleep(max(exc.retry_after, self.config.backoff * 2 ** (attempt - 1)))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _fetch_blob_once(
+        self,
+        ref: references.ImageReference,
+        descriptor: Descriptor,
+        sink: Sink,
+        progress: typing.Callable[[int], None] | None,
+    ) -> None:
+        offset = sink.offset
+        if offset >= descriptor.size and descriptor.size > 0:
+            return
+        # identity: a transparently decoded body would never hash to the digest.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = self._request(
+            "GET", ref, f"blobs/{descriptor.digest}", headers=headers, stream=True, retry=False
+        )
+        try:
+            if response.status_code == 404:
+                raise errors.NotFound(f"blob {descriptor.digest} of {ref.name} not found")
+            if response.status_code == 416 and offset:
+                sink.restart()
+                raise errors.Unavailable("registry refused the resume range; restarting", retry_after=0)
+            self._raise_for_status(response, ref, "blob")
+            if offset and response.status_code != 206:
+                sink.restart()
+            remaining = descriptor.size - sink.offset
+            reader = response.raw
+            while True:
+                chunk = reader.read(_CHUNK, decode_content=False)
+                if not chunk:
+                    break
+                if len(chunk) > remaining:
+                    raise errors.DigestMismatch(
+                        f"blob {descriptor.digest} of {ref.name} is larger than its descriptor's "
+                        f"{descriptor.size} bytes"
+                    )
+                remaining -= len(chunk)
+                sink.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            if remaining:
+                raise errors.Unavailable(
+                    f"blob {descriptor.digest} of {ref.name} ended {remaining} bytes early", retry_after=0
+                )
+        except (requests.RequestException, OSError) as exc:
+            # urllib3's ProtocolError/ReadTimeoutError surface here mid-stream: resumable.
+            raise errors.Unavailable(
+                f"download of {descriptor.digest} from {ref.registry} failed: {type(exc).__name__}",
+                retry_after=0,
+            ) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("urllib3"):
+                raise errors.Unavailable(
+                    f"download of {descriptor.digest} from {ref.registry} failed: {type(exc).__name__}",
+                    retry_after=0,
+                ) from None
+            raise
+        finally:
+            response.close()
+
+    def _raise_for_status(self, response: requests.Response, ref: references.ImageReference, what: str) -> None:
+        code = response.status_code
+        if code < 300:
+            return
+        detail = _error_detail(response) if response.request.method != "HEAD" else response.reason
+        if code == 401:
+            raise errors.EngineError(f"unauthorized: authentication required to pull {ref} ({detail})")
+        if code == 403:
+            raise errors.EngineError(f"denied: access to {ref} is forbidden ({detail})")
+        if code == 404:
+            raise errors.NotFound(f"{what} for {ref} not found ({detail})")
+        if code == 429 or code >= 500:
+            raise errors.Unavailable(
+                f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})",
+                retry_after=_retry_after(response, 1.0),
+            )
+        raise errors.EngineError(f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})")
+
+    def _base_url(self, host: str) -> str:
+        with self._lock:
+            scheme = self._schemes.get(host)
+        if scheme is None:
+            scheme = self._ping(host)
+        return f"{scheme}://{host}/v2/"
+
+    def _insecure(self, host: str) -> bool:
+        return host in self.config.insecure or is_loopback(host)
+
+    def _ping(self, host: str) -> str:
+        """``GET /v2/``: choose the scheme and remember the auth challenge for this host.
+
+        HTTPS is always tried first; plain HTTP only for hosts listed as insecure (loopback
+        included), and only when the TLS attempt failed at the connection level.
+        """
+        schemes = ["https", "http"] if self._insecure(host) else ["https"]
+        last: Exception | None = None
+        for scheme in schemes:
+            try:
+                response = self._send("GET", f"{scheme}://{host}/v2/", host=host, headers={}, stream=False)
+            except errors.Unavailable as exc:
+                last = exc
+                continue
+            if response.status_code == 401:
+                challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+                with self._lock:
+                    self._challenges[host] = challenge
+            elif response.status_code >= 500:
+                raise errors.Unavailable(f"registry {host} answered {response.status_code} to /v2/")
+            elif response.status_code not in (200, 401):
+                raise errors.EngineError(
+                    f"{host} does not look like a registry: /v2/ answered {response.status_code}"
+                )
+            with self._lock:
+                self._schemes[host] = scheme
+            return scheme
+        assert last is not None
+        raise last
+
+    def _tls(self, host: str) -> tuple[str | bool, tuple[str, str] | None]:
+        """``verify`` and ``cert`` for ``host``: system CAs plus ``certs.d/<host>/*.crt``."""
+        with self._lock:
+            cached = self._bundles.get(host)
+            if cached is not None:
+                return cached
+            host_dir = self.config.certs_dir / host
+            verify: str | bool = True
+            cert: tuple[str, str] | None = None
+            try:
+                entries = sorted(host_dir.iterdir())
+            except OSError:
+                entries = []
+            cas = [p for p in entries if p.suffix == ".crt"]
+            if cas:
+                if self._bundle_dir is None:
+                    self._bundle_dir = tempfile.mkdtemp(prefix="reconciler-ca-")
+                bundle = Path(self._bundle_dir) / (hashlib.sha256(host.encode()).hexdigest()[:16] + ".pem")
+                parts = [Path(requests.certs.where()).read_bytes()]
+                parts += [p.read_bytes() for p in cas]
+                bundle.write_bytes(b"\n".join(parts))
+                verify = str(bundle)
+            for cert_file in (p for p in entries if p.suffix == ".cert"):
+                key_file = cert_file.with_suffix(".key")
+                if key_file.exists():
+                    cert = (str(cert_file), str(key_file))
+                    break
+            self._bundles[host] = (verify, cert)
+            return verify, cert
+
+    def _send(
+        self, method: str, url: str, *, host: str, headers: Mapping[str, str], stream: bool, params: object = None
+    ) -> requests.Response:
+        verify, cert = self._tls(host) if url.startswith("https://") else (True, None)
+        try:
+            return self._session.request(
+                method,
+                url,
+                headers=dict(headers),
+                params=typing.cast(typing.Any, params),
+                stream=stream,
+                timeout=self.config.timeout,
+                verify=verify,
+                cert=cert,
+                allow_redirects=method != "HEAD",
+            )
+        except requests.exceptions.SSLError as exc:
+            reason = str(exc.__context__ or exc).split("(", 1)[0][:120]
+            raise errors.Unavailable(f"TLS with {host} failed (certificate not trusted?): {reason}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise errors.Unavailable(f"cannot reach registry {host}: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            raise errors.EngineError(f"request to {host} failed: {type(exc).__name__}") from None
+
+    def _auth_header(self, host: str, scope: str) -> str | None:
+        with self._lock:
+            challenge = self._challenges.get(host)
+            token = self._tokens.get((host, scope))
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            creds = self._creds(host)
+            return creds.basic_header() if creds else None
+        if challenge.scheme == "bearer":
+            if token is None or token.expires <= time.monotonic():
+                token = self._fetch_token(host, challenge, scope)
+            return f"Bearer {token.value}"
+        return None
+
+    def _creds(self, host: str) -> Credentials | None:
+        with self._lock:
+            if host in self._credentials:
+                return self._credentials[host]
+        registry = "docker.io" if host == DOCKER_HUB_ENDPOINT else host
+        creds = self.config.credentials.get(registry) or self.config.credentials.get(host)
+        if creds is None:
+            creds = load_credentials(registry, self.config.docker_config)
+        with self._lock:
+            self._credentials[host] = creds
+        return creds
+
+    def _fetch_token(self, host: str, challenge: Challenge, scope: str) -> _Token:
+        realm = challenge.params.get("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise errors.EngineError(f"registry {host} sent a token realm that is not an http(s) URL")
+        if realm.startswith("http://") and not self._insecure(host):
+            raise errors.EngineError(f"registry {host} asks for credentials over plain HTTP at its token realm")
+        params: list[tuple[str, str]] = []
+        if "service" in challenge.params:
+            params.append(("service", challenge.params["service"]))
+        params.append(("scope", scope))
+        headers: dict[str, str] = {}
+        creds = self._creds(host)
+        if creds is not None:
+            headers["Authorization"] = creds.basic_header()
+        realm_host = realm.split("://", 1)[1].split("/", 1)[0]
+        response = self._send("GET", realm, host=realm_host, headers=headers, stream=False, params=params)
+        if response.status_code in (401, 403):
+            raise errors.EngineError(f"unauthorized: the token service of {host} refused the credentials")
+        if response.status_code != 200:
+            raise errors.Unavailable(f"token service of {host} answered {response.status_code}")
+        try:
+            body = response.json()
+            value = body.get("token") or body.get("access_token")
+            expires_in = int(body.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise errors.EngineError(f"token service of {host} returned malformed JSON") from None
+        if not isinstance(value, str) or not value:
+            raise errors.EngineError(f"token service of {host} returned no token")
+        # Refresh a little early so a token never expires between check and use.
+        token = _Token(value=value, expires=time.monotonic() + max(expires_in - 10, 1))
+        with self._lock:
+            self._tokens[(host, scope)] = token
+        return token
+
+    def _request(
+        self,
+        method: str,
+        ref: references.ImageReference,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        stream: bool = False,
+        retry: bool = True,
+    ) -> requests.Response:
+        """One authenticated request with the token dance and (optionally) retries on 5xx/429."""
+        host = endpoint_host(ref.registry)
+        scope = f"repository:{ref.repository}:pull"
+        attempt = 0
+        while True:
+            url = self._base_url(host) + f"{ref.repository}/{path}"
+            response = self._authenticated(method, url, host, scope, headers, stream)
+            transient = response.status_code == 429 or response.status_code >= 500
+            if not (retry and transient) or attempt >= self.config.retries:
+                return response
+            attempt += 1
+            delay = _retry_after(response, self.config.backoff * 2 ** (attempt - 1))
+            response.close()
+            time.sleep(min(delay, 30.0))
+
+    def _authenticated(
+        self, method: str, url: str, host: str, scope: str, headers: Mapping[str, str], stream: bool
+    ) -> requests.Response:
+        attempt = 0
+        reauthenticated = False
+        while True:
+            full = dict(headers)
+            auth = self._auth_header(host, scope)
+            if auth:
+                full["Authorization"] = auth
+            try:
+                response = self._send(method, url, host=host, headers=full, stream=stream)
+            except errors.Unavailable:
+                attempt += 1
+                if attempt > self.config.retries:
+                    raise
+                time.sleep(self.config.backoff * 2 ** (attempt - 1))
+                continue
+            if response.status_code != 401 or reauthenticated:
+                return response
+            # The per-request challenge names the exact scope needed; drop any cached token
+            # and retry once with a fresh one.
+            header = response.headers.get("WWW-Authenticate", "")
+            if not header:
+                return response
+            challenge = parse_challenge(header)
+            if challenge.scheme == "basic" and self._creds(host) is None:
+                return response
+            response.close()
+            if challenge.params.get("scope"):
+                scope = challenge.params["scope"]
+            with self._lock:
+                self._challenges[host] = challenge
+                self._tokens.pop((host, scope), None)
+            reauthenticated = True
+
+
+class _MemorySink:
+    """A Sink for small blobs (configs) kept in memory."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def offset(self) -> int:
+        return len(self.data)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def restart(self) -> None:
+        self.data.clear()
+
+
+def iter_layers(manifest: Mapping[str, typing.Any]) -> Iterator[Descriptor]:
+    """The layer descriptors of an image manifest, validated."""
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise errors.EngineError("image manifest has no layers array")
+    for layer in layers:
+        yield Descriptor.from_json(layer)
+
+
+def config_descriptor(manifest: Mapping[str, typing.Any]) -> Descriptor:
+    return Descriptor.from_json(manifest.get("config"))
+
+
+def platforms(index: Mapping[str, typing.Any]) -> Sequence[Platform]:
+    """The platforms an index offers (for error messages and ``image ls``)."""
+    found = []
+    for entry in index.get("manifests") or []:
+        plat = Descriptor.from_json(entry).platform
+        if plat is not None:
+            found.append(plat)
+    return found

@@ -1,0 +1,118 @@
+"""The ``Engine`` contract: the idempotent primitives every backend (native, docker, memory) offers.
+
+The life of a container, as the rest of the project drives it
+------------------------------------------------------------
+
+1. **Observe.** ``observe(images=[...])`` returns one consistent :class:`observed.Observed`: every
+   container, network and volume that carries the project's owner labels (``reconciler.stack``,
+   ``reconciler.kind``, ``reconciler.hash``), and for each image reference asked about, the id of
+   the local image (``None`` when absent). Objects without owner labels are invisible here; they
+   surface as :class:`errors.Conflict` when the project tries to create an object of that name.
+2. **Pull.** ``pull_image(ref, policy=...)`` makes the image local and returns its id. ``Never``
+   never touches the network (``NotFound`` if absent); ``IfNotPresent`` returns at once when the
+   image is local; ``Always`` asks the registry and re-pulls only when the tag moved. An unknown
+   image is ``NotFound``; an unreachable registry is ``Unavailable``.
+3. **Networks and volumes.** ``create_network`` / ``create_volume`` create the object with the
+   request's labels. Creating an object that exists with the *same* owner labels is a no-op; one
+   that exists with other labels (or none) raises ``Conflict``. ``remove_*`` of an absent object
+   is a no-op. Removing a network still in use raises ``RuntimeFailed``.
+4. **Create.** ``create_container(request)`` creates a container (not started) from the request's
+   spec, env and labels, and returns its id. Same idempotency and ``Conflict`` rules as above.
+   It fails with ``NotFound`` when the image, a network or a volume it names is missing.
+5. **Start / stop.** ``start_container`` runs it (no-op when running). ``stop_container`` sends the
+   spec's stop signal, waits ``timeout`` seconds, then kills (no-op when not running). A stopped
+   container keeps its exit code, finish time and logs until it is removed.
+6. **Update in place.** ``update_container(name, resources)`` changes memory, CPU and pids limits
+   of a container without recreating it; the id stays the same.
+7. **Rename.** ``rename_container(name, new_name)`` (used at the end of a create-first recreate).
+8. **Inspect while running.** ``logs`` yields log lines (optionally following); ``exec`` runs a
+   command inside the running container and returns its exit code and output; ``events`` yields
+   state changes (``start``, ``die`` with the exit code, ``destroy`` ...) until ``stop`` is set.
+9. **Remove.** ``remove_container`` stops (kill) and removes it, with its anonymous state;
+   named volumes are never removed with a container.
+
+Every method is safe to call again after a crash half-way: the planner re-observes and asks again.
+All failures are the project's own errors (``errors.EngineError`` subclasses); a backend
+translates its library's exceptions at its boundary and chains the original as ``__cause__``.
+
+This module defines the contract only; it must not import any backend or third-party client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
+
+from reconciler import manifests, observed, plans
+
+PullPolicy: TypeAlias = Literal["Always", "IfNotPresent", "Never"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogLine:
+    stream: Literal["stdout", "stderr"]
+    time: float
+    text: str
+
+
+EventAction: TypeAlias = Literal["create", "start", "die", "stop", "destroy", "oom", "health_status"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """A container state change, as the engine saw it."""
+
+    time: float
+    action: EventAction
+    name: str
+    container_id: str
+    exit_code: int | None = None
+    detail: str = ""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """See the module docstring for the lifecycle every method fits into."""
+
+    name: str
+
+    def observe(self, *, images: Sequence[str] = ()) -> observed.Observed: ...
+
+    def pull_image(self, image: str, *, policy: PullPolicy = "IfNotPresent") -> str: ...
+
+    def create_network(self, request: plans.NetworkRequest) -> None: ...
+
+    def remove_network(self, name: str) -> None: ...
+
+    def create_volume(self, request: plans.VolumeRequest) -> None: ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+    def create_container(self, request: plans.ContainerRequest) -> str: ...
+
+    def start_container(self, name: str) -> None: ...
+
+    def stop_container(self, name: str, *, timeout: float | None = None) -> None: ...
+
+    def remove_container(self, name: str) -> None: ...
+
+    def rename_container(self, name: str, new_name: str) -> None: ...
+
+    def update_container(self, name: str, resources: manifests.Resources) -> None: ...
+
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]: ...
+
+    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> ExecResult: ...
+
+    def events(self, *, stop: threading.Event) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...

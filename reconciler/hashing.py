@@ -1,0 +1,72 @@
+"""The versioned spec hash that decides whether an object must be recreated.
+
+``v1:sha256:<hex>`` over canonical JSON (sorted keys, no whitespace) of the object's spec with
+**defaults excluded**, so that adding a new optional field to the models recreates nothing
+(compose#11335 is the lesson), and with ordering-only fields (``dependsOn``) and fields applied in
+place (``resources``) excluded. Contents of referenced files (env files) enter as digests, so an
+edit inside a file is noticed. The scheme version lives in the hash string itself: a later scheme
+can recognise ``v1`` hashes and migrate instead of recreating every container.
+
+Pure functions; no I/O (the loader already read and digested the files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from reconciler import manifests
+
+SCHEME = "v1"
+
+# Fields that never force a recreation: ordering only, or updated in place by the engine.
+_CONTAINER_EXCLUDED = {"depends_on", "resources"}
+
+
+def canonical_json(value: object) -> str:
+    """The one serialisation that is hashed: sorted keys, compact separators, UTF-8 text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(value: object) -> str:
+    return f"{SCHEME}:sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def container_document(container: manifests.DesiredContainer) -> dict[str, Any]:
+    """What a container's hash covers; also stored on the container to diff against later."""
+    spec = container.spec.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, exclude=_CONTAINER_EXCLUDED
+    )
+    document: dict[str, Any] = {"spec": spec}
+    if container.labels:
+        document["labels"] = dict(container.labels)
+    if container.file_digests:
+        document["files"] = dict(container.file_digests)
+    return document
+
+
+def container_hash(container: manifests.DesiredContainer) -> str:
+    return _digest(container_document(container))
+
+
+def network_document(network: manifests.DesiredNetwork) -> dict[str, Any]:
+    document: dict[str, Any] = {"spec": network.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    if network.labels:
+        document["labels"] = dict(network.labels)
+    return document
+
+
+def network_hash(network: manifests.DesiredNetwork) -> str:
+    return _digest(network_document(network))
+
+
+def volume_document(volume: manifests.DesiredVolume) -> dict[str, Any]:
+    document: dict[str, Any] = {"spec": volume.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    if volume.labels:
+        document["labels"] = dict(volume.labels)
+    return document
+
+
+def volume_hash(volume: manifests.DesiredVolume) -> str:
+    return _digest(volume_document(volume))

@@ -1,0 +1,106 @@
+"""ACTUAL state: what an engine reports it is running, as frozen dataclasses, plus the owner labels.
+
+Engines build these values in ``observe()``; the planner compares them with the desired state.
+Ownership is decided by labels, never by names: every object the project creates carries
+``reconciler.stack``, ``reconciler.kind`` and ``reconciler.hash``, and containers also carry
+``reconciler.spec`` (the canonical JSON the hash was computed over, so that a plan can show a
+field-level diff of what changed since the object was created).
+
+This module holds data only: no I/O, no engine, no pydantic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+LABEL_STACK = "reconciler.stack"
+LABEL_KIND = "reconciler.kind"
+LABEL_HASH = "reconciler.hash"
+LABEL_SPEC = "reconciler.spec"
+OWNER_LABELS = (LABEL_STACK, LABEL_KIND, LABEL_HASH)
+
+ContainerState: TypeAlias = Literal["created", "running", "paused", "restarting", "exited", "dead"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Owned:
+    """Accessors shared by every observed object: who owns it, and with which spec hash."""
+
+    name: str
+    labels: Mapping[str, str]
+
+    @property
+    def stack(self) -> str | None:
+        return self.labels.get(LABEL_STACK)
+
+    @property
+    def kind(self) -> str | None:
+        return self.labels.get(LABEL_KIND)
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self.labels.get(LABEL_HASH)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedResources:
+    """Limits as the engine applies them now; ``None`` means unlimited."""
+
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedContainer(Owned):
+    container_id: str
+    image: str
+    image_id: str
+    state: ContainerState
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    restart_count: int = 0
+    health: str | None = None
+    oom_killed: bool = False
+    resources: ObservedResources = ObservedResources()
+    networks: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+
+    @property
+    def spec_json(self) -> dict[str, object] | None:
+        """The canonical spec recorded at creation, or None when absent or unreadable."""
+        raw = self.labels.get(LABEL_SPEC)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedNetwork(Owned):
+    network_id: str
+    subnet: str | None = None
+    gateway: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedVolume(Owned):
+    mountpoint: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observed:
+    """One consistent look at the engine: owned objects by name, and local image ids by reference."""
+
+    containers: Mapping[str, ObservedContainer] = dataclasses.field(default_factory=dict)
+    networks: Mapping[str, ObservedNetwork] = dataclasses.field(default_factory=dict)
+    volumes: Mapping[str, ObservedVolume] = dataclasses.field(default_factory=dict)
+    # For each image reference asked about: the local image id, or None when not present.
+    images: Mapping[str, str | None] = dataclasses.field(default_factory=dict)

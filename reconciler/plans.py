@@ -1,0 +1,320 @@
+"""The plan as data: what will be done, in which order, and why.
+
+A :class:`Plan` is a DAG of :class:`Step` values. Each step holds exactly one :data:`Action` (one
+engine call), the *reason* it is needed, and the numbers of the steps it must wait for. Object-level
+:class:`Change` values summarise the plan for people (and carry field-level diffs); the executor
+only reads the steps. Rendering is deterministic, so planner tests compare text (golden tests),
+and ``to_json`` has a documented, stable shape (``version`` 1)::
+
+    {"version": 1, "converged": false,
+     "changes": [{"kind", "name", "stack", "change", "reason", "diff": [{"path", "old", "new"}]}],
+     "steps":   [{"number", "action", "target", "reason", "after": [numbers]}],
+     "notes":   ["volume data is kept: ..."]}
+
+``change`` is one of ``create``, ``recreate``, ``update``, ``start``, ``remove``.
+
+The request types (what to create) live here too, because actions carry them; engines consume them.
+This module does no I/O and decides nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias
+
+from reconciler import manifests
+
+# ---------------------------------------------------------------------------------------------
+# Requests: everything an engine needs to create one object
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerRequest:
+    name: str
+    spec: manifests.ContainerSpec
+    # The environment the process sees (env files resolved, then ``env`` on top).
+    env: Mapping[str, str]
+    # Owner labels (reconciler.*) plus the manifest's own labels.
+    labels: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NetworkRequest:
+    name: str
+    spec: manifests.NetworkSpec
+    labels: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VolumeRequest:
+    name: str
+    spec: manifests.VolumeSpec
+    labels: Mapping[str, str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions: one engine call each
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PullImage:
+    image: str
+    policy: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateNetwork:
+    request: NetworkRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveNetwork:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateVolume:
+    request: VolumeRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveVolume:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateContainer:
+    request: ContainerRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartContainer:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopContainer:
+    name: str
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveContainer:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RenameContainer:
+    name: str
+    new_name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpdateContainer:
+    name: str
+    resources: manifests.Resources
+
+
+Action: TypeAlias = (
+    PullImage
+    | CreateNetwork
+    | RemoveNetwork
+    | CreateVolume
+    | RemoveVolume
+    | CreateContainer
+    | StartContainer
+    | StopContainer
+    | RemoveContainer
+    | RenameContainer
+    | UpdateContainer
+)
+
+
+def describe(action: Action) -> tuple[str, str]:
+    """``(verb, target)`` of an action, e.g. ``("create", "container web")``."""
+    match action:
+        case PullImage(image=image):
+            return "pull", f"image {image}"
+        case CreateNetwork(request=request):
+            return "create", f"network {request.name}"
+        case RemoveNetwork(name=name):
+            return "remove", f"network {name}"
+        case CreateVolume(request=request):
+            return "create", f"volume {request.name}"
+        case RemoveVolume(name=name):
+            return "remove", f"volume {name}"
+        case CreateContainer(request=request):
+            return "create", f"container {request.name}"
+        case StartContainer(name=name):
+            return "start", f"container {name}"
+        case StopContainer(name=name):
+            return "stop", f"container {name}"
+        case RemoveContainer(name=name):
+            return "remove", f"container {name}"
+        case RenameContainer(name=name, new_name=new_name):
+            return "rename", f"container {name} → {new_name}"
+        case UpdateContainer(name=name):
+            return "update", f"container {name}"
+    raise AssertionError(f"unknown action {action!r}")  # pragma: no cover (mypy proves exhaustive)
+
+
+def is_mutating(action: Action) -> bool:
+    """Every action changes the engine except pulling an image (it only fills the image store)."""
+    return not isinstance(action, PullImage)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps, changes, the plan
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldChange:
+    path: str
+    old: object
+    new: object
+
+    def render(self) -> str:
+        if self.old is _ABSENT:
+            return f"+ {self.path}: {_value(self.new)}"
+        if self.new is _ABSENT:
+            return f"- {self.path}: {_value(self.old)}"
+        return f"~ {self.path}: {_value(self.old)} → {_value(self.new)}"
+
+
+class _Absent:
+    """Marks a side of a field change where the field is not set."""
+
+    def __repr__(self) -> str:
+        return "(unset)"
+
+
+_ABSENT: Any = _Absent()
+ABSENT: Any = _ABSENT
+
+
+def _value(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+ChangeKind: TypeAlias = Literal["create", "recreate", "update", "start", "remove"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    kind: str  # Container | Network | Volume | Image
+    name: str
+    stack: str
+    change: ChangeKind
+    reason: str
+    diff: tuple[FieldChange, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    number: int
+    action: Action
+    reason: str
+    after: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+    changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def converged(self) -> bool:
+        """Nothing to do (notes may still say what was deliberately left alone)."""
+        return not self.steps
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            counts[change.change] = counts.get(change.change, 0) + 1
+        if not counts:
+            return "No changes: everything is as the manifests say."
+        order = ("create", "recreate", "update", "start", "remove")
+        words = {"create": "to create", "recreate": "to recreate", "update": "to update in place",
+                 "start": "to start", "remove": "to remove"}  # fmt: skip
+        parts = [f"{counts[k]} {words[k]}" for k in order if k in counts]
+        return "Plan: " + ", ".join(parts) + f" ({len(self.steps)} steps)."
+
+    def render(self) -> str:
+        """The text shown by ``reconcile plan``: changes with diffs, then the ordered steps."""
+        lines = [self.summary()]
+        symbols = {"create": "+", "recreate": "±", "update": "~", "start": ">", "remove": "-"}
+        if self.changes:
+            lines.append("")
+            for change in self.changes:
+                lines.append(
+                    f"  {symbols[change.change]} {change.kind.lower()} {change.name}"
+                    f" ({change.stack}): {change.change}, {change.reason}"
+                )
+                lines.extend(f"      {field.render()}" for field in change.diff)
+        if self.steps:
+            lines.append("")
+            lines.append("Steps:")
+            width = len(str(len(self.steps)))
+            for step in self.steps:
+                verb, target = describe(step.action)
+                after = f"  (after {', '.join(map(str, step.after))})" if step.after else ""
+                lines.append(f"  {step.number:>{width}}. {verb} {target}: {step.reason}{after}")
+        if self.notes:
+            lines.append("")
+            lines.extend(f"Note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def side(value: object) -> object:
+            return None if value is _ABSENT else value
+
+        return {
+            "version": 1,
+            "converged": self.converged,
+            "changes": [
+                {
+                    "kind": c.kind,
+                    "name": c.name,
+                    "stack": c.stack,
+                    "change": c.change,
+                    "reason": c.reason,
+                    "diff": [{"path": f.path, "old": side(f.old), "new": side(f.new)} for f in c.diff],
+                }
+                for c in self.changes
+            ],
+            "steps": [
+                {
+                    "number": s.number,
+                    "action": describe(s.action)[0],
+                    "target": describe(s.action)[1],
+                    "reason": s.reason,
+                    "after": list(s.after),
+                }
+                for s in self.steps
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def diff_documents(old: object, new: object, path: str = "") -> list[FieldChange]:
+    """Field-level differences between two canonical JSON documents, paths like ``env.FOO``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes: list[FieldChange] = []
+        for key in sorted(set(old) | set(new)):
+            child = f"{path}.{key}" if path else str(key)
+            changes.extend(diff_documents(old.get(key, _ABSENT), new.get(key, _ABSENT), child))
+        return changes
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        changes = []
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            changes.extend(diff_documents(a, b, f"{path}[{index}]"))
+        return changes
+    if old == new:
+        return []
+    return [FieldChange(path, old, new)]
