@@ -44,6 +44,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import requests
+import requests.utils
+import urllib3.exceptions
 
 from reconciler import errors, references
 
@@ -222,7 +224,9 @@ def parse_challenge(header: str) -> Challenge:
 def host_platform(machine: str | None = None) -> Platform:
     """This host's platform in Go's names (x86_64 → linux/amd64, aarch64 → linux/arm64/v8)."""
     machine = machine or platform.machine()
-    return Platform(os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, ""))
+    return Platform(
+        os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, "")
+    )
 
 
 def select_platform(index: Mapping[str, typing.Any], wanted: Platform) -> Descriptor:
@@ -245,9 +249,7 @@ def select_platform(index: Mapping[str, typing.Any], wanted: Platform) -> Descri
             continue
         if plat.variant == wanted.variant and exact is None:
             exact = descriptor
-        elif not plat.variant and loose is None:
-            loose = descriptor
-        elif not wanted.variant and loose is None:
+        elif loose is None and (not plat.variant or not wanted.variant):
             loose = descriptor
     chosen = exact or loose
     if chosen is None:
@@ -340,9 +342,9 @@ def _auth_entry(entry: Mapping[str, typing.Any]) -> Credentials | None:
         except ValueError:
             raise errors.EngineError("malformed auth entry in the Docker config file") from None
         return Credentials(user, password)
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(password, str):
-        return Credentials(user, password)
+    username, secret = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(secret, str):
+        return Credentials(username, secret)
     return None
 
 
@@ -351,7 +353,9 @@ def _run_credential_helper(name: str, server: str) -> Credentials | None:
     if shutil.which(program) is None:
         raise errors.EngineError(f"credential helper {program} is configured but not installed")
     try:
-        proc = subprocess.run([program, "get"], input=server.encode(), capture_output=True, timeout=30)
+        proc = subprocess.run(
+            [program, "get"], check=False, input=server.encode(), capture_output=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise errors.EngineError(f"credential helper {program} failed: {type(exc).__name__}") from None
     if proc.returncode != 0:
@@ -444,21 +448,27 @@ class Client:
         """GET a manifest or index by tag or digest and verify it (size cap, digest, media type)."""
         reference = reference or ref.reference
         response = self._request(
-            "GET", ref, f"manifests/{reference}", headers={"Accept": ACCEPT}, stream=True
+            "GET",
+            ref,
+            f"manifests/{reference}",
+            headers={"Accept": ACCEPT, "Accept-Encoding": "identity"},
+            stream=True,
         )
         try:
             if response.status_code == 404:
-                raise errors.NotFound(f"manifest for {ref.name}:{reference} not found: {_error_detail(response)}")
+                raise errors.NotFound(
+                    f"manifest for {ref.name}:{reference} not found: {_error_detail(response)}"
+                )
             self._raise_for_status(response, ref, "manifest")
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
                 raise errors.EngineError(f"manifest for {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
             body = bytearray()
-            for chunk in response.iter_content(65536):
+            while chunk := response.raw.read(65536, decode_content=False):
                 body += chunk
                 if len(body) > MAX_MANIFEST_SIZE:
                     raise errors.EngineError(f"manifest for {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise errors.Unavailable(f"reading manifest of {ref} failed: {type(exc).__name__}") from None
         finally:
             response.close()
@@ -484,12 +494,16 @@ class Client:
     def get_blob_bytes(self, ref: references.ImageReference, descriptor: Descriptor) -> bytes:
         """A small blob (an image config) fetched whole and verified; capped like manifests."""
         if descriptor.size > MAX_MANIFEST_SIZE:
-            raise errors.EngineError(f"config blob {descriptor.digest} is too large ({descriptor.size} bytes)")
+            raise errors.EngineError(
+                f"config blob {descriptor.digest} is too large ({descriptor.size} bytes)"
+            )
         buffer = _MemorySink()
         self.fetch_blob(ref, descriptor, buffer)
         data = bytes(buffer.data)
         if len(data) != descriptor.size or "sha256:" + hashlib.sha256(data).hexdigest() != descriptor.digest:
-            raise errors.DigestMismatch(f"blob {descriptor.digest} of {ref.name} did not match its descriptor")
+            raise errors.DigestMismatch(
+                f"blob {descriptor.digest} of {ref.name} did not match its descriptor"
+            )
         return data
 
     def fetch_blob(
@@ -567,23 +581,18 @@ class Client:
                 raise errors.Unavailable(
                     f"blob {descriptor.digest} of {ref.name} ended {remaining} bytes early", retry_after=0
                 )
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # urllib3's ProtocolError/ReadTimeoutError surface here mid-stream: resumable.
             raise errors.Unavailable(
                 f"download of {descriptor.digest} from {ref.registry} failed: {type(exc).__name__}",
                 retry_after=0,
             ) from None
-        except Exception as exc:
-            if type(exc).__module__.startswith("urllib3"):
-                raise errors.Unavailable(
-                    f"download of {descriptor.digest} from {ref.registry} failed: {type(exc).__name__}",
-                    retry_after=0,
-                ) from None
-            raise
         finally:
             response.close()
 
-    def _raise_for_status(self, response: requests.Response, ref: references.ImageReference, what: str) -> None:
+    def _raise_for_status(
+        self, response: requests.Response, ref: references.ImageReference, what: str
+    ) -> None:
         code = response.status_code
         if code < 300:
             return
@@ -599,7 +608,9 @@ class Client:
                 f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})",
                 retry_after=_retry_after(response, 1.0),
             )
-        raise errors.EngineError(f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})")
+        raise errors.EngineError(
+            f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})"
+        )
 
     def _base_url(self, host: str) -> str:
         with self._lock:
@@ -659,7 +670,7 @@ class Client:
                 if self._bundle_dir is None:
                     self._bundle_dir = tempfile.mkdtemp(prefix="reconciler-ca-")
                 bundle = Path(self._bundle_dir) / (hashlib.sha256(host.encode()).hexdigest()[:16] + ".pem")
-                parts = [Path(requests.certs.where()).read_bytes()]
+                parts = [Path(requests.utils.DEFAULT_CA_BUNDLE_PATH).read_bytes()]
                 parts += [p.read_bytes() for p in cas]
                 bundle.write_bytes(b"\n".join(parts))
                 verify = str(bundle)
@@ -672,7 +683,14 @@ class Client:
             return verify, cert
 
     def _send(
-        self, method: str, url: str, *, host: str, headers: Mapping[str, str], stream: bool, params: object = None
+        self,
+        method: str,
+        url: str,
+        *,
+        host: str,
+        headers: Mapping[str, str],
+        stream: bool,
+        params: object = None,
     ) -> requests.Response:
         verify, cert = self._tls(host) if url.startswith("https://") else (True, None)
         try:
@@ -727,7 +745,9 @@ class Client:
         if not realm.startswith(("https://", "http://")):
             raise errors.EngineError(f"registry {host} sent a token realm that is not an http(s) URL")
         if realm.startswith("http://") and not self._insecure(host):
-            raise errors.EngineError(f"registry {host} asks for credentials over plain HTTP at its token realm")
+            raise errors.EngineError(
+                f"registry {host} asks for credentials over plain HTTP at its token realm"
+            )
         params: list[tuple[str, str]] = []
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
@@ -772,7 +792,9 @@ class Client:
         attempt = 0
         while True:
             url = self._base_url(host) + f"{ref.repository}/{path}"
-            response = self._authenticated(method, url, host, scope, headers, stream)
+            response = self._authenticated(
+                method, url, host=host, scope=scope, headers=headers, stream=stream
+            )
             transient = response.status_code == 429 or response.status_code >= 500
             if not (retry and transient) or attempt >= self.config.retries:
                 return response
@@ -782,7 +804,7 @@ class Client:
             time.sleep(min(delay, 30.0))
 
     def _authenticated(
-        self, method: str, url: str, host: str, scope: str, headers: Mapping[str, str], stream: bool
+        self, method: str, url: str, *, host: str, scope: str, headers: Mapping[str, str], stream: bool
     ) -> requests.Response:
         attempt = 0
         reauthenticated = False

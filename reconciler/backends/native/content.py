@@ -1,0 +1,286 @@
+"""Content store: immutable, content-addressed blobs under ``<root>/blobs/sha256/<hex>``.
+
+Every blob enters through an :class:`Ingest`: bytes are appended to ``<root>/ingest/<hex>.partial``
+while a sha256 runs over them, the size promised by the descriptor is enforced on every write,
+and only a complete, verified file is renamed into place (``os.replace``, atomic on one
+filesystem). A killed download leaves only its ``.partial`` file, which the next attempt resumes
+(the hash is rebuilt from the bytes already there). A digest mismatch deletes the partial file
+and raises ``errors.DigestMismatch``: a wrong blob is never stored and never retried silently.
+
+This module also owns :func:`write_atomic`, the one way the native engine commits a metadata file
+(temporary file, fsync, rename, fsync of the directory; mode 0600).
+
+What it must not do: interpret blobs (manifests, configs and layers are other modules' business),
+talk to the network, or delete a blob it was not asked to delete (garbage collection decides that
+from image references in ``images``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+from reconciler import errors
+
+_DIGEST_RE = re.compile(r"^sha256:([a-f0-9]{64})$")
+_CHUNK = 1024 * 1024
+
+
+def hex_of(digest: str) -> str:
+    """The hex part of a ``sha256:<hex>`` digest; anything else is refused (no path tricks)."""
+    match = _DIGEST_RE.match(digest)
+    if match is None:
+        raise errors.EngineError(f"unsupported or malformed digest {digest!r} (only sha256 is supported)")
+    return match.group(1)
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+
+    temp file in the same directory (mode 0600) → write → fsync → rename → fsync the directory, so
+    that after a crash the rename is durable too.
+    """
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """An ``flock`` on ``path``: excludes other processes and other threads (each opens its own fd)."""
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The blob store rooted at ``root`` (``<root>/blobs/sha256``, ``<root>/ingest``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+
+    def __repr__(self) -> str:
+        return f"content.Store({str(self.root)!r})"
+
+    def path(self, digest: str) -> Path:
+        return self.blobs / hex_of(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def read(self, digest: str) -> bytes:
+        """A stored blob's bytes, re-verified (small blobs only: manifests and configs)."""
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise errors.NotFound(f"blob {digest} is not in the content store") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise errors.DigestMismatch(f"stored blob {digest} is corrupt")
+        return data
+
+    def write(self, digest: str, data: bytes) -> bool:
+        """Store verified bytes; True when the blob was new."""
+        if self.has(digest):
+            return False
+        with self.ingest(digest, len(data)) as ingest:
+            ingest.write(data)
+            ingest.commit()
+        return True
+
+    def ingest(self, digest: str, size: int) -> Ingest:
+        """Start (or resume) writing the blob ``digest`` of ``size`` bytes."""
+        make_private_dir(self.blobs)
+        make_private_dir(self.ingest_dir)
+        return Ingest(self, digest, size)
+
+    def partial_path(self, digest: str) -> Path:
+        return self.ingest_dir / f"{hex_of(digest)}.partial"
+
+    def digests(self) -> list[str]:
+        try:
+            return sorted(
+                "sha256:" + p.name for p in self.blobs.iterdir() if _DIGEST_RE.match("sha256:" + p.name)
+            )
+        except FileNotFoundError:
+            return []
+
+    def delete(self, digest: str) -> int:
+        """Remove a blob; returns the bytes freed (0 when it was absent)."""
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def discard_partial(self, digest: str) -> int:
+        path = self.partial_path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def partials(self) -> list[Path]:
+        try:
+            return sorted(self.ingest_dir.glob("*.partial"))
+        except FileNotFoundError:
+            return []
+
+
+class Ingest:
+    """One blob being written: append-only, size-capped, hashed as it goes, resumable.
+
+    Use as a context manager; leaving it without :meth:`commit` keeps the partial file (a later
+    attempt resumes it) unless :meth:`abort` was called. Concurrent ingests of the same digest
+    (two pulls sharing a layer) are serialised by an ``flock`` on the partial file.
+    """
+
+    def __init__(self, store: Store, digest: str, size: int) -> None:
+        self.store = store
+        self.digest = digest
+        self.size = size
+        self.partial = store.partial_path(digest)
+        self._hasher = hashlib.sha256()
+        self._offset = 0
+        self._fd = -1
+        self.resumed_from = 0
+
+    def __repr__(self) -> str:
+        return f"Ingest({self.digest!r}, {self._offset}/{self.size})"
+
+    def __enter__(self) -> Ingest:
+        self._fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        existing = os.fstat(self._fd).st_size
+        if existing > self.size:
+            os.ftruncate(self._fd, 0)
+            existing = 0
+        # Rebuild the running hash from the bytes a previous attempt already wrote.
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        remaining = existing
+        while remaining:
+            chunk = os.read(self._fd, min(_CHUNK, remaining))
+            if not chunk:
+                break
+            self._hasher.update(chunk)
+            remaining -= len(chunk)
+        self._offset = existing - remaining
+        self.resumed_from = self._offset
+        os.lseek(self._fd, self._offset, os.SEEK_SET)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    @property
+    def complete(self) -> bool:
+        """The blob is already in the store (another pull committed it meanwhile)."""
+        return self.store.has(self.digest)
+
+    def write(self, data: bytes) -> None:
+        if self._offset + len(data) > self.size:
+            self.abort()
+            raise errors.DigestMismatch(
+                f"blob {self.digest} is larger than the {self.size} bytes its descriptor promised"
+            )
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._hasher.update(data)
+        self._offset += len(data)
+
+    def restart(self) -> None:
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._hasher = hashlib.sha256()
+        self._offset = 0
+
+    def abort(self) -> None:
+        """Throw the partial file away (its bytes are wrong, resuming would be pointless)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.partial.unlink()
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+        self._offset = 0
+        self._hasher = hashlib.sha256()
+
+    def commit(self) -> Path:
+        """Verify size and digest, then rename into ``blobs/``; a mismatch leaves nothing behind."""
+        if self._offset != self.size:
+            self.abort()
+            raise errors.DigestMismatch(
+                f"blob {self.digest} has {self._offset} bytes, its descriptor promised {self.size}"
+            )
+        actual = "sha256:" + self._hasher.hexdigest()
+        if actual != self.digest:
+            self.abort()
+            raise errors.DigestMismatch(f"blob {self.digest} hashed to {actual}")
+        os.fsync(self._fd)
+        target = self.store.path(self.digest)
+        os.chmod(self.partial, 0o600)
+        os.replace(self.partial, target)
+        return target
+
+
+def iter_file(path: Path, chunk: int = _CHUNK) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            yield block
+
+
+def copy_verified(store: Store, digest: str, size: int, reader: typing.BinaryIO) -> bool:
+    """Ingest a blob from a local file-like object (``image load``); True when it was new."""
+    if store.has(digest):
+        return False
+    with store.ingest(digest, size) as ingest:
+        ingest.restart()
+        while block := reader.read(_CHUNK):
+            ingest.write(block)
+        ingest.commit()
+    return True

@@ -1,0 +1,508 @@
+"""The layer applier: unpack one image layer (a tar, maybe compressed) safely into a directory.
+
+A layer comes from a registry, which is to say from anyone. This module is the only place where
+its entries touch the filesystem, and it is written so that no entry can reach outside the target
+directory (the CVE table in engine-notes §2.3 is the checklist):
+
+- names are normalised (``..`` clamped at the root, leading ``/`` stripped);
+- every *parent* component is resolved inside the root, securejoin-style: symlinks met on the way
+  are followed but re-rooted at the target, never at the host's ``/``; only the last component is
+  not followed (it is what the entry replaces);
+- hardlink targets are resolved the same way, must exist and must not be directories;
+- metadata goes on with ``lchown`` then ``chmod`` (which can clear setuid bits, hence the order)
+  and never through a symlink; directory mtimes are set at the end so later entries don't bump them;
+- whiteouts are converted to overlayfs' format in :data:`OVERLAY` mode (``.wh.x`` becomes a 0/0
+  character device, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` xattr) or applied as
+  deletions in :data:`FLAT` mode, always resolved inside the root and never against entries of the
+  same layer; ``trusted.overlay.*`` xattrs from the tar are dropped (only this module sets them);
+- decompression (gzip, zstd, or none, chosen by magic bytes) runs in-process, never a helper tool,
+  and the diff_id is the sha256 of the whole uncompressed stream, padding included.
+
+What it must not do: know about snapshots, images or the network; follow a symlink for a write;
+trust any name, link target or mode in the tar. It is the only module that imports ``zstandard``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import typing
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import zstandard
+
+from reconciler import errors
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_CHUNK = 1024 * 1024
+_MAX_SYMLINKS = 255
+
+
+class Mode(enum.Enum):
+    """How whiteouts are applied: as overlayfs markers (per-layer dirs) or as deletions (one dir)."""
+
+    OVERLAY = "overlay"
+    FLAT = "flat"
+
+
+OVERLAY = Mode.OVERLAY
+FLAT = Mode.FLAT
+
+
+class LayerError(errors.EngineError):
+    """The layer is malformed or tried something the applier refuses (an escape, a bad link)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying a layer produced: its diff_id (uncompressed sha256) and the bytes it held."""
+
+    diff_id: str
+    uncompressed_size: int
+    entries: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Decompression and hashing
+
+
+class _HashingReader:
+    """A read-only stream that decompresses (gzip/zstd/none) and hashes the uncompressed bytes.
+
+    Reads may return fewer bytes than asked (never zero before the end), which ``tarfile``'s
+    stream mode handles; this keeps copies small (no re-slicing of a growing buffer).
+    """
+
+    def __init__(self, raw: typing.BinaryIO) -> None:
+        self._raw = raw
+        head = raw.read(4)
+        self._hasher = hashlib.sha256()
+        self.size = 0
+        self._buffer = b""
+        self._position = 0
+        self._zstd: typing.Any = None
+        self._gzip: typing.Any = None
+        self._pending = head
+        if head.startswith(GZIP_MAGIC):
+            self._gzip = zlib.decompressobj(wbits=31)
+        elif head.startswith(ZSTD_MAGIC):
+            self._zstd = zstandard.ZstdDecompressor().stream_reader(
+                typing.cast(typing.IO[bytes], _Prefixed(head, raw)),
+                read_across_frames=True,
+                closefd=False,
+                read_size=_CHUNK,
+            )
+            self._pending = b""
+
+    def _fill(self) -> bytes:
+        """The next piece of decompressed bytes; b"" at the end of the stream."""
+        if self._zstd is not None:
+            return typing.cast(bytes, self._zstd.read(4 * _CHUNK))
+        if self._gzip is None:
+            if self._pending:
+                data, self._pending = self._pending, b""
+                return data + self._raw.read(_CHUNK)
+            return self._raw.read(_CHUNK)
+        while True:
+            if self._gzip.unconsumed_tail:
+                data = self._gzip.decompress(self._gzip.unconsumed_tail, 4 * _CHUNK)
+            else:
+                compressed = self._pending or self._raw.read(_CHUNK // 4)
+                self._pending = b""
+                if not compressed:
+                    if not self._gzip.eof:
+                        raise LayerError("gzip stream is truncated")
+                    return b""
+                if self._gzip.eof:
+                    # Concatenated gzip members (pigz, some builders) form one stream.
+                    self._gzip = zlib.decompressobj(wbits=31)
+                data = self._gzip.decompress(compressed, 4 * _CHUNK)
+            if self._gzip.eof and self._gzip.unused_data:
+                self._pending = self._gzip.unused_data
+            if data:
+                return typing.cast(bytes, data)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while chunk := self.read(_CHUNK):
+                parts.append(chunk)
+            return b"".join(parts)
+        if self._position >= len(self._buffer):
+            self._buffer = self._fill()
+            self._position = 0
+            if not self._buffer:
+                return b""
+        if self._position == 0 and size >= len(self._buffer):
+            data = self._buffer
+        else:
+            data = self._buffer[self._position : self._position + size]
+        self._position += len(data)
+        self._hasher.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end: the diff_id covers tar padding after the end-of-archive blocks."""
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self._hasher.hexdigest()
+
+
+class _Prefixed:
+    """A file-like that yields ``head`` then the rest of ``raw`` (magic sniffing without seek)."""
+
+    def __init__(self, head: bytes, raw: typing.BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            data, self._head = self._head, b""
+            if size is None or size < 0:
+                return data + self._raw.read()
+            return data + self._raw.read(max(size - len(data), 0))
+        return self._raw.read(size)
+
+
+def compression_of(path: Path) -> str:
+    """``gzip``, ``zstd`` or ``none``, from the file's magic bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def diff_id_of(path: Path) -> str:
+    """The diff_id of a layer blob without unpacking it (hash of the uncompressed stream)."""
+    with path.open("rb") as handle:
+        reader = _HashingReader(typing.cast(typing.BinaryIO, handle))
+        reader.drain()
+        return reader.digest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Root-confined path resolution
+
+
+def normalise(name: str) -> str:
+    """``normpath("/" + name)`` without the leading slash: ``..`` clamps at the root."""
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def resolve_in_root(root: Path, relative: str, *, create: bool = False, parents: Sequence[Path] = ()) -> Path:
+    """Resolve every component of ``relative`` under ``root``, following symlinks re-rooted at ``root``.
+
+    The result is a real directory path inside ``root`` (for ``relative == ""`` the root itself).
+    Missing components are created as directories when ``create`` is true, copying mode, owner
+    and xattrs from the same directory in ``parents`` (lower snapshots, top first) so that an
+    overlay's merged view keeps the lower directory's metadata. Anything that is not a directory
+    on the way is a :class:`LayerError`.
+    """
+    pending = [c for c in relative.split("/") if c and c != "."]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        component = pending.pop(0)
+        if component == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, component)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            if not create:
+                raise LayerError(
+                    f"{'/'.join([*resolved, component])} does not exist in the layer root"
+                ) from None
+            _make_parent_dir(root, [*resolved, component], parents)
+            resolved.append(component)
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > _MAX_SYMLINKS:
+                raise LayerError(f"too many levels of symbolic links under {'/'.join(resolved)}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending = [c for c in target.split("/") if c and c != "."] + pending
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise LayerError(f"{'/'.join([*resolved, component])} is not a directory")
+        resolved.append(component)
+    return root.joinpath(*resolved)
+
+
+def _make_parent_dir(root: Path, components: list[str], parents: Sequence[Path]) -> None:
+    path = root.joinpath(*components)
+    os.mkdir(path, 0o755)
+    relative = "/".join(components)
+    for lower in parents:
+        source = lower / relative
+        try:
+            info = os.lstat(source)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            os.chown(path, info.st_uid, info.st_gid, follow_symlinks=False)
+            os.chmod(path, stat.S_IMODE(info.st_mode))
+            _copy_xattrs(source, path)
+        break
+
+
+def _copy_xattrs(source: Path, target: Path) -> None:
+    try:
+        names = os.listxattr(source, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("trusted.overlay."):
+            continue
+        try:
+            os.setxattr(target, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+        except OSError:
+            continue
+
+
+# --------------------------------------------------------------------------------------------------
+# The applier
+
+
+def _remove(path: Path) -> None:
+    """Remove whatever is at ``path`` without following a symlink (rmtree refuses links)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+class _Applier:
+    def __init__(self, root: Path, mode: Mode, parents: Sequence[Path]) -> None:
+        self.root = root
+        self.mode = mode
+        self.parents = parents
+        self.unpacked: set[str] = set()
+        self.dir_times: list[tuple[Path, int]] = []
+        self.is_root = os.geteuid() == 0
+
+    def apply_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        if member.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
+            return
+        name = normalise(member.name)
+        if not name:
+            return
+        parent_rel, base = posixpath.split(name)
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parent_rel, base)
+            return
+        parent = resolve_in_root(self.root, parent_rel, create=True, parents=self.parents)
+        path = parent / base
+        self.unpacked.add(self._key(path))
+        try:
+            existing = os.lstat(path)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
+            _remove(path)
+        if member.isfile():
+            self._write_file(tar, member, path)
+        elif member.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(path, 0o700)
+        elif member.issym():
+            os.symlink(member.linkname, path)
+        elif member.islnk():
+            self._hardlink(member, path)
+            # A hardlink shares its target's inode and metadata; nothing else to set.
+            return
+        elif member.ischr() or member.isblk():
+            if not self.is_root:
+                raise LayerError(f"device node {name} needs root to unpack")
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        elif member.isfifo():
+            os.mkfifo(path, 0o600)
+        else:
+            raise LayerError(f"entry {name} has an unsupported tar type {member.type!r}")
+        self._metadata(member, path)
+
+    def _key(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
+        source = tar.extractfile(member)
+        if source is None:
+            raise LayerError(f"cannot read {member.name} from the layer")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target, _CHUNK)
+
+    def _hardlink(self, member: tarfile.TarInfo, path: Path) -> None:
+        link_rel = normalise(member.linkname)
+        link_parent_rel, link_base = posixpath.split(link_rel)
+        if not link_base:
+            raise LayerError(f"hardlink {member.name} has an empty target")
+        try:
+            source = resolve_in_root(self.root, link_parent_rel) / link_base
+            info = os.lstat(source)
+        except (LayerError, FileNotFoundError):
+            source, info = self._copy_up(link_rel)
+        if stat.S_ISDIR(info.st_mode):
+            raise LayerError(f"hardlink {member.name} points at a directory")
+        os.link(source, path, follow_symlinks=False)
+
+    def _copy_up(self, link_rel: str) -> tuple[Path, os.stat_result]:
+        """A hardlink to a file of a lower layer: copy that file into this layer, then link to it.
+
+        The lower file is looked up with the same root-confined resolution inside each parent
+        snapshot; in flat mode everything is in one root, so a miss is simply an error.
+        """
+        link_parent_rel, link_base = posixpath.split(link_rel)
+        for lower in self.parents:
+            try:
+                candidate = resolve_in_root(lower, link_parent_rel) / link_base
+                info = os.lstat(candidate)
+            except (LayerError, FileNotFoundError):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                break
+            parent = resolve_in_root(self.root, link_parent_rel, create=True, parents=self.parents)
+            target = parent / link_base
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out, open(candidate, "rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+            os.chown(target, info.st_uid, info.st_gid, follow_symlinks=False)
+            os.chmod(target, stat.S_IMODE(info.st_mode))
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+            return target, os.lstat(target)
+        raise LayerError(f"hardlink target {link_rel} does not exist in this layer or below")
+
+    def _whiteout(self, parent_rel: str, base: str) -> None:
+        try:
+            parent = resolve_in_root(self.root, parent_rel, create=self.mode is OVERLAY, parents=self.parents)
+        except LayerError:
+            if self.mode is FLAT:
+                return  # nothing below to hide
+            raise
+        if base == OPAQUE_MARKER:
+            if self.mode is OVERLAY:
+                os.setxattr(parent, "trusted.overlay.opaque", b"y", follow_symlinks=False)
+            else:
+                for child in os.listdir(parent):
+                    if self._key(parent / child) not in self.unpacked:
+                        _remove(parent / child)
+            self.unpacked.add(self._key(parent))
+            return
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            raise LayerError(f"invalid whiteout name {posixpath.join(parent_rel, base)}")
+        victim_name = base[len(WHITEOUT_PREFIX) :]
+        if not victim_name or victim_name in (".", "..") or "/" in victim_name:
+            raise LayerError(f"invalid whiteout name {posixpath.join(parent_rel, base)}")
+        victim = parent / victim_name
+        if self._key(victim) in self.unpacked:
+            return  # a whiteout hides lower layers only, never this layer's own entries
+        if self.mode is FLAT:
+            _remove(victim)
+            return
+        _remove(victim)
+        os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        self.unpacked.add(self._key(victim))
+
+    def _metadata(self, member: tarfile.TarInfo, path: Path) -> None:
+        for key, value in member.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            attr = key[len("SCHILY.xattr.") :]
+            if attr.startswith("trusted.overlay."):
+                continue  # only the applier speaks overlayfs' language; a layer must not forge it
+            try:
+                os.setxattr(path, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
+                    raise
+        if self.is_root:
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        if not member.issym():
+            # lchown may clear setuid/setgid, so the mode goes on after it; never on a symlink.
+            os.chmod(path, stat.S_IMODE(member.mode))
+        mtime_ns = int(member.mtime * 1_000_000_000)
+        if member.isdir():
+            self.dir_times.append((path, mtime_ns))
+        else:
+            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+    def finish(self) -> None:
+        for path, mtime_ns in reversed(self.dir_times):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+
+def apply(
+    blob: Path,
+    root: Path,
+    *,
+    mode: Mode = OVERLAY,
+    parents: Sequence[Path] = (),
+    expected_diff_id: str | None = None,
+) -> Applied:
+    """Apply the layer in ``blob`` (gzip, zstd or plain tar) onto the directory ``root``.
+
+    ``parents`` are the lower snapshot directories, top first (overlay mode: used to give new
+    parent directories their lower metadata and to copy up hardlink targets). When
+    ``expected_diff_id`` is given, a different hash of the uncompressed stream raises
+    ``errors.DigestMismatch`` (the caller discards ``root``).
+    """
+    entries = 0
+    applier = _Applier(root, mode, parents)
+    with blob.open("rb") as handle:
+        reader = _HashingReader(typing.cast(typing.BinaryIO, handle))
+        try:
+            with tarfile.open(fileobj=typing.cast(typing.IO[bytes], reader), mode="r|", bufsize=65536) as tar:
+                for member in tar:
+                    applier.apply_member(tar, member)
+                    entries += 1
+        except tarfile.TarError as exc:
+            raise LayerError(f"layer {blob.name} is not a valid tar stream: {exc}") from None
+        except (zlib.error, zstandard.ZstdError) as exc:
+            raise LayerError(f"layer {blob.name} does not decompress: {exc}") from None
+        reader.drain()
+    applier.finish()
+    diff_id = reader.digest()
+    if expected_diff_id is not None and diff_id != expected_diff_id:
+        raise errors.DigestMismatch(
+            f"layer {blob.name} unpacked to diff_id {diff_id}, the image config says {expected_diff_id}"
+        )
+    return Applied(diff_id=diff_id, uncompressed_size=reader.size, entries=entries)
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """ChainID(L0) = DiffID(L0); ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(n))."""
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        if not chain:
+            chain.append(diff_id)
+        else:
+            chain.append("sha256:" + hashlib.sha256(f"{chain[-1]} {diff_id}".encode()).hexdigest())
+    return chain

@@ -1,0 +1,142 @@
+"""The executor: walks a plan's DAG and makes one engine call per step. It decides nothing.
+
+Independent steps run concurrently on a bounded thread pool (``parallelism``); a step starts when
+every step it waits for has succeeded. When a step fails, the steps that depend on it (directly or
+transitively) are skipped, and every independent step still runs, so one bad object never blocks
+the rest of the stack. Results are reported as they happen (``on_result``) and returned in step
+order, so the CLI can print a per-step line and a summary.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Literal, assert_never
+
+from reconciler import engine, errors, plans
+
+Status = Literal["done", "failed", "skipped"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepResult:
+    step: plans.Step
+    status: Status
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    results: tuple[StepResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.status == "done" for result in self.results)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for result in self.results if result.status == status)
+
+    def summary(self) -> str:
+        return (
+            f"{self.count('done')} done, {self.count('failed')} failed, {self.count('skipped')} skipped "
+            f"of {len(self.results)} steps"
+        )
+
+
+def perform(action: plans.Action, target: engine.Engine) -> None:
+    """The one engine call for ``action``; mypy checks that every action variant is handled."""
+    match action:
+        case plans.PullImage(image=image, policy=policy):
+            target.pull_image(image, policy=policy)  # type: ignore[arg-type]
+        case plans.CreateNetwork(request=request):
+            target.create_network(request)
+        case plans.RemoveNetwork(name=name):
+            target.remove_network(name)
+        case plans.CreateVolume(request=request):
+            target.create_volume(request)
+        case plans.RemoveVolume(name=name):
+            target.remove_volume(name)
+        case plans.CreateContainer(request=request):
+            target.create_container(request)
+        case plans.StartContainer(name=name):
+            target.start_container(name)
+        case plans.StopContainer(name=name, timeout=timeout):
+            target.stop_container(name, timeout=timeout)
+        case plans.RemoveContainer(name=name):
+            target.remove_container(name)
+        case plans.RenameContainer(name=name, new_name=new_name):
+            target.rename_container(name, new_name)
+        case plans.UpdateContainer(name=name, resources=resources):
+            target.update_container(name, resources)
+        case _:
+            assert_never(action)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())  # one line per failed object, always
+
+
+def execute(
+    plan: plans.Plan,
+    target: engine.Engine,
+    *,
+    parallelism: int = 4,
+    on_result: Callable[[StepResult], None] | None = None,
+) -> Outcome:
+    """Run ``plan`` against ``target``; never raises for a failed step (see :class:`Outcome`)."""
+    steps = {step.number: step for step in plan.steps}
+    dependents: dict[int, list[int]] = {number: [] for number in steps}
+    waiting: dict[int, int] = {}
+    for step in plan.steps:
+        waiting[step.number] = len(step.after)
+        for before in step.after:
+            dependents[before].append(step.number)
+    results: dict[int, StepResult] = {}
+
+    def report(result: StepResult) -> None:
+        results[result.step.number] = result
+        if on_result is not None:
+            on_result(result)
+
+    def skip_dependents(number: int, cause: str) -> None:
+        stack = list(dependents[number])
+        while stack:
+            child = stack.pop()
+            if child in results:
+                continue
+            report(StepResult(steps[child], "skipped", error=f"skipped: {cause}"))
+            stack.extend(dependents[child])
+
+    def run(step: plans.Step) -> StepResult:
+        started = time.monotonic()
+        try:
+            perform(step.action, target)
+        except errors.ReconcilerError as exc:
+            return StepResult(step, "failed", time.monotonic() - started, _error_text(exc))
+        except Exception as exc:  # a backend bug must not abort the other steps  # noqa: BLE001
+            return StepResult(step, "failed", time.monotonic() - started, f"{type(exc).__name__}: {_error_text(exc)}")
+        return StepResult(step, "done", time.monotonic() - started)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        running: dict[concurrent.futures.Future[StepResult], int] = {}
+        for number in sorted(n for n, count in waiting.items() if count == 0):
+            running[pool.submit(run, steps[number])] = number
+        while running:
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f]):
+                number = running.pop(future)
+                result = future.result()
+                report(result)
+                if result.status == "failed":
+                    verb, target_text = plans.describe(result.step.action)
+                    skip_dependents(number, f"step {number} ({verb} {target_text}) failed")
+                    continue
+                for child in sorted(dependents[number]):
+                    waiting[child] -= 1
+                    if waiting[child] == 0 and child not in results:
+                        running[pool.submit(run, steps[child])] = child
+    return Outcome(tuple(results[number] for number in sorted(results)))

@@ -1,0 +1,377 @@
+"""The planner: desired × observed → a :class:`plans.Plan`. A pure function: no I/O, no engine.
+
+Decisions, per object (the reason each step carries is in quotes):
+
+* **Networks and volumes** are created when absent ("not found"). A network whose spec hash
+  changed is recreated, and so is every container attached to it (stop-first, since a container
+  cannot move to a network that does not exist yet). A volume whose spec changed is a
+  :class:`errors.PlanError`: volumes hold data, so the user decides.
+* **Containers** are created and started when absent ("not found"); recreated when their spec
+  hash changed ("spec changed: env.FOO, ports[0].hostPort", with a field-level diff) or their image
+  moved ("image changed"); updated in place when only resource limits differ; started when their
+  restart policy says they should be running and they are not ("drift: exited (137)").
+* **Recreate order** is create-new → stop-old → start-new → remove-old → rename-new: the old
+  container keeps serving while the new one is created, and the downtime is the stop-to-start gap.
+  The new container is created as ``<name>.next``, a name no manifest can declare (dots are not
+  allowed in DNS labels), so it can never collide with a user's container.
+* **Pruning** removes owned objects of the stacks in scope that no manifest declares any more
+  ("orphan: not in manifests"). Volumes are never removed unless ``prune_volumes`` is set; a kept
+  volume is mentioned in the plan's notes.
+* **Ownership**: an object of the same name owned by another stack is a ``PlanError`` naming both.
+
+Ordering (the DAG): networks, volumes and image pulls before the containers that use them;
+``dependsOn``/``volumesFrom``/``container:`` peers started before their dependents; removals of
+containers before the networks and volumes they used; any create of a name after the removal of
+the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from reconciler import errors, hashing, manifests, observed, plans
+
+NEXT_SUFFIX = ".next"
+
+
+def owner_labels(stack: str, kind: str, spec_hash: str) -> dict[str, str]:
+    return {observed.LABEL_STACK: stack, observed.LABEL_KIND: kind, observed.LABEL_HASH: spec_hash}
+
+
+def container_request(container: manifests.DesiredContainer, *, name: str | None = None) -> plans.ContainerRequest:
+    """The engine request for a desired container: owner labels, the spec document, user labels."""
+    document = hashing.container_document(container)
+    labels = dict(container.labels)
+    labels.update(owner_labels(container.stack, "Container", hashing.container_hash(container)))
+    labels[observed.LABEL_SPEC] = hashing.canonical_json(document)
+    return plans.ContainerRequest(
+        name=name or container.name, spec=container.spec, env=dict(container.effective_env), labels=labels
+    )
+
+
+def network_request(network: manifests.DesiredNetwork) -> plans.NetworkRequest:
+    labels = dict(network.labels)
+    labels.update(owner_labels(network.stack, "Network", hashing.network_hash(network)))
+    return plans.NetworkRequest(name=network.name, spec=network.spec, labels=labels)
+
+
+def volume_request(volume: manifests.DesiredVolume) -> plans.VolumeRequest:
+    labels = dict(volume.spec.labels)
+    labels.update(volume.labels)
+    labels.update(owner_labels(volume.stack, "Volume", hashing.volume_hash(volume)))
+    return plans.VolumeRequest(name=volume.name, spec=volume.spec, labels=labels)
+
+
+def images_of(desired: manifests.Desired) -> list[str]:
+    """The image references the planner wants the engine to resolve locally (for ``observe``)."""
+    return sorted({c.spec.image for c in desired.containers.values()})
+
+
+def should_run(spec: manifests.ContainerSpec, container: observed.ObservedContainer) -> bool:
+    """Whether an apply should (re)start a container that is not running.
+
+    One semantics across engines: ``always`` and ``unless-stopped`` containers are meant to run;
+    ``on-failure`` ones while their last exit was a failure and retries remain; ``no`` ones only
+    until they have run once (a one-shot job that completed stays completed).
+    """
+    if container.state in ("running", "restarting", "paused"):
+        return False
+    if container.state == "created":
+        return True
+    policy = spec.restart.policy
+    if policy in ("always", "unless-stopped"):
+        return True
+    if policy == "on-failure":
+        retries = spec.restart.max_retries
+        exhausted = retries is not None and container.restart_count >= retries
+        return container.exit_code not in (0, None) and not exhausted
+    return False
+
+
+def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedResources) -> list[plans.FieldChange]:
+    changes = []
+    for field, show in (("memory", manifests.format_size), ("cpus", str), ("pids", str)):
+        new, old = getattr(wanted, field), getattr(actual, field)
+        if (new or None) != (old or None):
+            changes.append(
+                plans.FieldChange(
+                    f"resources.{field}",
+                    show(old) if old else "unlimited",
+                    show(new) if new else "unlimited",
+                )
+            )
+    return changes
+
+
+@dataclasses.dataclass(slots=True)
+class _Builder:
+    steps: list[plans.Step] = dataclasses.field(default_factory=list)
+    changes: list[plans.Change] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, action: plans.Action, reason: str, after: set[int] | None = None) -> int:
+        number = len(self.steps) + 1
+        self.steps.append(plans.Step(number, action, reason, tuple(sorted(a for a in (after or ()) if a))))
+        return number
+
+    def plan(self) -> plans.Plan:
+        return plans.Plan(tuple(self.steps), tuple(self.changes), tuple(self.notes))
+
+
+def _conflicts(desired: manifests.Desired, actual: observed.Observed) -> list[str]:
+    problems = []
+    pairs: list[tuple[str, Mapping[str, object], Mapping[str, observed.Owned]]] = [
+        ("container", desired.containers, actual.containers),
+        ("network", desired.networks, actual.networks),
+        ("volume", desired.volumes, actual.volumes),
+    ]
+    for kind, wanted, present in pairs:
+        for name in sorted(wanted):
+            item = wanted[name]
+            stack = getattr(item, "stack", None)
+            other = present.get(name)
+            if other is not None and other.stack != stack:
+                problems.append(
+                    f"{kind} {name} is declared in stack {stack!r} ({getattr(item, 'source', '?')}) but the "
+                    f"existing {kind} {name} belongs to stack {other.stack!r}; delete it from stack "
+                    f"{other.stack!r} first, or rename one of them"
+                )
+    return problems
+
+
+def plan(
+    desired: manifests.Desired,
+    actual: observed.Observed,
+    *,
+    prune: bool = True,
+    prune_volumes: bool = False,
+    scope: frozenset[str] | None = None,
+) -> plans.Plan:
+    """Plan the steps that turn ``actual`` into ``desired`` for the stacks in ``scope``.
+
+    ``scope`` defaults to the stacks the desired state declares; ``reconcile delete --stack X``
+    passes an empty desired state with ``scope={"X"}``. Objects of other stacks are never touched.
+    """
+    stacks = desired.stacks if scope is None else scope
+    problems = _conflicts(desired, actual)
+    for name in sorted(desired.volumes):
+        volume = desired.volumes[name]
+        present = actual.volumes.get(name)
+        if present is not None and present.stack == volume.stack and present.spec_hash != hashing.volume_hash(volume):
+            problems.append(
+                f"volume {name}: its spec changed ({volume.source}), and volumes hold data, so it is not "
+                "recreated; restore the old spec, or remove the volume explicitly with "
+                f"`reconcile delete --stack {volume.stack} --prune-volumes` and apply again"
+            )
+    if problems:
+        raise errors.PlanError("\n".join(problems))
+
+    build = _Builder()
+    removed_step: dict[tuple[str, str], int] = {}  # (kind, name) -> step that removed it
+    ready: dict[tuple[str, str], int] = {}  # (kind, name) -> step after which it exists/runs
+    container_gone: dict[str, int] = {}  # old container name -> step after which it no longer exists
+
+    # -- decide containers first: network recreation and image pulls depend on it -------------
+    network_recreated = {
+        name
+        for name, network in desired.networks.items()
+        if name in actual.networks and actual.networks[name].spec_hash != hashing.network_hash(network)
+    }
+    decisions: dict[str, tuple[str, str, tuple[plans.FieldChange, ...]]] = {}
+    for name in sorted(desired.containers):
+        container = desired.containers[name]
+        present = actual.containers.get(name)
+        if present is None:
+            decisions[name] = ("create", "not found", ())
+            continue
+        new_document = hashing.container_document(container)
+        local_image = actual.images.get(container.spec.image)
+        if present.spec_hash != hashing.container_hash(container):
+            old_document = present.spec_json
+            diff = tuple(
+                dataclasses.replace(change, path=change.path.removeprefix("spec."))
+                for change in (plans.diff_documents(old_document, new_document) if old_document else [])
+            )
+            fields = ", ".join(change.path for change in diff[:6])
+            more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+            reason = f"spec changed: {fields}{more}" if fields else "spec changed (hash scheme or labels)"
+            decisions[name] = ("recreate", reason, diff)
+        elif local_image is not None and present.image_id and present.image_id != local_image:
+            decisions[name] = (
+                "recreate",
+                f"image changed: {container.spec.image} is now {local_image[:19]}, was {present.image_id[:19]}",
+                (plans.FieldChange("image id", present.image_id, local_image),),
+            )
+        elif set(present.networks) & network_recreated:
+            nets = ", ".join(sorted(set(present.networks) & network_recreated))
+            decisions[name] = ("recreate", f"network {nets} is recreated", ())
+        elif diff := _resources_differ(container.spec.resources, present.resources):
+            decisions[name] = ("update", "resources changed: update in place", tuple(diff))
+        elif should_run(container.spec, present):
+            exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
+            decisions[name] = ("start", f"drift: {present.state}{exit_text}, restart policy "
+                               f"{container.spec.restart.policy}", ())  # fmt: skip
+    # A container sharing another's network namespace must follow it when that one is recreated.
+    changed = True
+    while changed:
+        changed = False
+        for name, container in sorted(desired.containers.items()):
+            mode = container.spec.network_mode
+            peer = mode.removeprefix("container:") if mode.startswith("container:") else None
+            if peer and decisions.get(peer, ("",))[0] in ("recreate", "create") and name not in decisions:
+                decisions[name] = ("recreate", f"container {peer} is recreated (networkMode {mode})", ())
+                changed = True
+            elif peer and decisions.get(peer, ("",))[0] == "recreate" and decisions[name][0] in ("update", "start"):
+                decisions[name] = ("recreate", f"container {peer} is recreated (networkMode {mode})", ())
+                changed = True
+
+    # -- orphans in scope: containers first (they hold networks and volumes) --------------------
+    for name in sorted(actual.containers):
+        present = actual.containers[name]
+        if present.stack not in stacks or name in desired.containers:
+            continue
+        if not prune:
+            build.notes.append(f"container {name} is not in the manifests; kept because of --no-prune")
+            continue
+        stop = build.add(plans.StopContainer(name, 10.0), "orphan: not in manifests")
+        gone = build.add(plans.RemoveContainer(name), "orphan: not in manifests", {stop})
+        removed_step[("container", name)] = gone
+        container_gone[name] = gone
+        build.changes.append(plans.Change("Container", name, present.stack or "", "remove", "orphan: not in manifests"))
+
+    # Old containers that must disappear before their network is recreated (stop-first recreate).
+    for name in sorted(decisions):
+        verb, reason, diff = decisions[name]
+        present = actual.containers.get(name)
+        if verb == "recreate" and present is not None and set(present.networks) & network_recreated:
+            container = desired.containers[name]
+            stop = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason)
+            gone = build.add(plans.RemoveContainer(name), reason, {stop})
+            container_gone[name] = gone
+            removed_step[("container", name)] = gone
+
+    # -- networks -------------------------------------------------------------------------------
+    for name in sorted(desired.networks):
+        network = desired.networks[name]
+        if name not in actual.networks:
+            ready[("network", name)] = build.add(plans.CreateNetwork(network_request(network)), "not found")
+            build.changes.append(plans.Change("Network", name, network.stack, "create", "not found"))
+        elif name in network_recreated:
+            users = {
+                container_gone[c]
+                for c, present in actual.containers.items()
+                if name in present.networks and c in container_gone
+            }
+            diff = tuple(plans.diff_documents({}, hashing.network_document(network)))
+            removal = build.add(plans.RemoveNetwork(name), "spec changed", users)
+            ready[("network", name)] = build.add(plans.CreateNetwork(network_request(network)), "spec changed", {removal})
+            build.changes.append(plans.Change("Network", name, network.stack, "recreate", "spec changed", diff))
+
+    # -- volumes --------------------------------------------------------------------------------
+    for name in sorted(desired.volumes):
+        volume = desired.volumes[name]
+        if name not in actual.volumes:
+            ready[("volume", name)] = build.add(plans.CreateVolume(volume_request(volume)), "not found")
+            build.changes.append(plans.Change("Volume", name, volume.stack, "create", "not found"))
+
+    # -- image pulls for containers that will be created ----------------------------------------
+    pulls: dict[str, int] = {}
+    for name in sorted(decisions):
+        verb = decisions[name][0]
+        spec = desired.containers[name].spec
+        if verb not in ("create", "recreate") or spec.image in pulls:
+            continue
+        if actual.images.get(spec.image) is None:
+            if spec.pull_policy == "Never":
+                raise errors.PlanError(
+                    f"container {name}: image {spec.image} is not present and pullPolicy is Never"
+                )
+            pulls[spec.image] = build.add(plans.PullImage(spec.image, spec.pull_policy), "not present locally")
+
+    # -- containers, in dependency order ----------------------------------------------------------
+    for name in _dependency_order(desired):
+        if name not in decisions:
+            continue
+        container = desired.containers[name]
+        verb, reason, diff = decisions[name]
+        present = actual.containers.get(name)
+        needs: set[int] = {pulls.get(container.spec.image, 0)}
+        needs |= {ready.get(("network", n.name), 0) for n in container.spec.networks}
+        needs |= {
+            ready.get(("volume", m.source), 0)
+            for m in container.spec.mounts
+            if isinstance(m, manifests.VolumeMount)
+        }
+        dependencies = {ready.get(("container", dep), 0) for dep in manifests.container_dependencies(container)}
+        build.changes.append(plans.Change("Container", name, container.stack, verb,  # type: ignore[arg-type]
+                                          reason, diff))  # fmt: skip
+        if verb == "update":
+            ready[("container", name)] = build.add(
+                plans.UpdateContainer(name, container.spec.resources), reason
+            )
+        elif verb == "start":
+            ready[("container", name)] = build.add(plans.StartContainer(name), reason, dependencies)
+        elif verb == "create" or name in container_gone:
+            needs.add(removed_step.get(("container", name), 0))
+            created = build.add(plans.CreateContainer(container_request(container)), reason, needs)
+            ready[("container", name)] = build.add(plans.StartContainer(name), reason, {created} | dependencies)
+        else:
+            assert present is not None
+            staged = f"{name}{NEXT_SUFFIX}"
+            needs.add(removed_step.get(("container", staged), 0))
+            created = build.add(plans.CreateContainer(container_request(container, name=staged)), reason, needs)
+            stopped = build.add(
+                plans.StopContainer(name, container.spec.stop_timeout), reason, {created}
+            )
+            started = build.add(plans.StartContainer(staged), reason, {stopped} | dependencies)
+            removed = build.add(plans.RemoveContainer(name), reason, {started})
+            ready[("container", name)] = build.add(plans.RenameContainer(staged, name), reason, {removed})
+
+    # -- orphan networks and volumes, after every container that used them is gone ----------------
+    for name in sorted(actual.networks):
+        present_network = actual.networks[name]
+        if present_network.stack not in stacks or name in desired.networks:
+            continue
+        users = {step for c, step in container_gone.items() if name in actual.containers[c].networks}
+        if not prune:
+            build.notes.append(f"network {name} is not in the manifests; kept because of --no-prune")
+            continue
+        build.add(plans.RemoveNetwork(name), "orphan: not in manifests", users)
+        build.changes.append(
+            plans.Change("Network", name, present_network.stack or "", "remove", "orphan: not in manifests")
+        )
+    for name in sorted(actual.volumes):
+        present_volume = actual.volumes[name]
+        if present_volume.stack not in stacks or name in desired.volumes:
+            continue
+        if not prune_volumes:
+            build.notes.append(
+                f"volume {name} (stack {present_volume.stack}) is not in the manifests and is kept: volumes "
+                "hold data; pass --prune-volumes to remove it"
+            )
+            continue
+        users = {step for c, step in container_gone.items() if name in actual.containers[c].volumes}
+        build.add(plans.RemoveVolume(name), "orphan: not in manifests (--prune-volumes)", users)
+        build.changes.append(
+            plans.Change("Volume", name, present_volume.stack or "", "remove", "orphan: not in manifests (--prune-volumes)")
+        )
+    return build.plan()
+
+
+def _dependency_order(desired: manifests.Desired) -> list[str]:
+    """Container names, dependencies first, ties broken by name (the loader rejected cycles)."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in desired.containers:
+            return
+        seen.add(name)
+        for dependency in manifests.container_dependencies(desired.containers[name]):
+            visit(dependency)
+        order.append(name)
+
+    for name in sorted(desired.containers):
+        visit(name)
+    return order
