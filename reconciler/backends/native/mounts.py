@@ -48,7 +48,12 @@ class Mount:
 
     def to_oci(self) -> dict[str, object]:
         """The mount as an OCI runtime-spec ``mounts`` entry (``destination`` is the target)."""
-        return {"destination": self.target, "type": self.type, "source": self.source, "options": list(self.options)}
+        return {
+            "destination": self.target,
+            "type": self.type,
+            "source": self.source,
+            "options": list(self.options),
+        }
 
 
 def _escape(path: Path | str) -> str:
@@ -115,7 +120,9 @@ def mount(m: Mount) -> None:
     else:
         relative = _relative_form(m)
         if relative is None or len(relative[1].encode()) >= PAGE_LIMIT:
-            raise errors.RuntimeFailed(f"mount options for {m.target} exceed one page even with relative paths")
+            raise errors.RuntimeFailed(
+                f"mount options for {m.target} exceed one page even with relative paths"
+            )
         cwd, short = relative
         code = _mount_in_child(m, cwd, short)
     if code:
@@ -152,7 +159,7 @@ def unmount(target: Path | str, *, detach: bool = False) -> None:
 def is_mounted(target: Path | str) -> bool:
     """True when ``target`` is a mount point (compared by /proc/self/mountinfo, exact path)."""
     wanted = os.path.realpath(target)
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:  # noqa: PTH123
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         for line in handle:
             fields = line.split()
             if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == wanted:

@@ -22,6 +22,7 @@ snapshot that a kept image still references (the caller decides what is kept).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import dataclasses
@@ -111,7 +112,7 @@ class Snapshotter:
             size=int(str(entry.get("size", 0))),
         )
 
-    def list(self) -> list[Snapshot]:
+    def list(self) -> builtins.list[Snapshot]:
         snaps = self._snapshots(self._load())
         return sorted((self._from(k, v) for k, v in snaps.items()), key=lambda s: int(s.id))
 
@@ -123,10 +124,10 @@ class Snapshotter:
         """The snapshot's ``fs`` directory (an overlay lowerdir)."""
         return self.root / snapshot.id / "fs"
 
-    def lowers(self, chain_id: str) -> list[Path]:
+    def lowers(self, chain_id: str) -> builtins.list[Path]:
         """The ``fs`` directories of the stack ending at ``chain_id``, top layer first."""
         snaps = self._snapshots(self._load())
-        paths: list[Path] = []
+        paths: builtins.list[Path] = []
         current: str | None = chain_id
         while current is not None:
             entry = snaps.get(current)
@@ -144,7 +145,7 @@ class Snapshotter:
         fs = work / "fs"
         # The root of the layer shows as the container's "/" when it is the top lower: 0755.
         fs.mkdir(mode=0o755)
-        os.chmod(fs, 0o755)
+        os.chmod(fs, 0o755)  # noqa: S103 - a container's / is world-readable by design
         return fs
 
     def discard(self, fs: Path) -> None:
@@ -166,7 +167,12 @@ class Snapshotter:
                 raise errors.NotFound(f"parent snapshot {parent} of {chain_id} is missing")
             next_id = int(str(data.get("next", 1)))
             os.rename(fs.parent, self.root / str(next_id))
-            entry: dict[str, object] = {"id": str(next_id), "parent": parent, "diff_id": diff_id, "size": size}
+            entry: dict[str, object] = {
+                "id": str(next_id),
+                "parent": parent,
+                "diff_id": diff_id,
+                "size": size,
+            }
             snaps[chain_id] = entry
             data["next"] = next_id + 1
             self._save(data)
