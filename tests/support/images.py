@@ -1,0 +1,456 @@
+"""Build small test images in Python: layer tars, OCI layouts, docker-archives, reference unpacks.
+
+Everything is deterministic (fixed mtimes, sorted entries), so the same layer built twice has the
+same digest and images share base layers the way real ones do. The busybox layer copies Debian's
+``busybox-static`` binary (``/bin/busybox``) with one symlink per applet, which makes a runnable
+image without any registry access.
+
+Typical use::
+
+    layout = OciLayout(tmp_path / "oci")
+    image = busybox_image(layout, "latest")          # one gzip layer, tagged "latest" in index.json
+    multi = multiarch_image(layout, "multi")         # index: linux/amd64 + linux/arm64
+    skopeo push: registry.push(layout, "multi", "test/busybox:multi")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import zstandard
+
+from tests import support
+
+MTIME = 1_700_000_000
+MEDIA_LAYER = {
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "none": "application/vnd.oci.image.layer.v1.tar",
+}
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+BUSYBOX = Path("/bin/busybox")
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class TarBuilder:
+    """An in-memory layer tar (PAX format) with helpers for every entry type a layer may hold."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._tar = tarfile.open(fileobj=self._buffer, mode="w", format=tarfile.PAX_FORMAT)
+
+    def _info(self, name: str, kind: bytes, *, mode: int, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = mode
+        info.uid, info.gid = uid, gid
+        info.mtime = MTIME
+        return info
+
+    def dir(self, name: str, *, mode: int = 0o755, uid: int = 0, gid: int = 0) -> TarBuilder:
+        self._tar.addfile(self._info(name, tarfile.DIRTYPE, mode=mode, uid=uid, gid=gid))
+        return self
+
+    def file(
+        self,
+        name: str,
+        data: bytes = b"",
+        *,
+        mode: int = 0o644,
+        uid: int = 0,
+        gid: int = 0,
+        xattrs: dict[str, str] | None = None,
+    ) -> TarBuilder:
+        info = self._info(name, tarfile.REGTYPE, mode=mode, uid=uid, gid=gid)
+        info.size = len(data)
+        if xattrs:
+            info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
+        self._tar.addfile(info, io.BytesIO(data))
+        return self
+
+    def big_file(self, name: str, path: Path, *, mode: int = 0o644) -> TarBuilder:
+        info = self._info(name, tarfile.REGTYPE, mode=mode)
+        info.size = path.stat().st_size
+        with path.open("rb") as handle:
+            self._tar.addfile(info, handle)
+        return self
+
+    def symlink(self, name: str, target: str, *, uid: int = 0, gid: int = 0, mode: int = 0o777) -> TarBuilder:
+        info = self._info(name, tarfile.SYMTYPE, mode=mode, uid=uid, gid=gid)
+        info.linkname = target
+        self._tar.addfile(info)
+        return self
+
+    def hardlink(
+        self, name: str, target: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0
+    ) -> TarBuilder:
+        info = self._info(name, tarfile.LNKTYPE, mode=mode, uid=uid, gid=gid)
+        info.linkname = target
+        self._tar.addfile(info)
+        return self
+
+    def chardev(self, name: str, major: int, minor: int, *, mode: int = 0o666) -> TarBuilder:
+        info = self._info(name, tarfile.CHRTYPE, mode=mode)
+        info.devmajor, info.devminor = major, minor
+        self._tar.addfile(info)
+        return self
+
+    def fifo(self, name: str, *, mode: int = 0o644) -> TarBuilder:
+        self._tar.addfile(self._info(name, tarfile.FIFOTYPE, mode=mode))
+        return self
+
+    def whiteout(self, path: str) -> TarBuilder:
+        parent, base = os.path.split(path)
+        return self.file(os.path.join(parent, ".wh." + base), mode=0o600)
+
+    def opaque(self, directory: str) -> TarBuilder:
+        return self.file(os.path.join(directory, ".wh..wh..opq"), mode=0o600)
+
+    def raw(self, info: tarfile.TarInfo, data: bytes | None = None) -> TarBuilder:
+        """Add a hand-made header (malicious names, odd types) as is."""
+        if data is not None:
+            info.size = len(data)
+        self._tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        return self
+
+    def build(self) -> bytes:
+        self._tar.close()
+        return self._buffer.getvalue()
+
+
+def compress(data: bytes, kind: str) -> bytes:
+    if kind == "gzip":
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    if kind == "zstd":
+        return zstandard.ZstdCompressor(level=3).compress(data)
+    if kind == "none":
+        return data
+    raise ValueError(f"unknown compression {kind!r}")
+
+
+def busybox_applets() -> list[str]:
+    support.require_binary("busybox", "busybox-static")
+    out = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout
+    return sorted({line.strip() for line in out.splitlines() if line.strip() and "/" not in line})
+
+
+def busybox_layer() -> bytes:
+    """A runnable busybox root: /bin/busybox, applet symlinks, /etc/passwd, /tmp, /root."""
+    support.require_binary("busybox", "busybox-static")
+    tar = TarBuilder()
+    tar.dir("bin").big_file("bin/busybox", BUSYBOX, mode=0o755)
+    for applet in busybox_applets():
+        if applet != "busybox":
+            tar.symlink(f"bin/{applet}", "busybox")
+    tar.dir("etc")
+    tar.file(
+        "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    )
+    tar.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+    tar.dir("root", mode=0o700).dir("tmp", mode=0o1777).dir("var").dir("var/empty", mode=0o555)
+    return tar.build()
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltImage:
+    """An image written into an OCI layout (not yet named: see ``OciLayout.tag``)."""
+
+    manifest: dict[str, object]
+    manifest_digest: str
+    config_digest: str
+    layer_tars: tuple[bytes, ...]
+    diff_ids: tuple[str, ...]
+    layer_digests: tuple[str, ...]
+    architecture: str
+
+    @property
+    def descriptor(self) -> dict[str, object]:
+        raw = json.dumps(self.manifest, sort_keys=True).encode()
+        return {
+            "mediaType": MEDIA_MANIFEST,
+            "digest": self.manifest_digest,
+            "size": len(raw),
+            "platform": {"os": "linux", "architecture": self.architecture},
+        }
+
+
+class OciLayout:
+    """An OCI image layout directory (``oci-layout``, ``index.json``, ``blobs/sha256``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        self.entries: list[dict[str, object]] = []
+        self._save()
+
+    def _save(self) -> None:
+        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.entries}
+        (self.path / "index.json").write_text(json.dumps(index, sort_keys=True))
+
+    def add_blob(self, data: bytes, media_type: str) -> dict[str, object]:
+        digest = sha256(data)
+        (self.path / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    def blob_path(self, digest: str) -> Path:
+        return self.path / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def add_image(
+        self,
+        layer_tars: Sequence[bytes],
+        *,
+        compression: str = "gzip",
+        architecture: str = "amd64",
+        config: dict[str, object] | None = None,
+    ) -> BuiltImage:
+        layer_descriptors = [
+            self.add_blob(compress(tar, compression), MEDIA_LAYER[compression]) for tar in layer_tars
+        ]
+        diff_ids = [sha256(tar) for tar in layer_tars]
+        image_config = {
+            "architecture": architecture,
+            "os": "linux",
+            "created": "2023-11-14T22:13:20Z",
+            "config": config
+            or {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"],
+            },
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [
+                {"created": "2023-11-14T22:13:20Z", "created_by": "tests/support/images.py"}
+                for _ in layer_tars
+            ],
+        }
+        config_descriptor = self.add_blob(json.dumps(image_config, sort_keys=True).encode(), MEDIA_CONFIG)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": config_descriptor,
+            "layers": layer_descriptors,
+        }
+        manifest_descriptor = self.add_blob(json.dumps(manifest, sort_keys=True).encode(), MEDIA_MANIFEST)
+        return BuiltImage(
+            manifest=manifest,
+            manifest_digest=str(manifest_descriptor["digest"]),
+            config_digest=str(config_descriptor["digest"]),
+            layer_tars=tuple(layer_tars),
+            diff_ids=tuple(diff_ids),
+            layer_digests=tuple(str(d["digest"]) for d in layer_descriptors),
+            architecture=architecture,
+        )
+
+    def add_index(self, images: Iterable[BuiltImage]) -> dict[str, object]:
+        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [i.descriptor for i in images]}
+        return self.add_blob(json.dumps(index, sort_keys=True).encode(), MEDIA_INDEX)
+
+    def tag(self, name: str, descriptor: dict[str, object]) -> None:
+        """Name a manifest or index in index.json (``oci:<dir>:<name>`` for skopeo)."""
+        entry = {k: v for k, v in descriptor.items() if k != "platform"}
+        entry["annotations"] = {REF_NAME: name}
+        self.entries = [e for e in self.entries if e.get("annotations", {}).get(REF_NAME) != name]  # type: ignore[union-attr]
+        self.entries.append(entry)
+        self._save()
+
+    def tarball(self, dest: Path, *, only: str | None = None) -> Path:
+        """The layout as a tar (``image load`` input); ``only`` keeps one index.json entry."""
+        entries = [e for e in self.entries if only is None or e["annotations"][REF_NAME] == only]  # type: ignore[index]
+        with tarfile.open(dest, "w") as tar:
+            tar.add(self.path / "oci-layout", arcname="oci-layout")
+            index = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}).encode()
+            info = tarfile.TarInfo("index.json")
+            info.size = len(index)
+            tar.addfile(info, io.BytesIO(index))
+            tar.add(self.path / "blobs", arcname="blobs")
+        return dest
+
+
+# --------------------------------------------------------------------------------------------------
+# Recipes
+
+
+def busybox_image(layout: OciLayout, tag: str, *, compression: str = "gzip") -> BuiltImage:
+    image = layout.add_image(
+        [busybox_layer()],
+        compression=compression,
+        config={
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello"],
+            "Cmd": ["sh"],
+            "WorkingDir": "/root",
+            "User": "0:0",
+            "ExposedPorts": {"8080/tcp": {}},
+            "Volumes": {"/data": {}},
+            "Labels": {"org.example.test": "busybox"},
+            "StopSignal": "SIGQUIT",
+        },
+    )
+    layout.tag(tag, image.descriptor)
+    return image
+
+
+def whiteout_layers() -> list[bytes]:
+    """Three layers exercising whiteouts, an opaque dir (marker after its new sibling), a dir
+    replaced by a file, hardlinks, a setuid file, a fifo, a device and xattrs."""
+    base = busybox_layer()
+    middle = (
+        TarBuilder()
+        .dir("etc")
+        .file("etc/gone.txt", b"to be whited out\n")
+        .file("etc/motd", b"welcome\n")
+        .dir("data")
+        .file("data/keep.txt", b"v1\n")
+        .dir("opq")
+        .file("opq/old1", b"old\n")
+        .dir("opq/sub")
+        .file("opq/sub/old2", b"old\n")
+        .dir("dir2")
+        .file("dir2/inner", b"inner\n")
+        .dir("hard")
+        .file("hard/a", b"linked\n", mode=0o640, uid=1000, gid=1000)
+        .hardlink("hard/b", "hard/a")
+        .file("bin/su-test", b"#!/bin/sh\n", mode=0o4755)
+        .symlink("motd-link", "/etc/motd")
+        .fifo("data/pipe")
+        .chardev("data/null", 1, 3)
+        .file("data/attr", b"x\n", xattrs={"user.test": "value"})
+        .build()
+    )
+    top = (
+        TarBuilder()
+        .dir("etc")
+        .whiteout("etc/gone.txt")
+        .dir("opq")
+        .file("opq/new", b"new\n")
+        .opaque("opq")
+        .whiteout("dir2")
+        .file("dir2", b"now a file\n")
+        .dir("data")
+        .file("data/keep.txt", b"v2\n")
+        .dir("newdir", mode=0o750, uid=1000, gid=1000)
+        .file("newdir/file", b"fresh\n", uid=1000, gid=1000)
+        .hardlink("hard/c", "hard/a")
+        .build()
+    )
+    return [base, middle, top]
+
+
+def whiteout_image(layout: OciLayout, tag: str, *, compression: str = "gzip") -> BuiltImage:
+    image = layout.add_image(whiteout_layers(), compression=compression)
+    layout.tag(tag, image.descriptor)
+    return image
+
+
+def arm64_layer() -> bytes:
+    return TarBuilder().file("arch.txt", b"arm64\n").build()
+
+
+def multiarch_image(layout: OciLayout, tag: str) -> tuple[BuiltImage, BuiltImage]:
+    """An index with linux/amd64 (busybox) and linux/arm64 (a marker file) entries."""
+    amd64 = layout.add_image([busybox_layer()], architecture="amd64")
+    arm64 = layout.add_image([arm64_layer()], architecture="arm64")
+    layout.tag(tag, layout.add_index([arm64, amd64]))
+    return amd64, arm64
+
+
+def random_file(path: Path, size: int, *, seed: int = 0) -> Path:
+    """Incompressible bytes (a sha256 counter stream: fast and reproducible)."""
+    with path.open("wb") as handle:
+        counter = 0
+        block = bytearray()
+        while size > 0:
+            block.clear()
+            for _ in range(2048):
+                block += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+                counter += 1
+            chunk = bytes(block[:size])
+            handle.write(chunk)
+            size -= len(chunk)
+    return path
+
+
+def docker_archive(dest: Path, layer_tars: Sequence[bytes], *, repo_tags: Sequence[str]) -> tuple[Path, str]:
+    """A ``docker save``-style tarball (uncompressed layers); returns it and the image id."""
+    diff_ids = [sha256(t) for t in layer_tars]
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
+    config_id = sha256(config)
+    with tarfile.open(dest, "w") as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = MTIME
+            tar.addfile(info, io.BytesIO(data))
+
+        add(f"{config_id.split(':')[1]}.json", config)
+        layer_names = []
+        for i, data in enumerate(layer_tars):
+            name = f"layer{i}/layer.tar"
+            add(name, data)
+            layer_names.append(name)
+        manifest = [
+            {"Config": f"{config_id.split(':')[1]}.json", "RepoTags": list(repo_tags), "Layers": layer_names}
+        ]
+        add("manifest.json", json.dumps(manifest).encode())
+    return dest, config_id
+
+
+def reference_unpack(layer_tars: Sequence[bytes], dest: Path) -> Path:
+    """A flat unpack by an independent method (stdlib ``tarfile`` on trusted test layers).
+
+    Per layer: first apply its whiteouts and opaque markers to what lower layers left, then
+    extract its other entries. Used as the expected tree for the overlay mount.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for data in layer_tars:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = tar.getmembers()
+            for member in members:
+                directory, base = os.path.split(member.name)
+                if base == ".wh..wh..opq":
+                    target = dest / directory
+                    for child in target.iterdir() if target.is_dir() else []:
+                        if child.is_dir() and not child.is_symlink():
+                            shutil.rmtree(child)
+                        else:
+                            child.unlink()
+                elif base.startswith(".wh."):
+                    victim = dest / directory / base[4:]
+                    if victim.is_dir() and not victim.is_symlink():
+                        shutil.rmtree(victim)
+                    elif victim.exists() or victim.is_symlink():
+                        victim.unlink()
+            for member in members:
+                if os.path.basename(member.name).startswith(".wh."):
+                    continue
+                target = dest / member.name
+                if (target.exists() or target.is_symlink()) and not (member.isdir() and target.is_dir()):
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink()
+                tar.extract(member, dest, filter="fully_trusted")
+    return dest
