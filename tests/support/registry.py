@@ -41,7 +41,7 @@ from tests import support
 from tests.support import images
 
 USERNAME = "testuser"
-PASSWORD = "testpass"  # noqa: S105 - a throwaway credential for a registry on 127.0.0.1
+PASSWORD = "testpass"
 
 
 def free_port() -> int:
@@ -144,7 +144,7 @@ def _wait_ready(registry: Registry, timeout: float = 20.0) -> None:
         if registry.process.poll() is not None:
             raise AssertionError(f"docker-registry exited early: {registry.log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2, context=context):  # noqa: S310 - our own 127.0.0.1 URL
+            with urllib.request.urlopen(url, timeout=2, context=context):
                 return
         except urllib.error.HTTPError:
             return  # 401 means it is up
@@ -191,7 +191,7 @@ def start_plain(directory: Path) -> Registry:
 
 
 def make_ca(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1/localhost made with openssl: (ca.crt, server.crt, server.key)."""
+    """A CA and a server cert for 127.0.0.1/localhost, by openssl: (ca.crt, server.crt, server.key)."""
     openssl = support.require_binary("openssl", "openssl")
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -262,7 +262,7 @@ class TokenServer:
         self.service, self.issuer = service, issuer
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reconciler-test-token-signer")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -316,7 +316,7 @@ class TokenServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
             def do_GET(self) -> None:
