@@ -50,7 +50,7 @@ def _daemon_answers() -> bool:
         return False
     try:
         return bool(client.ping())
-    except Exception:  # noqa: BLE001 (any failure means "not yet")
+    except Exception:
         return False
     finally:
         client.close()
@@ -122,7 +122,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
                 break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -139,7 +139,8 @@ def busybox_rootfs() -> bytes:
     """A tar of a minimal root filesystem: busybox-static and one symlink per applet."""
     if not BUSYBOX.exists():
         _fail("/bin/busybox is missing (Debian package busybox-static)")
-    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
+    listing = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True)
+    applets = listing.stdout.split()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
 
