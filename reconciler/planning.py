@@ -326,6 +326,7 @@ def plan(
             )
             started = build.add(plans.StartContainer(staged), reason, {stopped} | dependencies)
             removed = build.add(plans.RemoveContainer(name), reason, {started})
+            container_gone[name] = removed  # orphan networks/volumes it used may go after this
             ready[("container", name)] = build.add(plans.RenameContainer(staged, name), reason, {removed})
 
     # -- orphan networks and volumes, after every container that used them is gone ----------------

@@ -243,7 +243,8 @@ class Plan:
         words = {"create": "to create", "recreate": "to recreate", "update": "to update in place",
                  "start": "to start", "remove": "to remove"}  # fmt: skip
         parts = [f"{counts[k]} {words[k]}" for k in order if k in counts]
-        return "Plan: " + ", ".join(parts) + f" ({len(self.steps)} steps)."
+        steps = len(self.steps)
+        return "Plan: " + ", ".join(parts) + f" ({steps} step{'' if steps == 1 else 's'})."
 
     def render(self) -> str:
         """The text shown by ``reconcile plan``: changes with diffs, then the ordered steps."""
