@@ -706,8 +706,14 @@ class Client:
                 allow_redirects=method != "HEAD",
             )
         except requests.exceptions.SSLError as exc:
-            reason = str(exc.__context__ or exc).split("(", 1)[0][:120]
-            raise errors.Unavailable(f"TLS with {host} failed (certificate not trusted?): {reason}") from None
+            text = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+                # The server speaks TLS and we don't trust it: terminal, and no plain-HTTP fallback.
+                raise errors.EngineError(
+                    f"TLS certificate of {host} is not trusted; put its CA in "
+                    f"{self.config.certs_dir / host}/ca.crt or fix the certificate"
+                ) from None
+            raise errors.Unavailable(f"TLS handshake with {host} failed") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise errors.Unavailable(f"cannot reach registry {host}: {type(exc).__name__}") from None
         except requests.RequestException as exc:

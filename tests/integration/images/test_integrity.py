@@ -1,0 +1,148 @@
+"""Tampered blobs are refused without leaving anything behind; interrupted pulls resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler import errors
+from reconciler.backends.native import images as native_images
+from tests.support import images, registry
+
+pytestmark = pytest.mark.integration
+StoreFactory = Callable[..., native_images.ImageStore]
+BIG = 48 * 1024 * 1024
+
+
+def _store_is_empty(store: native_images.ImageStore) -> None:
+    assert store.list() == []
+    assert store.content.digests() == []
+    assert store.content.partials() == []
+    assert store.snapshots.list() == []
+    leftovers = [p.name for p in store.snapshots.root.iterdir() if p.is_dir()] if store.snapshots.root.exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("what", ["layer", "config", "truncated-layer"])
+def test_tampered_blob_fails_with_digest_error_and_leaves_nothing(
+    what: str, fresh_registry: registry.Registry, layout: images.OciLayout, store_for: StoreFactory
+) -> None:
+    fresh_registry.push(layout, "whiteout", "test/evil:1")
+    manifest_digest = next(e["digest"] for e in layout.entries if e["annotations"][images.REF_NAME] == "whiteout")  # type: ignore[index]
+    manifest = json.loads(layout.blob_path(str(manifest_digest)).read_bytes())
+    if what == "config":
+        victim = fresh_registry.blob_path(manifest["config"]["digest"])
+    else:
+        victim = fresh_registry.blob_path(manifest["layers"][-1]["digest"])
+    data = bytearray(victim.read_bytes())
+    if what == "truncated-layer":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+    store = store_for(fresh_registry)
+    expected = errors.DigestMismatch if what != "truncated-layer" else (errors.DigestMismatch, errors.Unavailable)
+    with pytest.raises(expected):
+        store.pull(fresh_registry.ref("test/evil:1"))
+    if what == "truncated-layer":
+        # A short body looks like an interrupted download: the verified lower layers and the
+        # partial are kept for a resume, but no image, no tag and no blob of the short layer;
+        # pruning removes the leftovers.
+        assert store.list() == []
+        assert manifest["layers"][-1]["digest"] not in store.content.digests()
+        assert store.prune() > 0
+    _store_is_empty(store)
+
+
+def test_interrupted_pull_resumes_with_range(
+    fresh_registry: registry.Registry, store_for: StoreFactory, tmp_path: Path
+) -> None:
+    layout = images.OciLayout(tmp_path / "big-oci")
+    blob = images.random_file(tmp_path / "random.bin", BIG)
+    layer = images.TarBuilder().big_file("random.bin", blob).build()
+    built = layout.add_image([images.busybox_layer(), layer], compression="none")
+    layout.tag("big", built.descriptor)
+    fresh_registry.push(layout, "big", "test/big:1")
+    store = store_for(fresh_registry)
+
+    class Boom(Exception):
+        pass
+
+    seen = {"bytes": 0}
+
+    def explode(event: native_images.PullProgress) -> None:
+        if event.status == "downloading" and event.total > BIG:  # the big layer, not busybox
+            seen["bytes"] = max(seen["bytes"], event.current)
+            if event.current > BIG // 3:
+                raise Boom("injected failure mid-download")
+
+    with pytest.raises(Boom):
+        store.pull(fresh_registry.ref("test/big:1"), progress=explode)
+    partials = store.content.partials()
+    assert partials and partials[0].stat().st_size > BIG // 3
+    assert store.list() == []
+
+    events: list[native_images.PullProgress] = []
+    image = store.pull(fresh_registry.ref("test/big:1"), progress=events.append)
+    resumed = [e.resumed_from for e in events if e.status == "downloading" and e.resumed_from]
+    assert resumed and resumed[0] > BIG // 3
+    top = store.snapshots.lowers(image.layers[-1].chain_id)[0]
+    assert (top / "random.bin").read_bytes() == blob.read_bytes()
+    assert store.content.partials() == []
+
+
+def test_killed_pull_process_resumes(
+    fresh_registry: registry.Registry, store_for: StoreFactory, tmp_path: Path
+) -> None:
+    layout = images.OciLayout(tmp_path / "big-oci")
+    blob = images.random_file(tmp_path / "random.bin", BIG, seed=7)
+    layer = images.TarBuilder().big_file("random.bin", blob).build()
+    layout.tag("big", layout.add_image([layer], compression="none").descriptor)
+    fresh_registry.push(layout, "big", "test/big:2")
+    root = tmp_path / "store"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from reconciler.backends.native import images, registry
+        store = images.ImageStore(Path({str(root)!r}), registry_config=registry.RegistryConfig(
+            docker_config=Path("/nonexistent/config.json")))
+        def slow(event):
+            if event.status == "downloading":
+                time.sleep(0.02)  # throttle so the parent can kill us mid-way
+        store.pull({fresh_registry.ref("test/big:2")!r}, progress=slow)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3])
+    try:
+        deadline = time.monotonic() + 60
+        partial_size = 0
+        while time.monotonic() < deadline and child.poll() is None:
+            partials = (
+                list((root / "content" / "ingest").glob("*.partial")) if (root / "content" / "ingest").exists() else []
+            )
+            partial_size = partials[0].stat().st_size if partials else 0
+            if partial_size > 4 * 1024 * 1024:
+                break
+            time.sleep(0.01)
+        assert child.poll() is None, "the child finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert partial_size > 0
+    store = native_images.ImageStore(root, registry_config=store_for(fresh_registry).registry_config)
+    events: list[native_images.PullProgress] = []
+    image = store.pull(fresh_registry.ref("test/big:2"), progress=events.append)
+    assert max(e.resumed_from for e in events) > 0
+    top = store.snapshots.lowers(image.layers[-1].chain_id)[0]
+    assert (top / "random.bin").read_bytes() == blob.read_bytes()
