@@ -1,0 +1,1419 @@
+"""The controller: keeps an engine converged on a folder of manifests, for as long as it runs.
+
+Where it sits: ``reconcile watch DIR`` (``cli_daemon``) builds one :class:`Controller` around an
+``Engine`` and feeds it triggers: file events from ``watching``, the engine's own events, timers.
+A trigger only *enqueues a key*; every pass re-reads the files and the engine and runs the same
+pure planner and mechanical executor as ``reconcile apply`` (level-triggered, as kubelet and
+controller-runtime do). Keys are stack names plus two internal keys: ``:scan`` (re-read the
+folder and enqueue the stacks whose declared content changed) and ``:resync`` (observe the engine
+once and enqueue the stacks that drifted, reporting each drift as an event).
+
+The pieces, each testable with a fake clock and no threads:
+
+* :class:`WorkQueue`: client-go's semantics. A key is never processed by two workers at once,
+  re-adds while processing are coalesced into one more pass, ``add_after`` delays, and a per-key
+  exponential requeue backoff (5 ms → 1000 s) for passes that failed.
+* :class:`ManifestFolder`: per-file error isolation. A file that stops parsing keeps its last good
+  version in force (persisted under the state directory, so a restarted controller keeps it too)
+  and its diagnostics (``file:line:col``) are shown in status; a file that never parsed freezes
+  the stacks it may declare, so an error can never turn into a mass deletion. A deleted file
+  prunes its stack.
+* Restart policies (:func:`wants_restart`, :func:`restart_delay`): one semantics on every engine,
+  driven by the engine's ``die`` events, with Docker's backoff defaults. On engines that restart
+  containers themselves (Docker), the controller only owns the containers whose manifest sets
+  ``backoff`` or ``onUnhealthy`` (the backend then leaves Docker's own policy at ``no``).
+* Health checks: ``CMD``/``CMD-SHELL`` probes through ``engine.exec`` with Docker's state machine
+  (starting → healthy/unhealthy after ``retries`` failures, failures ignored during
+  ``startPeriod``); ``dependsOn`` with ``healthy``/``completed`` gates the start of dependents.
+
+What it must not do: import a backend (it takes any ``Engine``), watchdog, or the CLI; print
+(it logs through ``logging`` and reports through :meth:`Controller.status` and events); stop
+containers when it shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import heapq
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from reconciler import engine, errors, executing, hashing, manifests, observed, planning, plans
+
+log = logging.getLogger("reconciler.controller")
+
+SCAN_KEY = ":scan"
+RESYNC_KEY = ":resync"
+# Stack names are DNS labels, so the internal keys (with a colon) can never collide with one.
+_INTERNAL_KEYS = frozenset({SCAN_KEY, RESYNC_KEY})
+
+REQUEUE_BASE = 0.005
+REQUEUE_MAX = 1000.0
+DEFAULT_RELIST = 20.0
+DEFAULT_RESYNC = 20.0
+# When no backoff is written, Docker's restart manager's numbers apply (design §5).
+DEFAULT_BACKOFF = manifests.Backoff()
+_EVENT_BUFFER = 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Time: injected so that unit tests run on a fake clock, without threads or sleeps
+# ---------------------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Monotonic seconds for every delay the controller computes; wall time for reports."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+# ---------------------------------------------------------------------------------------------
+# The work queue
+# ---------------------------------------------------------------------------------------------
+
+
+class WorkQueue:
+    """A key-deduplicating queue with client-go's guarantees (see the module docstring).
+
+    ``get`` marks a key as processing until ``done``; an ``add`` of a processing key only marks
+    it dirty, and ``done`` puts it back once, so a burst of triggers costs one more pass, never
+    two workers on one stack. Delayed adds live in a heap on the injected clock and become ready
+    in :meth:`promote` (called by ``get`` and by the controller's timer).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._ready: deque[str] = deque()
+        self._dirty: set[str] = set()
+        self._processing: set[str] = set()
+        self._delayed: list[tuple[float, int, str]] = []
+        self._sequence = itertools.count()
+        self._failures: dict[str, int] = {}
+        self._closed = False
+
+    def add(self, key: str) -> None:
+        with self._cond:
+            if self._closed or key in self._dirty:
+                return
+            self._dirty.add(key)
+            if key not in self._processing:
+                self._ready.append(key)
+                self._cond.notify()
+
+    def add_after(self, key: str, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            heapq.heappush(self._delayed, (self._clock.monotonic() + delay, next(self._sequence), key))
+            self._cond.notify_all()
+
+    def add_rate_limited(self, key: str) -> float:
+        """Requeue after a failure: 5 ms, 10 ms, 20 ms … capped at 1000 s. Returns the delay."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        delay = requeue_delay(failures)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: str) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def failures(self, key: str) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
+
+    def promote(self) -> float | None:
+        """Move due delayed keys to the ready queue; seconds until the next one (None: none)."""
+        now = self._clock.monotonic()
+        due: list[str] = []
+        with self._cond:
+            while self._delayed and self._delayed[0][0] <= now:
+                due.append(heapq.heappop(self._delayed)[2])
+            following = self._delayed[0][0] - now if self._delayed else None
+        for key in due:
+            self.add(key)
+        return following
+
+    def try_get(self) -> str | None:
+        """The next ready key (marked processing), or None; never blocks (fake-clock tests)."""
+        self.promote()
+        with self._cond:
+            if not self._ready:
+                return None
+            return self._take()
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """Block until a key is ready (or ``timeout``, or shutdown: then None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            following = self.promote()
+            with self._cond:
+                if self._ready:
+                    return self._take()
+                if self._closed:
+                    return None
+                wait = following
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    wait = remaining if wait is None else min(wait, remaining)
+                self._cond.wait(wait)
+
+    def _take(self) -> str:
+        key = self._ready.popleft()
+        self._processing.add(key)
+        self._dirty.discard(key)
+        return key
+
+    def done(self, key: str) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._ready.append(key)
+                self._cond.notify()
+
+    def depth(self) -> int:
+        with self._cond:
+            return len(self._ready)
+
+    def delayed(self) -> int:
+        with self._cond:
+            return len(self._delayed)
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def requeue_delay(failures: int) -> float:
+    """client-go's per-item exponential failure limiter: 5 ms × 2^failures, at most 1000 s."""
+    return float(min(REQUEUE_MAX, REQUEUE_BASE * 2.0 ** min(failures, 40)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Restart policy and backoff: pure functions
+# ---------------------------------------------------------------------------------------------
+
+
+def controller_owns_restarts(spec: manifests.ContainerSpec, *, engine_restarts: bool) -> bool:
+    """Who restarts this container: the controller, or the engine's own restart policy.
+
+    Engines without restart policies (native, memory) leave every restart to the controller;
+    Docker keeps its own unless the manifest asks for what Docker cannot do (a custom backoff,
+    restarts on unhealthy), in which case the backend sets Docker's policy to ``no``.
+    """
+    if spec.restart.policy == "no" and not spec.restart.on_unhealthy:
+        return False
+    if not engine_restarts:
+        return True
+    return spec.restart.backoff is not None or spec.restart.on_unhealthy
+
+
+def wants_restart(restart: manifests.Restart, exit_code: int | None, *, restarts: int) -> bool:
+    """Whether a container that exited with ``exit_code`` after ``restarts`` restarts runs again.
+
+    ``always`` and ``unless-stopped``: yes; ``on-failure``: on a non-zero exit while fewer than
+    ``maxRetries`` restarts were made; ``no``: never.
+    """
+    if restart.policy in ("always", "unless-stopped"):
+        return True
+    if restart.policy == "on-failure":
+        if exit_code in (0, None):
+            return False
+        return restart.max_retries is None or restarts < restart.max_retries
+    return False
+
+
+def restart_delay(backoff: manifests.Backoff, attempt: int, *, rng: random.Random | None = None) -> float:
+    """The wait before restart number ``attempt + 1``: initial × factor^attempt, capped, jittered.
+
+    Jitter spreads each delay uniformly by ±``jitter`` of itself (so that many containers dying
+    together do not restart in lockstep); the cap applies before the jitter.
+    """
+    delay = min(backoff.max, backoff.initial * backoff.factor ** min(attempt, 64))
+    if backoff.jitter and rng is not None:
+        delay *= 1.0 + backoff.jitter * rng.uniform(-1.0, 1.0)
+    return max(0.0, delay)
+
+
+@dataclasses.dataclass(slots=True)
+class RestartState:
+    """What the controller remembers about one container's restarts (shown in status)."""
+
+    container_id: str
+    restarts: int = 0
+    # Index into the backoff sequence; reset when the container ran for ``resetAfter``.
+    attempt: int = 0
+    last_exit_code: int | None = None
+    started_at: float | None = None  # monotonic, when the controller saw it start
+    due_at: float | None = None  # monotonic, when the pending restart may happen
+    delay: float | None = None
+    reason: str = ""
+    gave_up: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class HealthState:
+    """Docker's health state machine for one running container (keyed by container id)."""
+
+    container_id: str
+    started_at: float
+    status: Literal["starting", "healthy", "unhealthy"] = "starting"
+    failing_streak: int = 0
+    next_probe_at: float = 0.0
+    probing: bool = False
+    last_output: str = ""
+    last_exit_code: int | None = None
+
+
+def probe_argv(check: manifests.Healthcheck) -> list[str] | None:
+    """The exec argv of a health check (``CMD-SHELL`` runs through ``/bin/sh -c``), or None."""
+    kind, *rest = check.test
+    if kind == "CMD":
+        return list(rest)
+    if kind == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(rest)]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest folder, with per-file error isolation
+# ---------------------------------------------------------------------------------------------
+
+_EDITOR_ARTEFACT = re.compile(r"(^\.|~$|\.swp$|\.swx$|^4913$|\.bak$|\.tmp$|^#.*#$)")
+_STACK_FIELD = re.compile(r"^\s*stack:\s*['\"]?([a-z0-9][a-z0-9-]*)", re.MULTILINE)
+
+
+def is_manifest_name(name: str) -> bool:
+    """``*.yaml``/``*.yml`` that is no dotfile and no editor artefact (vim, emacs, backups)."""
+    return name.endswith((".yaml", ".yml")) and not _EDITOR_ARTEFACT.search(name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileReport:
+    """One manifest file's state in status: ``ok``, or ``error`` with every diagnostic."""
+
+    path: str
+    ok: bool
+    errors: tuple[str, ...] = ()
+    using_last_good: bool = False
+    stacks: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "state": "ok" if self.ok else "error", "errors": list(self.errors),
+                "usingLastGood": self.using_last_good, "stacks": list(self.stacks)}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One load of the folder: the desired state in force, and what is frozen or broken."""
+
+    desired: manifests.Desired
+    files: Mapping[str, FileReport]
+    # Stacks a never-valid file may declare: never planned (no pruning) until it parses.
+    frozen: frozenset[str]
+    # Per stack, a digest of its declared objects: a changed digest means "reconcile it".
+    digests: Mapping[str, str]
+
+
+class ManifestFolder:
+    """Loads a folder's manifests so that one broken file never breaks (or empties) the others."""
+
+    def __init__(self, folder: Path, *, state_dir: Path | None = None) -> None:
+        self.folder = folder
+        self._state = state_dir / "last-good" if state_dir is not None else None
+        self._last_good: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if self._state is not None and self._state.is_dir():
+            for entry in self._state.glob("*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    record = json.loads(entry.read_text(encoding="utf-8"))
+                    self._last_good[str(record["path"])] = str(record["text"])
+
+    def paths(self) -> list[Path]:
+        try:
+            entries = list(self.folder.iterdir())
+        except OSError:
+            return []
+        return sorted(p for p in entries if is_manifest_name(p.name) and p.is_file())
+
+    def fingerprint(self) -> dict[str, tuple[int, int]]:
+        """``path → (mtime_ns, size)``: what the periodic re-list compares to notice missed events."""
+        result: dict[str, tuple[int, int]] = {}
+        for path in self.paths():
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                result[str(path)] = (info.st_mtime_ns, info.st_size)
+        return result
+
+    def load(self) -> Snapshot:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> Snapshot:
+        current: dict[str, str] = {}
+        problems: dict[str, list[str]] = {}
+        for path in self.paths():
+            try:
+                current[str(path)] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems[str(path)] = [f"{path}:1:1: cannot read: {exc}"]
+                if str(path) in self._last_good:
+                    current[str(path)] = self._last_good[str(path)]
+        sources = dict(current)
+        stale: set[str] = {p for p in problems if p in current}
+        excluded: set[str] = set(problems) - set(current)
+        desired = manifests.Desired.empty()
+        # Each round replaces (or drops) the files that failed; it ends because each round
+        # changes at least one file, and a file is replaced at most once and dropped at most once.
+        for _ in range(2 * len(sources) + 2):
+            try:
+                desired = manifests.load_sources(sorted(sources.items()))
+                break
+            except errors.ManifestError as exc:
+                bad = sorted({d.file for d in exc.diagnostics})
+                for diagnostic in exc.diagnostics:
+                    if diagnostic.file in current and diagnostic.file not in stale:
+                        problems.setdefault(diagnostic.file, []).append(diagnostic.render())
+                progress = False
+                for file in bad:
+                    if file not in sources:
+                        continue
+                    good = self._last_good.get(file)
+                    if file not in stale and good is not None and good != sources[file]:
+                        sources[file] = good
+                        stale.add(file)
+                    else:
+                        del sources[file]
+                        excluded.add(file)
+                        stale.discard(file)
+                    progress = True
+                if not progress:
+                    break
+        # Remember the texts that are now in force as they are on disk: the new last good ones.
+        for file, text in current.items():
+            if file not in stale and file not in excluded and self._last_good.get(file) != text:
+                self._last_good[file] = text
+                self._persist(file, text)
+        for file in sorted(set(self._last_good) - set(current)):
+            del self._last_good[file]  # deleted: its stacks are pruned
+            self._forget(file)
+        stacks_of: dict[str, set[str]] = {}
+        declared: list[manifests.DesiredContainer | manifests.DesiredNetwork | manifests.DesiredVolume] = [
+            *desired.containers.values(),
+            *desired.networks.values(),
+            *desired.volumes.values(),
+        ]
+        for item in declared:
+            stacks_of.setdefault(item.source.file, set()).add(item.stack)
+        frozen: set[str] = set()
+        for file in excluded:
+            frozen |= _guess_stacks(file, current.get(file, ""))
+        files = {
+            file: FileReport(
+                path=file,
+                ok=file not in problems,
+                errors=tuple(problems.get(file, ())),
+                using_last_good=file in stale,
+                stacks=tuple(sorted(stacks_of.get(file, set()) or (_guess_stacks(file, current.get(file, ""))))),
+            )
+            for file in sorted(set(current) | set(problems))
+        }
+        return Snapshot(desired=desired, files=files, frozen=frozenset(frozen), digests=stack_digests(desired))
+
+    def _record_path(self, file: str) -> Path | None:
+        if self._state is None:
+            return None
+        return self._state / (hashlib.sha256(file.encode()).hexdigest()[:32] + ".json")
+
+    def _persist(self, file: str, text: str) -> None:
+        target = self._record_path(file)
+        if target is None:
+            return
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary = target.with_suffix(".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump({"path": file, "text": text}, handle)
+            os.replace(temporary, target)
+        except OSError as exc:
+            log.warning("cannot persist the last good version of %s: %s", file, exc)
+
+    def _forget(self, file: str) -> None:
+        target = self._record_path(file)
+        if target is not None:
+            with contextlib.suppress(OSError):
+                target.unlink()
+
+
+def _guess_stacks(file: str, text: str) -> set[str]:
+    """The stacks a file that never parsed may declare: its stem and any ``stack:`` it names."""
+    guessed = {match.group(1) for match in _STACK_FIELD.finditer(text)}
+    stem = re.sub(r"[^a-z0-9-]+", "-", Path(file).stem.lower()).strip("-")[:63].strip("-")
+    guessed.add(stem or "default")
+    return guessed
+
+
+def stack_digests(desired: manifests.Desired) -> dict[str, str]:
+    """A digest per stack of everything it declares (names and spec hashes)."""
+    parts: dict[str, list[str]] = {}
+    for name, container in desired.containers.items():
+        # The spec itself too: a restart-policy or healthcheck edit changes no hash but matters here.
+        spec = hashing.canonical_json(container.spec.model_dump(mode="json"))
+        parts.setdefault(container.stack, []).append(f"c/{name}/{hashing.container_hash(container)}/{spec}")
+    for name, network in desired.networks.items():
+        parts.setdefault(network.stack, []).append(f"n/{name}/{hashing.network_hash(network)}")
+    for name, volume in desired.volumes.items():
+        parts.setdefault(volume.stack, []).append(f"v/{name}/{hashing.volume_hash(volume)}")
+    return {stack: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest() for stack, items in parts.items()}
+
+
+def only_stack(desired: manifests.Desired, stack: str) -> manifests.Desired:
+    """The part of ``desired`` that belongs to ``stack`` (the planner plans one stack per pass)."""
+    return manifests.Desired(
+        containers={n: c for n, c in desired.containers.items() if c.stack == stack},
+        networks={n: v for n, v in desired.networks.items() if v.stack == stack},
+        volumes={n: v for n, v in desired.volumes.items() if v.stack == stack},
+        stacks=frozenset({stack}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan surgery: the controller's own decisions on top of the pure planner
+# ---------------------------------------------------------------------------------------------
+
+
+def action_container(action: plans.Action) -> str | None:
+    """The manifest name of the container an action touches (``web.next`` counts as ``web``)."""
+    name: str | None
+    match action:
+        case plans.CreateContainer(request=request):
+            name = request.name
+        case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
+            name = n
+        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
+            name = n
+        case _:
+            name = None
+    return name.removesuffix(planning.NEXT_SUFFIX) if name is not None else None
+
+
+def action_object(action: plans.Action) -> str:
+    """``kind/name`` of the object an action touches, for per-object errors and metrics."""
+    container = action_container(action)
+    if container is not None:
+        return f"container/{container}"
+    verb, target = plans.describe(action)
+    del verb
+    kind, _, name = target.partition(" ")
+    return f"{kind}/{name}"
+
+
+def drop_steps(plan: plans.Plan, doomed: Callable[[plans.Step], bool], *, cascade: bool) -> plans.Plan:
+    """``plan`` without the steps ``doomed`` selects; with ``cascade``, without their dependents too.
+
+    Without ``cascade`` the dropped steps are only removed from the ``after`` lists of the rest
+    (used for starts the restart manager owns: a dependent waits for nothing that will not run).
+    """
+    dropped = {step.number for step in plan.steps if doomed(step)}
+    if cascade:
+        changed = True
+        while changed:
+            changed = False
+            for step in plan.steps:
+                if step.number not in dropped and dropped & set(step.after):
+                    dropped.add(step.number)
+                    changed = True
+    if not dropped:
+        return plan
+    steps = tuple(
+        dataclasses.replace(step, after=tuple(a for a in step.after if a not in dropped))
+        for step in plan.steps
+        if step.number not in dropped
+    )
+    touched = {action_container(step.action) for step in steps}
+    changes = tuple(c for c in plan.changes if c.kind != "Container" or c.name in touched)
+    return plans.Plan(steps, changes, plan.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events the controller reports (the API's event stream)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ControllerEvent:
+    sequence: int
+    time: float
+    kind: str  # reconcile | drift | step-failed | exit | restart | gave-up | health | manifest-error | error
+    stack: str
+    name: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.sequence, "time": round(self.time, 6), "kind": self.kind, "stack": self.stack,
+                "name": self.name, "message": self.message}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample:
+    """One Prometheus sample: the API renders these as the text exposition format."""
+
+    name: str
+    kind: Literal["counter", "gauge", "summary"]
+    help: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
+
+
+def _no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
+    del stack
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------
+# The controller
+# ---------------------------------------------------------------------------------------------
+
+
+class Controller:
+    """See the module docstring. Synchronous core (``tick``, ``run_ready``) plus threads (``start``).
+
+    Unit tests drive the core with a fake clock: ``handle_event`` for engine events, ``tick``
+    for timers and probes, ``run_ready`` to process every ready key. ``start``/``stop`` run the
+    same core on threads: workers, a timer, an engine-event reader and a small probe pool.
+    """
+
+    def __init__(
+        self,
+        target: engine.Engine,
+        folder: Path,
+        *,
+        clock: Clock | None = None,
+        state_dir: Path | None = None,
+        engine_restarts: bool = False,
+        relist_interval: float = DEFAULT_RELIST,
+        resync_interval: float = DEFAULT_RESYNC,
+        parallelism: int = 4,
+        workers: int = 2,
+        stack_lock: LockFactory = _no_lock,
+        rng: random.Random | None = None,
+        threaded_probes: bool = False,
+    ) -> None:
+        self.engine = target
+        self.clock: Clock = clock or SystemClock()
+        self.folder = ManifestFolder(folder, state_dir=state_dir)
+        self.engine_restarts = engine_restarts
+        self.relist_interval = relist_interval
+        self.resync_interval = resync_interval
+        self.parallelism = parallelism
+        self.workers = workers
+        self.stack_lock = stack_lock
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self.queue = WorkQueue(self.clock)
+        self._state_dir = state_dir
+        self._lock = threading.RLock()
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._probe_pool = futures.ThreadPoolExecutor(4, "probe") if threaded_probes else None
+        # What the last load, observe and passes found (status reads these).
+        self._snapshot: Snapshot | None = None
+        self._observed: observed.Observed = observed.Observed()
+        self._managed: set[str] = self._read_managed()
+        self._digests: dict[str, str] = {}
+        self._fingerprint: dict[str, tuple[int, int]] = {}
+        self._next_relist = self.clock.monotonic() + relist_interval
+        self._next_resync = self.clock.monotonic() + resync_interval
+        self._restarts: dict[str, RestartState] = {}
+        self._health: dict[str, HealthState] = {}
+        self._object_errors: dict[str, str] = {}
+        self._stack_errors: dict[str, str] = {}
+        self._drift: dict[str, dict[str, str]] = {}  # stack → object → why it differs
+        self._events: deque[ControllerEvent] = deque(maxlen=_EVENT_BUFFER)
+        self._event_cond = threading.Condition()
+        self._sequence = itertools.count(1)
+        # Metrics.
+        self._durations: dict[str, tuple[float, int]] = {}
+        self._restart_total: dict[str, int] = {}
+        self._error_total: dict[str, int] = {}
+
+    # -- triggers ---------------------------------------------------------------------------
+
+    def file_changed(self, path: str) -> None:
+        """The watcher's callback: a manifest file was written, created, moved or deleted."""
+        log.debug("file changed: %s", path)
+        self.queue.add(SCAN_KEY)
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    def handle_event(self, event: engine.Event) -> None:
+        """An engine event: a ``die`` of a container the controller restarts schedules a restart.
+
+        Removals (``docker rm``) and stops by hand are not acted on here: the periodic resync
+        finds them, heals them and reports them as drift (our own recreates emit the same events).
+        """
+        if event.action == "start":
+            desired = self._desired_container(event.name)
+            if desired is None or not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+                return
+            with self._lock:
+                state = self._restarts.get(event.name)
+                if state is None or state.container_id != event.container_id:
+                    state = self._restarts[event.name] = RestartState(container_id=event.container_id)
+                state.started_at = self.clock.monotonic()
+            return
+        if event.action != "die":
+            return
+        desired = self._desired_container(event.name)
+        if desired is None:
+            return
+        self._report("exit", desired.stack, event.name, f"exited with code {event.exit_code}")
+        if not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+            return
+        self._schedule_restart(desired, event.container_id, event.exit_code, reason="exit")
+
+    # -- the synchronous core -----------------------------------------------------------------
+
+    def tick(self) -> float:
+        """Run every timer that is due (delayed keys, re-list, resync, probes); seconds to the next."""
+        now = self.clock.monotonic()
+        following = [self.queue.promote() or self.relist_interval]
+        if now >= self._next_relist:
+            self._next_relist = now + self.relist_interval
+            fingerprint = self.folder.fingerprint()
+            if fingerprint != self._fingerprint:
+                self.queue.add(SCAN_KEY)
+        following.append(self._next_relist - now)
+        if now >= self._next_resync:
+            self._next_resync = now + self.resync_interval
+            self.queue.add(RESYNC_KEY)
+        following.append(self._next_resync - now)
+        following.append(self._run_probes(now))
+        return max(0.001, min(following))
+
+    def run_ready(self, *, limit: int = 1000) -> int:
+        """Process ready keys until none is ready (fake-clock tests, ``--once``). Returns the count."""
+        count = 0
+        while count < limit:
+            key = self.queue.try_get()
+            if key is None:
+                break
+            self.process(key)
+            count += 1
+        return count
+
+    def converge_once(self) -> bool:
+        """``--once``: scan, reconcile every stack, then report whether every pass succeeded."""
+        self.queue.add(SCAN_KEY)
+        self.run_ready()
+        for stack in sorted(self._known_stacks()):
+            self.queue.add(stack)
+        self.run_ready()
+        with self._lock:
+            return (
+                not self._stack_errors
+                and not self._object_errors
+                and not any(not report.ok for report in (self._snapshot.files.values() if self._snapshot else ()))
+            )
+
+    def process(self, key: str) -> None:
+        """One pass for ``key``; failures requeue it with the per-key backoff."""
+        started = time.monotonic()
+        try:
+            if key == SCAN_KEY:
+                self._scan()
+                requeue = None
+            elif key == RESYNC_KEY:
+                self._resync()
+                requeue = None
+            else:
+                requeue = self._reconcile(key)
+            self.queue.forget(key)
+            if requeue is not None:
+                self.queue.add_after(key, requeue)
+        except errors.PlanError as exc:
+            # Terminal: the user must change something; a file event will trigger the next pass.
+            self._stack_error(key, f"cannot plan: {exc}")
+            self.queue.forget(key)
+        except errors.Unavailable as exc:
+            self._stack_error(key, str(exc))
+            self.queue.add_after(key, max(exc.retry_after, requeue_delay(self.queue.failures(key))))
+            self.queue.add_rate_limited(key)
+        except _RetryableFailure as exc:
+            self._stack_error(key, str(exc))
+            delay = self.queue.add_rate_limited(key)
+            log.info("pass failed, retrying in %.3fs", delay, extra={"stack": key})
+        except errors.ReconcilerError as exc:
+            self._stack_error(key, str(exc))
+            self.queue.add_rate_limited(key)
+        except Exception as exc:
+            log.exception("internal error in the pass for %s", key, extra={"stack": key})
+            self._stack_error(key, f"internal error: {type(exc).__name__}: {exc}")
+            self.queue.add_rate_limited(key)
+        finally:
+            self.queue.done(key)
+            elapsed = time.monotonic() - started
+            with self._lock:
+                total, count = self._durations.get(key, (0.0, 0))
+                self._durations[key] = (total + elapsed, count + 1)
+            self._notify()
+
+    # -- passes -------------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        snapshot = self.folder.load()
+        self._fingerprint = self.folder.fingerprint()
+        with self._lock:
+            previous = self._snapshot
+            self._snapshot = snapshot
+            old_digests, self._digests = self._digests, dict(snapshot.digests)
+        for path, report in snapshot.files.items():
+            before = previous.files.get(path) if previous else None
+            if not report.ok and (before is None or before.errors != report.errors):
+                kept = " (last good version kept)" if report.using_last_good else ""
+                self._report("manifest-error", ",".join(report.stacks), path, "; ".join(report.errors) + kept)
+        changed = {s for s in set(old_digests) | set(snapshot.digests) if old_digests.get(s) != snapshot.digests.get(s)}
+        if previous is None:
+            changed |= self._managed
+        for stack in sorted(changed - snapshot.frozen):
+            self.queue.add(stack)
+
+    def _resync(self) -> None:
+        """Observe once; every managed stack whose plan is not empty drifted: report it, enqueue it."""
+        snapshot = self._current_snapshot()
+        actual = self.engine.observe(images=planning.images_of(snapshot.desired))
+        with self._lock:
+            self._observed = actual
+        for stack in sorted(self._known_stacks() - snapshot.frozen):
+            desired = only_stack(snapshot.desired, stack)
+            try:
+                plan = self._adjust(planning.plan(desired, actual, scope=frozenset({stack})), desired, actual)
+            except errors.PlanError:
+                self.queue.add(stack)
+                continue
+            pending = self._due_restarts(desired, actual, self.clock.monotonic(), dry_run=True)
+            if plan.converged and not pending:
+                continue
+            reasons = "; ".join(f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes)
+            self._report("drift", stack, "", reasons or "restart pending")
+            self.queue.add(stack)
+
+    def _reconcile(self, stack: str) -> float | None:
+        with self.stack_lock(stack):
+            snapshot = self.folder.load()
+            with self._lock:
+                self._snapshot = snapshot
+            if stack in snapshot.frozen:
+                log.warning("stack %s is frozen: a manifest that may declare it does not parse", stack,
+                            extra={"stack": stack})  # fmt: skip
+                return None
+            desired = only_stack(snapshot.desired, stack)
+            actual = self.engine.observe(images=planning.images_of(desired))
+            with self._lock:
+                self._observed = actual
+            plan = planning.plan(desired, actual, scope=frozenset({stack}))
+            plan = self._adjust(plan, desired, actual)
+            with self._lock:
+                self._stack_errors.pop(stack, None)
+                self._drift[stack] = {
+                    f"{change.kind.lower()}/{change.name}": f"{change.change}: {change.reason}"
+                    for change in plan.changes
+                }
+            failed: list[str] = []
+            if not plan.converged:
+                log.info("reconciling: %s", plan.summary(), extra={"stack": stack})
+                outcome = executing.execute(plan, self.engine, parallelism=self.parallelism)
+                failed = self._record_outcome(stack, outcome)
+                self._report("reconcile", stack, "", plan.summary() + " " + outcome.summary())
+                # Restarts and health are decided on what the engine says after the plan ran.
+                actual = self.engine.observe(images=planning.images_of(desired))
+            now = self.clock.monotonic()
+            failed += self._restart_due(stack, desired, actual, now)
+            self._sync_health(desired, actual, now)
+            with self._lock:
+                self._observed = actual
+                failed_objects = {key for key in self._object_errors if key in self._drift.get(stack, {})}
+                self._drift[stack] = {k: v for k, v in self._drift[stack].items() if k in failed_objects}
+                if not desired.containers and not desired.networks and not desired.volumes:
+                    if not failed and not any(o.stack == stack for o in actual.containers.values()):
+                        self._forget_stack(stack)
+                elif stack not in self._managed:
+                    self._managed.add(stack)
+                    self._write_managed()
+            if failed:
+                raise _RetryableFailure(f"{len(failed)} step(s) failed: " + "; ".join(failed[:3]))
+            return self._next_restart_in(desired, now)
+
+    def _adjust(self, plan: plans.Plan, desired: manifests.Desired, actual: observed.Observed) -> plans.Plan:
+        """The controller's two changes to a plan: restarts it owns, and dependsOn gating."""
+        owned = {
+            name
+            for name, container in desired.containers.items()
+            if controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts)
+        }
+        starts = {c.name for c in plan.changes if c.kind == "Container" and c.change == "start"}
+        # A "start" of an exited container the controller restarts is the restart manager's call
+        # (with backoff and maxRetries), not an immediate start by the planner.
+        plan = drop_steps(
+            plan,
+            lambda step: isinstance(step.action, plans.StartContainer) and step.action.name in owned & starts,
+            cascade=False,
+        )
+        blocked = {name for name, container in desired.containers.items() if self._gate(container, actual)}
+        if blocked:
+            plan = drop_steps(plan, lambda step: action_container(step.action) in blocked, cascade=True)
+        return plan
+
+    def _gate(self, container: manifests.DesiredContainer, actual: observed.Observed) -> str:
+        """Why a container must not start yet (a ``healthy``/``completed`` dependency), or ''."""
+        for dependency in container.spec.depends_on:
+            other = actual.containers.get(dependency.name)
+            if dependency.condition == "healthy":
+                if other is None or other.state != "running":
+                    return f"waiting for {dependency.name} to be healthy"
+                if self._health_of(other) not in ("healthy", None):
+                    return f"waiting for {dependency.name} to be healthy"
+            elif dependency.condition == "completed" and (
+                other is None or other.state != "exited" or other.exit_code != 0
+            ):
+                return f"waiting for {dependency.name} to complete"
+        return ""
+
+    def _record_outcome(self, stack: str, outcome: executing.Outcome) -> list[str]:
+        failed = []
+        with self._lock:
+            for result in outcome.results:
+                key = action_object(result.step.action)
+                if result.status == "done":
+                    self._object_errors.pop(key, None)
+                elif result.status == "failed":
+                    verb, target = plans.describe(result.step.action)
+                    self._object_errors[key] = result.error or "failed"
+                    self._error_total[key] = self._error_total.get(key, 0) + 1
+                    failed.append(f"{verb} {target}: {result.error}")
+        for message in failed:
+            self._report("step-failed", stack, "", message)
+        return failed
+
+    # -- restarts ---------------------------------------------------------------------------
+
+    def _schedule_restart(
+        self, desired: manifests.DesiredContainer, container_id: str, exit_code: int | None, *, reason: str
+    ) -> None:
+        restart = desired.spec.restart
+        backoff = restart.backoff or DEFAULT_BACKOFF
+        now = self.clock.monotonic()
+        with self._lock:
+            state = self._restarts.get(desired.name)
+            if state is None or state.container_id != container_id:
+                state = RestartState(container_id=container_id)
+                self._restarts[desired.name] = state
+            if state.due_at is not None:
+                return  # one restart pending is enough
+            # A container that ran long enough starts its backoff over (Docker: 10 s).
+            if state.started_at is not None and now - state.started_at >= backoff.reset_after:
+                state.attempt = 0
+            state.last_exit_code = exit_code
+            if reason == "exit" and not wants_restart(restart, exit_code, restarts=state.restarts):
+                state.gave_up = restart.policy == "on-failure" and exit_code not in (0, None)
+                if state.gave_up:
+                    message = f"exit {exit_code} after {state.restarts} restarts: maxRetries reached"
+                    self._report_locked("gave-up", desired.stack, desired.name, message)
+                return
+            state.delay = restart_delay(backoff, state.attempt, rng=self.rng)
+            state.due_at = now + state.delay
+            state.reason = reason
+        log.info("restart of %s in %.3fs (%s)", desired.name, state.delay, reason,
+                 extra={"stack": desired.stack, "container": desired.name})  # fmt: skip
+        self.queue.add_after(desired.stack, state.delay)
+        self._notify()
+
+    def _due_restarts(
+        self, desired: manifests.Desired, actual: observed.Observed, now: float, *, dry_run: bool
+    ) -> list[str]:
+        """Controller-owned containers of a stack that should be (re)started now."""
+        due = []
+        for name, container in sorted(desired.containers.items()):
+            if not controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts):
+                continue
+            present = actual.containers.get(name)
+            if present is None or present.spec_hash != hashing.container_hash(container):
+                continue
+            with self._lock:
+                state = self._restarts.get(name)
+                if state is not None and state.container_id != present.container_id:
+                    del self._restarts[name]
+                    state = None
+                if present.state == "running":
+                    if state is not None and state.due_at is not None and state.reason == "unhealthy":
+                        if state.due_at <= now:
+                            due.append(name)
+                    elif state is not None and not dry_run:
+                        state.due_at = None
+                    continue
+                if present.state not in ("exited", "dead"):
+                    continue
+                if state is None:
+                    # An exit the controller did not see (it was not running, or the event was
+                    # missed): the same decision as for a ``die`` event, with the same backoff.
+                    if not dry_run:
+                        self._schedule_restart(container, present.container_id, present.exit_code, reason="exit")
+                    continue
+                if state.due_at is not None and state.due_at <= now:
+                    due.append(name)
+        return due
+
+    def _restart_due(self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float) -> list[str]:
+        failed = []
+        for name in self._due_restarts(desired, actual, now, dry_run=False):
+            with self._lock:
+                state = self._restarts[name]
+                reason = state.reason
+            try:
+                if reason == "unhealthy":
+                    self.engine.stop_container(name, timeout=desired.containers[name].spec.stop_timeout)
+                self.engine.start_container(name)
+            except errors.EngineError as exc:
+                failed.append(f"restart container {name}: {exc}")
+                with self._lock:
+                    self._object_errors[f"container/{name}"] = str(exc)
+                    self._error_total[f"container/{name}"] = self._error_total.get(f"container/{name}", 0) + 1
+                continue
+            with self._lock:
+                state.restarts += 1
+                state.attempt += 1
+                state.due_at = None
+                state.started_at = self.clock.monotonic()
+                self._restart_total[name] = self._restart_total.get(name, 0) + 1
+                self._health.pop(name, None)
+                count = state.restarts
+            self._report("restart", stack, name, f"restart {count} ({reason}, exit code {state.last_exit_code})")
+        return failed
+
+    def _next_restart_in(self, desired: manifests.Desired, now: float) -> float | None:
+        with self._lock:
+            pending = [
+                state.due_at - now
+                for name, state in self._restarts.items()
+                if name in desired.containers and state.due_at is not None
+            ]
+        return max(0.0, min(pending)) if pending else None
+
+    # -- health checks ------------------------------------------------------------------------
+
+    def _sync_health(self, desired: manifests.Desired, actual: observed.Observed, now: float) -> None:
+        with self._lock:
+            for name, container in desired.containers.items():
+                check = container.spec.healthcheck
+                present = actual.containers.get(name)
+                if check is None or probe_argv(check) is None or present is None or present.state != "running":
+                    self._health.pop(name, None)
+                    continue
+                state = self._health.get(name)
+                if state is None or state.container_id != present.container_id:
+                    self._health[name] = HealthState(present.container_id, now, next_probe_at=now + check.interval)
+        self._notify()
+
+    def _run_probes(self, now: float) -> float:
+        """Start every due probe; seconds until the next one is due."""
+        due: list[tuple[str, manifests.DesiredContainer, HealthState]] = []
+        following = 3600.0
+        with self._lock:
+            for name, state in self._health.items():
+                container = self._desired_container(name)
+                if container is None or container.spec.healthcheck is None:
+                    continue
+                if state.probing:
+                    continue
+                if state.next_probe_at <= now:
+                    state.probing = True
+                    due.append((name, container, state))
+                else:
+                    following = min(following, state.next_probe_at - now)
+        for name, container, state in due:
+            if self._probe_pool is not None:
+                self._probe_pool.submit(self._probe, name, container, state)
+            else:
+                self._probe(name, container, state)
+        return following
+
+    def _probe(self, name: str, container: manifests.DesiredContainer, state: HealthState) -> None:
+        check = container.spec.healthcheck
+        assert check is not None
+        argv = probe_argv(check) or []
+        try:
+            result = self.engine.exec(name, argv, timeout=check.timeout)
+            code, output = result.exit_code, (result.stdout + result.stderr).decode("utf-8", "replace")
+        except errors.EngineError as exc:
+            code, output = -1, str(exc)
+        now = self.clock.monotonic()
+        changed: str | None = None
+        with self._lock:
+            state.probing = False
+            state.last_exit_code = code
+            state.last_output = output[-4096:]
+            state.next_probe_at = now + check.interval
+            if self._health.get(name) is not state:
+                return
+            if code == 0:
+                state.failing_streak = 0
+                if state.status != "healthy":
+                    state.status, changed = "healthy", "healthy"
+            elif state.status == "starting" and now - state.started_at < check.start_period:
+                pass  # failures during the start period do not count (Docker's rule)
+            else:
+                state.failing_streak += 1
+                if state.failing_streak >= check.retries and state.status != "unhealthy":
+                    state.status, changed = "unhealthy", "unhealthy"
+        if changed is None:
+            return
+        self._report("health", container.stack, name, f"{changed} (probe exit {code})")
+        # Dependents gated on this container's health, and onUnhealthy restarts, need a pass.
+        if changed == "unhealthy" and container.spec.restart.on_unhealthy:
+            self._schedule_restart(container, state.container_id, None, reason="unhealthy")
+        self.queue.add(container.stack)
+
+    def _health_of(self, present: observed.ObservedContainer) -> str | None:
+        with self._lock:
+            state = self._health.get(present.name)
+            if state is not None and state.container_id == present.container_id:
+                return state.status
+        if present.health is not None:
+            return present.health
+        container = self._desired_container(present.name)
+        if container is not None and container.spec.healthcheck is not None:
+            return "starting"
+        return None
+
+    # -- status, events, metrics --------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""
+        now = self.clock.monotonic()
+        with self._lock:
+            snapshot = self._snapshot
+            actual = self._observed
+            desired = snapshot.desired if snapshot else manifests.Desired.empty()
+            rows: list[dict[str, Any]] = []
+            drift = {key: reason for per_stack in self._drift.values() for key, reason in per_stack.items()}
+            names = sorted(
+                set(desired.containers) | {n for n, c in actual.containers.items() if c.stack in self._known_stacks()}
+            )
+            for name in names:
+                wanted = desired.containers.get(name)
+                present = actual.containers.get(name)
+                restart = self._restarts.get(name)
+                backoff: dict[str, Any] | None = None
+                if restart is not None:
+                    backoff = {
+                        "attempt": restart.attempt,
+                        "delay": restart.delay,
+                        "nextRestartIn": None if restart.due_at is None else round(max(0.0, restart.due_at - now), 3),
+                        "gaveUp": restart.gave_up,
+                        "reason": restart.reason,
+                    }
+                running = present is not None and present.state == "running"
+                owned = wanted is not None and controller_owns_restarts(
+                    wanted.spec, engine_restarts=self.engine_restarts
+                )
+                # Restarts the engine made itself count too (Docker's policy; never both at once).
+                restarts = restart.restarts if restart else 0
+                if present is not None and not owned:
+                    restarts += present.restart_count
+                rows.append({
+                    "kind": "Container", "name": name,
+                    "stack": wanted.stack if wanted else (present.stack if present else None),
+                    "state": present.state if present else "absent",
+                    "health": self._health_of_locked(present) if present else None,
+                    "exitCode": present.exit_code if present else None,
+                    "restarts": restarts,
+                    "backoff": backoff,
+                    "lastError": self._object_errors.get(f"container/{name}"),
+                    "drift": drift.get(f"container/{name}", ""),
+                    "specHash": present.spec_hash if present else (hashing.container_hash(wanted) if wanted else None),
+                    "id": present.container_id[:12] if present else None,
+                    "waiting": self._gate(wanted, actual) if wanted and not running else "",
+                })  # fmt: skip
+            for kind, wanted_map, present_map in (
+                ("Network", desired.networks, actual.networks),
+                ("Volume", desired.volumes, actual.volumes),
+            ):
+                for name in sorted(set(wanted_map) | set(present_map)):
+                    present_obj = present_map.get(name)
+                    rows.append({
+                        "kind": kind, "name": name,
+                        "stack": present_obj.stack if present_obj else wanted_map[name].stack,
+                        "state": "present" if present_obj else "absent",
+                        "lastError": self._object_errors.get(f"{kind.lower()}/{name}"),
+                        "drift": drift.get(f"{kind.lower()}/{name}", ""),
+                        "specHash": present_obj.spec_hash if present_obj else None,
+                    })  # fmt: skip
+            return {
+                "engine": self.engine.name,
+                "folder": str(self.folder.folder),
+                "objects": rows,
+                "files": [report.to_json() for report in (snapshot.files.values() if snapshot else ())],
+                "stacks": {
+                    stack: {
+                        "error": self._stack_errors.get(stack),
+                        "frozen": bool(snapshot and stack in snapshot.frozen),
+                    }
+                    for stack in sorted(self._known_stacks())
+                },
+                "queueDepth": self.queue.depth(),
+            }
+
+    def _health_of_locked(self, present: observed.ObservedContainer) -> str | None:
+        state = self._health.get(present.name)
+        if state is not None and state.container_id == present.container_id:
+            return state.status
+        return present.health
+
+    def events_since(self, sequence: int = 0) -> list[dict[str, Any]]:
+        with self._event_cond:
+            return [event.to_json() for event in self._events if event.sequence > sequence]
+
+    def follow_events(self, stop: threading.Event, *, since: int = 0) -> Iterator[dict[str, Any]]:
+        """Every event after ``since``, then new ones as they happen, until ``stop`` is set."""
+        last = since
+        while not stop.is_set():
+            with self._event_cond:
+                fresh = [event for event in self._events if event.sequence > last]
+                if not fresh:
+                    self._event_cond.wait(0.5)
+                    continue
+            for event in fresh:
+                last = event.sequence
+                yield event.to_json()
+
+    def metric_samples(self) -> list[Sample]:
+        samples = [
+            Sample("reconciler_queue_depth", "gauge", "Keys ready to be processed.", (), float(self.queue.depth()))
+        ]
+        with self._lock:
+            for key, (total, count) in sorted(self._durations.items()):
+                labels = (("key", key),)
+                samples.append(Sample("reconciler_reconcile_duration_seconds", "summary",
+                                      "Time spent in reconcile passes.", labels, total))  # fmt: skip
+                samples.append(Sample("reconciler_reconcile_duration_seconds_count", "summary",
+                                      "Time spent in reconcile passes.", labels, float(count)))  # fmt: skip
+            for name, count in sorted(self._restart_total.items()):
+                samples.append(Sample("reconciler_restarts_total", "counter", "Restarts made by the controller.",
+                                      (("object", f"container/{name}"),), float(count)))  # fmt: skip
+            for key, count in sorted(self._error_total.items()):
+                samples.append(Sample("reconciler_errors_total", "counter", "Failed steps per object.",
+                                      (("object", key),), float(count)))  # fmt: skip
+            for path, report in sorted((self._snapshot.files if self._snapshot else {}).items()):
+                samples.append(Sample("reconciler_manifest_errors", "gauge", "Diagnostics per manifest file.",
+                                      (("file", path),), float(len(report.errors))))  # fmt: skip
+        return samples
+
+    def _report(self, kind: str, stack: str, name: str, message: str) -> None:
+        with self._lock:
+            self._report_locked(kind, stack, name, message)
+
+    def _report_locked(self, kind: str, stack: str, name: str, message: str) -> None:
+        event = ControllerEvent(next(self._sequence), self.clock.wall(), kind, stack, name, message)
+        level = logging.WARNING if kind in ("step-failed", "manifest-error", "error", "gave-up") else logging.INFO
+        log.log(level, "%s: %s", kind, message, extra={"stack": stack, "container": name, "event": kind})
+        with self._event_cond:
+            self._events.append(event)
+            self._event_cond.notify_all()
+
+    def _stack_error(self, key: str, message: str) -> None:
+        with self._lock:
+            self._stack_errors[key] = message
+        self._report("error", key, "", message)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _current_snapshot(self) -> Snapshot:
+        with self._lock:
+            snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self.folder.load()
+            with self._lock:
+                self._snapshot = snapshot
+        return snapshot
+
+    def _desired_container(self, name: str) -> manifests.DesiredContainer | None:
+        with self._lock:
+            snapshot = self._snapshot
+        if snapshot is None:
+            return None
+        return snapshot.desired.containers.get(name)
+
+    def _known_stacks(self) -> set[str]:
+        with self._lock:
+            declared = set(self._snapshot.desired.stacks) if self._snapshot else set()
+            return declared | self._managed
+
+    def _in_stack(self, key: str, stack: str, actual: observed.Observed) -> bool:
+        kind, _, name = key.partition("/")
+        table: Mapping[str, observed.Owned] = {
+            "container": actual.containers,
+            "network": actual.networks,
+            "volume": actual.volumes,
+        }.get(kind, {})
+        item = table.get(name)
+        return item is None or item.stack == stack
+
+    def _forget_stack(self, stack: str) -> None:
+        if stack in self._managed:
+            self._managed.discard(stack)
+            self._write_managed()
+
+    def _read_managed(self) -> set[str]:
+        if self._state_dir is None:
+            return set()
+        with contextlib.suppress(OSError, ValueError):
+            value = json.loads((self._state_dir / "stacks.json").read_text(encoding="utf-8"))
+            return {str(stack) for stack in value.get("stacks", [])}
+        return set()
+
+    def _write_managed(self) -> None:
+        """Persist the stacks this folder manages: a file deleted while we were down still prunes."""
+        if self._state_dir is None:
+            return
+        try:
+            self._state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target = self._state_dir / "stacks.json"
+            temporary = target.with_suffix(".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump({"folder": str(self.folder.folder), "stacks": sorted(self._managed)}, handle)
+            os.replace(temporary, target)
+        except OSError as exc:
+            log.warning("cannot persist the managed stacks: %s", exc)
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the core on threads: workers, the timer, the engine-event reader."""
+        self.queue.add(SCAN_KEY)
+        self.queue.add(RESYNC_KEY)
+        for index in range(max(1, self.workers)):
+            self._spawn(f"worker-{index}", self._worker)
+        self._spawn("timer", self._timer)
+        self._spawn("events", self._event_reader)
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Graceful shutdown: finish the passes in flight, leave every container running."""
+        self._stop.set()
+        self.queue.shutdown()
+        self._notify()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._probe_pool is not None:
+            self._probe_pool.shutdown(wait=False, cancel_futures=True)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"controller-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            self.process(key)
+
+    def _timer(self) -> None:
+        while not self._stop.is_set():
+            delay = self.tick()
+            with self._wake:
+                if not self._stop.is_set():
+                    self._wake.wait(min(delay, 1.0))
+
+    def _event_reader(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                for event in self.engine.events(stop=self._stop):
+                    failures = 0
+                    self.handle_event(event)
+            except errors.EngineError as exc:
+                failures += 1
+                delay = min(30.0, 0.1 * 2**failures)
+                log.warning("engine event stream failed (%s); reconnecting in %.1fs", exc, delay)
+                self._stop.wait(delay)
+            # Events may have been missed while the stream was down: a resync finds what changed.
+            if not self._stop.is_set():
+                self.queue.add(RESYNC_KEY)
+
+    # -- one-shot apply and plan for the API (``reconcile apply`` through the daemon) ------------
+
+    def plan_sources(
+        self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
+    ) -> plans.Plan:
+        desired = manifests.load_sources(sources)
+        actual = self.engine.observe(images=planning.images_of(desired))
+        return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
+
+    def apply_sources(
+        self,
+        sources: Sequence[tuple[str, str]],
+        *,
+        prune: bool = True,
+        prune_volumes: bool = False,
+        parallelism: int = 4,
+    ) -> tuple[plans.Plan, executing.Outcome]:
+        desired = manifests.load_sources(sources)
+        with contextlib.ExitStack() as held:
+            for stack in sorted(desired.stacks):
+                held.enter_context(self.stack_lock(stack))
+            actual = self.engine.observe(images=planning.images_of(desired))
+            plan = planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
+            outcome = executing.execute(plan, self.engine, parallelism=parallelism)
+        for stack in desired.stacks:
+            if stack in self._known_stacks():
+                self.queue.add(stack)
+        return plan, outcome
+
+
+class _RetryableFailure(errors.ReconcilerError):
+    """Some steps of a pass failed: the pass is retried with the per-key backoff."""
