@@ -337,10 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--engine", default=os.environ.get("RECONCILER_ENGINE", "native"),
-                        choices=["native", "docker"], help="engine to drive (env RECONCILER_ENGINE; default native)")  # fmt: skip
-    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", DEFAULT_ROOT),
-                        help=f"native engine state directory (env RECONCILER_ROOT; default {DEFAULT_ROOT})")  # fmt: skip
+    parser.add_argument(
+        "--engine",
+        default=os.environ.get("RECONCILER_ENGINE", "native"),
+        choices=["native", "docker"],
+        help="engine to drive (env RECONCILER_ENGINE; default native)",
+    )
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("RECONCILER_ROOT", DEFAULT_ROOT),
+        help=f"native engine state directory (env RECONCILER_ROOT; default {DEFAULT_ROOT})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def files(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -356,13 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--prune-volumes", action="store_true",
                        help="also remove such volumes (their data is lost)")  # fmt: skip
 
-    def sub(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, example: str) -> argparse.ArgumentParser:
+    def sub(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, example: str
+    ) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         p.set_defaults(func=handler)
         return p
 
-    p = sub("validate", cmd_validate, "check manifests; every error with file:line:col", "reconcile validate -f manifests/")
+    p = sub(
+        "validate",
+        cmd_validate,
+        "check manifests; every error with file:line:col",
+        "reconcile validate -f manifests/",
+    )
     files(p)
     p = sub("plan", cmd_plan, "show the changes apply would make (exit 0 none, 2 some, 1 error)",
             "reconcile plan -f stack.yaml -o json")  # fmt: skip
@@ -395,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
             "reconcile exec web -- ls /")  # fmt: skip
     p.add_argument("name")
     p.add_argument("argv", nargs=argparse.REMAINDER)
-    p = sub("schema", cmd_schema, "print or write the JSON Schemas of the manifest kinds", "reconcile schema --out schemas/")
+    p = sub(
+        "schema",
+        cmd_schema,
+        "print or write the JSON Schemas of the manifest kinds",
+        "reconcile schema --out schemas/",
+    )
     p.add_argument("--out", help="folder to write <kind>.schema.json files into")
     p = sub("hash", cmd_hash, "print each object's spec hash", "reconcile hash -f stack.yaml")
     files(p)

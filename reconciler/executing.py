@@ -117,7 +117,7 @@ def execute(
             perform(step.action, target)
         except errors.ReconcilerError as exc:
             return StepResult(step, "failed", time.monotonic() - started, _error_text(exc))
-        except Exception as exc:  # a backend bug must not abort the other steps  # noqa: BLE001
+        except Exception as exc:  # a backend bug must not abort the other steps
             return StepResult(step, "failed", time.monotonic() - started, f"{type(exc).__name__}: {_error_text(exc)}")
         return StepResult(step, "done", time.monotonic() - started)
 

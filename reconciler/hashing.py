@@ -35,9 +35,7 @@ def _digest(value: object) -> str:
 
 def container_document(container: manifests.DesiredContainer) -> dict[str, Any]:
     """What a container's hash covers; also stored on the container to diff against later."""
-    spec = container.spec.model_dump(
-        mode="json", by_alias=True, exclude_defaults=True, exclude=_CONTAINER_EXCLUDED
-    )
+    spec = container.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=_CONTAINER_EXCLUDED)
     document: dict[str, Any] = {"spec": spec}
     if container.labels:
         document["labels"] = dict(container.labels)

@@ -202,7 +202,8 @@ def _string_list(value: object) -> object:
 
 # Each accepted spelling is in the JSON schema too, so that editors accept what the loader accepts.
 _DURATION_SCHEMA = WithJsonSchema(
-    {"anyOf": [{"type": "string", "pattern": r"^(0|(\d+(\.\d+)?(ms|us|µs|ns|h|m|s))+)$"}, {"type": "number", "minimum": 0}],
+    {"anyOf": [{"type": "string", "pattern": r"^(0|(\d+(\.\d+)?(ms|us|µs|ns|h|m|s))+)$"},
+               {"type": "number", "minimum": 0}],
      "description": "A duration: 100ms, 10s, 1m30s, or a number of seconds."}
 )  # fmt: skip
 _SIZE_SCHEMA = WithJsonSchema(
@@ -219,9 +220,7 @@ _SIGNAL_SCHEMA = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer
 
 Duration: TypeAlias = Annotated[float, BeforeValidator(parse_duration), Field(ge=0), _DURATION_SCHEMA]
 Size: TypeAlias = Annotated[int, BeforeValidator(parse_size), Field(ge=0), _SIZE_SCHEMA]
-DnsLabel: TypeAlias = Annotated[
-    str, pydantic.AfterValidator(_check_dns_label), Field(pattern=_DNS_LABEL_RE.pattern)
-]
+DnsLabel: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_dns_label), Field(pattern=_DNS_LABEL_RE.pattern)]
 ImageRef: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_image)]
 AbsolutePath: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_absolute), Field(pattern="^/")]
 Signal: TypeAlias = Annotated[str, BeforeValidator(_check_signal), _SIGNAL_SCHEMA]
@@ -250,9 +249,7 @@ class Model(pydantic.BaseModel):
 
 class Metadata(Model):
     name: DnsLabel = Field(description="The engine object's name (a DNS label).")
-    stack: DnsLabel | None = Field(
-        default=None, description="Pruning and deletion group; default: the file's stem."
-    )
+    stack: DnsLabel | None = Field(default=None, description="Pruning and deletion group; default: the file's stem.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the engine object.")
 
     @pydantic.field_validator("labels")
@@ -395,9 +392,32 @@ class ContainerSpec(Model):
     resources: Resources = Field(default_factory=Resources)
     restart: Restart = Field(default_factory=Restart)
     healthcheck: Healthcheck | None = None
-    depends_on: Annotated[list[Dependency], BeforeValidator(_dependency_shorthand)] = Field(
-        default_factory=list
-    )
+    depends_on: Annotated[
+        list[Dependency],
+        BeforeValidator(_dependency_shorthand),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "description": "a container name (condition: started)"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["name"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "condition": {
+                                    "enum": ["started", "healthy", "completed"],
+                                    "default": "started",
+                                },
+                            },
+                        },
+                    ]
+                },
+            }
+        ),
+    ] = Field(default_factory=list)
     stop_signal: Signal = "SIGTERM"
     stop_timeout: Duration = 10.0
     read_only_rootfs: bool = False
@@ -591,9 +611,8 @@ class _Positions:
         result: list[str | int] = []
         for index, element in enumerate(loc):
             here = (*result, element)
-            if here not in self.values and index + 1 < len(loc):
-                if (*result, loc[index + 1]) in self.values:
-                    continue
+            if here not in self.values and index + 1 < len(loc) and (*result, loc[index + 1]) in self.values:
+                continue
             result.append(element)
         return tuple(result)
 
@@ -651,9 +670,7 @@ _RESOLVER_LOADER = yaml.SafeLoader("")
 def _scalar(node: yaml.Node) -> object:
     """A scalar's value with YAML 1.1 core types, as the safe loader would construct it."""
     if not isinstance(node, yaml.ScalarNode):
-        raise yaml.constructor.ConstructorError(
-            None, None, "a mapping key must be a plain value", node.start_mark
-        )
+        raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value", node.start_mark)
     return _RESOLVER_LOADER.construct_object(node, deep=True)
 
 
@@ -893,9 +910,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def _assemble(
-    parsed: list[_Parsed], diagnostics: list[errors.Diagnostic], invalid: set[tuple[str, str]]
-) -> Desired:
+def _assemble(parsed: list[_Parsed], diagnostics: list[errors.Diagnostic], invalid: set[tuple[str, str]]) -> Desired:
     containers: dict[str, DesiredContainer] = {}
     networks: dict[str, DesiredNetwork] = {}
     volumes: dict[str, DesiredVolume] = {}
@@ -914,8 +929,8 @@ def _assemble(
         previous = positions_of.get((doc.kind, name))
         if previous is not None:
             first = previous.positions.values.get(("metadata", "name"), (1, 1))
-            report(item, ("metadata", "name"),
-                   f"duplicate {doc.kind} {name!r} (first declared at {previous.file}:{first[0]}:{first[1]})")  # fmt: skip
+            where = f"{previous.file}:{first[0]}:{first[1]}"
+            report(item, ("metadata", "name"), f"duplicate {doc.kind} {name!r} (first declared at {where})")
             continue
         positions_of[(doc.kind, name)] = item
         labels = dict(doc.metadata.labels)
@@ -942,7 +957,7 @@ def _assemble(
         else:
             volumes[name] = DesiredVolume(name, stack, doc.spec, labels, source)
 
-    _cross_check(containers, networks, volumes, positions_of, report, invalid)
+    _cross_check(containers, networks, volumes, positions_of, report, invalid=invalid)
     stacks = frozenset(
         [c.stack for c in containers.values()]
         + [n.stack for n in networks.values()]
@@ -957,6 +972,7 @@ def _cross_check(
     volumes: Mapping[str, DesiredVolume],
     positions_of: Mapping[tuple[str, str], _Parsed],
     report: Any,
+    *,
     invalid: set[tuple[str, str]],
 ) -> None:
     """Checks that need more than one object: ports, references, cycles.
@@ -971,12 +987,12 @@ def _cross_check(
         for index, port in enumerate(container.spec.ports):
             if port.host_port is None:
                 continue
-            for ip in ([port.host_ip] if port.host_ip else ["0.0.0.0"]):  # noqa: S104 (a key, not a bind)
+            for ip in [port.host_ip] if port.host_ip else ["0.0.0.0"]:  # noqa: S104 (a key, not a bind)
                 key = (ip, port.host_port, port.protocol)
                 clash = [
                     other
                     for (other_ip, hp, proto), other in published.items()
-                    if hp == port.host_port and proto == port.protocol and "0.0.0.0" in (ip, other_ip)  # noqa: S104
+                    if (hp == port.host_port and proto == port.protocol and "0.0.0.0" in (ip, other_ip))  # noqa: S104
                     or (other_ip, hp, proto) == key
                 ]
                 if clash:
@@ -1020,7 +1036,11 @@ def _cross_check(
         mode = container.spec.network_mode
         peer = mode.removeprefix("container:")
         if mode.startswith("container:") and peer not in containers and ("Container", peer) not in invalid:
-            report(item, ("spec", "networkMode"), f"container {mode.removeprefix('container:')!r} is not declared")
+            report(
+                item,
+                ("spec", "networkMode"),
+                f"container {mode.removeprefix('container:')!r} is not declared",
+            )
     for cycle in _cycles(containers):
         item = positions_of[("Container", cycle[0])]
         report(item, ("spec", "dependsOn"), "dependency cycle: " + " → ".join([*cycle, cycle[0]]))
@@ -1077,11 +1097,10 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = kind
         result[kind.lower()] = schema
-    combined = pydantic.TypeAdapter(
-        Annotated[Document, Field(discriminator="kind")]
-    ).json_schema(by_alias=True, mode="validation")
+    combined = pydantic.TypeAdapter(Annotated[Document, Field(discriminator="kind")]).json_schema(
+        by_alias=True, mode="validation"
+    )
     combined["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     combined["title"] = "reconciler manifest"
     result["reconciler"] = combined
     return result
-

@@ -157,8 +157,12 @@ def plan(
     problems = _conflicts(desired, actual)
     for name in sorted(desired.volumes):
         volume = desired.volumes[name]
-        present = actual.volumes.get(name)
-        if present is not None and present.stack == volume.stack and present.spec_hash != hashing.volume_hash(volume):
+        existing_volume = actual.volumes.get(name)
+        if (
+            existing_volume is not None
+            and existing_volume.stack == volume.stack
+            and existing_volume.spec_hash != hashing.volume_hash(volume)
+        ):
             problems.append(
                 f"volume {name}: its spec changed ({volume.source}), and volumes hold data, so it is not "
                 "recreated; restore the old spec, or remove the volume explicitly with "
@@ -206,8 +210,8 @@ def plan(
         elif set(present.networks) & network_recreated:
             nets = ", ".join(sorted(set(present.networks) & network_recreated))
             decisions[name] = ("recreate", f"network {nets} is recreated", ())
-        elif diff := _resources_differ(container.spec.resources, present.resources):
-            decisions[name] = ("update", "resources changed: update in place", tuple(diff))
+        elif resource_diff := _resources_differ(container.spec.resources, present.resources):
+            decisions[name] = ("update", "resources changed: update in place", tuple(resource_diff))
         elif should_run(container.spec, present):
             exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
             decisions[name] = ("start", f"drift: {present.state}{exit_text}, restart policy "
@@ -219,10 +223,9 @@ def plan(
         for name, container in sorted(desired.containers.items()):
             mode = container.spec.network_mode
             peer = mode.removeprefix("container:") if mode.startswith("container:") else None
-            if peer and decisions.get(peer, ("",))[0] in ("recreate", "create") and name not in decisions:
-                decisions[name] = ("recreate", f"container {peer} is recreated (networkMode {mode})", ())
-                changed = True
-            elif peer and decisions.get(peer, ("",))[0] == "recreate" and decisions[name][0] in ("update", "start"):
+            if (peer and decisions.get(peer, ("",))[0] in ("recreate", "create") and name not in decisions) or (
+                peer and decisions.get(peer, ("",))[0] == "recreate" and decisions[name][0] in ("update", "start")
+            ):
                 decisions[name] = ("recreate", f"container {peer} is recreated (networkMode {mode})", ())
                 changed = True
 
@@ -265,7 +268,9 @@ def plan(
             }
             diff = tuple(plans.diff_documents({}, hashing.network_document(network)))
             removal = build.add(plans.RemoveNetwork(name), "spec changed", users)
-            ready[("network", name)] = build.add(plans.CreateNetwork(network_request(network)), "spec changed", {removal})
+            ready[("network", name)] = build.add(
+                plans.CreateNetwork(network_request(network)), "spec changed", {removal}
+            )
             build.changes.append(plans.Change("Network", name, network.stack, "recreate", "spec changed", diff))
 
     # -- volumes --------------------------------------------------------------------------------
@@ -284,9 +289,7 @@ def plan(
             continue
         if actual.images.get(spec.image) is None:
             if spec.pull_policy == "Never":
-                raise errors.PlanError(
-                    f"container {name}: image {spec.image} is not present and pullPolicy is Never"
-                )
+                raise errors.PlanError(f"container {name}: image {spec.image} is not present and pullPolicy is Never")
             pulls[spec.image] = build.add(plans.PullImage(spec.image, spec.pull_policy), "not present locally")
 
     # -- containers, in dependency order ----------------------------------------------------------
@@ -299,17 +302,13 @@ def plan(
         needs: set[int] = {pulls.get(container.spec.image, 0)}
         needs |= {ready.get(("network", n.name), 0) for n in container.spec.networks}
         needs |= {
-            ready.get(("volume", m.source), 0)
-            for m in container.spec.mounts
-            if isinstance(m, manifests.VolumeMount)
+            ready.get(("volume", m.source), 0) for m in container.spec.mounts if isinstance(m, manifests.VolumeMount)
         }
         dependencies = {ready.get(("container", dep), 0) for dep in manifests.container_dependencies(container)}
         build.changes.append(plans.Change("Container", name, container.stack, verb,  # type: ignore[arg-type]
                                           reason, diff))  # fmt: skip
         if verb == "update":
-            ready[("container", name)] = build.add(
-                plans.UpdateContainer(name, container.spec.resources), reason
-            )
+            ready[("container", name)] = build.add(plans.UpdateContainer(name, container.spec.resources), reason)
         elif verb == "start":
             ready[("container", name)] = build.add(plans.StartContainer(name), reason, dependencies)
         elif verb == "create" or name in container_gone:
@@ -321,9 +320,7 @@ def plan(
             staged = f"{name}{NEXT_SUFFIX}"
             needs.add(removed_step.get(("container", staged), 0))
             created = build.add(plans.CreateContainer(container_request(container, name=staged)), reason, needs)
-            stopped = build.add(
-                plans.StopContainer(name, container.spec.stop_timeout), reason, {created}
-            )
+            stopped = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason, {created})
             started = build.add(plans.StartContainer(staged), reason, {stopped} | dependencies)
             removed = build.add(plans.RemoveContainer(name), reason, {started})
             container_gone[name] = removed  # orphan networks/volumes it used may go after this
@@ -355,7 +352,13 @@ def plan(
         users = {step for c, step in container_gone.items() if name in actual.containers[c].volumes}
         build.add(plans.RemoveVolume(name), "orphan: not in manifests (--prune-volumes)", users)
         build.changes.append(
-            plans.Change("Volume", name, present_volume.stack or "", "remove", "orphan: not in manifests (--prune-volumes)")
+            plans.Change(
+                "Volume",
+                name,
+                present_volume.stack or "",
+                "remove",
+                "orphan: not in manifests (--prune-volumes)",
+            )
         )
     return build.plan()
 

@@ -66,9 +66,7 @@ class MemoryEngine:
 
     name = "memory"
 
-    def __init__(
-        self, *, images: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, *, images: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.registry: dict[str, str] = dict(images or {})
         self.local_images: dict[str, str] = {}
         self.containers: dict[str, _Container] = {}
@@ -159,8 +157,13 @@ class MemoryEngine:
                 if observed.LABEL_KIND in c.request.labels
             }
             networks = {
-                name: observed.ObservedNetwork(name=name, labels=dict(n.labels), network_id=n.object_id,
-                                               subnet=n.subnet, gateway=n.gateway)  # fmt: skip
+                name: observed.ObservedNetwork(
+                    name=name,
+                    labels=dict(n.labels),
+                    network_id=n.object_id,
+                    subnet=n.subnet,
+                    gateway=n.gateway,
+                )
                 for name, n in self.networks.items()
                 if observed.LABEL_KIND in n.labels
             }
@@ -206,7 +209,9 @@ class MemoryEngine:
     def remove_network(self, name: str) -> None:
         self._record("remove_network", name)
         with self._lock:
-            users = sorted(c for c, v in self.containers.items() if any(n.name == name for n in v.request.spec.networks))
+            users = sorted(
+                c for c, v in self.containers.items() if any(n.name == name for n in v.request.spec.networks)
+            )
             if users and name in self.networks:
                 raise errors.RuntimeFailed(f"network {name} is in use by {', '.join(users)}")
             self.networks.pop(name, None)

@@ -50,7 +50,9 @@ class EngineContract:
         assert engine.observe(images=[missing]).images[missing] is None
 
     def test_network_create_is_idempotent_and_labels_round_trip(self, engine: engine_mod.Engine, prefix: str) -> None:
-        request = plans.NetworkRequest(f"{prefix}net", manifests.NetworkSpec(), {**labels("contract", "Network"), "a": "b"})
+        request = plans.NetworkRequest(
+            f"{prefix}net", manifests.NetworkSpec(), {**labels("contract", "Network"), "a": "b"}
+        )
         engine.create_network(request)
         engine.create_network(request)
         seen = engine.observe().networks[f"{prefix}net"]
@@ -60,7 +62,9 @@ class EngineContract:
     def test_network_owned_by_another_stack_conflicts(self, engine: engine_mod.Engine, prefix: str) -> None:
         engine.create_network(plans.NetworkRequest(f"{prefix}net", manifests.NetworkSpec(), labels("one", "Network")))
         with pytest.raises(errors.Conflict):
-            engine.create_network(plans.NetworkRequest(f"{prefix}net", manifests.NetworkSpec(), labels("two", "Network")))
+            engine.create_network(
+                plans.NetworkRequest(f"{prefix}net", manifests.NetworkSpec(), labels("two", "Network"))
+            )
 
     def test_volume_create_remove_idempotent(self, engine: engine_mod.Engine, prefix: str) -> None:
         request = plans.VolumeRequest(f"{prefix}vol", manifests.VolumeSpec(), labels("contract", "Volume"))
@@ -101,7 +105,9 @@ class EngineContract:
         engine.remove_container(f"{prefix}c1")
         assert f"{prefix}c1" not in engine.observe().containers
 
-    def test_container_owned_by_another_stack_conflicts(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
+    def test_container_owned_by_another_stack_conflicts(
+        self, engine: engine_mod.Engine, image: str, prefix: str
+    ) -> None:
         engine.pull_image(image)
         engine.create_container(container_request(f"{prefix}c2", image, stack="one"))
         with pytest.raises(errors.Conflict):

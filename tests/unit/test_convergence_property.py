@@ -28,7 +28,9 @@ def stacks(draw: st.DrawFn) -> str:
     for index in range(count):
         spec: dict[str, Any] = {"image": draw(st.sampled_from([IMAGE, IMAGE_2]))}
         if draw(st.booleans()):
-            spec["env"] = draw(st.dictionaries(st.sampled_from(["A", "B", "C"]), st.sampled_from(["1", "2"]), max_size=2))
+            spec["env"] = draw(
+                st.dictionaries(st.sampled_from(["A", "B", "C"]), st.sampled_from(["1", "2"]), max_size=2)
+            )
         if networks and draw(st.booleans()):
             spec["networks"] = [{"name": n} for n in draw(st.lists(st.sampled_from(networks), unique=True, min_size=1))]
         if volumes and draw(st.booleans()):

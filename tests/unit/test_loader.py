@@ -106,8 +106,7 @@ def test_cross_object_checks() -> None:
         "(declare a Volume, or mark the mount external: true)",
         "stack.yaml:8:14: spec.dependsOn: dependency cycle: a → b → a",
         "stack.yaml:9:21: spec.networks[0].name: network 'backnet' is not declared in the manifests",
-        "stack.yaml:16:41: spec.ports[0].hostPort: host port 8080/tcp is already published by container 'a' "
-        "(ports[0])",
+        "stack.yaml:16:41: spec.ports[0].hostPort: host port 8080/tcp is already published by container 'a' (ports[0])",
         "stack.yaml:18:22: spec.dependsOn[0].name: container 'ghost' is not declared in the manifests",
         "stack.yaml:22:18: metadata.name: duplicate Container 'a' (first declared at stack.yaml:3:18)",
     ]
@@ -149,7 +148,8 @@ def test_a_broken_object_does_not_cascade_into_not_declared_errors() -> None:
 
 
 def test_values_are_parsed_and_normalised() -> None:
-    desired = manifests.load_text(textwrap.dedent("""\
+    desired = manifests.load_text(
+        textwrap.dedent("""\
         apiVersion: reconciler/v1
         kind: Container
         metadata: {name: web, stack: shop}
@@ -163,7 +163,8 @@ def test_values_are_parsed_and_normalised() -> None:
           restart: {policy: on-failure, maxRetries: 3, backoff: {initial: 100ms, max: 1m}}
           healthcheck: {test: [CMD-SHELL, "true"]}
           capAdd: [net_admin]
-        """))
+        """)
+    )
     spec = desired.containers["web"].spec
     assert spec.env == {"A": "1", "B": "x=y"}
     assert spec.command == ["sleep", "10"]
@@ -180,12 +181,14 @@ def test_env_files_are_read_relative_to_the_manifest(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "web.env").write_text("# comment\nA=from-file\nexport B='quoted'\n")
     manifest = tmp_path / "web.yaml"
-    manifest.write_text(textwrap.dedent("""\
+    manifest.write_text(
+        textwrap.dedent("""\
         apiVersion: reconciler/v1
         kind: Container
         metadata: {name: web}
         spec: {image: busybox, envFiles: [conf/web.env], env: {A: from-manifest}}
-        """))
+        """)
+    )
     desired = manifests.load([str(tmp_path)])
     container = desired.containers["web"]
     assert container.effective_env == {"A": "from-manifest", "B": "quoted"}
@@ -195,8 +198,10 @@ def test_env_files_are_read_relative_to_the_manifest(tmp_path: Path) -> None:
 
 def test_missing_env_file_is_positioned(tmp_path: Path) -> None:
     manifest = tmp_path / "web.yaml"
-    manifest.write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
-                        "spec: {image: busybox, envFiles: [nope.env]}\n")
+    manifest.write_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
+        "spec: {image: busybox, envFiles: [nope.env]}\n"
+    )
     with pytest.raises(errors.ManifestError) as caught:
         manifests.load([str(manifest)])
     (diagnostic,) = caught.value.diagnostics

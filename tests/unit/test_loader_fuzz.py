@@ -59,7 +59,7 @@ def test_random_documents(kind: str, spec: dict[str, object]) -> None:
 def test_mutated_examples(seed: int, edits: int) -> None:
     rng = random.Random(seed)
     text = list(SEED_TEXT)
-    alphabet = list(":-[]{}\n #'\"&*!|>%@`,") + ["  ", "\t", "0", "x"]
+    alphabet = [*":-[]{}\n #'\"&*!|>%@`,", "  ", "\t", "0", "x"]
     for _ in range(edits):
         position = rng.randrange(len(text))
         match rng.randrange(3):

@@ -48,7 +48,9 @@ def expect(plan_text: str, golden: str) -> None:
 
 def test_cold_plan_orders_networks_volumes_images_then_dependencies() -> None:
     engine = new_engine()
-    expect(plan_for(engine, load(STACK)).render(), f"""\
+    expect(
+        plan_for(engine, load(STACK)).render(),
+        f"""\
         Plan: 4 to create (7 steps).
 
           + network backend (shop): create, not found
@@ -64,7 +66,8 @@ def test_cold_plan_orders_networks_volumes_images_then_dependencies() -> None:
           5. start container db: not found  (after 4)
           6. create container web: not found  (after 1, 3)
           7. start container web: not found  (after 5, 6)
-        """)
+        """,
+    )
 
 
 def test_second_plan_is_empty() -> None:
@@ -78,7 +81,9 @@ def test_second_plan_is_empty() -> None:
 def test_env_change_recreates_only_that_container_create_first() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    expect(plan_for(engine, load(STACK.replace("FOO: a", "FOO: b"))).render(), """\
+    expect(
+        plan_for(engine, load(STACK.replace("FOO: a", "FOO: b"))).render(),
+        """\
         Plan: 1 to recreate (5 steps).
 
           ± container web (shop): recreate, spec changed: env.FOO
@@ -90,7 +95,8 @@ def test_env_change_recreates_only_that_container_create_first() -> None:
           3. start container web.next: spec changed: env.FOO  (after 2)
           4. remove container web: spec changed: env.FOO  (after 3)
           5. rename container web.next → web: spec changed: env.FOO  (after 4)
-        """)
+        """,
+    )
 
 
 def test_several_field_changes_are_each_listed() -> None:
@@ -106,7 +112,9 @@ def test_several_field_changes_are_each_listed() -> None:
 def test_memory_change_is_an_update_in_place() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    expect(plan_for(engine, load(STACK.replace("memory: 64Mi", "memory: 128Mi"))).render(), """\
+    expect(
+        plan_for(engine, load(STACK.replace("memory: 64Mi", "memory: 128Mi"))).render(),
+        """\
         Plan: 1 to update in place (1 step).
 
           ~ container db (shop): update, resources changed: update in place
@@ -114,7 +122,8 @@ def test_memory_change_is_an_update_in_place() -> None:
 
         Steps:
           1. update container db: resources changed: update in place
-        """)
+        """,
+    )
 
 
 def test_image_moved_recreates() -> None:
@@ -130,8 +139,10 @@ def test_image_moved_recreates() -> None:
 def test_removed_objects_are_pruned_but_volumes_kept() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    only_network = STACK.split("---")[0]
-    expect(plan_for(engine, load(only_network)).render(), """\
+    only_network = STACK.split("---", maxsplit=1)[0]
+    expect(
+        plan_for(engine, load(only_network)).render(),
+        """\
         Plan: 2 to remove (4 steps).
 
           - container db (shop): remove, orphan: not in manifests
@@ -144,13 +155,14 @@ def test_removed_objects_are_pruned_but_volumes_kept() -> None:
           4. remove container web: orphan: not in manifests  (after 3)
 
         Note: volume data (stack shop) is not in the manifests and is kept: volumes hold data; pass --prune-volumes to remove it
-        """)
+        """,
+    )
 
 
 def test_prune_volumes_removes_after_the_containers_using_them() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    plan = plan_for(engine, load(STACK.split("---")[0]), prune_volumes=True)
+    plan = plan_for(engine, load(STACK.split("---", maxsplit=1)[0]), prune_volumes=True)
     assert plan.render().splitlines()[-1] == (
         "  5. remove volume data: orphan: not in manifests (--prune-volumes)  (after 2)"
     )
@@ -159,7 +171,7 @@ def test_prune_volumes_removes_after_the_containers_using_them() -> None:
 def test_no_prune_keeps_orphans_with_a_note() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    plan = plan_for(engine, load(STACK.split("---")[0]), prune=False)
+    plan = plan_for(engine, load(STACK.split("---", maxsplit=1)[0]), prune=False)
     assert plan.converged
     assert "container db is not in the manifests; kept because of --no-prune" in plan.notes
 
@@ -167,7 +179,9 @@ def test_no_prune_keeps_orphans_with_a_note() -> None:
 def test_pruning_is_scoped_to_the_stacks_applied() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    other = load(f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: solo, stack: other}}\nspec: {{image: {IMAGE}}}\n")
+    other = load(
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: solo, stack: other}}\nspec: {{image: {IMAGE}}}\n"
+    )
     plan = plan_for(engine, other)
     assert [c.name for c in plan.changes] == ["solo"]
 
@@ -176,14 +190,17 @@ def test_stopped_container_is_drift_and_is_started() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
     engine.stop_container("web")
-    expect(plan_for(engine, load(STACK)).render(), """\
+    expect(
+        plan_for(engine, load(STACK)).render(),
+        """\
         Plan: 1 to start (1 step).
 
           > container web (shop): start, drift: exited (137), restart policy always
 
         Steps:
           1. start container web: drift: exited (137), restart policy always
-        """)
+        """,
+    )
 
 
 def test_completed_one_shot_job_is_left_alone() -> None:
@@ -222,7 +239,10 @@ def test_network_change_recreates_it_and_its_containers_stop_first() -> None:
 def test_volume_spec_change_is_refused() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    changed = STACK.replace("metadata: {name: data, stack: shop}", "metadata: {name: data, stack: shop}\nspec: {options: {type: tmpfs}}")
+    changed = STACK.replace(
+        "metadata: {name: data, stack: shop}",
+        "metadata: {name: data, stack: shop}\nspec: {options: {type: tmpfs}}",
+    )
     with pytest.raises(errors.PlanError, match="volume data: its spec changed"):
         plan_for(engine, load(changed))
 
@@ -230,7 +250,9 @@ def test_volume_spec_change_is_refused() -> None:
 def test_same_name_in_another_stack_is_a_conflict_naming_both() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
-    thief = f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: web, stack: other}}\nspec: {{image: {IMAGE}}}\n"
+    thief = (
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: web, stack: other}}\nspec: {{image: {IMAGE}}}\n"
+    )
     with pytest.raises(errors.PlanError, match="stack 'other' .* belongs to stack 'shop'"):
         plan_for(engine, load(thief))
 

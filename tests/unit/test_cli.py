@@ -1,0 +1,122 @@
+"""The command line: exit codes for CI, messages without tracebacks, apply/delete end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler import cli
+from reconciler.backends import memory
+from tests.unit.helpers import new_engine
+from tests.unit.test_planner_golden import STACK
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> memory.MemoryEngine:
+    shared = new_engine()
+    monkeypatch.setattr(cli, "open_engine", lambda args: shared)
+    return shared
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.yaml"
+    path.write_text(STACK)
+    return path
+
+
+def test_validate_reports_every_error_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: A}\nspec: {imag: x}\n")
+    assert cli.main(["validate", "-f", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:3:18: metadata.name:" in err
+    assert f"{bad}:4:8: spec.imag: unknown field `imag`; did you mean `image`?" in err
+    assert f"{bad}:4:7: spec.image: required field is missing" in err
+    assert "Traceback" not in err and "3 errors; nothing was changed." in err
+
+
+def test_validate_a_valid_folder_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", "-f", str(Path(__file__).parents[2] / "manifests")]) == 0
+    assert capsys.readouterr().out.startswith("valid:")
+
+
+def test_plan_exit_codes(engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", "-f", str(stack)]) == 2
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    assert cli.main(["plan", "-f", str(stack)]) == 0
+    assert "No changes" in capsys.readouterr().out
+    engine.fail("observe", "*", RuntimeError("x"))  # observe is not failure-injected: stays 0
+    stack.write_text(STACK.replace("FOO: a", "FOO: b"))
+    assert cli.main(["plan", "-f", str(stack), "-o", "json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["changes"][0]["reason"] == "spec changed: env.FOO"
+
+
+def test_apply_prints_plan_steps_and_summary(
+    engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    out = capsys.readouterr().out
+    assert "Plan: 4 to create (7 steps)." in out
+    assert "✓ 7. start container web" in out
+    assert "Done: 7 done, 0 failed, 0 skipped of 7 steps." in out
+
+
+def test_apply_failure_exits_1(engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler import errors
+
+    engine.fail("create_container", "db", errors.NotFound("image 127.0.0.1:5000/x: manifest unknown"))
+    assert cli.main(["apply", "-f", str(stack)]) == 1
+    out = capsys.readouterr().out
+    assert "✗ 4. create container db: image 127.0.0.1:5000/x: manifest unknown" in out
+
+
+def test_delete_keeps_volumes_unless_asked(engine: memory.MemoryEngine, stack: Path) -> None:
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    assert cli.main(["delete", "--stack", "shop"]) == 0
+    assert not engine.containers and not engine.networks
+    assert set(engine.volumes) == {"data"}
+    assert cli.main(["delete", "-f", str(stack), "--prune-volumes"]) == 0
+    assert not engine.volumes
+
+
+def test_plan_error_is_one_clear_message(engine: memory.MemoryEngine, stack: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(STACK.replace("stack: shop", "stack: other"))
+    assert cli.main(["plan", "-f", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot plan: container db is declared in stack 'other'" in err
+
+
+def test_status_reports_drift(engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    engine.stop_container("web")
+    capsys.readouterr()
+    assert cli.main(["status", "-f", str(stack), "-o", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["web"]["state"] == "exited" and rows["web"]["exitCode"] == 137
+    assert rows["web"]["drift"] == "start: drift: exited (137), restart policy always"
+    assert rows["db"]["drift"] == ""
+
+
+def test_exec_passes_the_exit_code(engine: memory.MemoryEngine, stack: Path) -> None:
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    assert cli.main(["exec", "web", "--", "false"]) == 1
+    assert cli.main(["exec", "web", "--", "true"]) == 0
+    assert cli.main(["exec", "ghost", "--", "true"]) == 125
+
+
+def test_unexpected_errors_are_not_tracebacks(monkeypatch: pytest.MonkeyPatch, stack: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    def broken(args: object) -> None:
+        raise OSError("socket exploded")
+
+    monkeypatch.setattr(cli, "open_engine", broken)
+    assert cli.main(["plan", "-f", str(stack)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: OSError: socket exploded") and "Traceback" not in err
