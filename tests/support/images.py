@@ -98,9 +98,7 @@ class TarBuilder:
         self._tar.addfile(info)
         return self
 
-    def hardlink(
-        self, name: str, target: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0
-    ) -> TarBuilder:
+    def hardlink(self, name: str, target: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0) -> TarBuilder:
         info = self._info(name, tarfile.LNKTYPE, mode=mode, uid=uid, gid=gid)
         info.linkname = target
         self._tar.addfile(info)
@@ -160,9 +158,7 @@ def busybox_layer() -> bytes:
         if applet != "busybox":
             tar.symlink(f"bin/{applet}", "busybox")
     tar.dir("etc")
-    tar.file(
-        "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-    )
+    tar.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     tar.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
     tar.dir("root", mode=0o700).dir("tmp", mode=0o1777).dir("var").dir("var/empty", mode=0o555)
     return tar.build()
@@ -221,9 +217,7 @@ class OciLayout:
         architecture: str = "amd64",
         config: dict[str, object] | None = None,
     ) -> BuiltImage:
-        layer_descriptors = [
-            self.add_blob(compress(tar, compression), MEDIA_LAYER[compression]) for tar in layer_tars
-        ]
+        layer_descriptors = [self.add_blob(compress(tar, compression), MEDIA_LAYER[compression]) for tar in layer_tars]
         diff_ids = [sha256(tar) for tar in layer_tars]
         image_config = {
             "architecture": architecture,
@@ -236,8 +230,7 @@ class OciLayout:
             },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": [
-                {"created": "2023-11-14T22:13:20Z", "created_by": "tests/support/images.py"}
-                for _ in layer_tars
+                {"created": "2023-11-14T22:13:20Z", "created_by": "tests/support/images.py"} for _ in layer_tars
             ],
         }
         config_descriptor = self.add_blob(json.dumps(image_config, sort_keys=True).encode(), MEDIA_CONFIG)
@@ -412,9 +405,7 @@ def docker_archive(dest: Path, layer_tars: Sequence[bytes], *, repo_tags: Sequen
             name = f"layer{i}/layer.tar"
             add(name, data)
             layer_names.append(name)
-        manifest = [
-            {"Config": f"{config_id.split(':')[1]}.json", "RepoTags": list(repo_tags), "Layers": layer_names}
-        ]
+        manifest = [{"Config": f"{config_id.split(':')[1]}.json", "RepoTags": list(repo_tags), "Layers": layer_names}]
         add("manifest.json", json.dumps(manifest).encode())
     return dest, config_id
 
@@ -455,3 +446,65 @@ def reference_unpack(layer_tars: Sequence[bytes], dest: Path) -> Path:
                         target.unlink()
                 tar.extract(member, dest, filter="fully_trusted")
     return dest
+
+
+def _entry(
+    name: str, kind: bytes = tarfile.REGTYPE, *, linkname: str = "", mode: int = 0o644, uid: int = 0
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = mode
+    info.uid = info.gid = uid
+    info.mtime = MTIME
+    return info
+
+
+def malicious_layers(outside: Path) -> dict[str, bytes]:
+    """Layer tars that try to write, link, delete or chmod/chown outside the unpack root.
+
+    ``outside`` is an absolute directory holding a file ``victim`` (the caller creates it and
+    checks afterwards that nothing under it changed). Keys name the attack (engine-notes §2.3).
+    """
+    out = str(outside)
+    rel_out = out.lstrip("/")
+    payload = b"pwned\n"
+    cases: dict[str, TarBuilder] = {
+        "dotdot": TarBuilder().raw(_entry("../../../../../../../../" + rel_out + "/pwned"), payload),
+        "dotdot-middle": TarBuilder().raw(_entry("a/../../../../../../../../../" + rel_out + "/pwned"), payload),
+        "absolute": TarBuilder().raw(_entry(out + "/pwned"), payload),
+        "symlink-then-file": TarBuilder().symlink("evil", out).raw(_entry("evil/pwned"), payload),
+        "relative-symlink-then-file": TarBuilder()
+        .symlink("evil", "../../../../../../../../../..")
+        .raw(_entry("evil/" + rel_out + "/pwned"), payload),
+        "symlink-chain-parent": TarBuilder().symlink("b", out).symlink("a", "b").raw(_entry("a/sub/pwned"), payload),
+        "symlinked-parent-dir": TarBuilder()
+        .symlink("d", out)
+        .raw(_entry("d/newdir", tarfile.DIRTYPE, mode=0o777, uid=1234))
+        .raw(_entry("d/newdir/pwned"), payload),
+        "file-over-symlink": TarBuilder().symlink("x", out + "/victim").raw(_entry("x", mode=0o777, uid=1234), payload),
+        "hardlink-absolute": TarBuilder().raw(_entry("hl", tarfile.LNKTYPE, linkname=out + "/victim")),
+        "hardlink-dotdot": TarBuilder().raw(
+            _entry("hl", tarfile.LNKTYPE, linkname="../../../../../../../../" + rel_out + "/victim")
+        ),
+        "hardlink-through-symlink": TarBuilder()
+        .symlink("evil", out)
+        .raw(_entry("hl", tarfile.LNKTYPE, linkname="evil/victim")),
+        "hardlink-then-write": TarBuilder()
+        .symlink("evil", out)
+        .raw(_entry("hl", tarfile.LNKTYPE, linkname="evil/victim"))
+        .raw(_entry("hl", mode=0o777), payload),
+        "whiteout-through-symlink": TarBuilder().symlink("evil", out).raw(_entry("evil/.wh.victim")),
+        "opaque-through-symlink": TarBuilder().symlink("evil", out).raw(_entry("evil/.wh..wh..opq")),
+        "whiteout-dotdot": TarBuilder().raw(_entry("../../../../../../../../" + rel_out + "/.wh.victim")),
+        "chmod-chown-symlink": TarBuilder().raw(
+            _entry("link", tarfile.SYMTYPE, linkname=out + "/victim", mode=0o777, uid=1234)
+        ),
+        "chmod-through-symlinked-dir": TarBuilder()
+        .symlink("dirlink", out)
+        .raw(_entry("dirlink", tarfile.DIRTYPE, mode=0o777, uid=1234))
+        .raw(_entry("dirlink/victim", mode=0o777, uid=1234), payload),
+        "invalid-whiteout": TarBuilder().raw(_entry(".wh..wh.evil")),
+        "xattr-overlay-forgery": TarBuilder().file("forged", b"x", xattrs={"trusted.overlay.redirect": out}),
+    }
+    return {name: builder.build() for name, builder in cases.items()}

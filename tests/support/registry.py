@@ -110,9 +110,7 @@ class Registry:
         argv += [f"oci:{layout.path}:{name}", f"docker://{self.ref(repo_tag)}"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0:
-            raise AssertionError(
-                f"skopeo push of {name} to {self.ref(repo_tag)} failed: {proc.stderr.strip()}"
-            )
+            raise AssertionError(f"skopeo push of {name} to {self.ref(repo_tag)} failed: {proc.stderr.strip()}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -150,14 +148,10 @@ def _wait_ready(registry: Registry, timeout: float = 20.0) -> None:
             return  # 401 means it is up
         except (urllib.error.URLError, OSError):
             time.sleep(0.05)
-    raise AssertionError(
-        f"docker-registry on {registry.host} did not come up: {registry.log.read_text()[-2000:]}"
-    )
+    raise AssertionError(f"docker-registry on {registry.host} did not come up: {registry.log.read_text()[-2000:]}")
 
 
-def _start(
-    kind: str, directory: Path, config: dict[str, typing.Any], port: int, **fields: typing.Any
-) -> Registry:
+def _start(kind: str, directory: Path, config: dict[str, typing.Any], port: int, **fields: typing.Any) -> Registry:
     binary = support.require_binary("docker-registry", "docker-registry")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
@@ -213,9 +207,7 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
         "-subj",
         "/CN=127.0.0.1",
     )
-    (directory / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-    )
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "30", "-extfile", "ext.cnf")  # fmt: skip
     return directory / "ca.crt", directory / "server.crt", directory / "server.key"
@@ -256,9 +248,7 @@ class TokenServer:
     wrong credentials get 401. ``requests`` records (scope, user) of every token issued.
     """
 
-    def __init__(
-        self, directory: Path, *, service: str = "test-registry", issuer: str = "test-issuer"
-    ) -> None:
+    def __init__(self, directory: Path, *, service: str = "test-registry", issuer: str = "test-issuer") -> None:
         self.service, self.issuer = service, issuer
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reconciler-test-token-signer")])
@@ -308,9 +298,7 @@ class TokenServer:
             "access": access,
         }
         der = self.cert.public_bytes(serialization.Encoding.DER)
-        return jwt.encode(
-            claims, self.key, algorithm="RS256", headers={"x5c": [base64.b64encode(der).decode()]}
-        )
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [base64.b64encode(der).decode()]})
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         server = self

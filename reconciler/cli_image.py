@@ -1,0 +1,225 @@
+"""``reconcile image pull|ls|rm|prune|load``: the image store on the command line.
+
+The main CLI (``cli.py``) calls :func:`add_parser` with its subparsers and owns the global
+options (``--root``: the native engine's state directory). Each handler takes the parsed
+arguments and returns an exit code: 0 on success, 1 on any error, reported as one line on stderr
+(never a traceback). Pull progress goes to stderr: one redrawn bar per layer on a terminal, plain
+lines otherwise (CI logs, pipes).
+
+What it must not do: reach into the store's files (it only uses ``images.ImageStore``), or print
+anything a registry would consider secret (errors from the store never contain credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import typing
+from pathlib import Path
+
+from reconciler import errors
+from reconciler.backends.native import images, registry
+
+DEFAULT_ROOT = Path("/var/lib/reconciler")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``image`` and its sub-commands on the main parser's ``subparsers``."""
+    parser = subparsers.add_parser("image", help="manage the native engine's images")
+    verbs = parser.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+
+    pull = verbs.add_parser("pull", help="pull an image from a registry")
+    pull.add_argument("reference", help="image reference, e.g. 127.0.0.1:5000/app:1 or busybox@sha256:…")
+    pull.add_argument("--policy", choices=images.POLICIES, default="Always", help="pull policy (default: Always)")
+    pull.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP for this registry (loopback registries always are); repeatable",
+    )
+    pull.add_argument(
+        "--certs-dir", type=Path, default=Path("/etc/docker/certs.d"), help="per-registry CA dirs (<dir>/<host>/*.crt)"
+    )
+    pull.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    pull.set_defaults(func=cmd_pull)
+
+    ls = verbs.add_parser("ls", help="list images")
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
+    ls.set_defaults(func=cmd_ls)
+
+    rm = verbs.add_parser("rm", help="remove image references (the content goes with the next prune)")
+    rm.add_argument("references", nargs="+", metavar="REF", help="image reference or id")
+    rm.set_defaults(func=cmd_rm)
+
+    prune = verbs.add_parser("prune", help="delete unused images, blobs and snapshots")
+    prune.set_defaults(func=cmd_prune)
+
+    load = verbs.add_parser("load", help="load an OCI-layout or docker-archive tarball")
+    load.add_argument("file", type=Path, help="the tarball (docker save / skopeo copy oci-archive:)")
+    load.set_defaults(func=cmd_load)
+
+
+def _root(args: argparse.Namespace) -> Path:
+    root = getattr(args, "root", None)
+    if root is None:
+        root = os.environ.get("RECONCILER_ROOT") or DEFAULT_ROOT
+    return Path(root)
+
+
+def _store(args: argparse.Namespace) -> images.ImageStore:
+    config = registry.RegistryConfig(
+        insecure=frozenset(getattr(args, "insecure_registry", []) or []),
+        certs_dir=getattr(args, "certs_dir", None) or Path("/etc/docker/certs.d"),
+    )
+    return images.ImageStore(_root(args), registry_config=config)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _guarded(handler: typing.Callable[[argparse.Namespace], int]) -> typing.Callable[[argparse.Namespace], int]:
+    """Turn every expected failure into one line on stderr and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except errors.ReconcilerError as exc:
+            return _fail(str(exc))
+        except PermissionError as exc:
+            return _fail(f"permission denied: {exc.filename or exc} (the image store is root-only)")
+        except OSError as exc:
+            return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except KeyboardInterrupt:
+            return _fail("interrupted (run the same command again to resume)")
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1000
+    return f"{size:.1f}TB"  # pragma: no cover - loop always returns
+
+
+class Progress:
+    """Per-layer pull progress on stderr: redrawn bars on a terminal, plain lines otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: typing.TextIO, *, tty: bool) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.lock = threading.Lock()
+        self.rows: dict[str, images.PullProgress] = {}
+        self.drawn = 0
+        self.reported: set[tuple[str, str]] = set()
+
+    def __call__(self, event: images.PullProgress) -> None:
+        with self.lock:
+            if self.tty:
+                self.rows[event.layer] = event
+                self._redraw()
+            else:
+                self._line(event)
+
+    def _line(self, event: images.PullProgress) -> None:
+        # Plain mode: one line per state change (bytes flowing is not a state change).
+        key = (event.layer, event.status)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        short = event.layer.removeprefix("sha256:")[:12]
+        extra = f" (resuming at {human_size(event.resumed_from)})" if event.resumed_from else ""
+        size = f" {human_size(event.total)}" if event.status in ("waiting", "exists") else ""
+        self.stream.write(f"{short}: {event.status}{size}{extra}\n")
+        self.stream.flush()
+
+    def _redraw(self) -> None:
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")
+        rows = sorted(self.rows.values(), key=lambda e: e.index)
+        for event in rows:
+            short = event.layer.removeprefix("sha256:")[:12]
+            fraction = event.current / event.total if event.total else 1.0
+            if event.status in ("done", "exists", "downloaded", "extracting"):
+                fraction = 1.0
+            filled = int(self.WIDTH * min(fraction, 1.0))
+            bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * max(self.WIDTH - filled - 1, 0)
+            amount = f"{human_size(event.current)}/{human_size(event.total)}" if event.status == "downloading" else ""
+            self.stream.write(f"\x1b[2K{short}: {event.status:<11} [{bar}] {amount}\n")
+        self.drawn = len(rows)
+        self.stream.flush()
+
+
+@_guarded
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull ``args.reference``; prints the image id and the references it now has."""
+    store = _store(args)
+    progress = None if args.quiet else Progress(sys.stderr, tty=sys.stderr.isatty())
+    image = store.pull(args.reference, policy=args.policy, progress=progress)
+    if args.quiet:
+        print(image.id)
+    else:
+        print(f"pulled {args.reference}: {image.id} ({len(image.layers)} layers, {human_size(image.size)})")
+    return 0
+
+
+@_guarded
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List images, one line per reference (dangling images as ``<none>``)."""
+    store = _store(args)
+    found = store.list()
+    if args.quiet:
+        for image in found:
+            print(image.id)
+        return 0
+    rows = [("REFERENCE", "IMAGE ID", "LAYERS", "SIZE")]
+    for image in found:
+        for name in image.references or ("<none>",):
+            rows.append((name, image.short_id, str(len(image.layers)), human_size(image.size)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+@_guarded
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Remove references; the content is freed by ``image prune``."""
+    store = _store(args)
+    status = 0
+    for ref in args.references:
+        try:
+            for name in store.remove(ref):
+                print(f"untagged: {name}")
+        except errors.NotFound as exc:
+            status = _fail(str(exc))
+    return status
+
+
+@_guarded
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete what no image references; prints the space reclaimed."""
+    store = _store(args)
+    freed = store.prune()
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+@_guarded
+def cmd_load(args: argparse.Namespace) -> int:
+    """Load a tarball; prints each image loaded."""
+    store = _store(args)
+    progress = Progress(sys.stderr, tty=sys.stderr.isatty())
+    for image in store.load(args.file, progress=progress):
+        names = ", ".join(image.references) or "<none> (the archive names no image)"
+        print(f"loaded {image.id}: {names}")
+    return 0
