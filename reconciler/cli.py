@@ -63,11 +63,11 @@ def open_engine(args: argparse.Namespace) -> engine_mod.Engine:
     if name == "docker":
         from reconciler.backends import docker as docker_backend
 
-        return docker_backend.DockerEngine.from_env()  # type: ignore[no-any-return]
+        return docker_backend.DockerEngine.from_env()
     if name == "native":
         from reconciler.backends.native import engine as native_engine
 
-        return native_engine.NativeEngine(Path(args.root))  # type: ignore[no-any-return]
+        return native_engine.NativeEngine(Path(args.root))
     raise errors.ReconcilerError(f"unknown engine {name!r}; choose native or docker")
 
 
