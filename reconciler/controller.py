@@ -1120,7 +1120,15 @@ class Controller:
             return "starting"
         return None
 
-    # -- status, events, metrics --------------------------------------------------------------
+    # -- status, events, logs, metrics (what the API serves) -----------------------------------
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    def log_lines(self, name: str, *, follow: bool, tail: int | None) -> Iterator[dict[str, Any]]:
+        for line in self.engine.logs(name, follow=follow, tail=tail):
+            yield {"stream": line.stream, "time": line.time, "text": line.text}
 
     def status(self) -> dict[str, Any]:
         """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""

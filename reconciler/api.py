@@ -1,0 +1,461 @@
+"""The daemon's local API: HTTP/1.1 on a root-only unix socket, plus ``/healthz`` and ``/metrics``.
+
+Where it sits: ``reconcile watch`` serves a :class:`Backend` (the controller, wired by
+``cli_daemon``) on a unix socket (default ``/run/reconciler/api.sock``, mode 0600 in a 0700
+folder: whoever can talk to it can run containers, so only root may). The CLI's ``status``,
+``events``, ``logs``, ``plan`` and ``apply`` use :class:`Client` when the socket answers and run
+embedded otherwise. ``/healthz`` and Prometheus ``/metrics`` are also served on an optional TCP
+address (127.0.0.1 by default) for scrapers; nothing else is served there.
+
+Routes (JSON unless said otherwise)::
+
+    GET  /healthz                        {"ok": true, "engine": "docker"}
+    GET  /status                         every object, file and stack (see Controller.status)
+    GET  /events?follow=1&since=N        newline-delimited JSON events (streams while follow=1)
+    GET  /logs?name=web&follow=1&tail=N  newline-delimited JSON log lines
+    POST /plan   {"sources": [[file, text]...], "prune": true, "pruneVolumes": false}
+    POST /apply  {... same, "parallelism": 4}
+    GET  /metrics                        Prometheus text exposition format 0.0.4
+
+Also here: :func:`stack_lock`, the cross-process lock (``fcntl.flock`` on one file per stack
+under the state directory) that keeps a CLI ``apply`` and the watcher from reconciling the same
+stack at once.
+
+Only the standard library: ``http.server`` over ``socketserver`` and ``http.client``. This module
+must not import the controller (it serves any :class:`Backend`), a backend, or the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import http.server
+import json
+import os
+import re
+import socket
+import socketserver
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconciler import errors, executing, plans
+
+DEFAULT_SOCKET = "/run/reconciler/api.sock"
+DEFAULT_METRICS_ADDR = "127.0.0.1:9469"
+_MAX_BODY = 64 * 1024 * 1024
+
+
+class MetricSample(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def help(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def value(self) -> float: ...
+
+
+class Backend(Protocol):
+    """What the API serves; the controller implements it."""
+
+    @property
+    def engine_name(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def events_since(self, sequence: int = 0) -> list[dict[str, Any]]: ...
+
+    def follow_events(self, stop: threading.Event, *, since: int = 0) -> Iterator[dict[str, Any]]: ...
+
+    def log_lines(self, name: str, *, follow: bool, tail: int | None) -> Iterator[dict[str, Any]]: ...
+
+    def plan_sources(
+        self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
+    ) -> plans.Plan: ...
+
+    def apply_sources(
+        self,
+        sources: Sequence[tuple[str, str]],
+        *,
+        prune: bool = True,
+        prune_volumes: bool = False,
+        parallelism: int = 4,
+    ) -> tuple[plans.Plan, executing.Outcome]: ...
+
+    def metric_samples(self) -> Sequence[MetricSample]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-process lock per stack
+# ---------------------------------------------------------------------------------------------
+
+_SAFE_NAME = re.compile(r"[^a-z0-9-]")
+
+
+@contextlib.contextmanager
+def stack_lock(lock_dir: Path, stack: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``stack`` (blocking) for the duration of the ``with`` block.
+
+    ``flock`` locks die with their process, so a ``kill -9`` never leaves a stack locked.
+    """
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = lock_dir / f"{_SAFE_NAME.sub('_', stack)}.lock"
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus text
+# ---------------------------------------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_metrics(samples: Sequence[MetricSample]) -> str:
+    """The text exposition format: one ``# HELP``/``# TYPE`` per family, then its samples."""
+    lines: list[str] = []
+    described: set[str] = set()
+    for sample in samples:
+        family = sample.name.removesuffix("_count").removesuffix("_sum") if sample.kind == "summary" else sample.name
+        if family not in described:
+            described.add(family)
+            lines.append(f"# HELP {family} {sample.help}")
+            lines.append(f"# TYPE {family} {sample.kind}")
+        name = sample.name
+        if sample.kind == "summary" and not name.endswith(("_count", "_sum")):
+            name += "_sum"
+        labels = ",".join(f'{key}="{_escape(value)}"' for key, value in sample.labels)
+        lines.append(f"{name}{{{labels}}} {sample.value:g}" if labels else f"{name} {sample.value:g}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, errors.ManifestError):
+        return 422, {"error": str(exc), "kind": "manifest", "diagnostics": [d.render() for d in exc.diagnostics]}
+    if isinstance(exc, errors.PlanError):
+        return 409, {"error": str(exc), "kind": "plan"}
+    if isinstance(exc, errors.NotFound):
+        return 404, {"error": str(exc), "kind": "not-found"}
+    if isinstance(exc, errors.ReconcilerError):
+        return 500, {"error": str(exc), "kind": "engine"}
+    return 500, {"error": f"internal error: {type(exc).__name__}: {exc}", "kind": "internal"}
+
+
+def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
+    return {
+        "plan": plan.to_json(),
+        "text": plan.render(),
+        "results": [
+            {
+                "number": r.step.number,
+                "status": r.status,
+                "seconds": round(r.seconds, 3),
+                "error": r.error,
+                "verb": plans.describe(r.step.action)[0],
+                "target": plans.describe(r.step.action)[1],
+            }
+            for r in outcome.results
+        ],
+        "summary": outcome.summary(),
+        "ok": outcome.ok,
+    }
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    # Unix-socket peers have no address; the default log line would index an empty string.
+    def address_string(self) -> str:
+        return "local"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, code: int, value: object) -> None:
+        self._send(code, json.dumps(value).encode() + b"\n")
+
+    def _stream(self, items: Iterator[dict[str, Any]]) -> None:
+        """Newline-delimited JSON with chunked encoding, until the iterator or the peer ends."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for item in items:
+                data = json.dumps(item).encode() + b"\n"
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
+        backend = self.server.backend
+        try:
+            if url.path == "/healthz":
+                self._json(200, {"ok": True, "engine": backend.engine_name})
+            elif url.path == "/metrics":
+                self._send(200, render_metrics(backend.metric_samples()).encode(), "text/plain; version=0.0.4")
+            elif self.server.metrics_only:
+                self._json(404, {"error": f"no route {url.path} here (only /healthz and /metrics)"})
+            elif url.path == "/status":
+                self._json(200, backend.status())
+            elif url.path == "/events":
+                since = int(query.get("since", "0"))
+                if query.get("follow") in ("1", "true"):
+                    self._stream(backend.follow_events(self.server.stopping, since=since))
+                else:
+                    self._stream(iter(backend.events_since(since)))
+            elif url.path == "/logs":
+                tail = int(query["tail"]) if query.get("tail") else None
+                lines = backend.log_lines(query.get("name", ""), follow=query.get("follow") in ("1", "true"), tail=tail)
+                first = next(lines, None)  # errors (unknown container) become a status code here
+
+                def chained() -> Iterator[dict[str, Any]]:
+                    if first is not None:
+                        yield first
+                    yield from lines
+
+                self._stream(chained())
+            else:
+                self._json(404, {"error": f"no route {url.path}"})
+        except Exception as exc:  # a request must never take the daemon down
+            code, body = _error_json(exc)
+            with contextlib.suppress(OSError):
+                self._json(code, body)
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        backend = self.server.backend
+        if self.server.metrics_only:
+            self._json(404, {"error": "no POST routes here"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > _MAX_BODY:
+                self._json(413, {"error": "request too large"})
+                return
+            request = json.loads(self.rfile.read(length) or b"{}")
+            sources = [(str(file), str(text)) for file, text in request.get("sources", [])]
+            prune = bool(request.get("prune", True))
+            prune_volumes = bool(request.get("pruneVolumes", False))
+            if url.path == "/plan":
+                plan = backend.plan_sources(sources, prune=prune, prune_volumes=prune_volumes)
+                self._json(200, {"plan": plan.to_json(), "text": plan.render(), "converged": plan.converged})
+            elif url.path == "/apply":
+                parallelism = int(request.get("parallelism", 4))
+                plan, outcome = backend.apply_sources(
+                    sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism
+                )
+                self._json(200, outcome_json(plan, outcome))
+            else:
+                self._json(404, {"error": f"no route {url.path}"})
+        except Exception as exc:  # reported to the client, never raised in the daemon
+            code, body = _error_json(exc)
+            self._json(code, body)
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    backend: Backend
+    metrics_only: bool
+    stopping: threading.Event
+
+
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    backend: Backend
+    metrics_only: bool
+    stopping: threading.Event
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, _ = self.socket.accept()
+        # BaseHTTPRequestHandler expects an (address, port) pair; a unix peer has none.
+        return connection, ("local", 0)
+
+
+class Server:
+    """The unix-socket API server, and the optional TCP server for ``/healthz`` and ``/metrics``."""
+
+    def __init__(self, backend: Backend, *, socket_path: str = DEFAULT_SOCKET, metrics_addr: str | None = None) -> None:
+        self.backend = backend
+        self.socket_path = socket_path
+        self.stopping = threading.Event()
+        self._servers: list[socketserver.BaseServer] = []
+        self.metrics_address: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._unix = self._bind_unix(socket_path)
+        self._servers.append(self._unix)
+        if metrics_addr:
+            host, _, port = metrics_addr.rpartition(":")  # "9469" and ":9469" mean 127.0.0.1:9469
+            tcp = _Server((host or "127.0.0.1", int(port)), _Handler)
+            tcp.backend, tcp.metrics_only, tcp.stopping = backend, True, self.stopping
+            self._servers.append(tcp)
+            bound_host, bound_port = tcp.server_address[:2]
+            self.metrics_address = f"{bound_host!s}:{bound_port}"
+
+    def _bind_unix(self, path: str) -> _UnixServer:
+        folder = Path(path).parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if Path(path).is_socket():
+                Path(path).unlink()  # a stale socket of a dead daemon (a live one was checked by the caller)
+        # The umask makes the socket 0600 from its first moment: no window for another user.
+        previous = os.umask(0o177)
+        try:
+            server = _UnixServer(path, _Handler, bind_and_activate=True)
+        finally:
+            os.umask(previous)
+        os.chmod(path, 0o600)
+        server.backend, server.metrics_only, server.stopping = self.backend, False, self.stopping
+        return server
+
+    def start(self) -> None:
+        for server in self._servers:
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                                      name="api", daemon=True)  # fmt: skip
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            Path(self.socket_path).unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------------
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class ApiError(errors.ReconcilerError):
+    """The daemon answered with an error; ``body`` is its JSON answer."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(str(body.get("error", f"HTTP {status}")))
+        self.status = status
+        self.body = body
+
+
+class Client:
+    """A tiny client of the daemon's API over its unix socket."""
+
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, *, timeout: float | None = 600.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def ping(self) -> dict[str, Any] | None:
+        """The daemon's ``/healthz`` answer, or None when nothing answers on the socket."""
+        if not Path(self.socket_path).is_socket():
+            return None
+        try:
+            connection = _UnixConnection(self.socket_path, 2.0)
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            body = json.loads(response.read() or b"{}")
+            connection.close()
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        return body if response.status == 200 and isinstance(body, dict) else None
+
+    def _call(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:
+        connection = _UnixConnection(self.socket_path, self.timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = json.loads(response.read() or b"{}")
+        except (OSError, http.client.HTTPException) as exc:
+            raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise ApiError(response.status, data)
+        return data if isinstance(data, dict) else {"value": data}
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/status")
+
+    def plan(self, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool) -> dict[str, Any]:
+        return self._call("POST", "/plan", {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes})
+
+    def apply(
+        self, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool, parallelism: int
+    ) -> dict[str, Any]:
+        body = {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes, "parallelism": parallelism}
+        return self._call("POST", "/apply", body)
+
+    def stream(self, path: str) -> Iterator[dict[str, Any]]:
+        """Newline-delimited JSON from a streaming route, as it arrives."""
+        connection = _UnixConnection(self.socket_path, None)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            if response.status >= 400:
+                raise ApiError(response.status, json.loads(response.read() or b"{}"))
+            while True:
+                line = response.readline()
+                if not line:
+                    break
+                if line.strip():
+                    yield json.loads(line)
+        except (OSError, http.client.HTTPException) as exc:
+            raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
+        finally:
+            connection.close()
+
+    def events(self, *, follow: bool = True, since: int = 0) -> Iterator[dict[str, Any]]:
+        return self.stream(f"/events?follow={int(follow)}&since={since}")
+
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[dict[str, Any]]:
+        query = urllib.parse.urlencode({"name": name, "follow": int(follow), **({"tail": tail} if tail else {})})
+        return self.stream(f"/logs?{query}")

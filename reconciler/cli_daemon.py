@@ -1,0 +1,289 @@
+"""The daemon half of the command line: ``reconcile watch DIR`` and ``reconcile events``.
+
+``watch`` (alias ``daemon --manifests DIR``) wires the pieces together and runs until SIGTERM:
+the engine named by ``--engine``, a :class:`controller.Controller` on the folder, a
+:class:`watching.FolderWatcher` feeding it, and the local API (:class:`api.Server`) on a
+root-only unix socket, with ``/healthz`` and ``/metrics`` on an optional TCP address. SIGTERM or
+SIGINT stop it gracefully: passes in flight finish, containers keep running. ``--once``
+converges once and exits (cron, CI): 0 when every pass succeeded and every file parsed.
+
+The helpers at the bottom (:func:`daemon_client`, :func:`via_daemon_status` ...) let the CLI's
+``status``, ``logs``, ``plan`` and ``apply`` go through the daemon when its socket answers (and
+it drives the same engine), and :func:`stack_locks` is the lock an embedded ``apply``/``delete``
+takes so that it never races the watcher.
+
+Logs go to stderr through ``logging``: ``--log-format text`` (default) or ``json`` (one object
+per line, for journald and log shippers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from reconciler import api, cli, controller, errors, manifests, watching
+
+_LOG_FIELDS = ("stack", "container", "event")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and the controller's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in _LOG_FIELDS:
+            value = getattr(record, field, None)
+            if value:
+                entry[field] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = " ".join(f"{f}={getattr(record, f)}" for f in _LOG_FIELDS if getattr(record, f, None))
+        return f"{text} {fields}" if fields else text
+
+
+def setup_logging(log_format: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("reconciler")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def default_socket() -> str:
+    return os.environ.get("RECONCILER_SOCKET", api.DEFAULT_SOCKET)
+
+
+def lock_dir(args: argparse.Namespace) -> Path:
+    return Path(args.root) / "locks"
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile watch
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    folder = Path(args.manifests or args.dir).resolve()
+    if not folder.is_dir():
+        raise errors.ReconcilerError(f"{folder} is not a folder")
+    setup_logging(args.log_format, "DEBUG" if os.environ.get("RECONCILER_DEBUG") else "INFO")
+    log = logging.getLogger("reconciler.daemon")
+    if not args.once and api.Client(args.socket).ping() is not None:
+        raise errors.ReconcilerError(f"a daemon already answers on {args.socket}; stop it first")
+    target = cli.open_engine(args)
+    locks = lock_dir(args)
+    state_dir = Path(args.state_dir) if args.state_dir else Path(args.root) / "controller"
+    ctl = controller.Controller(
+        target,
+        folder,
+        state_dir=state_dir,
+        # Docker restarts containers itself unless the manifest asks for the controller's backoff.
+        engine_restarts=target.name == "docker",
+        relist_interval=args.relist,
+        resync_interval=args.resync,
+        parallelism=args.parallelism,
+        stack_lock=lambda stack: api.stack_lock(locks, stack),
+        threaded_probes=True,
+    )
+    if args.once:
+        try:
+            ok = ctl.converge_once()
+        finally:
+            target.close()
+        for report in ctl.status()["files"]:
+            for message in report["errors"]:
+                cli._err(message)
+        return cli.EXIT_OK if ok else cli.EXIT_ERROR
+
+    stopping = threading.Event()
+
+    def on_signal(number: int, frame: object) -> None:
+        del frame
+        log.info("signal %s: shutting down (containers keep running)", signal.Signals(number).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = api.Server(ctl, socket_path=args.socket, metrics_addr=args.metrics_addr or None)
+    watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=args.debounce)
+    server.start()
+    ctl.start()
+    watcher.start()
+    log.info("watching %s with the %s engine; API on %s%s", folder, target.name, args.socket,
+             f", metrics on {server.metrics_address}" if server.metrics_address else "")  # fmt: skip
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        watcher.stop()
+        ctl.stop()
+        server.stop()
+        target.close()
+        log.info("stopped")
+    return cli.EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile events
+# ---------------------------------------------------------------------------------------------
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    moment = datetime.datetime.fromtimestamp(float(event.get("time", 0)), datetime.UTC)
+    subject = "/".join(part for part in (event.get("stack"), event.get("name")) if part)
+    stamp = moment.isoformat(timespec="milliseconds")
+    return f"{stamp} {event.get('kind', '?'):<14} {subject or '-'}: {event.get('message', '')}"
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    client = daemon_client(args)
+    if client is not None:
+        for event in client.events(follow=not args.no_follow):
+            cli._out(json.dumps(event) if args.output == "json" else _event_text(event))
+        return cli.EXIT_OK
+    # Embedded: the engine's own events (the controller's events need the daemon).
+    cli._err("note: no daemon answers; showing the engine's events")
+    stop = threading.Event()
+    with cli.engine_session(args) as target:
+        for item in target.events(stop=stop):
+            message = f"exit code {item.exit_code}" if item.exit_code is not None else item.detail
+            event = {"time": item.time, "kind": item.action, "stack": "", "name": item.name, "message": message}
+            cli._out(json.dumps(event) if args.output == "json" else _event_text(event))
+    return cli.EXIT_OK
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``watch`` (alias ``daemon``) and ``events`` on the CLI's subcommands."""
+    for name in ("watch", "daemon"):
+        help_text = (
+            "run the controller on a folder of manifests (the daemon)"
+            if name == "watch"
+            else "alias of watch: reconcile daemon --manifests DIR"
+        )
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "watch":
+            p.add_argument("dir", metavar="DIR", help="folder of *.yaml/*.yml manifests")
+            p.set_defaults(manifests=None)
+        else:
+            p.add_argument("--manifests", required=True, metavar="DIR", help="folder of manifests")
+            p.set_defaults(dir=None)
+        p.add_argument("--socket", default=default_socket(), help=f"API socket (default {api.DEFAULT_SOCKET})")
+        p.add_argument("--metrics-addr", default="", metavar="[HOST:]PORT",
+                       help="serve /healthz and /metrics over TCP too (host default 127.0.0.1), "
+                            f"e.g. {api.DEFAULT_METRICS_ADDR}")  # fmt: skip
+        p.add_argument("--resync", type=float, default=controller.DEFAULT_RESYNC,
+                       help="seconds between resyncs against the engine (drift healing)")  # fmt: skip
+        p.add_argument("--relist", type=float, default=controller.DEFAULT_RELIST,
+                       help="seconds between re-lists of the folder (missed file events)")  # fmt: skip
+        p.add_argument("--debounce", type=float, default=watching.DEFAULT_DEBOUNCE, help="seconds of quiet per file")
+        p.add_argument("--parallelism", type=int, default=4)
+        p.add_argument("--state-dir", default=None, help="controller state (default ROOT/controller)")
+        p.add_argument("--once", action="store_true", help="converge once and exit (cron, CI)")
+        p.add_argument("--log-format", choices=["text", "json"], default="text")
+        p.set_defaults(func=cmd_watch)
+    p = commands.add_parser("events", help="stream the controller's events (or the engine's, without daemon)")
+    p.add_argument("--socket", default=default_socket())
+    p.add_argument("--no-follow", action="store_true", help="print the recent events and exit")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_events)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI through the daemon (used by cli.py's status, logs, plan and apply)
+# ---------------------------------------------------------------------------------------------
+
+
+def daemon_client(args: argparse.Namespace) -> api.Client | None:
+    """A client of the running daemon when it answers and drives the engine this CLI would."""
+    client = api.Client(getattr(args, "socket", None) or default_socket())
+    answer = client.ping()
+    if answer is None or answer.get("engine") != args.engine:
+        return None
+    return client
+
+
+def _sources(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The manifest texts, validated here first (so that errors print exactly as embedded), with
+    absolute paths so that the daemon resolves env files the same way."""
+    sources = [
+        (name if name.startswith("<") else str(Path(name).resolve()), text)
+        for name, text in manifests.read_sources(args.file)
+    ]
+    manifests.load_sources(sources)
+    return sources
+
+
+def _raise_api_error(exc: api.ApiError) -> None:
+    if exc.body.get("kind") == "plan":
+        raise errors.PlanError(str(exc.body.get("error", ""))) from exc
+    raise errors.ReconcilerError(str(exc)) from exc
+
+
+def via_daemon_status(args: argparse.Namespace) -> dict[str, Any] | None:
+    client = daemon_client(args)
+    return client.status() if client is not None else None
+
+
+def via_daemon_plan(args: argparse.Namespace) -> dict[str, Any] | None:
+    client = daemon_client(args)
+    if client is None:
+        return None
+    try:
+        return client.plan(_sources(args), prune=args.prune, prune_volumes=args.prune_volumes)
+    except api.ApiError as exc:
+        _raise_api_error(exc)
+        raise
+
+
+def via_daemon_apply(args: argparse.Namespace) -> dict[str, Any] | None:
+    client = daemon_client(args)
+    if client is None:
+        return None
+    try:
+        return client.apply(
+            _sources(args), prune=args.prune, prune_volumes=args.prune_volumes, parallelism=args.parallelism
+        )
+    except api.ApiError as exc:
+        _raise_api_error(exc)
+        raise
+
+
+def via_daemon_logs(args: argparse.Namespace) -> Iterator[dict[str, Any]] | None:
+    client = daemon_client(args)
+    if client is None:
+        return None
+    return client.logs(args.name, follow=args.follow, tail=args.tail)
+
+
+@contextlib.contextmanager
+def stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[None]:
+    """The per-stack locks an embedded apply/delete holds (sorted: no deadlock between two CLIs)."""
+    with contextlib.ExitStack() as held:
+        for stack in sorted(set(stacks)):
+            held.enter_context(api.stack_lock(lock_dir(args), stack))
+        yield
