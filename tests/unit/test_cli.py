@@ -120,3 +120,23 @@ def test_unexpected_errors_are_not_tracebacks(monkeypatch: pytest.MonkeyPatch, s
     assert cli.main(["plan", "-f", str(stack)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("internal error: OSError: socket exploded") and "Traceback" not in err
+
+
+def test_manifests_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v, stack: s}\n")
+    )
+    assert cli.main(["validate", "-f", "-"]) == 0
+    assert "1 volumes" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("kind: Volume\n"))
+    assert cli.main(["validate", "-f", "-"]) == 1
+    assert "<stdin>:1:1: apiVersion: required field is missing" in capsys.readouterr().err
+
+
+def test_help_texts_carry_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["plan", "--help"])
+    out = capsys.readouterr().out
+    assert "example:" in out and "reconcile plan -f stack.yaml -o json" in out
