@@ -35,6 +35,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import math
+import os
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,14 +47,18 @@ import requests.exceptions
 
 from reconciler import engine, errors, manifests, observed, plans
 
+_DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# What "no memory limit" is written as in an update (Docker refuses -1 and ignores 0 there); the
+# kernel caps it at its own maximum. Read back as None. 2**62 bytes is far beyond any real host.
+_UNLIMITED_MEMORY = 1 << 62
+# CFS period for CPU limits (Docker's default, 100 ms): ``cpus`` maps to a quota over it.
+_CPU_PERIOD = 100_000
 # Docker's zero time, used for "never started" / "never finished".
 _ZERO_TIME_PREFIX = "0001-01-01"
 # Header of one frame of a multiplexed (non-TTY) log stream: stream id, 3 zero bytes, size.
 _FRAME_HEADER = struct.Struct(">BxxxL")
 # Events of labelled containers that the Engine contract names; others (exec_*, kill ...) are noise.
-_EVENT_ACTIONS: frozenset[str] = frozenset(
-    {"create", "start", "die", "stop", "destroy", "oom", "health_status"}
-)
+_EVENT_ACTIONS: frozenset[str] = frozenset({"create", "start", "die", "stop", "destroy", "oom", "health_status"})
 # How many container inspects ``observe`` runs at once: the daemon answers them in parallel and
 # the SDK's connection pool holds ten connections.
 _INSPECT_CONCURRENCY = 8
@@ -120,20 +125,23 @@ def restart_policy(restart: manifests.Restart) -> dict[str, Any]:
 def resources_config(resources: manifests.Resources, *, for_update: bool = False) -> dict[str, Any]:
     """HostConfig resource fields. Swap equals memory, so a limit is a limit (no swap on top).
 
-    At creation an absent limit is simply left out. In an update, Docker treats ``0`` as "leave
-    unchanged", so lifting a limit is spelled ``-1`` (memory, swap) or ``0`` (pids: unlimited).
+    At creation an absent limit is simply left out. An update must also be able to *lift* a
+    limit, and Docker's update treats ``0`` as "unchanged" and rejects ``-1`` for memory, so:
+
+    * memory: lifted by setting :data:`_UNLIMITED_MEMORY` (which observe reads back as None);
+    * CPUs: a CFS quota over :data:`_CPU_PERIOD` rather than ``NanoCpus``, because a quota of
+      ``-1`` lifts the limit in place while ``NanoCpus`` cannot be unset once set;
+    * pids: ``-1`` is Docker's "unlimited".
     """
     config: dict[str, Any] = {}
     if resources.memory is not None:
-        config["Memory"] = resources.memory
-        config["MemorySwap"] = resources.memory
+        config["Memory"] = config["MemorySwap"] = resources.memory
     elif for_update:
-        config["Memory"] = -1
-        config["MemorySwap"] = -1
+        config["Memory"] = config["MemorySwap"] = _UNLIMITED_MEMORY
     if resources.cpus is not None:
-        config["NanoCpus"] = round(resources.cpus * 1e9)
+        config["CpuPeriod"] = _CPU_PERIOD
+        config["CpuQuota"] = round(resources.cpus * _CPU_PERIOD)
     elif for_update:
-        # NanoCpus 0 means "unchanged" to an update; a quota of -1 lifts the limit instead.
         config["CpuQuota"] = -1
     if resources.pids is not None:
         config["PidsLimit"] = resources.pids
@@ -291,9 +299,10 @@ def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContain
     nano_cpus = host.get("NanoCpus") or 0
     cpu_quota = host.get("CpuQuota") or 0
     cpu_period = host.get("CpuPeriod") or 0
+    # Containers made by others (or older versions) may carry NanoCpus; ours carry a quota.
     cpus: float | None = nano_cpus / 1e9 if nano_cpus > 0 else None
     if cpus is None and cpu_quota > 0:
-        cpus = cpu_quota / (cpu_period or 100_000)
+        cpus = cpu_quota / (cpu_period or _CPU_PERIOD)
     pids = host.get("PidsLimit") or 0
     volumes = sorted(
         str(mount["Source"])
@@ -314,7 +323,7 @@ def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContain
         health=str(health) if health and health != "none" else None,
         oom_killed=bool(state.get("OOMKilled")),
         resources=observed.ObservedResources(
-            memory=memory if memory > 0 else None,
+            memory=memory if 0 < memory < _UNLIMITED_MEMORY else None,
             cpus=cpus,
             pids=pids if pids > 0 else None,
         ),
@@ -369,17 +378,21 @@ class DockerEngine:
         The API version is negotiated with the daemon (one ``/version`` call), so both Debian's
         dockerd 20.10 (API 1.41) and newer daemons are spoken to in their own version.
         """
+        where = os.environ.get("DOCKER_HOST") or _DEFAULT_DOCKER_HOST
+        hint = " (is dockerd running? is DOCKER_HOST right?)"
+        # A socket file that is not there needs no connection attempt to know (and the SDK's
+        # failed unix connect leaves its socket object to the garbage collector).
+        if where.startswith("unix://") and not os.path.exists(where.removeprefix("unix://")):
+            raise errors.Unavailable(f"Docker daemon unreachable at {where}: no such socket{hint}")
         try:
             client = docker.from_env(version="auto", timeout=math.ceil(timeout))
         except docker.errors.DockerException as exc:
-            raise errors.Unavailable(f"Docker daemon unreachable: {_unreachable_reason(exc)}") from exc
+            raise errors.Unavailable(f"Docker daemon unreachable at {where}: {_unreachable_reason(exc)}{hint}") from exc
         return cls(client)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def translate(
-        self, exc: BaseException, subject: str, *, conflict: bool = False
-    ) -> errors.EngineError | None:
+    def translate(self, exc: BaseException, subject: str, *, conflict: bool = False) -> errors.EngineError | None:
         """The project's error for a library error, or None when ``exc`` is not one of those."""
         if isinstance(exc, docker.errors.APIError):
             message = _daemon_message(exc)
@@ -391,9 +404,7 @@ class DockerEngine:
             if status in (502, 503, 504):
                 return errors.Unavailable(f"{subject}: Docker daemon unavailable: {message}")
             return errors.RuntimeFailed(f"{subject}: Docker refused", stderr=message)
-        if isinstance(
-            exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError
-        ):
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError):
             return errors.Unavailable(
                 f"{subject}: Docker daemon unreachable at {self.api.base_url}: {_unreachable_reason(exc)}"
             )
@@ -435,9 +446,7 @@ class DockerEngine:
             # the inspects run concurrently while the networks, volumes and images are read.
             inspects = [pool.submit(self._inspect_container, str(item["Id"])) for item in listed]
             image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
-            networks = {
-                str(item["Name"]): _observed_network(item) for item in self.api.networks(filters=only_owned)
-            }
+            networks = {str(item["Name"]): _observed_network(item) for item in self.api.networks(filters=only_owned)}
             volume_list = self.api.volumes(filters=only_owned).get("Volumes") or []
             volumes = {
                 str(item["Name"]): observed.ObservedVolume(
@@ -476,9 +485,16 @@ class DockerEngine:
                 return local
             # Docker pulls only the layers that changed; the progress stream carries errors
             # that arrive after the response started (a 200 with {"error": ...} inside).
-            for progress in self.api.pull(image, stream=True, decode=True):
-                if isinstance(progress, dict) and progress.get("error"):
-                    raise _pull_error(subject, str(progress["error"]))
+            try:
+                for progress in self.api.pull(image, stream=True, decode=True):
+                    if isinstance(progress, dict) and progress.get("error"):
+                        raise _pull_error(subject, str(progress["error"]))
+            except docker.errors.APIError as exc:
+                # The daemon answers a failed pull with 404 or 500 whatever the cause; its words
+                # tell a missing image from an unreachable registry.
+                if exc.status_code in (404, 500):
+                    raise _pull_error(subject, _daemon_message(exc)) from exc
+                raise
             pulled = self._image_id(image)
         if pulled is None:
             raise errors.NotFound(f"{subject}: pull reported success but the image is not present")
@@ -578,9 +594,7 @@ class DockerEngine:
                 raise
             labels = (existing.get("Config") or {}).get("Labels")
             if not _same_owner(labels, request.labels):
-                raise errors.Conflict(
-                    f"{subject} already exists and belongs to {_owner_text(labels)}"
-                ) from None
+                raise errors.Conflict(f"{subject} already exists and belongs to {_owner_text(labels)}") from None
             return str(existing["Id"])
         container_id = str(created["Id"])
         try:

@@ -19,9 +19,7 @@ from tests.integration.docker import stacks
 pytestmark = pytest.mark.integration
 
 
-def _stack(
-    folder: Path, prefix: str, image: str, port: int, *, db_env: str = "one", db_memory: str = "64Mi"
-) -> None:
+def _stack(folder: Path, prefix: str, image: str, port: int, *, db_env: str = "one", db_memory: str = "64Mi") -> None:
     stack = f"{prefix}shop"
     net, data = f"{prefix}net", f"{prefix}data"
     stacks.write(folder, "net", stacks.document("Network", net, stack, {"driver": "bridge"}))

@@ -1,0 +1,233 @@
+"""Every manifest field reaches Docker as written, and observe() reads the results back.
+
+Engine-level tests: requests go straight to ``DockerEngine``; Docker's own inspect output is the
+oracle (state first), then the ``Observed`` values the planner will see.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import docker
+import pytest
+
+from reconciler import engine as engine_mod
+from reconciler import errors, manifests, observed, plans
+from reconciler.backends import docker as docker_backend
+from tests.contract.suite import labels
+from tests.integration.docker import stacks
+
+pytestmark = pytest.mark.integration
+
+
+def _request(
+    name: str, stack: str, spec: dict[str, object], env: dict[str, str] | None = None
+) -> plans.ContainerRequest:
+    return plans.ContainerRequest(
+        name=name,
+        spec=manifests.ContainerSpec.model_validate(spec),
+        env=env or {},
+        labels={**labels(stack, "Container"), "tier": "front"},
+    )
+
+
+def test_every_container_field_is_mapped(
+    engine: docker_backend.DockerEngine, client: docker.DockerClient, image: str, prefix: str, tmp_path: Path
+) -> None:
+    image_id = engine.pull_image(image)
+    third = random.randint(100, 250)  # a subnet of our own, unlikely to collide with a parallel run
+    front, back, data = f"{prefix}front", f"{prefix}back", f"{prefix}data"
+    engine.create_network(plans.NetworkRequest(front, manifests.NetworkSpec(), labels("m", "Network")))
+    engine.create_network(
+        plans.NetworkRequest(
+            back,
+            manifests.NetworkSpec(
+                subnet=f"10.{third}.7.0/24",
+                gateway=f"10.{third}.7.1",
+                internal=True,
+                options={"com.docker.network.bridge.enable_icc": "true"},
+            ),
+            labels("m", "Network"),
+        )
+    )
+    engine.create_volume(
+        plans.VolumeRequest(
+            data, manifests.VolumeSpec(labels={"backup": "daily"}), {**labels("m", "Volume"), "backup": "daily"}
+        )
+    )
+    engine.create_container(_request(f"{prefix}seed", "m", {"image": image, "command": ["sleep", "3600"]}))
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.conf").write_text("setting=1\n")
+    request = _request(f"{prefix}app", "m", {
+        "image": image,
+        "entrypoint": ["/bin/sh", "-c"],
+        "command": ["exec sleep 3600"],
+        "workingDir": "/tmp",
+        "user": "65534:65534",
+        "hostname": "apphost",
+        "ports": [{"containerPort": 8080, "hostPort": stacks.free_port(), "hostIP": "127.0.0.1"},
+                  {"containerPort": 9090, "protocol": "udp"}],
+        "networks": [{"name": front, "aliases": ["app", "api"]},
+                     {"name": back, "ipv4Address": f"10.{third}.7.10"}],
+        "mounts": [{"type": "volume", "source": data, "target": "/data"},
+                   {"type": "bind", "source": str(tmp_path / "conf"), "target": "/etc/app", "readOnly": True},
+                   {"type": "tmpfs", "target": "/scratch", "size": "16Mi", "mode": 0o1777}],
+        "volumesFrom": [f"{prefix}seed"],
+        "resources": {"memory": "48Mi", "cpus": 0.5, "pids": 64},
+        "restart": {"policy": "on-failure", "maxRetries": 3},
+        "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "timeout": "2s", "retries": 2, "startPeriod": "0s"},
+        "stopSignal": "SIGINT",
+        "stopTimeout": "3s",
+        "readOnlyRootfs": True,
+        "capAdd": ["NET_ADMIN"],
+        "capDrop": ["MKNOD"],
+    }, env={"A": "1", "B": "two words"})  # fmt: skip
+    container_id = engine.create_container(request)
+    engine.start_container(request.name)
+
+    inspected = client.api.inspect_container(container_id)
+    config, host = inspected["Config"], inspected["HostConfig"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"] == ["exec sleep 3600"]
+    assert {"A=1", "B=two words"} <= set(config["Env"])
+    assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/tmp", "65534:65534", "apphost")
+    assert config["Labels"] == dict(request.labels)
+    assert config["StopSignal"] == "SIGINT" and config["StopTimeout"] == 3
+    assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Timeout": 2_000_000_000,
+                                     "Retries": 2}  # fmt: skip
+    port = request.spec.ports[0].host_port
+    assert host["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    assert "9090/udp" in host["PortBindings"]
+    assert host["Memory"] == 48 * 1024 * 1024 == host["MemorySwap"]
+    assert (host["CpuQuota"], host["CpuPeriod"], host["PidsLimit"]) == (50_000, 100_000, 64)
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
+    assert host["CapAdd"] == ["CAP_NET_ADMIN"] and host["CapDrop"] == ["CAP_MKNOD"]
+    assert host["VolumesFrom"] == [f"{prefix}seed"]
+    mounts = {m["Target"]: m for m in host["Mounts"]}
+    assert mounts["/data"]["Source"] == data and mounts["/data"]["Type"] == "volume"
+    assert mounts["/etc/app"]["ReadOnly"] is True and mounts["/etc/app"]["Type"] == "bind"
+    assert mounts["/scratch"]["TmpfsOptions"] == {"SizeBytes": 16 * 1024 * 1024, "Mode": 0o1777}
+    endpoints = inspected["NetworkSettings"]["Networks"]
+    assert {"app", "api"} <= set(endpoints[front]["Aliases"])
+    assert endpoints[back]["IPAddress"] == f"10.{third}.7.10"
+    assert client.api.inspect_network(back)["Internal"] is True
+    assert client.api.inspect_volume(data)["Labels"]["backup"] == "daily"
+    # The process sees it all: the bind mount, the user, the read-only root.
+    assert engine.exec(request.name, ["cat", "/etc/app/app.conf"]).stdout == b"setting=1\n"
+    assert engine.exec(request.name, ["id", "-u"]).stdout == b"65534\n"
+    assert engine.exec(request.name, ["touch", "/rootfs-is-read-only"]).exit_code != 0
+
+    def healthy() -> observed.ObservedContainer | None:
+        seen = engine.observe(images=[image]).containers[request.name]
+        return seen if seen.health == "healthy" else None
+
+    seen = stacks.eventually(healthy)
+    assert seen.container_id == container_id and seen.state == "running"
+    assert seen.image == image and seen.image_id == image_id
+    assert seen.networks == tuple(sorted((front, back)))
+    assert seen.volumes == (data,)
+    assert seen.resources == observed.ObservedResources(memory=48 * 1024 * 1024, cpus=0.5, pids=64)
+    assert seen.started_at is not None and seen.finished_at is None and seen.exit_code is None
+    network = engine.observe().networks[back]
+    assert (network.subnet, network.gateway) == (f"10.{third}.7.0/24", f"10.{third}.7.1")
+
+
+def test_controller_owned_restarts_leave_dockers_policy_off(
+    engine: docker_backend.DockerEngine, client: docker.DockerClient, image: str, prefix: str
+) -> None:
+    engine.pull_image(image)
+    for name, restart in (
+        ("backoff", {"policy": "always", "backoff": {"initial": "1s"}}),
+        ("unhealthy", {"policy": "on-failure", "onUnhealthy": True}),
+        ("plain", {"policy": "unless-stopped"}),
+    ):
+        engine.create_container(_request(f"{prefix}{name}", "r", {"image": image, "restart": restart}))
+    policy = {n: client.api.inspect_container(f"{prefix}{n}")["HostConfig"]["RestartPolicy"]["Name"]
+              for n in ("backoff", "unhealthy", "plain")}  # fmt: skip
+    assert policy == {"backoff": "no", "unhealthy": "no", "plain": "unless-stopped"}
+
+
+def test_exit_code_restarts_and_oom_are_observed(engine: docker_backend.DockerEngine, image: str, prefix: str) -> None:
+    engine.pull_image(image)
+    engine.create_container(_request(f"{prefix}crash", "x", {
+        "image": image, "command": ["sh", "-c", "exit 3"], "restart": {"policy": "on-failure", "maxRetries": 2},
+    }))  # fmt: skip
+    engine.create_container(_request(f"{prefix}hog", "x", {
+        "image": image, "command": ["sh", "-c", "x=a; while true; do x=$x$x; done"], "resources": {"memory": "8Mi"},
+    }))  # fmt: skip
+    engine.start_container(f"{prefix}crash")
+    engine.start_container(f"{prefix}hog")
+
+    def settled() -> bool:
+        containers = engine.observe().containers
+        crash, hog = containers[f"{prefix}crash"], containers[f"{prefix}hog"]
+        return crash.state == "exited" and crash.restart_count == 2 and hog.state == "exited"
+
+    stacks.eventually(settled, timeout=60)
+    containers = engine.observe().containers
+    crash, hog = containers[f"{prefix}crash"], containers[f"{prefix}hog"]
+    assert crash.exit_code == 3 and crash.finished_at is not None and crash.started_at is not None
+    assert hog.oom_killed and hog.exit_code == 137
+
+
+def test_events_logs_and_limits_lifted(engine: docker_backend.DockerEngine, image: str, prefix: str) -> None:
+    engine.pull_image(image)
+    name = f"{prefix}ev"
+    stop = threading.Event()
+    seen: list[engine_mod.Event] = []
+
+    def collect() -> None:
+        seen.extend(engine.events(stop=stop))
+
+    collector = threading.Thread(target=collect)
+    collector.start()
+    try:
+        engine.create_container(_request(name, "e", {
+            "image": image, "command": ["sh", "-c", "echo one; sleep 0.2; echo two >&2; sleep 0.3; exit 4"],
+            "resources": {"memory": "32Mi", "pids": 20},
+        }))  # fmt: skip
+        engine.update_container(name, manifests.Resources())  # lift every limit in place
+        engine.start_container(name)
+        stacks.eventually(lambda: any(e.action == "die" and e.name == name for e in seen))
+    finally:
+        stop.set()
+        collector.join(timeout=10)
+    assert not collector.is_alive(), "events() did not return after stop was set"
+    actions = [e.action for e in seen if e.name == name]
+    assert actions[:3] == ["create", "start", "die"], actions
+    assert next(e for e in seen if e.action == "die" and e.name == name).exit_code == 4
+
+    lines = list(engine.logs(name))
+    assert [(line.stream, line.text) for line in lines] == [("stdout", "one"), ("stderr", "two")]
+    assert all(line.time > 0 for line in lines)
+    assert [line.text for line in engine.logs(name, tail=1)] == ["two"]
+    assert list(engine.logs(name, follow=True))[-1].text == "two"  # ends when the container has exited
+    assert engine.observe().containers[name].resources == observed.ObservedResources()
+
+
+def test_errors_are_translated(engine: docker_backend.DockerEngine, image: str, prefix: str) -> None:
+    engine.pull_image(image)
+    with pytest.raises(errors.NotFound):
+        engine.create_container(_request(f"{prefix}novol", "x", {
+            "image": image, "mounts": [{"type": "volume", "source": f"{prefix}nothing", "target": "/d"}],
+        }))  # fmt: skip
+    with pytest.raises(errors.NotFound):
+        engine.create_container(_request(f"{prefix}noimg", "x", {"image": f"{image}-missing"}))
+    with pytest.raises(errors.NotFound):
+        engine.pull_image(f"{image}-missing", policy="Never")
+    engine.create_container(_request(f"{prefix}idle", "x", {"image": image}))
+    with pytest.raises(errors.RuntimeFailed, match="is not running"):
+        engine.exec(f"{prefix}idle", ["true"])
+    with pytest.raises(errors.NotFound):
+        list(engine.logs(f"{prefix}absent"))
+    engine.create_container(_request(f"{prefix}other", "x", {"image": image}))
+    with pytest.raises(errors.Conflict):
+        engine.rename_container(f"{prefix}idle", f"{prefix}other")
+
+
+def test_unreachable_daemon_raises_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    with pytest.raises(errors.Unavailable, match="Docker daemon unreachable at unix://"):
+        docker_backend.DockerEngine.from_env()
