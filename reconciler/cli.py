@@ -155,12 +155,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def plan_desired(target: engine_mod.Engine, desired: manifests.Desired, args: argparse.Namespace) -> plans.Plan:
+    """``plan`` and ``apply`` share this: refresh ``Always`` images, observe once, plan."""
+    for problem in refresh_images(target, desired):
+        _err(f"warning: {problem}")
+    plan, _ = make_plan(target, desired, prune=args.prune, prune_volumes=args.prune_volumes)
+    return plan
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file)
     with engine_session(args) as target:
-        for problem in refresh_images(target, desired):
-            _err(f"warning: {problem}")
-        plan, _ = make_plan(target, desired, prune=args.prune, prune_volumes=args.prune_volumes)
+        plan = plan_desired(target, desired, args)
     if args.output == "json":
         _out(json.dumps(plan.to_json(), indent=2))
     else:
@@ -171,9 +177,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file)
     with engine_session(args) as target:
-        for problem in refresh_images(target, desired):
-            _err(f"warning: {problem}")
-        plan, _ = make_plan(target, desired, prune=args.prune, prune_volumes=args.prune_volumes)
+        plan = plan_desired(target, desired, args)
         code = run_plan(plan, target, parallelism=args.parallelism, output=args.output)
         if code == EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler import manifests
@@ -48,11 +49,15 @@ def container_hash(container: manifests.DesiredContainer) -> str:
     return _digest(container_document(container))
 
 
-def network_document(network: manifests.DesiredNetwork) -> dict[str, Any]:
-    document: dict[str, Any] = {"spec": network.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    if network.labels:
-        document["labels"] = dict(network.labels)
+def _spec_document(spec: manifests.Model, labels: Mapping[str, str]) -> dict[str, Any]:
+    document: dict[str, Any] = {"spec": spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    if labels:
+        document["labels"] = dict(labels)
     return document
+
+
+def network_document(network: manifests.DesiredNetwork) -> dict[str, Any]:
+    return _spec_document(network.spec, network.labels)
 
 
 def network_hash(network: manifests.DesiredNetwork) -> str:
@@ -60,10 +65,7 @@ def network_hash(network: manifests.DesiredNetwork) -> str:
 
 
 def volume_document(volume: manifests.DesiredVolume) -> dict[str, Any]:
-    document: dict[str, Any] = {"spec": volume.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    if volume.labels:
-        document["labels"] = dict(volume.labels)
-    return document
+    return _spec_document(volume.spec, volume.labels)
 
 
 def volume_hash(volume: manifests.DesiredVolume) -> str:
