@@ -42,7 +42,15 @@ def hex_of(digest: str) -> str:
 
 def make_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        # mkdir's mode is filtered by the umask and parents=True ignores it: chmod explicitly.
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
     return path
 
 
