@@ -287,3 +287,22 @@ def stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[Non
         for stack in sorted(set(stacks)):
             held.enter_context(api.stack_lock(lock_dir(args), stack))
         yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reconciler.cli_daemon watch DIR``: the daemon commands alone, same options."""
+    parser = argparse.ArgumentParser(prog="reconcile")
+    parser.add_argument("--engine", default=os.environ.get("RECONCILER_ENGINE", "native"), choices=["native", "docker"])
+    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", cli.DEFAULT_ROOT))
+    add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except errors.ReconcilerError as exc:
+        cli._err(f"error: {exc}")
+        return cli.EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -276,6 +276,7 @@ class RestartState:
     last_exit_code: int | None = None
     started_at: float | None = None  # monotonic, when the controller saw it start
     due_at: float | None = None  # monotonic, when the pending restart may happen
+    exited_at: float | None = None  # monotonic, when the exit (or unhealthy verdict) was seen
     delay: float | None = None
     reason: str = ""
     gave_up: bool = False
@@ -659,6 +660,10 @@ class Controller:
         self._next_relist = self.clock.monotonic() + relist_interval
         self._next_resync = self.clock.monotonic() + resync_interval
         self._restarts: dict[str, RestartState] = {}
+        # Stacks with a trigger other than a due restart: their next pass re-reads everything.
+        # A pass triggered only by a restart timer starts the container at once (the restart
+        # reaction time target is 0.2 s; a full observe can take longer than that on its own).
+        self._full_pass: set[str] = set()
         self._health: dict[str, HealthState] = {}
         self._object_errors: dict[str, str] = {}
         self._stack_errors: dict[str, str] = {}
@@ -679,6 +684,9 @@ class Controller:
         self.queue.add(SCAN_KEY)
 
     def enqueue(self, key: str) -> None:
+        """A full pass for ``key`` (a stack, or an internal key)."""
+        with self._lock:
+            self._full_pass.add(key)
         self.queue.add(key)
 
     def handle_event(self, event: engine.Event) -> None:
@@ -742,7 +750,7 @@ class Controller:
         self.queue.add(SCAN_KEY)
         self.run_ready()
         for stack in sorted(self._known_stacks()):
-            self.queue.add(stack)
+            self.enqueue(stack)
         self.run_ready()
         with self._lock:
             return (
@@ -754,6 +762,7 @@ class Controller:
     def process(self, key: str) -> None:
         """One pass for ``key``; failures requeue it with the per-key backoff."""
         started = time.monotonic()
+        succeeded = False
         try:
             if key == SCAN_KEY:
                 self._scan()
@@ -764,6 +773,7 @@ class Controller:
             else:
                 requeue = self._reconcile(key)
             self.queue.forget(key)
+            succeeded = True
             if requeue is not None:
                 self.queue.add_after(key, requeue)
         except errors.PlanError as exc:
@@ -786,6 +796,9 @@ class Controller:
             self._stack_error(key, f"internal error: {type(exc).__name__}: {exc}")
             self.queue.add_rate_limited(key)
         finally:
+            if not succeeded:
+                with self._lock:
+                    self._full_pass.add(key)
             self.queue.done(key)
             elapsed = time.monotonic() - started
             with self._lock:
@@ -811,7 +824,7 @@ class Controller:
         if previous is None:
             changed |= self._managed
         for stack in sorted(changed - snapshot.frozen):
-            self.queue.add(stack)
+            self.enqueue(stack)
 
     def _resync(self) -> None:
         """Observe once; every managed stack whose plan is not empty drifted: report it, enqueue it."""
@@ -824,16 +837,21 @@ class Controller:
             try:
                 plan = self._adjust(planning.plan(desired, actual, scope=frozenset({stack})), desired, actual)
             except errors.PlanError:
-                self.queue.add(stack)
+                self.enqueue(stack)
                 continue
             pending = self._due_restarts(desired, actual, self.clock.monotonic(), dry_run=True)
             if plan.converged and not pending:
                 continue
             reasons = "; ".join(f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes)
             self._report("drift", stack, "", reasons or "restart pending")
-            self.queue.add(stack)
+            self.enqueue(stack)
 
     def _reconcile(self, stack: str) -> float | None:
+        with self._lock:
+            full = stack in self._full_pass or self._snapshot is None
+            self._full_pass.discard(stack)
+        if not full:
+            return self._restart_pass(stack)
         with self.stack_lock(stack):
             snapshot = self.folder.load()
             with self._lock:
@@ -956,6 +974,7 @@ class Controller:
                     self._report_locked("gave-up", desired.stack, desired.name, message)
                 return
             state.delay = restart_delay(backoff, state.attempt, rng=self.rng)
+            state.exited_at = now
             state.due_at = now + state.delay
             state.reason = reason
         log.info("restart of %s in %.3fs (%s)", desired.name, state.delay, reason,
@@ -998,12 +1017,40 @@ class Controller:
                     due.append(name)
         return due
 
+    def _restart_pass(self, stack: str) -> float | None:
+        """A pass triggered only by restart timers: start what is due, on the last known state.
+
+        Starting an exited container is idempotent and the die event said it exited; if the
+        container went away meanwhile the start fails, and the retry is a full pass.
+        """
+        snapshot = self._current_snapshot()
+        desired = only_stack(snapshot.desired, stack)
+        now = self.clock.monotonic()
+        with self._lock:
+            due = sorted(
+                name
+                for name, state in self._restarts.items()
+                if name in desired.containers and state.due_at is not None and state.due_at <= now
+            )
+        if due:
+            with self.stack_lock(stack):
+                failed = self._perform_restarts(stack, desired, due)
+            if failed:
+                raise _RetryableFailure(f"{len(failed)} restart(s) failed: " + "; ".join(failed[:3]))
+        return self._next_restart_in(desired, now)
+
     def _restart_due(self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float) -> list[str]:
+        return self._perform_restarts(stack, desired, self._due_restarts(desired, actual, now, dry_run=False))
+
+    def _perform_restarts(self, stack: str, desired: manifests.Desired, names: Sequence[str]) -> list[str]:
         failed = []
-        for name in self._due_restarts(desired, actual, now, dry_run=False):
+        for name in names:
             with self._lock:
                 state = self._restarts[name]
                 reason = state.reason
+            # The event carries the moment of the start *request*: the backoff is the controller's
+            # to keep; what the engine then takes to start a process is the engine's latency.
+            requested_at, requested_wall = self.clock.monotonic(), self.clock.wall()
             try:
                 if reason == "unhealthy":
                     self.engine.stop_container(name, timeout=desired.containers[name].spec.stop_timeout)
@@ -1022,7 +1069,11 @@ class Controller:
                 self._restart_total[name] = self._restart_total.get(name, 0) + 1
                 self._health.pop(name, None)
                 count = state.restarts
-            self._report("restart", stack, name, f"restart {count} ({reason}, exit code {state.last_exit_code})")
+                waited = requested_at - state.exited_at if state.exited_at is not None else None
+            waited_text = f" after {waited:.3f}s" if waited is not None else ""
+            detail = f"backoff {state.delay or 0:.3f}s; {reason}, exit code {state.last_exit_code}"
+            message = f"restart {count}{waited_text} ({detail})"
+            self._report("restart", stack, name, message, at=requested_wall)
         return failed
 
     def _next_restart_in(self, desired: manifests.Desired, now: float) -> float | None:
@@ -1106,7 +1157,7 @@ class Controller:
         # Dependents gated on this container's health, and onUnhealthy restarts, need a pass.
         if changed == "unhealthy" and container.spec.restart.on_unhealthy:
             self._schedule_restart(container, state.container_id, None, reason="unhealthy")
-        self.queue.add(container.stack)
+        self.enqueue(container.stack)
 
     def _health_of(self, present: observed.ObservedContainer) -> str | None:
         with self._lock:
@@ -1181,7 +1232,9 @@ class Controller:
                 ("Network", desired.networks, actual.networks),
                 ("Volume", desired.volumes, actual.volumes),
             ):
-                for name in sorted(set(wanted_map) | set(present_map)):
+                known = self._known_stacks()
+                mine = {n for n, o in present_map.items() if o.stack in known}
+                for name in sorted(set(wanted_map) | mine):
                     present_obj = present_map.get(name)
                     rows.append({
                         "kind": kind, "name": name,
@@ -1251,12 +1304,13 @@ class Controller:
                                       (("file", path),), float(len(report.errors))))  # fmt: skip
         return samples
 
-    def _report(self, kind: str, stack: str, name: str, message: str) -> None:
+    def _report(self, kind: str, stack: str, name: str, message: str, *, at: float | None = None) -> None:
         with self._lock:
-            self._report_locked(kind, stack, name, message)
+            self._report_locked(kind, stack, name, message, at=at)
 
-    def _report_locked(self, kind: str, stack: str, name: str, message: str) -> None:
-        event = ControllerEvent(next(self._sequence), self.clock.wall(), kind, stack, name, message)
+    def _report_locked(self, kind: str, stack: str, name: str, message: str, *, at: float | None = None) -> None:
+        moment = self.clock.wall() if at is None else at
+        event = ControllerEvent(next(self._sequence), moment, kind, stack, name, message)
         level = logging.WARNING if kind in ("step-failed", "manifest-error", "error", "gave-up") else logging.INFO
         log.log(level, "%s: %s", kind, message, extra={"stack": stack, "container": name, "event": kind})
         with self._event_cond:
@@ -1419,7 +1473,7 @@ class Controller:
             outcome = executing.execute(plan, self.engine, parallelism=parallelism)
         for stack in desired.stacks:
             if stack in self._known_stacks():
-                self.queue.add(stack)
+                self.enqueue(stack)
         return plan, outcome
 
 

@@ -2,9 +2,12 @@
 
 A watchdog observer watches one folder (not recursively). Every event on a manifest name
 (``*.yaml``/``*.yml``, not a dotfile, not an editor artefact such as ``*~``, ``*.swp``, ``*.swx``,
-``4913``, ``*.bak``, ``*.tmp``, ``#*#``) is *debounced*: the callback runs once per path after
-the path has been quiet for ``debounce`` seconds (≈500 ms, as compose watch), so an editor's
-write-rename-chmod burst is one callback. A move counts for both its source and its destination
+``4913``, ``*.bak``, ``*.tmp``, ``#*#``) is *debounced* per path: the callback runs once the path
+has been quiet for ``settle`` (50 ms: the end of one write burst), and at most once per
+``debounce`` (≈500 ms, as compose watch), so an editor's write-rename-chmod burst or a file being
+rewritten in a loop costs one pass per half second, while a single save is seen within ~50 ms
+(the folder-latency target is 0.3 s). The receiver re-reads the folder when called, so coalescing
+never loses the last state. A move counts for both its source and its destination
 (editors save by renaming a temporary file over the manifest).
 
 The callback receives a path and nothing else. This module knows nothing of the controller, the
@@ -24,6 +27,7 @@ from watchdog import events as watchdog_events
 from watchdog import observers
 
 DEFAULT_DEBOUNCE = 0.5
+DEFAULT_SETTLE = 0.05
 
 _EDITOR_ARTEFACT = re.compile(r"(^\.|~$|\.swp$|\.swx$|^4913$|\.bak$|\.tmp$|^#.*#$)")
 
@@ -34,7 +38,8 @@ def is_manifest_name(name: str) -> bool:
 
 
 class Debouncer:
-    """Calls ``callback(key)`` once a key has been quiet for ``delay`` seconds.
+    """Calls ``callback(key)`` once a key has been quiet for ``settle`` seconds, and at most once
+    per ``delay`` seconds per key (a later burst waits for the rest of the interval).
 
     ``poll(now)`` fires what is due and returns the seconds until the next key is due; the
     threaded mode (``start``) runs the same ``poll`` on a thread. ``clock`` is injectable so that
@@ -46,19 +51,25 @@ class Debouncer:
         callback: Callable[[str], None],
         *,
         delay: float = DEFAULT_DEBOUNCE,
+        settle: float = DEFAULT_SETTLE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.callback = callback
         self.delay = delay
+        self.settle = min(settle, delay)
         self.clock = clock
         self._due: dict[str, float] = {}
+        self._fired: dict[str, float] = {}
         self._cond = threading.Condition()
         self._stopped = False
         self._thread: threading.Thread | None = None
 
     def touch(self, key: str) -> None:
         with self._cond:
-            self._due[key] = self.clock() + self.delay
+            now = self.clock()
+            previous = self._fired.get(key)
+            earliest = previous + self.delay if previous is not None else now
+            self._due[key] = max(now + self.settle, earliest)
             self._cond.notify()
 
     def poll(self, now: float | None = None) -> float | None:
@@ -67,6 +78,7 @@ class Debouncer:
             ready = sorted(key for key, due in self._due.items() if due <= moment)
             for key in ready:
                 del self._due[key]
+                self._fired[key] = moment
             following = min(self._due.values()) - moment if self._due else None
         for key in ready:
             self.callback(key)
