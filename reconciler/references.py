@@ -2,7 +2,7 @@
 
 A pure value type shared by the manifest validator (which rejects bad references with a clear
 message) and the engines (which need the registry host, repository and tag or digest). It does no
-I/O and imports nothing from the project but ``errors``-free stdlib code, so every layer may use it.
+I/O and imports nothing from the project, so every layer may use it.
 
 Docker's normalisation: a name with no registry component lives on ``docker.io``; a single-part
 name on ``docker.io`` gets the ``library/`` prefix; no tag and no digest means ``latest``. The first
