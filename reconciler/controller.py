@@ -842,8 +842,11 @@ class Controller:
             pending = self._due_restarts(desired, actual, self.clock.monotonic(), dry_run=True)
             if plan.converged and not pending:
                 continue
-            reasons = "; ".join(f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes)
-            self._report("drift", stack, "", reasons or "restart pending")
+            reasons = [f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes]
+            for name in pending:
+                present = actual.containers[name]
+                reasons.append(f"container {name}: {present.state} ({present.exit_code}), restart pending")
+            self._report("drift", stack, "", "; ".join(reasons))
             self.enqueue(stack)
 
     def _reconcile(self, stack: str) -> float | None:
@@ -1010,7 +1013,10 @@ class Controller:
                 if state is None:
                     # An exit the controller did not see (it was not running, or the event was
                     # missed): the same decision as for a ``die`` event, with the same backoff.
-                    if not dry_run:
+                    if dry_run:
+                        if wants_restart(container.spec.restart, present.exit_code, restarts=0):
+                            due.append(name)
+                    else:
                         self._schedule_restart(container, present.container_id, present.exit_code, reason="exit")
                     continue
                 if state.due_at is not None and state.due_at <= now:

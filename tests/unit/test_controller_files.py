@@ -1,0 +1,167 @@
+"""The watched folder: last-good isolation, pruning of deleted files, editor artefacts, edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler import controller
+from tests.unit.controller_support import Harness, container_yaml
+
+
+def test_dropping_a_file_creates_and_deleting_it_prunes_its_stack(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    path = harness.write("shop.yaml", container_yaml("web") + "---\n" + container_yaml("db"))
+    harness.settle()
+    assert {n: c.state for n, c in harness.engine.containers.items()} == {"web": "running", "db": "running"}
+    path.unlink()
+    harness.settle()
+    assert harness.engine.containers == {}
+
+
+def test_editing_one_file_replaces_only_that_container(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("shop.yaml", container_yaml("web") + "---\n" + container_yaml("db"))
+    harness.write("blog.yaml", container_yaml("blog"))
+    harness.settle()
+    ids = {name: c.container_id for name, c in harness.engine.containers.items()}
+    before = len(harness.engine.mutating_calls())
+
+    harness.write("shop.yaml", container_yaml("web", extra="env: {MODE: new}\n") + "---\n" + container_yaml("db"))
+    harness.settle()
+
+    after = {name: c.container_id for name, c in harness.engine.containers.items()}
+    assert after["web"] != ids["web"]
+    assert after["db"] == ids["db"] and after["blog"] == ids["blog"]
+    touched = {name.removesuffix(".next") for _, name in harness.engine.mutating_calls()[before:]}
+    assert touched == {"web"}
+
+
+def test_editor_artefacts_and_dotfiles_are_not_manifests(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    for name in (".shop.yaml.swp", "shop.yaml~", "shop.yaml.swx", "4913", "shop.yaml.bak", "x.yaml.tmp",
+                 "#shop.yaml#", ".hidden.yaml", "notes.txt"):  # fmt: skip
+        harness.write(name, container_yaml("ghost"))
+    harness.settle()
+    assert harness.engine.containers == {}
+    assert not controller.is_manifest_name("shop.yaml~")
+    assert controller.is_manifest_name("shop.yml")
+
+
+def test_invalid_yaml_over_a_good_file_keeps_the_last_good_version_in_force(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.write("blog.yaml", container_yaml("blog"))
+    harness.settle()
+    web_id = harness.engine.containers["web"].container_id
+    before = len(harness.engine.mutating_calls())
+
+    harness.write("shop.yaml", "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web\nspec: [\n")
+    harness.write("blog.yaml", container_yaml("blog", extra="env: {A: b}\n"))  # other files still apply
+    harness.settle()
+    harness.advance(60)  # resyncs and re-lists change nothing either
+
+    assert harness.engine.containers["web"].container_id == web_id
+    assert all(name.removesuffix(".next") == "blog" for _, name in harness.engine.mutating_calls()[before:])
+    files = {Path(f["path"]).name: f for f in harness.controller.status()["files"]}
+    assert files["shop.yaml"]["state"] == "error" and files["shop.yaml"]["usingLastGood"] is True
+    error = files["shop.yaml"]["errors"][0]
+    assert error.startswith(f"{tmp_path / 'shop.yaml'}:4:5: YAML syntax error"), error  # file:line:col
+    assert harness.events("manifest-error")
+
+    harness.write("shop.yaml", container_yaml("web", extra="env: {FIXED: '1'}\n"))
+    harness.settle()
+    assert harness.engine.containers["web"].container_id != web_id
+    files = {Path(f["path"]).name: f for f in harness.controller.status()["files"]}
+    assert files["shop.yaml"]["state"] == "ok"
+
+
+def test_a_validation_error_keeps_the_last_good_version_too(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.settle()
+    harness.write("shop.yaml", container_yaml("web", extra="restart: {policy: sometimes}\n"))
+    harness.settle()
+    assert harness.engine.containers["web"].state == "running"
+    report = harness.controller.status()["files"][0]
+    assert "spec.restart.policy" in report["errors"][0]
+
+
+def test_a_file_that_never_parsed_freezes_its_stack_instead_of_pruning_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    first = Harness(folder, state_dir=state)
+    first.write("shop.yaml", container_yaml("web"))
+    first.settle()
+    # The controller is down; the file is broken meanwhile; the persisted last good version is
+    # lost too (the worst case): a new controller must not delete stack "shop".
+    first.write("shop.yaml", "kind: Container\nmetadata: {name: web\n")
+    for record in (state / "last-good").iterdir():
+        record.unlink()
+    second = Harness(folder, state_dir=state)
+    second.engine = first.engine
+    second.controller.engine = first.engine
+    second.settle()
+    second.advance(60)
+    assert first.engine.containers["web"].state == "running"
+    assert second.controller.status()["stacks"]["shop"]["frozen"] is True
+
+
+def test_a_restarted_controller_keeps_the_persisted_last_good_version(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    first = Harness(folder, state_dir=state)
+    first.write("shop.yaml", container_yaml("web"))
+    first.settle()
+    first.write("shop.yaml", "kind: [\n")
+    first.settle()
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (state / "last-good").iterdir())
+    second = Harness(folder, state_dir=state)
+    second.engine = first.engine
+    second.controller.engine = first.engine
+    second.settle()
+    assert first.engine.containers["web"].state == "running"
+    assert second.controller.status()["files"][0]["usingLastGood"] is True
+
+
+def test_a_file_deleted_while_the_controller_was_down_still_prunes_its_stack(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    first = Harness(folder, state_dir=state)
+    path = first.write("shop.yaml", container_yaml("web"))
+    first.settle()
+    path.unlink()
+    second = Harness(folder, state_dir=state)
+    second.engine = first.engine
+    second.controller.engine = first.engine
+    second.settle()
+    assert first.engine.containers == {}
+
+
+def test_objects_of_stacks_outside_the_folder_are_never_touched(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "m")
+    (tmp_path / "m").mkdir()
+    other = Harness(tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    other.engine = harness.engine
+    other.controller.engine = harness.engine
+    other.write("elsewhere.yaml", container_yaml("keep"))
+    other.settle()
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.settle()
+    harness.advance(60)
+    assert set(harness.engine.containers) == {"keep", "web"}
+
+
+def test_the_periodic_relist_notices_a_change_without_any_file_event(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.controller.enqueue(controller.SCAN_KEY)
+    harness.controller.run_ready()
+    harness.write("shop.yaml", container_yaml("web"))  # no file_changed() call: the event was missed
+    harness.advance(19.0)
+    assert harness.engine.containers == {}
+    harness.advance(1.0)
+    harness.controller.run_ready()
+    assert harness.engine.containers["web"].state == "running"

@@ -1,0 +1,148 @@
+"""Restart policies and backoff on the memory engine with a fake clock: one semantics everywhere."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from reconciler import controller, manifests
+from tests.unit.controller_support import Harness, container_yaml
+
+
+@pytest.mark.parametrize(
+    ("attempt", "delay"), [(0, 0.1), (1, 0.2), (2, 0.4), (9, 51.2), (10, 60.0), (30, 60.0)]
+)
+def test_default_backoff_is_dockers_100ms_doubling_capped_at_a_minute(attempt: int, delay: float) -> None:
+    assert controller.restart_delay(manifests.Backoff(), attempt) == pytest.approx(delay)
+
+
+def test_configured_backoff_and_jitter_stay_within_the_spread() -> None:
+    backoff = manifests.Backoff(initial=1.0, max=5.0, factor=3.0, jitter=0.2)
+    rng = random.Random(7)
+    for attempt, base in enumerate([1.0, 3.0, 5.0, 5.0]):
+        delays = [controller.restart_delay(backoff, attempt, rng=rng) for _ in range(200)]
+        assert all(base * 0.8 <= d <= base * 1.2 for d in delays)
+        assert max(delays) - min(delays) > base * 0.2, "jitter spreads the delays"
+
+
+@pytest.mark.parametrize(
+    ("policy", "retries", "exit_code", "restarts", "expected"),
+    [
+        ("no", None, 1, 0, False),
+        ("always", None, 0, 50, True),
+        ("unless-stopped", None, 137, 5, True),
+        ("on-failure", None, 0, 0, False),
+        ("on-failure", None, 1, 100, True),
+        ("on-failure", 3, 1, 2, True),
+        ("on-failure", 3, 1, 3, False),
+    ],
+)
+def test_wants_restart(policy: str, retries: int | None, exit_code: int, restarts: int, expected: bool) -> None:
+    restart = manifests.Restart.model_validate({"policy": policy, "maxRetries": retries})
+    assert controller.wants_restart(restart, exit_code, restarts=restarts) is expected
+
+
+def test_docker_keeps_its_own_restarts_unless_backoff_or_on_unhealthy_is_set() -> None:
+    def spec(restart: dict[str, object]) -> manifests.ContainerSpec:
+        return manifests.ContainerSpec.model_validate({"image": "busybox", "restart": restart})
+
+    assert controller.controller_owns_restarts(spec({"policy": "always"}), engine_restarts=False)
+    assert not controller.controller_owns_restarts(spec({"policy": "always"}), engine_restarts=True)
+    custom = spec({"policy": "always", "backoff": {"initial": "1s"}})
+    assert controller.controller_owns_restarts(custom, engine_restarts=True)
+    assert controller.controller_owns_restarts(spec({"onUnhealthy": True}), engine_restarts=True)
+    assert not controller.controller_owns_restarts(spec({"policy": "no"}), engine_restarts=False)
+
+
+def _restart_delays(harness: Harness, name: str, exits: int) -> list[float]:
+    """Exit ``exits`` times with code 1; the delays after which the controller restarted it."""
+    delays = []
+    for _ in range(exits):
+        harness.exit(name, 1)
+        backoff = harness.row(name)["backoff"]
+        assert isinstance(backoff, dict)
+        wait = backoff["nextRestartIn"]
+        if wait is None:
+            break
+        harness.advance(wait * 0.99)
+        assert harness.engine.containers[name].state == "exited", "no restart before the backoff"
+        harness.advance(wait * 0.01 + 1e-9)
+        assert harness.engine.containers[name].state == "running"
+        delays.append(wait)
+    return delays
+
+
+def test_on_failure_max_retries_3_restarts_exactly_3_times_with_growing_delays(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("job.yaml", container_yaml("job", extra="restart: {policy: on-failure, maxRetries: 3}\n"))
+    harness.settle()
+    assert harness.engine.containers["job"].state == "running"
+
+    delays = _restart_delays(harness, "job", exits=4)
+
+    assert delays == pytest.approx([0.1, 0.2, 0.4])
+    assert harness.engine.containers["job"].state == "exited"
+    harness.advance(3600)  # an hour later (resyncs included) it still stays exited
+    assert harness.engine.containers["job"].state == "exited"
+    starts = [call for call in harness.engine.mutating_calls() if call == ("start_container", "job")]
+    assert len(starts) == 1 + 3
+    row = harness.row("job")
+    assert row["restarts"] == 3
+    assert isinstance(row["backoff"], dict) and row["backoff"]["gaveUp"] is True
+    assert len(harness.events("restart")) == 3 and len(harness.events("gave-up")) == 1
+
+
+def test_always_keeps_restarting_with_the_configured_backoff(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    restart = "restart: {policy: always, backoff: {initial: 1s, factor: 3, max: 20s}}\n"
+    harness.write("web.yaml", container_yaml("web", extra=restart))
+    harness.settle()
+
+    delays = _restart_delays(harness, "web", exits=6)
+
+    assert delays == pytest.approx([1.0, 3.0, 9.0, 20.0, 20.0, 20.0])
+
+
+def test_on_failure_does_not_restart_a_clean_exit_and_no_never_restarts(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("a.yaml", container_yaml("a", extra="restart: {policy: on-failure}\n"))
+    harness.write("b.yaml", container_yaml("b"))
+    harness.settle()
+    harness.exit("a", 0)
+    harness.exit("b", 1)
+    harness.advance(120)
+    assert harness.engine.containers["a"].state == "exited"
+    assert harness.engine.containers["b"].state == "exited"
+
+
+def test_a_container_that_ran_for_reset_after_starts_its_backoff_over(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    assert _restart_delays(harness, "web", exits=3) == pytest.approx([0.1, 0.2, 0.4])
+    harness.advance(10.0)  # resetAfter (default 10 s) of running
+    assert _restart_delays(harness, "web", exits=2) == pytest.approx([0.1, 0.2])
+
+
+def test_docker_owned_restarts_are_left_to_the_engine(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, engine_restarts=True)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    harness.exit("web", 1)
+    harness.advance(1.0)
+    assert harness.engine.containers["web"].state == "exited", "Docker's own policy restarts this one"
+    assert harness.row("web")["backoff"] is None
+
+
+def test_an_exit_missed_while_the_controller_was_down_is_restarted_with_backoff(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    harness.engine.exit("web", 2)  # no event reaches the controller
+    harness.advance(20.0)  # the resync finds it
+    assert harness.engine.containers["web"].state == "exited"
+    assert any("container web: exited (2), restart pending" in str(e["message"]) for e in harness.events("drift"))
+    harness.advance(0.1)
+    assert harness.engine.containers["web"].state == "running"
