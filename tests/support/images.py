@@ -197,6 +197,14 @@ class OciLayout:
         self.entries: list[dict[str, object]] = []
         self._save()
 
+    @classmethod
+    def open(cls, path: Path) -> OciLayout:
+        """An existing layout (keeps its index.json entries)."""
+        layout = cls.__new__(cls)
+        layout.path = path
+        layout.entries = json.loads((path / "index.json").read_text())["manifests"]
+        return layout
+
     def _save(self) -> None:
         index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": self.entries}
         (self.path / "index.json").write_text(json.dumps(index, sort_keys=True))

@@ -142,9 +142,7 @@ class Store:
 
     def digests(self) -> list[str]:
         try:
-            return sorted(
-                "sha256:" + p.name for p in self.blobs.iterdir() if _DIGEST_RE.match("sha256:" + p.name)
-            )
+            return sorted("sha256:" + p.name for p in self.blobs.iterdir() if _DIGEST_RE.match("sha256:" + p.name))
         except FileNotFoundError:
             return []
 

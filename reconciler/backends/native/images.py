@@ -58,9 +58,7 @@ POLICIES: tuple[PullPolicy, ...] = ("Always", "IfNotPresent", "Never")
 MAX_CONCURRENT_DOWNLOADS = 3
 # Docker refuses images deeper than this; overlayfs itself stops at 500 lowers.
 MAX_LAYERS = 128
-CONFIG_TYPES = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
+CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"})
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
@@ -158,6 +156,10 @@ ProgressCallback = Callable[[PullProgress], None]
 
 def _nothing(_: PullProgress) -> None:
     return None
+
+
+class _Cancelled(Exception):
+    """A worker stopped because another layer of the same pull failed."""
 
 
 class _Undo:
@@ -326,9 +328,7 @@ class ImageStore:
                     return existing
             return self._pull(client, reference, progress)
 
-    def _pull(
-        self, client: registry.Client, ref: references.ImageReference, progress: ProgressCallback
-    ) -> Image:
+    def _pull(self, client: registry.Client, ref: references.ImageReference, progress: ProgressCallback) -> Image:
         undo = _Undo(self)
         try:
             top = client.get_manifest(ref)
@@ -420,13 +420,9 @@ class ImageStore:
         descriptors = list(registry.iter_layers(body))
         diff_ids = (config.get("rootfs") or {}).get("diff_ids")
         if not isinstance(diff_ids, list) or len(diff_ids) != len(descriptors):
-            raise errors.EngineError(
-                f"image config {config_descriptor.digest} does not list one diff_id per layer"
-            )
+            raise errors.EngineError(f"image config {config_descriptor.digest} does not list one diff_id per layer")
         if len(descriptors) > MAX_LAYERS:
-            raise errors.EngineError(
-                f"image has {len(descriptors)} layers, more than the limit of {MAX_LAYERS}"
-            )
+            raise errors.EngineError(f"image has {len(descriptors)} layers, more than the limit of {MAX_LAYERS}")
         for diff_id in diff_ids:
             content.hex_of(str(diff_id))
         chains = layers.chain_ids([str(d) for d in diff_ids])
@@ -437,40 +433,21 @@ class ImageStore:
         for i in range(count):
             if i not in missing:
                 progress(
-                    PullProgress(
-                        descriptors[i].digest, i, count, "exists", descriptors[i].size, descriptors[i].size
-                    )
+                    PullProgress(descriptors[i].digest, i, count, "exists", descriptors[i].size, descriptors[i].size)
                 )
         to_fetch = [i for i in missing if not self.content.has(descriptors[i].digest)]
         if to_fetch and fetch is None:
             raise errors.NotFound(f"layer {descriptors[to_fetch[0]].digest} is missing from the archive")
-        pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
-        try:
-            futures: dict[int, concurrent.futures.Future[None]] = {}
-            for i in to_fetch:
-                progress(PullProgress(descriptors[i].digest, i, count, "waiting", 0, descriptors[i].size))
-                assert fetch is not None
-                futures[i] = pool.submit(
-                    fetch, descriptors[i], *self._reporters(descriptors[i], i, count, progress)
-                )
-            for i in missing:
-                descriptor = descriptors[i]
-                if i in futures:
-                    futures[i].result()
-                    progress(
-                        PullProgress(
-                            descriptor.digest, i, count, "downloaded", descriptor.size, descriptor.size
-                        )
-                    )
-                progress(PullProgress(descriptor.digest, i, count, "extracting", 0, descriptor.size))
-                self._unpack(undo, descriptor, str(diff_ids[i]), chains, i)
-                progress(PullProgress(descriptor.digest, i, count, "done", descriptor.size, descriptor.size))
-        except BaseException:
-            for future in futures.values():
-                future.cancel()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._fetch_and_unpack(
+            undo,
+            descriptors=descriptors,
+            diff_ids=[str(d) for d in diff_ids],
+            chains=chains,
+            missing=missing,
+            to_fetch=set(to_fetch),
+            fetch=fetch,
+            progress=progress,
+        )
         image_id = config_descriptor.digest
         record_layers = [
             {
@@ -502,11 +479,18 @@ class ImageStore:
             return self._image(image_id, data)
 
     def _reporters(
-        self, descriptor: registry.Descriptor, index: int, count: int, progress: ProgressCallback
+        self,
+        descriptor: registry.Descriptor,
+        index: int,
+        count: int,
+        progress: ProgressCallback,
+        failed: threading.Event,
     ) -> tuple[Callable[[int], None], Callable[[int], None]]:
         state = {"done": 0, "resumed": 0}
 
         def on_bytes(n: int) -> None:
+            if failed.is_set():
+                raise _Cancelled  # another layer failed: stop, keep the partial for a resume
             state["done"] += n
             progress(
                 PullProgress(
@@ -536,26 +520,92 @@ class ImageStore:
 
         return on_bytes, report
 
-    def _unpack(
-        self, undo: _Undo, descriptor: registry.Descriptor, diff_id: str, chains: builtins.list[str], i: int
+    def _fetch_and_unpack(
+        self,
+        undo: _Undo,
+        *,
+        descriptors: builtins.list[registry.Descriptor],
+        diff_ids: builtins.list[str],
+        chains: builtins.list[str],
+        missing: builtins.list[int],
+        to_fetch: set[int],
+        fetch: Callable[[registry.Descriptor, Callable[[int], None], Callable[[int], None]], None] | None,
+        progress: ProgressCallback,
     ) -> None:
-        parent = chains[i - 1] if i else None
-        lowers = self.snapshots.lowers(parent) if parent else []
-        fs = self.snapshots.prepare()
+        """Download and unpack the missing layers, each in its own worker, then commit in order.
+
+        Every layer unpacks into its own directory, so layers are independent except when an
+        entry needs a lower layer (a new parent directory's metadata, a hardlink's copy-up):
+        then the worker waits until the layers below it are complete. Workers start in layer
+        order, so a wait is always for a worker already running. Snapshots are committed bottom
+        up only when every layer succeeded; one failure cancels the other downloads.
+        """
+        if not missing:
+            return
+        count = len(descriptors)
+        base = self.snapshots.lowers(chains[missing[0] - 1]) if missing[0] > 0 else []
+        work: dict[int, Path] = {}
+        done = {i: threading.Event() for i in missing}
+        failed = threading.Event()
+
+        def task(i: int) -> None:
+            descriptor = descriptors[i]
+            try:
+                if failed.is_set():
+                    raise _Cancelled
+                if i in to_fetch:
+                    assert fetch is not None
+                    on_bytes, report = self._reporters(descriptor, i, count, progress, failed)
+                    fetch(descriptor, on_bytes, report)
+                    progress(PullProgress(descriptor.digest, i, count, "downloaded", descriptor.size, descriptor.size))
+                progress(PullProgress(descriptor.digest, i, count, "extracting", 0, descriptor.size))
+                below = [j for j in missing if j < i]
+
+                def wait_for_lowers() -> None:
+                    for j in below:
+                        done[j].wait()
+                    if failed.is_set():
+                        raise _Cancelled
+
+                lowers = layers.Lowers([work[j] for j in reversed(below)] + base, wait=wait_for_lowers)
+                layers.apply(
+                    self.content.path(descriptor.digest),
+                    work[i],
+                    mode=layers.OVERLAY,
+                    parents=lowers,
+                    expected_diff_id=diff_ids[i],
+                )
+                progress(PullProgress(descriptor.digest, i, count, "done", descriptor.size, descriptor.size))
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                done[i].set()
+
+        pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
         try:
-            layers.apply(
-                self.content.path(descriptor.digest),
-                fs,
-                mode=layers.OVERLAY,
-                parents=lowers,
-                expected_diff_id=diff_id,
-            )
-            before = self.snapshots.get(chains[i])
-            self.snapshots.commit(fs, chain_id=chains[i], parent=parent, diff_id=diff_id)
-            if before is None:
-                undo.snapshots.append(chains[i])
+            for i in missing:
+                work[i] = self.snapshots.prepare()
+            for i in to_fetch:
+                progress(PullProgress(descriptors[i].digest, i, count, "waiting", 0, descriptors[i].size))
+            futures = [pool.submit(task, i) for i in missing]
+            concurrent.futures.wait(futures)
+            problems = [f.exception() for f in futures if f.exception() is not None]
+            real = [p for p in problems if not isinstance(p, _Cancelled)]
+            if real or problems:
+                raise (real or problems)[0]  # type: ignore[misc]
+            for i in missing:
+                before = self.snapshots.get(chains[i])
+                self.snapshots.commit(
+                    work[i], chain_id=chains[i], parent=chains[i - 1] if i else None, diff_id=diff_ids[i]
+                )
+                if before is None:
+                    undo.snapshots.append(chains[i])
         finally:
-            self.snapshots.discard(fs)
+            failed.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fs in work.values():
+                self.snapshots.discard(fs)
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -653,9 +703,7 @@ class ImageStore:
             config_raw = blob(registry.config_descriptor(body))
             for layer in registry.iter_layers(body):
                 blob_name = f"blobs/sha256/{content.hex_of(layer.digest)}"
-                self._archive_blob(
-                    archive, members, blob_name, digest=layer.digest, size=layer.size, undo=undo
-                )
+                self._archive_blob(archive, members, blob_name, digest=layer.digest, size=layer.size, undo=undo)
             keys = [_ref_key(n) for n in names] + [_digest_key(n, top.digest) for n in names]
             loaded.append(
                 self._install(
@@ -691,9 +739,7 @@ class ImageStore:
             diff_ids = (json.loads(config_raw).get("rootfs") or {}).get("diff_ids") or []
             layer_names = [layers.normalise(str(n)) for n in entry.get("Layers") or []]
             if len(layer_names) != len(diff_ids):
-                raise errors.EngineError(
-                    f"{config_name} lists {len(diff_ids)} diff_ids for {len(layer_names)} layers"
-                )
+                raise errors.EngineError(f"{config_name} lists {len(diff_ids)} diff_ids for {len(layer_names)} layers")
             descriptors = []
             for name, diff_id in zip(layer_names, diff_ids, strict=True):
                 # docker save writes layers uncompressed, so each blob's digest is its diff_id.
@@ -701,9 +747,7 @@ class ImageStore:
                 if member is None:
                     raise errors.NotFound(f"the archive has no layer {name}")
                 self._archive_blob(archive, members, name, digest=str(diff_id), size=None, undo=undo)
-                descriptors.append(
-                    {"mediaType": DOCKER_LAYER_TAR, "digest": str(diff_id), "size": member.size}
-                )
+                descriptors.append({"mediaType": DOCKER_LAYER_TAR, "digest": str(diff_id), "size": member.size})
             body = {
                 "schemaVersion": 2,
                 "mediaType": registry.MEDIA_DOCKER_MANIFEST,

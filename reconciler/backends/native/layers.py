@@ -24,6 +24,7 @@ trust any name, link target or mode in the tar. It is the only module that impor
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import errno
@@ -35,7 +36,7 @@ import stat
 import tarfile
 import typing
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import zstandard
@@ -198,6 +199,35 @@ def diff_id_of(path: Path) -> str:
         return reader.digest()
 
 
+class Lowers(collections.abc.Sequence[Path]):
+    """Lower snapshot directories (top first) that may still be unpacking in other threads.
+
+    ``wait`` is called once, before the first look inside them; ``len`` needs no wait. This
+    lets layers of one image unpack in parallel: a layer only waits for those below it when an
+    entry really needs them (a new parent directory's metadata, a hardlink copy-up).
+    """
+
+    def __init__(self, paths: Sequence[Path], *, wait: Callable[[], None] | None = None) -> None:
+        self._paths = list(paths)
+        self._wait = wait
+
+    def _ready(self) -> None:
+        if self._wait is not None:
+            wait, self._wait = self._wait, None
+            wait()
+
+    @typing.overload
+    def __getitem__(self, index: int) -> Path: ...
+    @typing.overload
+    def __getitem__(self, index: slice) -> Sequence[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | Sequence[Path]:
+        self._ready()
+        return self._paths[index]
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
 # --------------------------------------------------------------------------------------------------
 # Root-confined path resolution
 
@@ -230,9 +260,7 @@ def resolve_in_root(root: Path, relative: str, *, create: bool = False, parents:
             info = os.lstat(candidate)
         except FileNotFoundError:
             if not create:
-                raise LayerError(
-                    f"{'/'.join([*resolved, component])} does not exist in the layer root"
-                ) from None
+                raise LayerError(f"{'/'.join([*resolved, component])} does not exist in the layer root") from None
             _make_parent_dir(root, [*resolved, component], parents)
             resolved.append(component)
             continue

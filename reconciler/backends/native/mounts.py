@@ -120,9 +120,7 @@ def mount(m: Mount) -> None:
     else:
         relative = _relative_form(m)
         if relative is None or len(relative[1].encode()) >= PAGE_LIMIT:
-            raise errors.RuntimeFailed(
-                f"mount options for {m.target} exceed one page even with relative paths"
-            )
+            raise errors.RuntimeFailed(f"mount options for {m.target} exceed one page even with relative paths")
         cwd, short = relative
         code = _mount_in_child(m, cwd, short)
     if code:

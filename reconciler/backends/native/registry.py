@@ -224,9 +224,7 @@ def parse_challenge(header: str) -> Challenge:
 def host_platform(machine: str | None = None) -> Platform:
     """This host's platform in Go's names (x86_64 → linux/amd64, aarch64 → linux/arm64/v8)."""
     machine = machine or platform.machine()
-    return Platform(
-        os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, "")
-    )
+    return Platform(os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, ""))
 
 
 def select_platform(index: Mapping[str, typing.Any], wanted: Platform) -> Descriptor:
@@ -282,9 +280,7 @@ def check_manifest_media_type(media_type: str, body: Mapping[str, typing.Any]) -
         )
     if isinstance(declared, str) and declared:
         if media_type and media_type != declared and media_type not in ("application/json", "text/plain"):
-            raise errors.EngineError(
-                f"manifest mediaType {declared!r} does not match Content-Type {media_type!r}"
-            )
+            raise errors.EngineError(f"manifest mediaType {declared!r} does not match Content-Type {media_type!r}")
         media_type = declared
     if not media_type or media_type == "application/json":
         # OCI allows mediaType to be omitted: tell an index from a manifest by its shape.
@@ -353,9 +349,7 @@ def _run_credential_helper(name: str, server: str) -> Credentials | None:
     if shutil.which(program) is None:
         raise errors.EngineError(f"credential helper {program} is configured but not installed")
     try:
-        proc = subprocess.run(
-            [program, "get"], check=False, input=server.encode(), capture_output=True, timeout=30
-        )
+        proc = subprocess.run([program, "get"], check=False, input=server.encode(), capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise errors.EngineError(f"credential helper {program} failed: {type(exc).__name__}") from None
     if proc.returncode != 0:
@@ -456,9 +450,7 @@ class Client:
         )
         try:
             if response.status_code == 404:
-                raise errors.NotFound(
-                    f"manifest for {ref.name}:{reference} not found: {_error_detail(response)}"
-                )
+                raise errors.NotFound(f"manifest for {ref.name}:{reference} not found: {_error_detail(response)}")
             self._raise_for_status(response, ref, "manifest")
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
@@ -494,16 +486,12 @@ class Client:
     def get_blob_bytes(self, ref: references.ImageReference, descriptor: Descriptor) -> bytes:
         """A small blob (an image config) fetched whole and verified; capped like manifests."""
         if descriptor.size > MAX_MANIFEST_SIZE:
-            raise errors.EngineError(
-                f"config blob {descriptor.digest} is too large ({descriptor.size} bytes)"
-            )
+            raise errors.EngineError(f"config blob {descriptor.digest} is too large ({descriptor.size} bytes)")
         buffer = _MemorySink()
         self.fetch_blob(ref, descriptor, buffer)
         data = bytes(buffer.data)
         if len(data) != descriptor.size or "sha256:" + hashlib.sha256(data).hexdigest() != descriptor.digest:
-            raise errors.DigestMismatch(
-                f"blob {descriptor.digest} of {ref.name} did not match its descriptor"
-            )
+            raise errors.DigestMismatch(f"blob {descriptor.digest} of {ref.name} did not match its descriptor")
         return data
 
     def fetch_blob(
@@ -550,9 +538,7 @@ class Client:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        response = self._request(
-            "GET", ref, f"blobs/{descriptor.digest}", headers=headers, stream=True, retry=False
-        )
+        response = self._request("GET", ref, f"blobs/{descriptor.digest}", headers=headers, stream=True, retry=False)
         try:
             if response.status_code == 404:
                 raise errors.NotFound(f"blob {descriptor.digest} of {ref.name} not found")
@@ -590,9 +576,7 @@ class Client:
         finally:
             response.close()
 
-    def _raise_for_status(
-        self, response: requests.Response, ref: references.ImageReference, what: str
-    ) -> None:
+    def _raise_for_status(self, response: requests.Response, ref: references.ImageReference, what: str) -> None:
         code = response.status_code
         if code < 300:
             return
@@ -608,9 +592,7 @@ class Client:
                 f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})",
                 retry_after=_retry_after(response, 1.0),
             )
-        raise errors.EngineError(
-            f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})"
-        )
+        raise errors.EngineError(f"registry {ref.registry} answered {code} for {what} of {ref.name} ({detail})")
 
     def _base_url(self, host: str) -> str:
         with self._lock:
@@ -643,9 +625,7 @@ class Client:
             elif response.status_code >= 500:
                 raise errors.Unavailable(f"registry {host} answered {response.status_code} to /v2/")
             elif response.status_code not in (200, 401):
-                raise errors.EngineError(
-                    f"{host} does not look like a registry: /v2/ answered {response.status_code}"
-                )
+                raise errors.EngineError(f"{host} does not look like a registry: /v2/ answered {response.status_code}")
             with self._lock:
                 self._schemes[host] = scheme
             return scheme
@@ -751,9 +731,7 @@ class Client:
         if not realm.startswith(("https://", "http://")):
             raise errors.EngineError(f"registry {host} sent a token realm that is not an http(s) URL")
         if realm.startswith("http://") and not self._insecure(host):
-            raise errors.EngineError(
-                f"registry {host} asks for credentials over plain HTTP at its token realm"
-            )
+            raise errors.EngineError(f"registry {host} asks for credentials over plain HTTP at its token realm")
         params: list[tuple[str, str]] = []
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
@@ -798,9 +776,7 @@ class Client:
         attempt = 0
         while True:
             url = self._base_url(host) + f"{ref.repository}/{path}"
-            response = self._authenticated(
-                method, url, host=host, scope=scope, headers=headers, stream=stream
-            )
+            response = self._authenticated(method, url, host=host, scope=scope, headers=headers, stream=stream)
             transient = response.status_code == 429 or response.status_code >= 500
             if not (retry and transient) or attempt >= self.config.retries:
                 return response
