@@ -1,0 +1,336 @@
+"""OCI bundles: the ``config.json`` an OCI runtime (runc, crun) needs to run one container.
+
+The filesystem layer (``snapshots``/``mounts``) produces the container's rootfs; this module turns
+a :class:`plans.ContainerRequest` plus the image's config into the runtime spec, with Docker's
+defaults where the manifest is silent (engine-notes §3, dumped from dockerd 20.10 on this host):
+
+* **process**: argv and env merged as moby's ``merge()`` does (a manifest ``entrypoint`` drops the
+  image's CMD; env: ``PATH`` and ``HOSTNAME`` first, then the image's, then the manifest's, later
+  keys replacing earlier ones); the user resolved against the rootfs's own ``/etc/passwd`` and
+  ``/etc/group`` *inside* the rootfs (a symlinked ``/etc/passwd`` cannot point at the host's);
+* **security**: Docker's 14 default capabilities, adjusted by ``capAdd``/``capDrop``; masked and
+  read-only ``/proc`` paths; a device allow-list; no privileged mode unless the manifest says so;
+* **resources**: memory (swap capped at the same value), CPU quota over a 100 ms period, pids;
+* **mounts**: ``/proc``, a fresh tmpfs ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``,
+  ``/sys`` read-only, then the manifest's binds, volumes and tmpfs mounts, parents before children.
+
+Pure apart from reading ``/etc/passwd`` and ``/etc/group`` in the rootfs and writing the bundle
+file. It must not run the runtime, touch cgroups or networks: that is the runtime step's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler import errors, manifests, plans
+from reconciler.backends.native import images, layers
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SHM_SIZE = 64 * 1024 * 1024
+
+# Docker's default bounding/effective/permitted set (moby daemon/pkg/oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)  # fmt: skip
+ALL_CAPABILITIES = (
+    *DEFAULT_CAPABILITIES,
+    "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE",
+    "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# (type, major, minor) the container may use; everything else is denied, and /dev/net/tun
+# (10:229) explicitly so, as Docker does.
+ALLOWED_DEVICES = (("c", 1, 3), ("c", 1, 5), ("c", 1, 8), ("c", 1, 9), ("c", 5, 0), ("c", 5, 1))
+
+_MAX_LINKS = 40
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class User:
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Environment:
+    """Host-side facts the runtime spec needs but the request does not carry."""
+
+    container_id: str
+    rootfs: str
+    # Named volume name → host directory holding its data.
+    volume_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Extra binds the engine provides (e.g. /etc/hosts, /etc/resolv.conf), destination → source.
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # A network namespace to join (``/run/netns/<name>``); None: a fresh, unconfigured one.
+    netns_path: str | None = None
+    cgroups_parent: str = "/reconciler"
+
+
+# ---------------------------------------------------------------------------------------------
+# Process: argv, env, user
+# ---------------------------------------------------------------------------------------------
+
+
+def process_args(spec: manifests.ContainerSpec, image: images.ImageConfig) -> list[str]:
+    """moby's rule: a manifest entrypoint drops the image's CMD; argv = entrypoint + cmd."""
+    if spec.entrypoint is not None:
+        argv = list(spec.entrypoint) + list(spec.command or [])
+    else:
+        command = spec.command if spec.command is not None else list(image.cmd or [])
+        argv = list(image.entrypoint or []) + list(command)
+    if not argv:
+        raise errors.RuntimeFailed("no command specified: the image has no CMD and the manifest sets none")
+    return argv
+
+
+def process_env(env: Mapping[str, str], image: images.ImageConfig, *, hostname: str) -> list[str]:
+    """``PATH`` and ``HOSTNAME`` first, then the image's variables, then the manifest's (which win)."""
+    merged: dict[str, str] = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    for item in image.env:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    merged.update(env)
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
+def _open_in_root(rootfs: Path, path: str) -> Path | None:
+    """``path`` resolved inside ``rootfs`` (symlinks re-rooted), or None when it does not exist."""
+    for _ in range(_MAX_LINKS):
+        parent_text, _, name = layers.normalise(path).rpartition("/")
+        try:
+            parent = layers.resolve_in_root(rootfs, parent_text)
+        except errors.EngineError:
+            return None
+        candidate = parent / name
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISLNK(info.st_mode):
+            return candidate if stat.S_ISREG(info.st_mode) else None
+        target = os.readlink(candidate)
+        path = target if target.startswith("/") else f"{parent_text}/{target}"
+    return None
+
+
+def _table(rootfs: Path, path: str) -> list[list[str]]:
+    found = _open_in_root(rootfs, path)
+    if found is None:
+        return []
+    rows = []
+    for line in found.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line and not line.startswith("#"):
+            rows.append(line.split(":"))
+    return rows
+
+
+def resolve_user(user: str, rootfs: Path) -> User:
+    """``user[:group]`` (names or numbers) against the rootfs's passwd and group files.
+
+    A numeric uid absent from passwd is allowed (gid then defaults to the uid's passwd entry or 0);
+    a name that is not found is an error, as in Docker ("unable to find user").
+    """
+    name, _, group = (user or "0").partition(":")
+    passwd = [row for row in _table(rootfs, "/etc/passwd") if len(row) >= 7]
+    groups = [row for row in _table(rootfs, "/etc/group") if len(row) >= 3]
+    entry = next((row for row in passwd if row[0] == name or (name.isdigit() and row[2] == name)), None)
+    if entry is None and not name.isdigit():
+        raise errors.RuntimeFailed(f"unable to find user {name}: no matching entries in passwd file")
+    uid = int(name) if name.isdigit() else int(entry[2])  # type: ignore[index]
+    gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0
+    home = entry[5] if entry is not None else "/"
+    if group:
+        match = next((row for row in groups if row[0] == group or (group.isdigit() and row[2] == group)), None)
+        if match is None and not group.isdigit():
+            raise errors.RuntimeFailed(f"unable to find group {group}: no matching entries in group file")
+        gid = int(group) if group.isdigit() else int(match[2])  # type: ignore[index]
+    user_name = entry[0] if entry is not None else None
+    supplementary = {
+        int(row[2])
+        for row in groups
+        if user_name and row[2].isdigit() and len(row) > 3 and user_name in row[3].split(",")
+    }
+    return User(uid=uid, gid=gid, additional_gids=tuple(sorted(supplementary | {gid})), home=home or "/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities, mounts, resources
+# ---------------------------------------------------------------------------------------------
+
+
+def capabilities(spec: manifests.ContainerSpec) -> list[str]:
+    if spec.privileged:
+        return list(ALL_CAPABILITIES)
+    caps = list(ALL_CAPABILITIES) if "ALL" in spec.cap_add else list(DEFAULT_CAPABILITIES)
+    caps += [cap for cap in spec.cap_add if cap != "ALL" and cap not in caps]
+    if "ALL" in spec.cap_drop:
+        caps = [cap for cap in caps if cap in spec.cap_add]
+    return [cap for cap in caps if cap not in spec.cap_drop]
+
+
+def _default_mounts(*, read_only_sys: bool) -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro" if read_only_sys else "rw"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",  # noqa: S108 (the container's own /dev/shm)
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"]},
+    ]  # fmt: skip
+
+
+def user_mounts(spec: manifests.ContainerSpec, environment: Environment) -> list[dict[str, Any]]:
+    """The manifest's mounts plus the engine's files, sorted parents first (Docker's sortMounts)."""
+    found: list[dict[str, Any]] = []
+    for mount in spec.mounts:
+        if isinstance(mount, manifests.BindMount):
+            options = ["rbind", "rprivate"] + (["ro"] if mount.read_only else [])
+            found.append({"destination": mount.target, "type": "bind", "source": mount.source, "options": options})
+        elif isinstance(mount, manifests.VolumeMount):
+            source = environment.volume_paths.get(mount.source)
+            if source is None:
+                raise errors.NotFound(f"volume {mount.source} not found")
+            options = ["rbind", "rprivate"] + (["ro"] if mount.read_only else [])
+            found.append({"destination": mount.target, "type": "bind", "source": source, "options": options})
+        else:
+            options = ["noexec", "nosuid", "nodev"]
+            if mount.size is not None:
+                options.append(f"size={mount.size}")
+            if mount.mode is not None:
+                options.append(f"mode={mount.mode:o}")
+            found.append({"destination": mount.target, "type": "tmpfs", "source": "tmpfs", "options": options})
+    targets = {m["destination"] for m in found}
+    for destination, source in sorted(environment.files.items()):
+        if destination not in targets:  # the user's own mount of that path wins
+            found.append({"destination": destination, "type": "bind", "source": source,
+                          "options": ["rbind", "rprivate"]})  # fmt: skip
+    return sorted(found, key=lambda m: len(Path(m["destination"]).parts))
+
+
+def resources(limits: manifests.Resources, *, privileged: bool) -> dict[str, Any]:
+    devices: list[dict[str, Any]] = [{"allow": privileged, "access": "rwm"}]
+    if not privileged:
+        devices += [
+            {"allow": True, "type": t, "major": ma, "minor": mi, "access": "rwm"} for t, ma, mi in ALLOWED_DEVICES
+        ]
+        devices.append({"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"})
+    result: dict[str, Any] = {"devices": devices}
+    if limits.memory:
+        # Swap capped at the memory limit (Docker's default when only --memory is given is 2x;
+        # we prefer a limit that means what it says).
+        result["memory"] = {"limit": limits.memory, "swap": limits.memory}
+    if limits.cpus:
+        result["cpu"] = {"quota": int(limits.cpus * 100_000), "period": 100_000}
+    if limits.pids:
+        result["pids"] = {"limit": limits.pids}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole spec
+# ---------------------------------------------------------------------------------------------
+
+
+def build_config(
+    request: plans.ContainerRequest, image: images.ImageConfig, environment: Environment
+) -> dict[str, Any]:
+    """The OCI runtime spec (``config.json``) for ``request`` on the given rootfs."""
+    spec = request.spec
+    hostname = spec.hostname or environment.container_id[:12]
+    user = resolve_user(spec.user or image.user, Path(environment.rootfs))
+    caps = capabilities(spec)
+    host_network = spec.network_mode == "host"
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    if not host_network:
+        namespace = {"type": "network"}
+        if environment.netns_path:
+            namespace["path"] = environment.netns_path
+        namespaces.append(namespace)
+    env = process_env(request.env, image, hostname=hostname)
+    if not any(item.startswith("HOME=") for item in env):
+        env.append(f"HOME={user.home}")
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": resources(spec.resources, privileged=spec.privileged),
+        "cgroupsPath": f"{environment.cgroups_parent}/{environment.container_id}",
+    }
+    if not spec.privileged:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+    if not host_network:
+        linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+    config: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+            "args": process_args(spec, image),
+            "env": env,
+            "cwd": spec.working_dir or image.working_dir or "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "oomScoreAdj": 0,
+        },
+        "root": {"path": environment.rootfs, "readonly": spec.read_only_rootfs},
+        "hostname": hostname,
+        "mounts": _default_mounts(read_only_sys=not spec.privileged) + user_mounts(spec, environment),
+        "linux": linux,
+    }
+    if host_network:
+        del config["hostname"]  # the host's UTS name stays visible, as with docker --network host
+        namespaces[:] = [n for n in namespaces if n["type"] != "uts"]
+    return config
+
+
+def write(bundle: Path, config: Mapping[str, Any]) -> Path:
+    """Write ``config.json`` into ``bundle`` atomically, readable by root only."""
+    bundle.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = bundle / "config.json"
+    temporary = bundle / "config.json.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    return target
+
+
+def stop_signal(spec: manifests.ContainerSpec, image: images.ImageConfig) -> str:
+    """The manifest's stop signal unless it is the default and the image names another one."""
+    if spec.stop_signal == "SIGTERM" and image.stop_signal:
+        return manifests.ContainerSpec.model_validate({"image": "x", "stopSignal": image.stop_signal}).stop_signal
+    return spec.stop_signal
+
+
+def args_for_exec(argv: Sequence[str]) -> list[str]:
+    """Health checks: ``[CMD, a, b]`` runs ``a b``; ``[CMD-SHELL, text]`` runs ``/bin/sh -c text``."""
+    if argv and argv[0] == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(argv[1:])]
+    if argv and argv[0] == "CMD":
+        return list(argv[1:])
+    return list(argv)
