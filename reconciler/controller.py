@@ -711,6 +711,8 @@ class Controller:
         if desired is None:
             return
         self._report("exit", desired.stack, event.name, f"exited with code {event.exit_code}")
+        if event.exit_code == 0 and self._has_dependents(event.name, "completed"):
+            self.enqueue(desired.stack)  # dependents gated on this job's completion may start now
         if not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
             return
         self._schedule_restart(desired, event.container_id, event.exit_code, reason="exit")
@@ -1345,6 +1347,14 @@ class Controller:
         if snapshot is None:
             return None
         return snapshot.desired.containers.get(name)
+
+    def _has_dependents(self, name: str, condition: str) -> bool:
+        snapshot = self._current_snapshot()
+        return any(
+            dependency.name == name and dependency.condition == condition
+            for container in snapshot.desired.containers.values()
+            for dependency in container.spec.depends_on
+        )
 
     def _known_stacks(self) -> set[str]:
         with self._lock:
