@@ -11,9 +11,7 @@ from reconciler import controller, manifests
 from tests.unit.controller_support import Harness, container_yaml
 
 
-@pytest.mark.parametrize(
-    ("attempt", "delay"), [(0, 0.1), (1, 0.2), (2, 0.4), (9, 51.2), (10, 60.0), (30, 60.0)]
-)
+@pytest.mark.parametrize(("attempt", "delay"), [(0, 0.1), (1, 0.2), (2, 0.4), (9, 51.2), (10, 60.0), (30, 60.0)])
 def test_default_backoff_is_dockers_100ms_doubling_capped_at_a_minute(attempt: int, delay: float) -> None:
     assert controller.restart_delay(manifests.Backoff(), attempt) == pytest.approx(delay)
 
