@@ -158,6 +158,110 @@ def _nothing(_: PullProgress) -> None:
     return None
 
 
+class _Restart(Exception):
+    """The server ignored a resume request and the download started over from byte 0."""
+
+
+class _Tail:
+    """The growing ingest file of a download, read while it is written (unpack overlaps download).
+
+    The download side calls :meth:`opened`, :meth:`wrote` (via :class:`_TeeSink`), and
+    :meth:`finish`; the unpack side reads it like a file: ``read`` blocks until more bytes are
+    there, returns ``b""`` only at the end of a finished download, and raises ``_Cancelled``
+    when the download failed (its own error is reported by the download's future).
+    """
+
+    def __init__(self, partial: Path, final: Path) -> None:
+        self._partial, self._final = partial, final
+        self._cond = threading.Condition()
+        self._opened = self._finished = self._failed = self._restarted = False
+        self._fd = -1
+
+    def opened(self) -> None:
+        with self._cond:
+            self._opened = True
+            self._cond.notify_all()
+
+    def wrote(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def restarted(self) -> None:
+        with self._cond:
+            self._restarted = True
+            self._cond.notify_all()
+
+    def finish(self, *, ok: bool) -> None:
+        with self._cond:
+            if not self._finished:
+                self._finished, self._failed = True, not ok
+            self._cond.notify_all()
+
+    def __enter__(self) -> _Tail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _open(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._opened or self._finished)
+            if self._failed:
+                raise _Cancelled
+            use_partial = not self._finished
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        if use_partial:
+            try:
+                self._fd = os.open(self._partial, flags)
+                return
+            except FileNotFoundError:
+                pass  # committed (renamed into blobs/) in the meantime
+        self._fd = os.open(self._final, flags)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        if self._fd < 0:
+            self._open()
+        while True:
+            if self._restarted:
+                raise _Restart
+            data = os.read(self._fd, size)
+            if data:
+                return data
+            with self._cond:
+                if self._failed:
+                    raise _Cancelled
+                if self._finished:
+                    return os.read(self._fd, size)
+                self._cond.wait(0.05)
+
+
+class _TeeSink:
+    """The registry client's sink: the ingest, plus a nudge to the unpacker for every chunk."""
+
+    def __init__(self, ingest: content.Ingest, tail: _Tail) -> None:
+        self._ingest = ingest
+        self._tail = tail
+
+    @property
+    def offset(self) -> int:
+        return self._ingest.offset
+
+    def write(self, data: bytes) -> None:
+        self._ingest.write(data)
+        self._tail.wrote()
+
+    def restart(self) -> None:
+        self._tail.restarted()  # before truncating, so the reader never reads the new bytes as old
+        self._ingest.restart()
+
+
+_Fetch = Callable[[registry.Descriptor, Callable[[int], None], Callable[[int], None], _Tail], None]
+
+
 class _Cancelled(Exception):
     """A worker stopped because another layer of the same pull failed."""
 
@@ -352,9 +456,16 @@ class ImageStore:
                 descriptor: registry.Descriptor,
                 on_bytes: Callable[[int], None],
                 report: Callable[[int], None],
+                tail: _Tail,
             ) -> None:
                 self._download(
-                    client=client, ref=ref, descriptor=descriptor, undo=undo, on_bytes=on_bytes, report=report
+                    client=client,
+                    ref=ref,
+                    descriptor=descriptor,
+                    undo=undo,
+                    on_bytes=on_bytes,
+                    report=report,
+                    tail=tail,
                 )
 
             image = self._install(
@@ -387,6 +498,7 @@ class ImageStore:
         undo: _Undo,
         on_bytes: Callable[[int], None],
         report: Callable[[int], None],
+        tail: _Tail,
     ) -> None:
         with undo.lock:
             undo.partials.append(descriptor.digest)
@@ -394,7 +506,8 @@ class ImageStore:
             if ingest.complete:
                 return  # a concurrent pull stored it while we waited for the ingest lock
             report(ingest.resumed_from)
-            client.fetch_blob(ref, descriptor, ingest, progress=on_bytes)
+            tail.opened()
+            client.fetch_blob(ref, descriptor, _TeeSink(ingest, tail), progress=on_bytes)
             ingest.commit()
         undo.blob(descriptor.digest)
 
@@ -406,7 +519,7 @@ class ImageStore:
         top: registry.Manifest,
         manifest: registry.Manifest,
         config_raw: bytes,
-        fetch: Callable[[registry.Descriptor, Callable[[int], None], Callable[[int], None]], None] | None,
+        fetch: _Fetch | None,
         progress: ProgressCallback,
     ) -> Image:
         """Download what is missing (in parallel), unpack in order, then record the image."""
@@ -529,16 +642,18 @@ class ImageStore:
         chains: builtins.list[str],
         missing: builtins.list[int],
         to_fetch: set[int],
-        fetch: Callable[[registry.Descriptor, Callable[[int], None], Callable[[int], None]], None] | None,
+        fetch: _Fetch | None,
         progress: ProgressCallback,
     ) -> None:
-        """Download and unpack the missing layers, each in its own worker, then commit in order.
+        """Download the missing layers (3 at a time) and unpack each while it downloads.
 
         Every layer unpacks into its own directory, so layers are independent except when an
         entry needs a lower layer (a new parent directory's metadata, a hardlink's copy-up):
-        then the worker waits until the layers below it are complete. Workers start in layer
-        order, so a wait is always for a worker already running. Snapshots are committed bottom
-        up only when every layer succeeded; one failure cancels the other downloads.
+        then the worker waits until the layers below it are complete. Unpacking reads the
+        growing ingest file (:class:`_Tail`); its result counts only once the download has
+        verified the blob's digest, and snapshots are committed bottom up only when every layer
+        succeeded. One failure cancels the other downloads (their partial files stay for a
+        resume).
         """
         if not missing:
             return
@@ -547,17 +662,31 @@ class ImageStore:
         work: dict[int, Path] = {}
         done = {i: threading.Event() for i in missing}
         failed = threading.Event()
+        tails = {
+            i: _Tail(self.content.partial_path(descriptors[i].digest), self.content.path(descriptors[i].digest))
+            for i in to_fetch
+        }
+        downloads: dict[int, concurrent.futures.Future[None]] = {}
 
-        def task(i: int) -> None:
+        def download(i: int) -> None:
             descriptor = descriptors[i]
             try:
                 if failed.is_set():
                     raise _Cancelled
-                if i in to_fetch:
-                    assert fetch is not None
-                    on_bytes, report = self._reporters(descriptor, i, count, progress, failed)
-                    fetch(descriptor, on_bytes, report)
-                    progress(PullProgress(descriptor.digest, i, count, "downloaded", descriptor.size, descriptor.size))
+                assert fetch is not None
+                on_bytes, report = self._reporters(descriptor, i, count, progress, failed)
+                fetch(descriptor, on_bytes, report, tails[i])
+                progress(PullProgress(descriptor.digest, i, count, "downloaded", descriptor.size, descriptor.size))
+            except BaseException:
+                tails[i].finish(ok=False)
+                raise
+            tails[i].finish(ok=True)
+
+        def unpack(i: int) -> None:
+            descriptor = descriptors[i]
+            try:
+                if failed.is_set():
+                    raise _Cancelled
                 progress(PullProgress(descriptor.digest, i, count, "extracting", 0, descriptor.size))
                 below = [j for j in missing if j < i]
 
@@ -567,14 +696,26 @@ class ImageStore:
                     if failed.is_set():
                         raise _Cancelled
 
-                lowers = layers.Lowers([work[j] for j in reversed(below)] + base, wait=wait_for_lowers)
-                layers.apply(
-                    self.content.path(descriptor.digest),
-                    work[i],
-                    mode=layers.OVERLAY,
-                    parents=lowers,
-                    expected_diff_id=diff_ids[i],
-                )
+                def lowers() -> layers.Lowers:
+                    return layers.Lowers([work[j] for j in reversed(below)] + base, wait=wait_for_lowers)
+
+                if i in tails:
+                    self._unpack_streaming(
+                        i,
+                        descriptor=descriptor,
+                        work=work,
+                        tail=tails[i],
+                        download=downloads[i],
+                        diff_id=diff_ids[i],
+                        lowers=lowers,
+                    )
+                else:
+                    layers.apply(
+                        self.content.path(descriptor.digest),
+                        work[i],
+                        parents=lowers(),
+                        expected_diff_id=diff_ids[i],
+                    )
                 progress(PullProgress(descriptor.digest, i, count, "done", descriptor.size, descriptor.size))
             except BaseException:
                 failed.set()
@@ -582,17 +723,19 @@ class ImageStore:
             finally:
                 done[i].set()
 
-        pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
+        download_pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
+        unpack_pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="unpack")
         try:
             for i in missing:
                 work[i] = self.snapshots.prepare()
-            for i in to_fetch:
+            for i in sorted(to_fetch):
                 progress(PullProgress(descriptors[i].digest, i, count, "waiting", 0, descriptors[i].size))
-            futures = [pool.submit(task, i) for i in missing]
-            concurrent.futures.wait(futures)
-            problems = [f.exception() for f in futures if f.exception() is not None]
+                downloads[i] = download_pool.submit(download, i)
+            unpacks = [unpack_pool.submit(unpack, i) for i in missing]
+            concurrent.futures.wait([*unpacks, *downloads.values()])
+            problems = [f.exception() for f in [*unpacks, *downloads.values()] if f.exception() is not None]
             real = [p for p in problems if not isinstance(p, _Cancelled)]
-            if real or problems:
+            if problems:
                 raise (real or problems)[0]  # type: ignore[misc]
             for i in missing:
                 before = self.snapshots.get(chains[i])
@@ -603,9 +746,47 @@ class ImageStore:
                     undo.snapshots.append(chains[i])
         finally:
             failed.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            for tail in tails.values():
+                tail.finish(ok=False)
+            download_pool.shutdown(wait=True, cancel_futures=True)
+            unpack_pool.shutdown(wait=True, cancel_futures=True)
             for fs in work.values():
                 self.snapshots.discard(fs)
+
+    def _unpack_streaming(
+        self,
+        i: int,
+        *,
+        descriptor: registry.Descriptor,
+        work: dict[int, Path],
+        tail: _Tail,
+        download: concurrent.futures.Future[None],
+        diff_id: str,
+        lowers: Callable[[], layers.Lowers],
+    ) -> None:
+        """Unpack while the blob downloads; fall back to the stored blob if the download restarted."""
+        try:
+            with tail:
+                layers.apply_stream(
+                    typing.cast(typing.BinaryIO, tail),
+                    work[i],
+                    name=descriptor.digest,
+                    parents=lowers(),
+                    expected_diff_id=diff_id,
+                )
+        except BaseException as exc:
+            # The download's own error (digest, network, cancellation) explains a failed read best.
+            concurrent.futures.wait([download])
+            download_error = download.exception()
+            if download_error is not None:
+                raise download_error from None
+            if not isinstance(exc, _Restart):
+                raise
+            self.snapshots.discard(work[i])
+            work[i] = self.snapshots.prepare()
+            layers.apply(self.content.path(descriptor.digest), work[i], parents=lowers(), expected_diff_id=diff_id)
+            return
+        download.result()  # the unpacked bytes count only once the blob's digest is verified
 
     # -- load ------------------------------------------------------------------------------------
 

@@ -502,25 +502,48 @@ def apply(
     ``expected_diff_id`` is given, a different hash of the uncompressed stream raises
     ``errors.DigestMismatch`` (the caller discards ``root``).
     """
+    with blob.open("rb") as handle:
+        return apply_stream(
+            typing.cast(typing.BinaryIO, handle),
+            root,
+            name=blob.name,
+            mode=mode,
+            parents=parents,
+            expected_diff_id=expected_diff_id,
+        )
+
+
+def apply_stream(
+    stream: typing.BinaryIO,
+    root: Path,
+    *,
+    name: str,
+    mode: Mode = OVERLAY,
+    parents: Sequence[Path] = (),
+    expected_diff_id: str | None = None,
+) -> Applied:
+    """:func:`apply` for a layer read from a stream (e.g. a download still in progress).
+
+    The stream only needs ``read(n)``; short reads are fine, ``b""`` means the end.
+    """
     entries = 0
     applier = _Applier(root, mode, parents)
-    with blob.open("rb") as handle:
-        reader = _HashingReader(typing.cast(typing.BinaryIO, handle))
-        try:
-            with tarfile.open(fileobj=typing.cast(typing.IO[bytes], reader), mode="r|", bufsize=65536) as tar:
-                for member in tar:
-                    applier.apply_member(tar, member)
-                    entries += 1
-        except tarfile.TarError as exc:
-            raise LayerError(f"layer {blob.name} is not a valid tar stream: {exc}") from None
-        except (zlib.error, zstandard.ZstdError) as exc:
-            raise LayerError(f"layer {blob.name} does not decompress: {exc}") from None
-        reader.drain()
+    reader = _HashingReader(stream)
+    try:
+        with tarfile.open(fileobj=typing.cast(typing.IO[bytes], reader), mode="r|", bufsize=65536) as tar:
+            for member in tar:
+                applier.apply_member(tar, member)
+                entries += 1
+    except tarfile.TarError as exc:
+        raise LayerError(f"layer {name} is not a valid tar stream: {exc}") from None
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise LayerError(f"layer {name} does not decompress: {exc}") from None
+    reader.drain()
     applier.finish()
     diff_id = reader.digest()
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise errors.DigestMismatch(
-            f"layer {blob.name} unpacked to diff_id {diff_id}, the image config says {expected_diff_id}"
+            f"layer {name} unpacked to diff_id {diff_id}, the image config says {expected_diff_id}"
         )
     return Applied(diff_id=diff_id, uncompressed_size=reader.size, entries=entries)
 
