@@ -153,6 +153,11 @@ _SIGNALS = {
 }  # fmt: skip
 
 
+def parse_signal(value: object) -> str:
+    """``SIGTERM``, ``TERM`` or ``15`` → ``SIGTERM``; ValueError for anything else."""
+    return _check_signal(value)
+
+
 def _check_signal(value: object) -> str:
     """Accept ``SIGTERM``, ``TERM`` or ``15``; store the canonical ``SIGTERM`` spelling."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -418,7 +423,9 @@ class ContainerSpec(Model):
             }
         ),
     ] = Field(default_factory=list)
-    stop_signal: Signal = "SIGTERM"
+    stop_signal: Signal | None = Field(
+        default=None, description="Default: the image's STOPSIGNAL, else SIGTERM (as Docker)."
+    )
     stop_timeout: Duration = 10.0
     read_only_rootfs: bool = False
     cap_add: list[str] = Field(default_factory=list)

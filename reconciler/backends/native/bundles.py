@@ -321,10 +321,15 @@ def write(bundle: Path, config: Mapping[str, Any]) -> Path:
 
 
 def stop_signal(spec: manifests.ContainerSpec, image: images.ImageConfig) -> str:
-    """The manifest's stop signal unless it is the default and the image names another one."""
-    if spec.stop_signal == "SIGTERM" and image.stop_signal:
-        return manifests.ContainerSpec.model_validate({"image": "x", "stopSignal": image.stop_signal}).stop_signal
-    return spec.stop_signal
+    """The manifest's stop signal, else the image's STOPSIGNAL, else SIGTERM (Docker's order)."""
+    if spec.stop_signal:
+        return spec.stop_signal
+    if image.stop_signal:
+        try:
+            return manifests.parse_signal(image.stop_signal)
+        except ValueError:
+            pass  # an image with a nonsense STOPSIGNAL still stops, with the default
+    return "SIGTERM"
 
 
 def args_for_exec(argv: Sequence[str]) -> list[str]:

@@ -1,41 +1,128 @@
 """The native engine (the embedded default): no daemon, the project's own container-creation path.
 
-What this engine does today:
+A container's life on this engine, under ``<root>`` (``--root``, default ``/var/lib/reconciler``):
 
-* **images**: pulled, verified and unpacked by :mod:`images` (registry client, content store,
-  safe layer applier, overlay snapshots) under ``<root>/``;
-* **volumes**: the ``local`` driver, one directory per volume, ``<root>/volumes/<name>/_data``,
-  with its labels in ``volume.json`` (files root-only);
-* **observe**: reads the state directory, so ``reconcile plan`` works on a fresh host and shows
-  exactly what an apply would create.
+* **create**: the image comes from :mod:`images` (pulled, verified, unpacked into overlay
+  snapshots); a fresh 64-hex id; ``containers/<id>/`` gets the overlay rootfs (image layers
+  read-only, a per-container upper dir), ``hostname``/``hosts``/``resolv.conf`` files, and the OCI
+  ``config.json`` from :mod:`bundles`; ``container.json`` records the request (labels included).
+* **start**: a :mod:`supervisor` process is spawned detached; it runs ``runc create`` with the
+  container's stdio, reports the init pid, and this engine then runs ``runc start``. The
+  supervisor writes the logs (json-file) and, when the init exits, ``exit.json``.
+* **observe / events**: state comes from the files and from the supervisor's liveness (pid and
+  start time, so a reused pid is not mistaken for it); ``events`` waits on the supervisors'
+  pidfds, so a ``die`` event arrives as soon as the process exits, not at a poll tick.
+* **stop / remove**: the stop signal, the timeout, then SIGKILL to every process; remove deletes
+  the runtime state, unmounts the rootfs and removes the directory (named volumes stay).
+* **volumes**: the ``local`` driver, ``volumes/<name>/_data``, labels in ``volume.json``.
 
-What it does not do yet: run containers and bridge networks (OCI bundles, runc, the per-container
-supervisor, veth/IPAM/port publishing). Those operations raise :class:`errors.RuntimeFailed` with a
-message that says so and points at ``--engine docker``; they never pretend to succeed.
+Not built yet: bridge networks, published ports and ``container:`` network modes (pyroute2 veth,
+IPAM, nftables, name resolution). A container without networks gets its own network namespace
+with only a loopback device (``networkMode: host`` shares the host's, when the manifest says so);
+asking for a network or a published port raises :class:`errors.RuntimeFailed` saying so, never a
+silent success. Restart policies are the controller's job (``reconcile watch``).
 
-Like every backend, this module must not import the planner, the controller or the CLI.
+Like every backend, this module must not import the planner, the controller or the CLI. State
+files are root-only (0600 files in 0700 directories).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import json
 import os
+import secrets
+import select
 import shutil
+import signal as signals
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler import engine, errors, manifests, observed, plans
-from reconciler.backends.native import images
+from reconciler.backends.native import bundles, images, layers, mounts, runtime
 
 _NOT_YET = (
-    "the native engine cannot {what} yet: its runtime (OCI bundles, runc, supervision) and bridge "
-    "networking are not built; use --engine docker on this host for now"
+    "the native engine cannot {what} yet: bridge networking (veth, IPAM, port publishing, name "
+    "resolution) is not built; use --engine docker for networked stacks for now"
 )
+SUPERVISOR_START_TIMEOUT = 30.0
+KILL_GRACE = 5.0
 
 
 def _not_yet(what: str) -> errors.RuntimeFailed:
     return errors.RuntimeFailed(_NOT_YET.format(what=what))
+
+
+def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: with the pid, it identifies a process across pid reuse."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after its closing ")".
+    fields = text[text.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _signal_number(name: str) -> int:
+    return int(getattr(signals, name, signals.SIGTERM))
+
+
+def _new_container_id() -> str:
+    # As Docker: 32 random bytes, never an all-digit short id (it is the default hostname).
+    while True:
+        container_id = secrets.token_hex(32)
+        if not container_id[:12].isdigit():
+            return container_id
+
+
+@dataclasses.dataclass(slots=True)
+class _Record:
+    """``container.json``: what was asked for, and the engine's bookkeeping."""
+
+    container_id: str
+    directory: Path
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.data.get("labels", {}))
+
+    @property
+    def spec(self) -> manifests.ContainerSpec:
+        return manifests.ContainerSpec.model_validate(self.data["spec"])
+
+    def save(self) -> None:
+        _write_json(self.directory / "container.json", self.data)
 
 
 class NativeEngine:
@@ -43,10 +130,14 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, runtime_binary: str = runtime.DEFAULT_RUNTIME) -> None:
         self.root = root
+        self.runtime_binary = runtime_binary
         self._images: images.ImageStore | None = None
-        self._lock = threading.Lock()
+        self._runtime: runtime.Runtime | None = None
+        self._lock = threading.RLock()
+
+    # -- plumbing ---------------------------------------------------------------------------------
 
     @property
     def image_store(self) -> images.ImageStore:
@@ -56,6 +147,61 @@ class NativeEngine:
             self._images = images.ImageStore(self.root)
         return self._images
 
+    @property
+    def runtime(self) -> runtime.Runtime:
+        if self._runtime is None:
+            self._runtime = runtime.Runtime(runtime.ensure_state_dir(self.root / "runtime"), binary=self.runtime_binary)
+        return self._runtime
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One mutation at a time per root, across threads and processes (CLI and controller)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.root / ".engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def _records(self) -> list[_Record]:
+        base = self.root / "containers"
+        if not base.is_dir():
+            return []
+        found = []
+        for directory in sorted(base.iterdir()):
+            data = _read_json(directory / "container.json")
+            if data is not None and "name" in data:
+                found.append(_Record(directory.name, directory, data))
+        return found
+
+    def _find(self, name: str) -> _Record | None:
+        return next((record for record in self._records() if record.name == name), None)
+
+    def _get(self, name: str) -> _Record:
+        record = self._find(name)
+        if record is None:
+            raise errors.NotFound(f"container {name} not found")
+        return record
+
+    def _supervisor_alive(self, record: _Record) -> bool:
+        info = _read_json(record.directory / "supervisor.pid.json")
+        if info is None:
+            return False
+        return _process_start_time(int(info["pid"])) == info.get("start_time")
+
+    def _state(self, record: _Record) -> tuple[observed.ContainerState, dict[str, Any] | None]:
+        exit_info = _read_json(record.directory / "exit.json")
+        if exit_info is not None:
+            return "exited", exit_info
+        if record.data.get("started_at") is None:
+            return "created", None
+        if self._supervisor_alive(record):
+            return "running", None
+        # The supervisor died without writing an exit status (killed, host crash): dead, as Docker says.
+        return "dead", None
+
     # -- observe ----------------------------------------------------------------------------------
 
     def observe(self, *, images: Sequence[str] = ()) -> observed.Observed:
@@ -63,7 +209,32 @@ class NativeEngine:
         for ref in images:
             image = self.image_store.get(ref)
             local[ref] = image.id if image is not None else None
-        return observed.Observed(containers={}, networks={}, volumes=self._volumes(), images=local)
+        containers = {}
+        for record in self._records():
+            if observed.LABEL_KIND not in record.labels:
+                continue
+            state, exit_info = self._state(record)
+            spec = record.spec
+            limits = record.data.get("resources", {})
+            containers[record.name] = observed.ObservedContainer(
+                name=record.name,
+                labels=record.labels,
+                container_id=record.container_id,
+                image=spec.image,
+                image_id=str(record.data.get("image_id", "")),
+                state=state,
+                exit_code=None if exit_info is None else int(exit_info["exit_code"]),
+                started_at=record.data.get("started_at"),
+                finished_at=None if exit_info is None else float(exit_info["finished_at"]),
+                restart_count=int(record.data.get("restart_count", 0)),
+                oom_killed=bool(exit_info and exit_info.get("oom_killed")),
+                resources=observed.ObservedResources(
+                    memory=limits.get("memory"), cpus=limits.get("cpus"), pids=limits.get("pids")
+                ),
+                networks=(),
+                volumes=tuple(sorted(m.source for m in spec.mounts if isinstance(m, manifests.VolumeMount))),
+            )
+        return observed.Observed(containers=containers, networks={}, volumes=self._volumes(), images=local)
 
     def _volumes(self) -> dict[str, observed.ObservedVolume]:
         found: dict[str, observed.ObservedVolume] = {}
@@ -71,9 +242,8 @@ class NativeEngine:
         if not base.is_dir():
             return found
         for entry in sorted(base.iterdir()):
-            try:
-                record = json.loads((entry / "volume.json").read_text())
-            except (OSError, ValueError):
+            record = _read_json(entry / "volume.json")
+            if record is None:
                 continue
             labels = record.get("labels", {})
             if observed.LABEL_KIND in labels:
@@ -92,65 +262,375 @@ class NativeEngine:
     def create_volume(self, request: plans.VolumeRequest) -> None:
         if request.spec.options:
             raise errors.RuntimeFailed(f"volume {request.name}: the local driver takes no options yet")
-        directory = self.root / "volumes" / request.name
-        with self._lock:
-            record_path = directory / "volume.json"
-            if record_path.exists():
-                existing = json.loads(record_path.read_text()).get("labels", {})
-                if all(existing.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
-                    return
-                raise errors.Conflict(f"volume {request.name} exists and is owned by someone else")
-            (directory / "_data").mkdir(mode=0o755, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)
-            temporary = directory / "volume.json.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"name": request.name, "labels": dict(request.labels)}, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, record_path)
+        with self._exclusive():
+            self._create_volume(request.name, dict(request.labels))
+
+    def _create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        directory = self.root / "volumes" / name
+        record_path = directory / "volume.json"
+        existing = _read_json(record_path)
+        if existing is not None:
+            owner = existing.get("labels", {})
+            if all(owner.get(k) == labels.get(k) for k in observed.OWNER_LABELS):
+                return
+            raise errors.Conflict(f"volume {name} exists and is owned by someone else")
+        (directory / "_data").mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        _write_json(record_path, {"name": name, "labels": dict(labels)})
 
     def remove_volume(self, name: str) -> None:
-        with self._lock:
+        with self._exclusive():
+            users = sorted(
+                record.name
+                for record in self._records()
+                if any(isinstance(m, manifests.VolumeMount) and m.source == name for m in record.spec.mounts)
+            )
+            if users and (self.root / "volumes" / name).exists():
+                raise errors.RuntimeFailed(f"volume {name} is in use by {', '.join(users)}")
             shutil.rmtree(self.root / "volumes" / name, ignore_errors=True)
 
-    # -- not built yet ----------------------------------------------------------------------------
+    # -- networks (not built yet) -------------------------------------------------------------------
 
     def create_network(self, request: plans.NetworkRequest) -> None:
         raise _not_yet(f"create network {request.name}")
 
     def remove_network(self, name: str) -> None:
-        return None  # nothing of ours can exist: removal of an absent object is a no-op
+        return None  # this engine never created one: removal of an absent object is a no-op
+
+    # -- containers -------------------------------------------------------------------------------
 
     def create_container(self, request: plans.ContainerRequest) -> str:
-        raise _not_yet(f"create container {request.name}")
+        spec = request.spec
+        with self._exclusive():
+            existing = self._find(request.name)
+            if existing is not None:
+                if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
+                    return existing.container_id
+                raise errors.Conflict(f"container {request.name} exists and is owned by someone else")
+            if spec.networks:
+                raise _not_yet(f"attach container {request.name} to network {spec.networks[0].name}")
+            if spec.ports:
+                raise _not_yet(f"publish ports of container {request.name}")
+            if spec.network_mode.startswith("container:"):
+                raise _not_yet(f"share another container's network ({spec.network_mode})")
+            if spec.volumes_from:
+                raise errors.RuntimeFailed(
+                    f"container {request.name}: volumesFrom is not supported by the native engine yet"
+                )
+            image = self.image_store.get(spec.image)
+            if image is None:
+                raise errors.NotFound(f"image {spec.image} is not present (pull it first)")
+            volume_paths: dict[str, str] = {}
+            for mount in spec.mounts:
+                if isinstance(mount, manifests.VolumeMount):
+                    directory = self.root / "volumes" / mount.source
+                    if not (directory / "volume.json").exists():
+                        if not mount.external:
+                            raise errors.NotFound(f"volume {mount.source} not found")
+                        self._create_volume(mount.source, {})
+                    volume_paths[mount.source] = str(directory / "_data")
+            container_id = _new_container_id()
+            directory = self.root / "containers" / container_id
+            directory.mkdir(mode=0o700, parents=True)
+            try:
+                return self._prepare(request, image, directory, container_id, volume_paths)
+            except BaseException:
+                self._discard(directory, container_id)
+                raise
+
+    def _prepare(
+        self,
+        request: plans.ContainerRequest,
+        image: images.Image,
+        directory: Path,
+        container_id: str,
+        volume_paths: Mapping[str, str],
+    ) -> str:
+        spec = request.spec
+        rootfs = self.image_store.rootfs_mount(image, directory)
+        mounts.mount(rootfs)
+        hostname = spec.hostname or container_id[:12]
+        files = {
+            "/etc/hostname": (directory / "hostname", f"{hostname}\n"),
+            "/etc/hosts": (
+                directory / "hosts",
+                f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n",
+            ),
+            # No nameserver: the container has no network to reach one yet, and it must never
+            # query the host's resolvers.
+            "/etc/resolv.conf": (directory / "resolv.conf", "# reconciler: no DNS on this network\n"),
+        }
+        for path, text in files.values():
+            path.write_text(text, encoding="utf-8")
+            os.chmod(path, 0o644)
+        rootfs_path = Path(rootfs.target)
+        for target in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf"):
+            # The mount points must exist in the rootfs (engine-notes §3.3, read-only rootfs).
+            parent = layers.resolve_in_root(rootfs_path, "etc", create=True)
+            point = parent / Path(target).name
+            if not point.exists() and not point.is_symlink():
+                point.touch(mode=0o644)
+        if spec.working_dir:
+            layers.resolve_in_root(rootfs_path, spec.working_dir.lstrip("/"), create=True)
+        environment = bundles.Environment(
+            container_id=container_id,
+            rootfs=str(rootfs_path),
+            volume_paths=volume_paths,
+            files={target: str(path) for target, (path, _) in files.items()},
+            netns_path=None,
+        )
+        config = bundles.build_config(request, image.config, environment)
+        bundles.write(directory, config)
+        record = _Record(container_id, directory, {
+            "name": request.name,
+            "id": container_id,
+            "labels": dict(request.labels),
+            "spec": spec.model_dump(mode="json", by_alias=True),
+            "env": dict(request.env),
+            "image_id": image.id,
+            "created_at": time.time(),
+            "started_at": None,
+            "restart_count": 0,
+            "stop_signal": bundles.stop_signal(spec, image.config),
+            "resources": {"memory": spec.resources.memory, "cpus": spec.resources.cpus, "pids": spec.resources.pids},
+            "cgroups_path": config["linux"]["cgroupsPath"],
+        })  # fmt: skip
+        record.save()
+        return container_id
+
+    def _discard(self, directory: Path, container_id: str) -> None:
+        """Undo a create or finish a remove: runtime state, rootfs mount, directory."""
+        with contextlib.suppress(errors.EngineError):
+            self.runtime.delete(container_id, force=True)
+        rootfs = directory / "rootfs"
+        if mounts.is_mounted(rootfs):
+            mounts.unmount(rootfs, detach=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        # runc leaves the (empty) container directory in the cgroup v2 tree of a hybrid host.
+        with contextlib.suppress(OSError):
+            os.rmdir(Path("/sys/fs/cgroup/unified/reconciler") / container_id)
 
     def start_container(self, name: str) -> None:
-        raise errors.NotFound(f"container {name} not found")
+        with self._exclusive():
+            record = self._get(name)
+            state, _ = self._state(record)
+            if state == "running":
+                return
+            rootfs = record.directory / "rootfs"
+            if not mounts.is_mounted(rootfs):  # after a host reboot
+                image = self.image_store.get(str(record.data["image_id"]))
+                if image is None:
+                    raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
+                mounts.mount(self.image_store.rootfs_mount(image, record.directory))
+            if record.data.get("started_at") is not None:
+                # A restart: the runtime's record of the previous run goes first.
+                self.runtime.delete(record.container_id, force=True)
+                record.data["restart_count"] = int(record.data.get("restart_count", 0)) + 1
+            for leftover in ("exit.json", "supervisor.pid.json", "init.pid"):
+                with contextlib.suppress(FileNotFoundError):
+                    (record.directory / leftover).unlink()
+            self._spawn_supervisor(record)
+            self.runtime.start(record.container_id)
+            record.data["started_at"] = time.time()
+            record.save()
+
+    def _spawn_supervisor(self, record: _Record) -> None:
+        runtime_log = record.directory / "runtime.log"
+        _write_json(record.directory / "supervisor.json", {
+            "create": self.runtime.create_argv(
+                record.container_id, bundle=record.directory, pid_file=record.directory / "init.pid",
+                log_file=runtime_log,
+            ),
+            "cgroups_path": record.data.get("cgroups_path", ""),
+            "runtime_log": str(runtime_log),
+        })  # fmt: skip
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "reconciler.backends.native.supervisor", "--sync-fd", str(write_end),
+                 str(record.directory)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(write_end,), start_new_session=True, close_fds=True,
+                cwd="/", env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end, "r", encoding="utf-8") as sync:
+            ready, _, _ = select.select([sync], [], [], SUPERVISOR_START_TIMEOUT)
+            line = sync.readline().strip() if ready else ""
+        if not line.startswith("created "):
+            with contextlib.suppress(ProcessLookupError):
+                if not line:
+                    process.kill()
+            process.wait(timeout=5)
+            message = line.removeprefix("error ").strip() or "the supervisor did not report in time"
+            raise errors.RuntimeFailed(f"starting container {record.name}", stderr=message)
+        _write_json(record.directory / "supervisor.pid.json", {
+            "pid": process.pid, "start_time": _process_start_time(process.pid),
+            "init_pid": int(line.split()[1]),
+        })  # fmt: skip
+        # The supervisor lives on after this process exits; a thread reaps it if we outlive it,
+        # so it never lingers as a zombie of ours.
+        threading.Thread(target=process.wait, daemon=True).start()
+
+    def _wait_exit(self, record: _Record, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (record.directory / "exit.json").exists():
+                return True
+            if not self._supervisor_alive(record):
+                return (record.directory / "exit.json").exists()
+            time.sleep(0.02)
+        return (record.directory / "exit.json").exists()
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
-        raise errors.NotFound(f"container {name} not found")
+        with self._exclusive():
+            record = self._get(name)
+            self._stop(record, record.spec.stop_timeout if timeout is None else timeout)
+
+    def _stop(self, record: _Record, timeout: float) -> None:
+        state, _ = self._state(record)
+        if state != "running":
+            return
+        signal_name = str(record.data.get("stop_signal", "SIGTERM"))
+        self.runtime.kill(record.container_id, signal_name)
+        if self._wait_exit(record, timeout):
+            return
+        self.runtime.kill(record.container_id, "SIGKILL", all_processes=True)
+        if not self._wait_exit(record, KILL_GRACE):
+            raise errors.RuntimeFailed(f"container {record.name} did not exit after SIGKILL")
 
     def remove_container(self, name: str) -> None:
-        return None
+        with self._exclusive():
+            record = self._find(name)
+            if record is None:
+                return
+            self._stop(record, 0.0)
+            self._discard(record.directory, record.container_id)
 
     def rename_container(self, name: str, new_name: str) -> None:
-        raise errors.NotFound(f"container {name} not found")
+        with self._exclusive():
+            record = self._get(name)
+            if self._find(new_name) is not None:
+                raise errors.Conflict(f"container {new_name} already exists")
+            record.data["name"] = new_name
+            record.save()
 
     def update_container(self, name: str, resources: manifests.Resources) -> None:
-        raise errors.NotFound(f"container {name} not found")
+        with self._exclusive():
+            record = self._get(name)
+            # -1 lifts a limit (runc's "unlimited"); absent keys would leave the old value in force.
+            document = {
+                "memory": {"limit": resources.memory or -1, "swap": resources.memory or -1},
+                "cpu": {"quota": int(resources.cpus * 100_000) if resources.cpus else -1, "period": 100_000},
+                "pids": {"limit": resources.pids or -1},
+            }
+            if self._state(record)[0] == "running":
+                self.runtime.update(record.container_id, document)
+            config_path = record.directory / "config.json"
+            config = _read_json(config_path) or {}
+            limits = config.setdefault("linux", {}).setdefault("resources", {})
+            for key in ("memory", "cpu", "pids"):
+                limits.pop(key, None)
+            limits.update(bundles.resources(resources, privileged=False) | {"devices": limits.get("devices", [])})
+            _write_json(config_path, config)
+            record.data["resources"] = {"memory": resources.memory, "cpus": resources.cpus, "pids": resources.pids}
+            record.save()
+
+    # -- inspection -------------------------------------------------------------------------------
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
-        raise errors.NotFound(f"container {name} not found")
+        record = self._get(name)
+        path = record.directory / "container.log"
+        lines: list[engine.LogLine] = []
+        position = 0
+        if path.exists():
+            with path.open("rb") as handle:
+                raw = handle.read()
+                position = len(raw)
+            lines = [_log_line(line) for line in raw.splitlines() if line.strip()]
+        yield from (lines[-tail:] if tail else lines)
+        while follow:
+            if self._state(record)[0] != "running" and path.exists() and path.stat().st_size == position:
+                return
+            time.sleep(0.1)
+            if not path.exists():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            position += len(complete)
+            for line in complete.splitlines():
+                if line.strip():
+                    yield _log_line(line)
 
     def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
-        raise errors.NotFound(f"container {name} not found")
+        record = self._get(name)
+        if self._state(record)[0] != "running":
+            raise errors.RuntimeFailed(f"container {name} is not running")
+        config = _read_json(record.directory / "config.json") or {}
+        process = config.get("process", {})
+        user = process.get("user", {})
+        done = self.runtime.exec(
+            record.container_id,
+            list(argv),
+            env=list(process.get("env", [])),
+            cwd=process.get("cwd"),
+            user=f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+            timeout=timeout,
+        )
+        return engine.ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
-        while not stop.wait(0.5):
-            pass
-        return
-        yield  # an empty generator: no containers, no events
+        """``start`` and ``die`` events, from the supervisors' pidfds (no polling of exit files)."""
+        watched: dict[str, tuple[int, str, str]] = {}  # container id -> (pidfd, name, supervisor key)
+        seen_running: set[str] = set()
+        try:
+            while not stop.is_set():
+                for record in self._records():
+                    key = f"{record.container_id}:{record.data.get('started_at')}"
+                    if record.container_id in watched or key in seen_running:
+                        continue
+                    info = _read_json(record.directory / "supervisor.pid.json")
+                    if info is None or not self._supervisor_alive(record):
+                        continue
+                    try:
+                        pidfd = os.pidfd_open(int(info["pid"]))
+                    except OSError:
+                        continue
+                    watched[record.container_id] = (pidfd, record.name, key)
+                    seen_running.add(key)
+                    yield engine.Event(time=time.time(), action="start", name=record.name,
+                                       container_id=record.container_id)  # fmt: skip
+                fds = {pidfd: container_id for container_id, (pidfd, _, _) in watched.items()}
+                ready: list[int] = []
+                if fds:
+                    ready, _, _ = select.select(list(fds), [], [], 0.25)
+                else:
+                    stop.wait(0.25)
+                for fd in ready:
+                    container_id = fds[fd]
+                    _, name, _ = watched.pop(container_id)
+                    os.close(fd)
+                    exit_info = _read_json(self.root / "containers" / container_id / "exit.json") or {}
+                    code = exit_info.get("exit_code")
+                    yield engine.Event(time=time.time(), action="die", name=name, container_id=container_id,
+                                       exit_code=None if code is None else int(code))  # fmt: skip
+        finally:
+            for pidfd, _, _ in watched.values():
+                os.close(pidfd)
 
     def close(self) -> None:
         return None
+
+
+def _log_line(raw: bytes) -> engine.LogLine:
+    try:
+        entry = json.loads(raw)
+        text = str(entry.get("log", "")).rstrip("\n")
+        if entry.get("stream") == "stderr":
+            return engine.LogLine(stream="stderr", time=0.0, text=text)
+        return engine.LogLine(stream="stdout", time=0.0, text=text)
+    except (ValueError, AttributeError):
+        return engine.LogLine(stream="stdout", time=0.0, text=raw.decode(errors="replace"))

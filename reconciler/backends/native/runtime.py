@@ -1,0 +1,174 @@
+"""A thin typed wrapper over the OCI runtime's command line (runc by default; crun where it works).
+
+One method per verb, as containerd's go-runc does; every failure raises
+:class:`errors.RuntimeFailed` carrying the runtime's own words (its ``--log`` JSON file or stderr).
+The runtime's stdio never goes to a pipe we read to EOF: ``runc init`` inherits it and holds it
+until the container exits (engine-notes §4.1), so ``create`` is run by the supervisor with the
+container's pipes, and every other verb here gets files or ``/dev/null``.
+
+This module runs the runtime binary and nothing else: no bundles, no mounts, no bookkeeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler import errors
+
+DEFAULT_RUNTIME = "runc"
+
+# runc's exit code for a process it could not exec; the message says why (engine-notes §6.4).
+RUNC_EXEC_FAILED = 255
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def exec_failure_code(message: str) -> int:
+    """Docker's mapping of an exec failure to an exit code: 127 not found, 126 not executable."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered or "is a directory" in lowered or "not a directory" in lowered:
+        return 126
+    return 128
+
+
+class Runtime:
+    """``runc --root <state>`` with one method per verb."""
+
+    def __init__(self, state: Path, *, binary: str = DEFAULT_RUNTIME) -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise errors.Unavailable(f"OCI runtime {binary!r} is not installed (apt-get install {binary})")
+        self.binary = path
+        self.state_dir = state
+
+    def base(self) -> list[str]:
+        return [self.binary, "--root", str(self.state_dir)]
+
+    def _run(self, args: Sequence[str], *, what: str, timeout: float = 60.0, ok: Sequence[int] = (0,)) -> Completed:
+        # The runtime's own error log goes to a file: its stderr stays free of container output.
+        with tempfile.NamedTemporaryFile(prefix="runc-log-", suffix=".json") as log:
+            argv = [*self.base(), "--log", log.name, "--log-format", "json", *args]
+            try:
+                done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise errors.RuntimeFailed(f"{what}: the runtime did not answer within {timeout:g}s") from None
+            if done.returncode not in ok:
+                message = last_error(Path(log.name)) or done.stderr.decode(errors="replace")
+                raise errors.RuntimeFailed(what, stderr=message)
+        return Completed(done.returncode, done.stdout, done.stderr)
+
+    def create_argv(self, container_id: str, *, bundle: Path, pid_file: Path, log_file: Path) -> list[str]:
+        """The ``create`` command line; the supervisor runs it with the container's stdio."""
+        return [
+            *self.base(), "--log", str(log_file), "--log-format", "json",
+            "create", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id,
+        ]  # fmt: skip
+
+    def start(self, container_id: str) -> None:
+        self._run(["start", container_id], what=f"starting container {container_id[:12]}")
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        """``runc state``, or None when the runtime does not know the container."""
+        try:
+            done = self._run(["state", container_id], what="state")
+        except errors.RuntimeFailed as exc:
+            if "does not exist" in str(exc) or "not exist" in exc.stderr:
+                return None
+            raise
+        value = json.loads(done.stdout)
+        return value if isinstance(value, dict) else None
+
+    def kill(self, container_id: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
+        try:
+            self._run(args, what=f"signalling container {container_id[:12]}")
+        except errors.RuntimeFailed as exc:
+            # Killing a container that already stopped (or is gone) is not an error for a stop.
+            if "not running" in str(exc) or "does not exist" in str(exc) or "process already finished" in str(exc):
+                return
+            raise
+
+    def delete(self, container_id: str, *, force: bool = True) -> None:
+        try:
+            self._run(["delete", *(["--force"] if force else []), container_id], what="delete")
+        except errors.RuntimeFailed as exc:
+            if "does not exist" in str(exc):
+                return
+            raise
+
+    def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        """``runc update -r -`` with an OCI ``linux.resources`` document (live, no restart)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as spec:
+            json.dump(resources, spec)
+            spec.flush()
+            self._run(["update", "--resources", spec.name, container_id], what=f"updating {container_id[:12]}")
+
+    def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+    ) -> Completed:
+        """Run ``argv`` inside the container; the process's exit code is returned, not raised.
+
+        runc exits 255 when it could not exec at all; that is mapped to Docker's 126/127.
+        """
+        args = ["exec"]
+        for item in env:
+            args += ["--env", item]
+        if cwd:
+            args += ["--cwd", cwd]
+        if user:
+            args += ["--user", user]
+        argv_full = [*self.base(), *args, container_id, *argv]
+        try:
+            done = subprocess.run(
+                argv_full, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            stdout = exc.stdout if isinstance(exc.stdout, bytes) else b""
+            return Completed(-1, stdout, f"exec exceeded timeout ({timeout:g}s)".encode())
+        if done.returncode == RUNC_EXEC_FAILED and b"exec failed" in done.stderr:
+            return Completed(exec_failure_code(done.stderr.decode(errors="replace")), done.stdout, done.stderr)
+        return Completed(done.returncode, done.stdout, done.stderr)
+
+
+def last_error(log_file: Path) -> str:
+    """The last ``error``-level message of a runtime's JSON log (what the user needs to read)."""
+    try:
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", ""))
+    return ""
+
+
+def ensure_state_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

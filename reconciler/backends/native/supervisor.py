@@ -1,0 +1,234 @@
+"""The per-container supervisor: a small process that outlives the engine and owns one container.
+
+It is what conmon and containerd-shim are to their engines (engine-notes §4): started detached
+(own session, stdio on /dev/null), it makes itself a *child subreaper* so that the container's init
+is re-parented to it and not to the host's PID 1 (which reaps lazily and would swallow the exit
+code); it runs ``runtime create`` with the container's stdout and stderr as pipes it holds; it
+tells the engine "created <pid>" (or the runtime's error) on a sync pipe; then it
+
+* copies the container's output into ``container.log`` in Docker's json-file format,
+* reaps **every** process re-parented to it (exec'd processes too),
+* when the init exits, waits for the pipes to drain and writes ``exit.json`` atomically:
+  ``{"exit_code", "finished_at", "oom_killed"}``, with signal N reported as 128+N as Docker does,
+* and exits. The engine sees the exit through a pidfd on this process, or through ``exit.json``
+  after an engine restart.
+
+Run as ``python -m reconciler.backends.native.supervisor --sync-fd N <container dir>`` with the
+runtime command line in ``<container dir>/supervisor.json``. It imports nothing from the engine's
+decision layers and must stay small: it lives as long as the container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+# A line longer than this is split into partial entries, as Docker's copier does (16 KiB).
+MAX_LINE = 16 * 1024
+# After the init exits, exec'd processes may still hold the pipes; don't wait for them forever.
+DRAIN_SECONDS = 2.0
+
+
+def _timestamp(now: float) -> str:
+    """Go's RFC3339Nano in UTC with trailing zeros trimmed, as in Docker's json-file lines."""
+    moment = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
+    fraction = f"{int(now * 1e9) % 1_000_000_000:09d}".rstrip("0")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+class _LogWriter:
+    """Splits a stream into lines and appends json-file entries."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self.file = os.fdopen(fd, "ab", buffering=0)
+        self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buffer = self.pending[stream] + data
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                break
+            self._write(stream, buffer[: newline + 1])
+            buffer = buffer[newline + 1 :]
+        while len(buffer) >= MAX_LINE:
+            self._write(stream, buffer[:MAX_LINE])
+            buffer = buffer[MAX_LINE:]
+        self.pending[stream] = buffer
+
+    def flush(self) -> None:
+        for stream, rest in self.pending.items():
+            if rest:
+                self._write(stream, rest)
+            self.pending[stream] = b""
+
+    def _write(self, stream: str, chunk: bytes) -> None:
+        entry = {"log": chunk.decode("utf-8", errors="replace"), "stream": stream, "time": _timestamp(time.time())}
+        self.file.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+
+
+def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _oom_killed(cgroups_path: str, before: int) -> bool:
+    """Whether the kernel OOM-killed something in the container's memory cgroup (v1, then v2)."""
+    return _oom_kills(cgroups_path) > before
+
+
+def _oom_kills(cgroups_path: str) -> int:
+    for path, key in (
+        (Path("/sys/fs/cgroup/memory") / cgroups_path.lstrip("/") / "memory.oom_control", "oom_kill"),
+        (Path("/sys/fs/cgroup") / cgroups_path.lstrip("/") / "memory.events", "oom_kill"),
+    ):
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    return int(value)
+    return 0
+
+
+def supervise(directory: Path, sync_fd: int) -> int:
+    """The supervisor's whole life; returns its own exit status."""
+    config = json.loads((directory / "supervisor.json").read_text())
+    create_argv: list[str] = config["create"]
+    cgroups_path: str = config.get("cgroups_path", "")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # SIGCHLD wakes the loop through this pipe, so exits are seen at once, not at a poll tick.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid_file = directory / "init.pid"
+    with contextlib.suppress(FileNotFoundError):
+        pid_file.unlink()
+    create = subprocess.Popen(create_argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, close_fds=True)
+    os.close(out_w)
+    os.close(err_w)
+    # Wait for `create` itself only (not for the init, which is blocked on runc's exec fifo).
+    create_status = os.waitstatus_to_exitcode(os.waitpid(create.pid, 0)[1])
+    create.returncode = create_status
+    sync = os.fdopen(sync_fd, "w", encoding="utf-8")
+    if create_status != 0 or not pid_file.exists():
+        message = _runtime_error(Path(config["runtime_log"])) or f"runtime create exited {create_status}"
+        sync.write(f"error {message}\n")
+        sync.close()
+        _write_json_atomic(directory / "exit.json", {
+            "exit_code": _create_failure_code(message), "finished_at": time.time(),
+            "oom_killed": False, "error": message,
+        })  # fmt: skip
+        return 1
+    init_pid = int(pid_file.read_text().strip())
+    oom_before = _oom_kills(cgroups_path)
+    sync.write(f"created {init_pid}\n")
+    sync.close()
+
+    log = _LogWriter(directory / "container.log")
+    selector = selectors.DefaultSelector()
+    selector.register(out_r, selectors.EVENT_READ, "stdout")
+    selector.register(err_r, selectors.EVENT_READ, "stderr")
+    selector.register(wake_r, selectors.EVENT_READ, "wake")
+    open_streams = 2
+    exit_code: int | None = None
+    drain_deadline = 0.0
+    while open_streams and (exit_code is None or time.monotonic() < drain_deadline):
+        timeout = None if exit_code is None else max(0.0, drain_deadline - time.monotonic())
+        for key, _ in selector.select(timeout if exit_code is not None else 1.0):
+            if key.data == "wake":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                continue
+            data = os.read(key.fd, 65536)
+            if not data:
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                open_streams -= 1
+            else:
+                log.feed(str(key.data), data)
+        # Reap everything that was re-parented to us; remember the init's status.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == init_pid:
+                code = os.waitstatus_to_exitcode(status)
+                exit_code = 128 - code if code < 0 else code
+                drain_deadline = time.monotonic() + DRAIN_SECONDS
+    if exit_code is None:
+        # The pipes closed first (the process closed its stdio); wait for the init itself.
+        exit_code = _wait_for(init_pid)
+    log.flush()
+    _write_json_atomic(directory / "exit.json", {
+        "exit_code": exit_code, "finished_at": time.time(),
+        "oom_killed": _oom_killed(cgroups_path, oom_before) if exit_code == 137 else False,
+    })  # fmt: skip
+    return 0
+
+
+def _wait_for(init_pid: int) -> int:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 128  # reaped elsewhere: the status is lost (should not happen as a subreaper)
+        if pid == init_pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+
+
+def _runtime_error(log_file: Path) -> str:
+    with contextlib.suppress(OSError):
+        for line in reversed(log_file.read_text(errors="replace").splitlines()):
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                    return str(entry.get("msg", ""))
+    return ""
+
+
+def _create_failure_code(message: str) -> int:
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 128
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reconciler-supervisor")
+    parser.add_argument("--sync-fd", type=int, required=True)
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    return supervise(args.directory, args.sync_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The native engine runs real containers: runc, overlayfs and the project's own supervisor."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler import errors, manifests
+from reconciler.backends.native import engine as native_engine
+from tests.contract import suite
+
+
+def run(engine: native_engine.NativeEngine, image: str, name: str, command: str, **spec: object) -> None:
+    engine.pull_image(image)
+    engine.create_container(suite.container_request(name, image, command=["sh", "-c", command], **spec))
+    engine.start_container(name)
+
+
+def wait_exited(engine: native_engine.NativeEngine, name: str, timeout: float = 10.0) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container = engine.observe().containers[name]
+        if container.state == "exited":
+            return container.exit_code
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not exit within {timeout}s")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("command", "code"), [("exit 0", 0), ("exit 3", 3), ("/nonexistent-in-script", 127)])
+def test_exit_codes(engine: native_engine.NativeEngine, image: str, prefix: str, command: str, code: int) -> None:
+    # Signal exits (128+N) are covered by the stop tests: a PID 1 without a handler ignores every
+    # signal but SIGKILL, so only a kill from outside can end it by signal.
+    run(engine, image, f"{prefix}x", command)
+    assert wait_exited(engine, f"{prefix}x") == code
+
+
+@pytest.mark.integration
+def test_logs_env_user_and_workdir(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    run(engine, image, f"{prefix}env", "echo out $CONTRACT $GREETING; echo err >&2; pwd; id -u; exit 0",
+        workingDir="/srv/app", user="1000:1000")  # fmt: skip
+    assert wait_exited(engine, f"{prefix}env") == 0
+    lines = [(line.stream, line.text) for line in engine.logs(f"{prefix}env")]
+    assert ("stdout", "out yes hello") in lines  # the manifest's env and the image's
+    assert ("stderr", "err") in lines
+    assert ("stdout", "/srv/app") in lines
+    assert ("stdout", "1000") in lines
+
+
+@pytest.mark.integration
+def test_stop_uses_the_signal_then_kills(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    run(engine, image, f"{prefix}trap", "trap 'exit 42' TERM; while true; do sleep 0.1; done", stopSignal="SIGTERM")
+    started = time.monotonic()
+    engine.stop_container(f"{prefix}trap", timeout=5)
+    assert time.monotonic() - started < 3
+    assert engine.observe().containers[f"{prefix}trap"].exit_code == 42
+    run(engine, image, f"{prefix}stubborn", "sleep 60")
+    started = time.monotonic()
+    engine.stop_container(f"{prefix}stubborn", timeout=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert engine.observe().containers[f"{prefix}stubborn"].exit_code == 137
+
+
+@pytest.mark.integration
+def test_named_volume_survives_the_container(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    from reconciler import plans
+
+    engine.create_volume(
+        plans.VolumeRequest(f"{prefix}data", manifests.VolumeSpec(), suite.labels("contract", "Volume"))
+    )
+    mounts_spec = [{"type": "volume", "source": f"{prefix}data", "target": "/data"}]
+    run(engine, image, f"{prefix}w", "echo kept > /data/file", mounts=mounts_spec)
+    wait_exited(engine, f"{prefix}w")
+    engine.remove_container(f"{prefix}w")
+    run(engine, image, f"{prefix}r", "cat /data/file", mounts=mounts_spec)
+    wait_exited(engine, f"{prefix}r")
+    assert [line.text for line in engine.logs(f"{prefix}r")] == ["kept"]
+    with pytest.raises(errors.RuntimeFailed, match="in use"):
+        engine.remove_volume(f"{prefix}data")
+
+
+@pytest.mark.integration
+def test_read_only_rootfs_and_tmpfs(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    run(engine, image, f"{prefix}ro", "touch /x 2>/dev/null && exit 1; touch /tmp/ok && exit 0",
+        readOnlyRootfs=True, mounts=[{"type": "tmpfs", "target": "/tmp"}])  # fmt: skip
+    assert wait_exited(engine, f"{prefix}ro") == 0
+
+
+@pytest.mark.integration
+def test_die_events_arrive_when_the_process_exits(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    stop = threading.Event()
+    received: list[tuple[str, str, int | None, float]] = []
+
+    def listen() -> None:
+        for event in engine.events(stop=stop):
+            if event.name.startswith(prefix):
+                received.append((event.action, event.name, event.exit_code, time.monotonic()))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    run(engine, image, f"{prefix}die", "sleep 0.5; exit 7")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(a == "die" for a, *_ in received):
+        time.sleep(0.02)
+    stop.set()
+    listener.join(timeout=5)
+    actions = [(action, code) for action, _, code, _ in received]
+    assert ("start", None) in actions and ("die", 7) in actions
+
+
+@pytest.mark.integration
+def test_a_new_engine_process_sees_running_and_exited_containers(root: Path, engine: native_engine.NativeEngine,
+                                                                  image: str, prefix: str) -> None:  # fmt: skip
+    run(engine, image, f"{prefix}live", "sleep 1; exit 5")
+    later = native_engine.NativeEngine(root)  # as after a restart of the CLI or controller
+    assert later.observe().containers[f"{prefix}live"].state == "running"
+    assert wait_exited(later, f"{prefix}live") == 5
+
+
+@pytest.mark.integration
+def test_update_in_place_changes_the_cgroup(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    run(engine, image, f"{prefix}lim", "sleep 30", resources={"memory": "64Mi", "pids": 50})
+    container = engine.observe().containers[f"{prefix}lim"]
+    cgroup = Path("/sys/fs/cgroup/memory/reconciler") / container.container_id / "memory.limit_in_bytes"
+    assert int(cgroup.read_text()) == 64 * 2**20
+    engine.update_container(f"{prefix}lim", manifests.Resources(memory=128 * 2**20, pids=60))
+    assert int(cgroup.read_text()) == 128 * 2**20
+    after = engine.observe().containers[f"{prefix}lim"]
+    assert after.container_id == container.container_id and after.resources.memory == 128 * 2**20
+
+
+@pytest.mark.integration
+def test_bad_command_fails_clearly(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
+    engine.pull_image(image)
+    engine.create_container(suite.container_request(f"{prefix}bad", image, command=["/nonexistent"]))
+    with pytest.raises(errors.RuntimeFailed, match="nonexistent"):
+        engine.start_container(f"{prefix}bad")
+    assert engine.observe().containers[f"{prefix}bad"].exit_code == 127
