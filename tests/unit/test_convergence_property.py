@@ -47,7 +47,7 @@ def stacks(draw: st.DrawFn) -> str:
     return yaml.safe_dump_all(documents) if documents else ""
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(first=stacks(), second=stacks())
 def test_plan_apply_plan_is_empty(first: str, second: str) -> None:
     engine = new_engine()

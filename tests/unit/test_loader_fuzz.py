@@ -44,7 +44,7 @@ field_names = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["Container", "Network", "Volume", "Other"]),
        spec=st.dictionaries(field_names, yaml_values, max_size=6))  # fmt: skip
 def test_random_documents(kind: str, spec: dict[str, object]) -> None:
@@ -54,7 +54,7 @@ def test_random_documents(kind: str, spec: dict[str, object]) -> None:
     load_or_manifest_error(yaml.safe_dump(document))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**32), edits=st.integers(1, 8))
 def test_mutated_examples(seed: int, edits: int) -> None:
     rng = random.Random(seed)
