@@ -370,9 +370,13 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            if self.timeout is not None:
+                sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
 
 
@@ -396,14 +400,15 @@ class Client:
         """The daemon's ``/healthz`` answer, or None when nothing answers on the socket."""
         if not Path(self.socket_path).is_socket():
             return None
+        connection = _UnixConnection(self.socket_path, 2.0)
         try:
-            connection = _UnixConnection(self.socket_path, 2.0)
             connection.request("GET", "/healthz")
             response = connection.getresponse()
             body = json.loads(response.read() or b"{}")
-            connection.close()
         except (OSError, ValueError, http.client.HTTPException):
             return None
+        finally:
+            connection.close()
         return body if response.status == 200 and isinstance(body, dict) else None
 
     def _call(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import faulthandler
 import json
 import logging
 import os
@@ -129,11 +130,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # ``kill -USR1`` dumps every thread's stack to the log: how a stuck pass is diagnosed.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     server = api.Server(ctl, socket_path=args.socket, metrics_addr=args.metrics_addr or None)
     watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=args.debounce)
-    server.start()
-    ctl.start()
+    # Watching first, then the first scan, then the API: once the socket answers, a file written
+    # into the folder is never missed (the readiness a test or a service manager waits for).
     watcher.start()
+    ctl.start()
+    server.start()
     log.info("watching %s with the %s engine; API on %s%s", folder, target.name, args.socket,
              f", metrics on {server.metrics_address}" if server.metrics_address else "")  # fmt: skip
     try:

@@ -172,9 +172,11 @@ class WorkQueue:
     def get(self, timeout: float | None = None) -> str | None:
         """Block until a key is ready (or ``timeout``, or shutdown: then None)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            following = self.promote()
-            with self._cond:
+        # The condition's lock is re-entrant: promoting under it means an ``add_after`` can never
+        # slip in between computing the wait and waiting (a lost wake-up would delay a restart).
+        with self._cond:
+            while True:
+                following = self.promote()
                 if self._ready:
                     return self._take()
                 if self._closed:
@@ -199,6 +201,11 @@ class WorkQueue:
             if key in self._dirty:
                 self._ready.append(key)
                 self._cond.notify()
+
+    def busy(self, key: str) -> bool:
+        """Whether ``key`` is being processed or waits to be (the resync leaves those alone)."""
+        with self._cond:
+            return key in self._processing or key in self._dirty
 
     def depth(self) -> int:
         with self._cond:
@@ -835,6 +842,8 @@ class Controller:
         with self._lock:
             self._observed = actual
         for stack in sorted(self._known_stacks() - snapshot.frozen):
+            if self.queue.busy(stack):
+                continue  # a pass is under way (its own steps would look like drift) or queued
             desired = only_stack(snapshot.desired, stack)
             try:
                 plan = self._adjust(planning.plan(desired, actual, scope=frozenset({stack})), desired, actual)
@@ -855,8 +864,11 @@ class Controller:
         with self._lock:
             full = stack in self._full_pass or self._snapshot is None
             self._full_pass.discard(stack)
+        # Due restarts first, on the last known state: a full pass observes the engine first,
+        # which alone can take longer than the restart reaction target (0.2 s).
+        requeue = self._restart_pass(stack)
         if not full:
-            return self._restart_pass(stack)
+            return requeue
         with self.stack_lock(stack):
             snapshot = self.folder.load()
             with self._lock:

@@ -1,0 +1,226 @@
+"""Fixtures of the controller's integration tests: a real dockerd, a busybox image, a daemon.
+
+Real parts only: dockerd (started here when none answers; left running for other sessions), an
+image imported from Debian's busybox-static (``docker import`` of a rootfs, a unique tag per
+session, ``pullPolicy: Never`` so no registry is involved), and ``reconcile watch`` run as a
+separate process (``python -m reconciler.cli --engine docker --root TMP watch DIR``) with its API
+socket, state and locks in the test's temporary folder.
+
+A missing prerequisite (not root, no dockerd, no busybox-static) FAILS with a message naming it.
+Every test gets a unique name prefix; its containers are removed by name at the end (kept when
+``KEEP_FAILED=1`` and the test failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import pytest
+
+from reconciler import api
+
+BUSYBOX = Path("/bin/busybox")
+# The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
+ENTRY = "reconciler.cli_daemon"
+T = TypeVar("T")
+
+
+def _fail(message: str) -> None:
+    pytest.fail(message, pytrace=False)
+
+
+def eventually(probe: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            last = probe()
+            if last:
+                return last  # type: ignore[no-any-return]
+        time.sleep(interval)
+    pytest.fail(f"not within {timeout}s: {what or probe} (last: {last!r})")
+
+
+def _daemon_answers() -> bool:
+    try:
+        client = docker.from_env(timeout=5)
+    except docker.errors.DockerException:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> None:
+    """A running dockerd; started (``dockerd`` with its default config) when none answers."""
+    if os.geteuid() != 0:
+        _fail("the controller integration tests need root (they drive dockerd)")
+    if _daemon_answers():
+        return
+    binary = shutil.which("dockerd")
+    if binary is None:
+        _fail("dockerd is not installed (Debian package docker.io) and no Docker daemon answers")
+        return
+    log = Path(tempfile.gettempdir()) / "reconciler-dockerd.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen([binary], stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _daemon_answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            _fail(f"dockerd did not come up; its log ends with:\n{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def client(dockerd: None) -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+def _rootfs() -> bytes:
+    if not BUSYBOX.exists():
+        _fail("/bin/busybox is missing (Debian package busybox-static)")
+    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("bin", "etc", "proc", "sys", "dev", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        data = BUSYBOX.read_bytes()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image(client: docker.DockerClient) -> Iterator[str]:
+    """A local busybox image with a unique tag (``sleep``, ``sh`` inside); removed at the end."""
+    reference = f"reconciler-ctl-test/busybox:{secrets.token_hex(4)}"
+    repository, tag = reference.rsplit(":", 1)
+    client.api.import_image_from_data(_rootfs(), repository=repository, tag=tag,
+                                      changes=["ENV PATH=/bin", 'CMD ["sleep", "3600"]'])  # fmt: skip
+    yield reference
+    with contextlib.suppress(docker.errors.APIError):
+        client.api.remove_image(reference, force=True)
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest, client: docker.DockerClient) -> Iterator[str]:
+    prefix = f"c{secrets.token_hex(3)}"
+    yield prefix
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed and os.environ.get("KEEP_FAILED") == "1":
+        return
+    remove_named(client, prefix)
+
+
+def remove_named(client: docker.DockerClient, prefix: str) -> None:
+    for container in client.api.containers(all=True, filters={"name": prefix}):
+        if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_container(container["Id"], force=True, v=True)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+class Daemon:
+    """``reconcile watch`` as a child process, with its API client."""
+
+    def __init__(self, folder: Path, root: Path, *, resync: float = 2.0, extra: tuple[str, ...] = ()) -> None:
+        self.folder = folder
+        self.root = root
+        self.socket = str(root / "api.sock")
+        self.log = root / "daemon.log"
+        self.resync = resync
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = api.Client(self.socket, timeout=30)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", ENTRY, "--engine", "docker", "--root", str(self.root),
+                "watch", str(self.folder), "--socket", self.socket, "--resync", str(self.resync),
+                "--log-format", "json", *self.extra]  # fmt: skip
+
+    def start(self) -> Daemon:
+        self.root.mkdir(parents=True, exist_ok=True)
+        sink = self.log.open("ab")
+        self.process = subprocess.Popen(self.command(), stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
+        sink.close()
+        eventually(lambda: self.client.ping(), timeout=20, what=f"the daemon to answer (log: {self.log})")
+        return self
+
+    def signal(self, number: int) -> int | None:
+        assert self.process is not None
+        self.process.send_signal(number)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            if self.signal(signal.SIGTERM) is None:
+                self.process.kill()
+                self.process.wait(10)
+
+    def status(self) -> dict[str, Any]:
+        return self.client.status()
+
+    def row(self, name: str) -> dict[str, Any] | None:
+        return next((r for r in self.status()["objects"] if r["name"] == name), None)
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.client.events(follow=False) if kind is None or e["kind"] == kind]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, dockerd: None) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(folder: Path | None = None, **options: Any) -> Daemon:
+        folder = folder or tmp_path / "manifests"
+        folder.mkdir(exist_ok=True)
+        instance = Daemon(folder, tmp_path / f"root{len(started)}", **options).start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        if instance.process is not None and instance.process.poll() is None:
+            instance.process.send_signal(signal.SIGUSR1)  # thread stacks into the log, for post-mortems
+            time.sleep(0.2)
+        instance.stop()
