@@ -180,7 +180,7 @@ class Daemon:
         sink = self.log.open("ab")
         self.process = subprocess.Popen(self.command(), stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
         sink.close()
-        eventually(lambda: self.client.ping(), timeout=20, what=f"the daemon to answer (log: {self.log})")
+        eventually(self.client.ping, timeout=20, what=f"the daemon to answer (log: {self.log})")
         return self
 
     def signal(self, number: int) -> int | None:
@@ -192,10 +192,9 @@ class Daemon:
             return None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            if self.signal(signal.SIGTERM) is None:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None and self.process.poll() is None and self.signal(signal.SIGTERM) is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def status(self) -> dict[str, Any]:
         return self.client.status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Callable
@@ -126,7 +127,7 @@ def _die_start_gaps(client: docker.DockerClient, name: str, since: float) -> lis
     events = client.api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
                                filters={"container": name, "event": ["die", "start"]})  # fmt: skip
     timeline = [(e["timeNano"] / 1e9, e["Action"]) for e in events]
-    return [b[0] - a[0] for a, b in zip(timeline, timeline[1:], strict=False) if a[1] == "die" and b[1] == "start"]
+    return [b[0] - a[0] for a, b in itertools.pairwise(timeline) if a[1] == "die" and b[1] == "start"]
 
 
 def test_on_failure_max_retries_3_restarts_exactly_3_times_with_the_configured_backoff(
