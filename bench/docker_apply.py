@@ -31,7 +31,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -150,127 +149,163 @@ def find_compose_v1() -> list[str] | None:
     return None
 
 
-Phases = dict[str, float]
+class Tool:
+    """One contender: how it applies the stack (optionally with one env changed) and tears down."""
+
+    def __init__(self, label: str, folder: Path, count: int) -> None:
+        self.label, self.folder, self.count = label, folder, count
+        self.times: dict[str, list[float]] = {}
+
+    def record(self, phase: str, seconds: float) -> None:
+        self.times.setdefault(phase, []).append(seconds)
+
+    def median(self, phase: str) -> float:
+        return statistics.median(self.times[phase])
+
+    def write(self, changed: int | None) -> None:
+        raise NotImplementedError
+
+    def up(self) -> float:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
 
 
-def bench_reconciler(folder: Path, count: int, repeat: int, parallelism: int | None) -> Phases:
-    stack = f"{PREFIX}p{parallelism or 0}"
-    extra = ["--parallelism", str(parallelism)] if parallelism else []
-    cli = [sys.executable, "-m", "reconciler.cli", "--engine", "docker"]
-    apply = [*cli, "apply", "-f", str(folder), *extra]
-    write_manifests(folder, count, stack=stack)
-    try:
-        cold = run(apply, cwd=ROOT)
-        noop = statistics.median(run(apply, cwd=ROOT) for _ in range(repeat))
-        in_process = statistics.median(noop_pass(folder) for _ in range(repeat))
-        write_manifests(folder, count, stack=stack, changed=7)
-        change = run(apply, cwd=ROOT)
-    finally:
-        run([*cli, "delete", "--stack", stack, "--parallelism", "16"], cwd=ROOT)
-    return {"cold": cold, "no-op": noop, "one env change": change, "no-op pass": in_process}
+class Reconcile(Tool):
+    def __init__(self, label: str, folder: Path, count: int, parallelism: int | None) -> None:
+        super().__init__(label, folder, count)
+        self.stack = f"{PREFIX}p{parallelism or 0}"
+        self.cli = [sys.executable, "-m", "reconciler.cli", "--engine", "docker"]
+        self.extra = ["--parallelism", str(parallelism)] if parallelism else []
+
+    def write(self, changed: int | None) -> None:
+        write_manifests(self.folder, self.count, stack=self.stack, changed=changed)
+
+    def up(self) -> float:
+        return run([*self.cli, "apply", "-f", str(self.folder), *self.extra], cwd=ROOT)
+
+    def down(self) -> None:
+        run([*self.cli, "delete", "--stack", self.stack, "--parallelism", "16"], cwd=ROOT)
+
+    def noop_pass(self) -> float:
+        """One reconcile pass as ``reconcile watch`` runs it (process and engine already up):
+        load + observe + plan + execute. The CLI's no-op adds Python's start-up and imports."""
+        from reconciler import executing, manifests, planning
+        from reconciler.backends import docker as docker_backend
+
+        engine = docker_backend.DockerEngine.from_env()
+        try:
+            engine.observe()  # warm the connection pool, as a running controller has it
+            started = time.perf_counter()
+            desired = manifests.load([str(self.folder)])
+            actual = engine.observe(images=planning.images_of(desired))
+            plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
+            outcome = executing.execute(plan, engine)
+            elapsed = time.perf_counter() - started
+        finally:
+            engine.close()
+        if not plan.converged or outcome.results:
+            sys.exit(f"the no-op pass was not a no-op:\n{plan.render()}")
+        return elapsed
 
 
-def noop_pass(folder: Path) -> float:
-    """One reconcile pass as ``reconcile watch`` runs it (process and engine already up):
-    load + observe + plan + execute. The CLI's no-op adds Python's start-up and imports to this."""
-    from reconciler import executing, manifests, planning
-    from reconciler.backends import docker as docker_backend
+class Compose(Tool):
+    def __init__(self, label: str, folder: Path, count: int, argv: list[str], *, version_key: bool) -> None:
+        super().__init__(label, folder, count)
+        self.version_key = version_key
+        self.project = f"{PREFIX}{'v1' if version_key else 'v2'}"
+        self.base = [*argv, "-p", self.project, "-f", str(folder / "compose.yaml")]
 
-    engine = docker_backend.DockerEngine.from_env()
-    try:
-        engine.observe()  # warm the connection pool, as a running controller has it
-        started = time.perf_counter()
-        desired = manifests.load([str(folder)])
-        actual = engine.observe(images=planning.images_of(desired))
-        plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
-        outcome = executing.execute(plan, engine)
-        elapsed = time.perf_counter() - started
-    finally:
-        engine.close()
-    if not plan.converged or outcome.results:
-        sys.exit(f"the no-op pass was not a no-op:\n{plan.render()}")
-    return elapsed
+    def write(self, changed: int | None) -> None:
+        write_compose(self.folder, self.count, project=self.project, changed=changed, version_key=self.version_key)
+
+    def up(self) -> float:
+        return run([*self.base, "up", "-d"])
+
+    def down(self) -> None:
+        run([*self.base, "down", "-t", "1"])
 
 
-def bench_compose(folder: Path, argv: list[str], count: int, repeat: int, *, version_key: bool, tag: str) -> Phases:
-    project = f"{PREFIX}{tag}"
-    base = [*argv, "-p", project, "-f", str(folder / "compose.yaml")]
-    write_compose(folder, count, project=project, version_key=version_key)
-    try:
-        cold = run([*base, "up", "-d"])
-        noop = statistics.median(run([*base, "up", "-d"]) for _ in range(repeat))
-        write_compose(folder, count, project=project, changed=7, version_key=version_key)
-        change = run([*base, "up", "-d"])
-    finally:
-        run([*base, "down", "-t", "1"])
-    return {"cold": cold, "no-op": noop, "one env change": change}
+PHASES = ("cold", "no-op", "one env change")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=5, help="no-op runs (the median is reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of no-op runs (the median is reported)")
     parser.add_argument("--parallelism", type=int, default=16, help="our --parallelism besides the default")
     args = parser.parse_args()
 
     build_image()
-    results: dict[str, Phases | None] = {}
-    timers: list[tuple[str, Callable[[Path], Phases] | None]] = [
-        ("reconcile (default parallelism)", lambda d: bench_reconciler(d, args.containers, args.repeat, None)),
-        (f"reconcile --parallelism {args.parallelism}",
-         lambda d: bench_reconciler(d, args.containers, args.repeat, args.parallelism)),
-    ]  # fmt: skip
-    v2, v1 = find_compose_v2(), find_compose_v1()
-    count, repeat = args.containers, args.repeat
-    if v2 is None:
-        timers.append(("docker compose v2", None))
-    else:
-        timers.append(("docker compose v2", lambda d: bench_compose(d, v2, count, repeat, version_key=False, tag="v2")))
-    if v1 is None:
-        timers.append(("docker-compose 1.29", None))
-    else:
-        timers.append(
-            ("docker-compose 1.29", lambda d: bench_compose(d, v1, count, repeat, version_key=True, tag="v1"))
-        )
-    for label, timer in timers:
-        if timer is None:
-            results[label] = None
+    workdir = Path(tempfile.mkdtemp(prefix="rbench-"))
+    count = args.containers
+    tools: list[Tool] = []
+    unavailable: list[str] = []
+    variants = [
+        ("reconcile (default parallelism)", None),
+        (f"reconcile --parallelism {args.parallelism}", args.parallelism),
+    ]
+    for label, parallelism in variants:
+        folder = workdir / f"p{parallelism or 0}"
+        folder.mkdir()
+        tools.append(Reconcile(label, folder, count, parallelism))
+    for label, argv, version_key in (("docker compose v2", find_compose_v2(), False),
+                                     ("docker-compose 1.29", find_compose_v1(), True)):  # fmt: skip
+        if argv is None:
+            unavailable.append(label)
             continue
-        with tempfile.TemporaryDirectory(prefix="rbench-") as folder:
-            print(f"running: {label} ...", file=sys.stderr, flush=True)
-            results[label] = timer(Path(folder))
+        folder = workdir / ("v1" if version_key else "v2")
+        folder.mkdir()
+        tools.append(Compose(label, folder, count, argv, version_key=version_key))
 
-    phases = ("cold", "no-op", "one env change")
-    baseline = results.get("docker compose v2")
-    print(
-        f"\n{args.containers} containers (busybox sleep); no-op = median of {args.repeat}; "
-        "seconds (ratio to compose v2)"
-    )
-    print(f"{'tool':<34}" + "".join(f"{phase:>22}" for phase in phases))
-    for label, phases_seen in results.items():
-        if phases_seen is None:
-            print(f"{label:<34}  unavailable (not installed)")
-            continue
+    # Phases are interleaved across tools (round robin), so that load from other work on a shared
+    # machine hits every tool alike and the ratios stay meaningful.
+    try:
+        for tool in tools:
+            tool.write(None)
+            print(f"cold: {tool.label} ...", file=sys.stderr, flush=True)
+            tool.record("cold", tool.up())
+        for _ in range(args.repeat):
+            for tool in tools:
+                tool.record("no-op", tool.up())
+                if isinstance(tool, Reconcile):
+                    tool.record("no-op pass", tool.noop_pass())
+        for tool in tools:
+            tool.write(7)
+            tool.record("one env change", tool.up())
+    finally:
+        for tool in tools:
+            tool.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    baseline = next((tool for tool in tools if tool.label == "docker compose v2"), None)
+    print(f"\n{count} containers (busybox sleep) on one network; no-op = median of {args.repeat}; "
+          "seconds (ratio to compose v2)")  # fmt: skip
+    print(f"{'tool':<34}" + "".join(f"{phase:>22}" for phase in PHASES))
+    for tool in tools:
         cells = []
-        for phase in phases:
-            value = phases_seen[phase]
-            ratio = f" ({value / baseline[phase]:.2f}×)" if baseline else ""
+        for phase in PHASES:
+            value = tool.median(phase)
+            ratio = f" ({value / baseline.median(phase):.2f}×)" if baseline else ""
             cells.append(f"{value:>13.3f}{ratio:>9}")
-        print(f"{label:<34}" + "".join(cells))
-    for label in ("reconcile (default parallelism)", f"reconcile --parallelism {args.parallelism}"):
-        seen = results.get(label)
-        if seen:
-            ratio = f" ({seen['no-op pass'] / baseline['no-op']:.2f}× compose v2's no-op)" if baseline else ""
-            print(f"{label}: in-process no-op pass (load+observe+plan+execute) {seen['no-op pass']:.3f}s{ratio}")
+        print(f"{tool.label:<34}" + "".join(cells))
+    for label in unavailable:
+        print(f"{label:<34}  unavailable (not installed)")
+    print()
+    for tool in tools:
+        if isinstance(tool, Reconcile):
+            value = tool.median("no-op pass")
+            ratio = f" ({value / baseline.median('no-op'):.2f}× compose v2's no-op)" if baseline else ""
+            print(f"{tool.label}: in-process no-op pass (load+observe+plan+execute) {value:.3f}s{ratio}")
     if baseline:
-        ours = results[f"reconcile --parallelism {args.parallelism}"] or {}
-        default = results["reconcile (default parallelism)"] or {}
-        print("\ntargets:")
-        for label, mine in (("default", default), (f"--parallelism {args.parallelism}", ours)):
-            noop_ratio = mine["no-op"] / baseline["no-op"]
-            cold_ratio = mine["cold"] / baseline["cold"]
-            print(f"  {label}: no-op {noop_ratio:.2f}× (target ≤ 1.0: {'met' if noop_ratio <= 1.0 else 'MISSED'}), "
-                  f"cold {cold_ratio:.2f}× (target ≤ 0.8: {'met' if cold_ratio <= 0.8 else 'MISSED'})")  # fmt: skip
+        print("\ntargets (issue 3): no-op ≤ 1.0× compose v2, cold ≤ 0.8× compose v2")
+        for tool in tools:
+            if isinstance(tool, Reconcile):
+                noop = tool.median("no-op") / baseline.median("no-op")
+                cold = tool.median("cold") / baseline.median("cold")
+                print(f"  {tool.label}: no-op {noop:.2f}× ({'met' if noop <= 1.0 else 'MISSED'}), "
+                      f"cold {cold:.2f}× ({'met' if cold <= 0.8 else 'MISSED'})")  # fmt: skip
     return 0
 
 

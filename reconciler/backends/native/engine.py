@@ -37,6 +37,7 @@ import secrets
 import select
 import shutil
 import signal as signals
+import socket
 import subprocess
 import sys
 import threading
@@ -46,18 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import engine, errors, manifests, observed, plans
-from reconciler.backends.native import bundles, images, layers, mounts, runtime
+from reconciler.backends.native import bundles, firewall, images, layers, mounts, networks, runtime
 
-_NOT_YET = (
-    "the native engine cannot {what} yet: bridge networking (veth, IPAM, port publishing, name "
-    "resolution) is not built; use --engine docker for networked stacks for now"
-)
 SUPERVISOR_START_TIMEOUT = 30.0
 KILL_GRACE = 5.0
-
-
-def _not_yet(what: str) -> errors.RuntimeFailed:
-    return errors.RuntimeFailed(_NOT_YET.format(what=what))
+# Containers in bridge mode that name no network join this one, as Docker's join its default
+# bridge. It carries no owner labels, so the planner never sees or prunes it.
+DEFAULT_NETWORK = "default"
 
 
 def _write_json(path: Path, value: Mapping[str, Any]) -> None:
@@ -91,6 +87,26 @@ def _process_start_time(pid: int) -> str | None:
 
 def _signal_number(name: str) -> int:
     return int(getattr(signals, name, signals.SIGTERM))
+
+
+def _dns_server_alive(directory: Path) -> bool:
+    try:
+        pid = int((directory / "dns.pid").read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    # The pid file could be stale and the pid reused: check it is our server for this network.
+    return b"reconciler.backends.native.dns" in command and str(directory).encode() in command
+
+
+def _stop_dns_server(directory: Path) -> None:
+    if _dns_server_alive(directory):
+        pid = int((directory / "dns.pid").read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signals.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and _dns_server_alive(directory):
+            time.sleep(0.02)
 
 
 def _new_container_id() -> str:
@@ -136,6 +152,7 @@ class NativeEngine:
         self._images: images.ImageStore | None = None
         self._runtime: runtime.Runtime | None = None
         self._lock = threading.RLock()
+        self.networks = networks.Networks(root / "networks")
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -231,10 +248,21 @@ class NativeEngine:
                 resources=observed.ObservedResources(
                     memory=limits.get("memory"), cpus=limits.get("cpus"), pids=limits.get("pids")
                 ),
-                networks=(),
+                networks=tuple(sorted(a["network"] for a in record.data.get("attachments", []))),
                 volumes=tuple(sorted(m.source for m in spec.mounts if isinstance(m, manifests.VolumeMount))),
             )
-        return observed.Observed(containers=containers, networks={}, volumes=self._volumes(), images=local)
+        owned_networks = {
+            network.name: observed.ObservedNetwork(
+                name=network.name,
+                labels=dict(network.labels),
+                network_id=network.bridge,
+                subnet=network.subnet,
+                gateway=network.gateway,
+            )
+            for network in self.networks.all()
+            if observed.LABEL_KIND in network.labels
+        }
+        return observed.Observed(containers=containers, networks=owned_networks, volumes=self._volumes(), images=local)
 
     def _volumes(self) -> dict[str, observed.ObservedVolume]:
         found: dict[str, observed.ObservedVolume] = {}
@@ -289,13 +317,77 @@ class NativeEngine:
                 raise errors.RuntimeFailed(f"volume {name} is in use by {', '.join(users)}")
             shutil.rmtree(self.root / "volumes" / name, ignore_errors=True)
 
-    # -- networks (not built yet) -------------------------------------------------------------------
+    # -- networks ---------------------------------------------------------------------------------
 
     def create_network(self, request: plans.NetworkRequest) -> None:
-        raise _not_yet(f"create network {request.name}")
+        with self._exclusive():
+            existing = self.networks.get(request.name)
+            if existing is not None:
+                if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
+                    self._ensure_network_services(existing)
+                    return
+                raise errors.Conflict(f"network {request.name} exists and is owned by someone else")
+            self._create_network(request.name, request.spec, dict(request.labels))
+
+    def _create_network(self, name: str, spec: manifests.NetworkSpec, labels: Mapping[str, str]) -> networks.Network:
+        network = self.networks.create(name, subnet=spec.subnet, gateway=spec.gateway,
+                                       internal=spec.internal, labels=labels)  # fmt: skip
+        self._ensure_network_services(network)
+        return network
+
+    def _ensure_network_services(self, network: networks.Network) -> None:
+        """Firewall rules and the DNS server of a network (again after a reboot or a dockerd restart)."""
+        firewall.add_network(network.name, bridge=network.bridge, subnet=network.subnet, internal=network.internal)
+        directory = self.root / "networks" / network.name
+        if not (directory / "dns.json").exists():
+            _write_json(directory / "dns.json", {})
+        if _dns_server_alive(directory):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "dns.pid").unlink()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.backends.native.dns", str(directory), network.gateway],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, cwd="/",
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+        )  # fmt: skip
+        # The server outlives this process; while we live, a thread reaps it if it exits first.
+        threading.Thread(target=server.wait, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _dns_server_alive(directory):
+            time.sleep(0.02)
+        if not _dns_server_alive(directory):
+            raise errors.RuntimeFailed(f"network {network.name}: its DNS server did not start on {network.gateway}:53")
 
     def remove_network(self, name: str) -> None:
-        return None  # this engine never created one: removal of an absent object is a no-op
+        with self._exclusive():
+            network = self.networks.get(name)
+            if network is None:
+                return
+            users = sorted(
+                r.name for r in self._records() if name in {a["network"] for a in r.data.get("attachments", [])}
+            )
+            if users:
+                raise errors.RuntimeFailed(f"network {name} is in use by {', '.join(users)}")
+            _stop_dns_server(self.root / "networks" / name)
+            firewall.remove_owner(name)
+            self.networks.remove(name)
+
+    def _refresh_dns(self, network_names: Sequence[str]) -> None:
+        """Rewrite the name tables of these networks from the containers attached to them."""
+        records = self._records()
+        for network_name in network_names:
+            table: dict[str, list[str]] = {}
+            for record in records:
+                for attachment in record.data.get("attachments", []):
+                    if attachment["network"] != network_name:
+                        continue
+                    for alias in [record.name, record.container_id[:12], f"{record.name}.{network_name}",
+                                  *attachment.get("aliases", [])]:  # fmt: skip
+                        table.setdefault(alias.lower(), []).append(attachment["address"])
+            directory = self.root / "networks" / network_name
+            if directory.is_dir():
+                _write_json(directory / "dns.json", table)
 
     # -- containers -------------------------------------------------------------------------------
 
@@ -307,12 +399,9 @@ class NativeEngine:
                 if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
                     return existing.container_id
                 raise errors.Conflict(f"container {request.name} exists and is owned by someone else")
-            if spec.networks:
-                raise _not_yet(f"attach container {request.name} to network {spec.networks[0].name}")
-            if spec.ports:
-                raise _not_yet(f"publish ports of container {request.name}")
-            if spec.network_mode.startswith("container:"):
-                raise _not_yet(f"share another container's network ({spec.network_mode})")
+            if spec.ports and spec.network_mode != "bridge":
+                raise errors.RuntimeFailed(f"container {request.name}: ports need networkMode bridge")
+            self._check_ports(request)
             if spec.volumes_from:
                 raise errors.RuntimeFailed(
                     f"container {request.name}: volumesFrom is not supported by the native engine yet"
@@ -350,15 +439,20 @@ class NativeEngine:
         rootfs = self.image_store.rootfs_mount(image, directory)
         mounts.mount(rootfs)
         hostname = spec.hostname or container_id[:12]
+        attachments, netns = self._connect(request, container_id, directory)
+        addresses = "".join(f"{a.address}\t{hostname}\n" for a in attachments[:1])
+        if attachments:
+            # The network's own DNS server on its gateway; it never forwards (see `dns`).
+            resolv = f"nameserver {attachments[0].gateway}\noptions ndots:0\n"
+        else:
+            resolv = "# reconciler: no network, no DNS\n"
         files = {
             "/etc/hostname": (directory / "hostname", f"{hostname}\n"),
             "/etc/hosts": (
                 directory / "hosts",
-                f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n",
+                f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addresses}",
             ),
-            # No nameserver: the container has no network to reach one yet, and it must never
-            # query the host's resolvers.
-            "/etc/resolv.conf": (directory / "resolv.conf", "# reconciler: no DNS on this network\n"),
+            "/etc/resolv.conf": (directory / "resolv.conf", resolv),
         }
         for path, text in files.values():
             path.write_text(text, encoding="utf-8")
@@ -377,7 +471,7 @@ class NativeEngine:
             rootfs=str(rootfs_path),
             volume_paths=volume_paths,
             files={target: str(path) for target, (path, _) in files.items()},
-            netns_path=None,
+            netns_path=netns,
         )
         config = bundles.build_config(request, image.config, environment)
         bundles.write(directory, config)
@@ -394,14 +488,80 @@ class NativeEngine:
             "stop_signal": bundles.stop_signal(spec, image.config),
             "resources": {"memory": spec.resources.memory, "cpus": spec.resources.cpus, "pids": spec.resources.pids},
             "cgroups_path": config["linux"]["cgroupsPath"],
+            "attachments": [dataclasses.asdict(a) for a in attachments],
         })  # fmt: skip
         record.save()
+        self._refresh_dns([a.network for a in attachments])
         return container_id
 
+    def _check_ports(self, request: plans.ContainerRequest) -> None:
+        """A host port taken by another container of ours, or by any process, fails the create."""
+        taken = {
+            (str(port.get("hostIP") or "0.0.0.0"), int(port["hostPort"]), str(port.get("protocol", "tcp"))): r.name  # noqa: S104
+            for r in self._records()
+            for port in r.data["spec"].get("ports", [])
+            if port.get("hostPort")
+        }
+        for port in request.spec.ports:
+            if port.host_port is None:
+                continue
+            ip = port.host_ip or "0.0.0.0"  # noqa: S104
+            for (other_ip, other_port, protocol), owner in taken.items():
+                same_address = ip == other_ip or "0.0.0.0" in (ip, other_ip)  # noqa: S104
+                if other_port == port.host_port and protocol == port.protocol and same_address:
+                    raise errors.Conflict(f"host port {port.host_port}/{port.protocol} is already published by {owner}")
+            kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_INET, kind) as probe:
+                try:
+                    probe.bind((ip, port.host_port))
+                except OSError as exc:
+                    raise errors.RuntimeFailed(
+                        f"host port {ip}:{port.host_port}/{port.protocol} is already in use ({exc.strerror})"
+                    ) from None
+
+    def _connect(
+        self, request: plans.ContainerRequest, container_id: str, directory: Path
+    ) -> tuple[list[networks.Attachment], str | None]:
+        """The container's network namespace: joined, host, or its own with veths and ports."""
+        spec = request.spec
+        if spec.network_mode == "host":
+            return [], None
+        if spec.network_mode.startswith("container:"):
+            peer = self._get(spec.network_mode.removeprefix("container:"))
+            return [], networks.netns_path(peer.container_id)
+        wanted: list[tuple[str, str | None, list[str]]] = []
+        if spec.network_mode == "bridge":
+            if spec.networks:
+                wanted = [(n.name, n.ipv4_address, list(n.aliases)) for n in spec.networks]
+            else:
+                if self.networks.get(DEFAULT_NETWORK) is None:
+                    self._create_network(DEFAULT_NETWORK, manifests.NetworkSpec(), {})
+                wanted = [(DEFAULT_NETWORK, None, [])]
+        for name, _, _ in wanted:
+            network = self.networks.get(name)
+            if network is None:
+                raise errors.NotFound(f"network {name} not found")
+            self._ensure_network_services(network)
+        attachments = self.networks.attach(container_id, wanted)
+        if attachments:
+            first = attachments[0]
+            bridge = networks.bridge_name(first.network)
+            for port in spec.ports:
+                firewall.publish(container_id, bridge=bridge, host_ip=port.host_ip, host_port=port.host_port or 0,
+                                 address=first.address, container_port=port.container_port,
+                                 protocol=port.protocol)  # fmt: skip
+        return attachments, networks.netns_path(container_id)
+
     def _discard(self, directory: Path, container_id: str) -> None:
-        """Undo a create or finish a remove: runtime state, rootfs mount, directory."""
+        """Undo a create or finish a remove: runtime state, network, rootfs mount, directory."""
         with contextlib.suppress(errors.EngineError):
             self.runtime.delete(container_id, force=True)
+        record = _read_json(directory / "container.json") or {}
+        attachments = record.get("attachments", [])
+        firewall.remove_owner(container_id)
+        self.networks.detach(container_id, [a["host_veth"] for a in attachments])
+        # A create that failed half-way may have veths the record does not list yet.
+        self.networks.detach(container_id, [f"rcv{container_id[:9]}{n}" for n in range(8)])
         rootfs = directory / "rootfs"
         if mounts.is_mounted(rootfs):
             mounts.unmount(rootfs, detach=True)
@@ -507,6 +667,7 @@ class NativeEngine:
                 return
             self._stop(record, 0.0)
             self._discard(record.directory, record.container_id)
+            self._refresh_dns([a["network"] for a in record.data.get("attachments", [])])
 
     def rename_container(self, name: str, new_name: str) -> None:
         with self._exclusive():
@@ -515,6 +676,7 @@ class NativeEngine:
                 raise errors.Conflict(f"container {new_name} already exists")
             record.data["name"] = new_name
             record.save()
+            self._refresh_dns([a["network"] for a in record.data.get("attachments", [])])
 
     def update_container(self, name: str, resources: manifests.Resources) -> None:
         with self._exclusive():

@@ -66,7 +66,15 @@ def prefix() -> str:
 def engine(root: Path, prefix: str) -> Iterator[native_engine.NativeEngine]:
     engine = native_engine.NativeEngine(root)
     yield engine
-    for name in sorted(engine.observe().containers):
+    actual = engine.observe()
+    for name in sorted(actual.containers):
         if name.startswith(prefix):
             engine.remove_container(name)
+    # Networks (with the implicit default one, which carries no owner labels) and volumes.
+    for network in engine.networks.all():
+        if network.name.startswith(prefix) or network.name == native_engine.DEFAULT_NETWORK:
+            engine.remove_network(network.name)
+    for name in sorted(engine.observe().volumes):
+        if name.startswith(prefix):
+            engine.remove_volume(name)
     engine.close()

@@ -1,0 +1,88 @@
+"""Name resolution on a native network: one small DNS server per network, on its gateway address.
+
+As aardvark-dns does for podman, each network gets a server process bound to ``<gateway>:53``
+(UDP) in the host's namespace; containers on the network have ``nameserver <gateway>`` in their
+``resolv.conf``. It answers ``A`` queries for container names, network aliases, short ids and
+``<name>.<network>`` from the network's ``dns.json`` (written by the engine under its lock, re-read
+when it changes). Every other name gets NXDOMAIN: the server never forwards a query anywhere,
+so no container query ever reaches the host's resolvers.
+
+Run as ``python -m reconciler.backends.native.dns <network dir> <gateway>``; ``dnslib`` (the only
+module that imports it) parses and builds the packets. It must stay small and stateless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
+TTL = 600  # Docker's embedded resolver answers with this TTL
+
+
+class Names:
+    """``dns.json``, re-read whenever its modification time changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mtime = -1.0
+        self.table: dict[str, list[str]] = {}
+
+    def lookup(self, name: str) -> list[str]:
+        with contextlib.suppress(OSError):
+            mtime = self.path.stat().st_mtime
+            if mtime != self.mtime:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.table = {str(k).lower(): [str(v) for v in vs] for k, vs in data.items()}
+                self.mtime = mtime
+        return self.table.get(name.lower().rstrip("."), [])
+
+
+def answer(query: bytes, names: Names) -> bytes | None:
+    """The reply to one query packet, or None for a packet that is not a DNS query."""
+    try:
+        request = DNSRecord.parse(query)
+    except Exception:  # dnslib raises several types for garbage
+        return None
+    reply = request.reply()
+    question = request.q
+    addresses = names.lookup(str(question.qname))
+    if not addresses:
+        reply.header.rcode = RCODE.NXDOMAIN
+    elif question.qtype in (QTYPE.A, QTYPE.ANY):
+        for address in addresses:
+            reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=TTL))
+    packet: bytes = reply.pack()
+    return packet
+
+
+def serve(directory: Path, gateway: str) -> None:
+    names = Names(directory / "dns.json")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((gateway, 53))
+    (directory / "dns.pid").write_text(str(os.getpid()))
+    while True:
+        data, client = server.recvfrom(4096)
+        packet = answer(data, names)
+        if packet is not None:
+            with contextlib.suppress(OSError):
+                server.sendto(packet, client)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m reconciler.backends.native.dns <network dir> <gateway>", file=sys.stderr)
+        return 2
+    serve(Path(args[0]), args[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Bridge networks for the native engine, with pyroute2 (the only module that imports it).
+
+A network is a Linux bridge (``rcbr-<8 hex>``, named from the network's name so that it fits in
+15 characters) holding the gateway address; a container gets its own network namespace
+(``/run/netns/rc-<id12>``) and, per network it joins, a veth pair whose host end is a port of the
+bridge (hairpin on, so a container can reach its own published port) and whose peer becomes
+``eth<N>`` inside, with its address, a MAC derived from it (``02:42:<ip>``, as Docker 20.10) and,
+on the first non-internal network, the default route.
+
+IPAM is a JSON file per network under the engine's lock: the gateway is the first host address,
+containers get the next free one from ``.2`` unless the manifest fixes it; subnets not given in
+the manifest come from ``10.233.0.0/16`` in /24s, skipping any that overlaps a host route or
+another network. State files are root-only.
+
+This module knows links, addresses and namespaces; it does not know containers' lifecycles,
+firewall rules (``firewall``) or DNS (``dns``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute, NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from reconciler import errors
+
+DEFAULT_POOL = ipaddress.IPv4Network("10.233.0.0/16")
+NETNS_DIR = Path("/run/netns")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Network:
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bridge": self.bridge, "subnet": self.subnet, "gateway": self.gateway,
+                "internal": self.internal, "labels": dict(self.labels)}  # fmt: skip
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Network:
+        return Network(
+            name=str(data["name"]), bridge=str(data["bridge"]), subnet=str(data["subnet"]),
+            gateway=str(data["gateway"]), internal=bool(data.get("internal", False)),
+            labels=dict(data.get("labels", {})),
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attachment:
+    """One container's place on one network."""
+
+    network: str
+    interface: str  # inside the container: eth0, eth1, ...
+    host_veth: str
+    address: str
+    prefixlen: int
+    gateway: str
+    aliases: tuple[str, ...] = ()
+
+
+def bridge_name(network: str) -> str:
+    return "rcbr-" + hashlib.sha256(network.encode()).hexdigest()[:8]
+
+
+def netns_name(container_id: str) -> str:
+    return f"rc-{container_id[:12]}"
+
+
+def netns_path(container_id: str) -> str:
+    return str(NETNS_DIR / netns_name(container_id))
+
+
+def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    found = []
+    with IPRoute() as ipr:
+        for route in ipr.get_routes(family=2):
+            destination = route.get_attr("RTA_DST")
+            if destination:
+                found.append(ipaddress.IPv4Network(f"{destination}/{route['dst_len']}", strict=False))
+    return found
+
+
+class Networks:
+    """The engine's bridge networks under ``<root>/networks``; callers hold the engine's lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def get(self, name: str) -> Network | None:
+        data = _read_json(self._dir(name) / "network.json")
+        return Network.from_json(data) if data else None
+
+    def all(self) -> list[Network]:
+        if not self.root.is_dir():
+            return []
+        return [n for n in (self.get(entry.name) for entry in sorted(self.root.iterdir())) if n is not None]
+
+    # -- networks ---------------------------------------------------------------------------------
+
+    def create(self, name: str, *, subnet: str | None, gateway: str | None, internal: bool,
+               labels: Mapping[str, str]) -> Network:  # fmt: skip
+        others = [ipaddress.IPv4Network(n.subnet) for n in self.all() if n.name != name]
+        if subnet is None:
+            subnet = str(self._free_subnet(others))
+        else:
+            wanted = ipaddress.IPv4Network(subnet)
+            for other in others:
+                if wanted.overlaps(other):
+                    raise errors.Conflict(f"network {name}: subnet {subnet} overlaps another network's {other}")
+        net = ipaddress.IPv4Network(subnet)
+        gateway = gateway or str(next(net.hosts()))
+        network = Network(name=name, bridge=bridge_name(name), subnet=subnet, gateway=gateway,
+                          internal=internal, labels=dict(labels))  # fmt: skip
+        directory = self._dir(name)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=network.bridge):
+                try:
+                    ipr.link("add", ifname=network.bridge, kind="bridge")
+                except NetlinkError as exc:
+                    raise errors.RuntimeFailed(f"creating bridge {network.bridge}: {exc}") from exc
+            index = ipr.link_lookup(ifname=network.bridge)[0]
+            with contextlib.suppress(NetlinkError):  # already there after a half-done create
+                ipr.addr("add", index=index, address=gateway, prefixlen=net.prefixlen)
+            ipr.link("set", index=index, state="up")
+        # Published ports on 127.0.0.1 are DNATed to the bridge: the kernel must accept loopback
+        # sources on it (route_localnet), and forward at all.
+        _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
+        _sysctl("net/ipv4/ip_forward", "1")
+        _write_json(directory / "network.json", network.to_json())
+        if not (directory / "ipam.json").exists():
+            _write_json(directory / "ipam.json", {})
+        return network
+
+    def _free_subnet(self, others: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+        taken = [*others, *_host_routes()]
+        for candidate in DEFAULT_POOL.subnets(new_prefix=24):
+            if not any(candidate.overlaps(other) for other in taken):
+                return candidate
+        raise errors.RuntimeFailed(f"no free /24 left in {DEFAULT_POOL} for a new network")
+
+    def remove(self, name: str) -> None:
+        network = self.get(name)
+        if network is None:
+            return
+        in_use = sorted(set(_read_json(self._dir(name) / "ipam.json").values()))
+        if in_use:
+            raise errors.RuntimeFailed(f"network {name} is in use by container(s) {', '.join(c[:12] for c in in_use)}")
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=network.bridge):
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", index=index)
+        for leftover in ("network.json", "ipam.json", "dns.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (self._dir(name) / leftover).unlink()
+        with contextlib.suppress(OSError):
+            self._dir(name).rmdir()
+
+    # -- containers -------------------------------------------------------------------------------
+
+    def allocate(self, name: str, container_id: str, wanted: str | None) -> str:
+        network = self.get(name)
+        if network is None:
+            raise errors.NotFound(f"network {name} not found")
+        path = self._dir(name) / "ipam.json"
+        table = _read_json(path)
+        for address, owner in table.items():
+            if owner == container_id:
+                return str(address)
+        net = ipaddress.IPv4Network(network.subnet)
+        if wanted is not None:
+            if ipaddress.IPv4Address(wanted) not in net or wanted == network.gateway:
+                raise errors.RuntimeFailed(f"address {wanted} is not usable on network {name} ({network.subnet})")
+            if wanted in table:
+                raise errors.Conflict(f"address {wanted} on network {name} is already in use")
+            address = wanted
+        else:
+            address = next((str(h) for h in net.hosts() if str(h) != network.gateway and str(h) not in table), "")
+            if not address:
+                raise errors.RuntimeFailed(f"network {name} has no free address left in {network.subnet}")
+        table[address] = container_id
+        _write_json(path, table)
+        return address
+
+    def release(self, container_id: str) -> None:
+        for network in self.all():
+            path = self._dir(network.name) / "ipam.json"
+            table = _read_json(path)
+            kept = {address: owner for address, owner in table.items() if owner != container_id}
+            if kept != table:
+                _write_json(path, kept)
+
+    def attach(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
+        """A fresh netns for the container, with one veth per ``(network, ipv4 or None, aliases)``."""
+        name = netns_name(container_id)
+        if not (NETNS_DIR / name).exists():
+            netns.create(name)
+        attachments: list[Attachment] = []
+        default_set = False
+        for position, (network_name, wanted, aliases) in enumerate(requests):
+            network = self.get(network_name)
+            if network is None:
+                raise errors.NotFound(f"network {network_name} not found")
+            address = self.allocate(network_name, container_id, wanted)
+            prefixlen = ipaddress.IPv4Network(network.subnet).prefixlen
+            host_veth = f"rcv{container_id[:9]}{position}"
+            peer = f"rcp{container_id[:9]}{position}"
+            interface = f"eth{position}"
+            with IPRoute() as ipr:
+                for stale in ipr.link_lookup(ifname=host_veth):
+                    ipr.link("del", index=stale)
+                ipr.link("add", ifname=host_veth, kind="veth", peer=peer)
+                host_index = ipr.link_lookup(ifname=host_veth)[0]
+                peer_index = ipr.link_lookup(ifname=peer)[0]
+                ipr.link("set", index=peer_index, net_ns_fd=name)
+                bridge_index = ipr.link_lookup(ifname=network.bridge)[0]
+                ipr.link("set", index=host_index, master=bridge_index)
+                ipr.link("set", index=host_index, state="up")
+                # IFLA_BRPORT_MODE is the attribute that really sets hairpin (engine-notes §5.3).
+                ipr.brport("set", index=host_index, mode=1)
+            with NetNS(name) as ns:
+                index = ns.link_lookup(ifname=peer)[0]
+                ns.link("set", index=index, ifname=interface)
+                mac = "02:42:" + ":".join(f"{int(octet):02x}" for octet in address.split("."))
+                ns.link("set", index=index, address=mac)
+                ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+                ns.link("set", index=index, state="up")
+                loopback = ns.link_lookup(ifname="lo")[0]
+                ns.link("set", index=loopback, state="up")
+                if not network.internal and not default_set:
+                    ns.route("add", dst="0.0.0.0/0", gateway=network.gateway)
+                    default_set = True
+            attachments.append(Attachment(network=network_name, interface=interface, host_veth=host_veth,
+                                          address=address, prefixlen=prefixlen, gateway=network.gateway,
+                                          aliases=tuple(aliases)))  # fmt: skip
+        if not attachments:
+            with NetNS(name) as ns:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        return attachments
+
+    def detach(self, container_id: str, host_veths: Iterable[str]) -> None:
+        """Remove the container's veths (the peers go with them), its netns and its addresses."""
+        with IPRoute() as ipr:
+            for host_veth in host_veths:
+                for index in ipr.link_lookup(ifname=host_veth):
+                    with contextlib.suppress(NetlinkError):
+                        ipr.link("del", index=index)
+        name = netns_name(container_id)
+        if (NETNS_DIR / name).exists():
+            with contextlib.suppress(OSError):
+                netns.remove(name)
+        self.release(container_id)
+
+    def interface_stats(self, container_id: str) -> dict[str, dict[str, int]]:
+        """rx/tx counters per interface inside the container's netns (``docker stats`` NET I/O)."""
+        name = netns_name(container_id)
+        if not (NETNS_DIR / name).exists():
+            return {}
+        result: dict[str, dict[str, int]] = {}
+        with NetNS(name) as ns:
+            for link in ns.get_links():
+                stats = link.get_attr("IFLA_STATS64") or {}
+                ifname = str(link.get_attr("IFLA_IFNAME"))
+                if ifname != "lo":
+                    result[ifname] = {
+                        key: int(stats.get(key, 0)) for key in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+                    }
+        return result
+
+
+def _sysctl(name: str, value: str) -> None:
+    path = Path("/proc/sys") / name
+    try:
+        if path.read_text().strip() != value:
+            path.write_text(value)
+    except OSError as exc:
+        raise errors.RuntimeFailed(f"setting {name.replace('/', '.')}={value}: {exc.strerror}") from exc
