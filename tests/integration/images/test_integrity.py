@@ -146,3 +146,100 @@ def test_killed_pull_process_resumes(
     assert max(e.resumed_from for e in events) > 0
     top = store.snapshots.lowers(image.layers[-1].chain_id)[0]
     assert (top / "random.bin").read_bytes() == blob.read_bytes()
+
+
+class _RangeIgnoringProxy:
+    """Forwards to a registry; cuts the first download of every blob after ``cut`` bytes, and
+    ignores ``Range`` (answers 200 with the whole blob), like some CDNs do."""
+
+    def __init__(self, upstream: str, cut: int) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        proxy = self
+        self.cut_done: set[str] = set()
+        self.ranges: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _forward(self, method: str) -> None:
+                if self.headers.get("Range"):
+                    proxy.ranges.append(self.headers["Range"])
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")}
+                request = urllib.request.Request(f"http://{upstream}{self.path}", method=method, headers=headers)
+                try:
+                    with urllib.request.urlopen(request) as response:
+                        status, reply_headers, body = response.status, response.headers, response.read()
+                except urllib.error.HTTPError as exc:
+                    status, reply_headers, body = exc.code, exc.headers, exc.read()
+                self.send_response(status)
+                for key, value in reply_headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if method == "HEAD":
+                    return
+                if "/blobs/" in self.path and len(body) > cut and self.path not in proxy.cut_done:
+                    proxy.cut_done.add(self.path)
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_HEAD(self) -> None:
+                self._forward("HEAD")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", registry.free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_download_restarted_by_a_server_ignoring_range_still_unpacks_correctly(
+    fresh_registry: registry.Registry, store_for: StoreFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.backends.native import layers
+
+    fallbacks: list[Path] = []
+    real_apply = layers.apply
+
+    def counting_apply(blob: Path, root: Path, **kwargs: object) -> layers.Applied:
+        fallbacks.append(blob)
+        return real_apply(blob, root, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layers, "apply", counting_apply)
+    layout = images.OciLayout(tmp_path / "oci")
+    blob = images.random_file(tmp_path / "random.bin", 8 * 1024 * 1024, seed=3)
+    layer = images.TarBuilder().big_file("random.bin", blob).build()
+    layout.tag("r", layout.add_image([layer], compression="gzip").descriptor)
+    fresh_registry.push(layout, "r", "test/range:1")
+    proxy = _RangeIgnoringProxy(fresh_registry.host, cut=3 * 1024 * 1024)
+    try:
+        store = store_for(fresh_registry)
+        image = store.pull(f"{proxy.host}/test/range:1")
+    finally:
+        proxy.stop()
+    assert proxy.ranges, "the client should have asked to resume"
+    # The streamed unpack saw the restart and redid the layer from the verified blob.
+    assert len(fallbacks) == 1
+    top = store.snapshots.lowers(image.layers[-1].chain_id)[0]
+    assert (top / "random.bin").read_bytes() == blob.read_bytes()
+    assert store.content.partials() == []
