@@ -21,6 +21,7 @@ import ctypes.util
 import dataclasses
 import errno
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def is_mounted(target: Path | str) -> bool:
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         for line in handle:
             fields = line.split()
-            if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == wanted:
+            # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+            if len(fields) > 4 and re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]) == wanted:
                 return True
     return False

@@ -389,7 +389,7 @@ def _retry_after(response: requests.Response, default: float) -> float:
 # The client
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Token:
     value: str = dataclasses.field(repr=False)
     expires: float
