@@ -708,7 +708,17 @@ class DockerEngine:
         if timeout is None:
             stdout, stderr = run()
         else:
-            future = self._parallel().submit(run)
+            # Docker cannot cancel an exec; the waiting is abandoned to its own thread (not the
+            # observe pool, which a hung command would otherwise block).
+            future: concurrent.futures.Future[tuple[bytes | None, bytes | None]] = concurrent.futures.Future()
+
+            def waiter() -> None:
+                try:
+                    future.set_result(run())
+                except BaseException as exc:  # handed to the caller through the future
+                    future.set_exception(exc)
+
+            threading.Thread(target=waiter, name=f"docker-exec-{name}", daemon=True).start()
             try:
                 stdout, stderr = future.result(timeout=timeout)
             except concurrent.futures.TimeoutError:
@@ -729,7 +739,8 @@ class DockerEngine:
             stream = self.api.events(filters=filters, decode=True)
         # The stream blocks until the daemon sends something; closing it from a watcher thread is
         # how ``stop`` interrupts a quiet stream (the SDK's CancellableStream then ends cleanly).
-        closer = threading.Thread(target=_close_when_set, args=(stop, stream), daemon=True)
+        finished = threading.Event()
+        closer = threading.Thread(target=_close_when_set, args=(stop, finished, stream), daemon=True)
         closer.start()
         try:
             while not stop.is_set():
@@ -742,6 +753,7 @@ class DockerEngine:
                 if event is not None and not stop.is_set():
                     yield event
         finally:
+            finished.set()
             stream.close()
 
     def close(self) -> None:
@@ -814,8 +826,11 @@ def _log_line(stream_id: int, raw_line: bytes) -> engine.LogLine:
     return engine.LogLine(stream="stderr" if stream_id == 2 else "stdout", time=moment, text=message)
 
 
-def _close_when_set(stop: threading.Event, stream: Any) -> None:
-    stop.wait()
+def _close_when_set(stop: threading.Event, finished: threading.Event, stream: Any) -> None:
+    """Close ``stream`` once ``stop`` is set; give up when the consumer has finished anyway."""
+    while not stop.wait(0.2):
+        if finished.is_set():
+            return
     with contextlib.suppress(Exception):
         stream.close()
 

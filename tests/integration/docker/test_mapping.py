@@ -231,3 +231,14 @@ def test_unreachable_daemon_raises_unavailable(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
     with pytest.raises(errors.Unavailable, match="Docker daemon unreachable at unix://"):
         docker_backend.DockerEngine.from_env()
+
+
+def test_exec_timeout_and_output(engine: docker_backend.DockerEngine, image: str, prefix: str) -> None:
+    engine.pull_image(image)
+    name = f"{prefix}busy"
+    engine.create_container(_request(name, "x", {"image": image, "stopTimeout": "1s"}))
+    engine.start_container(name)
+    result = engine.exec(name, ["sh", "-c", "echo to-out; echo to-err >&2; exit 5"])
+    assert (result.exit_code, result.stdout, result.stderr) == (5, b"to-out\n", b"to-err\n")
+    with pytest.raises(errors.RuntimeFailed, match="did not finish within"):
+        engine.exec(name, ["sleep", "5"], timeout=0.5)

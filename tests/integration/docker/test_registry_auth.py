@@ -56,15 +56,15 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory, password: str) -> It
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)  # noqa: S310
-        except urllib.error.HTTPError:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                break
+        except urllib.error.HTTPError as exc:
+            exc.close()
             break  # 401: up, and asking for credentials
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()[-1000:]}")
             time.sleep(0.1)
-        else:
-            break
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
