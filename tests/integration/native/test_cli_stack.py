@@ -1,0 +1,95 @@
+"""The example stack, end to end on the embedded default engine, through the command line.
+
+Mirrors the docker backend's scenario: apply → the service answers; apply again → nothing to do;
+an env change recreates exactly one container and the volume keeps its data; a memory change is
+applied in place; removing a container from the manifests removes it and keeps the volume;
+``--prune-volumes`` removes the volume.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from reconciler import cli
+from reconciler.backends.native import engine as native_engine
+from tests.support import images
+
+ROOT = Path(__file__).parents[3]
+
+
+def stack_text(prefix: str, port: int, *, level: str = "info", memory: str = "64Mi", with_api: bool = True) -> str:
+    text = (ROOT / "manifests" / "shop.yaml").read_text()
+    text = text.replace("shop-", f"{prefix}").replace("stack: shop", f"stack: {prefix}stack")
+    text = text.replace("10.231.5.", "10.231.81.").replace("18080", str(port))
+    text = text.replace("LOG_LEVEL: info", f"LOG_LEVEL: {level}").replace("memory: 64Mi", f"memory: {memory}")
+    if not with_api:
+        documents = text.split("\n---\n")
+        text = "\n---\n".join(d for d in documents if f"name: {prefix}api" not in d)
+        text = text.replace(f"  dependsOn: [{prefix}api]\n", "")
+    return text
+
+
+@pytest.fixture
+def loaded(root: Path, tmp_path: Path) -> Path:
+    layout = images.OciLayout(tmp_path / "oci")
+    images.busybox_image(layout, "127.0.0.1:5000/reconciler/busybox:1")
+    tarball = layout.tarball(tmp_path / "image.tar")
+    native_engine.NativeEngine(root).image_store.load(tarball)
+    return root
+
+
+def get(url: str) -> bytes:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bytes(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_example_stack_on_the_native_engine(loaded: Path, engine: native_engine.NativeEngine, prefix: str,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    port = 21000 + int(prefix[1:5], 16) % 20000
+    manifest = tmp_path / "stack.yaml"
+    base = ["--engine", "native", "--root", str(loaded)]
+    manifest.write_text(stack_text(prefix, port))
+    assert cli.main([*base, "apply", "-f", str(manifest)]) == 0
+    assert get(f"http://127.0.0.1:{port}/") == b"hello from the shop\n"
+    first = engine.observe().containers
+    assert {c.state for c in first.values()} == {"running"}
+
+    capsys.readouterr()
+    assert cli.main([*base, "plan", "-f", str(manifest)]) == 0
+    assert "No changes" in capsys.readouterr().out
+
+    manifest.write_text(stack_text(prefix, port, level="debug"))
+    assert cli.main([*base, "apply", "-f", str(manifest)]) == 0
+    second = engine.observe().containers
+    changed = {name for name in first if first[name].container_id != second[name].container_id}
+    assert changed == {f"{prefix}api"}
+    assert engine.exec(f"{prefix}db", ["cat", "/data/state"]).stdout == b"ready\n"
+
+    manifest.write_text(stack_text(prefix, port, level="debug", memory="128Mi"))
+    assert cli.main([*base, "apply", "-f", str(manifest)]) == 0
+    third = engine.observe().containers
+    assert third[f"{prefix}db"].container_id == second[f"{prefix}db"].container_id
+    assert third[f"{prefix}db"].resources.memory == 128 * 2**20
+
+    manifest.write_text(stack_text(prefix, port, level="debug", memory="128Mi", with_api=False))
+    assert cli.main([*base, "apply", "-f", str(manifest)]) == 0
+    assert set(engine.observe().containers) == {f"{prefix}db", f"{prefix}web"}
+
+    assert cli.main([*base, "delete", "--stack", f"{prefix}stack"]) == 0
+    after = engine.observe()
+    assert not after.containers and not after.networks
+    assert set(after.volumes) == {f"{prefix}data"}
+    assert cli.main([*base, "delete", "--stack", f"{prefix}stack", "--prune-volumes"]) == 0
+    assert not engine.observe().volumes
