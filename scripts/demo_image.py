@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import images  # noqa: E402 (after the path set-up above)
+from tests.support import images
 
 DEFAULT_REFERENCE = "127.0.0.1:5000/reconciler/busybox:1"
 
