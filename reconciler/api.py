@@ -344,7 +344,7 @@ class Server:
 
     def start(self) -> None:
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 2.0},
                                       name="api", daemon=True)  # fmt: skip
             thread.start()
             self._threads.append(thread)

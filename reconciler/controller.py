@@ -64,6 +64,8 @@ REQUEUE_BASE = 0.005
 REQUEUE_MAX = 1000.0
 DEFAULT_RELIST = 20.0
 DEFAULT_RESYNC = 20.0
+# A resync this long after a stop/destroy event (lets a burst of events and our own passes end).
+EVENT_RESYNC_DELAY = 0.5
 # When no backoff is written, Docker's restart manager's numbers apply (design §5).
 DEFAULT_BACKOFF = manifests.Backoff()
 _EVENT_BUFFER = 1000
@@ -655,6 +657,7 @@ class Controller:
         self._state_dir = state_dir
         self._lock = threading.RLock()
         self._wake = threading.Condition()
+        self._wake_generation = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._probe_pool = futures.ThreadPoolExecutor(4, "probe") if threaded_probes else None
@@ -699,8 +702,8 @@ class Controller:
     def handle_event(self, event: engine.Event) -> None:
         """An engine event: a ``die`` of a container the controller restarts schedules a restart.
 
-        Removals (``docker rm``) and stops by hand are not acted on here: the periodic resync
-        finds them, heals them and reports them as drift (our own recreates emit the same events).
+        A ``stop`` or ``destroy`` of a declared container brings the next resync forward: it finds
+        what was stopped or removed by hand, reports it as drift and heals it.
         """
         if event.action == "start":
             desired = self._desired_container(event.name)
@@ -711,6 +714,13 @@ class Controller:
                 if state is None or state.container_id != event.container_id:
                     state = self._restarts[event.name] = RestartState(container_id=event.container_id)
                 state.started_at = self.clock.monotonic()
+            return
+        if event.action in ("stop", "destroy"):
+            # Possibly someone's ``docker stop``/``docker rm``: resync shortly instead of waiting
+            # for the periodic one. Our own recreates cause these too; the resync skips stacks
+            # with a pass under way and reports nothing for converged ones.
+            if self._desired_container(event.name) is not None:
+                self.queue.add_after(RESYNC_KEY, EVENT_RESYNC_DELAY)
             return
         if event.action != "die":
             return
@@ -1171,6 +1181,7 @@ class Controller:
                 state.failing_streak += 1
                 if state.failing_streak >= check.retries and state.status != "unhealthy":
                     state.status, changed = "unhealthy", "unhealthy"
+        self._notify()  # the timer sleeps until the next due probe: this one's is new
         if changed is None:
             return
         self._report("health", container.stack, name, f"{changed} (probe exit {code})")
@@ -1413,6 +1424,7 @@ class Controller:
 
     def _notify(self) -> None:
         with self._wake:
+            self._wake_generation += 1
             self._wake.notify_all()
 
     # -- threads --------------------------------------------------------------------------------
@@ -1447,17 +1459,22 @@ class Controller:
 
     def _worker(self) -> None:
         while not self._stop.is_set():
-            key = self.queue.get(timeout=1.0)
+            key = self.queue.get()  # blocks without polling; shutdown() wakes it
             if key is None:
                 continue
             self.process(key)
 
     def _timer(self) -> None:
+        # No polling: the timer sleeps until the next re-list, resync or probe is due (idle CPU is
+        # a target), and ``_notify`` wakes it when something new is scheduled. The generation
+        # counter closes the window between computing the sleep and starting it.
         while not self._stop.is_set():
+            with self._wake:
+                generation = self._wake_generation
             delay = self.tick()
             with self._wake:
-                if not self._stop.is_set():
-                    self._wake.wait(min(delay, 1.0))
+                if not self._stop.is_set() and generation == self._wake_generation:
+                    self._wake.wait(delay)
 
     def _event_reader(self) -> None:
         failures = 0

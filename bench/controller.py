@@ -1,0 +1,302 @@
+"""Bench: the controller (``reconcile watch``) on the docker backend.
+
+    python bench/controller.py [--rounds 10] [--containers 100] [--idle-seconds 60]
+
+Measures, against the running dockerd, with a busybox-static image imported locally:
+
+* **folder latency**: a manifest renamed into the watched folder → Docker's ``start`` event of
+  its container; shown next to the engine's own start latency (a bare create + start through the
+  same backend), since the target is "≤ 0.3 s plus the engine's start latency";
+* **restart reaction**: a container under ``restart: always`` with a custom backoff (so the
+  controller owns its restarts) exits with code 1 → Docker's next ``start`` event; also the
+  controller's own part (exit seen → start requested, from its ``restart`` events) and, for
+  comparison, Docker's own restart manager on the same container without a custom backoff;
+* **idle cost** with ``--containers`` running containers (10 per manifest file): the daemon's
+  CPU (share of one core, from /proc/PID/stat over ``--idle-seconds``, resyncs included) and RSS.
+
+Targets (issue 4): folder latency ≤ 0.3 s + engine start latency; first restart within 0.2 s of
+the exit; idle CPU ≤ 0.5 % of one core; RSS ≤ 80 MiB. Everything the bench creates is named
+``cbench<hex>-…`` and removed at the end; the daemon runs with its state in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from reconciler import api  # noqa: E402 (after the path set-up, so the checkout is benchmarked)
+
+BUSYBOX = Path("/bin/busybox")
+# The module run as ``reconcile`` (``watch`` is one of its subcommands).
+ENTRY = "reconciler.cli_daemon"
+SERVICE = """[sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']"""
+
+
+def rootfs() -> bytes:
+    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("bin", "etc", "proc", "sys", "dev", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        data = BUSYBOX.read_bytes()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+    return buffer.getvalue()
+
+
+def manifest(name: str, image: str, *, command: str = SERVICE, extra: str = "") -> str:
+    return (
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  image: {image}\n  pullPolicy: Never\n  command: {command}\n  stopTimeout: 1s\n"
+        + "".join(f"  {line}\n" for line in extra.splitlines())
+    )
+
+
+def drop(folder: Path, name: str, text: str) -> float:
+    """Write a manifest atomically into the folder; returns the wall time of the rename."""
+    temporary = folder / f".{name}.tmp"
+    temporary.write_text(text)
+    moment = time.time()
+    temporary.rename(folder / name)
+    return moment
+
+
+class Starts:
+    """Docker's ``start``/``die`` events of the bench's containers, with Docker's timestamps."""
+
+    def __init__(self, client: docker.DockerClient, prefix: str) -> None:
+        self.events: list[tuple[float, str, str]] = []
+        self.lock = threading.Lock()
+        self.stream = client.api.events(decode=True, filters={"type": "container", "event": ["start", "die"]})
+        self.prefix = prefix
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            for item in self.stream:
+                name = str((item.get("Actor") or {}).get("Attributes", {}).get("name", ""))
+                if name.startswith(self.prefix):
+                    with self.lock:
+                        self.events.append((item["timeNano"] / 1e9, str(item["Action"]), name))
+
+    def wait_for(self, name: str, action: str, after: float, timeout: float = 30.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for moment, what, who in self.events:
+                    if who == name and what == action and moment >= after:
+                        return moment
+            time.sleep(0.005)
+        raise TimeoutError(f"no {action} of {name} within {timeout}s")
+
+    def of(self, name: str) -> list[tuple[float, str]]:
+        with self.lock:
+            return [(moment, what) for moment, what, who in self.events if who == name]
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class Daemon:
+    def __init__(self, folder: Path, root: Path, *, resync: float) -> None:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket = str(root / "api.sock")
+        self.log = (root / "daemon.log").open("ab")
+        command = [sys.executable, "-m", ENTRY, "--engine", "docker", "--root", str(root),
+                   "watch", str(folder), "--socket", self.socket, "--resync", str(resync)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=ROOT)
+        self.client = api.Client(self.socket)
+        deadline = time.monotonic() + 30
+        while self.client.ping() is None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise SystemExit(f"the daemon did not start; see {root / 'daemon.log'}")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def engine_start_latency(client: docker.DockerClient, image: str, prefix: str, rounds: int) -> list[float]:
+    """create + start through the SDK (what a pass does for a new container), per round."""
+    samples = []
+    for index in range(rounds):
+        name = f"{prefix}-bare{index}"
+        started = time.monotonic()
+        container = client.api.create_container(image, command=["sleep", "3600"], name=name)
+        client.api.start(container["Id"])
+        samples.append(time.monotonic() - started)
+    return samples
+
+
+def restart_gaps(starts: Starts, name: str, count: int, timeout: float = 60.0) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        timeline = starts.of(name)
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(timeline) if a[1] == "die" and b[1] == "start"]
+        if len(gaps) >= count:
+            return gaps[:count]
+        time.sleep(0.05)
+    return []
+
+
+def show(label: str, value: str, target: str = "", ok: bool | None = None) -> None:
+    verdict = "" if ok is None else ("  ✓" if ok else "  ✗")
+    print(f"  {label:<44} {value:>14}   {target}{verdict}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--containers", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--resync", type=float, default=20.0, help="the daemon's --resync (default 20 s)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the bench needs root (it drives dockerd)")
+    if not BUSYBOX.exists():
+        raise SystemExit("/bin/busybox is missing (Debian package busybox-static)")
+    client = docker.from_env(timeout=300)
+    prefix = f"cbench{secrets.token_hex(3)}"
+    image = f"{prefix}/busybox:1"
+    client.api.import_image_from_data(rootfs(), repository=image.rsplit(":", 1)[0], tag="1",
+                                      changes=["ENV PATH=/bin"])  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="cbench-"))
+    folder = work / "manifests"
+    folder.mkdir()
+    starts = Starts(client, prefix)
+    daemon = Daemon(folder, work / "root", resync=args.resync)
+    results: dict[str, Any] = {}
+    try:
+        print(f"controller bench: prefix {prefix}, dockerd {client.version()['Version']}, {os.cpu_count()} CPUs")
+        # -- engine start latency, then folder latency -----------------------------------------
+        bare = engine_start_latency(client, image, prefix, args.rounds)
+        latencies = []
+        for index in range(args.rounds):
+            name = f"{prefix}-lat{index}"
+            written = drop(folder, f"{name}.yaml", manifest(name, image))
+            latencies.append(starts.wait_for(name, "start", written - 0.001) - written)
+            time.sleep(0.6)  # the next file is a separate save, not the same debounce burst
+        # -- restart reaction ---------------------------------------------------------------------
+        owned = f"{prefix}-crash"
+        crash = "[sh, -c, 'sleep 1; exit 1']"
+        backoff = "restart: {policy: always, backoff: {initial: 100ms, factor: 2}}"
+        drop(folder, f"{owned}.yaml", manifest(owned, image, command=crash, extra=backoff))
+        owned_gaps = restart_gaps(starts, owned, 3)
+        events = [e for e in daemon.client.events(follow=False) if e["kind"] == "restart" and e["name"] == owned]
+        controller_part = [
+            float(e["message"].split(" after ")[1].split("s ")[0]) for e in events if " after " in e["message"]
+        ]
+        (folder / f"{owned}.yaml").unlink()
+        native = f"{prefix}-dockerown"
+        drop(folder, f"{native}.yaml", manifest(native, image, command=crash, extra="restart: {policy: always}"))
+        docker_gaps = restart_gaps(starts, native, 3)
+        (folder / f"{native}.yaml").unlink()
+        for index in range(args.rounds):
+            (folder / f"{prefix}-lat{index}.yaml").unlink()
+        # -- idle with N containers -----------------------------------------------------------------
+        per_file = 10
+        for group in range(args.containers // per_file):
+            text = "---\n".join(manifest(f"{prefix}-idle{group}-{i}", image) for i in range(per_file))
+            drop(folder, f"{prefix}-idle{group}.yaml", text)
+        deadline = time.monotonic() + 600
+        while True:
+            running = list(client.api.containers(filters={"name": f"{prefix}-idle"}))
+            if len(running) >= args.containers:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(running)} of {args.containers} containers running after 600 s")
+            time.sleep(1.0)
+        time.sleep(5.0)  # let the last passes and the first resync finish
+        cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
+        time.sleep(args.idle_seconds)
+        cpu = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before) * 100
+        rss = daemon.rss_mib()
+        results = {
+            "latency": latencies,
+            "bare": bare,
+            "owned": owned_gaps,
+            "docker": docker_gaps,
+            "cpu": cpu,
+            "rss": rss,
+        }
+
+        engine = statistics.median(bare)
+        folder_latency = statistics.median(latencies)
+        print("\nwatched folder → container started (Docker's start event), median of", args.rounds)
+        show("folder latency", f"{folder_latency * 1000:.0f} ms", f"target ≤ 300 ms + engine {engine * 1000:.0f} ms",
+             folder_latency <= 0.3 + engine)  # fmt: skip
+        show("  of which the controller's (latency − engine)", f"{(folder_latency - engine) * 1000:.0f} ms", "≤ 300 ms")
+        show("engine create+start latency (bare SDK)", f"{engine * 1000:.0f} ms")
+        print("\nrestart reaction (exit → Docker's next start event), first three restarts")
+        if owned_gaps:
+            show("controller-owned, backoff 100 ms ×2", " / ".join(f"{g * 1000:.0f}" for g in owned_gaps) + " ms",
+                 "first ≤ 200 ms", owned_gaps[0] <= 0.2)  # fmt: skip
+        if controller_part:
+            part = " / ".join(f"{g * 1000:.0f}" for g in controller_part[:3]) + " ms"
+            show("  controller's part (exit seen → start asked)", part, "backoff 100 / 200 / 400 ms")
+        if docker_gaps:
+            show(
+                "Docker's own restart manager (same container)",
+                " / ".join(f"{g * 1000:.0f}" for g in docker_gaps) + " ms",
+            )
+        window = f"over {args.idle_seconds:g} s, resync every {args.resync:g} s"
+        print(f"\nidle with {args.containers} running containers, {window}")
+        show("controller CPU", f"{cpu:.2f} % core", "target ≤ 0.5 %", cpu <= 0.5)
+        show("controller RSS", f"{rss:.1f} MiB", "target ≤ 80 MiB", rss <= 80)
+    finally:
+        daemon.stop()
+        starts.close()
+        for container in client.api.containers(all=True, filters={"name": prefix}):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_container(container["Id"], force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(image, force=True)
+        client.close()
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
