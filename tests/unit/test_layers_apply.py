@@ -205,3 +205,25 @@ def test_random_names_never_escape(tmp_path_factory: pytest.TempPathFactory, nam
         layers.apply(blob, root)
     assert os.listdir(outside) == []
     assert sorted(os.listdir(base)) == ["blob", "outside", "root"]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_long_names_in_every_tar_format(tmp_path: Path, fmt: int) -> None:
+    import io
+
+    long_dir = "d" * 90
+    name = f"{long_dir}/{'n' * (99 if fmt == tarfile.USTAR_FORMAT else 150)}"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+        link = tarfile.TarInfo("link")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/" + "t" * (99 if fmt == tarfile.USTAR_FORMAT else 300)
+        tar.addfile(link)
+    data = buffer.getvalue()
+    applied = _apply(tmp_path, data, compression="gzip", expected=images.sha256(data))
+    assert applied.entries == 2
+    assert (tmp_path / "root" / name).read_bytes() == b"hello"
+    assert os.readlink(tmp_path / "root/link") == link.linkname

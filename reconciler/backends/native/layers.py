@@ -80,6 +80,30 @@ class Applied:
 # Decompression and hashing
 
 
+class _TarView:
+    """``_HashingReader`` as the seekable file ``tarfile`` expects: reads return exact sizes."""
+
+    def __init__(self, reader: _HashingReader) -> None:
+        self._reader = reader
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self._reader.read(-1)
+        return self._reader.read_exact(size)
+
+    def tell(self) -> int:
+        return self._reader.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._reader.seek(offset, whence)
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
 class _HashingReader:
     """A read-only stream that decompresses (gzip/zstd/none) and hashes the uncompressed bytes.
 
@@ -155,6 +179,41 @@ class _HashingReader:
         self._hasher.update(data)
         self.size += len(data)
         return data
+
+    # tarfile's seekable mode ("r:") reads members straight from this object, which saves the
+    # copies of its stream mode; it only ever seeks forward (skipping unread data and padding),
+    # and asks for exact sizes. Every byte still passes through read(), so the hash is complete.
+
+    def read_exact(self, size: int) -> bytes:
+        first = self.read(size)
+        if len(first) == size or not first:
+            return first
+        parts = [first]
+        missing = size - len(first)
+        while missing:
+            chunk = self.read(missing)
+            if not chunk:
+                break
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self.size:
+            raise LayerError("layer stream cannot seek backwards")
+        while self.size < offset:
+            if not self.read(min(offset - self.size, _CHUNK)):
+                break
+        return self.size
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
 
     def drain(self) -> None:
         """Read to the end: the diff_id covers tar padding after the end-of-archive blocks."""
@@ -604,7 +663,7 @@ def apply_stream(
     applier = _Applier(root, mode, parents)
     reader = _HashingReader(stream)
     try:
-        with tarfile.open(fileobj=typing.cast(typing.IO[bytes], reader), mode="r|", bufsize=65536) as tar:
+        with tarfile.open(fileobj=typing.cast(typing.IO[bytes], _TarView(reader)), mode="r:") as tar:
             for member in tar:
                 applier.apply_member(tar, member)
                 entries += 1
