@@ -156,3 +156,18 @@ def test_written_bundle_is_root_only(tmp_path: Path, rootfs: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "bundle").stat().st_mode & 0o777 == 0o700
     assert json.loads(path.read_text())["ociVersion"] == bundles.OCI_VERSION
+
+
+def test_default_seccomp_profile_follows_the_capabilities(rootfs: Path, validator: jsonschema.Draft4Validator) -> None:
+    from reconciler.backends.native import seccomp
+
+    config = bundles.build_config(request(), IMAGE, environment(rootfs))
+    profile = config["linux"]["seccomp"]
+    allowed = {name for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert "arch_prctl" in allowed  # amd64-only rule kept (Go arch names, engine-notes §3.2)
+    assert "bpf" not in allowed and "kexec_load" not in allowed  # bpf needs CAP_SYS_ADMIN
+    admin = bundles.build_config(request(capAdd=["SYS_ADMIN"]), IMAGE, environment(rootfs))["linux"]["seccomp"]
+    assert "bpf" in {n for rule in admin["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for n in rule["names"]}
+    assert "seccomp" not in bundles.build_config(request(privileged=True), IMAGE, environment(rootfs))["linux"]
+    arm = seccomp.profile(bundles.DEFAULT_CAPABILITIES, machine="aarch64")
+    assert "arch_prctl" not in {n for rule in arm["syscalls"] for n in rule["names"]}

@@ -8,8 +8,9 @@ defaults where the manifest is silent (engine-notes §3, dumped from dockerd 20.
   image's CMD; env: ``PATH`` and ``HOSTNAME`` first, then the image's, then the manifest's, later
   keys replacing earlier ones); the user resolved against the rootfs's own ``/etc/passwd`` and
   ``/etc/group`` *inside* the rootfs (a symlinked ``/etc/passwd`` cannot point at the host's);
-* **security**: Docker's 14 default capabilities, adjusted by ``capAdd``/``capDrop``; masked and
-  read-only ``/proc`` paths; a device allow-list; no privileged mode unless the manifest says so;
+* **security**: Docker's 14 default capabilities, adjusted by ``capAdd``/``capDrop``; the default
+  seccomp filter (:mod:`seccomp`); masked and read-only ``/proc`` paths; a device allow-list; no
+  privileged mode unless the manifest says so;
 * **resources**: memory (swap capped at the same value), CPU quota over a 100 ms period, pids;
 * **mounts**: ``/proc``, a fresh tmpfs ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``,
   ``/sys`` read-only, then the manifest's binds, volumes and tmpfs mounts, parents before children.
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors, manifests, plans
-from reconciler.backends.native import images, layers
+from reconciler.backends.native import images, layers, seccomp
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -282,6 +283,7 @@ def build_config(
     if not spec.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
+        linux["seccomp"] = seccomp.profile(caps)
     if not host_network:
         linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
     config: dict[str, Any] = {

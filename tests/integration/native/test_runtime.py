@@ -139,3 +139,14 @@ def test_bad_command_fails_clearly(engine: native_engine.NativeEngine, image: st
     with pytest.raises(errors.RuntimeFailed, match="nonexistent"):
         engine.start_container(f"{prefix}bad")
     assert engine.observe().containers[f"{prefix}bad"].exit_code == 127
+
+
+@pytest.mark.integration
+def test_seccomp_and_capabilities_are_on_by_default(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    run(engine, image, f"{prefix}sec", "sleep 30")
+    status = engine.exec(f"{prefix}sec", ["cat", "/proc/self/status"]).stdout.decode()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2"  # filter mode
+    assert fields["CapEff"].strip() == "00000000a80425fb"  # Docker's 14 default capabilities
