@@ -30,7 +30,7 @@ _SCMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
 
 def _kernel_version(text: str) -> tuple[int, ...]:
     parts = []
-    for piece in text.split("-")[0].split("."):
+    for piece in text.split("-", maxsplit=1)[0].split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
