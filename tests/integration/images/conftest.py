@@ -39,7 +39,8 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> images.OciLayout:
     images.busybox_image(oci, "latest")
     images.busybox_image(oci, "zstd", compression="zstd")
     images.busybox_image(oci, "plain", compression="none")
-    images.whiteout_image(oci, "whiteout")
+    # Our applier copies up hardlink targets from lower layers, so our image has one.
+    images.whiteout_image(oci, "whiteout", cross_layer_hardlink=True)
     images.multiarch_image(oci, "multi")
     return oci
 
