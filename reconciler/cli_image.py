@@ -168,7 +168,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     if args.quiet:
         print(image.id)
     else:
-        print(f"pulled {args.reference}: {image.id} ({len(image.layers)} layers, {human_size(image.size)})")
+        count = len(image.layers)
+        print(
+            f"pulled {args.reference}: {image.id} ({count} layer{'' if count == 1 else 's'}, {human_size(image.size)})"
+        )
     return 0
 
 
