@@ -46,8 +46,14 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise BenchFailure(
+            f"command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return elapsed
+
+
+class BenchFailure(Exception):
+    """A measured command failed: the bench stops, tears everything down and says why."""
 
 
 def docker_api() -> object:
@@ -206,7 +212,7 @@ class Reconcile(Tool):
         finally:
             engine.close()
         if not plan.converged or outcome.results:
-            sys.exit(f"the no-op pass was not a no-op:\n{plan.render()}")
+            raise BenchFailure(f"the no-op pass was not a no-op:\n{plan.render()}")
         return elapsed
 
 
@@ -274,9 +280,15 @@ def main() -> int:
         for tool in tools:
             tool.write(7)
             tool.record("one env change", tool.up())
+    except BenchFailure as failure:
+        print(f"bench failed: {failure}", file=sys.stderr)
+        return 1
     finally:
         for tool in tools:
-            tool.down()
+            try:
+                tool.down()
+            except BenchFailure as failure:  # keep tearing the others down
+                print(f"warning: teardown of {tool.label} failed: {failure}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
 
     baseline = next((tool for tool in tools if tool.label == "docker compose v2"), None)
