@@ -192,7 +192,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--resync", type=float, default=20.0, help="the daemon's --resync (default 20 s)")
+    parser.add_argument("--resync", type=float, default=60.0, help="the daemon's --resync (its default: 60 s)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the bench needs root (it drives dockerd)")
