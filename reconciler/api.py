@@ -309,8 +309,18 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
 class Server:
     """The unix-socket API server, and the optional TCP server for ``/healthz`` and ``/metrics``."""
 
-    def __init__(self, backend: Backend, *, socket_path: str = DEFAULT_SOCKET, metrics_addr: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        socket_path: str = DEFAULT_SOCKET,
+        metrics_addr: str | None = None,
+        poll_interval: float = 2.0,
+    ) -> None:
         self.backend = backend
+        # How often the accept loops look at a shutdown request: slow polling is idle CPU saved,
+        # paid for once, at shutdown.
+        self.poll_interval = poll_interval
         self.socket_path = socket_path
         self.stopping = threading.Event()
         self._servers: list[socketserver.BaseServer] = []
@@ -344,7 +354,7 @@ class Server:
 
     def start(self) -> None:
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 2.0},
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": self.poll_interval},
                                       name="api", daemon=True)  # fmt: skip
             thread.start()
             self._threads.append(thread)

@@ -25,7 +25,12 @@ def served(tmp_path: Path) -> Iterator[tuple[Harness, api.Client, api.Server]]:
     harness = Harness(tmp_path / "m")
     harness.write("shop.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
     harness.settle()
-    server = api.Server(harness.controller, socket_path=str(tmp_path / "run" / "api.sock"), metrics_addr="127.0.0.1:0")
+    server = api.Server(
+        harness.controller,
+        socket_path=str(tmp_path / "run" / "api.sock"),
+        metrics_addr="127.0.0.1:0",
+        poll_interval=0.05,
+    )
     server.start()
     yield harness, api.Client(server.socket_path, timeout=10), server
     server.stop()
