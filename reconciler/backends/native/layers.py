@@ -405,6 +405,17 @@ class _Applier:
         self.unpacked: set[str] = set()
         self.dir_times: list[tuple[Path, int]] = []
         self.is_root = os.geteuid() == 0
+        # parent_rel -> resolved directory. Only creating new files and directories keeps it
+        # valid (neither can change how an existing path resolves); every removal, symlink,
+        # hardlink or whiteout clears it.
+        self.resolved: dict[str, Path] = {}
+
+    def _parent(self, parent_rel: str) -> Path:
+        cached = self.resolved.get(parent_rel)
+        if cached is None:
+            cached = resolve_in_root(self.root, parent_rel, create=True, parents=self.parents)
+            self.resolved[parent_rel] = cached
+        return cached
 
     def apply_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         if member.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
@@ -414,14 +425,18 @@ class _Applier:
             return
         parent_rel, base = posixpath.split(name)
         if base.startswith(WHITEOUT_PREFIX):
+            self.resolved.clear()
             self._whiteout(parent_rel, base)
             return
-        parent = resolve_in_root(self.root, parent_rel, create=True, parents=self.parents)
+        parent = self._parent(parent_rel)
         path = parent / base
         self.unpacked.add(self._key(path))
         existing = _lstat(path)
         if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
+            self.resolved.clear()
             _remove(path)
+        if not (member.isfile() or member.isdir()):
+            self.resolved.clear()
         if member.isfile():
             self._write_file(tar, member, path)
         elif member.isdir():
