@@ -16,7 +16,7 @@ Tools: our CLI at its default ``--parallelism`` and at ``--parallelism N``; Dock
 Targets (issue 3): no-op ≤ 1.0× compose v2's no-op; cold ≤ 0.8× compose v2's cold ``up -d``.
 
 The image is a busybox-static rootfs imported locally (no registry, no internet). Everything the
-bench creates carries the name prefix ``rbench-`` and is removed at the end.
+bench creates carries the name prefix ``rb<4 hex>-`` and is removed at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -37,7 +38,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "rbench/busybox:1"
-PREFIX = "rbench-"
+# Unique per run: a daemon can keep a half-removed network of a failed earlier run under its name.
+PREFIX = f"rb{secrets.token_hex(2)}-"
 
 
 def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
@@ -244,7 +246,7 @@ def main() -> int:
     args = parser.parse_args()
 
     build_image()
-    workdir = Path(tempfile.mkdtemp(prefix="rbench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
     count = args.containers
     tools: list[Tool] = []
     unavailable: list[str] = []
@@ -265,21 +267,34 @@ def main() -> int:
         folder.mkdir()
         tools.append(Compose(label, folder, count, argv, version_key=version_key))
 
-    # Phases are interleaved across tools (round robin), so that load from other work on a shared
-    # machine hits every tool alike and the ratios stay meaningful.
+    # Each cold run starts from an empty stack of its own with nothing else of the bench up. Then
+    # the no-op runs are interleaved with compose's (round robin), so that load from other work on
+    # a shared machine hits every tool alike and the ratios stay meaningful. Only one of our stacks
+    # is up at a time: observe() reads every reconciler-owned object on the daemon, as it should.
+    composes = [tool for tool in tools if isinstance(tool, Compose)]
+    reconciles = [tool for tool in tools if isinstance(tool, Reconcile)]
     try:
         for tool in tools:
             tool.write(None)
             print(f"cold: {tool.label} ...", file=sys.stderr, flush=True)
             tool.record("cold", tool.up())
-        for _ in range(args.repeat):
-            for tool in tools:
-                tool.record("no-op", tool.up())
-                if isinstance(tool, Reconcile):
-                    tool.record("no-op pass", tool.noop_pass())
-        for tool in tools:
-            tool.write(7)
-            tool.record("one env change", tool.up())
+            tool.down()
+        for compose in composes:
+            compose.up()
+        for ours in reconciles:
+            print(f"no-op and one env change: {ours.label} ...", file=sys.stderr, flush=True)
+            ours.up()
+            for _ in range(args.repeat):
+                ours.record("no-op", ours.up())
+                ours.record("no-op pass", ours.noop_pass())
+                for compose in composes:
+                    compose.record("no-op", compose.up())
+            ours.write(7)
+            ours.record("one env change", ours.up())
+            ours.down()
+        for compose in composes:
+            compose.write(7)
+            compose.record("one env change", compose.up())
     except BenchFailure as failure:
         print(f"bench failed: {failure}", file=sys.stderr)
         return 1
