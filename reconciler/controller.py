@@ -672,7 +672,7 @@ class Controller:
         self._fingerprint: dict[str, tuple[int, int]] = {}
         self._next_relist = self.clock.monotonic() + relist_interval
         self._next_resync = self.clock.monotonic() + resync_interval
-        self._restarts: dict[str, RestartState] = {}
+        self._restarts: dict[str, RestartState] = self._load_restarts()
         # Stacks with a trigger other than a due restart: their next pass re-reads everything.
         # A pass triggered only by a restart timer starts the container at once (the restart
         # reaction time target is 0.2 s; a full observe can take longer than that on its own).
@@ -891,6 +891,7 @@ class Controller:
                             extra={"stack": stack})  # fmt: skip
                 return None
             desired = only_stack(snapshot.desired, stack)
+            observed_at = self.clock.monotonic()
             actual = self.engine.observe(images=planning.images_of(desired))
             with self._lock:
                 self._observed = actual
@@ -909,9 +910,10 @@ class Controller:
                 failed = self._record_outcome(stack, outcome)
                 self._report("reconcile", stack, "", plan.summary() + " " + outcome.summary())
                 # Restarts and health are decided on what the engine says after the plan ran.
+                observed_at = self.clock.monotonic()
                 actual = self.engine.observe(images=planning.images_of(desired))
             now = self.clock.monotonic()
-            failed += self._restart_due(stack, desired, actual, now)
+            failed += self._restart_due(stack, desired, actual, now, observed_at)
             self._sync_health(desired, actual, now)
             with self._lock:
                 self._observed = actual
@@ -998,10 +1000,12 @@ class Controller:
                 state.attempt = 0
             state.last_exit_code = exit_code
             if reason == "exit" and not wants_restart(restart, exit_code, restarts=state.restarts):
-                state.gave_up = restart.policy == "on-failure" and exit_code not in (0, None)
-                if state.gave_up:
+                gave_up = restart.policy == "on-failure" and exit_code not in (0, None)
+                if gave_up and not state.gave_up:
                     message = f"exit {exit_code} after {state.restarts} restarts: maxRetries reached"
                     self._report_locked("gave-up", desired.stack, desired.name, message)
+                state.gave_up = gave_up
+                self._save_restarts()
                 return
             state.delay = restart_delay(backoff, state.attempt, rng=self.rng)
             state.exited_at = now
@@ -1013,9 +1017,19 @@ class Controller:
         self._notify()
 
     def _due_restarts(
-        self, desired: manifests.Desired, actual: observed.Observed, now: float, *, dry_run: bool
+        self,
+        desired: manifests.Desired,
+        actual: observed.Observed,
+        now: float,
+        *,
+        dry_run: bool,
+        observed_at: float | None = None,
     ) -> list[str]:
-        """Controller-owned containers of a stack that should be (re)started now."""
+        """Controller-owned containers of a stack that should be (re)started now.
+
+        ``observed_at`` is when ``actual`` was read: a container seen running *before* its exit
+        was seen must not cancel the restart that exit scheduled.
+        """
         due = []
         for name, container in sorted(desired.containers.items()):
             if not controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts):
@@ -1032,16 +1046,24 @@ class Controller:
                     if state is not None and state.due_at is not None and state.reason == "unhealthy":
                         if state.due_at <= now:
                             due.append(name)
-                    elif state is not None and not dry_run:
-                        state.due_at = None
+                    elif (
+                        state is not None
+                        and not dry_run
+                        and state.due_at is not None
+                        and observed_at is not None
+                        and state.exited_at is not None
+                        and observed_at > state.exited_at
+                    ):
+                        state.due_at = None  # started by someone else meanwhile
                     continue
                 if present.state not in ("exited", "dead"):
                     continue
-                if state is None:
+                if state is None or (state.due_at is None and not state.gave_up):
                     # An exit the controller did not see (it was not running, or the event was
                     # missed): the same decision as for a ``die`` event, with the same backoff.
                     if dry_run:
-                        if wants_restart(container.spec.restart, present.exit_code, restarts=0):
+                        made = state.restarts if state is not None else 0
+                        if wants_restart(container.spec.restart, present.exit_code, restarts=made):
                             due.append(name)
                     else:
                         self._schedule_restart(container, present.container_id, present.exit_code, reason="exit")
@@ -1072,8 +1094,11 @@ class Controller:
                 raise _RetryableFailure(f"{len(failed)} restart(s) failed: " + "; ".join(failed[:3]))
         return self._next_restart_in(desired, now)
 
-    def _restart_due(self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float) -> list[str]:
-        return self._perform_restarts(stack, desired, self._due_restarts(desired, actual, now, dry_run=False))
+    def _restart_due(
+        self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float, observed_at: float
+    ) -> list[str]:
+        due = self._due_restarts(desired, actual, now, dry_run=False, observed_at=observed_at)
+        return self._perform_restarts(stack, desired, due)
 
     def _perform_restarts(self, stack: str, desired: manifests.Desired, names: Sequence[str]) -> list[str]:
         failed = []
@@ -1101,6 +1126,7 @@ class Controller:
                 state.started_at = self.clock.monotonic()
                 self._restart_total[name] = self._restart_total.get(name, 0) + 1
                 self._health.pop(name, None)
+                self._save_restarts()
                 count = state.restarts
                 waited = requested_at - state.exited_at if state.exited_at is not None else None
             waited_text = f" after {waited:.3f}s" if waited is not None else ""
@@ -1402,6 +1428,48 @@ class Controller:
             self._managed.discard(stack)
             self._write_managed()
 
+    def _save_restarts(self) -> None:
+        """Persist restart counts (caller holds the lock): a restarted controller must not give an
+        ``on-failure`` container that already used its ``maxRetries`` a fresh set of retries."""
+        if self._state_dir is None:
+            return
+        records = {
+            name: {"containerId": s.container_id, "restarts": s.restarts, "attempt": s.attempt,
+                   "gaveUp": s.gave_up, "lastExitCode": s.last_exit_code}
+            for name, s in self._restarts.items()
+        }  # fmt: skip
+        self._write_state("restarts.json", records)
+
+    def _load_restarts(self) -> dict[str, RestartState]:
+        if self._state_dir is None:
+            return {}
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            records = json.loads((self._state_dir / "restarts.json").read_text(encoding="utf-8"))
+            return {
+                str(name): RestartState(
+                    container_id=str(r["containerId"]),
+                    restarts=int(r["restarts"]),
+                    attempt=int(r["attempt"]),
+                    gave_up=bool(r["gaveUp"]),
+                    last_exit_code=r.get("lastExitCode"),
+                )
+                for name, r in records.items()
+            }
+        return {}
+
+    def _write_state(self, name: str, value: object) -> None:
+        assert self._state_dir is not None
+        try:
+            self._state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target = self._state_dir / name
+            temporary = target.with_suffix(".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(value, handle)
+            os.replace(temporary, target)
+        except OSError as exc:
+            log.warning("cannot persist %s: %s", name, exc)
+
     def _read_managed(self) -> set[str]:
         if self._state_dir is None:
             return set()
@@ -1412,18 +1480,8 @@ class Controller:
 
     def _write_managed(self) -> None:
         """Persist the stacks this folder manages: a file deleted while we were down still prunes."""
-        if self._state_dir is None:
-            return
-        try:
-            self._state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            target = self._state_dir / "stacks.json"
-            temporary = target.with_suffix(".tmp")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump({"folder": str(self.folder.folder), "stacks": sorted(self._managed)}, handle)
-            os.replace(temporary, target)
-        except OSError as exc:
-            log.warning("cannot persist the managed stacks: %s", exc)
+        if self._state_dir is not None:
+            self._write_state("stacks.json", {"folder": str(self.folder.folder), "stacks": sorted(self._managed)})
 
     def _notify(self) -> None:
         with self._wake:

@@ -144,3 +144,30 @@ def test_an_exit_missed_while_the_controller_was_down_is_restarted_with_backoff(
     assert any("container web: exited (2), restart pending" in str(e["message"]) for e in harness.events("drift"))
     harness.advance(0.1)
     assert harness.engine.containers["web"].state == "running"
+
+
+def test_a_restarted_controller_remembers_used_retries(tmp_path: Path) -> None:
+    folder, state = tmp_path / "m", tmp_path / "state"
+    folder.mkdir()
+    first = Harness(folder, state_dir=state)
+    first.write("job.yaml", container_yaml("job", extra="restart: {policy: on-failure, maxRetries: 2}\n"))
+    first.settle()
+    assert _restart_delays(first, "job", exits=3) == pytest.approx([0.1, 0.2])
+    second = Harness(folder, state_dir=state)
+    second.engine = first.engine
+    second.controller.engine = first.engine
+    second.settle()
+    second.advance(120)
+    assert first.engine.containers["job"].state == "exited"
+    assert second.row("job")["restarts"] == 2
+
+
+def test_an_exit_missed_after_a_restart_is_still_restarted(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    assert _restart_delays(harness, "web", exits=1) == pytest.approx([0.1])
+    harness.engine.exit("web", 1)  # this exit's event is lost
+    harness.advance(20.0)  # the resync sees it exited and schedules the restart with backoff
+    harness.advance(0.2)
+    assert harness.engine.containers["web"].state == "running"
