@@ -7,7 +7,7 @@ root-only unix socket, with ``/healthz`` and ``/metrics`` on an optional TCP add
 SIGINT stop it gracefully: passes in flight finish, containers keep running. ``--once``
 converges once and exits (cron, CI): 0 when every pass succeeded and every file parsed.
 
-The helpers at the bottom (:func:`daemon_client`, :func:`via_daemon_status` ...) let the CLI's
+The helpers at the bottom (:func:`daemon_client`, :func:`status_via_daemon` ...) let the CLI's
 ``status``, ``logs``, ``plan`` and ``apply`` go through the daemon when its socket answers (and
 it drives the same engine), and :func:`stack_locks` is the lock an embedded ``apply``/``delete``
 takes so that it never races the watcher.
@@ -244,45 +244,118 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _raise_api_error(exc: api.ApiError) -> None:
+    """The daemon's error as the exception the embedded path would have raised (same messages)."""
     if exc.body.get("kind") == "plan":
         raise errors.PlanError(str(exc.body.get("error", ""))) from exc
+    if exc.body.get("kind") == "not-found":
+        raise errors.NotFound(str(exc.body.get("error", ""))) from exc
     raise errors.ReconcilerError(str(exc)) from exc
 
 
-def via_daemon_status(args: argparse.Namespace) -> dict[str, Any] | None:
+def _status_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The daemon's objects, plus one ``File`` row per manifest that does not parse."""
+    rows = list(status.get("objects", []))
+    for report in status.get("files", []):
+        if report.get("state") == "error":
+            kept = " (last good version in force)" if report.get("usingLastGood") else ""
+            rows.append({"kind": "File", "name": report["path"], "stack": ",".join(report.get("stacks", [])),
+                         "state": "error", "lastError": "; ".join(report.get("errors", [])) + kept,
+                         "drift": ""})  # fmt: skip
+    return rows
+
+
+def _backoff_text(row: dict[str, Any]) -> str:
+    backoff = row.get("backoff")
+    if not backoff:
+        return ""
+    if backoff.get("gaveUp"):
+        return "gave up"
+    if backoff.get("nextRestartIn") is not None:
+        return f"restart in {backoff['nextRestartIn']:g}s"
+    return ""
+
+
+def status_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile status`` through the daemon: its view (backoff, errors, health) of every object."""
     client = daemon_client(args)
-    return client.status() if client is not None else None
+    if client is None:
+        return None
+    rows = _status_rows(client.status())
+    if args.output == "json":
+        cli._out(json.dumps(rows, indent=2))
+        return cli.EXIT_OK
+    if not rows:
+        cli._out("No objects managed by reconciler.")
+        return cli.EXIT_OK
+    header = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF", "DRIFT")
+    table = [header] + [
+        (r["kind"], r["name"], r.get("stack") or "", r["state"], r.get("health") or "",
+         "" if r.get("exitCode") is None else str(r["exitCode"]), str(r.get("restarts", "")), _backoff_text(r),
+         r.get("drift") or r.get("waiting") or (f"error: {r['lastError']}" if r.get("lastError") else "-"))
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cli._out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return cli.EXIT_OK
 
 
-def via_daemon_plan(args: argparse.Namespace) -> dict[str, Any] | None:
+def plan_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile plan`` through the daemon (same output and exit codes as embedded)."""
     client = daemon_client(args)
     if client is None:
         return None
     try:
-        return client.plan(_sources(args), prune=args.prune, prune_volumes=args.prune_volumes)
+        answer = client.plan(_sources(args), prune=args.prune, prune_volumes=args.prune_volumes)
     except api.ApiError as exc:
         _raise_api_error(exc)
         raise
+    cli._out(json.dumps(answer["plan"], indent=2) if args.output == "json" else answer["text"])
+    return cli.EXIT_OK if answer["converged"] else cli.EXIT_CHANGES
 
 
-def via_daemon_apply(args: argparse.Namespace) -> dict[str, Any] | None:
+def apply_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile apply`` through the daemon, which holds the stacks' locks while it applies."""
     client = daemon_client(args)
     if client is None:
         return None
     try:
-        return client.apply(
+        answer = client.apply(
             _sources(args), prune=args.prune, prune_volumes=args.prune_volumes, parallelism=args.parallelism
         )
     except api.ApiError as exc:
         _raise_api_error(exc)
         raise
+    if args.output == "json":
+        results = [{key: r[key] for key in ("number", "status", "seconds", "error")} for r in answer["results"]]
+        cli._out(json.dumps({"plan": answer["plan"], "results": results, "ok": answer["ok"]}, indent=2))
+    else:
+        cli._out(answer["text"])
+        if answer["results"]:
+            cli._out("\nApplying:")
+            for r in answer["results"]:
+                mark = {"done": "✓", "failed": "✗"}.get(r["status"], "-")
+                detail = f" ({r['seconds']:.2f}s)" if r["status"] == "done" else f": {r['error']}"
+                cli._out(f"  {mark} {r['number']}. {r['verb']} {r['target']}{detail}")
+            cli._out(f"\n{'Done' if answer['ok'] else 'Failed'}: {answer['summary']}.")
+    code = cli.EXIT_OK if answer["ok"] else cli.EXIT_ERROR
+    if code == cli.EXIT_OK and getattr(args, "wait", False):
+        with cli.engine_session(args) as target:
+            code = cli.wait_ready(target, manifests.load(args.file), timeout=args.timeout)
+    return code
 
 
-def via_daemon_logs(args: argparse.Namespace) -> Iterator[dict[str, Any]] | None:
+def logs_via_daemon(args: argparse.Namespace) -> int | None:
     client = daemon_client(args)
     if client is None:
         return None
-    return client.logs(args.name, follow=args.follow, tail=args.tail)
+    try:
+        for line in client.logs(args.name, follow=args.follow, tail=args.tail):
+            stream = sys.stderr if line.get("stream") == "stderr" else sys.stdout
+            print(line.get("text", ""), file=stream, flush=True)
+    except api.ApiError as exc:
+        _raise_api_error(exc)
+    return cli.EXIT_OK
 
 
 @contextlib.contextmanager
