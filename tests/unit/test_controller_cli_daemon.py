@@ -1,0 +1,81 @@
+"""The CLI through the daemon: same outputs and exit codes as embedded; JSON logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import api, cli_daemon
+from tests.unit.controller_support import Harness, container_yaml
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
+    (tmp_path / "m").mkdir()
+    harness = Harness(tmp_path / "m")
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.settle()
+    socket_path = str(tmp_path / "run" / "api.sock")
+    server = api.Server(harness.controller, socket_path=socket_path, poll_interval=0.05)
+    server.start()
+    yield harness, socket_path
+    server.stop()
+
+
+def _args(socket_path: str, **values: object) -> argparse.Namespace:
+    defaults: dict[str, object] = {"engine": "memory", "socket": socket_path, "output": "text", "prune": True,
+                                   "prune_volumes": False, "parallelism": 2, "wait": False}  # fmt: skip
+    defaults.update(values)
+    return argparse.Namespace(**defaults)
+
+
+def test_no_daemon_means_embedded(tmp_path: Path) -> None:
+    assert cli_daemon.status_via_daemon(_args(str(tmp_path / "none.sock"))) is None
+
+
+def test_a_daemon_of_another_engine_is_not_used(served: tuple[Harness, str]) -> None:
+    _, socket_path = served
+    assert cli_daemon.status_via_daemon(_args(socket_path, engine="docker")) is None
+
+
+def test_status_shows_objects_and_broken_files(served: tuple[Harness, str], capsys: pytest.CaptureFixture[str]) -> None:
+    harness, socket_path = served
+    harness.write("blog.yaml", "kind: [\n")
+    harness.settle()
+    assert cli_daemon.status_via_daemon(_args(socket_path)) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split() == ["KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF",
+                                            "DRIFT"]  # fmt: skip
+    assert "web" in text and "blog.yaml:2:1: YAML syntax error" in text
+    assert cli_daemon.status_via_daemon(_args(socket_path, output="json")) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["kind"] for row in rows} == {"Container", "File"}
+
+
+def test_plan_and_apply_exit_codes(
+    served: tuple[Harness, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness, socket_path = served
+    manifest = tmp_path / "blog.yaml"
+    manifest.write_text(container_yaml("blog"))
+    assert cli_daemon.plan_via_daemon(_args(socket_path, file=[str(manifest)])) == 2
+    assert "Plan: 1 to create" in capsys.readouterr().out
+    assert cli_daemon.apply_via_daemon(_args(socket_path, file=[str(manifest)])) == 0
+    out = capsys.readouterr().out
+    assert "Applying:" in out and "✓" in out and "Done: 2 done" in out
+    assert harness.engine.containers["blog"].state == "running"
+    assert cli_daemon.plan_via_daemon(_args(socket_path, file=[str(manifest)], output="json")) == 0
+    assert json.loads(capsys.readouterr().out)["converged"] is True
+
+
+def test_json_log_lines_carry_the_controllers_fields() -> None:
+    record = logging.LogRecord("reconciler.controller", logging.INFO, __file__, 1, "restart of %s", ("web",), None)
+    record.stack, record.container = "shop", "web"
+    line = json.loads(cli_daemon.JsonFormatter().format(record))
+    assert line["message"] == "restart of web" and line["stack"] == "shop" and line["container"] == "web"
+    assert line["level"] == "info" and line["time"].endswith("+00:00")
