@@ -11,6 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from reconciler import api
 from tests.integration.controller.conftest import Daemon, eventually
 
 pytestmark = pytest.mark.integration
@@ -236,3 +237,18 @@ def test_sigterm_stops_the_daemon_and_leaves_containers_running(
     assert ctl.signal(signal.SIGTERM) == 0
     assert state(client, name) == before
     assert not Path(ctl.socket).exists()
+
+
+def test_the_watcher_waits_for_the_stack_lock_that_a_cli_apply_holds(
+    daemon: Callable[..., Daemon], client: docker.DockerClient, image: str, prefix: str
+) -> None:
+    ctl = daemon()
+    stack = f"{prefix}-locked"
+    # What an embedded `reconcile apply` holds while it applies this stack (another process here
+    # would behave the same: flock locks are per open file).
+    with api.stack_lock(ctl.root / "locks", stack):
+        write_atomically(ctl.folder / f"{stack}.yaml", manifest(f"{prefix}-held", image))
+        time.sleep(1.5)
+        assert state(client, f"{prefix}-held") is None, "the watcher must not reconcile a locked stack"
+    eventually(lambda: (state(client, f"{prefix}-held") or ("",))[0] == "running", timeout=5.0,
+               what="reconciled once the lock is released")  # fmt: skip
