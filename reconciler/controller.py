@@ -837,6 +837,10 @@ class Controller:
             previous = self._snapshot
             self._snapshot = snapshot
             old_digests, self._digests = self._digests, dict(snapshot.digests)
+            # Containers no longer declared take their restart and health bookkeeping with them.
+            for table in (self._restarts, self._health):
+                for name in [n for n in table if n not in snapshot.desired.containers]:
+                    del table[name]
         for path, report in snapshot.files.items():
             before = previous.files.get(path) if previous else None
             if not report.ok and (before is None or before.errors != report.errors):
