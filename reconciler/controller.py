@@ -1549,13 +1549,14 @@ class Controller:
                     failures = 0
                     self.handle_event(event)
             except errors.EngineError as exc:
-                failures += 1
-                delay = min(30.0, 0.1 * 2**failures)
-                log.warning("engine event stream failed (%s); reconnecting in %.1fs", exc, delay)
-                self._stop.wait(delay)
-            # Events may have been missed while the stream was down: a resync finds what changed.
-            if not self._stop.is_set():
-                self.queue.add(RESYNC_KEY)
+                log.warning("engine event stream failed: %s", exc)
+            if self._stop.is_set():
+                break
+            # The stream ended (dockerd restarted, a socket error): reconnect with backoff, and
+            # resync, because exits may have been missed meanwhile.
+            failures += 1
+            self._stop.wait(min(30.0, 0.1 * 2**failures))
+            self.queue.add(RESYNC_KEY)
 
     # -- one-shot apply and plan for the API (``reconcile apply`` through the daemon) ------------
 
