@@ -56,6 +56,8 @@ from reconciler.backends.native import content, layers, mounts, registry, snapsh
 PullPolicy = typing.Literal["Always", "IfNotPresent", "Never"]
 POLICIES: tuple[PullPolicy, ...] = ("Always", "IfNotPresent", "Never")
 MAX_CONCURRENT_DOWNLOADS = 3
+# Layers unpacking at the same time (each into its own snapshot directory).
+MAX_CONCURRENT_UNPACKS = 3
 # Docker refuses images deeper than this; overlayfs itself stops at 500 lowers.
 MAX_LAYERS = 128
 CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"})
@@ -724,7 +726,7 @@ class ImageStore:
                 done[i].set()
 
         download_pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull")
-        unpack_pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="unpack")
+        unpack_pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_UNPACKS, thread_name_prefix="unpack")
         try:
             for i in missing:
                 work[i] = self.snapshots.prepare()
