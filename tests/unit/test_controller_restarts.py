@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,23 @@ def test_an_exit_missed_after_a_restart_is_still_restarted(tmp_path: Path) -> No
     harness.advance(20.0)  # the resync sees it exited and schedules the restart with backoff
     harness.advance(0.2)
     assert harness.engine.containers["web"].state == "running"
+
+
+def test_threaded_the_die_event_drives_the_restart(tmp_path: Path) -> None:
+    """The real wiring: worker threads, the timer and the engine-event reader (real clock)."""
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always, backoff: {initial: 10ms}}\n"))
+    ctl = controller.Controller(harness.engine, tmp_path, relist_interval=20.0, resync_interval=3600.0)
+    ctl.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while "web" not in harness.engine.containers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # let the event reader subscribe
+        harness.engine.exit("web", 1)
+        while harness.engine.containers["web"].state != "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert harness.engine.containers["web"].state == "running"
+        assert [e["kind"] for e in ctl.events_since() if e["kind"] in ("exit", "restart")] == ["exit", "restart"]
+    finally:
+        ctl.stop()
