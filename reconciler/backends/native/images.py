@@ -27,6 +27,13 @@ Failure semantics of a pull:
   progress callback) keeps verified blobs and partial downloads, so running the pull again resumes
   (the registry client asks for the rest with ``Range``); ``prune`` cleans up abandoned leftovers.
 
+The pull pipeline: up to 3 layers download at a time (Docker's default); each layer is unpacked
+into its own temporary snapshot directory *while* it downloads (the unpacker tails the ingest
+file), and the unpacked result counts only after the download verified the blob's digest and the
+unpack verified the diff_id. Because every layer has its own directory, layers unpack in parallel;
+a layer waits for the layers below it only when an entry needs them (``layers.Lowers``).
+Snapshots are then committed bottom up, in order.
+
 Concurrency: pulls hold a shared lock on ``.gc.lock`` and ``prune`` an exclusive one, so garbage
 collection never removes a blob a running pull has just written; ``images.json`` is edited under
 its own lock.
