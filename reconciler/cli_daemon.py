@@ -76,6 +76,7 @@ def setup_logging(log_format: str, level: str = "INFO") -> None:
 
 
 def default_socket() -> str:
+    """``RECONCILER_SOCKET``, else the default; ``none`` (or empty) means "never use a daemon"."""
     return os.environ.get("RECONCILER_SOCKET", api.DEFAULT_SOCKET)
 
 
@@ -225,7 +226,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def daemon_client(args: argparse.Namespace) -> api.Client | None:
     """A client of the running daemon when it answers and drives the engine this CLI would."""
-    client = api.Client(getattr(args, "socket", None) or default_socket())
+    path = getattr(args, "socket", None) or default_socket()
+    if path in ("", "none"):
+        return None
+    client = api.Client(path)
     answer = client.ping()
     if answer is None or answer.get("engine") != args.engine:
         return None
@@ -360,10 +364,20 @@ def logs_via_daemon(args: argparse.Namespace) -> int | None:
 
 @contextlib.contextmanager
 def stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[None]:
-    """The per-stack locks an embedded apply/delete holds (sorted: no deadlock between two CLIs)."""
+    """The per-stack locks an embedded apply/delete holds (sorted: no deadlock between two CLIs).
+
+    When the lock folder cannot be created (a user in the docker group, without write access to
+    ``--root``), the command runs unlocked with a warning: it could not race a root daemon's
+    lock anyway, and refusing would make the CLI unusable for that user.
+    """
     with contextlib.ExitStack() as held:
-        for stack in sorted(set(stacks)):
-            held.enter_context(api.stack_lock(lock_dir(args), stack))
+        try:
+            for stack in sorted(set(stacks)):
+                held.enter_context(api.stack_lock(lock_dir(args), stack))
+        except OSError as exc:
+            held.close()
+            cli._err(f"warning: cannot take the stack locks under {lock_dir(args)} ({exc.strerror}); "
+                     "running without them")  # fmt: skip
         yield
 
 
