@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,30 @@ def test_layers_shared_between_images_are_unpacked_once(
     store.pull(reg.ref("test/busybox:whiteout"), progress=events.append)
     assert [e.index for e in events if e.status == "exists"] == [0]
     assert len(store.snapshots.list()) == 3
+
+
+def test_credentials_from_the_docker_config_file(
+    registries: dict[str, registry.Registry], store_for: StoreFactory, tmp_path: Path
+) -> None:
+    import base64
+
+    from reconciler.backends.native import registry as native_registry
+
+    reg = registries["tls-basic"]
+    config = tmp_path / "docker" / "config.json"
+    config.parent.mkdir()
+    auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    config.write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+    store = store_for(reg, with_credentials=False)
+    store.registry_config = native_registry.RegistryConfig(certs_dir=reg.cert_dir or Path("/x"), docker_config=config)
+    assert store.pull(reg.ref("test/busybox:latest")).config.cmd == ("sh",)
+
+
+def test_token_registry_allows_anonymous_pull(
+    registries: dict[str, registry.Registry], store_for: StoreFactory
+) -> None:
+    reg = registries["token"]
+    store = store_for(reg, with_credentials=False)
+    store.pull(reg.ref("test/busybox:multi"))
+    assert reg.token_server is not None
+    assert ("repository:test/busybox:pull", "") in reg.token_server.requests
