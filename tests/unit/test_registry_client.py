@@ -291,3 +291,13 @@ def test_content_ingest_verifies_and_resumes(tmp_path: Path) -> None:
     assert not store.has(wrong) and store.partials() == []
     with pytest.raises(errors.EngineError):
         store.path("sha256:../../etc/passwd")
+
+
+def test_small_blob_write_ignores_a_stale_partial(tmp_path: Path) -> None:
+    store = content.Store(tmp_path)
+    data = b'{"config": true}'
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with store.ingest(digest, len(data)) as ingest:
+        ingest.write(b"garbage")  # a killed earlier attempt
+    assert store.write(digest, data) is True
+    assert store.read(digest) == data

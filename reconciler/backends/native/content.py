@@ -127,6 +127,7 @@ class Store:
         if self.has(digest):
             return False
         with self.ingest(digest, len(data)) as ingest:
+            ingest.restart()  # we have every byte: a leftover partial must not be appended to
             ingest.write(data)
             ingest.commit()
         return True
