@@ -511,13 +511,23 @@ class ImageStore:
     ) -> None:
         with undo.lock:
             undo.partials.append(descriptor.digest)
-        with self.content.ingest(descriptor.digest, descriptor.size) as ingest:
-            if ingest.complete:
-                return  # a concurrent pull stored it while we waited for the ingest lock
-            report(ingest.resumed_from)
-            tail.opened()
-            client.fetch_blob(ref, descriptor, _TeeSink(ingest, tail), progress=on_bytes)
-            ingest.commit()
+        for attempt in (1, 2):
+            with self.content.ingest(descriptor.digest, descriptor.size) as ingest:
+                if ingest.complete:
+                    return  # a concurrent pull stored it while we waited for the ingest lock
+                report(ingest.resumed_from)
+                tail.opened()
+                try:
+                    client.fetch_blob(ref, descriptor, _TeeSink(ingest, tail), progress=on_bytes)
+                    ingest.commit()
+                except errors.DigestMismatch:
+                    if attempt == 2 or not ingest.resumed_from:
+                        raise
+                    # The bytes kept from an earlier attempt were bad (the mismatch discarded
+                    # them): download once more from byte 0; the unpacker starts over too.
+                    tail.restarted()
+                    continue
+            break
         undo.blob(descriptor.digest)
 
     def _install(

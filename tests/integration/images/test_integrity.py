@@ -243,3 +243,18 @@ def test_download_restarted_by_a_server_ignoring_range_still_unpacks_correctly(
     top = store.snapshots.lowers(image.layers[-1].chain_id)[0]
     assert (top / "random.bin").read_bytes() == blob.read_bytes()
     assert store.content.partials() == []
+
+
+def test_a_corrupt_partial_from_an_earlier_attempt_is_discarded_and_downloaded_again(
+    fresh_registry: registry.Registry, layout: images.OciLayout, store_for: StoreFactory
+) -> None:
+    fresh_registry.push(layout, "latest", "test/partial:1")
+    manifest_digest = next(e["digest"] for e in layout.entries if e["annotations"][images.REF_NAME] == "latest")  # type: ignore[index]
+    layer = json.loads(layout.blob_path(str(manifest_digest)).read_bytes())["layers"][0]
+    store = store_for(fresh_registry)
+    partial = store.content.partial_path(layer["digest"])
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * (layer["size"] // 2))  # garbage that a resume would build on
+    image = store.pull(fresh_registry.ref("test/partial:1"))
+    assert (store.snapshots.lowers(image.layers[-1].chain_id)[0] / "bin/busybox").is_file()
+    assert store.content.partials() == []
