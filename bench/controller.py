@@ -140,6 +140,18 @@ class Daemon:
                 raise SystemExit(f"the daemon did not start; see {root / 'daemon.log'}")
             time.sleep(0.05)
 
+    def wait_idle(self, quiet: float = 5.0, timeout: float = 900.0) -> None:
+        """Until no pass has been queued or running for ``quiet`` seconds."""
+        deadline, since = time.monotonic() + timeout, time.monotonic()
+        while time.monotonic() < deadline:
+            status = self.client.status()
+            if status["queueDepth"] or status["passesInProgress"]:
+                since = time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.5)
+        raise SystemExit("the daemon never became idle")
+
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -249,7 +261,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {len(running)} of {args.containers} containers running after 600 s")
             time.sleep(1.0)
-        time.sleep(5.0)  # let the last passes and the first resync finish
+        daemon.wait_idle()  # the passes that created them are over: from here on it is idle
         cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
         time.sleep(args.idle_seconds)
         cpu = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before) * 100

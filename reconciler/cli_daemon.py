@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime
 import faulthandler
 import json
@@ -89,10 +90,27 @@ def lock_dir(args: argparse.Namespace) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at two before any thread starts.
+
+    Each thread that allocates under contention gets its own arena (up to 8 per CPU), and freed
+    memory stays in it: a daemon with worker, probe, API and engine-client threads then holds
+    tens of MiB it does not use. Two arenas keep the RSS target (80 MiB) with 100 containers.
+    ``MALLOC_ARENA_MAX`` in the environment still wins; non-glibc systems are left alone.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        m_arena_max = -8  # from glibc's malloc.h
+        libc.mallopt(m_arena_max, 2)
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     folder = Path(args.manifests or args.dir).resolve()
     if not folder.is_dir():
         raise errors.ReconcilerError(f"{folder} is not a folder")
+    _limit_malloc_arenas()
     setup_logging(args.log_format, "DEBUG" if os.environ.get("RECONCILER_DEBUG") else "INFO")
     log = logging.getLogger("reconciler.daemon")
     if not args.once and api.Client(args.socket).ping() is not None:

@@ -212,6 +212,10 @@ class WorkQueue:
         with self._cond:
             return key in self._processing or key in self._dirty
 
+    def processing(self) -> int:
+        with self._cond:
+            return len(self._processing)
+
     def depth(self) -> int:
         with self._cond:
             return len(self._ready)
@@ -1321,6 +1325,7 @@ class Controller:
                     for stack in sorted(self._known_stacks())
                 },
                 "queueDepth": self.queue.depth(),
+                "passesInProgress": self.queue.processing(),
             }
 
     def _health_of_locked(self, present: observed.ObservedContainer) -> str | None:
