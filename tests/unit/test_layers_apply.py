@@ -227,3 +227,13 @@ def test_long_names_in_every_tar_format(tmp_path: Path, fmt: int) -> None:
     assert applied.entries == 2
     assert (tmp_path / "root" / name).read_bytes() == b"hello"
     assert os.readlink(tmp_path / "root/link") == link.linkname
+
+
+def test_a_pax_header_claiming_gigabytes_is_refused_without_reading_it(tmp_path: Path) -> None:
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = 8 * 1024**3
+    raw = header.tobuf(format=tarfile.GNU_FORMAT)  # base-256 size field
+    data = raw + b"\0" * 1024
+    with pytest.raises(errors.EngineError, match="absurd size"):
+        _apply(tmp_path, data)

@@ -49,6 +49,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1024 * 1024
 _MAX_SYMLINKS = 255
+MAX_READ = 16 * 1024 * 1024
 
 
 class Mode(enum.Enum):
@@ -86,8 +87,11 @@ class _TarView:
         self._reader = reader
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self._reader.read(-1)
+        # tarfile always asks for explicit sizes: file data in chunks of at most 1 MiB, headers
+        # and PAX records whole. A bigger request can only be a header that claims to be huge,
+        # and honouring it would read the layer into memory.
+        if size is None or size < 0 or size > MAX_READ:
+            raise LayerError("a tar header in the layer claims an absurd size")
         return self._reader.read_exact(size)
 
     def tell(self) -> int:
