@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from collections.abc import Iterable, Sequence
@@ -523,3 +524,27 @@ def malicious_layers(outside: Path) -> dict[str, bytes]:
         "xattr-overlay-forgery": TarBuilder().file("forged", b"x", xattrs={"trusted.overlay.redirect": out}),
     }
     return {name: builder.build() for name, builder in cases.items()}
+
+
+def tree_state(root: Path, *, exclude: Path | None = None) -> dict[str, tuple[object, ...]]:
+    """Type, mode, owner, size, mtime, link count, content hash or link target of everything
+    under ``root`` (``exclude`` skipped): compare two calls to prove nothing changed."""
+    state: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if exclude is not None and Path(dirpath) == exclude.parent:
+            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != exclude]
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if exclude is not None and path == exclude:
+                continue
+            info = os.lstat(path)
+            digest: str = ""
+            if stat.S_ISREG(info.st_mode):
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(info.st_mode):
+                digest = os.readlink(path)
+            state[str(path.relative_to(root))] = (
+                stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                info.st_size, info.st_mtime_ns, info.st_nlink, digest,
+            )  # fmt: skip
+    return state

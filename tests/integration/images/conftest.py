@@ -8,9 +8,6 @@ test makes through ``mounted`` is unmounted afterwards.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -113,26 +110,3 @@ def mounted() -> Iterator[Callable[[mounts.Mount], Path]]:
     yield mount
     for target in reversed(done):
         mounts.unmount(target)
-
-
-def tree_state(root: Path, *, exclude: Path | None = None) -> dict[str, tuple[object, ...]]:
-    """Type, mode, owner, size, mtime, content hash and link target of everything under ``root``."""
-    state: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if exclude is not None and Path(dirpath) == exclude.parent:
-            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != exclude]
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            if exclude is not None and path == exclude:
-                continue
-            info = os.lstat(path)
-            digest: str = ""
-            if stat.S_ISREG(info.st_mode):
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(info.st_mode):
-                digest = os.readlink(path)
-            state[str(path.relative_to(root))] = (
-                stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
-                info.st_size, info.st_mtime_ns, info.st_nlink, digest,
-            )  # fmt: skip
-    return state

@@ -12,7 +12,6 @@ import pytest
 from reconciler import errors
 from reconciler.backends.native import images as native_images
 from reconciler.backends.native import layers
-from tests.integration.images.conftest import tree_state
 from tests.support import images
 
 pytestmark = pytest.mark.integration
@@ -45,13 +44,13 @@ def test_malicious_layer_stays_confined(case: str, mode: layers.Mode, tmp_path: 
     root.mkdir(parents=True)
     blob = store / "layer.tar"
     blob.write_bytes(images.malicious_layers(outside)[case])
-    before = tree_state(tmp_path, exclude=store)
+    before = images.tree_state(tmp_path, exclude=store)
 
     # Refusing is fine; what matters is that nothing outside changed.
     with contextlib.suppress(errors.EngineError):
         layers.apply(blob, root, mode=mode)
 
-    assert tree_state(tmp_path, exclude=store) == before
+    assert images.tree_state(tmp_path, exclude=store) == before
     _confined(root)
     assert not list(Path("/").glob("pwned"))
 
@@ -66,12 +65,12 @@ def test_malicious_image_loaded_through_the_store(tmp_path: Path) -> None:
     layout.tag("docker.io/evil/hardlink:1", layout.add_image([malicious["hardlink-absolute"]]).descriptor)
     hardlink_tarball = layout.tarball(tmp_path / "evil2.tar", only="docker.io/evil/hardlink:1")
     store_root = tmp_path / "store"
-    before = tree_state(tmp_path, exclude=store_root)
+    before = images.tree_state(tmp_path, exclude=store_root)
 
     store = native_images.ImageStore(store_root)
     (loaded,) = store.load(tarball)
     assert loaded.references[0].startswith("docker.io/evil/image")
-    assert tree_state(tmp_path, exclude=store_root) == before
+    assert images.tree_state(tmp_path, exclude=store_root) == before
     top, middle = store.snapshots.lowers(loaded.layers[-1].chain_id)[:2]
     # The payload landed inside the snapshot, under the re-rooted symlink target.
     assert (middle / str(outside).lstrip("/") / "pwned").read_text() == "pwned\n"
@@ -80,6 +79,6 @@ def test_malicious_image_loaded_through_the_store(tmp_path: Path) -> None:
     with pytest.raises(errors.EngineError, match="hardlink"):
         store.load(hardlink_tarball)
     assert store.get("docker.io/evil/hardlink:1") is None
-    assert tree_state(tmp_path, exclude=store_root) == before
+    assert images.tree_state(tmp_path, exclude=store_root) == before
     assert (outside / "victim").read_text() == "precious\n"
     assert os.stat(outside / "victim").st_nlink == 1
