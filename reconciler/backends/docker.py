@@ -38,7 +38,7 @@ import math
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import docker
@@ -332,6 +332,31 @@ def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContain
     )
 
 
+def _listed_container(listed: Mapping[str, Any]) -> observed.ObservedContainer:
+    """An ``ObservedContainer`` from one entry of ``GET /containers/json`` (no inspect): enough to
+    know who owns it and what it holds, not its limits, times or restart count."""
+    names = [str(name).lstrip("/") for name in listed.get("Names") or ()]
+    # Links add "other/alias" names; the container's own name has no slash.
+    name = next((n for n in names if "/" not in n), names[0] if names else str(listed["Id"]))
+    settings = listed.get("NetworkSettings") or {}
+    return observed.ObservedContainer(
+        name=name,
+        labels=dict(listed.get("Labels") or {}),
+        container_id=str(listed["Id"]),
+        image=str(listed.get("Image", "")),
+        image_id=str(listed.get("ImageID", "")),
+        state=_STATES.get(str(listed.get("State", "")), "dead"),
+        networks=tuple(sorted((settings.get("Networks") or {}).keys())),
+        volumes=tuple(
+            sorted(
+                str(mount["Name"])
+                for mount in listed.get("Mounts") or ()
+                if mount.get("Type") == "volume" and mount.get("Name")
+            )
+        ),
+    )
+
+
 def _observed_network(listed: Mapping[str, Any]) -> observed.ObservedNetwork:
     ipam = (listed.get("IPAM") or {}).get("Config") or []
     first = ipam[0] if ipam else {}
@@ -441,14 +466,29 @@ class DockerEngine:
 
     # -- observe ------------------------------------------------------------------------------
 
-    def observe(self, *, images: Sequence[str] = ()) -> observed.Observed:
+    def observe(self, *, images: Sequence[str] = (), stacks: Collection[str] | None = None) -> observed.Observed:
+        """Every owned object, and the local image id of each reference in ``images``.
+
+        ``stacks`` (beyond the Engine protocol, optional) names the stacks a caller will act on:
+        containers of other stacks are then reported from the container list alone (owner labels,
+        id, image, state, networks, volumes; no limits, times or restart count) instead of being
+        inspected, so that a no-op apply costs in proportion to its stacks, not to the host.
+        """
         only_owned = {"label": [observed.LABEL_KIND]}
         with self._on("observe"):
             listed = self.api.containers(all=True, filters=only_owned)
             pool = self._parallel()
+            in_scope: list[Mapping[str, Any]] = []
+            outside: list[observed.ObservedContainer] = []
+            for item in listed:
+                stack = (item.get("Labels") or {}).get(observed.LABEL_STACK)
+                if stacks is None or stack in stacks:
+                    in_scope.append(item)
+                else:
+                    outside.append(_listed_container(item))
             # The list lacks limits, times and restart counts; inspecting is the only source, so
             # the inspects run concurrently while the networks, volumes and images are read.
-            inspects = [pool.submit(self._inspect_container, str(item["Id"])) for item in listed]
+            inspects = [pool.submit(self._inspect_container, str(item["Id"])) for item in in_scope]
             image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
             networks = {str(item["Name"]): _observed_network(item) for item in self.api.networks(filters=only_owned)}
             volume_list = self.api.volumes(filters=only_owned).get("Volumes") or []
@@ -460,7 +500,7 @@ class DockerEngine:
                 )
                 for item in volume_list
             }
-            containers: dict[str, observed.ObservedContainer] = {}
+            containers: dict[str, observed.ObservedContainer] = {c.name: c for c in outside}
             for future in inspects:
                 inspected = future.result()
                 if inspected is None:  # removed between the list and the inspect

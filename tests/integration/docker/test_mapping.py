@@ -242,3 +242,23 @@ def test_exec_timeout_and_output(engine: docker_backend.DockerEngine, image: str
     assert (result.exit_code, result.stdout, result.stderr) == (5, b"to-out\n", b"to-err\n")
     with pytest.raises(errors.RuntimeFailed, match="did not finish within"):
         engine.exec(name, ["sleep", "5"], timeout=0.5)
+
+
+def test_observe_scoped_to_stacks_inspects_only_those(
+    engine: docker_backend.DockerEngine, image: str, prefix: str
+) -> None:
+    engine.pull_image(image)
+    mine = engine.create_container(_request(f"{prefix}mine", f"{prefix}a", {"image": image, "resources": {"pids": 30}}))
+    theirs = engine.create_container(
+        _request(f"{prefix}theirs", f"{prefix}b", {"image": image, "resources": {"pids": 30}})
+    )
+    counter = stacks.CountingHTTP(engine)
+    seen = engine.observe(stacks={f"{prefix}a"}).containers
+    inspected = {path for method, path in counter.requests if method == "GET" and path.endswith("/json")}
+    assert not any(theirs in path for path in inspected)
+    assert any(mine in path for path in inspected)
+    # Out of scope: ownership, identity and state still known (conflicts are still detected).
+    other = seen[f"{prefix}theirs"]
+    assert (other.container_id, other.stack, other.state, other.image) == (theirs, f"{prefix}b", "created", image)
+    assert other.image_id.startswith("sha256:")
+    assert seen[f"{prefix}mine"].resources.pids == 30
