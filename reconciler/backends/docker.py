@@ -3,18 +3,20 @@
 Where it sits: the executor and the CLI call these methods; each one is one idempotent primitive
 of ``reconciler.engine`` and makes as few Engine API calls as it can, because a no-op apply is
 measured (``observe`` is one container list, one inspect per owned container run concurrently,
-one network list, one volume list and one image inspect per reference asked about).
+one network list, one volume list and one image inspect per reference asked about; with the
+optional ``stacks=`` only the containers of those stacks are inspected).
 
 How the manifest maps onto Docker:
 
 * The container's config is built here as the Engine API's own JSON (``Config`` + ``HostConfig``
   + ``NetworkingConfig``) and sent with ``create_container_from_config``: the SDK's keyword
-  helpers cannot express every field (tmpfs mode, nano-CPUs with pids in one update ...) and
-  building the JSON once keeps the mapping in one readable function, :func:`container_config`.
+  helpers cannot express every field (tmpfs mode, a pids limit in an update ...) and building
+  the JSON once keeps the mapping in one readable function, :func:`container_config`.
 * Restart policies map to Docker's own, so containers keep restarting when no controller runs;
   a manifest with a custom ``backoff`` or ``onUnhealthy`` leaves Docker's policy at ``no``
   because then the controller owns the restarts (two restarters would fight).
-* Resources (memory, CPUs, pids) are changed in place with Docker's container update.
+* Resources (memory, CPUs, pids) are changed in place with Docker's container update, lifting
+  a limit included (see :func:`resources_config` for how, since Docker's update has no "unset").
 * Ownership is decided by the ``reconciler.*`` labels, never by name: creating an object whose
   name is taken by an object with other owner labels raises ``errors.Conflict``; with the same
   owner labels it is a no-op.
