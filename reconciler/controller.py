@@ -714,13 +714,25 @@ class Controller:
         """
         if event.action == "start":
             desired = self._desired_container(event.name)
-            if desired is None or not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+            if desired is None:
                 return
+            now = self.clock.monotonic()
             with self._lock:
-                state = self._restarts.get(event.name)
-                if state is None or state.container_id != event.container_id:
-                    state = self._restarts[event.name] = RestartState(container_id=event.container_id)
-                state.started_at = self.clock.monotonic()
+                check = desired.spec.healthcheck
+                health = self._health.get(event.name)
+                if (
+                    check is not None
+                    and probe_argv(check) is not None
+                    and (health is None or health.container_id != event.container_id)
+                ):
+                    # Probing starts with the process, not with the next observe.
+                    self._health[event.name] = HealthState(event.container_id, now, next_probe_at=now + check.interval)
+                if controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+                    state = self._restarts.get(event.name)
+                    if state is None or state.container_id != event.container_id:
+                        state = self._restarts[event.name] = RestartState(container_id=event.container_id)
+                    state.started_at = now
+            self._notify()
             return
         if event.action in ("stop", "destroy"):
             # Possibly someone's ``docker stop``/``docker rm``: resync shortly instead of waiting
@@ -857,25 +869,37 @@ class Controller:
             self.enqueue(stack)
 
     def _resync(self) -> None:
-        """Observe once; every managed stack whose plan is not empty drifted: report it, enqueue it."""
+        """Observe once and bring the bookkeeping up to date: status, health checks, exits that
+        were missed; every stack whose plan is not empty drifted: report it, enqueue it.
+
+        It also runs right after every pass that changed something (instead of that pass
+        observing a second time while it holds its key, which would delay a restart of the same
+        stack by a full observe).
+        """
         snapshot = self._current_snapshot()
         actual = self.engine.observe(images=planning.images_of(snapshot.desired))
+        now = self.clock.monotonic()
         with self._lock:
             self._observed = actual
         for stack in sorted(self._known_stacks() - snapshot.frozen):
-            if self.queue.busy(stack):
-                continue  # a pass is under way (its own steps would look like drift) or queued
             desired = only_stack(snapshot.desired, stack)
+            self._sync_health(desired, actual, now)
+            if self.queue.busy(stack) or self.queue.failures(stack):
+                continue  # a pass is under way or queued (its steps would look like drift), or retrying
+            if not (desired.containers or desired.networks or desired.volumes) and not _has_objects(actual, stack):
+                with self._lock:
+                    self._forget_stack(stack)  # a deleted file's stack, pruned: nothing to manage
+                continue
             try:
                 plan = self._adjust(planning.plan(desired, actual, scope=frozenset({stack})), desired, actual)
             except errors.PlanError:
                 self.enqueue(stack)
                 continue
-            pending = self._due_restarts(desired, actual, self.clock.monotonic(), dry_run=True)
-            if plan.converged and not pending:
+            missed = self._due_restarts(desired, actual, now, dry_run=True)
+            if plan.converged and not missed:
                 continue
             reasons = [f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes]
-            for name in pending:
+            for name in missed:
                 present = actual.containers[name]
                 reasons.append(f"container {name}: {present.state} ({present.exit_code}), restart pending")
             self._report("drift", stack, "", "; ".join(reasons))
@@ -917,25 +941,22 @@ class Controller:
                 outcome = executing.execute(plan, self.engine, parallelism=self.parallelism)
                 failed = self._record_outcome(stack, outcome)
                 self._report("reconcile", stack, "", plan.summary() + " " + outcome.summary())
-                # Restarts and health are decided on what the engine says after the plan ran.
-                observed_at = self.clock.monotonic()
-                actual = self.engine.observe(images=planning.images_of(desired))
-            now = self.clock.monotonic()
-            failed += self._restart_due(stack, desired, actual, now, observed_at)
-            self._sync_health(desired, actual, now)
+                # What the engine looks like now is read by a resync, after this key is released:
+                # observing again here would hold the key, and a restart of this stack with it.
+                self.queue.add(RESYNC_KEY)
+            else:
+                now = self.clock.monotonic()
+                failed += self._restart_due(stack, desired, actual, now, observed_at)
+                self._sync_health(desired, actual, now)
             with self._lock:
-                self._observed = actual
                 failed_objects = {key for key in self._object_errors if key in self._drift.get(stack, {})}
                 self._drift[stack] = {k: v for k, v in self._drift[stack].items() if k in failed_objects}
-                if not desired.containers and not desired.networks and not desired.volumes:
-                    if not failed and not any(o.stack == stack for o in actual.containers.values()):
-                        self._forget_stack(stack)
-                elif stack not in self._managed:
+                if (desired.containers or desired.networks or desired.volumes) and stack not in self._managed:
                     self._managed.add(stack)
                     self._write_managed()
             if failed:
                 raise _RetryableFailure(f"{len(failed)} step(s) failed: " + "; ".join(failed[:3]))
-            return self._next_restart_in(desired, now)
+            return self._next_restart_in(desired, self.clock.monotonic())
 
     def _adjust(self, plan: plans.Plan, desired: manifests.Desired, actual: observed.Observed) -> plans.Plan:
         """The controller's two changes to a plan: restarts it owns, and dependsOn gating."""
@@ -1591,6 +1612,11 @@ class Controller:
             if stack in self._known_stacks():
                 self.enqueue(stack)
         return plan, outcome
+
+
+def _has_objects(actual: observed.Observed, stack: str) -> bool:
+    tables: tuple[Mapping[str, observed.Owned], ...] = (actual.containers, actual.networks, actual.volumes)
+    return any(item.stack == stack for table in tables for item in table.values())
 
 
 class _RetryableFailure(errors.ReconcilerError):
