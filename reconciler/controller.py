@@ -910,8 +910,14 @@ class Controller:
             full = stack in self._full_pass or self._snapshot is None
             self._full_pass.discard(stack)
         # Due restarts first, on the last known state: a full pass observes the engine first,
-        # which alone can take longer than the restart reaction target (0.2 s).
-        requeue = self._restart_pass(stack)
+        # which alone can take longer than the restart reaction target (0.2 s). Before a full
+        # pass a failed restart is only logged: the full pass sees the real state and decides.
+        try:
+            requeue = self._restart_pass(stack)
+        except _RetryableFailure:
+            if not full:
+                raise
+            requeue = None
         if not full:
             return requeue
         with self.stack_lock(stack):
@@ -1120,6 +1126,8 @@ class Controller:
             with self.stack_lock(stack):
                 failed = self._perform_restarts(stack, desired, due)
             if failed:
+                with self._lock:
+                    self._full_pass.add(stack)  # the retry re-reads everything
                 raise _RetryableFailure(f"{len(failed)} restart(s) failed: " + "; ".join(failed[:3]))
         return self._next_restart_in(desired, now)
 
@@ -1142,6 +1150,14 @@ class Controller:
                 if reason == "unhealthy":
                     self.engine.stop_container(name, timeout=desired.containers[name].spec.stop_timeout)
                 self.engine.start_container(name)
+            except errors.NotFound:
+                # Removed meanwhile (``docker rm``): its restart bookkeeping goes with it, and the
+                # full pass this triggers creates the container again.
+                with self._lock:
+                    self._restarts.pop(name, None)
+                    self._full_pass.add(stack)
+                self.queue.add(stack)
+                continue
             except errors.EngineError as exc:
                 failed.append(f"restart container {name}: {exc}")
                 with self._lock:

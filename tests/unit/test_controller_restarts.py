@@ -192,3 +192,16 @@ def test_threaded_the_die_event_drives_the_restart(tmp_path: Path) -> None:
         assert [e["kind"] for e in ctl.events_since() if e["kind"] in ("exit", "restart")] == ["exit", "restart"]
     finally:
         ctl.stop()
+
+
+def test_a_container_removed_while_its_restart_is_pending_is_created_again(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    harness.exit("web", 1)
+    old_id = harness.engine.containers["web"].container_id
+    harness.engine.remove_container("web")  # someone's `docker rm` before the backoff ran out
+    harness.advance(0.1)
+    assert harness.engine.containers["web"].state == "running"
+    assert harness.engine.containers["web"].container_id != old_id
+    assert not harness.events("error")
