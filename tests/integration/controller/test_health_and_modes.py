@@ -25,13 +25,13 @@ def test_depends_on_healthy_waits_for_the_probe_then_starts_the_dependent(
     web = manifest(f"{prefix}-web", image, extra=f"dependsOn: [{{name: {prefix}-db, condition: healthy}}]")
     write_atomically(ctl.folder / f"{prefix}-app.yaml", db + "---\n" + web)
     eventually(lambda: (state(client, f"{prefix}-db") or ("",))[0] == "running", what="db running")
-    eventually(lambda: (ctl.row(f"{prefix}-db") or {}).get("health") == "unhealthy", timeout=5, what="db unhealthy")
+    eventually(lambda: (ctl.row(f"{prefix}-db") or {}).get("health") == "unhealthy", timeout=20, what="db unhealthy")
     assert state(client, f"{prefix}-web") is None, "web waits for a healthy db"
     row = ctl.row(f"{prefix}-web")
     assert row is not None and row["state"] == "absent" and "healthy" in row["waiting"]
 
     client.api.exec_start(client.api.exec_create(f"{prefix}-db", ["touch", "/tmp/ready"])["Id"])
-    eventually(lambda: (state(client, f"{prefix}-web") or ("",))[0] == "running", timeout=5, what="web started")
+    eventually(lambda: (state(client, f"{prefix}-web") or ("",))[0] == "running", timeout=20, what="web started")
     assert (ctl.row(f"{prefix}-db") or {}).get("health") == "healthy"
 
 
@@ -46,7 +46,7 @@ def test_on_unhealthy_restarts_the_container(
     )
     write_atomically(ctl.folder / f"{name}.yaml", manifest(name, image, extra=extra))
     eventually(lambda: [e for e in ctl.events("restart") if e["name"] == name and "unhealthy" in e["message"]],
-               timeout=10, what="a restart because unhealthy")  # fmt: skip
+               timeout=30, what="a restart because unhealthy")  # fmt: skip
     assert [e for e in ctl.events("health") if e["name"] == name and e["message"].startswith("unhealthy")]
 
 

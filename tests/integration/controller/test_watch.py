@@ -173,10 +173,13 @@ def test_on_failure_max_retries_3_restarts_exactly_3_times_with_the_configured_b
     delays = [restart["time"] - exit_["time"] for exit_, restart in zip(exits, restarts, strict=False)]
     for measured, configured in zip(delays, [0.5, 1.0, 2.0], strict=True):
         assert abs(measured - configured) <= 0.2 * configured, (delays, configured)
-    # As Docker saw them (die → start, so the engine's start latency included): growing.
+    # As Docker saw them (die → start): never shorter than the backoff; longer by the engine's
+    # start latency, which a loaded dockerd makes vary by seconds, so no upper bound here.
     gaps = docker_events.gaps()
     docker_events.close()
-    assert len(gaps) == 3 and gaps[0] < gaps[1] < gaps[2], gaps
+    assert len(gaps) == 3, gaps
+    for measured, configured in zip(gaps, [0.5, 1.0, 2.0], strict=True):
+        assert measured >= 0.8 * configured, (gaps, configured)
     row = ctl.row(name)
     assert row is not None and row["restarts"] == 3 and row["backoff"]["gaveUp"] is True
 
