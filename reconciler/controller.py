@@ -137,12 +137,13 @@ class WorkQueue:
             heapq.heappush(self._delayed, (self._clock.monotonic() + delay, next(self._sequence), key))
             self._cond.notify_all()
 
-    def add_rate_limited(self, key: str) -> float:
-        """Requeue after a failure: 5 ms, 10 ms, 20 ms … capped at 1000 s. Returns the delay."""
+    def add_rate_limited(self, key: str, *, at_least: float = 0.0) -> float:
+        """Requeue after a failure: 5 ms, 10 ms, 20 ms … capped at 1000 s (or ``at_least``, the
+        engine's own ``retry_after``, when that is longer). Returns the delay."""
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay = requeue_delay(failures)
+        delay = max(at_least, requeue_delay(failures))
         self.add_after(key, delay)
         return delay
 
@@ -786,10 +787,7 @@ class Controller:
     def converge_once(self) -> bool:
         """``--once``: scan, reconcile every stack, then report whether every pass succeeded."""
         self.queue.add(SCAN_KEY)
-        self.run_ready()
-        for stack in sorted(self._known_stacks()):
-            self.enqueue(stack)
-        self.run_ready()
+        self.run_ready()  # the first scan enqueues every declared and every managed stack
         with self._lock:
             return (
                 not self._stack_errors
@@ -812,6 +810,8 @@ class Controller:
                 requeue = self._reconcile(key)
             self.queue.forget(key)
             succeeded = True
+            with self._lock:
+                self._stack_errors.pop(key, None)
             if requeue is not None:
                 self.queue.add_after(key, requeue)
         except errors.PlanError as exc:
@@ -820,8 +820,7 @@ class Controller:
             self.queue.forget(key)
         except errors.Unavailable as exc:
             self._stack_error(key, str(exc))
-            self.queue.add_after(key, max(exc.retry_after, requeue_delay(self.queue.failures(key))))
-            self.queue.add_rate_limited(key)
+            self.queue.add_rate_limited(key, at_least=exc.retry_after)
         except _RetryableFailure as exc:
             self._stack_error(key, str(exc))
             delay = self.queue.add_rate_limited(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import controller
+from reconciler import controller, errors
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -165,3 +165,23 @@ def test_the_periodic_relist_notices_a_change_without_any_file_event(tmp_path: P
     harness.advance(1.0)
     harness.controller.run_ready()
     assert harness.engine.containers["web"].state == "running"
+
+
+def test_a_failed_step_is_retried_with_the_per_key_backoff_and_the_error_shown_meanwhile(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.engine.fail("create_container", "web", errors.Unavailable("engine busy"))
+    harness.engine.fail("create_container", "web", errors.Unavailable("engine busy"))
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.settle()
+    assert "web" not in harness.engine.containers
+    status = harness.controller.status()
+    assert "engine busy" in status["stacks"]["shop"]["error"]
+    assert "engine busy" in str(harness.row("web")["lastError"])
+    harness.advance(0.005)  # the first retry (5 ms) fails too
+    assert "web" not in harness.engine.containers
+    harness.advance(0.0099)
+    assert "web" not in harness.engine.containers, "the second retry waits 10 ms"
+    harness.advance(0.0001)
+    assert harness.engine.containers["web"].state == "running"
+    assert harness.controller.status()["stacks"]["shop"]["error"] is None
+    assert harness.row("web")["lastError"] is None
