@@ -674,6 +674,8 @@ class Controller:
         self._observed: observed.Observed = observed.Observed()
         self._managed: set[str] = self._read_managed()
         self._digests: dict[str, str] = {}
+        self._scanned = False
+        self._reported_errors: dict[str, tuple[str, ...]] = {}
         self._fingerprint: dict[str, tuple[int, int]] = {}
         self._next_relist = self.clock.monotonic() + relist_interval
         self._next_resync = self.clock.monotonic() + resync_interval
@@ -762,8 +764,7 @@ class Controller:
         following = [self.queue.promote() or self.relist_interval]
         if now >= self._next_relist:
             self._next_relist = now + self.relist_interval
-            fingerprint = self.folder.fingerprint()
-            if fingerprint != self._fingerprint:
+            if self._watched_fingerprint() != self._fingerprint:
                 self.queue.add(SCAN_KEY)
         following.append(self._next_relist - now)
         if now >= self._next_resync:
@@ -846,23 +847,29 @@ class Controller:
     # -- passes -------------------------------------------------------------------------------
 
     def _scan(self) -> None:
+        """Re-read the folder; enqueue the stacks whose declared content changed (all of them the
+        first time, and every managed stack, so that a file deleted while we were down prunes)."""
         snapshot = self.folder.load()
-        self._fingerprint = self.folder.fingerprint()
         with self._lock:
-            previous = self._snapshot
             self._snapshot = snapshot
+            first = not self._scanned
+            self._scanned = True
             old_digests, self._digests = self._digests, dict(snapshot.digests)
             # Containers no longer declared take their restart and health bookkeeping with them.
             for table in (self._restarts, self._health):
                 for name in [n for n in table if n not in snapshot.desired.containers]:
                     del table[name]
+            reported, self._reported_errors = (
+                self._reported_errors,
+                {path: report.errors for path, report in snapshot.files.items() if not report.ok},
+            )
+        self._fingerprint = self._watched_fingerprint()
         for path, report in snapshot.files.items():
-            before = previous.files.get(path) if previous else None
-            if not report.ok and (before is None or before.errors != report.errors):
+            if not report.ok and reported.get(path) != report.errors:
                 kept = " (last good version kept)" if report.using_last_good else ""
                 self._report("manifest-error", ",".join(report.stacks), path, "; ".join(report.errors) + kept)
         changed = {s for s in set(old_digests) | set(snapshot.digests) if old_digests.get(s) != snapshot.digests.get(s)}
-        if previous is None:
+        if first:
             changed |= self._managed
         for stack in sorted(changed - snapshot.frozen):
             self.enqueue(stack)
@@ -1444,6 +1451,20 @@ class Controller:
         if snapshot is None:
             return None
         return snapshot.desired.containers.get(name)
+
+    def _watched_fingerprint(self) -> dict[str, tuple[int, int]]:
+        """The manifests' and their env files' ``(mtime, size)``: the re-list compares these, so an
+        edit of an env file (which no manifest event announces) is picked up too."""
+        fingerprint = self.folder.fingerprint()
+        with self._lock:
+            snapshot = self._snapshot
+        for container in snapshot.desired.containers.values() if snapshot else ():
+            for env_file in container.spec.env_files:
+                path = Path(container.source.file).parent / env_file
+                with contextlib.suppress(OSError):
+                    info = path.stat()
+                    fingerprint[str(path)] = (info.st_mtime_ns, info.st_size)
+        return fingerprint
 
     def _has_dependents(self, name: str, condition: str) -> bool:
         snapshot = self._current_snapshot()

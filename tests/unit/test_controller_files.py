@@ -185,3 +185,16 @@ def test_a_failed_step_is_retried_with_the_per_key_backoff_and_the_error_shown_m
     assert harness.engine.containers["web"].state == "running"
     assert harness.controller.status()["stacks"]["shop"]["error"] is None
     assert harness.row("web")["lastError"] is None
+
+
+def test_an_edited_env_file_is_noticed_by_the_relist(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    (tmp_path / "web.env").write_text("MODE=one\n")
+    harness.write("shop.yaml", container_yaml("web", extra="envFiles: [web.env]\n"))
+    harness.settle()
+    before = harness.engine.containers["web"].container_id
+    (tmp_path / "web.env").write_text("MODE=two, longer\n")  # no manifest event announces this
+    harness.advance(20.0)
+    harness.controller.run_ready()
+    assert harness.engine.containers["web"].container_id != before
+    assert harness.engine.containers["web"].request.env["MODE"] == "two, longer"
