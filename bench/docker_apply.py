@@ -48,8 +48,10 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
+        failed = "\n".join(line for line in done.stdout.splitlines() if "✗" in line)
         raise BenchFailure(
-            f"command failed ({done.returncode}): {' '.join(argv)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            f"command failed ({done.returncode}): {' '.join(argv)}\n{failed}\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return elapsed
 

@@ -64,6 +64,9 @@ _EVENT_ACTIONS: frozenset[str] = frozenset({"create", "start", "die", "stop", "d
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
 # is most of an inspect's cost, so a few threads overlap the waiting and more only contend.
 _INSPECT_CONCURRENCY = 4
+# Connections kept to the daemon: enough for the executor's widest parallelism, so that threads
+# do not open and discard connections (the SDK's default pool holds ten).
+_MAX_CONNECTIONS = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +419,7 @@ class DockerEngine:
         if where.startswith("unix://") and not os.path.exists(where.removeprefix("unix://")):
             raise errors.Unavailable(f"Docker daemon unreachable at {where}: no such socket{hint}")
         try:
-            client = docker.from_env(version="auto", timeout=math.ceil(timeout))
+            client = docker.from_env(version="auto", timeout=math.ceil(timeout), max_pool_size=_MAX_CONNECTIONS)
         except docker.errors.DockerException as exc:
             raise errors.Unavailable(f"Docker daemon unreachable at {where}: {_unreachable_reason(exc)}{hint}") from exc
         return cls(client)
