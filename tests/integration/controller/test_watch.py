@@ -158,7 +158,7 @@ def test_on_failure_max_retries_3_restarts_exactly_3_times_with_the_configured_b
     write_atomically(ctl.folder / f"{prefix}-job.yaml", manifest(name, image, extra=restart,
                                                                  command='[sh, -c, "sleep 0.3; exit 1"]'))  # fmt: skip
 
-    gave_up = eventually(lambda: [e for e in ctl.events("gave-up") if e["name"] == name], timeout=20.0,
+    gave_up = eventually(lambda: [e for e in ctl.events("gave-up") if e["name"] == name], timeout=60.0,
                          what="the controller to give up")  # fmt: skip
     assert gave_up
     time.sleep(3 * ctl.resync)  # resyncs do not restart it again
