@@ -14,7 +14,8 @@ Routes (JSON unless said otherwise)::
     GET  /events?follow=1&since=N        newline-delimited JSON events (streams while follow=1)
     GET  /logs?name=web&follow=1&tail=N  newline-delimited JSON log lines
     POST /plan   {"sources": [[file, text]...], "prune": true, "pruneVolumes": false}
-    POST /apply  {... same, "parallelism": 4}
+                 → {"plan": <plan JSON>, "text", "converged", "warnings": [...]}
+    POST /apply  {... same, "parallelism": 4} → {"plan", "text", "results", "summary", "ok", "warnings"}
     GET  /metrics                        Prometheus text exposition format 0.0.4
 
 Also here: :func:`stack_lock`, the cross-process lock (``fcntl.flock`` on one file per stack
@@ -82,7 +83,7 @@ class Backend(Protocol):
 
     def plan_sources(
         self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
-    ) -> plans.Plan: ...
+    ) -> tuple[plans.Plan, list[str]]: ...
 
     def apply_sources(
         self,
@@ -91,7 +92,7 @@ class Backend(Protocol):
         prune: bool = True,
         prune_volumes: bool = False,
         parallelism: int = 4,
-    ) -> tuple[plans.Plan, executing.Outcome]: ...
+    ) -> tuple[plans.Plan, executing.Outcome, list[str]]: ...
 
     def metric_samples(self) -> Sequence[MetricSample]: ...
 
@@ -272,14 +273,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             prune = bool(request.get("prune", True))
             prune_volumes = bool(request.get("pruneVolumes", False))
             if url.path == "/plan":
-                plan = backend.plan_sources(sources, prune=prune, prune_volumes=prune_volumes)
-                self._json(200, {"plan": plan.to_json(), "text": plan.render(), "converged": plan.converged})
+                plan, warnings = backend.plan_sources(sources, prune=prune, prune_volumes=prune_volumes)
+                body = {
+                    "plan": plan.to_json(),
+                    "text": plan.render(),
+                    "converged": plan.converged,
+                    "warnings": warnings,
+                }
+                self._json(200, body)
             elif url.path == "/apply":
                 parallelism = int(request.get("parallelism", 4))
-                plan, outcome = backend.apply_sources(
+                plan, outcome, warnings = backend.apply_sources(
                     sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism
                 )
-                self._json(200, outcome_json(plan, outcome))
+                self._json(200, {**outcome_json(plan, outcome), "warnings": warnings})
             else:
                 self._json(404, {"error": f"no route {url.path}"})
         except Exception as exc:  # reported to the client, never raised in the daemon

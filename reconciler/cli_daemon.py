@@ -332,6 +332,8 @@ def plan_via_daemon(args: argparse.Namespace) -> int | None:
     except api.ApiError as exc:
         _raise_api_error(exc)
         raise
+    for warning in answer.get("warnings", []):
+        cli._err(f"warning: {warning}")
     cli._out(json.dumps(answer["plan"], indent=2) if args.output == "json" else answer["text"])
     return cli.EXIT_OK if answer["converged"] else cli.EXIT_CHANGES
 
@@ -348,6 +350,8 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
     except api.ApiError as exc:
         _raise_api_error(exc)
         raise
+    for warning in answer.get("warnings", []):
+        cli._err(f"warning: {warning}")
     if args.output == "json":
         results = [{key: r[key] for key in ("number", "status", "seconds", "error")} for r in answer["results"]]
         cli._out(json.dumps({"plan": answer["plan"], "results": results, "ok": answer["ok"]}, indent=2))

@@ -1622,12 +1622,25 @@ class Controller:
 
     # -- one-shot apply and plan for the API (``reconcile apply`` through the daemon) ------------
 
+    def refresh_images(self, desired: manifests.Desired) -> list[str]:
+        """Ask the registry about ``pullPolicy: Always`` images (as the CLI's plan/apply do), so
+        that a moved tag shows up as "image changed". One warning per image that failed."""
+        problems = []
+        for image in sorted({c.spec.image for c in desired.containers.values() if c.spec.pull_policy == "Always"}):
+            try:
+                self.engine.pull_image(image, policy="Always")
+            except errors.EngineError as exc:
+                problems.append(f"image {image}: {exc}")
+        return problems
+
     def plan_sources(
         self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
-    ) -> plans.Plan:
+    ) -> tuple[plans.Plan, list[str]]:
+        """``reconcile plan`` through the daemon: the plan, and warnings (images not refreshed)."""
         desired = manifests.load_sources(sources)
+        warnings = self.refresh_images(desired)
         actual = self.engine.observe(images=planning.images_of(desired))
-        return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
+        return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes), warnings
 
     def apply_sources(
         self,
@@ -1636,18 +1649,20 @@ class Controller:
         prune: bool = True,
         prune_volumes: bool = False,
         parallelism: int = 4,
-    ) -> tuple[plans.Plan, executing.Outcome]:
+    ) -> tuple[plans.Plan, executing.Outcome, list[str]]:
+        """``reconcile apply`` through the daemon, holding the stacks' locks (sorted) meanwhile."""
         desired = manifests.load_sources(sources)
         with contextlib.ExitStack() as held:
             for stack in sorted(desired.stacks):
                 held.enter_context(self.stack_lock(stack))
+            warnings = self.refresh_images(desired)
             actual = self.engine.observe(images=planning.images_of(desired))
             plan = planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
             outcome = executing.execute(plan, self.engine, parallelism=parallelism)
         for stack in desired.stacks:
             if stack in self._known_stacks():
                 self.enqueue(stack)
-        return plan, outcome
+        return plan, outcome, warnings
 
 
 def _has_objects(actual: observed.Observed, stack: str) -> bool:
