@@ -1,0 +1,891 @@
+"""Bench: the native engine against runc, crun, conmon, Docker and Docker Compose, in one run.
+
+    python bench/native.py [--containers 20] [--repeat 5]
+
+Every reference tool is measured in the same run, on the same machine, with the same busybox-static
+image, so that the ratios stay meaningful on a shared, noisy host. Each phase runs ``--repeat``
+timed rounds (part 1 after one untimed warm-up round); within a round every tool takes one turn, and
+the order rotates from round to round (interleaved), so load from other work hits all tools alike.
+The tables print the **median** over the rounds, in seconds, and a ratio column **native ÷ row**:
+how many times the native engine's time (or memory) is the row's. ``3.00×`` means the native engine
+takes three times as long as that tool (or uses three times the memory); below ``1.00×`` it does
+better. The header gives the tool versions and the load average: on a loaded host, trust the
+ratios more than the absolute seconds. Progress goes to stderr, the tables to stdout.
+
+1. **Single container start** (create → process running), ``sleep 3600`` in busybox:
+
+   * *native engine*: ``NativeEngine.create_container`` (overlay rootfs, ``/etc`` files, an empty
+     network namespace, ``config.json``) + ``start_container`` (spawn the Python supervisor, which
+     runs ``runc create``, then ``runc start``), in this process, engine already imported;
+   * *runc*: ``runc run -d``, and ``runc create`` + ``runc start``, on a copy of the ``config.json``
+     the native engine wrote (same mounted rootfs, same seccomp profile, capabilities and masked
+     paths; a fresh id, cgroup and network namespace each time). The runtime alone: no rootfs
+     preparation, nobody holding the container's stdio;
+   * *conmon*: conmon 2.1.6 running ``runc create`` on the same bundle, then ``runc start``: the
+     Podman-style equivalent of our supervisor path (engine-notes §4.2);
+   * *crun*: crun 1.8.1 refuses hybrid cgroup hosts, so it runs through the wrapper of
+     engine-notes §0 (``unshare --mount --propagation private sh -c 'umount
+     /sys/fs/cgroup/unified; exec crun "$@"'``), which adds about 4.5 ms per call; a failure is
+     reported as such;
+   * *docker*: ``docker run -d --network none`` of the same rootfs, ``docker import``-ed (the
+     native container has no network either). Skipped, with ``docker: not running``, when
+     ``docker version`` fails.
+
+   Columns ``create`` and ``start`` are the two steps when a tool has them; ``total`` is what the
+   ratio uses (each column is its own median, so create + start need not add up to total).
+   Containers are removed between samples (untimed).
+
+2. **Stack apply**, as a user runs it (whole CLI invocations, Python start-up included): a cold
+   ``reconcile apply`` of an N-container stack (busybox sleep, one network) with ``--engine native
+   --root <tmp>``, the same stack with ``--engine docker``, and ``docker compose up -d`` of the
+   equivalent compose file (compose v2: ``docker compose`` or ``docker-compose``); then a no-op
+   apply of each (everything already as declared). Each round tears the stacks down, untimed and
+   straight through the engines (``NativeEngine.remove_container``, ``docker rm -f``, ``compose
+   down -t 1``): ``reconcile delete`` stops orphans with a fixed 10 s timeout, which ``sleep`` as
+   PID 1 always runs out, and the native engine runs those stops one at a time.
+
+3. **Memory per container**: RSS and PSS (proportional set size, shared pages divided among their
+   users) of the per-container keeper process, averaged over the N containers of the first
+   round's stacks: our Python supervisor, conmon (one instance on the bundle of part 1) and
+   containerd-shim-runc-v2 (the shims of the ``--engine docker`` stack). The native engine's
+   per-network DNS server is shown on its own line (one per network, not per container).
+
+Everything the bench creates carries the name prefix ``bn<6 hex>-`` (containers, stacks, networks,
+the Docker image, runtime ids) or lives in a temporary directory, and is removed in a ``finally``,
+even after a failure: the engine's leftovers through ``NativeEngine.remove_container`` /
+``remove_network``, then ``reconcile delete --stack`` of every stack as a final sweep, runc/crun
+containers by id (``delete -f``), Docker containers and networks by name prefix and the image,
+compose projects with ``down``, mounts left under the temporary root, the cgroups of our runtime
+ids. Nothing is killed by name (a conmon that outlives its container gets SIGKILL by its pid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = f"bn{secrets.token_hex(3)}-"
+NATIVE_IMAGE = "127.0.0.1:5000/reconciler/busybox:1"  # the reference scripts/demo_image.py writes
+DOCKER_IMAGE = f"{PREFIX.rstrip('-')}/busybox:1"
+CRUN_WRAPPER = ["unshare", "--mount", "--propagation", "private",
+                "sh", "-c", 'umount /sys/fs/cgroup/unified; exec crun "$@"', "crun-legacy"]  # fmt: skip
+CGROUP_V1 = Path("/sys/fs/cgroup")
+CGROUP_V2 = Path("/sys/fs/cgroup/unified")
+
+
+class BenchFailure(Exception):
+    """A measured or set-up command failed: that tool is reported as failed, with the reason."""
+
+
+def run(argv: Sequence[str], *, cwd: Path | None = None, stdin: bytes | None = None, timeout: float = 300) -> str:
+    """Run a command to completion and return its stdout; a non-zero exit raises BenchFailure.
+
+    The runtime's own stdio never goes to a pipe read to EOF when it starts a container (``runc
+    init`` would hold it, engine-notes §4.1): callers of ``quiet`` use that instead."""
+    try:
+        done = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchFailure(f"timed out after {timeout:g}s: {' '.join(argv)}") from None
+    except OSError as exc:
+        raise BenchFailure(f"{' '.join(argv)}: {exc}") from None
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace")[-2000:]
+        out = done.stdout.decode(errors="replace")[-1000:]
+        raise BenchFailure(f"command failed ({done.returncode}): {' '.join(argv)}\n{out}{err}".rstrip())
+    return done.stdout.decode(errors="replace")
+
+
+def quiet(argv: Sequence[str], *, log: Path, timeout: float = 60) -> None:
+    """Run a command that may leave a container holding its stdio: stdio to /dev/null and a file."""
+    with log.open("wb") as err:
+        try:
+            done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=timeout, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchFailure(f"timed out after {timeout:g}s: {' '.join(argv)}") from None
+        except OSError as exc:
+            raise BenchFailure(f"{' '.join(argv)}: {exc}") from None
+    if done.returncode != 0:
+        message = log.read_text(errors="replace").strip()[-2000:]
+        raise BenchFailure(f"command failed ({done.returncode}): {' '.join(argv)}\n{message}")
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), text).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory of a process
+# ---------------------------------------------------------------------------------------------
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+
+def parent_pid(pid: int) -> int:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rfind(")") + 2 :].split()[1])
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2 :].split()[0] != "Z"
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything the bench creates, so that the finally block can remove it
+# ---------------------------------------------------------------------------------------------
+
+
+class Created:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.native_root = work / "native-root"
+        self.runc_state = work / "runc-state"
+        self.crun_state = work / "crun-state"
+        self.runtime_ids: dict[str, tuple[str, str]] = {}  # id -> (runtime, cgroupsPath)
+        self.conmon_pids: list[int] = []
+        self.native_stacks: list[str] = []
+        self.docker_stacks: list[str] = []
+        self.compose_projects: list[tuple[list[str], Path, str]] = []
+        self.docker_image = False
+        self.docker = False
+
+    def teardown(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("runc/crun containers", self._runtimes),
+            ("conmon", self._conmons),
+            ("compose projects", self._compose),
+            ("native engine leftovers", self._native_leftovers),
+            ("native stacks", self._native_stacks),
+            ("docker containers, networks and image", self._docker_leftovers),
+            ("reconcile --engine docker stacks", self._docker_stacks),
+            ("cgroups", self._cgroups),
+            ("mounts", self._mounts),
+        ]
+        for label, step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep tearing the rest down
+                warn(f"cleanup of {label} failed: {exc}")
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self.work.exists():
+            warn(f"could not remove {self.work}")
+
+    def _runtimes(self) -> None:
+        for container_id, (runtime, _) in self.runtime_ids.items():
+            if runtime == "runc":
+                argv = ["runc", "--root", str(self.runc_state), "delete", "-f", container_id]
+            else:
+                argv = [*CRUN_WRAPPER, "--root", str(self.crun_state), "delete", "-f", container_id]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+            if done.returncode != 0 and "does not exist" not in done.stderr and "not exist" not in done.stderr:
+                warn(f"{runtime} delete {container_id}: {done.stderr.strip()}")
+
+    def _conmons(self) -> None:
+        # Their containers went with the runc deletes above; conmon exits on its own shortly after.
+        for pid in self.conmon_pids:
+            deadline = time.monotonic() + 10
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if process_alive(pid) and Path(f"/proc/{pid}/comm").read_text().strip() == "conmon":
+                warn(f"conmon {pid} still alive after its container's removal: SIGKILL")
+                os.kill(pid, 9)
+
+    def _compose(self) -> None:
+        for argv, file, project in self.compose_projects:
+            run([*argv, "-p", project, "-f", str(file), "down", "-t", "1"])
+
+    def _docker_stacks(self) -> None:
+        for stack in self.docker_stacks:
+            run([*cli("docker"), "delete", "--stack", stack, "--parallelism", "16"], cwd=ROOT)
+
+    def _native_stacks(self) -> None:
+        for stack in self.native_stacks:
+            run([*cli("native", self.native_root), "delete", "--stack", stack, "--parallelism", "8"], cwd=ROOT)
+
+    def _native_leftovers(self) -> None:
+        if not self.native_root.exists():
+            return
+        from reconciler.backends.native.engine import NativeEngine
+
+        engine = NativeEngine(self.native_root)
+        for record in engine._records():  # whatever a failed run left: templates, half-made containers
+            engine.remove_container(record.name)
+        for network in engine.networks.all():
+            engine.remove_network(network.name)
+
+    def _docker_leftovers(self) -> None:
+        if not self.docker:
+            return
+        ids = run(["docker", "ps", "-aq", "--filter", f"name={PREFIX}"]).split()
+        if ids:
+            run(["docker", "rm", "-f", "-v", *ids])
+        networks = run(["docker", "network", "ls", "-q", "--filter", f"name={PREFIX}"]).split()
+        if networks:
+            run(["docker", "network", "rm", *networks])
+        if self.docker_image:
+            run(["docker", "rmi", DOCKER_IMAGE])
+
+    def _cgroups(self) -> None:
+        for _, cgroups_path in self.runtime_ids.values():
+            relative = cgroups_path.strip("/")
+            for base in [*sorted(CGROUP_V1.iterdir()), CGROUP_V2]:
+                with contextlib.suppress(OSError):
+                    (base / relative).rmdir()
+
+    def _mounts(self) -> None:
+        prefix = str(self.work)
+        points = []
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4]
+            if point == prefix or point.startswith(prefix + "/"):
+                points.append(point)
+        for point in sorted(points, key=len, reverse=True):
+            warn(f"unmounting leftover {point}")
+            subprocess.run(["umount", "-l", point], check=False)
+
+
+def cli(engine: str, root: Path | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "reconciler.cli", "--engine", engine]
+    return [*argv, "--root", str(root)] if root else argv
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+def load_native_image(created: Created) -> Any:
+    from reconciler.backends.native.engine import NativeEngine
+
+    tarball = created.work / "busybox-oci.tar"
+    run([sys.executable, str(ROOT / "scripts" / "demo_image.py"), str(tarball)], cwd=ROOT)
+    engine = NativeEngine(created.native_root)
+    engine.image_store.load(tarball)
+    return engine
+
+
+def import_docker_image(created: Created) -> None:
+    """The same rootfs and image config as the native image (scripts/demo_image.py), via docker import.
+
+    ``docker import`` takes no STOPSIGNAL (the native image says SIGQUIT): no matter here, as
+    ``sleep`` as PID 1 ignores both signals and every tool kills after its 1 s stop timeout."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support import images
+
+    layer = images.busybox_layer()
+    changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV GREETING=hello",
+               'CMD ["sh"]', "WORKDIR /root", "USER 0:0"]  # fmt: skip
+    argv = ["docker", "import"]
+    for change in changes:
+        argv += ["--change", change]
+    run([*argv, "-", DOCKER_IMAGE], stdin=layer)
+    created.docker_image = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 1: single container start
+# ---------------------------------------------------------------------------------------------
+
+
+class Starter:
+    """One way of starting a container: ``sample()`` returns {"create", "start", "total"} seconds."""
+
+    label = ""
+
+    def __init__(self) -> None:
+        self.samples: list[dict[str, float]] = []
+        self.error: str | None = None
+
+    def sample(self, index: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def median(self, key: str) -> float | None:
+        values = [s[key] for s in self.samples if key in s]
+        return statistics.median(values) if values else None
+
+
+class NativeStarter(Starter):
+    label = "native engine: create_container + start_container"
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__()
+        from reconciler import manifests, plans
+
+        self.engine = engine
+        self.spec = manifests.ContainerSpec.model_validate(
+            {"image": NATIVE_IMAGE, "command": ["sleep", "3600"], "networkMode": "none", "stopTimeout": "1s"}
+        )
+        self.plans = plans
+
+    def request(self, name: str) -> Any:
+        return self.plans.ContainerRequest(name=name, spec=self.spec, env={}, labels={})
+
+    def sample(self, index: int) -> dict[str, float]:
+        from reconciler import errors
+
+        name = f"{PREFIX}native-{index}"
+        request = self.request(name)
+        try:
+            started = time.perf_counter()
+            container_id = self.engine.create_container(request)
+            created = time.perf_counter()
+            self.engine.start_container(name)
+            done = time.perf_counter()
+            state = self.engine.runtime.state(container_id) or {}
+            if state.get("status") != "running":
+                raise BenchFailure(f"native container {name} is {state.get('status')!r} after start")
+        except errors.EngineError as exc:
+            raise BenchFailure(f"native engine: {exc}") from exc
+        finally:
+            with contextlib.suppress(errors.EngineError):
+                self.engine.remove_container(name)
+        return {"create": created - started, "start": done - created, "total": done - started}
+
+
+class BundleStarter(Starter):
+    """runc or crun on copies of the bundle the native engine wrote."""
+
+    def __init__(self, created: Created, template: dict[str, Any], runtime: str, *, split: bool) -> None:
+        super().__init__()
+        self.created, self.template, self.runtime, self.split = created, template, runtime, split
+        if runtime == "runc":
+            self.label = "runc create + runc start" if split else "runc run -d"
+            self.base = ["runc", "--root", str(created.runc_state)]
+        else:
+            how = "crun create + crun start" if split else "crun run -d"
+            self.label = f"{how} (via unshare wrapper)"
+            self.base = [*CRUN_WRAPPER, "--root", str(created.crun_state)]
+        self.parent = str(Path(template["linux"]["cgroupsPath"]).parent)
+
+    def sample(self, index: int) -> dict[str, float]:
+        container_id = f"{PREFIX}{self.runtime}-{'s' if self.split else 'r'}{index}"
+        bundle = bundle_copy(self.created, self.template, container_id, self.parent)
+        self.created.runtime_ids[container_id] = (self.runtime, f"{self.parent}/{container_id}")
+        log = bundle / "runtime.err"
+        try:
+            if self.split:
+                create = timed(lambda: quiet([*self.base, "create", "--bundle", str(bundle), container_id], log=log))
+                start = timed(lambda: quiet([*self.base, "start", container_id], log=log))
+                result = {"create": create, "start": start, "total": create + start}
+            else:
+                result = {"total": timed(lambda: quiet([*self.base, "run", "-d", "--bundle", str(bundle),
+                                                        container_id], log=log))}  # fmt: skip
+            status = json.loads(run([*self.base, "state", container_id])).get("status")
+            if status != "running":
+                raise BenchFailure(f"{self.runtime} container {container_id} is {status!r} after start")
+        finally:
+            subprocess.run([*self.base, "delete", "-f", container_id], capture_output=True, check=False, timeout=60)
+        return result
+
+
+class ConmonStarter(Starter):
+    """conmon (``runc create`` under it), then ``runc start``: what Podman does per container."""
+
+    label = "conmon (runc create) + runc start"
+
+    def __init__(self, created: Created, template: dict[str, Any]) -> None:
+        super().__init__()
+        self.created, self.template = created, template
+        self.parent = str(Path(template["linux"]["cgroupsPath"]).parent)
+        self.keep: tuple[str, int] | None = None  # (id, conmon pid) kept running for the memory table
+
+    def launch(self, container_id: str) -> tuple[float, float, int]:
+        bundle = bundle_copy(self.created, self.template, container_id, self.parent)
+        self.created.runtime_ids[container_id] = ("runc", f"{self.parent}/{container_id}")
+        state = bundle / "conmon"
+        for sub in ("exits", "persist", "sock"):
+            (state / sub).mkdir(parents=True, exist_ok=True)
+        argv = ["conmon", "--api-version", "1", "-c", container_id, "-u", container_id, "-n", container_id,
+                "-r", shutil.which("runc") or "runc", "--runtime-arg", "--root",
+                "--runtime-arg", str(self.created.runc_state), "-b", str(bundle),
+                "-p", str(state / "ctr.pid"), "-P", str(state / "conmon.pid"),
+                "-l", f"k8s-file:{state / 'ctr.log'}", "--exit-dir", str(state / "exits"),
+                "-0", str(state / "persist"), "--socket-dir-path", str(state / "sock")]  # fmt: skip
+        started = time.perf_counter()
+        quiet(argv, log=bundle / "conmon.err")
+        # conmon daemonises at once; the container exists when runc's pid file appears.
+        deadline = time.monotonic() + 20
+        while not (state / "ctr.pid").exists():
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"conmon: no ctr.pid after 20s ({(bundle / 'conmon.err').read_text()[-500:]})")
+            time.sleep(0.001)
+        created = time.perf_counter()
+        with contextlib.suppress(OSError, ValueError):
+            self.created.conmon_pids.append(int((state / "conmon.pid").read_text().strip()))
+        quiet(["runc", "--root", str(self.created.runc_state), "start", container_id], log=bundle / "start.err")
+        done = time.perf_counter()
+        status = json.loads(run(["runc", "--root", str(self.created.runc_state), "state", container_id]))["status"]
+        if status != "running":
+            raise BenchFailure(f"conmon container {container_id} is {status!r} after start")
+        return created - started, done - created, self.created.conmon_pids[-1]
+
+    def sample(self, index: int) -> dict[str, float]:
+        container_id = f"{PREFIX}conmon-{index}"
+        try:
+            create, start, _ = self.launch(container_id)
+        finally:
+            subprocess.run(["runc", "--root", str(self.created.runc_state), "delete", "-f", container_id],
+                           capture_output=True, check=False, timeout=60)  # fmt: skip
+        return {"create": create, "start": start, "total": create + start}
+
+    def memory(self) -> tuple[int, int]:
+        """RSS and PSS (KiB) of one conmon holding a running container."""
+        container_id = f"{PREFIX}conmon-mem"
+        try:
+            _, _, pid = self.launch(container_id)
+            time.sleep(0.3)
+            return memory_kib(pid)
+        finally:
+            subprocess.run(["runc", "--root", str(self.created.runc_state), "delete", "-f", container_id],
+                           capture_output=True, check=False, timeout=60)  # fmt: skip
+
+
+class DockerStarter(Starter):
+    label = "docker run -d --network none"
+
+    def sample(self, index: int) -> dict[str, float]:
+        name = f"{PREFIX}docker-{index}"
+        try:
+            total = timed(lambda: run(["docker", "run", "-d", "--network", "none", "--name", name,
+                                       DOCKER_IMAGE, "sleep", "3600"]))  # fmt: skip
+            if run(["docker", "inspect", "-f", "{{.State.Running}}", name]).strip() != "true":
+                raise BenchFailure(f"docker container {name} is not running after docker run -d")
+        finally:
+            subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False, timeout=120)
+        return {"total": total}
+
+
+def bundle_copy(created: Created, template: dict[str, Any], container_id: str, parent: str) -> Path:
+    """The native engine's config.json for a fresh id: own cgroup, own (empty) network namespace."""
+    config = copy.deepcopy(template)
+    config["linux"]["cgroupsPath"] = f"{parent}/{container_id}"
+    spaces = [n for n in config["linux"]["namespaces"] if n["type"] != "network"]
+    config["linux"]["namespaces"] = [*spaces, {"type": "network"}]
+    config["hostname"] = container_id[:63]
+    bundle = created.work / "bundles" / container_id
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def rounds(tools: Sequence[Starter], repeat: int, phase: str) -> None:
+    """One untimed warm-up round, then ``repeat`` rounds; the order of the tools rotates."""
+    for round_index in range(repeat + 1):
+        progress(f"{phase}: round {round_index}/{repeat}{' (warm-up)' if round_index == 0 else ''}")
+        live = [tool for tool in tools if tool.error is None]
+        shift = round_index % max(len(live), 1)
+        for tool in live[shift:] + live[:shift]:
+            try:
+                result = tool.sample(round_index)
+            except BenchFailure as failure:
+                tool.error = str(failure)
+                warn(f"{tool.label}: {failure}")
+                continue
+            if round_index > 0:
+                tool.samples.append(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: stack apply
+# ---------------------------------------------------------------------------------------------
+
+
+class StackTool:
+    label = ""
+
+    def __init__(self, folder: Path, count: int) -> None:
+        self.folder, self.count = folder, count
+        self.times: dict[str, list[float]] = {"cold": [], "no-op": []}
+        self.error: str | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def up(self) -> float:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def memory(self) -> None:
+        """Called once while the stack is up (first timed round)."""
+
+    def median(self, phase: str) -> float | None:
+        return statistics.median(self.times[phase]) if self.times[phase] else None
+
+
+def stack_documents(stack: str, image: str, count: int) -> list[dict[str, object]]:
+    documents: list[dict[str, object]] = [
+        {"apiVersion": "reconciler/v1", "kind": "Network", "metadata": {"name": f"{stack}-net", "stack": stack}},
+    ]
+    for index in range(count):
+        documents.append({
+            "apiVersion": "reconciler/v1", "kind": "Container",
+            "metadata": {"name": f"{stack}-c{index:02d}", "stack": stack},
+            "spec": {"image": image, "pullPolicy": "IfNotPresent", "command": ["sleep", "3600"],
+                     "env": {"INDEX": str(index)}, "networks": [{"name": f"{stack}-net"}], "stopTimeout": "1s"},
+        })  # fmt: skip
+    return documents
+
+
+class ReconcileStack(StackTool):
+    def __init__(self, folder: Path, count: int, created: Created, engine: str) -> None:
+        super().__init__(folder, count)
+        self.engine, self.created = engine, created
+        self.stack = f"{PREFIX}{'nt' if engine == 'native' else 'dk'}"
+        self.label = f"reconcile apply --engine {engine}"
+        self.cli = cli(engine, created.native_root if engine == "native" else None)
+        image = NATIVE_IMAGE if engine == "native" else DOCKER_IMAGE
+        (folder / "stack.yaml").write_text(
+            yaml.safe_dump_all(stack_documents(self.stack, image, count), sort_keys=False)
+        )
+        (created.native_stacks if engine == "native" else created.docker_stacks).append(self.stack)
+        self.keepers: list[tuple[int, int]] = []  # (RSS, PSS) KiB per container
+        self.extra: tuple[int, int] | None = None  # the native network's DNS server
+
+    def up(self) -> float:
+        return timed(lambda: run([*self.cli, "apply", "-f", str(self.folder)], cwd=ROOT))
+
+    def down(self) -> None:
+        """Untimed teardown between rounds, straight through the engines: ``reconcile delete`` stops
+        orphans with a fixed 10 s timeout (``sleep`` as PID 1 ignores SIGTERM/SIGQUIT), and the
+        native engine runs those stops one after the other, which made each round minutes long."""
+        if self.engine == "native":
+            from reconciler.backends.native.engine import NativeEngine
+
+            engine = NativeEngine(self.created.native_root)
+            for record in engine._records():
+                if record.labels.get("reconciler.stack") == self.stack:
+                    engine.remove_container(record.name)
+            engine.remove_network(f"{self.stack}-net")
+            return
+        ids = run(["docker", "ps", "-aq", "--filter", f"label=reconciler.stack={self.stack}"]).split()
+        if ids:
+            run(["docker", "rm", "-f", "-v", *ids])
+        done = subprocess.run(["docker", "network", "rm", f"{self.stack}-net"], capture_output=True, text=True,
+                              check=False, timeout=120)  # fmt: skip
+        if done.returncode != 0 and "not found" not in done.stderr:
+            raise BenchFailure(f"docker network rm {self.stack}-net: {done.stderr.strip()}")
+
+    def memory(self) -> None:
+        if self.engine == "native":
+            root = self.created.native_root
+            for directory in sorted((root / "containers").iterdir()):
+                record = json.loads((directory / "container.json").read_text())
+                if record.get("labels", {}).get("reconciler.stack") != self.stack:
+                    continue
+                pid = int(json.loads((directory / "supervisor.pid.json").read_text())["pid"])
+                self.keepers.append(memory_kib(pid))
+            dns_pid = root / "networks" / f"{self.stack}-net" / "dns.pid"
+            with contextlib.suppress(OSError, ValueError):
+                self.extra = memory_kib(int(dns_pid.read_text().strip()))
+        else:
+            names = [f"{self.stack}-c{index:02d}" for index in range(self.count)]
+            pids = run(["docker", "inspect", "-f", "{{.State.Pid}}", *names]).split()
+            shims = {parent_pid(int(pid)) for pid in pids}
+            for shim in sorted(shims):
+                if Path(f"/proc/{shim}/comm").read_text().startswith("containerd-shim"):
+                    self.keepers.append(memory_kib(shim))
+
+
+class ComposeStack(StackTool):
+    def __init__(self, folder: Path, count: int, created: Created, argv: list[str]) -> None:
+        super().__init__(folder, count)
+        self.label = f"{' '.join(argv)} up -d"
+        self.project = f"{PREFIX}compose"
+        self.file = folder / "compose.yaml"
+        services = {
+            f"c{index:02d}": {"image": DOCKER_IMAGE, "command": ["sleep", "3600"],
+                              "environment": {"INDEX": str(index)}, "stop_grace_period": "1s"}
+            for index in range(count)
+        }  # fmt: skip
+        self.file.write_text(yaml.safe_dump({"services": services}, sort_keys=False))
+        self.base = [*argv, "-p", self.project, "-f", str(self.file)]
+        created.compose_projects.append((argv, self.file, self.project))
+
+    def up(self) -> float:
+        return timed(lambda: run([*self.base, "up", "-d"]))
+
+    def down(self) -> None:
+        run([*self.base, "down", "-t", "1"])
+
+
+def find_compose() -> list[str] | None:
+    """Compose v2: the ``docker compose`` plugin, else a ``docker-compose`` binary (v2 or 1.x)."""
+    for argv in (["docker", "compose"], ["docker-compose"]):
+        try:
+            done = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return argv
+    return None
+
+
+def stack_rounds(tools: Sequence[StackTool], repeat: int) -> None:
+    """``repeat`` rounds, no warm-up (a cold apply is meant to be cold, and rounds cost minutes)."""
+    for round_index in range(repeat):
+        progress(f"stack apply: round {round_index + 1}/{repeat}")
+        live = [tool for tool in tools if tool.error is None]
+        shift = round_index % max(len(live), 1)
+        for tool in live[shift:] + live[:shift]:
+            try:
+                cold = tool.up()
+                noop = tool.up()
+                if round_index == 0:
+                    try:
+                        tool.memory()
+                    except (OSError, ValueError, KeyError, BenchFailure) as exc:
+                        warn(f"{tool.label}: memory not measured: {exc}")
+                tool.times["cold"].append(cold)
+                tool.times["no-op"].append(noop)
+            except BenchFailure as failure:
+                tool.error = str(failure)
+                warn(f"{tool.label}: {failure}")
+            finally:
+                try:
+                    tool.down()
+                except BenchFailure as failure:
+                    tool.error = tool.error or f"teardown: {failure}"
+                    warn(f"{tool.label}: teardown: {failure}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+
+def ratio(native: float | None, value: float | None) -> str:
+    if native is None or not value:
+        return ""
+    return f"{native / value:.2f}×"
+
+
+def seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def versions(docker: bool, compose: list[str] | None) -> list[str]:
+    lines = []
+    for argv in (["runc", "--version"], ["crun", "--version"], ["conmon", "--version"]):
+        try:
+            lines.append(first_line(run(argv)))
+        except BenchFailure:
+            lines.append(f"{argv[0]}: not installed")
+    if docker:
+        lines.append("dockerd " + run(["docker", "version", "-f", "{{.Server.Version}}"]).strip())
+        lines.append("compose: " + (first_line(run([*compose, "version"])) if compose else "not installed"))
+    else:
+        lines.append("docker: not running")
+    return lines
+
+
+def report(args: argparse.Namespace, starters: list[Starter], stacks: list[StackTool],
+           conmon_mem: tuple[int, int] | str | None, tool_lines: list[str],
+           skipped: dict[str, list[tuple[str, str]]]) -> None:  # fmt: skip
+    print(f"\nreconciler bench/native.py: {PREFIX.rstrip('-')}, median of {args.repeat} interleaved rounds "
+          "(part 1 after a warm-up round), seconds; ratio = native ÷ row")  # fmt: skip
+    print("tools: " + "; ".join(tool_lines))
+    print(
+        f"load average (1 min) at start {args.load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)"
+    )
+
+    print("\n1. single container start (create → process running), busybox sleep, no network")
+    native = starters[0].median("total") if starters and not starters[0].error else None
+    print(f"{'':<48}{'create':>9}{'start':>9}{'total':>9}{'ratio':>9}")
+    for tool in starters:
+        if tool.error:
+            print(f"{tool.label:<48}  FAILED: {first_line(tool.error)[:160]}")
+            continue
+        create, start, total = tool.median("create"), tool.median("start"), tool.median("total")
+        print(f"{tool.label:<48}{seconds(create):>9}{seconds(start):>9}{seconds(total):>9}{ratio(native, total):>9}")
+    for label, reason in skipped["start"]:
+        print(f"{label:<48}  {reason}")
+
+    print(f"\n2. stack apply: {args.containers} containers (busybox sleep) on one network, whole CLI runs")
+    ours = next((t for t in stacks if isinstance(t, ReconcileStack) and t.engine == "native"), None)
+    print(f"{'':<48}{'cold':>9}{'ratio':>9}{'no-op':>9}{'ratio':>9}")
+    for tool in stacks:
+        if tool.error and not tool.times["cold"]:
+            print(f"{tool.label:<48}  FAILED: {first_line(tool.error)[:160]}")
+            continue
+        cells = ""
+        for phase in ("cold", "no-op"):
+            value = tool.median(phase)
+            reference = ours.median(phase) if ours and not ours.error else None
+            cells += f"{seconds(value):>9}{ratio(reference, value):>9}"
+        print(f"{tool.label:<48}{cells}" + (f"  (then failed: {first_line(tool.error)[:80]})" if tool.error else ""))
+    for label, reason in skipped["stack"]:
+        print(f"{label:<48}  {reason}")
+
+    print("\n3. memory of the per-container keeper process (KiB; mean over the stack's containers)")
+    rows: list[tuple[str, tuple[int, int] | None, str]] = []
+    for tool in stacks:
+        if not isinstance(tool, ReconcileStack):
+            continue
+        if tool.keepers:
+            mean = (
+                sum(k[0] for k in tool.keepers) // len(tool.keepers),
+                sum(k[1] for k in tool.keepers) // len(tool.keepers),
+            )
+            what = "native supervisor (python)" if tool.engine == "native" else "containerd-shim-runc-v2 (docker)"
+            rows.append((f"{what}, n={len(tool.keepers)}", mean, ""))
+        elif tool.engine == "docker":
+            rows.append(("containerd-shim-runc-v2 (docker)", None, "not measured (docker stack failed)"))
+    rows += [(label, None, reason) for label, reason in skipped["memory"]]
+    if isinstance(conmon_mem, tuple):
+        rows.append(("conmon 2.1.6, n=1", conmon_mem, ""))
+    elif conmon_mem:
+        rows.append(("conmon", None, conmon_mem))
+    native_mem = next((r[1] for r in rows if r[0].startswith("native") and r[1]), None)
+    print(f"{'':<48}{'RSS':>9}{'PSS':>9}{'RSS ratio':>11}{'PSS ratio':>11}")
+    for label, mem, note in rows:
+        if mem is None:
+            print(f"{label:<48}  {note}")
+            continue
+        rss_ratio = f"{native_mem[0] / mem[0]:.2f}×" if native_mem and mem[0] else ""
+        pss_ratio = f"{native_mem[1] / mem[1]:.2f}×" if native_mem and mem[1] else ""
+        print(f"{label:<48}{mem[0]:>9}{mem[1]:>9}{rss_ratio:>11}{pss_ratio:>11}")
+    if ours and ours.extra:
+        print(f"{'(native, per network) DNS server (python)':<48}{ours.extra[0]:>9}{ours.extra[1]:>9}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--containers", type=int, default=20, help="containers in the stack (default 20)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds; the median is reported (default 5)")
+    args = parser.parse_args()
+    args.load = os.getloadavg()
+    if os.geteuid() != 0:
+        sys.exit("run as root: runc, overlay mounts and bridges need it")
+
+    created = Created(Path(tempfile.mkdtemp(prefix=PREFIX)))
+    os.chmod(created.work, 0o700)
+    docker = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
+    created.docker = docker
+    compose = find_compose() if docker else None
+    failed = False
+    starters: list[Starter] = []
+    stacks: list[StackTool] = []
+    conmon_mem: tuple[int, int] | str | None = None
+    skipped: dict[str, list[tuple[str, str]]] = {"start": [], "stack": [], "memory": []}
+    if not docker:
+        progress("docker: not running (docker version failed): the docker and compose rows are skipped")
+        skipped["start"].append((DockerStarter.label, "docker: not running"))
+        skipped["stack"] += [("reconcile apply --engine docker", "docker: not running"),
+                             ("docker compose up -d", "docker: not running")]  # fmt: skip
+        skipped["memory"].append(("containerd-shim-runc-v2 (docker)", "docker: not running"))
+    elif compose is None:
+        skipped["stack"].append(("docker compose up -d", "not installed (neither docker compose nor docker-compose)"))
+    try:
+        tool_lines = versions(docker, compose)
+        progress(f"{PREFIX}: loading the image into {created.native_root}" + (" and dockerd" if docker else ""))
+        engine = load_native_image(created)
+        if docker:
+            import_docker_image(created)
+
+        # The bundle every runtime row reuses: the one the native engine writes for this container.
+        native = NativeStarter(engine)
+        template_name = f"{PREFIX}template"
+        template_id = engine.create_container(native.request(template_name))
+        template = json.loads((created.native_root / "containers" / template_id / "config.json").read_text())
+        starters = [native]
+        for runtime in ("runc", "crun"):
+            if shutil.which(runtime):
+                starters += [BundleStarter(created, template, runtime, split=False),
+                             BundleStarter(created, template, runtime, split=True)]  # fmt: skip
+            else:
+                skipped["start"].append((runtime, "not installed"))
+        conmon = ConmonStarter(created, template) if shutil.which("conmon") else None
+        if conmon:
+            starters.append(conmon)
+        else:
+            skipped["start"].append(("conmon", "not installed"))
+        if docker:
+            starters.append(DockerStarter())
+        rounds(starters, args.repeat, "single start")
+        if conmon and conmon.error is None:
+            try:
+                conmon_mem = conmon.memory()
+            except BenchFailure as failure:
+                conmon_mem = f"FAILED: {first_line(str(failure))}"
+        elif conmon:
+            conmon_mem = "FAILED (see part 1)"
+        else:
+            conmon_mem = "not installed"
+        engine.remove_container(template_name)
+
+        stacks = [ReconcileStack(created.work / "native-stack", args.containers, created, "native")]
+        if docker:
+            stacks.append(ReconcileStack(created.work / "docker-stack", args.containers, created, "docker"))
+            if compose:
+                stacks.append(ComposeStack(created.work / "compose", args.containers, created, compose))
+        stack_rounds(stacks, args.repeat)
+        failed = bool(native.error or stacks[0].error)
+    except BenchFailure as failure:
+        print(f"bench failed: {failure}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print("bench failed (see the traceback above)", file=sys.stderr)
+        return 1
+    finally:
+        progress("cleaning up ...")
+        created.teardown()
+
+    report(args, starters, stacks, conmon_mem, tool_lines, skipped)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
