@@ -152,6 +152,19 @@ class Daemon:
             time.sleep(0.5)
         raise SystemExit("the daemon never became idle")
 
+    def engine_events(self) -> int:
+        """The daemon's count of engine events read (its /metrics counter, over the socket)."""
+        connection = api._UnixConnection(self.socket, 10.0)
+        try:
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        for line in text.splitlines():
+            if line.startswith("reconciler_engine_events_total "):
+                return int(float(line.split()[1]))
+        return 0
+
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -262,9 +275,10 @@ def main() -> int:
                 raise SystemExit(f"only {len(running)} of {args.containers} containers running after 600 s")
             time.sleep(1.0)
         daemon.wait_idle()  # the passes that created them are over: from here on it is idle
-        cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
+        cpu_before, wall_before, events_before = daemon.cpu_seconds(), time.monotonic(), daemon.engine_events()
         time.sleep(args.idle_seconds)
         cpu = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before) * 100
+        foreign_events = daemon.engine_events() - events_before
         rss = daemon.rss_mib()
         results = {
             "latency": latencies,
@@ -297,6 +311,8 @@ def main() -> int:
         window = f"over {args.idle_seconds:g} s, resync every {args.resync:g} s"
         print(f"\nidle with {args.containers} running containers, {window}")
         show("controller CPU", f"{cpu:.2f} % core", "target ≤ 0.5 %", cpu <= 0.5)
+        show("  engine events read meanwhile (not ours)", f"{foreign_events}", "0 on an idle host")
+        show("  host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
         show("controller RSS", f"{rss:.1f} MiB", "target ≤ 80 MiB", rss <= 80)
     finally:
         daemon.stop()

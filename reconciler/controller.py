@@ -695,6 +695,7 @@ class Controller:
         self._durations: dict[str, tuple[float, int]] = {}
         self._restart_total: dict[str, int] = {}
         self._error_total: dict[str, int] = {}
+        self._engine_events = 0
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -715,6 +716,8 @@ class Controller:
         A ``stop`` or ``destroy`` of a declared container brings the next resync forward: it finds
         what was stopped or removed by hand, reports it as drift and heals it.
         """
+        with self._lock:
+            self._engine_events += 1
         if event.action == "start":
             desired = self._desired_container(event.name)
             if desired is None:
@@ -1399,6 +1402,9 @@ class Controller:
             Sample("reconciler_queue_depth", "gauge", "Keys ready to be processed.", (), float(self.queue.depth()))
         ]
         with self._lock:
+            samples.append(Sample("reconciler_engine_events_total", "counter",
+                                  "Engine events read (every owned container on the host, not only ours).", (),
+                                  float(self._engine_events)))  # fmt: skip
             for key, (total, count) in sorted(self._durations.items()):
                 labels = (("key", key),)
                 samples.append(Sample("reconciler_reconcile_duration_seconds", "summary",
