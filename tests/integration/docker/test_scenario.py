@@ -86,6 +86,11 @@ def test_stack_lifecycle(client: docker.DockerClient, image: str, prefix: str, t
     assert now["db"] != ids["db"] and now["web"] == ids["web"] and now["worker"] == ids["worker"], (ids, now)
     env = client.api.inspect_container(f"{prefix}db")["Config"]["Env"]
     assert "DB_MODE=two" in env
+    # Create-first recreate: the replacement exists before the old container is stopped.
+    steps = changed.stdout.splitlines()
+    created_at = next(i for i, line in enumerate(steps) if f"create container {prefix}db.next:" in line)
+    stopped_at = next(i for i, line in enumerate(steps) if f"stop container {prefix}db:" in line)
+    assert created_at < stopped_at, changed
     kept = stacks.reconcile("exec", f"{prefix}db", "--", "cat", "/data/file")
     assert kept.code == 0 and kept.stdout == "kept\n", kept
     ids = now
