@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from reconciler import errors, hashing, manifests, observed, plans
 
 NEXT_SUFFIX = ".next"
+DEFAULT_STOP_TIMEOUT = 10.0
 
 
 def owner_labels(stack: str, kind: str, spec_hash: str) -> dict[str, str]:
@@ -237,7 +238,7 @@ def plan(
         if not prune:
             build.notes.append(f"container {name} is not in the manifests; kept because of --no-prune")
             continue
-        stop = build.add(plans.StopContainer(name, 10.0), "orphan: not in manifests")
+        stop = build.add(plans.StopContainer(name, _recorded_stop_timeout(present)), "orphan: not in manifests")
         gone = build.add(plans.RemoveContainer(name), "orphan: not in manifests", {stop})
         removed_step[("container", name)] = gone
         container_gone[name] = gone
@@ -361,6 +362,14 @@ def plan(
             )
         )
     return build.plan()
+
+
+def _recorded_stop_timeout(container: observed.ObservedContainer) -> float:
+    """The stopTimeout the container was created with (from its spec label), else Docker's 10 s."""
+    document = container.spec_json or {}
+    spec = document.get("spec")
+    value = spec.get("stopTimeout") if isinstance(spec, dict) else None
+    return float(value) if isinstance(value, int | float) else DEFAULT_STOP_TIMEOUT
 
 
 def _dependency_order(desired: manifests.Desired) -> list[str]:

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from reconciler import errors
+from reconciler import errors, plans
 from tests.unit.helpers import IMAGE, apply, load, new_engine, plan_for
 
 STACK = f"""\
@@ -282,3 +282,14 @@ def test_json_shape_is_stable() -> None:
         "number": 1, "action": "create", "target": "container web.next",
         "reason": "spec changed: env.FOO", "after": [],
     }  # fmt: skip
+
+
+def test_orphans_are_stopped_with_their_own_stop_timeout() -> None:
+    engine = new_engine()
+    apply(
+        engine,
+        load(STACK.replace("  restart: {policy: always}\n---", "  restart: {policy: always}\n  stopTimeout: 2s\n---")),
+    )
+    plan = plan_for(engine, load(STACK.split("---", maxsplit=1)[0]))
+    timeouts = {s.action.name: s.action.timeout for s in plan.steps if isinstance(s.action, plans.StopContainer)}
+    assert timeouts == {"db": 2.0, "web": 10.0}

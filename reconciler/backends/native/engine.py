@@ -16,11 +16,12 @@ A container's life on this engine, under ``<root>`` (``--root``, default ``/var/
   the runtime state, unmounts the rootfs and removes the directory (named volumes stay).
 * **volumes**: the ``local`` driver, ``volumes/<name>/_data``, labels in ``volume.json``.
 
-Not built yet: bridge networks, published ports and ``container:`` network modes (pyroute2 veth,
-IPAM, nftables, name resolution). A container without networks gets its own network namespace
-with only a loopback device (``networkMode: host`` shares the host's, when the manifest says so);
-asking for a network or a published port raises :class:`errors.RuntimeFailed` saying so, never a
-silent success. Restart policies are the controller's job (``reconcile watch``).
+* **networks**: bridges, veths, addresses and namespaces in :mod:`networks`, forwarding and
+  published ports in :mod:`firewall`, names in :mod:`dns` (a server per network that never
+  forwards); a bridge-mode container that names no network joins the implicit ``default`` one,
+  as Docker's join its default bridge.
+
+Restart policies and health checks are the controller's job (``reconcile watch``).
 
 Like every backend, this module must not import the planner, the controller or the CLI. State
 files are root-only (0600 files in 0700 directories).
@@ -346,7 +347,7 @@ class NativeEngine:
         with contextlib.suppress(FileNotFoundError):
             (directory / "dns.pid").unlink()
         server = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.backends.native.dns", str(directory), network.gateway],
+            [sys.executable, "-S", "-m", "reconciler.backends.native.dns", str(directory), network.gateway],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True, cwd="/",
             env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -607,7 +608,8 @@ class NativeEngine:
         read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "reconciler.backends.native.supervisor", "--sync-fd", str(write_end),
+                # -S: no site-packages scan at start (the package comes in through PYTHONPATH).
+                [sys.executable, "-S", "-m", "reconciler.backends.native.supervisor", "--sync-fd", str(write_end),
                  str(record.directory)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(write_end,), start_new_session=True, close_fds=True,
@@ -644,9 +646,10 @@ class NativeEngine:
         return (record.directory / "exit.json").exists()
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
-        with self._exclusive():
-            record = self._get(name)
-            self._stop(record, record.spec.stop_timeout if timeout is None else timeout)
+        # No engine lock while waiting: stopping changes no file of ours (the supervisor writes
+        # exit.json), and holding it would serialise every stop of an apply behind the slowest.
+        record = self._get(name)
+        self._stop(record, record.spec.stop_timeout if timeout is None else timeout)
 
     def _stop(self, record: _Record, timeout: float) -> None:
         state, _ = self._state(record)
@@ -661,11 +664,15 @@ class NativeEngine:
             raise errors.RuntimeFailed(f"container {record.name} did not exit after SIGKILL")
 
     def remove_container(self, name: str) -> None:
+        record = self._find(name)
+        if record is None:
+            return
+        self._stop(record, 0.0)
         with self._exclusive():
             record = self._find(name)
             if record is None:
                 return
-            self._stop(record, 0.0)
+            self._stop(record, 0.0)  # started again meanwhile: kill it now, under the lock
             self._discard(record.directory, record.container_id)
             self._refresh_dns([a["network"] for a in record.data.get("attachments", [])])
 
