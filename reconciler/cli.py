@@ -105,7 +105,8 @@ def make_plan(
     prune_volumes: bool,
     scope: frozenset[str] | None = None,
 ) -> tuple[plans.Plan, observed.Observed]:
-    actual = target.observe(images=planning.images_of(desired))
+    stacks = desired.stacks if scope is None else scope
+    actual = target.observe(images=planning.images_of(desired), stacks=stacks)
     return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes, scope=scope), actual
 
 
@@ -119,7 +120,14 @@ def print_result(result: executing.StepResult) -> None:
         _out(f"  - {result.step.number}. {verb} {target}: {result.error}")
 
 
-def run_plan(plan: plans.Plan, target: engine_mod.Engine, *, parallelism: int, output: str) -> int:
+def default_parallelism(engine_name: str) -> int:
+    """dockerd starts containers concurrently (measured: 16 brings a 50-container cold apply from
+    1.3x to 1.0x compose's time); the native engine serialises its own state changes."""
+    return 16 if engine_name == "docker" else 4
+
+
+def run_plan(plan: plans.Plan, target: engine_mod.Engine, *, parallelism: int | None, output: str) -> int:
+    parallelism = parallelism or default_parallelism(target.name)
     if output == "json":
         outcome = executing.execute(plan, target, parallelism=parallelism)
         _out(json.dumps({
@@ -391,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     files(p)
     output(p)
     pruning(p)
-    p.add_argument("--parallelism", type=int, default=4, help="steps run at once (default 4)")
+    p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default: 16 docker, 4 native)")
     p.add_argument("--wait", action="store_true", help="return when every container runs and is healthy")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
     p = sub("delete", cmd_delete, "remove a stack's objects (volumes only with --prune-volumes)",
@@ -400,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     output(p)
     p.add_argument("--stack", action="append", help="stack name (repeatable)")
     p.add_argument("--prune-volumes", action="store_true", help="also remove the stack's volumes")
-    p.add_argument("--parallelism", type=int, default=4)
+    p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default as for apply)")
     p = sub("status", cmd_status, "state, health, exit code, restarts and drift of every object",
             "reconcile status -f stack.yaml -o json")  # fmt: skip
     files(p, required=False)

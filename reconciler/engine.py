@@ -8,6 +8,9 @@ The life of a container, as the rest of the project drives it
    ``reconciler.kind``, ``reconciler.hash``), and for each image reference asked about, the id of
    the local image (``None`` when absent). Objects without owner labels are invisible here; they
    surface as :class:`errors.Conflict` when the project tries to create an object of that name.
+   ``stacks`` names the stacks the caller will act on: an engine may then report the containers
+   of *other* stacks with less detail (name and owner labels are always there, so ownership
+   conflicts are still seen), which keeps a no-op apply proportional to its own stacks.
 2. **Pull.** ``pull_image(ref, policy=...)`` makes the image local and returns its id. ``Never``
    never touches the network (``NotFound`` if absent); ``IfNotPresent`` returns at once when the
    image is local; ``Always`` asks the registry and re-pulls only when the tag moved. An unknown
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from reconciler import manifests, observed, plans
@@ -85,7 +88,7 @@ class Engine(Protocol):
 
     name: str
 
-    def observe(self, *, images: Sequence[str] = ()) -> observed.Observed: ...
+    def observe(self, *, images: Sequence[str] = (), stacks: Collection[str] | None = None) -> observed.Observed: ...
 
     def pull_image(self, image: str, *, policy: PullPolicy = "IfNotPresent") -> str: ...
 

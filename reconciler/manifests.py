@@ -321,7 +321,23 @@ Mount: TypeAlias = Annotated[VolumeMount | BindMount | TmpfsMount, Field(discrim
 class Resources(Model):
     """Limits applied in place (no recreation) when they change."""
 
-    memory: Size | None = Field(default=None, ge=6 * 1024 * 1024, description="At least 6Mi, as Docker.")
+    @pydantic.field_validator("cpus")
+    @classmethod
+    def _cpu_precision(cls, cpus: float | None) -> float | None:
+        # Engines apply CPUs as a CFS quota over a 100 ms period (10 µs steps): a finer value
+        # could never be read back equal, and every apply would "update" it again.
+        if cpus is not None and abs(round(cpus, 5) - cpus) > 1e-12:
+            raise ValueError(f"cpus {cpus} has more than 5 decimal places")
+        return cpus
+
+    @pydantic.field_validator("memory")
+    @classmethod
+    def _memory_minimum(cls, memory: int | None) -> int | None:
+        if memory is not None and memory < 6 * 1024 * 1024:
+            raise ValueError(f"memory {format_size(memory)} is below the 6Mi minimum (as Docker's)")
+        return memory
+
+    memory: Size | None = Field(default=None, description="At least 6Mi, as Docker.")
     cpus: float | None = Field(default=None, gt=0, le=1024)
     pids: int | None = Field(default=None, ge=1)
 
@@ -465,6 +481,8 @@ class ContainerSpec(Model):
     def _coherent(self) -> ContainerSpec:
         if self.network_mode != "bridge" and (self.networks or self.ports):
             raise ValueError(f"networks and ports need networkMode bridge, not {self.network_mode}")
+        if self.network_mode.startswith("container:") and self.hostname is not None:
+            raise ValueError("hostname cannot be set with networkMode container:NAME (it shares that container's)")
         targets = [m.target for m in self.mounts]
         for target in sorted({t for t in targets if targets.count(t) > 1}):
             raise ValueError(f"two mounts target {target}")

@@ -26,7 +26,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from reconciler import engine, errors, manifests, observed, plans
 
@@ -130,7 +130,7 @@ class MemoryEngine:
 
     # -- the Engine contract ------------------------------------------------------------------
 
-    def observe(self, *, images: Sequence[str] = ()) -> observed.Observed:
+    def observe(self, *, images: Sequence[str] = (), stacks: Collection[str] | None = None) -> observed.Observed:
         with self._lock:
             self.calls.append(("observe", "*"))
             containers = {

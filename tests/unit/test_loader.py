@@ -242,3 +242,22 @@ def test_bad_durations(text: object) -> None:
 def test_sizes(text: object, size: int) -> None:
     assert manifests.parse_size(text) == size
     assert manifests.parse_size(manifests.format_size(size)) == size
+
+
+def test_engine_facing_limits_are_checked() -> None:
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: a}
+        spec: {image: busybox, resources: {cpus: 0.123456, memory: 1Mi}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: b}
+        spec: {image: busybox, networkMode: "container:a", hostname: bee}
+        """)
+    assert found == [
+        "stack.yaml:4:42: spec.resources.cpus: cpus 0.123456 has more than 5 decimal places",
+        "stack.yaml:4:60: spec.resources.memory: memory 1Mi is below the 6Mi minimum (as Docker's)",
+        "stack.yaml:9:7: spec: hostname cannot be set with networkMode container:NAME (it shares that container's)",
+    ]

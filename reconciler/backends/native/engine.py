@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +222,7 @@ class NativeEngine:
 
     # -- observe ----------------------------------------------------------------------------------
 
-    def observe(self, *, images: Sequence[str] = ()) -> observed.Observed:
+    def observe(self, *, images: Sequence[str] = (), stacks: Collection[str] | None = None) -> observed.Observed:
         local: dict[str, str | None] = {}
         for ref in images:
             image = self.image_store.get(ref)
