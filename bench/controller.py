@@ -48,7 +48,7 @@ from reconciler import api  # noqa: E402 (after the path set-up, so the checkout
 
 BUSYBOX = Path("/bin/busybox")
 # The module run as ``reconcile`` (``watch`` is one of its subcommands).
-ENTRY = "reconciler.cli_daemon"
+ENTRY = "reconciler.cli"
 SERVICE = """[sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']"""
 
 

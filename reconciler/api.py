@@ -282,7 +282,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 }
                 self._json(200, body)
             elif url.path == "/apply":
-                parallelism = int(request.get("parallelism", 4))
+                parallelism = int(request.get("parallelism") or 4)
                 plan, outcome, warnings = backend.apply_sources(
                     sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism
                 )

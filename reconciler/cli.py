@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -148,6 +148,31 @@ def run_plan(plan: plans.Plan, target: engine_mod.Engine, *, parallelism: int | 
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
+def _via_daemon(command: str, args: argparse.Namespace) -> int | None:
+    """Run ``command`` through the daemon when its socket answers and it drives this engine.
+
+    ``None`` means "no daemon": the command runs embedded, as before.
+    """
+    try:
+        from reconciler import cli_daemon
+    except ImportError:
+        return None
+    handler: Callable[[argparse.Namespace], int | None] = getattr(cli_daemon, f"{command}_via_daemon")
+    return handler(args)
+
+
+@contextlib.contextmanager
+def _stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[None]:
+    """The per-stack locks shared with the daemon, so that an embedded apply never races it."""
+    try:
+        from reconciler import cli_daemon
+    except ImportError:
+        yield
+        return
+    with cli_daemon.stack_locks(args, stacks):
+        yield
+
+
 # ---------------------------------------------------------------------------------------------
 # Subcommands
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +197,8 @@ def plan_desired(target: engine_mod.Engine, desired: manifests.Desired, args: ar
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if (code := _via_daemon("plan", args)) is not None:
+        return code
     desired = manifests.load(args.file)
     with engine_session(args) as target:
         plan = plan_desired(target, desired, args)
@@ -183,10 +210,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if (code := _via_daemon("apply", args)) is not None:
+        return code
     desired = manifests.load(args.file)
     with engine_session(args) as target:
-        plan = plan_desired(target, desired, args)
-        code = run_plan(plan, target, parallelism=args.parallelism, output=args.output)
+        with _stack_locks(args, desired.stacks):
+            plan = plan_desired(target, desired, args)
+            code = run_plan(plan, target, parallelism=args.parallelism, output=args.output)
         if code == EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
     if args.engine == "native" and desired.containers:
@@ -226,7 +256,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     stacks = set(args.stack or [])
     if args.file:
         stacks |= manifests.load(args.file).stacks
-    with engine_session(args) as target:
+    with engine_session(args) as target, _stack_locks(args, stacks):
         plan, _ = make_plan(
             target, manifests.Desired.empty(stacks), prune=True, prune_volumes=args.prune_volumes,
             scope=frozenset(stacks),
@@ -262,6 +292,8 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if (code := _via_daemon("status", args)) is not None:
+        return code
     desired = manifests.load(args.file) if args.file else None
     with engine_session(args) as target:
         actual = target.observe(images=planning.images_of(desired) if desired else [])
@@ -285,6 +317,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    if (code := _via_daemon("logs", args)) is not None:
+        return code
     with engine_session(args) as target:
         for line in target.logs(args.name, follow=args.follow, tail=args.tail):
             stream = sys.stderr if line.stream == "stderr" else sys.stdout
@@ -440,6 +474,10 @@ def _add_optional_commands(commands: argparse._SubParsersAction[argparse.Argumen
         from reconciler import cli_image
 
         cli_image.add_parser(commands)
+    with contextlib.suppress(ImportError):
+        from reconciler import cli_daemon
+
+        cli_daemon.add_parser(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,7 +126,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         engine_restarts=target.name == "docker",
         relist_interval=args.relist,
         resync_interval=args.resync,
-        parallelism=args.parallelism,
+        parallelism=args.parallelism or cli.default_parallelism(target.name),
         stack_lock=lambda stack: api.stack_lock(locks, stack),
         threaded_probes=True,
     )
@@ -225,7 +225,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--relist", type=float, default=controller.DEFAULT_RELIST,
                        help="seconds between re-lists of the folder (missed file events)")  # fmt: skip
         p.add_argument("--debounce", type=float, default=watching.DEFAULT_DEBOUNCE, help="seconds of quiet per file")
-        p.add_argument("--parallelism", type=int, default=4)
+        p.add_argument(
+            "--parallelism", type=int, default=None, help="steps run at once per pass (default as for apply)"
+        )
         p.add_argument("--state-dir", default=None, help="controller state (default ROOT/controller)")
         p.add_argument("--once", action="store_true", help="converge once and exit (cron, CI)")
         p.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -344,8 +346,9 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
     if client is None:
         return None
     try:
+        parallelism = args.parallelism or cli.default_parallelism(args.engine)
         answer = client.apply(
-            _sources(args), prune=args.prune, prune_volumes=args.prune_volumes, parallelism=args.parallelism
+            _sources(args), prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism
         )
     except api.ApiError as exc:
         _raise_api_error(exc)

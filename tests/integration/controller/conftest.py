@@ -36,7 +36,7 @@ from reconciler import api
 
 BUSYBOX = Path("/bin/busybox")
 # The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
-ENTRY = "reconciler.cli_daemon"
+ENTRY = "reconciler.cli"
 T = TypeVar("T")
 
 
