@@ -886,7 +886,8 @@ class Controller:
         stack by a full observe).
         """
         snapshot = self._current_snapshot()
-        actual = self.engine.observe(images=planning.images_of(snapshot.desired))
+        # Only our stacks in detail: other tenants' containers cost a list entry, not an inspect.
+        actual = self.engine.observe(images=planning.images_of(snapshot.desired), stacks=self._known_stacks())
         now = self.clock.monotonic()
         with self._lock:
             self._observed = actual
@@ -939,9 +940,9 @@ class Controller:
                 return None
             desired = only_stack(snapshot.desired, stack)
             observed_at = self.clock.monotonic()
-            actual = self.engine.observe(images=planning.images_of(desired))
+            actual = self.engine.observe(images=planning.images_of(desired), stacks={stack})
             with self._lock:
-                self._observed = actual
+                self._observed = _merged(self._observed, actual, stack)
             plan = planning.plan(desired, actual, scope=frozenset({stack}))
             plan = self._adjust(plan, desired, actual)
             with self._lock:
@@ -1645,7 +1646,7 @@ class Controller:
         """``reconcile plan`` through the daemon: the plan, and warnings (images not refreshed)."""
         desired = manifests.load_sources(sources)
         warnings = self.refresh_images(desired)
-        actual = self.engine.observe(images=planning.images_of(desired))
+        actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
         return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes), warnings
 
     def apply_sources(
@@ -1662,13 +1663,31 @@ class Controller:
             for stack in sorted(desired.stacks):
                 held.enter_context(self.stack_lock(stack))
             warnings = self.refresh_images(desired)
-            actual = self.engine.observe(images=planning.images_of(desired))
+            actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
             plan = planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
             outcome = executing.execute(plan, self.engine, parallelism=parallelism)
         for stack in desired.stacks:
             if stack in self._known_stacks():
                 self.enqueue(stack)
         return plan, outcome, warnings
+
+
+def _merged(old: observed.Observed, new: observed.Observed, stack: str) -> observed.Observed:
+    """``new`` (observed in detail for ``stack`` only) with the detail ``old`` had of the others.
+
+    What exists is always ``new``'s word; only the fields an engine may leave out for other
+    stacks (limits, times, restart count) are kept from the last detailed look.
+    """
+
+    def best(name: str, container: observed.ObservedContainer) -> observed.ObservedContainer:
+        before = old.containers.get(name)
+        if container.stack == stack or before is None:
+            return container
+        same = before.container_id == container.container_id and before.state == container.state
+        return before if same else container
+
+    containers = {name: best(name, container) for name, container in new.containers.items()}
+    return dataclasses.replace(new, containers=containers)
 
 
 def _has_objects(actual: observed.Observed, stack: str) -> bool:
