@@ -207,7 +207,10 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, dockerd: None) -> Iterator[Callable[..., Daemon]]:
+def daemon(tmp_path: Path, dockerd: None, prefix: str) -> Iterator[Callable[..., Daemon]]:
+    # Depending on ``prefix`` orders the teardowns: the daemons stop first, then the test's
+    # containers are removed (a running daemon would heal their removal).
+    del prefix
     started: list[Daemon] = []
 
     def start(folder: Path | None = None, **options: Any) -> Daemon:
