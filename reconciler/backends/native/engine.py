@@ -90,6 +90,17 @@ def _signal_number(name: str) -> int:
     return int(getattr(signals, name, signals.SIGTERM))
 
 
+def _helper_environment() -> dict[str, str]:
+    """The environment of the supervisor and DNS processes, started with ``python -S``.
+
+    -S skips the site-packages scan at start (tens of ms per container), so .pth files are not
+    read either: an editable install's import hook would be missing. The folder holding this
+    package therefore goes first on PYTHONPATH, then everything this process can import from.
+    """
+    package_parent = str(Path(__file__).resolve().parents[3])
+    return {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join([package_parent, *sys.path])}
+
+
 def _dns_server_alive(directory: Path) -> bool:
     try:
         pid = int((directory / "dns.pid").read_text().strip())
@@ -350,7 +361,7 @@ class NativeEngine:
             [sys.executable, "-S", "-m", "reconciler.backends.native.dns", str(directory), network.gateway],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True, cwd="/",
-            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+            env=_helper_environment(),
         )  # fmt: skip
         # The server outlives this process; while we live, a thread reaps it if it exits first.
         threading.Thread(target=server.wait, daemon=True).start()
@@ -613,7 +624,7 @@ class NativeEngine:
                  str(record.directory)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(write_end,), start_new_session=True, close_fds=True,
-                cwd="/", env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+                cwd="/", env=_helper_environment(),
             )  # fmt: skip
         finally:
             os.close(write_end)

@@ -1,0 +1,89 @@
+"""The installed ``reconcile`` command on the native engine, run as a user runs it.
+
+Run from outside the checkout, so that the supervisor and DNS helper processes must find the
+package the way an installed program does (an editable install's import hook is not on
+``sys.path`` for ``python -S``): the bug this guards against only showed outside pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.backends.native import engine as native_engine
+from tests.support import images
+
+IMAGE = "127.0.0.1:5000/reconciler/busybox:1"
+
+
+def reconcile(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("reconcile")
+    if binary is None:
+        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
+    return subprocess.run([binary, "--engine", "native", "--root", str(root), *args], cwd="/", capture_output=True,
+                          text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def loaded(root: Path, tmp_path: Path) -> Path:
+    layout = images.OciLayout(tmp_path / "oci")
+    images.busybox_image(layout, IMAGE)
+    native_engine.NativeEngine(root).image_store.load(layout.tarball(tmp_path / "image.tar"))
+    return root
+
+
+@pytest.mark.integration
+def test_apply_and_status_from_the_console_script(loaded: Path, engine: native_engine.NativeEngine, prefix: str,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    manifest = tmp_path / "one.yaml"
+    manifest.write_text(f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}one, stack: {prefix}s}}\n"
+                        f"spec: {{image: '{IMAGE}', command: [sleep, '60']}}\n")  # fmt: skip
+    applied = reconcile(loaded, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    status = reconcile(loaded, "status", "-o", "json")
+    rows = {row["name"]: row for row in json.loads(status.stdout)}
+    assert rows[f"{prefix}one"]["state"] == "running"
+
+
+@pytest.mark.integration
+def test_the_controller_restarts_on_failure_exactly_max_retries_times(loaded: Path, engine: native_engine.NativeEngine,
+                                                                      prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "job.yaml").write_text(
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}job, stack: {prefix}s}}\n"
+        f"spec:\n  image: '{IMAGE}'\n  command: [sh, -c, 'sleep 0.3; exit 1']\n  networkMode: none\n"
+        "  restart: {policy: on-failure, maxRetries: 3, backoff: {initial: 200ms, factor: 2}}\n"
+    )
+    binary = shutil.which("reconcile")
+    assert binary is not None
+    log_file = (tmp_path / "watch.log").open("w")
+    daemon = subprocess.Popen(
+        [binary, "--engine", "native", "--root", str(loaded), "watch", str(folder), "--socket", str(tmp_path / "api.sock"),
+         "--state-dir", str(tmp_path / "state"), "--log-format", "json"],
+        cwd="/", stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        container = None
+        while time.monotonic() < deadline:
+            container = engine.observe().containers.get(f"{prefix}job")
+            if container is not None and container.restart_count == 3 and container.state == "exited":
+                break
+            time.sleep(0.2)
+        log = (tmp_path / "watch.log").read_text()
+        assert container is not None and container.restart_count == 3, log[-3000:]
+        time.sleep(1.5)  # no fourth restart comes
+        assert engine.observe().containers[f"{prefix}job"].restart_count == 3
+        assert "maxRetries reached" in log
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=30)
+        log_file.close()
