@@ -17,12 +17,10 @@ import contextlib
 import io
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ import docker.errors
 import pytest
 
 from reconciler import api
+from tests.support import dockerd as dockerd_support
 
 BUSYBOX = Path("/bin/busybox")
 # The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
@@ -57,39 +56,10 @@ def eventually(probe: Callable[[], T], *, timeout: float = 10.0, interval: float
     pytest.fail(f"not within {timeout}s: {what or probe} (last: {last!r})")
 
 
-def _daemon_answers() -> bool:
-    try:
-        client = docker.from_env(timeout=5)
-    except docker.errors.DockerException:
-        return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session")
 def dockerd() -> None:
-    """A running dockerd; started (``dockerd`` with its default config) when none answers."""
-    if os.geteuid() != 0:
-        _fail("the controller integration tests need root (they drive dockerd)")
-    if _daemon_answers():
-        return
-    binary = shutil.which("dockerd")
-    if binary is None:
-        _fail("dockerd is not installed (Debian package docker.io) and no Docker daemon answers")
-        return
-    log = Path(tempfile.gettempdir()) / "reconciler-dockerd.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen([binary], stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not _daemon_answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            _fail(f"dockerd did not come up; its log ends with:\n{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.2)
+    """A running dockerd (see ``tests.support.dockerd``)."""
+    dockerd_support.ensure_running("the controller integration tests")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import tarfile
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ import docker.errors
 import pytest
 
 from reconciler.backends import docker as docker_backend
+from tests.support import dockerd as dockerd_support
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 BUSYBOX = Path("/bin/busybox")
@@ -43,44 +43,10 @@ def _fail(message: str) -> None:
     pytest.fail(message, pytrace=False)
 
 
-def _daemon_answers() -> bool:
-    try:
-        client = docker.from_env(version="auto", timeout=5)
-    except docker.errors.DockerException:
-        return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[None]:
-    """A running dockerd; started here (default config, log in a temp file) when none answers."""
-    if os.geteuid() != 0:
-        _fail("the Docker integration tests need root (they start dockerd and a registry)")
-    if _daemon_answers():
-        yield
-        return
-    if os.environ.get("DOCKER_HOST"):
-        _fail(f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer and is not ours to start")
-    binary = shutil.which("dockerd")
-    if binary is None:
-        _fail("dockerd is not installed (Debian package docker.io) and no Docker daemon answers")
-        return
-    log = Path(tempfile.gettempdir()) / "reconciler-dockerd.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen([binary], stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not _daemon_answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-2000:]
-            _fail(f"dockerd did not come up (exit {process.poll()}); its log ends with:\n{tail}")
-        time.sleep(0.2)
-    # Started by us, but left running: other sessions' tests (and the bench) share it.
+    """A running dockerd (see ``tests.support.dockerd``)."""
+    dockerd_support.ensure_running("the Docker integration tests")
     yield
 
 

@@ -1,0 +1,56 @@
+"""A running dockerd for the Docker-backed integration tests (backend, controller).
+
+:func:`ensure_running` returns when a daemon answers through ``docker.from_env()``; when none
+does, it starts plain ``dockerd`` (default config, its own session, log in a temp file) and waits
+for it. The daemon is left running afterwards: other suites and the benches share it. A missing
+prerequisite fails the test with a message naming it, never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+
+def answers() -> bool:
+    try:
+        client = docker.from_env(version="auto", timeout=5)
+    except docker.errors.DockerException:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def ensure_running(purpose: str) -> None:
+    """A dockerd answers, or the test fails naming what is missing; ``purpose`` says who asks."""
+    if os.geteuid() != 0:
+        pytest.fail(f"{purpose} need root (they drive dockerd)", pytrace=False)
+    if answers():
+        return
+    if os.environ.get("DOCKER_HOST"):
+        pytest.fail(f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer and is not ours to start", pytrace=False)
+    binary = shutil.which("dockerd")
+    if binary is None:
+        pytest.fail("dockerd is not installed (Debian package docker.io) and no Docker daemon answers", pytrace=False)
+    log = Path(tempfile.gettempdir()) / "reconciler-dockerd.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen([binary], stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:]
+            pytest.fail(f"dockerd did not come up (exit {process.poll()}); its log ends with:\n{tail}", pytrace=False)
+        time.sleep(0.2)
