@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import itertools
 import os
 import secrets
@@ -36,7 +35,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -50,31 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reconciler import api  # noqa: E402 (after the path set-up, so the checkout is benchmarked)
+from tests.support import images  # noqa: E402 (same)
 
 BUSYBOX = Path("/bin/busybox")
 # The module run as ``reconcile`` (``watch`` is one of its subcommands).
 ENTRY = "reconciler.cli"
 SERVICE = """[sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']"""
-
-
-def rootfs() -> bytes:
-    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory in ("bin", "etc", "proc", "sys", "dev", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        data = BUSYBOX.read_bytes()
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-        for applet in applets:
-            if applet != "busybox":
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
-    return buffer.getvalue()
 
 
 def manifest(name: str, image: str, *, command: str = SERVICE, extra: str = "") -> str:
@@ -231,7 +210,7 @@ def main() -> int:
     client = docker.from_env(timeout=300)
     prefix = f"cbench{secrets.token_hex(3)}"
     image = f"{prefix}/busybox:1"
-    client.api.import_image_from_data(rootfs(), repository=image.rsplit(":", 1)[0], tag="1",
+    client.api.import_image_from_data(images.busybox_layer(), repository=image.rsplit(":", 1)[0], tag="1",
                                       changes=["ENV PATH=/bin"])  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="cbench-"))
     folder = work / "manifests"

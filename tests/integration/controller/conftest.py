@@ -14,13 +14,11 @@ Every test gets a unique name prefix; its containers are removed by name at the 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,8 +30,8 @@ import pytest
 
 from reconciler import api
 from tests.support import dockerd as dockerd_support
+from tests.support import images
 
-BUSYBOX = Path("/bin/busybox")
 # The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
 ENTRY = "reconciler.cli"
 T = TypeVar("T")
@@ -69,34 +67,12 @@ def client(dockerd: None) -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _rootfs() -> bytes:
-    if not BUSYBOX.exists():
-        _fail("/bin/busybox is missing (Debian package busybox-static)")
-    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory in ("bin", "etc", "proc", "sys", "dev", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
-            tar.addfile(info)
-        data = BUSYBOX.read_bytes()
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-        for applet in applets:
-            if applet != "busybox":
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def image(client: docker.DockerClient) -> Iterator[str]:
     """A local busybox image with a unique tag (``sleep``, ``sh`` inside); removed at the end."""
     reference = f"reconciler-ctl-test/busybox:{secrets.token_hex(4)}"
     repository, tag = reference.rsplit(":", 1)
-    client.api.import_image_from_data(_rootfs(), repository=repository, tag=tag,
+    client.api.import_image_from_data(images.busybox_layer(), repository=repository, tag=tag,
                                       changes=["ENV PATH=/bin", 'CMD ["sleep", "3600"]'])  # fmt: skip
     yield reference
     with contextlib.suppress(docker.errors.APIError):
