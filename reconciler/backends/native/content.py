@@ -149,22 +149,11 @@ class Store:
 
     def delete(self, digest: str) -> int:
         """Remove a blob; returns the bytes freed (0 when it was absent)."""
-        path = self.path(digest)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return 0
-        return size
+        return _unlink_counting(self.path(digest))
 
     def discard_partial(self, digest: str) -> int:
-        path = self.partial_path(digest)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return 0
-        return size
+        """Remove an interrupted download; returns the bytes freed (0 when there was none)."""
+        return _unlink_counting(self.partial_path(digest))
 
     def partials(self) -> list[Path]:
         try:
@@ -273,6 +262,15 @@ class Ingest:
         os.chmod(self.partial, 0o600)
         os.replace(self.partial, target)
         return target
+
+
+def _unlink_counting(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 def iter_file(path: Path, chunk: int = _CHUNK) -> Iterator[bytes]:
