@@ -138,12 +138,7 @@ class Daemon:
 
     def engine_events(self) -> int:
         """The daemon's count of engine events read (its /metrics counter, over the socket)."""
-        connection = api._UnixConnection(self.socket, 10.0)
-        try:
-            connection.request("GET", "/metrics")
-            text = connection.getresponse().read().decode()
-        finally:
-            connection.close()
+        text = api.Client(self.socket, timeout=10.0).text("/metrics")
         for line in text.splitlines():
             if line.startswith("reconciler_engine_events_total "):
                 return int(float(line.split()[1]))

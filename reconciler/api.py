@@ -39,14 +39,23 @@ import socket
 import socketserver
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler import errors, executing, plans
+from reconciler import errors
 
-DEFAULT_SOCKET = "/run/reconciler/api.sock"
-DEFAULT_METRICS_ADDR = "127.0.0.1:9469"
+# The client lives in its own light module; it is re-exported here, beside the routes it calls.
+from reconciler.client import DEFAULT_METRICS_ADDR, DEFAULT_SOCKET, ApiError, Client
+
+if TYPE_CHECKING:  # the CLI imports this module for the Client: it must stay light
+    from reconciler import executing, plans
+
+__all__ = [
+    "DEFAULT_METRICS_ADDR", "DEFAULT_SOCKET", "ApiError", "Backend", "Client", "MetricSample", "Server",
+    "outcome_json", "render_metrics", "stack_lock",
+]  # fmt: skip
+
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -154,7 +163,12 @@ def render_metrics(samples: Sequence[MetricSample]) -> str:
 
 def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, errors.ManifestError):
-        return 422, {"error": str(exc), "kind": "manifest", "diagnostics": [d.render() for d in exc.diagnostics]}
+        return 422, {
+            "error": str(exc),
+            "kind": "manifest",
+            "diagnostics": [d.render() for d in exc.diagnostics],
+            "items": [d._asdict() for d in exc.diagnostics],
+        }
     if isinstance(exc, errors.PlanError):
         return 409, {"error": str(exc), "kind": "plan"}
     if isinstance(exc, errors.NotFound):
@@ -165,6 +179,8 @@ def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
 
 
 def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
+    from reconciler import plans
+
     return {
         "plan": plan.to_json(),
         "text": plan.render(),
@@ -373,111 +389,3 @@ class Server:
             server.server_close()
         with contextlib.suppress(FileNotFoundError):
             Path(self.socket_path).unlink()
-
-
-# ---------------------------------------------------------------------------------------------
-# The client
-# ---------------------------------------------------------------------------------------------
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if self.timeout is not None:
-                sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class ApiError(errors.ReconcilerError):
-    """The daemon answered with an error; ``body`` is its JSON answer."""
-
-    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
-        super().__init__(str(body.get("error", f"HTTP {status}")))
-        self.status = status
-        self.body = body
-
-
-class Client:
-    """A tiny client of the daemon's API over its unix socket."""
-
-    def __init__(self, socket_path: str = DEFAULT_SOCKET, *, timeout: float | None = 600.0) -> None:
-        self.socket_path = socket_path
-        self.timeout = timeout
-
-    def ping(self) -> dict[str, Any] | None:
-        """The daemon's ``/healthz`` answer, or None when nothing answers on the socket."""
-        if not Path(self.socket_path).is_socket():
-            return None
-        connection = _UnixConnection(self.socket_path, 2.0)
-        try:
-            connection.request("GET", "/healthz")
-            response = connection.getresponse()
-            body = json.loads(response.read() or b"{}")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        finally:
-            connection.close()
-        return body if response.status == 200 and isinstance(body, dict) else None
-
-    def _call(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:
-        connection = _UnixConnection(self.socket_path, self.timeout)
-        try:
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            data = json.loads(response.read() or b"{}")
-        except (OSError, http.client.HTTPException) as exc:
-            raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
-        finally:
-            connection.close()
-        if response.status >= 400:
-            raise ApiError(response.status, data)
-        return data if isinstance(data, dict) else {"value": data}
-
-    def status(self) -> dict[str, Any]:
-        return self._call("GET", "/status")
-
-    def plan(self, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool) -> dict[str, Any]:
-        return self._call("POST", "/plan", {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes})
-
-    def apply(
-        self, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool, parallelism: int
-    ) -> dict[str, Any]:
-        body = {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes, "parallelism": parallelism}
-        return self._call("POST", "/apply", body)
-
-    def stream(self, path: str) -> Iterator[dict[str, Any]]:
-        """Newline-delimited JSON from a streaming route, as it arrives."""
-        connection = _UnixConnection(self.socket_path, None)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            if response.status >= 400:
-                raise ApiError(response.status, json.loads(response.read() or b"{}"))
-            while True:
-                line = response.readline()
-                if not line:
-                    break
-                if line.strip():
-                    yield json.loads(line)
-        except (OSError, http.client.HTTPException) as exc:
-            raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
-        finally:
-            connection.close()
-
-    def events(self, *, follow: bool = True, since: int = 0) -> Iterator[dict[str, Any]]:
-        return self.stream(f"/events?follow={int(follow)}&since={since}")
-
-    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[dict[str, Any]]:
-        query = urllib.parse.urlencode({"name": name, "follow": int(follow), **({"tail": tail} if tail else {})})
-        return self.stream(f"/logs?{query}")

@@ -22,10 +22,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from reconciler import engine as engine_mod
-from reconciler import errors, executing, hashing, manifests, observed, planning, plans
+from reconciler import errors
+
+if TYPE_CHECKING:
+    from reconciler import engine as engine_mod
+    from reconciler import executing, manifests, observed, plans
+
+# The heavy modules (pydantic models, the planner, the engines) are imported by the functions that
+# use them: a command served by the daemon never loads them, and its start-up is measured.
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DEFAULT_ROOT = "/var/lib/reconciler"
@@ -105,12 +111,16 @@ def make_plan(
     prune_volumes: bool,
     scope: frozenset[str] | None = None,
 ) -> tuple[plans.Plan, observed.Observed]:
+    from reconciler import planning
+
     stacks = desired.stacks if scope is None else scope
     actual = target.observe(images=planning.images_of(desired), stacks=stacks)
     return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes, scope=scope), actual
 
 
 def print_result(result: executing.StepResult) -> None:
+    from reconciler import plans
+
     verb, target = plans.describe(result.step.action)
     if result.status == "done":
         _out(f"  ✓ {result.step.number}. {verb} {target} ({result.seconds:.2f}s)")
@@ -127,6 +137,8 @@ def default_parallelism(engine_name: str) -> int:
 
 
 def run_plan(plan: plans.Plan, target: engine_mod.Engine, *, parallelism: int | None, output: str) -> int:
+    from reconciler import executing
+
     parallelism = parallelism or default_parallelism(target.name)
     if output == "json":
         outcome = executing.execute(plan, target, parallelism=parallelism)
@@ -179,6 +191,8 @@ def _stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[No
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from reconciler import manifests
+
     desired = manifests.load(args.file)
     total = len(desired.containers) + len(desired.networks) + len(desired.volumes)
     _out(
@@ -199,6 +213,8 @@ def plan_desired(target: engine_mod.Engine, desired: manifests.Desired, args: ar
 def cmd_plan(args: argparse.Namespace) -> int:
     if (code := _via_daemon("plan", args)) is not None:
         return code
+    from reconciler import manifests
+
     desired = manifests.load(args.file)
     with engine_session(args) as target:
         plan = plan_desired(target, desired, args)
@@ -212,6 +228,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     if (code := _via_daemon("apply", args)) is not None:
         return code
+    from reconciler import manifests
+
     desired = manifests.load(args.file)
     with engine_session(args) as target:
         with _stack_locks(args, desired.stacks):
@@ -251,6 +269,8 @@ def wait_ready(target: engine_mod.Engine, desired: manifests.Desired, *, timeout
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from reconciler import manifests
+
     if not args.file and not args.stack:
         raise errors.ReconcilerError("delete needs -f PATH or --stack NAME")
     stacks = set(args.stack or [])
@@ -266,6 +286,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def status_rows(actual: observed.Observed, desired: manifests.Desired | None) -> list[dict[str, Any]]:
     """One row per owned object: state, health, exit code, restarts, spec hash and drift."""
+    from reconciler import planning
+
     rows: list[dict[str, Any]] = []
     drift: dict[tuple[str, str], str] = {}
     if desired is not None:
@@ -294,6 +316,8 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
 def cmd_status(args: argparse.Namespace) -> int:
     if (code := _via_daemon("status", args)) is not None:
         return code
+    from reconciler import manifests, planning
+
     desired = manifests.load(args.file) if args.file else None
     with engine_session(args) as target:
         actual = target.observe(images=planning.images_of(desired) if desired else [])
@@ -346,6 +370,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from reconciler import manifests
+
     schemas = manifests.json_schemas()
     if args.out is None:
         _out(json.dumps(schemas["reconciler"], indent=2, sort_keys=True))
@@ -361,6 +387,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_hash(args: argparse.Namespace) -> int:
     """``reconcile hash -f PATH``: the spec hash of each object (debugging recreations)."""
+    from reconciler import hashing, manifests
+
     desired = manifests.load(args.file)
     for name, container in sorted(desired.containers.items()):
         _out(f"container {name}  {hashing.container_hash(container)}")

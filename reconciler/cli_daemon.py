@@ -1,5 +1,8 @@
 """The daemon half of the command line: ``reconcile watch DIR`` and ``reconcile events``.
 
+(``watch`` itself runs in :mod:`reconciler.daemon`, imported only when it starts: this module is
+imported on every CLI start and stays light.)
+
 ``watch`` (alias ``daemon --manifests DIR``) wires the pieces together and runs until SIGTERM:
 the engine named by ``--engine``, a :class:`controller.Controller` on the folder, a
 :class:`watching.FolderWatcher` feeding it, and the local API (:class:`api.Server`) on a
@@ -20,65 +23,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import datetime
-import faulthandler
 import json
-import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler import api, cli, controller, errors, manifests, watching
+from reconciler import cli, client, errors, sources
 
-_LOG_FIELDS = ("stack", "container", "event")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, and the controller's fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for field in _LOG_FIELDS:
-            value = getattr(record, field, None)
-            if value:
-                entry[field] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        fields = " ".join(f"{f}={getattr(record, f)}" for f in _LOG_FIELDS if getattr(record, f, None))
-        return f"{text} {fields}" if fields else text
-
-
-def setup_logging(log_format: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("reconciler")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+# The controller, the watcher and the manifest models are imported where they are used: a CLI
+# command served by the daemon (``apply``, ``plan``, ``status``) must start without them.
 
 
 def default_socket() -> str:
     """``RECONCILER_SOCKET``, else the default; ``none`` (or empty) means "never use a daemon"."""
-    return os.environ.get("RECONCILER_SOCKET", api.DEFAULT_SOCKET)
+    return os.environ.get("RECONCILER_SOCKET", client.DEFAULT_SOCKET)
 
 
 def lock_dir(args: argparse.Namespace) -> Path:
@@ -86,100 +47,14 @@ def lock_dir(args: argparse.Namespace) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# reconcile watch
+# reconcile watch (in reconciler.daemon: logging, signals and the controller load only here)
 # ---------------------------------------------------------------------------------------------
 
 
-def _limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas at two before any thread starts.
-
-    Each thread that allocates under contention gets its own arena (up to 8 per CPU), and freed
-    memory stays in it: a daemon with worker, probe, API and engine-client threads then holds
-    tens of MiB it does not use. Two arenas keep the RSS target (80 MiB) with 100 containers.
-    ``MALLOC_ARENA_MAX`` in the environment still wins; non-glibc systems are left alone.
-    """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        m_arena_max = -8  # from glibc's malloc.h
-        libc.mallopt(m_arena_max, 2)
-
-
-def _trim_malloc() -> None:
-    """Hand freed heap pages back to the kernel (a resync decodes every inspect's JSON, and glibc
-    keeps the freed memory otherwise): the idle RSS then reflects what the daemon holds."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def cmd_watch(args: argparse.Namespace) -> int:
-    folder = Path(args.manifests or args.dir).resolve()
-    if not folder.is_dir():
-        raise errors.ReconcilerError(f"{folder} is not a folder")
-    _limit_malloc_arenas()
-    setup_logging(args.log_format, "DEBUG" if os.environ.get("RECONCILER_DEBUG") else "INFO")
-    log = logging.getLogger("reconciler.daemon")
-    if not args.once and api.Client(args.socket).ping() is not None:
-        raise errors.ReconcilerError(f"a daemon already answers on {args.socket}; stop it first")
-    target = cli.open_engine(args)
-    locks = lock_dir(args)
-    state_dir = Path(args.state_dir) if args.state_dir else Path(args.root) / "controller"
-    ctl = controller.Controller(
-        target,
-        folder,
-        state_dir=state_dir,
-        # Docker restarts containers itself unless the manifest asks for the controller's backoff.
-        engine_restarts=target.name == "docker",
-        relist_interval=args.relist,
-        resync_interval=args.resync,
-        parallelism=args.parallelism or cli.default_parallelism(target.name),
-        stack_lock=lambda stack: api.stack_lock(locks, stack),
-        threaded_probes=True,
-    )
-    if args.once:
-        try:
-            ok = ctl.converge_once()
-        finally:
-            target.close()
-        for report in ctl.status()["files"]:
-            for message in report["errors"]:
-                cli._err(message)
-        return cli.EXIT_OK if ok else cli.EXIT_ERROR
+    from reconciler import daemon
 
-    stopping = threading.Event()
-
-    def on_signal(number: int, frame: object) -> None:
-        del frame
-        log.info("signal %s: shutting down (containers keep running)", signal.Signals(number).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    # ``kill -USR1`` dumps every thread's stack to the log: how a stuck pass is diagnosed.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    server = api.Server(ctl, socket_path=args.socket, metrics_addr=args.metrics_addr or None)
-    watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=args.debounce)
-    # Watching first, then the first scan, then the API: once the socket answers, a file written
-    # into the folder is never missed (the readiness a test or a service manager waits for).
-    watcher.start()
-    ctl.start()
-    server.start()
-    log.info("watching %s with the %s engine; API on %s%s", folder, target.name, args.socket,
-             f", metrics on {server.metrics_address}" if server.metrics_address else "")  # fmt: skip
-    try:
-        ticks = 0
-        while not stopping.wait(1.0):
-            ticks += 1
-            if ticks % 30 == 0:
-                _trim_malloc()
-    finally:
-        watcher.stop()
-        ctl.stop()
-        server.stop()
-        target.close()
-        log.info("stopped")
-    return cli.EXIT_OK
+    return daemon.cmd_watch(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +63,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _event_text(event: dict[str, Any]) -> str:
+    import datetime
+
     moment = datetime.datetime.fromtimestamp(float(event.get("time", 0)), datetime.UTC)
     subject = "/".join(part for part in (event.get("stack"), event.get("name")) if part)
     stamp = moment.isoformat(timespec="milliseconds")
@@ -195,9 +72,9 @@ def _event_text(event: dict[str, Any]) -> str:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    client = daemon_client(args)
-    if client is not None:
-        for event in client.events(follow=not args.no_follow):
+    daemon = daemon_client(args)
+    if daemon is not None:
+        for event in daemon.events(follow=not args.no_follow):
             cli._out(json.dumps(event) if args.output == "json" else _event_text(event))
         return cli.EXIT_OK
     # Embedded: the engine's own events (the controller's events need the daemon).
@@ -226,15 +103,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         else:
             p.add_argument("--manifests", required=True, metavar="DIR", help="folder of manifests")
             p.set_defaults(dir=None)
-        p.add_argument("--socket", default=default_socket(), help=f"API socket (default {api.DEFAULT_SOCKET})")
+        p.add_argument("--socket", default=default_socket(), help=f"API socket (default {client.DEFAULT_SOCKET})")
         p.add_argument("--metrics-addr", default="", metavar="[HOST:]PORT",
                        help="serve /healthz and /metrics over TCP too (host default 127.0.0.1), "
-                            f"e.g. {api.DEFAULT_METRICS_ADDR}")  # fmt: skip
-        p.add_argument("--resync", type=float, default=controller.DEFAULT_RESYNC,
-                       help="seconds between resyncs against the engine (drift healing)")  # fmt: skip
-        p.add_argument("--relist", type=float, default=controller.DEFAULT_RELIST,
-                       help="seconds between re-lists of the folder (missed file events)")  # fmt: skip
-        p.add_argument("--debounce", type=float, default=watching.DEFAULT_DEBOUNCE, help="seconds of quiet per file")
+                            f"e.g. {client.DEFAULT_METRICS_ADDR}")  # fmt: skip
+        # Defaults are filled in by cmd_watch (None here): the parser is built on every CLI start.
+        p.add_argument("--resync", type=float, default=None,
+                       help="seconds between resyncs against the engine, drift healing (default 60)")  # fmt: skip
+        p.add_argument("--relist", type=float, default=None,
+                       help="seconds between re-lists of the folder, missed file events (default 30)")  # fmt: skip
+        p.add_argument("--debounce", type=float, default=None, help="seconds of quiet per file (default 0.5)")
         p.add_argument(
             "--parallelism", type=int, default=None, help="steps run at once per pass (default as for apply)"
         )
@@ -254,31 +132,42 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # ---------------------------------------------------------------------------------------------
 
 
-def daemon_client(args: argparse.Namespace) -> api.Client | None:
+def daemon_client(args: argparse.Namespace) -> client.Client | None:
     """A client of the running daemon when it answers and drives the engine this CLI would."""
     path = getattr(args, "socket", None) or default_socket()
     if path in ("", "none"):
         return None
-    client = api.Client(path)
-    answer = client.ping()
+    daemon = client.Client(path)
+    answer = daemon.ping()
     if answer is None or answer.get("engine") != args.engine:
         return None
-    return client
+    return daemon
 
 
-def _sources(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The manifest texts, validated here first (so that errors print exactly as embedded), with
-    absolute paths so that the daemon resolves env files the same way."""
-    sources = [
-        (name if name.startswith("<") else str(Path(name).resolve()), text)
-        for name, text in manifests.read_sources(args.file)
-    ]
-    manifests.load_sources(sources)
-    return sources
+class _Sources:
+    """The manifest texts as the daemon gets them: with absolute paths, so that it resolves env
+    files as this CLI would; the daemon validates them, and its diagnostics are shown under the
+    names the user typed (``display``), exactly as an embedded run prints them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.display: dict[str, str] = {}
+        for name, text in sources.read_sources(args.file):
+            absolute = name if name.startswith("<") else str(Path(name).resolve())
+            self.items.append((absolute, text))
+            self.display[absolute] = name
 
 
-def _raise_api_error(exc: api.ApiError) -> None:
+def _raise_api_error(exc: client.ApiError, named: _Sources | None = None) -> None:
     """The daemon's error as the exception the embedded path would have raised (same messages)."""
+    if exc.body.get("kind") == "manifest" and isinstance(exc.body.get("items"), list):
+        display = named.display if named else {}
+        diagnostics = [
+            errors.Diagnostic(display.get(str(d["file"]), str(d["file"])), int(d["line"]), int(d["column"]),
+                              str(d["field"]), str(d["message"]))
+            for d in exc.body["items"]
+        ]  # fmt: skip
+        raise errors.ManifestError(diagnostics) from exc
     if exc.body.get("kind") == "plan":
         raise errors.PlanError(str(exc.body.get("error", ""))) from exc
     if exc.body.get("kind") == "not-found":
@@ -311,10 +200,10 @@ def _backoff_text(row: dict[str, Any]) -> str:
 
 def status_via_daemon(args: argparse.Namespace) -> int | None:
     """``reconcile status`` through the daemon: its view (backoff, errors, health) of every object."""
-    client = daemon_client(args)
-    if client is None:
+    daemon = daemon_client(args)
+    if daemon is None:
         return None
-    rows = _status_rows(client.status())
+    rows = _status_rows(daemon.status())
     if args.output == "json":
         cli._out(json.dumps(rows, indent=2))
         return cli.EXIT_OK
@@ -336,13 +225,14 @@ def status_via_daemon(args: argparse.Namespace) -> int | None:
 
 def plan_via_daemon(args: argparse.Namespace) -> int | None:
     """``reconcile plan`` through the daemon (same output and exit codes as embedded)."""
-    client = daemon_client(args)
-    if client is None:
+    daemon = daemon_client(args)
+    if daemon is None:
         return None
+    named = _Sources(args)
     try:
-        answer = client.plan(_sources(args), prune=args.prune, prune_volumes=args.prune_volumes)
-    except api.ApiError as exc:
-        _raise_api_error(exc)
+        answer = daemon.plan(named.items, prune=args.prune, prune_volumes=args.prune_volumes)
+    except client.ApiError as exc:
+        _raise_api_error(exc, named)
         raise
     for warning in answer.get("warnings", []):
         cli._err(f"warning: {warning}")
@@ -352,16 +242,15 @@ def plan_via_daemon(args: argparse.Namespace) -> int | None:
 
 def apply_via_daemon(args: argparse.Namespace) -> int | None:
     """``reconcile apply`` through the daemon, which holds the stacks' locks while it applies."""
-    client = daemon_client(args)
-    if client is None:
+    daemon = daemon_client(args)
+    if daemon is None:
         return None
+    named = _Sources(args)
     try:
         parallelism = args.parallelism or cli.default_parallelism(args.engine)
-        answer = client.apply(
-            _sources(args), prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism
-        )
-    except api.ApiError as exc:
-        _raise_api_error(exc)
+        answer = daemon.apply(named.items, prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism)
+    except client.ApiError as exc:
+        _raise_api_error(exc, named)
         raise
     for warning in answer.get("warnings", []):
         cli._err(f"warning: {warning}")
@@ -379,20 +268,22 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
             cli._out(f"\n{'Done' if answer['ok'] else 'Failed'}: {answer['summary']}.")
     code = cli.EXIT_OK if answer["ok"] else cli.EXIT_ERROR
     if code == cli.EXIT_OK and getattr(args, "wait", False):
+        from reconciler import manifests
+
         with cli.engine_session(args) as target:
             code = cli.wait_ready(target, manifests.load(args.file), timeout=args.timeout)
     return code
 
 
 def logs_via_daemon(args: argparse.Namespace) -> int | None:
-    client = daemon_client(args)
-    if client is None:
+    daemon = daemon_client(args)
+    if daemon is None:
         return None
     try:
-        for line in client.logs(args.name, follow=args.follow, tail=args.tail):
+        for line in daemon.logs(args.name, follow=args.follow, tail=args.tail):
             stream = sys.stderr if line.get("stream") == "stderr" else sys.stdout
             print(line.get("text", ""), file=stream, flush=True)
-    except api.ApiError as exc:
+    except client.ApiError as exc:
         _raise_api_error(exc)
     return cli.EXIT_OK
 
@@ -405,6 +296,8 @@ def stack_locks(args: argparse.Namespace, stacks: Iterable[str]) -> Iterator[Non
     ``--root``), the command runs unlocked with a warning: it could not race a root daemon's
     lock anyway, and refusing would make the CLI unusable for that user.
     """
+    from reconciler import api
+
     with contextlib.ExitStack() as held:
         try:
             for stack in sorted(set(stacks)):

@@ -20,7 +20,13 @@ import typing
 from pathlib import Path
 
 from reconciler import errors
-from reconciler.backends.native import images, registry
+
+if typing.TYPE_CHECKING:
+    from reconciler.backends.native import images
+
+# The image store (and requests, under it) is imported by the commands that use it: the parser is
+# built on every CLI start, ``reconcile apply`` through the daemon included.
+POLICIES = ("Always", "IfNotPresent", "Never")  # images.POLICIES; a unit test keeps them equal
 
 DEFAULT_ROOT = Path("/var/lib/reconciler")
 
@@ -32,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     pull = verbs.add_parser("pull", help="pull an image from a registry")
     pull.add_argument("reference", help="image reference, e.g. 127.0.0.1:5000/app:1 or busybox@sha256:…")
-    pull.add_argument("--policy", choices=images.POLICIES, default="Always", help="pull policy (default: Always)")
+    pull.add_argument("--policy", choices=POLICIES, default="Always", help="pull policy (default: Always)")
     pull.add_argument(
         "--insecure-registry",
         action="append",
@@ -70,6 +76,8 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _store(args: argparse.Namespace) -> images.ImageStore:
+    from reconciler.backends.native import images, registry
+
     config = registry.RegistryConfig(
         insecure=frozenset(getattr(args, "insecure_registry", []) or []),
         certs_dir=getattr(args, "certs_dir", None) or Path("/etc/docker/certs.d"),

@@ -18,12 +18,13 @@ files and the env files they reference.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import hashlib
 import ipaddress
 import re
-import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
@@ -34,6 +35,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from reconciler import errors, references
+from reconciler.sources import read_sources
 
 API_VERSION = "reconciler/v1"
 KINDS = ("Container", "Network", "Volume")
@@ -857,34 +859,6 @@ def _parse_text(
     return parsed
 
 
-def _manifest_files(path: Path) -> list[Path]:
-    """A folder's manifests: ``*.yaml``/``*.yml``, not dotfiles, sorted, non-recursive."""
-    return sorted(
-        p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-    )
-
-
-def read_sources(paths: Sequence[str]) -> list[tuple[str, str]]:
-    """``(display name, text)`` for each manifest file named by ``paths`` (files, folders, ``-``)."""
-    sources: list[tuple[str, str]] = []
-    problems: list[errors.Diagnostic] = []
-    for raw in paths:
-        if raw == "-":
-            sources.append(("<stdin>", sys.stdin.read()))
-            continue
-        path = Path(raw)
-        try:
-            files = _manifest_files(path) if path.is_dir() else [path]
-            for file in files:
-                sources.append((str(file), file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.append(errors.Diagnostic(raw, 1, 1, "", f"cannot read: {reason}"))
-    if problems:
-        raise errors.ManifestError(problems)
-    return sources
-
-
 def load(paths: Sequence[str]) -> Desired:
     """Load and validate manifests from files, folders or ``-`` (stdin); all errors at once."""
     return load_sources(read_sources(paths))
@@ -901,11 +875,40 @@ def load_sources(sources: Sequence[tuple[str, str]]) -> Desired:
     parsed: list[_Parsed] = []
     invalid: set[tuple[str, str]] = set()
     for file, text in sources:
-        parsed.extend(_parse_text(text, file, diagnostics, invalid))
+        file_parsed, file_diagnostics, file_invalid = _parse_cached(text, file)
+        parsed.extend(file_parsed)
+        diagnostics.extend(file_diagnostics)
+        invalid.update(file_invalid)
     desired = _assemble(parsed, diagnostics, invalid)
     if diagnostics:
         raise errors.ManifestError(diagnostics)
     return desired
+
+
+_ParseResult: TypeAlias = tuple[tuple[_Parsed, ...], tuple[errors.Diagnostic, ...], frozenset[tuple[str, str]]]
+# A daemon loads the same texts again and again (every resync, every ``apply`` through its API);
+# parsing and validating is a pure function of (text, file name), so the last results are kept.
+# Env files are not part of it: ``_assemble`` reads them on every load.
+_PARSE_CACHE: collections.OrderedDict[tuple[str, str], _ParseResult] = collections.OrderedDict()
+_PARSE_CACHE_SIZE = 64
+_PARSE_CACHE_LOCK = threading.Lock()
+
+
+def _parse_cached(text: str, file: str) -> _ParseResult:
+    key = (text, file)
+    with _PARSE_CACHE_LOCK:
+        if (hit := _PARSE_CACHE.get(key)) is not None:
+            _PARSE_CACHE.move_to_end(key)
+            return hit
+    diagnostics: list[errors.Diagnostic] = []
+    invalid: set[tuple[str, str]] = set()
+    parsed = _parse_text(text, file, diagnostics, invalid)
+    result = (tuple(parsed), tuple(diagnostics), frozenset(invalid))
+    with _PARSE_CACHE_LOCK:
+        _PARSE_CACHE[key] = result
+        while len(_PARSE_CACHE) > _PARSE_CACHE_SIZE:
+            _PARSE_CACHE.popitem(last=False)
+    return result
 
 
 def _default_stack(file: str) -> str:

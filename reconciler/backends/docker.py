@@ -6,6 +6,13 @@ measured (``observe`` is one container list, one inspect per owned container run
 one network list, one volume list and one image inspect per reference asked about; with the
 optional ``stacks=`` only the containers of those stacks are inspected).
 
+While someone consumes :meth:`DockerEngine.events` (the controller always does), inspects are
+kept between observes, informer-style: an inspect stays valid until dockerd reports an event for
+that container, its listed state changes, or this engine changes a container itself. A long-running
+daemon's no-op apply then costs the three list calls instead of one inspect per container. Without
+a live event stream (the embedded CLI) nothing is cached: there would be no one to say when an
+inspect went stale (a hand-made ``docker update`` changes nothing the list shows).
+
 How the manifest maps onto Docker:
 
 * The container's config is built here as the Engine API's own JSON (``Config`` + ``HostConfig``
@@ -36,12 +43,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import math
 import os
 import struct
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import docker
 import docker.errors
@@ -61,6 +69,13 @@ _ZERO_TIME_PREFIX = "0001-01-01"
 _FRAME_HEADER = struct.Struct(">BxxxL")
 # Events of labelled containers that the Engine contract names; others (exec_*, kill ...) are noise.
 _EVENT_ACTIONS: frozenset[str] = frozenset({"create", "start", "die", "stop", "destroy", "oom", "health_status"})
+# What the event subscription asks dockerd for: the contract's actions, plus the ones that make a
+# cached inspect stale. Filtering on the daemon's side matters: each Docker health check is two
+# exec_* events, which would otherwise be sent, decoded and dropped (dockerd matches
+# ``health_status`` as a prefix of ``health_status: healthy``).
+_SUBSCRIBED_ACTIONS: tuple[str, ...] = (
+    *sorted(_EVENT_ACTIONS), "kill", "pause", "rename", "restart", "unpause", "update",
+)  # fmt: skip
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
 # is most of an inspect's cost, so a few threads overlap the waiting and more only contend.
 _INSPECT_CONCURRENCY = 4
@@ -384,6 +399,25 @@ def _owner_text(labels: Mapping[str, str] | None) -> str:
     return f"stack {stack!r}" if stack else "no reconciler stack (created outside reconciler)"
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _changes_containers(
+    method: Callable[Concatenate[DockerEngine, _P], _R],
+) -> Callable[Concatenate[DockerEngine, _P], _R]:
+    """Forget cached inspects once ``method`` has changed a container (whether or not it failed)."""
+
+    @functools.wraps(method)
+    def changing(self: DockerEngine, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._forget()
+
+    return changing
+
+
 # ---------------------------------------------------------------------------------------------
 # The engine
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +437,13 @@ class DockerEngine:
             self.api.trust_env = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # The inspect cache (see the module docstring): container id -> (listed state, inspect).
+        # Trusted only while ``_streams`` (live event subscriptions) is above zero; ``_epoch``
+        # counts invalidations, so that an inspect racing an event is not stored.
+        self._cache_lock = threading.Lock()
+        self._inspected: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._streams = 0
+        self._epoch = 0
 
     @classmethod
     def from_env(cls, *, timeout: float = 60.0) -> DockerEngine:
@@ -463,6 +504,29 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
 
+    def _forget(self, container_id: str | None = None) -> None:
+        """Drop cached inspects: one container's (an event named it) or all (we changed something)."""
+        with self._cache_lock:
+            self._epoch += 1
+            if container_id is None:
+                self._inspected.clear()
+            else:
+                self._inspected.pop(container_id, None)
+
+    def _inspect_listed(self, listed: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The inspect of a listed container: the cached one while it is still valid, else fresh."""
+        container_id, state = str(listed["Id"]), str(listed.get("State", ""))
+        with self._cache_lock:
+            cached = self._inspected.get(container_id) if self._streams else None
+            epoch = self._epoch
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        inspected = self._inspect_container(container_id)
+        with self._cache_lock:
+            if inspected is not None and self._streams and self._epoch == epoch:
+                self._inspected[container_id] = (state, inspected)
+        return inspected
+
     def _image_id(self, image: str) -> str | None:
         try:
             return str(self.api.inspect_image(image)["Id"])
@@ -481,8 +545,12 @@ class DockerEngine:
         """
         only_owned = {"label": [observed.LABEL_KIND]}
         with self._on("observe"):
-            listed = self.api.containers(all=True, filters=only_owned)
             pool = self._parallel()
+            # Networks, volumes and images are read while the containers are listed and inspected.
+            network_list = pool.submit(self.api.networks, filters=only_owned)
+            volume_answer = pool.submit(self.api.volumes, filters=only_owned)
+            image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
+            listed = self.api.containers(all=True, filters=only_owned)
             in_scope: list[Mapping[str, Any]] = []
             outside: list[observed.ObservedContainer] = []
             for item in listed:
@@ -492,11 +560,10 @@ class DockerEngine:
                 else:
                     outside.append(_listed_container(item))
             # The list lacks limits, times and restart counts; inspecting is the only source, so
-            # the inspects run concurrently while the networks, volumes and images are read.
-            inspects = [pool.submit(self._inspect_container, str(item["Id"])) for item in in_scope]
-            image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
-            networks = {str(item["Name"]): _observed_network(item) for item in self.api.networks(filters=only_owned)}
-            volume_list = self.api.volumes(filters=only_owned).get("Volumes") or []
+            # the inspects run concurrently (or come from the cache, see the module docstring).
+            inspects = [pool.submit(self._inspect_listed, item) for item in in_scope]
+            networks = {str(item["Name"]): _observed_network(item) for item in network_list.result()}
+            volume_list = volume_answer.result().get("Volumes") or []
             volumes = {
                 str(item["Name"]): observed.ObservedVolume(
                     name=str(item["Name"]),
@@ -512,6 +579,9 @@ class DockerEngine:
                     continue
                 container = observed_container(inspected)
                 containers[container.name] = container
+            with self._cache_lock:  # containers removed since: their inspects are of no more use
+                for gone in set(self._inspected) - {str(item["Id"]) for item in listed}:
+                    del self._inspected[gone]
             resolved = {ref: future.result() for ref, future in image_ids.items()}
         return observed.Observed(
             containers=dict(sorted(containers.items())),
@@ -663,11 +733,13 @@ class DockerEngine:
             raise
         return container_id
 
+    @_changes_containers
     def start_container(self, name: str) -> None:
         with self._on(f"container {name}"):
             # Starting a running container answers 304, which the SDK accepts: idempotent.
             self.api.start(name)
 
+    @_changes_containers
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
         with self._on(f"container {name}"):
             # Docker sends the container's StopSignal, waits, then SIGKILLs; without a timeout it
@@ -677,6 +749,7 @@ class DockerEngine:
             else:
                 self.api.stop(name, timeout=max(0, math.ceil(timeout)))
 
+    @_changes_containers
     def remove_container(self, name: str) -> None:
         subject = f"container {name}"
         try:
@@ -690,10 +763,12 @@ class DockerEngine:
             if "already in progress" not in str(exc):
                 raise
 
+    @_changes_containers
     def rename_container(self, name: str, new_name: str) -> None:
         with self._on(f"container {name}", conflict=True):
             self.api.rename(name, new_name)
 
+    @_changes_containers
     def update_container(self, name: str, resources: manifests.Resources) -> None:
         with self._on(f"container {name}"):
             # The SDK's update_container has no NanoCpus or PidsLimit parameter, so the documented
@@ -779,9 +854,13 @@ class DockerEngine:
         )
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
-        filters = {"type": ["container"], "label": [observed.LABEL_KIND]}
+        filters = {"type": ["container"], "label": [observed.LABEL_KIND], "event": list(_SUBSCRIBED_ACTIONS)}
         with self._on("events"):
             stream = self.api.events(filters=filters, decode=True)
+        with self._cache_lock:
+            # Inspects cached before this subscription began may have missed events: start afresh.
+            self._inspected.clear()
+            self._streams += 1
         # The stream blocks until the daemon sends something; closing it from a watcher thread is
         # how ``stop`` interrupts a quiet stream (the SDK's CancellableStream then ends cleanly).
         finished = threading.Event()
@@ -794,10 +873,16 @@ class DockerEngine:
                         item = next(stream)
                     except StopIteration:
                         break
+                actor_id = (item.get("Actor") or {}).get("ID") or item.get("id")
+                self._forget(str(actor_id) if actor_id else None)
                 event = _event(item)
                 if event is not None and not stop.is_set():
                     yield event
         finally:
+            with self._cache_lock:
+                # Events may be missed until someone subscribes again: trust no cached inspect.
+                self._streams -= 1
+                self._inspected.clear()
             finished.set()
             stream.close()
 

@@ -140,3 +140,28 @@ def test_help_texts_carry_examples(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["plan", "--help"])
     out = capsys.readouterr().out
     assert "example:" in out and "reconcile plan -f stack.yaml -o json" in out
+
+
+def test_cli_start_up_leaves_the_heavy_modules_unloaded() -> None:
+    """A command the daemon serves must start without pydantic, YAML or an engine's client: the
+    no-op ``apply`` through the daemon is measured against ``docker compose`` (bench/)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from reconciler import cli, cli_daemon\n"
+        "cli.build_parser().parse_args(['apply', '-f', 'x.yaml'])\n"
+        "heavy = ('pydantic', 'yaml', 'docker', 'requests', 'watchdog', 'pyroute2',\n"
+        "         'reconciler.manifests', 'reconciler.planning', 'reconciler.controller')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
+
+
+def test_image_pull_policies_match_the_store() -> None:
+    from reconciler import cli_image
+    from reconciler.backends.native import images
+
+    assert cli_image.POLICIES == images.POLICIES

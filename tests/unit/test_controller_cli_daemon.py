@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, cli_daemon
+from reconciler import api, cli_daemon, daemon
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -76,6 +76,6 @@ def test_plan_and_apply_exit_codes(
 def test_json_log_lines_carry_the_controllers_fields() -> None:
     record = logging.LogRecord("reconciler.controller", logging.INFO, __file__, 1, "restart of %s", ("web",), None)
     record.stack, record.container = "shop", "web"
-    line = json.loads(cli_daemon.JsonFormatter().format(record))
+    line = json.loads(daemon.JsonFormatter().format(record))
     assert line["message"] == "restart of web" and line["stack"] == "shop" and line["container"] == "web"
     assert line["level"] == "info" and line["time"].endswith("+00:00")

@@ -266,3 +266,48 @@ def test_observe_scoped_to_stacks_inspects_only_those(
     assert (other.container_id, other.stack, other.state, other.image) == (theirs, f"{prefix}b", "created", image)
     assert other.image_id.startswith("sha256:")
     assert seen[f"{prefix}mine"].resources.pids == 30
+
+
+def test_inspects_are_cached_only_while_events_flow(
+    engine: docker_backend.DockerEngine, client: docker.DockerClient, image: str, prefix: str
+) -> None:
+    """A daemon's observe reuses inspects while it consumes events; any event for the container
+    (here a hand-made ``docker update``, which the container list does not show) makes it stale."""
+    engine.pull_image(image)
+    name = f"{prefix}cached"
+    container_id = engine.create_container(_request(name, f"{prefix}s", {"image": image, "resources": {"pids": 30}}))
+    counter = stacks.CountingHTTP(engine)
+
+    def inspects() -> int:
+        return sum(1 for method, path in counter.requests if method == "GET" and f"/containers/{container_id}/" in path)
+
+    scope = {f"{prefix}s"}
+    engine.observe(stacks=scope)
+    engine.observe(stacks=scope)
+    assert inspects() == 2, "without an event stream nothing may be cached"
+
+    stop = threading.Event()
+    seen: list[engine_mod.Event] = []
+    collector = threading.Thread(target=lambda: seen.extend(engine.events(stop=stop)))
+    collector.start()
+    try:
+        stacks.eventually(lambda: engine._streams == 1)
+        counter.reset()
+        engine.observe(stacks=scope)
+        assert engine.observe(stacks=scope).containers[name].resources.pids == 30
+        assert inspects() == 1, counter.requests
+
+        client.api.update_container(container_id, mem_limit="48m", memswap_limit=-1)  # by hand, not through us
+        observed_memory = stacks.eventually(
+            lambda: engine.observe(stacks=scope).containers[name].resources.memory == 48 * 1024 * 1024
+        )
+        assert observed_memory
+        engine.start_container(name)  # our own change forgets the cache too
+        counter.reset()
+        assert engine.observe(stacks=scope).containers[name].state == "running"
+        assert inspects() == 1
+    finally:
+        stop.set()
+        collector.join(timeout=10)
+    assert not collector.is_alive()
+    assert engine._streams == 0 and not engine._inspected, "a finished stream must leave no trusted cache"
