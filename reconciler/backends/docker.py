@@ -6,10 +6,11 @@ measured (``observe`` is one container list, one inspect per owned container run
 one network list, one volume list and one image inspect per reference asked about; with the
 optional ``stacks=`` only the containers of those stacks are inspected).
 
-While someone consumes :meth:`DockerEngine.events` (the controller always does), inspects are
-kept between observes, informer-style: an inspect stays valid until dockerd reports an event for
-that container, its listed state changes, or this engine changes a container itself. A long-running
-daemon's no-op apply then costs the three list calls instead of one inspect per container. Without
+While someone consumes :meth:`DockerEngine.events` (the controller always does), the container
+list and the inspects are kept between observes, informer-style: an inspect stays valid until
+dockerd reports an event for that container, its listed state changes, or this engine changes a
+container itself; the list until any container event, or for 30 s at most. A long-running
+daemon's no-op apply then costs a network list, a volume list and the image inspects. Without
 a live event stream (the embedded CLI) nothing is cached: there would be no one to say when an
 inspect went stale (a hand-made ``docker update`` changes nothing the list shows).
 
@@ -48,6 +49,7 @@ import math
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -79,6 +81,8 @@ _SUBSCRIBED_ACTIONS: tuple[str, ...] = (
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
 # is most of an inspect's cost, so a few threads overlap the waiting and more only contend.
 _INSPECT_CONCURRENCY = 4
+# Longest time a cached container list is trusted, events or not (see DockerEngine._list_owned).
+_LIST_MAX_AGE = 30.0
 # Connections kept to the daemon: enough for the executor's widest parallelism, so that threads
 # do not open and discard connections (the SDK's default pool holds ten).
 _MAX_CONNECTIONS = 64
@@ -442,6 +446,10 @@ class DockerEngine:
         # counts invalidations, so that an inspect racing an event is not stored.
         self._cache_lock = threading.Lock()
         self._inspected: dict[str, tuple[str, dict[str, Any]]] = {}
+        # The owned-container list, kept the same way (any container event drops it), and re-read
+        # at least every _LIST_MAX_AGE seconds whatever the events say (the informer's re-list).
+        self._listed: list[dict[str, Any]] | None = None
+        self._listed_at = 0.0
         self._streams = 0
         self._epoch = 0
 
@@ -508,10 +516,26 @@ class DockerEngine:
         """Drop cached inspects: one container's (an event named it) or all (we changed something)."""
         with self._cache_lock:
             self._epoch += 1
+            self._listed = None
             if container_id is None:
                 self._inspected.clear()
             else:
                 self._inspected.pop(container_id, None)
+
+    def _list_owned(self) -> list[dict[str, Any]]:
+        """The owned containers (``GET /containers/json``), or the cached list while it is valid."""
+        now = time.monotonic()
+        with self._cache_lock:
+            fresh = self._streams and self._listed is not None and now - self._listed_at < _LIST_MAX_AGE
+            cached = self._listed if fresh else None
+            epoch = self._epoch
+        if cached is not None:
+            return cached
+        listed = cast(list[dict[str, Any]], self.api.containers(all=True, filters={"label": [observed.LABEL_KIND]}))
+        with self._cache_lock:
+            if self._streams and self._epoch == epoch:
+                self._listed, self._listed_at = listed, now
+        return listed
 
     def _inspect_listed(self, listed: Mapping[str, Any]) -> dict[str, Any] | None:
         """The inspect of a listed container: the cached one while it is still valid, else fresh."""
@@ -550,7 +574,7 @@ class DockerEngine:
             network_list = pool.submit(self.api.networks, filters=only_owned)
             volume_answer = pool.submit(self.api.volumes, filters=only_owned)
             image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
-            listed = self.api.containers(all=True, filters=only_owned)
+            listed = self._list_owned()
             in_scope: list[Mapping[str, Any]] = []
             outside: list[observed.ObservedContainer] = []
             for item in listed:
@@ -686,6 +710,7 @@ class DockerEngine:
 
     # -- containers ---------------------------------------------------------------------------
 
+    @_changes_containers
     def create_container(self, request: plans.ContainerRequest) -> str:
         subject = f"container {request.name}"
         spec = request.spec
@@ -860,6 +885,7 @@ class DockerEngine:
         with self._cache_lock:
             # Inspects cached before this subscription began may have missed events: start afresh.
             self._inspected.clear()
+            self._listed = None
             self._streams += 1
         # The stream blocks until the daemon sends something; closing it from a watcher thread is
         # how ``stop`` interrupts a quiet stream (the SDK's CancellableStream then ends cleanly).
@@ -883,6 +909,7 @@ class DockerEngine:
                 # Events may be missed until someone subscribes again: trust no cached inspect.
                 self._streams -= 1
                 self._inspected.clear()
+                self._listed = None
             finished.set()
             stream.close()
 

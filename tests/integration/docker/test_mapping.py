@@ -296,6 +296,8 @@ def test_inspects_are_cached_only_while_events_flow(
         engine.observe(stacks=scope)
         assert engine.observe(stacks=scope).containers[name].resources.pids == 30
         assert inspects() == 1, counter.requests
+        lists = [path for method, path in counter.requests if path.startswith("/v") and "/containers/json" in path]
+        assert len(lists) == 1, f"the container list is re-read while no event came: {lists}"
 
         client.api.update_container(container_id, mem_limit="48m", memswap_limit=-1)  # by hand, not through us
         observed_memory = stacks.eventually(
