@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, cli_daemon, daemon
+from reconciler import api, cli_daemon, daemon, errors
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -79,3 +79,22 @@ def test_json_log_lines_carry_the_controllers_fields() -> None:
     line = json.loads(daemon.JsonFormatter().format(record))
     assert line["message"] == "restart of web" and line["stack"] == "shop" and line["container"] == "web"
     assert line["level"] == "info" and line["time"].endswith("+00:00")
+
+
+def test_the_daemon_validates_and_errors_print_as_embedded(
+    served: tuple[Harness, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI sends the texts unvalidated (it never loads the models); the daemon's diagnostics
+    come back positioned, under the file names the user typed, and nothing is applied."""
+    harness, socket_path = served
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text(container_yaml("bad").replace("image:", "imagee:"))
+    before = dict(harness.engine.containers)
+    with pytest.raises(errors.ManifestError) as caught:
+        cli_daemon.apply_via_daemon(_args(socket_path, file=["bad.yaml"]))
+    rendered = [d.render() for d in caught.value.diagnostics]
+    assert rendered and all(line.startswith("bad.yaml:") for line in rendered), rendered
+    assert any("unknown field `imagee`" in line for line in rendered), rendered
+    assert harness.engine.containers == before
+    with pytest.raises(errors.ManifestError):
+        cli_daemon.plan_via_daemon(_args(socket_path, file=["bad.yaml"]))
