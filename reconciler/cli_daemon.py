@@ -111,7 +111,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--resync", type=float, default=None,
                        help="seconds between resyncs against the engine, drift healing (default 60)")  # fmt: skip
         p.add_argument("--relist", type=float, default=None,
-                       help="seconds between re-lists of the folder, missed file events (default 30)")  # fmt: skip
+                       help="seconds between re-lists of the folder, missed file events (default 20)")  # fmt: skip
         p.add_argument("--debounce", type=float, default=None, help="seconds of quiet per file (default 0.5)")
         p.add_argument(
             "--parallelism", type=int, default=None, help="steps run at once per pass (default as for apply)"

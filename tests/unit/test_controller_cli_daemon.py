@@ -98,3 +98,15 @@ def test_the_daemon_validates_and_errors_print_as_embedded(
     assert harness.engine.containers == before
     with pytest.raises(errors.ManifestError):
         cli_daemon.plan_via_daemon(_args(socket_path, file=["bad.yaml"]))
+
+
+def test_watch_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parser does not import the controller (start-up), so its help repeats the defaults."""
+    from reconciler import cli, controller, watching
+
+    with pytest.raises(SystemExit):
+        cli.main(["watch", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert f"(default {controller.DEFAULT_RESYNC:g})" in flat
+    assert f"(default {controller.DEFAULT_RELIST:g})" in flat
+    assert f"(default {watching.DEFAULT_DEBOUNCE:g})" in flat
