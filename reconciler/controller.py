@@ -69,6 +69,8 @@ DEFAULT_RELIST = 20.0
 DEFAULT_RESYNC = 60.0
 # A resync this long after a stop/destroy event (lets a burst of events and our own passes end).
 EVENT_RESYNC_DELAY = 0.5
+# A die event's own time is trusted for the backoff only when it is at most this old.
+MAX_EVENT_LATENESS = 5.0
 # When no backoff is written, Docker's restart manager's numbers apply (design §5).
 DEFAULT_BACKOFF = manifests.Backoff()
 _EVENT_BUFFER = 1000
@@ -757,7 +759,11 @@ class Controller:
             self.enqueue(desired.stack)  # dependents gated on this job's completion may start now
         if not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
             return
-        self._schedule_restart(desired, event.container_id, event.exit_code, reason="exit")
+        # The backoff counts from the exit the engine reports, not from when its event arrived;
+        # a time that is missing, in the future or implausibly old (a replay) counts from now.
+        late = self.clock.wall() - event.time
+        late = late if 0.0 < late < MAX_EVENT_LATENESS else 0.0
+        self._schedule_restart(desired, event.container_id, event.exit_code, reason="exit", late=late)
 
     # -- the synchronous core -----------------------------------------------------------------
 
@@ -1028,7 +1034,13 @@ class Controller:
     # -- restarts ---------------------------------------------------------------------------
 
     def _schedule_restart(
-        self, desired: manifests.DesiredContainer, container_id: str, exit_code: int | None, *, reason: str
+        self,
+        desired: manifests.DesiredContainer,
+        container_id: str,
+        exit_code: int | None,
+        *,
+        reason: str,
+        late: float = 0.0,
     ) -> None:
         restart = desired.spec.restart
         backoff = restart.backoff or DEFAULT_BACKOFF
@@ -1054,11 +1066,13 @@ class Controller:
                 return
             state.delay = restart_delay(backoff, state.attempt, rng=self.rng)
             state.exited_at = now
-            state.due_at = now + state.delay
+            # ``late``: how long ago the exit happened when it was seen (the event's delivery).
+            wait = max(0.0, state.delay - late)
+            state.due_at = now + wait
             state.reason = reason
         log.info("restart of %s in %.3fs (%s)", desired.name, state.delay, reason,
                  extra={"stack": desired.stack, "container": desired.name})  # fmt: skip
-        self.queue.add_after(desired.stack, state.delay)
+        self.queue.add_after(desired.stack, wait)
         self._notify()
 
     def _due_restarts(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import controller, manifests
+from reconciler import controller, engine, manifests
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -205,3 +205,17 @@ def test_a_container_removed_while_its_restart_is_pending_is_created_again(tmp_p
     assert harness.engine.containers["web"].state == "running"
     assert harness.engine.containers["web"].container_id != old_id
     assert not harness.events("error")
+
+
+def test_the_backoff_counts_from_the_exit_the_engine_reports_not_from_its_delivery(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("web.yaml", container_yaml("web", extra="restart: {policy: always}\n"))
+    harness.settle()
+    container_id = harness.engine.containers["web"].container_id
+    harness.engine.exit("web", 1)
+    # The die event arrives 40 ms after the exit it reports: 60 ms of the 100 ms backoff remain.
+    harness.controller.handle_event(engine.Event(harness.clock.now - 0.04, "die", "web", container_id, exit_code=1))
+    harness.advance(0.059)
+    assert harness.engine.containers["web"].state == "exited"
+    harness.advance(0.002)
+    assert harness.engine.containers["web"].state == "running"

@@ -57,13 +57,15 @@ KILL_GRACE = 5.0
 DEFAULT_NETWORK = "default"
 
 
-def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+def _write_json(path: Path, value: Mapping[str, Any], *, durable: bool = True) -> None:
+    """Atomically (a temporary file renamed over it), root-only; ``durable`` fsyncs it first."""
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(value, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -594,19 +596,34 @@ class NativeEngine:
                 if image is None:
                     raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
                 mounts.mount(self.image_store.rootfs_mount(image, record.directory))
-            if record.data.get("started_at") is not None:
-                # A restart: the runtime's record of the previous run goes first.
-                self.runtime.delete(record.container_id, force=True)
+            # A restart keeps what survives the exit (rootfs mount, network namespace, veths, ports,
+            # config.json): only the runtime's record of the previous run goes, and that while the
+            # supervisor's interpreter starts (it waits for the go before `runtime create`).
+            restart = record.data.get("started_at") is not None
+            process, sync, go = self._spawn_supervisor(record)
+            try:
+                if restart:
+                    self.runtime.delete(record.container_id, force=True)
+                for leftover in ("exit.json", "supervisor.pid.json", "init.pid"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (record.directory / leftover).unlink()
+                os.write(go, b"go\n")
+            except BaseException:
+                os.close(go)  # end of file: the supervisor exits without a trace
+                os.close(sync)
+                process.wait(timeout=SUPERVISOR_START_TIMEOUT)
+                raise
+            os.close(go)
+            self._await_supervisor(record, process, sync)
+            if restart:
                 record.data["restart_count"] = int(record.data.get("restart_count", 0)) + 1
-            for leftover in ("exit.json", "supervisor.pid.json", "init.pid"):
-                with contextlib.suppress(FileNotFoundError):
-                    (record.directory / leftover).unlink()
-            self._spawn_supervisor(record)
             self.runtime.start(record.container_id)
             record.data["started_at"] = time.time()
             record.save()
 
-    def _spawn_supervisor(self, record: _Record) -> None:
+    def _spawn_supervisor(self, record: _Record) -> tuple[subprocess.Popen[bytes], int, int]:
+        """The supervisor, started: its process, the read end of its report pipe, and the write end
+        of the pipe it waits on for the go (a line) before ``runtime create``."""
         runtime_log = record.directory / "runtime.log"
         _write_json(record.directory / "supervisor.json", {
             "create": self.runtime.create_argv(
@@ -615,20 +632,30 @@ class NativeEngine:
             ),
             "cgroups_path": record.data.get("cgroups_path", ""),
             "runtime_log": str(runtime_log),
-        })  # fmt: skip
-        read_end, write_end = os.pipe()
+        }, durable=False)  # fmt: skip
+        sync_read, sync_write = os.pipe()
+        go_read, go_write = os.pipe()
         try:
             process = subprocess.Popen(
                 # -S: no site-packages scan at start (the package comes in through PYTHONPATH).
-                [sys.executable, "-S", "-m", "reconciler.backends.native.supervisor", "--sync-fd", str(write_end),
-                 str(record.directory)],
+                [sys.executable, "-S", "-m", "reconciler.backends.native.supervisor", "--sync-fd", str(sync_write),
+                 "--go-fd", str(go_read), str(record.directory)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end,), start_new_session=True, close_fds=True,
+                pass_fds=(sync_write, go_read), start_new_session=True, close_fds=True,
                 cwd="/", env=_helper_environment(),
             )  # fmt: skip
+        except BaseException:
+            for fd in (sync_read, go_write):
+                os.close(fd)
+            raise
         finally:
-            os.close(write_end)
-        with os.fdopen(read_end, "r", encoding="utf-8") as sync:
+            os.close(sync_write)
+            os.close(go_read)
+        return process, sync_read, go_write
+
+    def _await_supervisor(self, record: _Record, process: subprocess.Popen[bytes], sync_read: int) -> None:
+        """Its report: ``created <init pid>`` (the init waits for ``runtime start``) or the error."""
+        with os.fdopen(sync_read, "r", encoding="utf-8") as sync:
             ready, _, _ = select.select([sync], [], [], SUPERVISOR_START_TIMEOUT)
             line = sync.readline().strip() if ready else ""
         if not line.startswith("created "):
@@ -638,10 +665,11 @@ class NativeEngine:
             process.wait(timeout=5)
             message = line.removeprefix("error ").strip() or "the supervisor did not report in time"
             raise errors.RuntimeFailed(f"starting container {record.name}", stderr=message)
+        # Not fsynced: it describes a process, which a host crash takes with it anyway.
         _write_json(record.directory / "supervisor.pid.json", {
             "pid": process.pid, "start_time": _process_start_time(process.pid),
             "init_pid": int(line.split()[1]),
-        })  # fmt: skip
+        }, durable=False)  # fmt: skip
         # The supervisor lives on after this process exits; a thread reaps it if we outlive it,
         # so it never lingers as a zombie of ours.
         threading.Thread(target=process.wait, daemon=True).start()
@@ -766,6 +794,7 @@ class NativeEngine:
         """``start`` and ``die`` events, from the supervisors' pidfds (no polling of exit files)."""
         watched: dict[str, tuple[int, str, str]] = {}  # container id -> (pidfd, name, supervisor key)
         seen_running: set[str] = set()
+        first_scan = True
         try:
             while not stop.is_set():
                 for record in self._records():
@@ -773,7 +802,19 @@ class NativeEngine:
                     if record.container_id in watched or key in seen_running:
                         continue
                     info = _read_json(record.directory / "supervisor.pid.json")
-                    if info is None or not self._supervisor_alive(record):
+                    if info is None:
+                        continue
+                    if not self._supervisor_alive(record):
+                        # Started and already gone between two scans (a crash at start): the exit
+                        # file tells. Exits from before this stream began are history, not events.
+                        exit_info = _read_json(record.directory / "exit.json")
+                        if exit_info is None or record.data.get("started_at") is None:
+                            continue
+                        seen_running.add(key)
+                        if not first_scan:
+                            yield engine.Event(time=float(record.data["started_at"]), action="start",
+                                               name=record.name, container_id=record.container_id)  # fmt: skip
+                            yield _die_event(record.name, record.container_id, exit_info)
                         continue
                     try:
                         pidfd = os.pidfd_open(int(info["pid"]))
@@ -783,6 +824,7 @@ class NativeEngine:
                     seen_running.add(key)
                     yield engine.Event(time=time.time(), action="start", name=record.name,
                                        container_id=record.container_id)  # fmt: skip
+                first_scan = False
                 fds = {pidfd: container_id for container_id, (pidfd, _, _) in watched.items()}
                 ready: list[int] = []
                 if fds:
@@ -794,15 +836,21 @@ class NativeEngine:
                     _, name, _ = watched.pop(container_id)
                     os.close(fd)
                     exit_info = _read_json(self.root / "containers" / container_id / "exit.json") or {}
-                    code = exit_info.get("exit_code")
-                    yield engine.Event(time=time.time(), action="die", name=name, container_id=container_id,
-                                       exit_code=None if code is None else int(code))  # fmt: skip
+                    yield _die_event(name, container_id, exit_info)
         finally:
             for pidfd, _, _ in watched.values():
                 os.close(pidfd)
 
     def close(self) -> None:
         return None
+
+
+def _die_event(name: str, container_id: str, exit_info: Mapping[str, Any]) -> engine.Event:
+    """A ``die`` event stamped with the exit's own time (the supervisor's), not its delivery's:
+    the controller counts the restart backoff from it."""
+    code, finished = exit_info.get("exit_code"), exit_info.get("finished_at")
+    return engine.Event(time=time.time() if finished is None else float(finished), action="die", name=name,
+                        container_id=container_id, exit_code=None if code is None else int(code))  # fmt: skip
 
 
 def _log_line(raw: bytes) -> engine.LogLine:
