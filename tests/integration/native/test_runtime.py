@@ -112,6 +112,42 @@ def test_die_events_arrive_when_the_process_exits(engine: native_engine.NativeEn
 
 
 @pytest.mark.integration
+def test_a_container_that_exits_at_once_gets_start_and_die_events_stamped_with_its_exit(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    # Its supervisor is gone before the stream's next scan: the pidfd comes too late, exit.json tells.
+    stop = threading.Event()
+    received: list[tuple[str, int | None, float]] = []
+
+    def listen() -> None:
+        for event in engine.events(stop=stop):
+            if event.name.startswith(prefix):
+                received.append((event.action, event.exit_code, event.time))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1.0)  # the stream's first scan is over: what follows is news, not history
+    name = f"{prefix}flash"
+    for run_number in (1, 2):
+        before = time.time()
+        if run_number == 1:
+            run(engine, image, name, "exit 3")
+        else:
+            engine.start_container(name)  # a restart: the same container, a new run
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(a == "die" for a, _, _ in received) < run_number:
+            time.sleep(0.02)
+        dies = [(code, moment) for action, code, moment in received if action == "die"]
+        assert len(dies) == run_number, received
+        code, moment = dies[-1]
+        exit_info = native_engine._read_json(engine._get(name).directory / "exit.json")
+        assert code == 3 and exit_info is not None and moment == exit_info["finished_at"] and moment >= before
+    stop.set()
+    listener.join(timeout=5)
+    assert [action for action, _, _ in received] == ["start", "die", "start", "die"]
+
+
+@pytest.mark.integration
 def test_a_new_engine_process_sees_running_and_exited_containers(root: Path, engine: native_engine.NativeEngine,
                                                                   image: str, prefix: str) -> None:  # fmt: skip
     run(engine, image, f"{prefix}live", "sleep 1; exit 5")
