@@ -21,7 +21,13 @@ A container's life on this engine, under ``<root>`` (``--root``, default ``/var/
   forwards); a bridge-mode container that names no network joins the implicit ``default`` one,
   as Docker's join its default bridge.
 
-Restart policies and health checks are the controller's job (``reconcile watch``).
+Restart policies and health checks are the controller's job (``reconcile watch``). The engine
+only makes its restarts quick: when it reports the ``die`` of a container whose restart policy will
+start it again, it **prepares the next run** in the background during the controller's backoff
+(the previous run's runtime state deleted, a new supervisor with ``runtime create`` done, the
+init waiting for ``runtime start``; see :mod:`supervisor`), and ``start_container`` then only runs
+``runtime start``. Nothing of the container's runs before that start; a prepared run nobody starts
+within ``PREPARED_TTL`` removes itself, and a stop, an update or a remove discards it first.
 
 Like every backend, this module must not import the planner, the controller or the CLI. State
 files are root-only (0600 files in 0700 directories).
@@ -51,6 +57,9 @@ from reconciler import engine, errors, manifests, observed, plans
 from reconciler.backends.native import bundles, firewall, images, layers, mounts, networks, runtime
 
 SUPERVISOR_START_TIMEOUT = 30.0
+# A prepared next run (see `_prepare`) that nobody starts within this many seconds goes away; the
+# backoffs it serves are the first ones (100 ms, 200 ms, ... Docker's), long ones need no help.
+PREPARED_TTL = 3.0
 KILL_GRACE = 5.0
 # Containers in bridge mode that name no network join this one, as Docker's join its default
 # bridge. It carries no owner labels, so the planner never sees or prunes it.
@@ -568,6 +577,7 @@ class NativeEngine:
 
     def _discard(self, directory: Path, container_id: str) -> None:
         """Undo a create or finish a remove: runtime state, network, rootfs mount, directory."""
+        self._drop_prepared(directory, container_id)
         with contextlib.suppress(errors.EngineError):
             self.runtime.delete(container_id, force=True)
         record = _read_json(directory / "container.json") or {}
@@ -596,6 +606,10 @@ class NativeEngine:
                 if image is None:
                     raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
                 mounts.mount(self.image_store.rootfs_mount(image, record.directory))
+            with contextlib.suppress(FileNotFoundError):
+                (record.directory / "stopping").unlink()
+            if self._start_prepared(record):
+                return
             # A restart keeps what survives the exit (rootfs mount, network namespace, veths, ports,
             # config.json): only the runtime's record of the previous run goes, and that while the
             # supervisor's interpreter starts (it waits for the go before `runtime create`).
@@ -621,7 +635,87 @@ class NativeEngine:
             record.data["started_at"] = time.time()
             record.save()
 
-    def _spawn_supervisor(self, record: _Record) -> tuple[subprocess.Popen[bytes], int, int]:
+    def _drop_prepared(self, directory: Path, container_id: str) -> None:
+        """Discard a prepared next run (caller holds the lock): its supervisor first (else it would
+        give up on its own later), then its init with the runtime state."""
+        if not (directory / "prepared.json").exists():
+            return
+        _kill_supervisor(directory / "prepared.json")
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "prepared.json").unlink()
+        with contextlib.suppress(errors.EngineError):
+            self.runtime.delete(container_id, force=True)
+
+    def _start_prepared(self, record: _Record) -> bool:
+        """Start the prepared next run, if there is one (caller holds the lock): `runtime start`."""
+        prepared = _read_json(record.directory / "prepared.json")
+        if prepared is None:
+            return False
+        if _process_start_time(int(prepared["pid"])) != prepared.get("start_time"):
+            self._drop_prepared(record.directory, record.container_id)
+            return False
+        # The old exit goes first: once started, an exit at once writes the new one.
+        for leftover in ("exit.json", "supervisor.pid.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (record.directory / leftover).unlink()
+        # From this rename on, the supervisor is the run's ordinary one (it gives up only under
+        # our lock, and only while prepared.json is there).
+        os.replace(record.directory / "prepared.json", record.directory / "supervisor.pid.json")
+        try:
+            self.runtime.start(record.container_id)
+        except errors.RuntimeFailed:
+            _kill_supervisor(record.directory / "supervisor.pid.json")
+            with contextlib.suppress(FileNotFoundError):
+                (record.directory / "supervisor.pid.json").unlink()
+            return False  # the ordinary path deletes the runtime state and creates the run anew
+        record.data["restart_count"] = int(record.data.get("restart_count", 0)) + 1
+        record.data["started_at"] = time.time()
+        record.save()
+        return True
+
+    def _prepare_next_run(self, container_id: str) -> None:
+        """The next run of an exited container, up to `runtime create`, in the background.
+
+        Best effort: any failure leaves the container as it was, and the start goes the ordinary way.
+        """
+        directory = self.root / "containers" / container_id
+        with contextlib.suppress(errors.EngineError, OSError, ValueError, KeyError), self._exclusive():
+            data = _read_json(directory / "container.json")
+            if data is None or "name" not in data:
+                return
+            record = _Record(container_id, directory, data)
+            if self._state(record)[0] != "exited" or (directory / "prepared.json").exists():
+                return
+            if (directory / "stopping").exists() or not mounts.is_mounted(directory / "rootfs"):
+                return
+            process, sync, go = self._spawn_supervisor(record, prepared=True)
+            try:
+                self.runtime.delete(container_id, force=True)
+                os.write(go, b"go\n")
+            except BaseException:
+                os.close(go)
+                os.close(sync)
+                process.wait(timeout=SUPERVISOR_START_TIMEOUT)
+                raise
+            os.close(go)
+            self._await_supervisor(record, process, sync, prepared=True)
+
+    def _prepare_after_exit(self, container_id: str, exit_code: int | None) -> None:
+        """Prepare the next run (in a thread) if the container's restart policy will want one."""
+        data = _read_json(self.root / "containers" / container_id / "container.json")
+        if data is None or observed.LABEL_KIND not in data.get("labels", {}):
+            return
+        restart = data.get("spec", {}).get("restart") or {}
+        policy = restart.get("policy", "no")
+        if policy == "on-failure":
+            retries = restart.get("maxRetries")
+            if exit_code in (0, None) or (retries is not None and int(data.get("restart_count", 0)) >= int(retries)):
+                return
+        elif policy not in ("always", "unless-stopped"):
+            return
+        threading.Thread(target=self._prepare_next_run, args=(container_id,), daemon=True).start()
+
+    def _spawn_supervisor(self, record: _Record, *, prepared: bool = False) -> tuple[subprocess.Popen[bytes], int, int]:
         """The supervisor, started: its process, the read end of its report pipe, and the write end
         of the pipe it waits on for the go (a line) before ``runtime create``."""
         runtime_log = record.directory / "runtime.log"
@@ -632,6 +726,7 @@ class NativeEngine:
             ),
             "cgroups_path": record.data.get("cgroups_path", ""),
             "runtime_log": str(runtime_log),
+            **({"prepared": {"ttl": PREPARED_TTL, "lock": str(self.root / ".engine.lock")}} if prepared else {}),
         }, durable=False)  # fmt: skip
         sync_read, sync_write = os.pipe()
         go_read, go_write = os.pipe()
@@ -653,7 +748,9 @@ class NativeEngine:
             os.close(go_read)
         return process, sync_read, go_write
 
-    def _await_supervisor(self, record: _Record, process: subprocess.Popen[bytes], sync_read: int) -> None:
+    def _await_supervisor(
+        self, record: _Record, process: subprocess.Popen[bytes], sync_read: int, *, prepared: bool = False
+    ) -> None:
         """Its report: ``created <init pid>`` (the init waits for ``runtime start``) or the error."""
         with os.fdopen(sync_read, "r", encoding="utf-8") as sync:
             ready, _, _ = select.select([sync], [], [], SUPERVISOR_START_TIMEOUT)
@@ -665,11 +762,12 @@ class NativeEngine:
             process.wait(timeout=5)
             message = line.removeprefix("error ").strip() or "the supervisor did not report in time"
             raise errors.RuntimeFailed(f"starting container {record.name}", stderr=message)
-        # Not fsynced: it describes a process, which a host crash takes with it anyway.
-        _write_json(record.directory / "supervisor.pid.json", {
-            "pid": process.pid, "start_time": _process_start_time(process.pid),
-            "init_pid": int(line.split()[1]),
-        }, durable=False)  # fmt: skip
+        if not prepared:  # a prepared run's supervisor wrote prepared.json itself
+            # Not fsynced: it describes a process, which a host crash takes with it anyway.
+            _write_json(record.directory / "supervisor.pid.json", {
+                "pid": process.pid, "start_time": _process_start_time(process.pid),
+                "init_pid": int(line.split()[1]),
+            }, durable=False)  # fmt: skip
         # The supervisor lives on after this process exits; a thread reaps it if we outlive it,
         # so it never lingers as a zombie of ours.
         threading.Thread(target=process.wait, daemon=True).start()
@@ -695,6 +793,8 @@ class NativeEngine:
         if state != "running":
             return
         signal_name = str(record.data.get("stop_signal", "SIGTERM"))
+        # A stopped container's next run is not prepared: it stays stopped until asked to start.
+        (record.directory / "stopping").touch(mode=0o600)
         self.runtime.kill(record.container_id, signal_name)
         if self._wait_exit(record, timeout):
             return
@@ -735,6 +835,7 @@ class NativeEngine:
             }
             if self._state(record)[0] == "running":
                 self.runtime.update(record.container_id, document)
+            self._drop_prepared(record.directory, record.container_id)  # made with the old limits
             config_path = record.directory / "config.json"
             config = _read_json(config_path) or {}
             limits = config.setdefault("linux", {}).setdefault("resources", {})
@@ -791,7 +892,11 @@ class NativeEngine:
         return engine.ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
-        """``start`` and ``die`` events, from the supervisors' pidfds (no polling of exit files)."""
+        """``start`` and ``die`` events, from the supervisors' pidfds (no polling of exit files).
+
+        A ``die`` is stamped with the exit's own time, and when the container's restart policy
+        will want it started again, its next run is prepared in the background (module docstring).
+        """
         watched: dict[str, tuple[int, str, str]] = {}  # container id -> (pidfd, name, supervisor key)
         seen_running: set[str] = set()
         first_scan = True
@@ -814,6 +919,7 @@ class NativeEngine:
                         if not first_scan:
                             yield engine.Event(time=float(record.data["started_at"]), action="start",
                                                name=record.name, container_id=record.container_id)  # fmt: skip
+                            self._prepare_after_exit(record.container_id, exit_info.get("exit_code"))
                             yield _die_event(record.name, record.container_id, exit_info)
                         continue
                     try:
@@ -836,6 +942,7 @@ class NativeEngine:
                     _, name, _ = watched.pop(container_id)
                     os.close(fd)
                     exit_info = _read_json(self.root / "containers" / container_id / "exit.json") or {}
+                    self._prepare_after_exit(container_id, exit_info.get("exit_code"))
                     yield _die_event(name, container_id, exit_info)
         finally:
             for pidfd, _, _ in watched.values():
@@ -843,6 +950,28 @@ class NativeEngine:
 
     def close(self) -> None:
         return None
+
+
+def _kill_supervisor(pid_file: Path) -> None:
+    """SIGKILL the supervisor a pid file names (if it is still that process) and wait for its end."""
+    info = _read_json(pid_file)
+    if info is None:
+        return
+    pid = int(info["pid"])
+    if _process_start_time(pid) != info.get("start_time"):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signals.SIGKILL)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        # Gone, or a zombie of ours (the thread that waits for it reaps it).
+        if fields[0] == "Z" or fields[19] != info.get("start_time"):
+            return
+        time.sleep(0.005)
 
 
 def _die_event(name: str, container_id: str, exit_info: Mapping[str, Any]) -> engine.Event:

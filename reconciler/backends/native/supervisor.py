@@ -13,6 +13,16 @@ tells the engine "created <pid>" (or the runtime's error) on a sync pipe; then i
 * and exits. The engine sees the exit through a pidfd on this process, or through ``exit.json``
   after an engine restart.
 
+**Prepared runs** (``"prepared"`` in ``supervisor.json``): the engine prepares the next run of a
+container that exited and will be restarted, during the restart's backoff, so that the restart
+itself is only ``runtime start``. The supervisor then runs ``create`` as above but writes
+``prepared.json`` (its pid, start time and the init's pid) instead of anything on a failure, and
+waits. The engine starts the run by renaming ``prepared.json`` to ``supervisor.pid.json`` under its
+lock, then ``runtime start``: from there on this is an ordinary supervisor. If the run is not
+started within ``ttl`` seconds (or its init dies first), it takes the engine's lock, and if
+``prepared.json`` is still there, kills the init, removes the file and exits without writing
+``exit.json``: the previous run's exit stays the container's state.
+
 Run as ``python -m reconciler.backends.native.supervisor --sync-fd N [--go-fd M] <container dir>``
 with the runtime command line in ``<container dir>/supervisor.json``. With ``--go-fd`` it waits for
 a line on that pipe before ``runtime create`` (the engine meanwhile clears the previous run's
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -78,13 +89,14 @@ class _LogWriter:
         self.file.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
 
 
-def _write_json_atomic(path: str, value: dict[str, object]) -> None:
+def _write_json_atomic(path: str, value: dict[str, object], *, durable: bool = True) -> None:
     temporary = os.path.splitext(path)[0] + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(value, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -115,6 +127,7 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
         config = json.load(handle)
     create_argv: list[str] = config["create"]
     cgroups_path: str = config.get("cgroups_path", "")
+    prepared: dict[str, object] | None = config.get("prepared")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -149,6 +162,8 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
         message = _runtime_error(config["runtime_log"]) or f"runtime create exited {create_status}"
         sync.write(f"error {message}\n")
         sync.close()
+        if prepared is not None:
+            return 1  # the previous run's exit.json stays: nothing was started
         _write_json_atomic(os.path.join(directory, "exit.json"), {
             "exit_code": _create_failure_code(message), "finished_at": time.time(),
             "oom_killed": False, "error": message,
@@ -157,6 +172,16 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     with open(pid_file, encoding="utf-8") as handle:
         init_pid = int(handle.read().strip())
     oom_before = _oom_kills(cgroups_path)
+    prepared_file = os.path.join(directory, "prepared.json")
+    prepared_until: float | None = None
+    lock_path = ""
+    if prepared is not None:
+        prepared_until = time.monotonic() + float(str(prepared["ttl"]))
+        lock_path = str(prepared["lock"])
+        with open("/proc/self/stat", encoding="utf-8") as handle:
+            start_time = handle.read().rsplit(")", 1)[1].split()[19]
+        _write_json_atomic(prepared_file, {"pid": os.getpid(), "start_time": start_time, "init_pid": init_pid},
+                           durable=False)  # fmt: skip
     sync.write(f"created {init_pid}\n")
     sync.close()
 
@@ -170,6 +195,8 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     drain_deadline = 0.0
     while streams and (exit_code is None or time.monotonic() < drain_deadline):
         timeout = 1.0 if exit_code is None else max(0.0, drain_deadline - time.monotonic())
+        if prepared_until is not None:
+            timeout = min(timeout, max(0.0, prepared_until - time.monotonic()))
         for fd, _ in poller.poll(timeout * 1000):
             if fd == wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -195,6 +222,13 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
                 code = os.waitstatus_to_exitcode(status)
                 exit_code = 128 - code if code < 0 else code
                 drain_deadline = time.monotonic() + DRAIN_SECONDS
+        if prepared_until is not None:
+            if not os.path.exists(prepared_file):
+                prepared_until = None  # started: an ordinary supervisor from here on
+            elif exit_code is not None or time.monotonic() >= prepared_until:
+                if _give_up(lock_path, prepared_file, init_pid, exited=exit_code is not None):
+                    return 0
+                prepared_until = None  # started just before the lock was ours
     if exit_code is None:
         # The pipes closed first (the process closed its stdio); wait for the init itself.
         exit_code = _wait_for(init_pid)
@@ -206,6 +240,23 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
         "oom_killed": _oom_killed(cgroups_path, oom_before) if exit_code == 137 else False,
     })  # fmt: skip
     return 0
+
+
+def _give_up(lock_path: str, prepared_file: str, init_pid: int, *, exited: bool) -> bool:
+    """A prepared run nobody started: kill its init and leave no trace, unless it was started."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the engine renames the file and starts under this lock
+        if not os.path.exists(prepared_file):
+            return False
+        if not exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, signal.SIGKILL)
+            _wait_for(init_pid)
+        os.unlink(prepared_file)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _wait_for(init_pid: int) -> int:
