@@ -21,10 +21,12 @@ own bridge network under ``restart: always`` with the *default* backoff (100 ms,
 line, sleeps 1 s and exits 1. Exit → new process is read from the container's own log (the last
 line of one run and the first line of the next, both stamped by the supervisor as it reads them),
 for the first three restarts; split into the controller's part (exit → start requested, the
-``restart`` event's time) and the engine's (start requested → new process). In the same run: the
-bare engine start latency (``NativeEngine.start_container`` of an exited container, in this
-process), and ``runc create`` + ``runc start`` and ``crun`` (through the unshare wrapper of
-engine-notes §0) on a copy of the container's ``config.json``. Everything is named
+``restart`` event's time) and the engine's (start requested → new process; the engine prepares the
+next run during the backoff, so this is mostly ``runc start``). In the same run: the bare engine
+start latency (``NativeEngine.start_container`` of an exited container in this process, which reads
+no events and so has nothing prepared: the ordinary path, supervisor and ``runc create`` included),
+and ``runc create`` + ``runc start`` and ``crun`` (through the unshare wrapper of engine-notes §0)
+on a copy of the container's ``config.json``. Everything is named
 ``nbench<hex>-…`` under a temporary engine root and removed at the end (containers, network with its
 bridge, DNS server and firewall rules, runtime ids and their cgroups, mounts, the daemon).
 
@@ -511,7 +513,7 @@ def native_main(args: argparse.Namespace) -> int:
                      "backoff 100 / 200 / 400 ms")  # fmt: skip
                 show("  engine's part (start asked → process)", milliseconds(engine_part))
         print(f"\nstart latency in the same run, median of {args.rounds}")
-        show("NativeEngine.start_container (exited → running)", f"{statistics.median(bare) * 1000:.0f} ms")
+        show("NativeEngine.start_container, nothing prepared", f"{statistics.median(bare) * 1000:.0f} ms")
         for label, samples in (
             ("runc create + runc start (bare)", runc),
             ("crun create + start (unshare wrapper)", crun),
