@@ -899,6 +899,9 @@ class NativeEngine:
         """
         watched: dict[str, tuple[int, str, str]] = {}  # container id -> (pidfd, name, supervisor key)
         seen_running: set[str] = set()
+        # Supervisors already watched through a pidfd ("pid:start time"): a run seen while its start
+        # was being recorded has an older key, and its exit must not be reported a second time.
+        reported: set[str] = set()
         first_scan = True
         try:
             while not stop.is_set():
@@ -916,7 +919,7 @@ class NativeEngine:
                         if exit_info is None or record.data.get("started_at") is None:
                             continue
                         seen_running.add(key)
-                        if not first_scan:
+                        if not first_scan and f"{info['pid']}:{info.get('start_time')}" not in reported:
                             yield engine.Event(time=float(record.data["started_at"]), action="start",
                                                name=record.name, container_id=record.container_id)  # fmt: skip
                             self._prepare_after_exit(record.container_id, exit_info.get("exit_code"))
@@ -928,6 +931,7 @@ class NativeEngine:
                         continue
                     watched[record.container_id] = (pidfd, record.name, key)
                     seen_running.add(key)
+                    reported.add(f"{info['pid']}:{info.get('start_time')}")
                     yield engine.Event(time=time.time(), action="start", name=record.name,
                                        container_id=record.container_id)  # fmt: skip
                 first_scan = False
