@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,15 +65,22 @@ def create(engine: native_engine.NativeEngine, image: str, name: str, command: s
     return engine.root / "containers" / container_id
 
 
+def start_until_prepared(engine: native_engine.NativeEngine, name: str, directory: Path) -> dict[str, Any]:
+    """Start a container whose command exits, and wait for the engine to prepare its next run."""
+    engine.start_container(name)
+    wait_for((directory / "prepared.json").exists, "a prepared next run after the exit")
+    prepared = native_engine._read_json(directory / "prepared.json")
+    assert prepared is not None
+    return prepared
+
+
 @pytest.mark.integration
 def test_a_restart_starts_the_prepared_run(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
     name = f"{prefix}crash"
     directory = create(engine, image, name, "echo run; sleep 0.3; exit 3", "always")
     with reading_events(engine):
-        engine.start_container(name)
-        wait_for((directory / "prepared.json").exists, "a prepared next run after the exit")
-        prepared = native_engine._read_json(directory / "prepared.json")
-        assert prepared is not None and alive(int(prepared["pid"])) and alive(int(prepared["init_pid"]))
+        prepared = start_until_prepared(engine, name, directory)
+        assert alive(int(prepared["pid"])) and alive(int(prepared["init_pid"]))
         container = engine.observe().containers[name]
         assert container.state == "exited" and container.exit_code == 3  # nothing of the new run ran
         assert (directory / "container.log").read_text().count('"run\\n"') == 1
@@ -96,10 +104,7 @@ def test_a_prepared_run_nobody_starts_goes_away_and_the_exit_stays(
     name = f"{prefix}idle"
     directory = create(engine, image, name, "exit 4", "always")
     with reading_events(engine):
-        engine.start_container(name)
-        wait_for((directory / "prepared.json").exists, "a prepared next run after the exit")
-        prepared = native_engine._read_json(directory / "prepared.json")
-        assert prepared is not None
+        prepared = start_until_prepared(engine, name, directory)
         wait_for(lambda: not alive(int(prepared["pid"])), "the prepared run's supervisor giving up")
     assert not (directory / "prepared.json").exists()
     assert not alive(int(prepared["init_pid"]))
@@ -116,10 +121,7 @@ def test_removing_a_container_with_a_prepared_run_leaves_no_process(
     name = f"{prefix}gone"
     directory = create(engine, image, name, "exit 1", "on-failure")
     with reading_events(engine):
-        engine.start_container(name)
-        wait_for((directory / "prepared.json").exists, "a prepared next run after the exit")
-        prepared = native_engine._read_json(directory / "prepared.json")
-        assert prepared is not None
+        prepared = start_until_prepared(engine, name, directory)
         engine.remove_container(name)
     assert not alive(int(prepared["pid"])) and not alive(int(prepared["init_pid"]))
     assert not directory.exists()
