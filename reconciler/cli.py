@@ -63,8 +63,11 @@ def _err(text: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def open_engine(args: argparse.Namespace) -> engine_mod.Engine:
-    """Construct the engine named by ``--engine`` (backends are imported lazily: start-up speed)."""
+def open_engine(args: argparse.Namespace, *, controller: bool = False) -> engine_mod.Engine:
+    """Construct the engine named by ``--engine`` (backends are imported lazily: start-up speed).
+
+    ``controller``: the engine serves ``reconcile watch``, which carries out restart policies; the
+    native engine then prepares a restarting container's next run during its backoff."""
     name = args.engine
     if name == "docker":
         from reconciler.backends import docker as docker_backend
@@ -73,7 +76,7 @@ def open_engine(args: argparse.Namespace) -> engine_mod.Engine:
     if name == "native":
         from reconciler.backends.native import engine as native_engine
 
-        return native_engine.NativeEngine(Path(args.root))
+        return native_engine.NativeEngine(Path(args.root), prepare_restarts=controller)
     raise errors.ReconcilerError(f"unknown engine {name!r}; choose native or docker")
 
 

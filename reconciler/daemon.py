@@ -99,7 +99,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     log = logging.getLogger("reconciler.daemon")
     if not args.once and api.Client(args.socket).ping() is not None:
         raise errors.ReconcilerError(f"a daemon already answers on {args.socket}; stop it first")
-    target = cli.open_engine(args)
+    target = cli.open_engine(args, controller=True)
     locks = lock_dir(args)
     state_dir = Path(args.state_dir) if args.state_dir else Path(args.root) / "controller"
     ctl = controller.Controller(

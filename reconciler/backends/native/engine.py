@@ -169,9 +169,14 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, root: Path, *, runtime_binary: str = runtime.DEFAULT_RUNTIME) -> None:
+    def __init__(
+        self, root: Path, *, runtime_binary: str = runtime.DEFAULT_RUNTIME, prepare_restarts: bool = False
+    ) -> None:
         self.root = root
         self.runtime_binary = runtime_binary
+        # Only the controller restarts containers, so only its engine prepares next runs: a CLI
+        # reading events (``reconcile events``) must not start runtime work as a side effect.
+        self.prepare_restarts = prepare_restarts
         self._images: images.ImageStore | None = None
         self._runtime: runtime.Runtime | None = None
         self._lock = threading.RLock()
@@ -702,6 +707,8 @@ class NativeEngine:
 
     def _prepare_after_exit(self, container_id: str, exit_code: int | None) -> None:
         """Prepare the next run (in a thread) if the container's restart policy will want one."""
+        if not self.prepare_restarts:
+            return
         data = _read_json(self.root / "containers" / container_id / "container.json")
         if data is None or observed.LABEL_KIND not in data.get("labels", {}):
             return

@@ -65,6 +65,12 @@ def create(engine: native_engine.NativeEngine, image: str, name: str, command: s
     return engine.root / "containers" / container_id
 
 
+@pytest.fixture(autouse=True)
+def preparing(engine: native_engine.NativeEngine) -> None:
+    """The controller's engine prepares next runs (``reconcile watch`` opens it so)."""
+    engine.prepare_restarts = True
+
+
 def start_until_prepared(engine: native_engine.NativeEngine, name: str, directory: Path) -> dict[str, Any]:
     """Start a container whose command exits, and wait for the engine to prepare its next run."""
     engine.start_container(name)
@@ -145,3 +151,18 @@ def test_no_prepared_run_after_a_stop_a_clean_on_failure_exit_or_policy_no(
         wait_for(lambda: all(f"die {name}" in actions for name in cases), "the three die events")
         time.sleep(0.5)  # a prepare would have begun by now (it starts with the die event)
         assert not any((directory / "prepared.json").exists() for directory in directories.values())
+
+
+@pytest.mark.integration
+def test_an_engine_not_serving_the_controller_prepares_nothing(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    """``reconcile events`` without a daemon reads the same events: no runtime work may follow."""
+    engine.prepare_restarts = False
+    name = f"{prefix}cli"
+    directory = create(engine, image, name, "exit 1", "always")
+    with reading_events(engine) as actions:
+        engine.start_container(name)
+        wait_for(lambda: f"die {name}" in actions, "the die event")
+        time.sleep(0.5)  # a prepare would have begun by now (it starts with the die event)
+    assert not (directory / "prepared.json").exists()
