@@ -431,9 +431,10 @@ class NativeEngine:
                 raise errors.RuntimeFailed(f"container {request.name}: ports need networkMode bridge")
             self._check_ports(request)
             if spec.volumes_from:
-                raise errors.RuntimeFailed(
-                    f"container {request.name}: volumesFrom is not supported by the native engine yet"
-                )
+                # The inherited mounts become this container's own: its bundle, its record (observe
+                # reports the volumes it uses) and, through the record, later volumesFrom of it.
+                spec = spec.model_copy(update={"mounts": [*spec.mounts, *self._inherited_mounts(request)]})
+                request = dataclasses.replace(request, spec=spec)
             image = self.image_store.get(spec.image)
             if image is None:
                 raise errors.NotFound(f"image {spec.image} is not present (pull it first)")
@@ -454,6 +455,22 @@ class NativeEngine:
             except BaseException:
                 self._discard(directory, container_id)
                 raise
+
+    def _inherited_mounts(self, request: plans.ContainerRequest) -> list[manifests.VolumeMount | manifests.BindMount]:
+        """What ``volumesFrom`` brings, as Docker does it: the named-volume and bind mounts of each
+        source container (what it inherited itself included), same targets and modes; tmpfs mounts
+        stay private. The container's own mount of a path wins, then the first source naming it."""
+        taken = {mount.target for mount in request.spec.mounts}
+        inherited: list[manifests.VolumeMount | manifests.BindMount] = []
+        for source_name in request.spec.volumes_from:
+            source = self._find(source_name)
+            if source is None:
+                raise errors.NotFound(f"container {request.name}: volumesFrom {source_name}: no such container")
+            for mount in source.spec.mounts:
+                if isinstance(mount, manifests.VolumeMount | manifests.BindMount) and mount.target not in taken:
+                    taken.add(mount.target)
+                    inherited.append(mount)
+        return inherited
 
     def _prepare(
         self,

@@ -83,6 +83,50 @@ def test_named_volume_survives_the_container(engine: native_engine.NativeEngine,
 
 
 @pytest.mark.integration
+def test_volumes_from_shares_volumes_and_binds_but_not_tmpfs(
+    engine: native_engine.NativeEngine, image: str, prefix: str, tmp_path: Path
+) -> None:
+    """As Docker's ``--volumes-from``: named volumes and binds (modes kept, transitively), never
+    tmpfs; the container's own mount of a path wins; observe reports the volumes it now uses."""
+    from reconciler import plans
+
+    engine.create_volume(
+        plans.VolumeRequest(f"{prefix}seed", manifests.VolumeSpec(), suite.labels("contract", "Volume"))
+    )
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note").write_text("from the host\n")
+    run(engine, image, f"{prefix}seed", "echo seeded > /data/file; echo private > /scratch/file", mounts=[
+        {"type": "volume", "source": f"{prefix}seed", "target": "/data"},
+        {"type": "bind", "source": str(shared), "target": "/host", "readOnly": True},
+        {"type": "tmpfs", "target": "/scratch"},
+    ])  # fmt: skip
+    wait_exited(engine, f"{prefix}seed")
+    run(engine, image, f"{prefix}middle", "true", volumesFrom=[f"{prefix}seed"])
+    wait_exited(engine, f"{prefix}middle")
+    reader = (
+        "cat /data/file /host/note; [ -e /scratch/file ] && echo tmpfs-leaked || echo no-tmpfs; "
+        "touch /host/x 2>/dev/null && echo writable || echo read-only"
+    )
+    run(engine, image, f"{prefix}reader", reader, volumesFrom=[f"{prefix}middle"])  # inherited twice over
+    assert wait_exited(engine, f"{prefix}reader") == 0
+    assert [line.text for line in engine.logs(f"{prefix}reader")] == [
+        "seeded",
+        "from the host",
+        "no-tmpfs",
+        "read-only",
+    ]
+    assert engine.observe().containers[f"{prefix}reader"].volumes == (f"{prefix}seed",)
+
+    run(engine, image, f"{prefix}own", "ls /data | wc -l", volumesFrom=[f"{prefix}seed"],
+        mounts=[{"type": "tmpfs", "target": "/data"}])  # fmt: skip
+    wait_exited(engine, f"{prefix}own")
+    assert [line.text for line in engine.logs(f"{prefix}own")] == ["0"], "the container's own /data must win"
+    with pytest.raises(errors.NotFound, match="volumesFrom"):
+        engine.create_container(suite.container_request(f"{prefix}orphan", image, volumesFrom=[f"{prefix}nobody"]))
+
+
+@pytest.mark.integration
 def test_read_only_rootfs_and_tmpfs(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
     run(engine, image, f"{prefix}ro", "touch /x 2>/dev/null && exit 1; touch /tmp/ok && exit 0",
         readOnlyRootfs=True, mounts=[{"type": "tmpfs", "target": "/tmp"}])  # fmt: skip
