@@ -38,13 +38,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
+import posixpath
 import secrets
 import select
 import shutil
 import signal as signals
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -76,6 +79,72 @@ def _write_json(path: Path, value: Mapping[str, Any], *, durable: bool = True) -
             handle.flush()
             os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _image_volumes(
+    request: plans.ContainerRequest,
+    image: images.Image,
+    directory: Path,
+    rootfs: Path,
+    volume_paths: Mapping[str, str],
+) -> plans.ContainerRequest:
+    """What Docker does with volumes at create: an empty named volume mounted over a directory of
+    the image gets that directory's content (copy-up); each path of the image's ``Volumes`` that
+    no mount covers gets an anonymous volume (under the container's directory: it goes with the
+    container, as ``docker rm -v``), filled the same way. Anonymous volumes enter the request as
+    bind mounts of that directory, so ``volumesFrom`` of this container shares them too."""
+    spec = request.spec
+    for mount in spec.mounts:
+        if isinstance(mount, manifests.VolumeMount):
+            _copy_up(rootfs, mount.target, Path(volume_paths[mount.source]))
+    taken = {mount.target for mount in spec.mounts}
+    anonymous: list[manifests.BindMount] = []
+    for declared in image.config.volumes:
+        target = posixpath.normpath("/" + declared.lstrip("/"))
+        if target == "/" or target in taken:
+            continue
+        taken.add(target)
+        data = directory / "volumes" / hashlib.sha256(target.encode()).hexdigest()[:16]
+        data.mkdir(mode=0o755, parents=True)
+        _copy_up(rootfs, target, data)
+        anonymous.append(manifests.BindMount.model_validate({"type": "bind", "source": str(data), "target": target}))
+    if not anonymous:
+        return request
+    return dataclasses.replace(request, spec=spec.model_copy(update={"mounts": [*spec.mounts, *anonymous]}))
+
+
+def _copy_up(rootfs: Path, target: str, volume: Path) -> None:
+    """Copy the image's directory at ``target`` into ``volume`` if the volume is empty (Docker's
+    copy-up): contents, modes, owners, times and xattrs; symlinks copied as links, never followed;
+    device nodes, FIFOs and sockets skipped (reading one could block or never end)."""
+    if any(volume.iterdir()):
+        return
+    try:
+        # Resolved inside the rootfs: an image's symlink on the way cannot lead out of it.
+        source = layers.resolve_in_root(rootfs, target.lstrip("/"))
+    except layers.LayerError:
+        return  # nothing at that path in the image
+    if not source.is_dir() or source.is_symlink():
+        return
+
+    def special(folder: str, names: list[str]) -> set[str]:
+        kinds = (stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK)
+        return {n for n in names if not any(k(os.lstat(os.path.join(folder, n)).st_mode) for k in kinds)}
+
+    shutil.copytree(source, volume, symlinks=True, ignore=special, dirs_exist_ok=True)
+    # shutil keeps modes and times but not owners: a second walk (links not followed) sets them.
+    top = os.lstat(source)
+    os.chown(volume, top.st_uid, top.st_gid)
+    os.chmod(volume, stat.S_IMODE(top.st_mode))
+    for folder, folders, files in os.walk(source):
+        relative = os.path.relpath(folder, source)
+        for name in [*folders, *files]:
+            copied = volume / relative / name
+            if os.path.lexists(copied):
+                info = os.lstat(os.path.join(folder, name))
+                os.lchown(copied, info.st_uid, info.st_gid)
+                if not stat.S_ISLNK(info.st_mode):  # chown clears set-id bits: the mode again
+                    os.chmod(copied, stat.S_IMODE(info.st_mode))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -511,6 +580,8 @@ class NativeEngine:
                 point.touch(mode=0o644)
         if spec.working_dir:
             layers.resolve_in_root(rootfs_path, spec.working_dir.lstrip("/"), create=True)
+        request = _image_volumes(request, image, directory, rootfs_path, volume_paths)
+        spec = request.spec
         environment = bundles.Environment(
             container_id=container_id,
             rootfs=str(rootfs_path),
