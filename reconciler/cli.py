@@ -46,6 +46,7 @@ examples:
   reconcile delete --stack shop --prune-volumes    ... and its volumes (their data is lost)
   reconcile status -f stack.yaml                   state, health, restarts and drift per object
   reconcile exec web -- cat /etc/hostname          run a command in a container
+  reconcile stats                                  CPU time, memory and processes of each container
   reconcile schema --out schemas/                  write the JSON Schemas for editors
 """
 
@@ -372,6 +373,40 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= factor:
+            return f"{value / factor:.1f}{unit}"
+    return f"{value}B"
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``reconcile stats [NAME...]``: one reading per running container (all owned ones by default)."""
+    with engine_session(args) as target:
+        names = list(args.names) or [n for n, c in sorted(target.observe().containers.items()) if c.state == "running"]
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            reading = target.stats(name)
+            rows.append({"name": name, "cpuSeconds": round(reading.cpu_seconds, 3), "memoryBytes": reading.memory_bytes,
+                         "memoryLimit": reading.memory_limit, "pids": reading.pids})  # fmt: skip
+    if args.output == "json":
+        _out(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        _out("No running containers managed by reconciler.")
+        return EXIT_OK
+    table = [("NAME", "CPU TIME", "MEMORY", "LIMIT", "PIDS")] + [
+        (r["name"], f"{r['cpuSeconds']:.2f}s", _size(r["memoryBytes"]), _size(r["memoryLimit"]), str(r["pids"]))
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from reconciler import manifests
 
@@ -482,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, default=None)
+    p = sub("stats", cmd_stats, "CPU time, memory and processes of running containers (one reading)",
+            "reconcile stats web -o json")  # fmt: skip
+    p.add_argument("names", nargs="*", metavar="NAME", help="containers (default: every running one)")
+    output(p)
     p = sub("exec", cmd_exec, "run a command in a running container; its exit code is passed through",
             "reconcile exec web -- ls /")  # fmt: skip
     p.add_argument("name")

@@ -30,7 +30,9 @@ The life of a container, as the rest of the project drives it
 7. **Rename.** ``rename_container(name, new_name)`` (used at the end of a create-first recreate).
 8. **Inspect while running.** ``logs`` yields log lines (optionally following); ``exec`` runs a
    command inside the running container and returns its exit code and output; ``events`` yields
-   state changes (``start``, ``die`` with the exit code, ``destroy`` ...) until ``stop`` is set.
+   state changes (``start``, ``die`` with the exit code, ``destroy`` ...) until ``stop`` is set;
+   ``stats`` reads a running container's resource use once (CPU time, memory, processes) from
+   its cgroup: ``NotFound`` for an unknown container, ``RuntimeFailed`` when it is not running.
 9. **Remove.** ``remove_container`` stops (kill) and removes it, with its anonymous state;
    named volumes are never removed with a container.
 
@@ -65,6 +67,20 @@ class LogLine:
     stream: Literal["stdout", "stderr"]
     time: float
     text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stats:
+    """One reading of a running container's resource use, as its cgroup counts it."""
+
+    # CPU time (user + system) used since the container started.
+    cpu_seconds: float
+    # Memory in use, as ``docker stats`` shows it: the cgroup's usage minus its page cache.
+    memory_bytes: int
+    # The memory limit in force, or None when there is none.
+    memory_limit: int | None
+    # Processes (threads included) in the container.
+    pids: int
 
 
 EventAction: TypeAlias = Literal["create", "start", "die", "stop", "destroy", "oom", "health_status"]
@@ -115,6 +131,8 @@ class Engine(Protocol):
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]: ...
 
     def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> ExecResult: ...
+
+    def stats(self, name: str) -> Stats: ...
 
     def events(self, *, stop: threading.Event) -> Iterator[Event]: ...
 

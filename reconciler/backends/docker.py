@@ -878,6 +878,28 @@ class DockerEngine:
             stderr=stderr or b"",
         )
 
+    def stats(self, name: str) -> engine.Stats:
+        subject = f"container {name}"
+        with self._on(subject):
+            inspected = self._inspect_container(name)
+            if inspected is None:
+                raise errors.NotFound(f"{subject} not found")
+            if not (inspected.get("State") or {}).get("Running"):
+                raise errors.RuntimeFailed(f"{subject} is not running")
+            # one_shot: one reading without the second sample Docker otherwise waits ~1 s for.
+            raw = cast(dict[str, Any], self.api.stats(name, stream=False, one_shot=True))
+        memory = raw.get("memory_stats") or {}
+        details = memory.get("stats") or {}
+        # Page cache is not "in use" (docker stats: cache on cgroup v1, inactive_file on v2).
+        cache = details.get("total_inactive_file", details.get("inactive_file", details.get("cache", 0)))
+        limit = (inspected.get("HostConfig") or {}).get("Memory") or 0
+        return engine.Stats(
+            cpu_seconds=int(((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0) / 1e9,
+            memory_bytes=max(0, int(memory.get("usage") or 0) - int(cache or 0)),
+            memory_limit=limit if 0 < limit < _UNLIMITED_MEMORY else None,
+            pids=int((raw.get("pids_stats") or {}).get("current") or 0),
+        )
+
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         filters = {"type": ["container"], "label": [observed.LABEL_KIND], "event": list(_SUBSCRIBED_ACTIONS)}
         with self._on("events"):

@@ -324,6 +324,18 @@ class MemoryEngine:
         code = 1 if argv and argv[-1] == "false" else 0
         return engine.ExecResult(exit_code=code, stdout=b"", stderr=b"")
 
+    def stats(self, name: str) -> engine.Stats:
+        self._record("stats", name)
+        with self._lock:
+            container = self._container(name)
+            if container.state != "running":
+                raise errors.RuntimeFailed(f"container {name} is not running")
+            # The fake runs nothing: one process using a little memory, under its limit.
+            limit = container.resources.memory
+            return engine.Stats(
+                cpu_seconds=0.0, memory_bytes=min(1 << 20, limit or 1 << 20), memory_limit=limit, pids=1
+            )
+
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         subscriber: queue.Queue[engine.Event] = queue.Queue()
         with self._lock:

@@ -139,6 +139,22 @@ class EngineContract:
         with pytest.raises(errors.NotFound):
             engine.create_container(container_request(f"{prefix}c5", image, networks=[{"name": f"{prefix}nonet"}]))
 
+    def test_stats_of_a_running_container(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
+        engine.pull_image(image)
+        name = f"{prefix}c9"
+        engine.create_container(container_request(name, image, resources={"memory": "64Mi"}))
+        with pytest.raises(errors.RuntimeFailed, match="not running"):
+            engine.stats(name)
+        engine.start_container(name)
+        reading = engine.stats(name)
+        assert reading.pids >= 1 and reading.cpu_seconds >= 0.0
+        assert 0 < reading.memory_bytes <= 64 * 1024 * 1024
+        assert reading.memory_limit == 64 * 1024 * 1024
+        engine.update_container(name, manifests.Resources())
+        assert engine.stats(name).memory_limit is None
+        with pytest.raises(errors.NotFound):
+            engine.stats(f"{prefix}absent")
+
     def test_exec_passes_the_exit_code(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
         engine.pull_image(image)
         engine.create_container(container_request(f"{prefix}c6", image))

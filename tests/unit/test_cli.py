@@ -111,6 +111,22 @@ def test_exec_passes_the_exit_code(engine: memory.MemoryEngine, stack: Path) -> 
     assert cli.main(["exec", "ghost", "--", "true"]) == 125
 
 
+def test_stats_lists_running_containers(
+    engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["apply", "-f", str(stack)]) == 0
+    engine.stop_container("web")
+    capsys.readouterr()
+    assert cli.main(["stats", "-o", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert "web" not in rows and rows["db"]["pids"] == 1 and rows["db"]["memoryBytes"] > 0
+    assert cli.main(["stats", "db"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "CPU", "TIME", "MEMORY", "LIMIT", "PIDS"] and lines[1].startswith("db ")
+    assert cli.main(["stats", "web"]) == 1  # not running: one clear error, no traceback
+    assert "web is not running" in capsys.readouterr().err
+
+
 def test_unexpected_errors_are_not_tracebacks(monkeypatch: pytest.MonkeyPatch, stack: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     def broken(args: object) -> None:

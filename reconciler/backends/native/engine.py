@@ -943,6 +943,24 @@ class NativeEngine:
 
     # -- inspection -------------------------------------------------------------------------------
 
+    def stats(self, name: str) -> engine.Stats:
+        record = self._get(name)
+        if self._state(record)[0] != "running":
+            raise errors.RuntimeFailed(f"container {name} is not running")
+        data = self.runtime.stats(record.container_id)
+        memory = data.get("memory") or {}
+        usage = int((memory.get("usage") or {}).get("usage") or 0)
+        details = memory.get("raw") or {}
+        # Page cache is not "in use" (as docker stats: inactive_file on cgroup v2, cache on v1).
+        cache = details.get("total_inactive_file", details.get("inactive_file", memory.get("cache", 0)))
+        limit = (record.data.get("resources") or {}).get("memory")
+        return engine.Stats(
+            cpu_seconds=int(((data.get("cpu") or {}).get("usage") or {}).get("total") or 0) / 1e9,
+            memory_bytes=max(0, usage - int(cache or 0)),
+            memory_limit=int(limit) if limit else None,
+            pids=int((data.get("pids") or {}).get("current") or 0),
+        )
+
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
         record = self._get(name)
         path = record.directory / "container.log"

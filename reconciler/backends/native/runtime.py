@@ -111,6 +111,13 @@ class Runtime:
                 return
             raise
 
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """``runc events --stats``: one reading of the container's cgroup (cpu, memory, pids)."""
+        done = self._run(["events", "--stats", container_id], what=f"reading the stats of {container_id[:12]}")
+        value = json.loads(done.stdout)
+        data = value.get("data") if isinstance(value, dict) else None
+        return data if isinstance(data, dict) else {}
+
     def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """``runc update -r -`` with an OCI ``linux.resources`` document (live, no restart)."""
         with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as spec:
