@@ -367,6 +367,23 @@ class Restart(Model):
         return self
 
 
+class Logging(Model):
+    """Rotation of the container's json-file log, as Docker's ``max-size``/``max-file`` options.
+
+    Without ``maxSize`` the log grows without bound (Docker's default)."""
+
+    max_size: Size | None = Field(default=None, description="Rotate when the log reaches this size.")
+    max_files: int = Field(default=1, ge=1, le=100, description="Log files kept, the current one included.")
+
+    @pydantic.model_validator(mode="after")
+    def _files_need_a_size(self) -> Logging:
+        if self.max_files > 1 and not self.max_size:
+            raise ValueError("maxFiles needs maxSize (files are rotated when they reach it)")
+        if self.max_size is not None and self.max_size < 1024:
+            raise ValueError("maxSize must be at least 1Ki")
+        return self
+
+
 class Healthcheck(Model):
     """Docker's health check; defaults from moby's daemon/health.go."""
 
@@ -415,6 +432,7 @@ class ContainerSpec(Model):
     resources: Resources = Field(default_factory=Resources)
     restart: Restart = Field(default_factory=Restart)
     healthcheck: Healthcheck | None = None
+    logging: Logging = Field(default_factory=Logging)
     depends_on: Annotated[
         list[Dependency],
         BeforeValidator(_dependency_shorthand),

@@ -218,6 +218,12 @@ def container_config(request: plans.ContainerRequest) -> dict[str, Any]:
         host["CapDrop"] = list(spec.cap_drop)
     if spec.volumes_from:
         host["VolumesFrom"] = list(spec.volumes_from)
+    if spec.logging.max_size:
+        # The json-file driver named explicitly: its options mean nothing to another default driver.
+        host["LogConfig"] = {
+            "Type": "json-file",
+            "Config": {"max-size": str(spec.logging.max_size), "max-file": str(spec.logging.max_files)},
+        }
     config: dict[str, Any] = {
         "Image": spec.image,
         "Env": [f"{key}={value}" for key, value in sorted(request.env.items())],

@@ -261,3 +261,20 @@ def test_engine_facing_limits_are_checked() -> None:
         "stack.yaml:4:60: spec.resources.memory: memory 1Mi is below the 6Mi minimum (as Docker's)",
         "stack.yaml:9:7: spec: hostname cannot be set with networkMode container:NAME (it shares that container's)",
     ]
+
+
+def test_logging_rotation_is_checked_and_positioned() -> None:
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec:
+          image: busybox
+          logging: {maxFiles: 3}
+        """)
+    assert found == ["stack.yaml:6:12: spec.logging: maxFiles needs maxSize (files are rotated when they reach it)"]
+    desired = manifests.load_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
+        "spec: {image: busybox, logging: {maxSize: 10Mi, maxFiles: 3}}\n"
+    )
+    assert desired.containers["web"].spec.logging == manifests.Logging(max_size=10 * 1024 * 1024, max_files=3)

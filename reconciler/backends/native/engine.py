@@ -147,6 +147,35 @@ def _copy_up(rootfs: Path, target: str, volume: Path) -> None:
                     os.chmod(copied, stat.S_IMODE(info.st_mode))
 
 
+def _rotated_since(path: Path, inode: int, position: int) -> bytes:
+    """What a follower of ``path`` missed while the log rotated under it: the rest of the file it
+    was reading (now ``container.log.N``, found by its inode), then the newer rotated files whole.
+    Files rotated out of ``maxFiles`` meanwhile are gone, as with Docker's json-file driver; when
+    the one being read is among them, every rotated file left is read whole."""
+    rotated: list[tuple[int, Path]] = []
+    for candidate in path.parent.glob(f"{path.name}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            if candidate.suffix[1:].isdigit():
+                rotated.append((candidate.stat().st_ino, candidate))
+    rotated.sort(key=lambda item: -int(item[1].suffix[1:]))  # oldest first
+    inodes = [number for number, _ in rotated]
+    start = inodes.index(inode) if inode in inodes else 0
+    missed: list[bytes] = []
+    for number, older in rotated[start:]:
+        with contextlib.suppress(FileNotFoundError), older.open("rb") as handle:
+            if number == inode:
+                handle.seek(position)  # what came before was read already
+            missed.append(handle.read())
+    return b"".join(missed)
+
+
+def _rotation(spec: Mapping[str, Any]) -> dict[str, int | None]:
+    """The json-file rotation the supervisor applies, from the stored spec's ``logging``."""
+    logging = spec.get("logging") or {}
+    max_size = logging.get("maxSize")
+    return {"max_size": int(max_size) if max_size else None, "max_files": int(logging.get("maxFiles") or 1)}
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -821,6 +850,7 @@ class NativeEngine:
             ),
             "cgroups_path": record.data.get("cgroups_path", ""),
             "runtime_log": str(runtime_log),
+            "log": _rotation(record.data.get("spec") or {}),
             **({"prepared": {"ttl": PREPARED_TTL, "lock": str(self.root / ".engine.lock")}} if prepared else {}),
         }, durable=False)  # fmt: skip
         sync_read, sync_write = os.pipe()
@@ -964,28 +994,46 @@ class NativeEngine:
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
         record = self._get(name)
         path = record.directory / "container.log"
-        lines: list[engine.LogLine] = []
-        position = 0
-        if path.exists():
-            with path.open("rb") as handle:
-                raw = handle.read()
-                position = len(raw)
-            lines = [_log_line(line) for line in raw.splitlines() if line.strip()]
+        # The rotated files first, oldest first (container.log.N ... .1), then the current one.
+        numbered = [p for p in record.directory.glob("container.log.*") if p.suffix[1:].isdigit()]
+        raw = b"".join(older.read_bytes() for older in sorted(numbered, key=lambda p: -int(p.suffix[1:])))
+        position, inode = 0, 0
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+            current = handle.read()
+            current = current[: current.rfind(b"\n") + 1]  # a line being written is read when whole
+            position, inode = len(current), os.fstat(handle.fileno()).st_ino
+            raw += current
+        lines = [_log_line(line) for line in raw.splitlines() if line.strip()]
         yield from (lines[-tail:] if tail else lines)
         while follow:
-            if self._state(record)[0] != "running" and path.exists() and path.stat().st_size == position:
-                return
-            time.sleep(0.1)
-            if not path.exists():
+            exited = self._state(record)[0] != "running"  # looked at before the last read
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                if exited:
+                    return
+                time.sleep(0.1)
                 continue
-            with path.open("rb") as handle:
+            with handle:
+                # The inode of the file actually opened: a rotation between a stat and an open
+                # would otherwise have us read the new file from the old one's position.
+                info = os.fstat(handle.fileno())
+                missed = b""
+                if inode and info.st_ino != inode:
+                    missed, position = _rotated_since(path, inode, position), 0
+                elif info.st_size < position:  # truncated in place (one file only)
+                    position = 0
+                inode = info.st_ino
                 handle.seek(position)
-                chunk = handle.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
+                fresh = handle.read()
+            complete = fresh[: fresh.rfind(b"\n") + 1]
             position += len(complete)
-            for line in complete.splitlines():
+            for line in (missed + complete).splitlines():
                 if line.strip():
                     yield _log_line(line)
+            if exited and not missed and not complete:
+                return
+            time.sleep(0.1)
 
     def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
         record = self._get(name)

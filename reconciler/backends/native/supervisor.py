@@ -44,6 +44,10 @@ import signal
 import sys
 import time
 
+TYPE_CHECKING = False  # typing itself is not imported: the supervisor's start is on the restart path
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 PR_SET_CHILD_SUBREAPER = 36
 # A line longer than this is split into partial entries, as Docker's copier does (16 KiB).
 MAX_LINE = 16 * 1024
@@ -58,12 +62,33 @@ def _timestamp(now: float) -> str:
 
 
 class _LogWriter:
-    """Splits a stream into lines and appends json-file entries."""
+    """Splits a stream into lines and appends json-file entries.
 
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        self.file = os.fdopen(fd, "ab", buffering=0)
+    With ``max_size``, the file is rotated as Docker's json-file driver does it: once it reaches
+    the size, ``container.log`` becomes ``container.log.1`` (older ones shift up, the oldest of
+    ``max_files`` goes); with one file only, it is truncated."""
+
+    def __init__(self, path: str, *, max_size: int | None = None, max_files: int = 1) -> None:
+        self.path, self.max_size, self.max_files = path, max_size, max_files
+        self.file = self._open()
+        self.size = os.fstat(self.file.fileno()).st_size
         self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def _open(self) -> BinaryIO:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        return os.fdopen(fd, "ab", buffering=0)
+
+    def _rotate(self) -> None:
+        self.file.close()
+        if self.max_files > 1:
+            for index in range(self.max_files - 1, 0, -1):
+                older = f"{self.path}.{index - 1}" if index > 1 else self.path
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(older, f"{self.path}.{index}")
+        else:
+            os.truncate(self.path, 0)
+        self.file = self._open()
+        self.size = 0
 
     def feed(self, stream: str, data: bytes) -> None:
         buffer = self.pending[stream] + data
@@ -86,7 +111,11 @@ class _LogWriter:
 
     def _write(self, stream: str, chunk: bytes) -> None:
         entry = {"log": chunk.decode("utf-8", errors="replace"), "stream": stream, "time": _timestamp(time.time())}
-        self.file.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        line = json.dumps(entry, ensure_ascii=False).encode() + b"\n"
+        if self.max_size and self.size and self.size + len(line) > self.max_size:
+            self._rotate()
+        self.file.write(line)
+        self.size += len(line)
 
 
 def _write_json_atomic(path: str, value: dict[str, object], *, durable: bool = True) -> None:
@@ -185,7 +214,9 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     sync.write(f"created {init_pid}\n")
     sync.close()
 
-    log = _LogWriter(os.path.join(directory, "container.log"))
+    rotation = config.get("log") or {}
+    log = _LogWriter(os.path.join(directory, "container.log"), max_size=rotation.get("max_size"),
+                     max_files=int(rotation.get("max_files") or 1))  # fmt: skip
     streams = {out_r: "stdout", err_r: "stderr"}
     poller = select.poll()
     for fd in (out_r, err_r, wake_r):

@@ -75,6 +75,7 @@ def test_every_container_field_is_mapped(
                    {"type": "bind", "source": str(tmp_path / "conf"), "target": "/etc/app", "readOnly": True},
                    {"type": "tmpfs", "target": "/scratch", "size": "16Mi", "mode": 0o1777}],
         "volumesFrom": [f"{prefix}seed"],
+        "logging": {"maxSize": "1Mi", "maxFiles": 3},
         "resources": {"memory": "48Mi", "cpus": 0.5, "pids": 64},
         "restart": {"policy": "on-failure", "maxRetries": 3},
         "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "timeout": "2s", "retries": 2, "startPeriod": "0s"},
@@ -105,6 +106,7 @@ def test_every_container_field_is_mapped(
     assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
     assert host["CapAdd"] == ["CAP_NET_ADMIN"] and host["CapDrop"] == ["CAP_MKNOD"]
     assert host["VolumesFrom"] == [f"{prefix}seed"]
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1048576", "max-file": "3"}}
     mounts = {m["Target"]: m for m in host["Mounts"]}
     assert mounts["/data"]["Source"] == data and mounts["/data"]["Type"] == "volume"
     assert mounts["/etc/app"]["ReadOnly"] is True and mounts["/etc/app"]["Type"] == "bind"

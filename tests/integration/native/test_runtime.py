@@ -127,6 +127,46 @@ def test_volumes_from_shares_volumes_and_binds_but_not_tmpfs(
 
 
 @pytest.mark.integration
+def test_logs_rotate_at_max_size_and_read_back_in_order(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    """json-file rotation as Docker's max-size/max-file: at most maxFiles files of about maxSize;
+    ``logs`` reads the rotated files first; a follower keeps every line across rotations."""
+    count = "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); {pause}done"
+    engine.pull_image(image)
+    name, followed_name = f"{prefix}chatty", f"{prefix}followed"
+    engine.create_container(suite.container_request(
+        name, image, command=["sh", "-c", count.format(pause="")], logging={"maxSize": "4Ki", "maxFiles": 3},
+    ))  # fmt: skip
+    # Room for every rotation (about six): what rotates out of maxFiles before a follower reads
+    # it is gone, as with Docker's json-file driver, and a loaded host may delay the follower.
+    engine.create_container(suite.container_request(
+        followed_name, image, command=["sh", "-c", "sleep 1; " + count.format(pause="usleep 1000; ")],
+        logging={"maxSize": "4Ki", "maxFiles": 20},
+    ))  # fmt: skip
+    engine.start_container(followed_name)
+    followed: list[str] = []
+    follower = threading.Thread(target=lambda: followed.extend(x.text for x in engine.logs(followed_name, follow=True)))
+    follower.start()
+    engine.start_container(name)
+    wait_exited(engine, name)
+
+    directory = next(p.parent for p in engine.root.glob("containers/*/container.json") if f'"{name}"' in p.read_text())
+    files = sorted(p.name for p in directory.glob("container.log*"))
+    assert files == ["container.log", "container.log.1", "container.log.2"], files
+    assert all((directory / f).stat().st_size <= 4096 for f in files)
+    kept = [line.text for line in engine.logs(name)]
+    assert kept == [f"line-{i}" for i in range(400 - len(kept), 400)], "the newest lines, in order"
+    assert 100 < len(kept) < 400, len(kept)
+    assert [line.text for line in engine.logs(name, tail=2)] == ["line-398", "line-399"]
+
+    wait_exited(engine, followed_name)
+    follower.join(timeout=20)
+    assert not follower.is_alive()
+    assert followed == [f"line-{i}" for i in range(400)], "a follower must not lose lines at a rotation"
+
+
+@pytest.mark.integration
 def test_read_only_rootfs_and_tmpfs(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
     run(engine, image, f"{prefix}ro", "touch /x 2>/dev/null && exit 1; touch /tmp/ok && exit 0",
         readOnlyRootfs=True, mounts=[{"type": "tmpfs", "target": "/tmp"}])  # fmt: skip
