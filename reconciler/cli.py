@@ -122,6 +122,28 @@ def make_plan(
     return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes, scope=scope), actual
 
 
+def print_rows(
+    rows: list[dict[str, Any]],
+    *,
+    output: str,
+    empty: str,
+    header: tuple[str, ...],
+    cells: Callable[..., tuple[str, ...]],
+) -> int:
+    """``-o json``: the rows as a JSON list; text: a table, columns padded to their widest cell."""
+    if output == "json":
+        _out(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        _out(empty)
+        return EXIT_OK
+    table = [header] + [cells(row) for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
 def print_result(result: executing.StepResult) -> None:
     from reconciler import plans
 
@@ -325,23 +347,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file) if args.file else None
     with engine_session(args) as target:
         actual = target.observe(images=planning.images_of(desired) if desired else [])
-    rows = status_rows(actual, desired)
-    if args.output == "json":
-        _out(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
-        _out("No objects managed by reconciler.")
-        return EXIT_OK
-    header = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "DRIFT")
-    table = [header] + [
-        (r["kind"], r["name"], r["stack"] or "", r["state"], r.get("health") or "",
-         "" if r.get("exitCode") is None else str(r["exitCode"]), str(r.get("restarts", "")), r["drift"] or "-")
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
+    return print_rows(
+        status_rows(actual, desired), output=args.output, empty="No objects managed by reconciler.",
+        header=("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "DRIFT"),
+        cells=lambda r: (r["kind"], r["name"], r["stack"] or "", r["state"], r.get("health") or "",
+                         "" if r.get("exitCode") is None else str(r["exitCode"]), str(r.get("restarts", "")),
+                         r["drift"] or "-"),
+    )  # fmt: skip
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -391,20 +403,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
             reading = target.stats(name)
             rows.append({"name": name, "cpuSeconds": round(reading.cpu_seconds, 3), "memoryBytes": reading.memory_bytes,
                          "memoryLimit": reading.memory_limit, "pids": reading.pids})  # fmt: skip
-    if args.output == "json":
-        _out(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
-        _out("No running containers managed by reconciler.")
-        return EXIT_OK
-    table = [("NAME", "CPU TIME", "MEMORY", "LIMIT", "PIDS")] + [
-        (r["name"], f"{r['cpuSeconds']:.2f}s", _size(r["memoryBytes"]), _size(r["memoryLimit"]), str(r["pids"]))
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
+    return print_rows(
+        rows, output=args.output, empty="No running containers managed by reconciler.",
+        header=("NAME", "CPU TIME", "MEMORY", "LIMIT", "PIDS"),
+        cells=lambda r: (r["name"], f"{r['cpuSeconds']:.2f}s", _size(r["memoryBytes"]), _size(r["memoryLimit"]),
+                         str(r["pids"])),
+    )  # fmt: skip
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -203,24 +203,18 @@ def status_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = daemon_client(args)
     if daemon is None:
         return None
-    rows = _status_rows(daemon.status())
-    if args.output == "json":
-        cli._out(json.dumps(rows, indent=2))
-        return cli.EXIT_OK
-    if not rows:
-        cli._out("No objects managed by reconciler.")
-        return cli.EXIT_OK
-    header = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF", "DRIFT")
-    table = [header] + [
-        (r["kind"], r["name"], r.get("stack") or "", r["state"], r.get("health") or "",
-         "" if r.get("exitCode") is None else str(r["exitCode"]), str(r.get("restarts", "")), _backoff_text(r),
-         r.get("drift") or r.get("waiting") or (f"error: {r['lastError']}" if r.get("lastError") else "-"))
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        cli._out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return cli.EXIT_OK
+    return cli.print_rows(
+        _status_rows(daemon.status()), output=args.output, empty="No objects managed by reconciler.",
+        header=("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF", "DRIFT"),
+        cells=lambda r: (r["kind"], r["name"], r.get("stack") or "", r["state"], r.get("health") or "",
+                         "" if r.get("exitCode") is None else str(r["exitCode"]), str(r.get("restarts", "")),
+                         _backoff_text(r), _status_detail(r)),
+    )  # fmt: skip
+
+
+def _status_detail(row: dict[str, Any]) -> str:
+    """The DRIFT column: drift, else what a container waits for, else its last error."""
+    return row.get("drift") or row.get("waiting") or (f"error: {row['lastError']}" if row.get("lastError") else "-")
 
 
 def plan_via_daemon(args: argparse.Namespace) -> int | None:
