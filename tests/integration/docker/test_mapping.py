@@ -298,8 +298,18 @@ def test_inspects_are_cached_only_while_events_flow(
         engine.observe(stacks=scope)
         assert engine.observe(stacks=scope).containers[name].resources.pids == 30
         assert inspects() == 1, counter.requests
-        lists = [path for method, path in counter.requests if path.startswith("/v") and "/containers/json" in path]
-        assert len(lists) == 1, f"the container list is re-read while no event came: {lists}"
+
+        def lists_in_two_observes() -> int:
+            counter.reset()
+            engine.observe(stacks=scope)
+            engine.observe(stacks=scope)
+            return sum(1 for _, path in counter.requests if path.startswith("/v") and "/containers/json" in path)
+
+        # Without the cache every observe lists (2 a round). Any labelled container's event drops
+        # the cached list (another test's container on a shared dockerd may send one), so some
+        # round, not every one, must do with at most one list.
+        rounds = [lists_in_two_observes() for _ in range(5)]
+        assert min(rounds) <= 1, f"the container list is re-read while no event came: {rounds}"
 
         client.api.update_container(container_id, mem_limit="48m", memswap_limit=-1)  # by hand, not through us
         observed_memory = stacks.eventually(
