@@ -1073,6 +1073,8 @@ class NativeEngine:
                     info = _read_json(record.directory / "supervisor.pid.json")
                     if info is None:
                         continue
+                    # One run, one supervisor: whichever way a run was reported, never twice.
+                    run = f"{info['pid']}:{info.get('start_time')}"
                     if not self._supervisor_alive(record):
                         # Started and already gone between two scans (a crash at start): the exit
                         # file tells. Exits from before this stream began are history, not events.
@@ -1080,11 +1082,15 @@ class NativeEngine:
                         if exit_info is None or record.data.get("started_at") is None:
                             continue
                         seen_running.add(key)
-                        if not first_scan and f"{info['pid']}:{info.get('start_time')}" not in reported:
+                        if not first_scan and run not in reported:
+                            reported.add(run)
                             yield engine.Event(time=float(record.data["started_at"]), action="start",
                                                name=record.name, container_id=record.container_id)  # fmt: skip
                             self._prepare_after_exit(record.container_id, exit_info.get("exit_code"))
                             yield _die_event(record.name, record.container_id, exit_info)
+                        continue
+                    if run in reported:
+                        seen_running.add(key)
                         continue
                     try:
                         pidfd = os.pidfd_open(int(info["pid"]))
@@ -1092,7 +1098,7 @@ class NativeEngine:
                         continue
                     watched[record.container_id] = (pidfd, record.name, key)
                     seen_running.add(key)
-                    reported.add(f"{info['pid']}:{info.get('start_time')}")
+                    reported.add(run)
                     yield engine.Event(time=time.time(), action="start", name=record.name,
                                        container_id=record.container_id)  # fmt: skip
                 first_scan = False
