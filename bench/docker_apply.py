@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from stacks import stack_documents  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "rbench/busybox:1"
@@ -104,17 +105,7 @@ def env_of(index: int, changed: int | None) -> dict[str, str]:
 
 
 def write_manifests(folder: Path, count: int, *, stack: str, changed: int | None = None) -> None:
-    documents: list[dict[str, object]] = [
-        {"apiVersion": "reconciler/v1", "kind": "Network", "metadata": {"name": f"{stack}-net", "stack": stack}},
-    ]
-    for index in range(count):
-        documents.append({
-            "apiVersion": "reconciler/v1", "kind": "Container",
-            "metadata": {"name": f"{stack}-c{index:02d}", "stack": stack},
-            "spec": {"image": IMAGE, "pullPolicy": "IfNotPresent", "command": ["sleep", "3600"],
-                     "env": env_of(index, changed), "networks": [{"name": f"{stack}-net"}],
-                     "stopTimeout": "1s"},
-        })  # fmt: skip
+    documents = stack_documents(stack, IMAGE, count, env=lambda index: env_of(index, changed))
     (folder / "stack.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
 
 

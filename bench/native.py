@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from stacks import stack_documents  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = f"bn{secrets.token_hex(3)}-"
@@ -559,20 +560,6 @@ class StackTool:
 
     def median(self, phase: str) -> float | None:
         return statistics.median(self.times[phase]) if self.times[phase] else None
-
-
-def stack_documents(stack: str, image: str, count: int) -> list[dict[str, object]]:
-    documents: list[dict[str, object]] = [
-        {"apiVersion": "reconciler/v1", "kind": "Network", "metadata": {"name": f"{stack}-net", "stack": stack}},
-    ]
-    for index in range(count):
-        documents.append({
-            "apiVersion": "reconciler/v1", "kind": "Container",
-            "metadata": {"name": f"{stack}-c{index:02d}", "stack": stack},
-            "spec": {"image": image, "pullPolicy": "IfNotPresent", "command": ["sleep", "3600"],
-                     "env": {"INDEX": str(index)}, "networks": [{"name": f"{stack}-net"}], "stopTimeout": "1s"},
-        })  # fmt: skip
-    return documents
 
 
 class ReconcileStack(StackTool):
