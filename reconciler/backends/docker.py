@@ -81,6 +81,8 @@ _SUBSCRIBED_ACTIONS: tuple[str, ...] = (
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
 # is most of an inspect's cost, so a few threads overlap the waiting and more only contend.
 _INSPECT_CONCURRENCY = 4
+# The Engine API filter for the objects this project owns (they all carry the kind label).
+_OWNED = {"label": [observed.LABEL_KIND]}
 # Longest time a cached container list is trusted, events or not (see DockerEngine._list_owned).
 _LIST_MAX_AGE = 30.0
 # Connections kept to the daemon: enough for the executor's widest parallelism, so that threads
@@ -537,7 +539,7 @@ class DockerEngine:
             epoch = self._epoch
         if cached is not None:
             return cached
-        listed = cast(list[dict[str, Any]], self.api.containers(all=True, filters={"label": [observed.LABEL_KIND]}))
+        listed = cast(list[dict[str, Any]], self.api.containers(all=True, filters=_OWNED))
         with self._cache_lock:
             if self._streams and self._epoch == epoch:
                 self._listed, self._listed_at = listed, now
@@ -573,12 +575,11 @@ class DockerEngine:
         id, image, state, networks, volumes; no limits, times or restart count) instead of being
         inspected, so that a no-op apply costs in proportion to its stacks, not to the host.
         """
-        only_owned = {"label": [observed.LABEL_KIND]}
         with self._on("observe"):
             pool = self._parallel()
             # Networks, volumes and images are read while the containers are listed and inspected.
-            network_list = pool.submit(self.api.networks, filters=only_owned)
-            volume_answer = pool.submit(self.api.volumes, filters=only_owned)
+            network_list = pool.submit(self.api.networks, filters=_OWNED)
+            volume_answer = pool.submit(self.api.volumes, filters=_OWNED)
             image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
             listed = self._list_owned()
             in_scope: list[Mapping[str, Any]] = []
@@ -911,10 +912,8 @@ class DockerEngine:
         with self._on("events"):
             stream = self.api.events(filters=filters, decode=True)
         with self._cache_lock:
-            # Inspects cached before this subscription began may have missed events: start afresh.
-            self._inspected.clear()
-            self._listed = None
             self._streams += 1
+        self._forget()  # what was cached before this subscription began may have missed events
         # The stream blocks until the daemon sends something; closing it from a watcher thread is
         # how ``stop`` interrupts a quiet stream (the SDK's CancellableStream then ends cleanly).
         finished = threading.Event()
@@ -934,10 +933,8 @@ class DockerEngine:
                     yield event
         finally:
             with self._cache_lock:
-                # Events may be missed until someone subscribes again: trust no cached inspect.
                 self._streams -= 1
-                self._inspected.clear()
-                self._listed = None
+            self._forget()  # events may be missed until someone subscribes again
             finished.set()
             stream.close()
 
