@@ -137,3 +137,20 @@ class Engine(Protocol):
     def events(self, *, stop: threading.Event) -> Iterator[Event]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparesRuns(Protocol):
+    """An optional capability: doing the slow part of a restart while the backoff runs.
+
+    The controller, which alone decides whether an exited container will be started again (the
+    restart policy), calls ``prepare_next_run(name)`` right after it schedules a restart. An engine
+    that offers this does the work a start needs ahead of time (the native engine: a new keeper and
+    ``runtime create``, so that the later ``start_container`` is only ``runtime start``). It returns
+    at once; the work runs in the background and is best effort: on any failure the container is
+    left as it was and ``start_container`` takes the ordinary path. A prepared run that nobody
+    starts goes away by itself after a few seconds; ``stop_container``, ``update_container`` and
+    ``remove_container`` discard it. Nothing else (``events`` in particular) starts runtime work.
+    """
+
+    def prepare_next_run(self, name: str) -> None: ...

@@ -1,4 +1,8 @@
-"""Manifest sources: which files a ``-f`` argument names, and their texts. Nothing is parsed here.
+"""Manifest sources: which files are manifests, which stack a file stands for, and their texts.
+
+Nothing is parsed here. The naming rules live here once, for every caller: the CLI's ``-f``, the
+controller's folder and the watcher all ask :func:`is_manifest_name`, and the loader and the
+controller ask :func:`default_stack` (a file's stack, when a document names none, is its stem).
 
 Split from :mod:`reconciler.manifests` so that a CLI talking to the daemon can read and send the
 manifests without importing YAML or pydantic (the daemon validates them): a no-op ``apply``
@@ -9,18 +13,42 @@ This module must not parse, validate or import anything heavier than the standar
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import errors
 
+# Dotfiles and what editors leave beside a file while it is edited: vim's swap files and its
+# "4913" write probe, emacs' "#file#" autosaves and "file~" backups, and generic .bak/.tmp files.
+# A half-written temporary copy must never be applied as a manifest.
+_EDITOR_ARTEFACT = re.compile(r"(^\.|~$|\.swp$|\.swx$|^4913$|\.bak$|\.tmp$|^#.*#$)")
+_STACK_FIELD = re.compile(r"^\s*stack:\s*['\"]?([a-z0-9][a-z0-9-]*)", re.MULTILINE)
+_NOT_IN_A_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+def is_manifest_name(name: str) -> bool:
+    """``*.yaml``/``*.yml`` that is no dotfile and no editor artefact (vim, emacs, backups)."""
+    return name.endswith((".yaml", ".yml")) and not _EDITOR_ARTEFACT.search(name)
+
 
 def manifest_files(path: Path) -> list[Path]:
-    """A folder's manifests: ``*.yaml``/``*.yml``, not dotfiles, sorted, non-recursive."""
-    return sorted(
-        p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-    )
+    """A folder's manifests (:func:`is_manifest_name`), sorted, non-recursive."""
+    return sorted(p for p in path.iterdir() if is_manifest_name(p.name) and p.is_file())
+
+
+def default_stack(file: str) -> str:
+    """The stack of a document that names none: its file's stem as a DNS label (``<stdin>``: default)."""
+    if file.startswith("<"):
+        return "default"
+    stem = _NOT_IN_A_LABEL.sub("-", Path(file).stem.lower()).strip("-")[:63].strip("-")
+    return stem or "default"
+
+
+def declared_stacks(file: str, text: str) -> set[str]:
+    """The stacks a file may stand for even if it does not parse: its stem and every ``stack:`` in it."""
+    return {match.group(1) for match in _STACK_FIELD.finditer(text)} | {default_stack(file)}
 
 
 def read_sources(paths: Sequence[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,95 @@
+"""The one way this project writes state files: root-only, atomic, and durable when asked.
+
+Every state writer (the native engine's records, bundles, network allocations, the supervisor's
+exit file, the content store, the controller's persisted state and last good manifests) goes
+through :func:`write_atomic` or :func:`write_json`, so that a reader — or the next run after a
+``kill -9`` — sees either the old file or the new one, never a torn mix, and nothing in the state
+tree is readable by other users (state can hold secrets: env values, registry tokens).
+
+The sequence is: a temporary file beside the target (mode 0600, ``O_NOFOLLOW`` so a planted link
+is not followed) → write → ``fsync`` → ``rename`` over the target → ``fsync`` of the directory.
+The last step makes the rename itself survive a power cut; ``durable=False`` skips both fsyncs
+for files that are rewritten often and are cheap to lose (the next run rebuilds them).
+
+This module sits at the bottom with ``errors``: it imports only the standard library, and little
+of it, because the per-container supervisor imports it on every container start. It must not log,
+print or import anything of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        # mkdir's mode is filtered by the umask and parents=True ignores it: chmod explicitly.
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+
+    The parent directories are created root-only when missing. ``durable`` fsyncs the file and,
+    after the rename, its directory.
+    """
+    make_private_dir(path.parent)
+    # The pid keeps two processes that write the same file from sharing a temporary name.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    if durable:
+        _fsync_directory(path.parent)
+
+
+def write_json(path: Path, value: object, *, durable: bool = True, indent: int | None = None) -> None:
+    """:func:`write_atomic` of ``value`` as JSON with sorted keys (stable bytes for equal values)."""
+    write_atomic(path, json.dumps(value, sort_keys=True, indent=indent).encode(), durable=durable)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of :func:`write_atomic`'s temporary files (left by a crash)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """An ``flock`` on ``path``: excludes other processes and other threads (each opens its own fd)."""
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,17 @@
+"""The closed sets of words that every layer shares: pull policies and restart policies.
+
+The manifests validate them, the planner and the engines act on them, and the CLI offers them as
+choices; each set is written here once, as a ``Literal`` type for mypy and a tuple for run time
+(argparse choices, messages). This module sits at the bottom with ``errors`` and imports only
+``typing``: the CLI builds its parser from it without loading pydantic.
+"""
+
+from __future__ import annotations
+
+import typing
+
+PullPolicy: typing.TypeAlias = typing.Literal["Always", "IfNotPresent", "Never"]
+PULL_POLICIES: tuple[PullPolicy, ...] = typing.get_args(PullPolicy)
+
+RestartPolicy: typing.TypeAlias = typing.Literal["no", "always", "on-failure", "unless-stopped"]
+RESTART_POLICIES: tuple[RestartPolicy, ...] = typing.get_args(RestartPolicy)
