@@ -36,7 +36,7 @@ def _digest(value: object) -> str:
 
 def container_document(container: manifests.DesiredContainer) -> dict[str, Any]:
     """What a container's hash covers; also stored on the container to diff against later."""
-    spec = container.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=_CONTAINER_EXCLUDED)
+    spec = manifests.to_document(container.spec, exclude_defaults=True, exclude=_CONTAINER_EXCLUDED)
     document: dict[str, Any] = {"spec": spec}
     if container.labels:
         document["labels"] = dict(container.labels)
@@ -50,7 +50,7 @@ def container_hash(container: manifests.DesiredContainer) -> str:
 
 
 def _spec_document(spec: manifests.Model, labels: Mapping[str, str]) -> dict[str, Any]:
-    document: dict[str, Any] = {"spec": spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    document: dict[str, Any] = {"spec": manifests.to_document(spec, exclude_defaults=True)}
     if labels:
         document["labels"] = dict(labels)
     return document

@@ -254,6 +254,27 @@ class Model(pydantic.BaseModel):
     )
 
 
+def to_document(
+    model: Model, *, exclude_defaults: bool = False, exclude: Mapping[str, Any] | set[str] | None = None
+) -> dict[str, Any]:
+    """``model`` as the JSON document a manifest would spell (camelCase keys, plain values).
+
+    The one way code outside this module turns a model into data (for hashing, records, digests),
+    so that nothing else calls pydantic's API.
+    """
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=exclude_defaults, exclude=exclude)
+
+
+def container_spec_from_document(document: Mapping[str, Any]) -> ContainerSpec:
+    """The inverse of :func:`to_document` for a container spec (a record read back from disk)."""
+    return ContainerSpec.model_validate(document)
+
+
+def bind_mount(source: str, target: str) -> BindMount:
+    """A read-write bind mount of ``source`` at ``target``, as the engines add for anonymous volumes."""
+    return BindMount.model_validate({"type": "bind", "source": source, "target": target})
+
+
 class Metadata(Model):
     name: DnsLabel = Field(description="The engine object's name (a DNS label).")
     stack: DnsLabel | None = Field(default=None, description="Pruning and deletion group; default: the file's stem.")
