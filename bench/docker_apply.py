@@ -220,7 +220,7 @@ class Reconcile(Tool):
             desired = manifests.load([str(self.folder)])
             scope = desired.stacks if scoped else None
             actual = engine.observe(images=planning.images_of(desired), stacks=scope)
-            plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
+            plan = planning.plan(desired, actual)
             outcome = executing.execute(plan, engine)
             elapsed = time.perf_counter() - started
         finally:

@@ -119,7 +119,8 @@ def make_plan(
 
     stacks = desired.stacks if scope is None else scope
     actual = target.observe(images=planning.images_of(desired), stacks=stacks)
-    return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes, scope=scope), actual
+    options = planning.Options(prune=prune, prune_volumes=prune_volumes, scope=scope)
+    return planning.plan(desired, actual, options), actual
 
 
 def print_rows(
@@ -317,7 +318,7 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
     rows: list[dict[str, Any]] = []
     drift: dict[tuple[str, str], str] = {}
     if desired is not None:
-        plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
+        plan = planning.plan(desired, actual)
         for change in plan.changes:
             drift[(change.kind, change.name)] = f"{change.change}: {change.reason}"
         for name in sorted(set(desired.containers) - set(actual.containers)):

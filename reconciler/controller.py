@@ -533,57 +533,15 @@ def only_stack(desired: manifests.Desired, stack: str) -> manifests.Desired:
 # ---------------------------------------------------------------------------------------------
 
 
-def action_container(action: plans.Action) -> str | None:
-    """The manifest name of the container an action touches (``web.next`` counts as ``web``)."""
-    name: str | None
-    match action:
-        case plans.CreateContainer(request=request):
-            name = request.name
-        case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
-            name = n
-        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
-            name = n
-        case _:
-            name = None
-    return name.removesuffix(planning.NEXT_SUFFIX) if name is not None else None
-
-
 def action_object(action: plans.Action) -> str:
     """``kind/name`` of the object an action touches, for per-object errors and metrics."""
-    container = action_container(action)
+    container = planning.container_of(action)
     if container is not None:
         return f"container/{container}"
     verb, target = plans.describe(action)
     del verb
     kind, _, name = target.partition(" ")
     return f"{kind}/{name}"
-
-
-def drop_steps(plan: plans.Plan, doomed: Callable[[plans.Step], bool], *, cascade: bool) -> plans.Plan:
-    """``plan`` without the steps ``doomed`` selects; with ``cascade``, without their dependents too.
-
-    Without ``cascade`` the dropped steps are only removed from the ``after`` lists of the rest
-    (used for starts the restart manager owns: a dependent waits for nothing that will not run).
-    """
-    dropped = {step.number for step in plan.steps if doomed(step)}
-    if cascade:
-        changed = True
-        while changed:
-            changed = False
-            for step in plan.steps:
-                if step.number not in dropped and dropped & set(step.after):
-                    dropped.add(step.number)
-                    changed = True
-    if not dropped:
-        return plan
-    steps = tuple(
-        dataclasses.replace(step, after=tuple(a for a in step.after if a not in dropped))
-        for step in plan.steps
-        if step.number not in dropped
-    )
-    touched = {action_container(step.action) for step in steps}
-    changes = tuple(c for c in plan.changes if c.kind != "Container" or c.name in touched)
-    return plans.Plan(steps, changes, plan.notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -907,7 +865,7 @@ class Controller:
                     self._forget_stack(stack)  # a deleted file's stack, pruned: nothing to manage
                 continue
             try:
-                plan = self._adjust(planning.plan(desired, actual, scope=frozenset({stack})), desired, actual)
+                plan = planning.plan(desired, actual, self._plan_options(stack, desired, actual))
             except errors.PlanError:
                 self.enqueue(stack)
                 continue
@@ -949,8 +907,7 @@ class Controller:
             actual = self.engine.observe(images=planning.images_of(desired), stacks={stack})
             with self._lock:
                 self._observed = _merged(self._observed, actual, stack)
-            plan = planning.plan(desired, actual, scope=frozenset({stack}))
-            plan = self._adjust(plan, desired, actual)
+            plan = planning.plan(desired, actual, self._plan_options(stack, desired, actual))
             with self._lock:
                 self._stack_errors.pop(stack, None)
                 self._drift[stack] = {
@@ -980,25 +937,15 @@ class Controller:
                 raise _RetryableFailure(f"{len(failed)} step(s) failed: " + "; ".join(failed[:3]))
             return self._next_restart_in(desired, self.clock.monotonic())
 
-    def _adjust(self, plan: plans.Plan, desired: manifests.Desired, actual: observed.Observed) -> plans.Plan:
-        """The controller's two changes to a plan: restarts it owns, and dependsOn gating."""
-        owned = {
+    def _plan_options(self, stack: str, desired: manifests.Desired, actual: observed.Observed) -> planning.Options:
+        """The controller's inputs to the planner: the restarts it owns, and dependsOn gates."""
+        owned = frozenset(
             name
             for name, container in desired.containers.items()
             if controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts)
-        }
-        starts = {c.name for c in plan.changes if c.kind == "Container" and c.change == "start"}
-        # A "start" of an exited container the controller restarts is the restart manager's call
-        # (with backoff and maxRetries), not an immediate start by the planner.
-        plan = drop_steps(
-            plan,
-            lambda step: isinstance(step.action, plans.StartContainer) and step.action.name in owned & starts,
-            cascade=False,
         )
-        blocked = {name for name, container in desired.containers.items() if self._gate(container, actual)}
-        if blocked:
-            plan = drop_steps(plan, lambda step: action_container(step.action) in blocked, cascade=True)
-        return plan
+        gates = {name: why for name, container in desired.containers.items() if (why := self._gate(container, actual))}
+        return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates)
 
     def _gate(self, container: manifests.DesiredContainer, actual: observed.Observed) -> str:
         """Why a container must not start yet (a ``healthy``/``completed`` dependency), or ''."""
@@ -1661,7 +1608,7 @@ class Controller:
         desired = manifests.load_sources(sources)
         warnings = self.refresh_images(desired)
         actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
-        return planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes), warnings
+        return planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes)), warnings
 
     def apply_sources(
         self,
@@ -1678,7 +1625,7 @@ class Controller:
                 held.enter_context(self.stack_lock(stack))
             warnings = self.refresh_images(desired)
             actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
-            plan = planning.plan(desired, actual, prune=prune, prune_volumes=prune_volumes)
+            plan = planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes))
             outcome = executing.execute(plan, self.engine, parallelism=parallelism)
         for stack in desired.stacks:
             if stack in self._known_stacks():

@@ -28,7 +28,7 @@ the same name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reconciler import errors, hashing, manifests, observed, plans
 
@@ -141,7 +141,91 @@ def _conflicts(desired: manifests.Desired, actual: observed.Observed) -> list[st
     return problems
 
 
-def plan(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """What the caller decides about a plan, beyond the desired and the actual state.
+
+    ``scope``: the stacks to act on; default the stacks the desired state declares (``reconcile
+    delete --stack X`` passes an empty desired state with ``scope={"X"}``). Objects of other
+    stacks are never touched. ``prune``/``prune_volumes``: remove owned objects of those stacks
+    that no manifest declares (volumes only with ``prune_volumes``).
+
+    The controller's two inputs: ``restarts_elsewhere`` names containers whose restarts the
+    restart manager carries out (with its backoff and ``maxRetries``), so an exited one gets no
+    immediate start step; ``gates`` maps a container to why it must not be created or started yet
+    (a ``dependsOn`` condition ``healthy``/``completed`` not met): its steps, and the steps that
+    depend on them, are left out of the plan.
+    """
+
+    prune: bool = True
+    prune_volumes: bool = False
+    scope: frozenset[str] | None = None
+    restarts_elsewhere: frozenset[str] = frozenset()
+    gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def plan(desired: manifests.Desired, actual: observed.Observed, options: Options | None = None) -> plans.Plan:
+    """Plan the steps that turn ``actual`` into ``desired``, as ``options`` say (see :class:`Options`)."""
+    options = options or Options()
+    return _held(_plan(desired, actual, prune=options.prune, prune_volumes=options.prune_volumes,
+                       scope=options.scope), options)  # fmt: skip
+
+
+def container_of(action: plans.Action) -> str | None:
+    """The manifest name of the container an action touches (``web.next`` counts as ``web``)."""
+    name: str | None
+    match action:
+        case plans.CreateContainer(request=request):
+            name = request.name
+        case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
+            name = n
+        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
+            name = n
+        case _:
+            name = None
+    return name.removesuffix(NEXT_SUFFIX) if name is not None else None
+
+
+def _held(plan: plans.Plan, options: Options) -> plans.Plan:
+    """``plan`` without the starts the restart manager owns and the gated containers' steps."""
+    starts = {c.name for c in plan.changes if c.kind == "Container" and c.change == "start"}
+    owned = options.restarts_elsewhere & starts
+    plan = _without(
+        plan, lambda step: isinstance(step.action, plans.StartContainer) and step.action.name in owned, cascade=False
+    )
+    if options.gates:
+        plan = _without(plan, lambda step: container_of(step.action) in options.gates, cascade=True)
+    return plan
+
+
+def _without(plan: plans.Plan, doomed: Callable[[plans.Step], bool], *, cascade: bool) -> plans.Plan:
+    """``plan`` without the steps ``doomed`` selects; with ``cascade``, without their dependents too.
+
+    Without ``cascade`` the dropped steps are only removed from the ``after`` lists of the rest
+    (a dependent waits for nothing that will not run).
+    """
+    dropped = {step.number for step in plan.steps if doomed(step)}
+    if cascade:
+        changed = True
+        while changed:
+            changed = False
+            for step in plan.steps:
+                if step.number not in dropped and dropped & set(step.after):
+                    dropped.add(step.number)
+                    changed = True
+    if not dropped:
+        return plan
+    steps = tuple(
+        dataclasses.replace(step, after=tuple(a for a in step.after if a not in dropped))
+        for step in plan.steps
+        if step.number not in dropped
+    )
+    touched = {container_of(step.action) for step in steps}
+    changes = tuple(c for c in plan.changes if c.kind != "Container" or c.name in touched)
+    return plans.Plan(steps, changes, plan.notes)
+
+
+def _plan(
     desired: manifests.Desired,
     actual: observed.Observed,
     *,
@@ -149,11 +233,6 @@ def plan(
     prune_volumes: bool = False,
     scope: frozenset[str] | None = None,
 ) -> plans.Plan:
-    """Plan the steps that turn ``actual`` into ``desired`` for the stacks in ``scope``.
-
-    ``scope`` defaults to the stacks the desired state declares; ``reconcile delete --stack X``
-    passes an empty desired state with ``scope={"X"}``. Objects of other stacks are never touched.
-    """
     stacks = desired.stacks if scope is None else scope
     problems = _conflicts(desired, actual)
     for name in sorted(desired.volumes):

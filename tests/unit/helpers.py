@@ -20,7 +20,7 @@ def load(text: str, file: str = "shop.yaml") -> manifests.Desired:
 
 
 def plan_for(engine: memory.MemoryEngine, desired: manifests.Desired, **options: object) -> plans.Plan:
-    return planning.plan(desired, engine.observe(images=planning.images_of(desired)), **options)  # type: ignore[arg-type]
+    return planning.plan(desired, engine.observe(images=planning.images_of(desired)), planning.Options(**options))  # type: ignore[arg-type]
 
 
 def apply(engine: memory.MemoryEngine, desired: manifests.Desired, **options: object) -> executing.Outcome:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler import controller, manifests, plans
+from reconciler import controller, manifests, planning, plans
 from tests.unit.controller_support import container_yaml
 
 
@@ -25,20 +25,20 @@ def _plan() -> plans.Plan:
 
 
 def test_cascading_drop_removes_every_step_of_a_container_and_their_dependents() -> None:
-    plan = controller.drop_steps(_plan(), lambda s: controller.action_container(s.action) == "web", cascade=True)
+    plan = planning._without(_plan(), lambda s: planning.container_of(s.action) == "web", cascade=True)
     assert [s.number for s in plan.steps] == [6, 7]
     assert [c.name for c in plan.changes] == ["db"]
 
 
 def test_a_non_cascading_drop_only_unhooks_the_dependents() -> None:
-    plan = controller.drop_steps(_plan(), lambda s: s.number == 6, cascade=False)
+    plan = planning._without(_plan(), lambda s: s.number == 6, cascade=False)
     assert [s.number for s in plan.steps] == [1, 2, 3, 4, 5, 7]
     assert next(s for s in plan.steps if s.number == 7).after == ()
 
 
 def test_action_names_map_staged_containers_to_their_manifest_name() -> None:
     steps = _plan().steps
-    assert {controller.action_container(s.action) for s in steps[:5]} == {"web"}
+    assert {planning.container_of(s.action) for s in steps[:5]} == {"web"}
     assert controller.action_object(plans.RemoveNetwork("backend")) == "network/backend"
 
 

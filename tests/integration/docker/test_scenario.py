@@ -136,7 +136,7 @@ def test_noop_apply_sends_no_mutating_request(image: str, prefix: str, tmp_path:
     try:
         counter = stacks.CountingHTTP(engine)
         actual = engine.observe(images=planning.images_of(desired))
-        plan = planning.plan(desired, actual, prune=True, prune_volumes=False)
+        plan = planning.plan(desired, actual)
         outcome = executing.execute(plan, engine)
         assert plan.converged, plan.render()
         assert outcome.results == ()
