@@ -18,7 +18,7 @@ The pieces, each testable with a fake clock and no threads:
   and its diagnostics (``file:line:col``) are shown in status; a file that never parsed freezes
   the stacks it may declare, so an error can never turn into a mass deletion. A deleted file
   prunes its stack.
-* Restart policies (:func:`wants_restart`, :func:`restart_delay`): one semantics on every engine,
+* Restart policies (:func:`restarts.wants_restart`, :func:`restarts.restart_delay`): one semantics on every engine,
   driven by the engine's ``die`` events, with Docker's backoff defaults. On engines that restart
   containers themselves (Docker), the controller only owns the containers whose manifest sets
   ``backoff`` or ``onUnhealthy`` (the backend then leaves Docker's own policy at ``no``).
@@ -51,7 +51,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from reconciler import engine, errors, executing, hashing, manifests, observed, planning, plans
+from reconciler import engine, errors, executing, hashing, manifests, observed, planning, plans, restarts
 
 log = logging.getLogger("reconciler.controller")
 
@@ -72,7 +72,6 @@ EVENT_RESYNC_DELAY = 0.5
 # A die event's own time is trusted for the backoff only when it is at most this old.
 MAX_EVENT_LATENESS = 5.0
 # When no backoff is written, Docker's restart manager's numbers apply (design §5).
-DEFAULT_BACKOFF = manifests.Backoff()
 _EVENT_BUFFER = 1000
 
 
@@ -236,52 +235,6 @@ class WorkQueue:
 def requeue_delay(failures: int) -> float:
     """client-go's per-item exponential failure limiter: 5 ms × 2^failures, at most 1000 s."""
     return float(min(REQUEUE_MAX, REQUEUE_BASE * 2.0 ** min(failures, 40)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Restart policy and backoff: pure functions
-# ---------------------------------------------------------------------------------------------
-
-
-def controller_owns_restarts(spec: manifests.ContainerSpec, *, engine_restarts: bool) -> bool:
-    """Who restarts this container: the controller, or the engine's own restart policy.
-
-    Engines without restart policies (native, memory) leave every restart to the controller;
-    Docker keeps its own unless the manifest asks for what Docker cannot do (a custom backoff,
-    restarts on unhealthy), in which case the backend sets Docker's policy to ``no``.
-    """
-    if spec.restart.policy == "no" and not spec.restart.on_unhealthy:
-        return False
-    if not engine_restarts:
-        return True
-    return spec.restart.backoff is not None or spec.restart.on_unhealthy
-
-
-def wants_restart(restart: manifests.Restart, exit_code: int | None, *, restarts: int) -> bool:
-    """Whether a container that exited with ``exit_code`` after ``restarts`` restarts runs again.
-
-    ``always`` and ``unless-stopped``: yes; ``on-failure``: on a non-zero exit while fewer than
-    ``maxRetries`` restarts were made; ``no``: never.
-    """
-    if restart.policy in ("always", "unless-stopped"):
-        return True
-    if restart.policy == "on-failure":
-        if exit_code in (0, None):
-            return False
-        return restart.max_retries is None or restarts < restart.max_retries
-    return False
-
-
-def restart_delay(backoff: manifests.Backoff, attempt: int, *, rng: random.Random | None = None) -> float:
-    """The wait before restart number ``attempt + 1``: initial × factor^attempt, capped, jittered.
-
-    Jitter spreads each delay uniformly by ±``jitter`` of itself (so that many containers dying
-    together do not restart in lockstep); the cap applies before the jitter.
-    """
-    delay = min(backoff.max, backoff.initial * backoff.factor ** min(attempt, 64))
-    if backoff.jitter and rng is not None:
-        delay *= 1.0 + backoff.jitter * rng.uniform(-1.0, 1.0)
-    return max(0.0, delay)
 
 
 @dataclasses.dataclass(slots=True)
@@ -693,7 +646,7 @@ class Controller:
                 ):
                     # Probing starts with the process, not with the next observe.
                     self._health[event.name] = HealthState(event.container_id, now, next_probe_at=now + check.interval)
-                if controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+                if restarts.controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
                     state = self._restarts.get(event.name)
                     if state is None or state.container_id != event.container_id:
                         state = self._restarts[event.name] = RestartState(container_id=event.container_id)
@@ -715,7 +668,7 @@ class Controller:
         self._report("exit", desired.stack, event.name, f"exited with code {event.exit_code}")
         if event.exit_code == 0 and self._has_dependents(event.name, "completed"):
             self.enqueue(desired.stack)  # dependents gated on this job's completion may start now
-        if not controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
+        if not restarts.controller_owns_restarts(desired.spec, engine_restarts=self.engine_restarts):
             return
         # The backoff counts from the exit the engine reports, not from when its event arrived;
         # a time that is missing, in the future or implausibly old (a replay) counts from now.
@@ -942,7 +895,7 @@ class Controller:
         owned = frozenset(
             name
             for name, container in desired.containers.items()
-            if controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts)
+            if restarts.controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts)
         )
         gates = {name: why for name, container in desired.containers.items() if (why := self._gate(container, actual))}
         return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates)
@@ -990,7 +943,7 @@ class Controller:
         late: float = 0.0,
     ) -> None:
         restart = desired.spec.restart
-        backoff = restart.backoff or DEFAULT_BACKOFF
+        backoff = restart.backoff or restarts.DEFAULT_BACKOFF
         now = self.clock.monotonic()
         with self._lock:
             state = self._restarts.get(desired.name)
@@ -1003,7 +956,7 @@ class Controller:
             if state.started_at is not None and now - state.started_at >= backoff.reset_after:
                 state.attempt = 0
             state.last_exit_code = exit_code
-            if reason == "exit" and not wants_restart(restart, exit_code, restarts=state.restarts):
+            if reason == "exit" and not restarts.wants_restart(restart, exit_code, restarts=state.restarts):
                 gave_up = restart.policy == "on-failure" and exit_code not in (0, None)
                 if gave_up and not state.gave_up:
                     message = f"exit {exit_code} after {state.restarts} restarts: maxRetries reached"
@@ -1011,7 +964,7 @@ class Controller:
                 state.gave_up = gave_up
                 self._save_restarts()
                 return
-            state.delay = restart_delay(backoff, state.attempt, rng=self.rng)
+            state.delay = restarts.restart_delay(backoff, state.attempt, rng=self.rng)
             state.exited_at = now
             # ``late``: how long ago the exit happened when it was seen (the event's delivery).
             wait = max(0.0, state.delay - late)
@@ -1038,7 +991,7 @@ class Controller:
         """
         due = []
         for name, container in sorted(desired.containers.items()):
-            if not controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts):
+            if not restarts.controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts):
                 continue
             present = actual.containers.get(name)
             if present is None or present.spec_hash != hashing.container_hash(container):
@@ -1069,7 +1022,7 @@ class Controller:
                     # missed): the same decision as for a ``die`` event, with the same backoff.
                     if dry_run:
                         made = state.restarts if state is not None else 0
-                        if wants_restart(container.spec.restart, present.exit_code, restarts=made):
+                        if restarts.wants_restart(container.spec.restart, present.exit_code, restarts=made):
                             due.append(name)
                     else:
                         self._schedule_restart(container, present.container_id, present.exit_code, reason="exit")
@@ -1283,20 +1236,20 @@ class Controller:
                         "reason": restart.reason,
                     }
                 running = present is not None and present.state == "running"
-                owned = wanted is not None and controller_owns_restarts(
+                owned = wanted is not None and restarts.controller_owns_restarts(
                     wanted.spec, engine_restarts=self.engine_restarts
                 )
                 # Restarts the engine made itself count too (Docker's policy; never both at once).
-                restarts = restart.restarts if restart else 0
+                restart_count = restart.restarts if restart else 0
                 if present is not None and not owned:
-                    restarts += present.restart_count
+                    restart_count += present.restart_count
                 rows.append({
                     "kind": "Container", "name": name,
                     "stack": wanted.stack if wanted else (present.stack if present else None),
                     "state": present.state if present else "absent",
                     "health": self._health_of_locked(present) if present else None,
                     "exitCode": present.exit_code if present else None,
-                    "restarts": restarts,
+                    "restarts": restart_count,
                     "backoff": backoff,
                     "lastError": self._object_errors.get(f"container/{name}"),
                     "drift": drift.get(f"container/{name}", ""),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from reconciler import errors, hashing, manifests, observed, plans
+from reconciler import errors, hashing, manifests, observed, plans, restarts
 
 NEXT_SUFFIX = ".next"
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -67,27 +67,6 @@ def volume_request(volume: manifests.DesiredVolume) -> plans.VolumeRequest:
 def images_of(desired: manifests.Desired) -> list[str]:
     """The image references the planner wants the engine to resolve locally (for ``observe``)."""
     return sorted({c.spec.image for c in desired.containers.values()})
-
-
-def should_run(spec: manifests.ContainerSpec, container: observed.ObservedContainer) -> bool:
-    """Whether an apply should (re)start a container that is not running.
-
-    One semantics across engines: ``always`` and ``unless-stopped`` containers are meant to run;
-    ``on-failure`` ones while their last exit was a failure and retries remain; ``no`` ones only
-    until they have run once (a one-shot job that completed stays completed).
-    """
-    if container.state in ("running", "restarting", "paused"):
-        return False
-    if container.state == "created":
-        return True
-    policy = spec.restart.policy
-    if policy in ("always", "unless-stopped"):
-        return True
-    if policy == "on-failure":
-        retries = spec.restart.max_retries
-        exhausted = retries is not None and container.restart_count >= retries
-        return container.exit_code not in (0, None) and not exhausted
-    return False
 
 
 def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedResources) -> list[plans.FieldChange]:
@@ -292,7 +271,7 @@ def _plan(
             decisions[name] = ("recreate", f"network {nets} is recreated", ())
         elif resource_diff := _resources_differ(container.spec.resources, present.resources):
             decisions[name] = ("update", "resources changed: update in place", tuple(resource_diff))
-        elif should_run(container.spec, present):
+        elif restarts.should_run(container.spec, present):
             exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
             decisions[name] = ("start", f"drift: {present.state}{exit_text}, restart policy "
                                f"{container.spec.restart.policy}", ())  # fmt: skip
