@@ -59,11 +59,12 @@ class _Raw:
 
 
 def _client(handler: Handler, **config: object) -> tuple[registry.Client, FakeTransport]:
-    client = registry.Client(registry.RegistryConfig(docker_config=Path("/nonexistent"), backoff=0.0, **config))  # type: ignore[arg-type]
     transport = FakeTransport(handler)
-    client._session.mount("https://", transport)
-    client._session.mount("http://", transport)
-    return client, transport
+    session = requests.Session()
+    session.mount("https://", transport)
+    session.mount("http://", transport)
+    settings = registry.RegistryConfig(docker_config=Path("/nonexistent"), backoff=0.0, **config)  # type: ignore[arg-type]
+    return registry.Client(settings, session=session), transport
 
 
 REF = references.parse("reg.example/team/app:1")

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from reconciler import errors, references
-from reconciler.backends.native import registry
+from reconciler.backends.native import registry, registry_auth
 
 
 def test_bearer_challenge_keeps_commas_and_spaces_in_quoted_values() -> None:
     header = 'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push repository:c:pull"'
-    challenge = registry.parse_challenge(header)
+    challenge = registry_auth.parse_challenge(header)
     assert challenge.scheme == "bearer"
     assert challenge.params == {
         "realm": "https://auth.example/token",
@@ -40,7 +40,7 @@ def test_bearer_challenge_keeps_commas_and_spaces_in_quoted_values() -> None:
     ],
 )
 def test_challenge_variants(header: str, scheme: str, params: dict[str, str]) -> None:
-    challenge = registry.parse_challenge(header)
+    challenge = registry_auth.parse_challenge(header)
     assert challenge.scheme == scheme
     assert dict(challenge.params) == params
 
@@ -160,11 +160,11 @@ def test_credentials_from_auths(tmp_path: Path) -> None:
             }
         },
     )
-    creds = registry.load_credentials("127.0.0.1:5443", config)
-    assert creds == registry.Credentials("alice", "s3cret:with:colons")
-    assert registry.load_credentials("docker.io", config) == registry.Credentials("bob", "hub-pass")
-    assert registry.load_credentials("other.example", config) is None
-    assert registry.load_credentials("x", tmp_path / "missing.json") is None
+    creds = registry_auth.load_credentials("127.0.0.1:5443", config)
+    assert creds == registry_auth.Credentials("alice", "s3cret:with:colons")
+    assert registry_auth.load_credentials("docker.io", config) == registry_auth.Credentials("bob", "hub-pass")
+    assert registry_auth.load_credentials("other.example", config) is None
+    assert registry_auth.load_credentials("x", tmp_path / "missing.json") is None
 
 
 def _helper(tmp_path: Path, name: str, script: str) -> None:
@@ -190,15 +190,15 @@ def test_credentials_from_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             "credsStore": "fake",
         },
     )
-    assert registry.load_credentials("reg.example", config) == registry.Credentials(
+    assert registry_auth.load_credentials("reg.example", config) == registry_auth.Credentials(
         "helper-user", "helper-secret-reg.example"
     )
-    assert registry.load_credentials("none.example", config) is None
+    assert registry_auth.load_credentials("none.example", config) is None
     with pytest.raises(errors.EngineError) as caught:
-        registry.load_credentials("bad.example", config)
+        registry_auth.load_credentials("bad.example", config)
     assert "leaked-value" not in str(caught.value) and "docker-credential-broken" in str(caught.value)
     # credsStore serves every other registry.
-    assert registry.load_credentials("any.example", config) == registry.Credentials(
+    assert registry_auth.load_credentials("any.example", config) == registry_auth.Credentials(
         "helper-user", "helper-secret-any.example"
     )
 
@@ -207,11 +207,11 @@ def test_missing_helper_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PATH", str(tmp_path))
     config = _write_config(tmp_path / "config.json", {"credsStore": "nonexistent"})
     with pytest.raises(errors.EngineError, match="docker-credential-nonexistent is configured but not installed"):
-        registry.load_credentials("x.example", config)
+        registry_auth.load_credentials("x.example", config)
 
 
 def test_secrets_never_in_reprs() -> None:
-    creds = registry.Credentials("user", "topsecret")
+    creds = registry_auth.Credentials("user", "topsecret")
     config = registry.RegistryConfig(credentials={"h": creds})
     assert "topsecret" not in repr(creds)
     assert "topsecret" not in repr(config)

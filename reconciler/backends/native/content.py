@@ -7,8 +7,7 @@ filesystem). A killed download leaves only its ``.partial`` file, which the next
 (the hash is rebuilt from the bytes already there). A digest mismatch deletes the partial file
 and raises ``errors.DigestMismatch``: a wrong blob is never stored and never retried silently.
 
-This module also owns :func:`write_atomic`, the one way the native engine commits a metadata file
-(temporary file, fsync, rename, fsync of the directory; mode 0600).
+Its directories are created root-only (``files.make_private_dir``), like all of the state tree.
 
 What it must not do: interpret blobs (manifests, configs and layers are other modules' business),
 talk to the network, or delete a blob it was not asked to delete (garbage collection decides that
@@ -23,10 +22,9 @@ import hashlib
 import os
 import re
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler import errors
+from reconciler import errors, files
 
 _DIGEST_RE = re.compile(r"^sha256:([a-f0-9]{64})$")
 _CHUNK = 1024 * 1024
@@ -38,58 +36,6 @@ def hex_of(digest: str) -> str:
     if match is None:
         raise errors.EngineError(f"unsupported or malformed digest {digest!r} (only sha256 is supported)")
     return match.group(1)
-
-
-def make_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        # mkdir's mode is filtered by the umask and parents=True ignores it: chmod explicitly.
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-    return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
-
-    temp file in the same directory (mode 0600) → write → fsync → rename → fsync the directory, so
-    that after a crash the rename is durable too.
-    """
-    make_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
-    """An ``flock`` on ``path``: excludes other processes and other threads (each opens its own fd)."""
-    make_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -134,8 +80,8 @@ class Store:
 
     def ingest(self, digest: str, size: int) -> Ingest:
         """Start (or resume) writing the blob ``digest`` of ``size`` bytes."""
-        make_private_dir(self.blobs)
-        make_private_dir(self.ingest_dir)
+        files.make_private_dir(self.blobs)
+        files.make_private_dir(self.ingest_dir)
         return Ingest(self, digest, size)
 
     def partial_path(self, digest: str) -> Path:
@@ -271,12 +217,6 @@ def _unlink_counting(path: Path) -> int:
     except FileNotFoundError:
         return 0
     return size
-
-
-def iter_file(path: Path, chunk: int = _CHUNK) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            yield block
 
 
 def copy_verified(store: Store, digest: str, size: int, reader: typing.BinaryIO) -> bool:

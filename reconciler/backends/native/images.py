@@ -57,7 +57,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from reconciler import errors, references
+from reconciler import errors, files, references
 from reconciler.backends.native import content, layers, mounts, registry, snapshots
 
 PullPolicy = typing.Literal["Always", "IfNotPresent", "Never"]
@@ -322,7 +322,7 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with content.file_lock(self.root / ".images.lock"):
+        with files.file_lock(self.root / ".images.lock"):
             yield
 
     def _load(self) -> dict[str, typing.Any]:
@@ -337,7 +337,7 @@ class ImageStore:
         return data
 
     def _save(self, data: Mapping[str, typing.Any]) -> None:
-        content.write_atomic(self._metadata, json.dumps(data, sort_keys=True, indent=1).encode())
+        files.write_json(self._metadata, data, indent=1)
 
     def _records(self) -> dict[str, dict[str, typing.Any]]:
         return typing.cast(dict[str, dict[str, typing.Any]], self._load()["images"])
@@ -431,7 +431,7 @@ class ImageStore:
         if policy == "Never":
             raise errors.NotFound(f"image {reference} is not present and the pull policy is Never")
         with (
-            content.file_lock(self.root / ".gc.lock", shared=True),
+            files.file_lock(self.root / ".gc.lock", shared=True),
             registry.Client(self.registry_config) as client,
         ):
             if existing is not None and self._complete(existing):
@@ -819,7 +819,7 @@ class ImageStore:
         progress = progress or _nothing
         undo = _Undo(self)
         try:
-            with content.file_lock(self.root / ".gc.lock", shared=True), tarfile.open(path, "r:*") as archive:
+            with files.file_lock(self.root / ".gc.lock", shared=True), tarfile.open(path, "r:*") as archive:
                 members = {layers.normalise(m.name): m for m in archive.getmembers() if m.isfile()}
                 if "index.json" in members and "oci-layout" in members:
                     return self._load_oci(archive, members, undo, progress)
@@ -1013,7 +1013,7 @@ class ImageStore:
         Returns the bytes freed."""
         keep_ids = set(in_use)
         freed = 0
-        with content.file_lock(self.root / ".gc.lock"), self._locked():
+        with files.file_lock(self.root / ".gc.lock"), self._locked():
             data = self._load()
             referenced = set(data["refs"].values())
             for image_id in list(data["images"]):
@@ -1042,7 +1042,7 @@ class ImageStore:
         if not image.layers:
             raise errors.EngineError(f"image {image.short_id} has no layers to mount")
         lowers = self.snapshots.lowers(image.layers[-1].chain_id)
-        content.make_private_dir(container_dir)
+        files.make_private_dir(container_dir)
         upper, work, target = container_dir / "fs", container_dir / "work", container_dir / "rootfs"
         for directory, mode in ((upper, 0o755), (work, 0o700), (target, 0o755)):
             directory.mkdir(mode=mode, exist_ok=True)

@@ -2,10 +2,11 @@
 
 This is the native engine's only network-facing module and the only module of the project that
 imports ``requests``. It knows how to find a registry endpoint for an image reference, how to
-authenticate (anonymous, Basic, Bearer tokens from the registry's token realm, credentials from the
-Docker config file and its credential helpers), how to negotiate manifests (OCI index/manifest and
-Docker schema2 list/manifest; schema1 is refused), how to pick the host's platform from an index,
-and how to stream blobs with retries, redirects and resumption by ``Range``.
+negotiate manifests (OCI index/manifest and Docker schema2 list/manifest; schema1 is refused), how
+to pick the host's platform from an index, and how to stream blobs with retries, redirects and
+resumption by ``Range``. Authentication (anonymous, Basic, Bearer tokens from the registry's token
+realm, credentials from the Docker config file and its helpers) is ``registry_auth``'s: the client
+asks it for every request's ``Authorization`` and performs the token requests it needs.
 
 What it must not do:
 
@@ -25,17 +26,14 @@ refusals become ``errors.EngineError`` / ``errors.NotFound``, digest problems
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import email.utils
 import hashlib
 import ipaddress
 import json
-import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -48,6 +46,7 @@ import requests.utils
 import urllib3.exceptions
 
 from reconciler import errors, references
+from reconciler.backends.native import registry_auth
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -63,13 +62,9 @@ ACCEPT = ", ".join([MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDI
 
 # containerd caps manifests at about 4 MiB; a registry that sends more is broken or hostile.
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
-DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
-DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", DOCKER_HUB_ENDPOINT)
 USER_AGENT = "reconciler/0.1 (native engine)"
 _CHUNK = 1024 * 1024
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-# key="quoted, value" or key=token; quoted values may hold commas and spaces (scope lists).
-_CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
 _GO_VARIANT = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7"}
 
@@ -77,25 +72,8 @@ _GO_VARIANT = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7"}
 # --------------------------------------------------------------------------------------------------
 # Values
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Credentials:
-    """A user name and a secret for one registry; the secret is never shown by ``repr``."""
-
-    username: str
-    password: str = dataclasses.field(repr=False)
-
-    def basic_header(self) -> str:
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        return f"Basic {token}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Challenge:
-    """A parsed ``WWW-Authenticate`` header: ``scheme`` lowercased, parameters as given."""
-
-    scheme: str
-    params: Mapping[str, str]
+# The type of ``RegistryConfig.credentials``, under the name the config's users know it by.
+Credentials = registry_auth.Credentials
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,7 +158,7 @@ class RegistryConfig:
     # The Docker config file; None means ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``.
     docker_config: Path | None = None
     # Explicit credentials per registry host, taking precedence over the Docker config file.
-    credentials: Mapping[str, Credentials] = dataclasses.field(default_factory=dict, repr=False)
+    credentials: Mapping[str, registry_auth.Credentials] = dataclasses.field(default_factory=dict, repr=False)
     timeout: float = 30.0
     retries: int = 4
     backoff: float = 0.25
@@ -206,19 +184,7 @@ class Sink(typing.Protocol):
 
 def endpoint_host(registry: str) -> str:
     """The host[:port] to talk to for a reference's registry (Docker Hub's API lives elsewhere)."""
-    return DOCKER_HUB_ENDPOINT if registry in ("docker.io", "index.docker.io") else registry
-
-
-def parse_challenge(header: str) -> Challenge:
-    """Parse ``WWW-Authenticate: <scheme> k="v",k2=v2``; parameter values keep commas and spaces."""
-    header = header.strip()
-    scheme, _, rest = header.partition(" ")
-    params: dict[str, str] = {}
-    for match in _CHALLENGE_PARAM_RE.finditer(rest):
-        key, quoted, bare = match.group(1), match.group(2), match.group(3)
-        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
-        params[key.lower()] = value
-    return Challenge(scheme=scheme.lower(), params=params)
+    return registry_auth.DOCKER_HUB_ENDPOINT if registry in ("docker.io", "index.docker.io") else registry
 
 
 def host_platform(machine: str | None = None) -> Platform:
@@ -290,80 +256,6 @@ def check_manifest_media_type(media_type: str, body: Mapping[str, typing.Any]) -
     return media_type
 
 
-def docker_config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
-    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
-
-
-def load_credentials(registry: str, config_path: Path | None = None) -> Credentials | None:
-    """Credentials for ``registry`` from the Docker config: ``credHelpers``, ``credsStore``, ``auths``.
-
-    A credential helper is ``docker-credential-<name> get`` fed the server URL on stdin; its
-    failure is an error naming the helper (never its output, which may contain the secret).
-    """
-    path = config_path or docker_config_path()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise errors.EngineError(f"cannot read Docker config {path}: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        return None
-    keys = DOCKER_HUB_AUTH_KEYS if registry in DOCKER_HUB_AUTH_KEYS else (registry,)
-    keys = (*keys, *(f"{scheme}://{k}" for k in keys for scheme in ("https", "http")))
-    helpers = data.get("credHelpers") or {}
-    for key in keys:
-        if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
-            return _run_credential_helper(helpers[key], keys[0])
-    auths = data.get("auths") or {}
-    if isinstance(auths, dict):
-        for key in keys:
-            entry = auths.get(key)
-            if isinstance(entry, dict):
-                creds = _auth_entry(entry)
-                if creds is not None:
-                    return creds
-    store = data.get("credsStore")
-    if isinstance(store, str) and store:
-        return _run_credential_helper(store, keys[0])
-    return None
-
-
-def _auth_entry(entry: Mapping[str, typing.Any]) -> Credentials | None:
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
-        try:
-            user, _, password = base64.b64decode(auth).decode().partition(":")
-        except ValueError:
-            raise errors.EngineError("malformed auth entry in the Docker config file") from None
-        return Credentials(user, password)
-    username, secret = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and isinstance(secret, str):
-        return Credentials(username, secret)
-    return None
-
-
-def _run_credential_helper(name: str, server: str) -> Credentials | None:
-    program = f"docker-credential-{name}"
-    if shutil.which(program) is None:
-        raise errors.EngineError(f"credential helper {program} is configured but not installed")
-    try:
-        proc = subprocess.run([program, "get"], check=False, input=server.encode(), capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise errors.EngineError(f"credential helper {program} failed: {type(exc).__name__}") from None
-    if proc.returncode != 0:
-        # "credentials not found in native keychain" is the helpers' way to say: none stored.
-        if b"not found" in proc.stdout.lower() or b"not found" in proc.stderr.lower():
-            return None
-        raise errors.EngineError(f"credential helper {program} exited with status {proc.returncode}")
-    try:
-        reply = json.loads(proc.stdout)
-        return Credentials(str(reply["Username"]), str(reply["Secret"]))
-    except (ValueError, KeyError, TypeError):
-        raise errors.EngineError(f"credential helper {program} returned malformed output") from None
-
-
 def _error_detail(response: requests.Response) -> str:
     """The registry's own error code and message (``{"errors":[{code,message}]}``), if any."""
     try:
@@ -389,26 +281,24 @@ def _retry_after(response: requests.Response, default: float) -> float:
 # The client
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Token:
-    value: str = dataclasses.field(repr=False)
-    expires: float
-
-
 class Client:
     """A registry client shared by the pulls of one image store (thread-safe for parallel blobs)."""
 
-    def __init__(self, config: RegistryConfig | None = None) -> None:
+    def __init__(self, config: RegistryConfig | None = None, *, session: requests.Session | None = None) -> None:
+        """``session`` is the HTTP session to use (tests mount a fake transport on one)."""
         self.config = config or RegistryConfig()
-        self._session = requests.Session()
+        self._session = session or requests.Session()
         # Environment proxies and ~/.netrc must not redirect bytes or inject credentials.
         self._session.trust_env = False
         self._session.headers["User-Agent"] = USER_AGENT
         self._lock = threading.Lock()
         self._schemes: dict[str, str] = {}
-        self._challenges: dict[str, Challenge] = {}
-        self._tokens: dict[tuple[str, str], _Token] = {}
-        self._credentials: dict[str, Credentials | None] = {}
+        self._auth = registry_auth.Authenticator(
+            credentials=self.config.credentials,
+            docker_config=self.config.docker_config,
+            insecure=self._insecure,
+            request_token=self._request_token,
+        )
         self._bundles: dict[str, tuple[str | bool, tuple[str, str] | None]] = {}
         self._bundle_dir: str | None = None
 
@@ -619,9 +509,7 @@ class Client:
                 last = exc
                 continue
             if response.status_code == 401:
-                challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-                with self._lock:
-                    self._challenges[host] = challenge
+                self._auth.challenged(host, registry_auth.parse_challenge(response.headers.get("WWW-Authenticate", "")))
             elif response.status_code >= 500:
                 raise errors.Unavailable(f"registry {host} answered {response.status_code} to /v2/")
             elif response.status_code not in (200, 401):
@@ -699,66 +587,13 @@ class Client:
         except requests.RequestException as exc:
             raise errors.EngineError(f"request to {host} failed: {type(exc).__name__}") from None
 
-    def _auth_header(self, host: str, scope: str) -> str | None:
-        with self._lock:
-            challenge = self._challenges.get(host)
-            token = self._tokens.get((host, scope))
-        if challenge is None:
-            return None
-        if challenge.scheme == "basic":
-            creds = self._creds(host)
-            return creds.basic_header() if creds else None
-        if challenge.scheme == "bearer":
-            if token is None or token.expires <= time.monotonic():
-                token = self._fetch_token(host, challenge, scope)
-            return f"Bearer {token.value}"
-        return None
-
-    def _creds(self, host: str) -> Credentials | None:
-        with self._lock:
-            if host in self._credentials:
-                return self._credentials[host]
-        registry = "docker.io" if host == DOCKER_HUB_ENDPOINT else host
-        creds = self.config.credentials.get(registry) or self.config.credentials.get(host)
-        if creds is None:
-            creds = load_credentials(registry, self.config.docker_config)
-        with self._lock:
-            self._credentials[host] = creds
-        return creds
-
-    def _fetch_token(self, host: str, challenge: Challenge, scope: str) -> _Token:
-        realm = challenge.params.get("realm", "")
-        if not realm.startswith(("https://", "http://")):
-            raise errors.EngineError(f"registry {host} sent a token realm that is not an http(s) URL")
-        if realm.startswith("http://") and not self._insecure(host):
-            raise errors.EngineError(f"registry {host} asks for credentials over plain HTTP at its token realm")
-        params: list[tuple[str, str]] = []
-        if "service" in challenge.params:
-            params.append(("service", challenge.params["service"]))
-        params.append(("scope", scope))
-        headers: dict[str, str] = {}
-        creds = self._creds(host)
-        if creds is not None:
-            headers["Authorization"] = creds.basic_header()
+    def _request_token(
+        self, realm: str, headers: Mapping[str, str], params: Sequence[tuple[str, str]]
+    ) -> tuple[int, bytes]:
+        """GET a token realm for the authenticator (the realm may be another host)."""
         realm_host = realm.split("://", 1)[1].split("/", 1)[0]
-        response = self._send("GET", realm, host=realm_host, headers=headers, stream=False, params=params)
-        if response.status_code in (401, 403):
-            raise errors.EngineError(f"unauthorized: the token service of {host} refused the credentials")
-        if response.status_code != 200:
-            raise errors.Unavailable(f"token service of {host} answered {response.status_code}")
-        try:
-            body = response.json()
-            value = body.get("token") or body.get("access_token")
-            expires_in = int(body.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            raise errors.EngineError(f"token service of {host} returned malformed JSON") from None
-        if not isinstance(value, str) or not value:
-            raise errors.EngineError(f"token service of {host} returned no token")
-        # Refresh a little early so a token never expires between check and use.
-        token = _Token(value=value, expires=time.monotonic() + max(expires_in - 10, 1))
-        with self._lock:
-            self._tokens[(host, scope)] = token
-        return token
+        response = self._send("GET", realm, host=realm_host, headers=headers, stream=False, params=list(params))
+        return response.status_code, response.content
 
     def _request(
         self,
@@ -792,7 +627,7 @@ class Client:
         reauthenticated = False
         while True:
             full = dict(headers)
-            auth = self._auth_header(host, scope)
+            auth = self._auth.header(host, scope)
             if auth:
                 full["Authorization"] = auth
             try:
@@ -810,15 +645,13 @@ class Client:
             header = response.headers.get("WWW-Authenticate", "")
             if not header:
                 return response
-            challenge = parse_challenge(header)
-            if challenge.scheme == "basic" and self._creds(host) is None:
+            challenge = registry_auth.parse_challenge(header)
+            if challenge.scheme == "basic" and self._auth.credentials(host) is None:
                 return response
             response.close()
             if challenge.params.get("scope"):
                 scope = challenge.params["scope"]
-            with self._lock:
-                self._challenges[host] = challenge
-                self._tokens.pop((host, scope), None)
+            self._auth.challenged(host, challenge, stale_scope=scope)
             reauthenticated = True
 
 

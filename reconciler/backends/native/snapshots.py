@@ -6,15 +6,15 @@ Layout under ``<root>``::
     <id>/fs              the layer's files in overlay format (whiteouts as 0/0 devices)
     tmp-<random>/fs      a layer being applied; renamed to <id> by :meth:`Snapshotter.commit`
 
-Directory names are short numbers, not chain ids, because every lowerdir of an overlay mount
-costs bytes of the single page of mount data (engine-notes §2.1). A snapshot is immutable once
-committed; its parent is the snapshot of the layers below, so ``lowers(chain_id)`` walks to the
-bottom and returns overlay lowerdirs top first.
+Directory names are short numbers, not chain ids: an overlay mount's options (every lowerdir
+path included) must fit in one page of mount data (4 KiB on common kernels), so short paths let
+deep images mount. A snapshot is immutable once committed; its parent is the snapshot of the
+layers below, so ``lowers(chain_id)`` walks to the bottom and returns overlay lowerdirs top first.
 
 Reference counting is derived, not stored: an image holds a reference to each of its chain ids,
 and :meth:`Snapshotter.refcounts` counts them from the image records the caller passes, so a
 crash can never leave a counter out of step with the images. Metadata is committed atomically
-(``content.write_atomic``: temp + fsync + rename, mode 0600; directories 0700, state is root-only).
+(``files.write_json``: temp + fsync + rename, mode 0600; directories 0700, state is root-only).
 
 What it must not do: parse layers (``layers`` does), know about registries or images, or remove a
 snapshot that a kept image still references (the caller decides what is kept).
@@ -33,8 +33,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from reconciler import errors
-from reconciler.backends.native import content
+from reconciler import errors, files
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,8 +78,8 @@ class Snapshotter:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        content.make_private_dir(self.root)
-        with content.file_lock(self._lock_path):
+        files.make_private_dir(self.root)
+        with files.file_lock(self._lock_path):
             yield
 
     def _load(self) -> dict[str, object]:
@@ -99,7 +98,7 @@ class Snapshotter:
         return snaps
 
     def _save(self, data: dict[str, object]) -> None:
-        content.write_atomic(self._metadata, json.dumps(data, sort_keys=True, indent=1).encode())
+        files.write_json(self._metadata, data, indent=1)
 
     @staticmethod
     def _from(chain_id: str, entry: dict[str, object]) -> Snapshot:
@@ -140,7 +139,7 @@ class Snapshotter:
 
     def prepare(self) -> Path:
         """A fresh private directory to apply a layer into; returns its ``fs`` subdirectory."""
-        content.make_private_dir(self.root)
+        files.make_private_dir(self.root)
         work = Path(tempfile.mkdtemp(prefix="tmp-", dir=self.root))
         fs = work / "fs"
         # The root of the layer shows as the container's "/" when it is the top lower: 0755.
@@ -202,7 +201,7 @@ class Snapshotter:
                 shutil.rmtree(directory, ignore_errors=True)
             known = {str(v["id"]) for v in snaps.values() if isinstance(v, dict)}
             for child in self.root.iterdir():
-                if child.name in (".lock", "metadata.json") or child.name.startswith(".metadata.json"):
+                if child.name in (".lock", "metadata.json") or files.is_temporary(child.name):
                     continue
                 if child.is_dir() and child.name not in known:
                     # tmp-* of a killed pull, or an orphan left by a crash during removal.

@@ -1,5 +1,7 @@
 """Malicious layers: every escape attempt fails or stays inside the unpack root, and a full
-scan proves that no file outside the store changed (engine-notes §2.3 is the checklist)."""
+scan proves that no file outside the store changed. The cases are the known ways out of an
+unpacker: ``..`` and absolute names, symlinked parents (direct, relative, chained), files written
+over a planted symlink, hardlinks to host files, and whiteouts aimed through a symlink."""
 
 from __future__ import annotations
 
