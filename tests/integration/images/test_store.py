@@ -22,7 +22,7 @@ def _inventory(store: native_images.ImageStore) -> tuple[set[str], set[str]]:
 
 
 def _owned(store: native_images.ImageStore, image: native_images.Image) -> tuple[set[str], set[str]]:
-    record = store._records()[image.id]
+    record = store.index.records()[image.id]
     return set(record["blobs"]), set(image.chain_ids)
 
 
