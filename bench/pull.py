@@ -18,6 +18,7 @@ Throughput is compressed bytes pulled per second of wall time; ratios compare wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -148,79 +150,78 @@ def drop_caches_note() -> str:
     return "page cache not dropped: the registry's files are warm for every contender alike"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=300)
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "reconciler-bench")
-    parser.add_argument("--keep", action="store_true", help="keep the registry data")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
-    args = parser.parse_args()
+@dataclasses.dataclass
+class Samples:
+    """Wall-clock and CPU seconds per contender, one sample per round."""
+
+    wall: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    cpu: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    def measure(self, name: str, cpu_clock: Callable[[], float], action: Callable[[], object]) -> None:
+        start, cpu = time.perf_counter(), cpu_clock()
+        action()
+        self.wall.setdefault(name, []).append(time.perf_counter() - start)
+        self.cpu.setdefault(name, []).append(cpu_clock() - cpu)
+
+
+def missing_prerequisite() -> str | None:
+    """Why the bench cannot run here, or None."""
     if os.geteuid() != 0:
-        print("bench/pull.py needs root (snapshots keep owners and device nodes)", file=sys.stderr)
-        return 1
+        return "bench/pull.py needs root (snapshots keep owners and device nodes)"
     for binary, package in (("docker-registry", "docker-registry"), ("skopeo", "skopeo")):
         if shutil.which(binary) is None:
-            print(f"{binary} is not installed: apt-get install -y {package}", file=sys.stderr)
-            return 1
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    layout, compressed, uncompressed = build(args.workdir, args.size_mb)
-    layout_dir = layout.path
-    print(f"image: 3 layers, {uncompressed / MB:.0f} MB uncompressed, {compressed / MB:.0f} MB gzip "
-          f"(built/cached in {time.perf_counter() - t0:.1f}s)")  # fmt: skip
+            return f"{binary} is not installed: apt-get install -y {package}"
+    return None
 
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
-    samples: dict[str, list[float]] = {}
-    cpu_samples: dict[str, list[float]] = {}
-    reg = registry.start_plain(run_dir / "registry")
+
+def docker_binary() -> str | None:
+    """The docker CLI when a dockerd answers, else None (and says so)."""
     docker = shutil.which("docker")
-    alive = docker is not None and subprocess.run([docker, "info"], capture_output=True, check=False).returncode == 0
-    if not alive:
-        print("docker pull: skipped, dockerd is not running (start it to compare against docker)")
-    try:
-        reg.push(layout, "bench", "bench/big:1", all_platforms=False)
-        ref = reg.ref("bench/big:1")
-        # Rounds interleave the contenders so that load from other processes hits them alike;
-        # the median of the rounds is reported.
-        for round_number in range(args.repeat):
-            store_dir = run_dir / f"store-{round_number}"
-            store = native_images.ImageStore(
-                store_dir, registry_config=native_registry.RegistryConfig(docker_config=Path("/nonexistent"))
-            )
-            start, cpu = time.perf_counter(), own_cpu_seconds()
-            store.pull(ref, policy="Always")
-            samples.setdefault(OURS, []).append(time.perf_counter() - start)
-            cpu_samples.setdefault(OURS, []).append(own_cpu_seconds() - cpu)
-            shutil.rmtree(store_dir)
+    if docker is not None and subprocess.run([docker, "info"], capture_output=True, check=False).returncode == 0:
+        return docker
+    print("docker pull: skipped, dockerd is not running (start it to compare against docker)")
+    return None
 
-            target = run_dir / f"skopeo-{round_number}"
-            start, cpu = time.perf_counter(), children_cpu_seconds()
-            subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
-                            f"docker://{ref}", f"dir:{target}"], check=True)  # fmt: skip
-            samples.setdefault(SKOPEO, []).append(time.perf_counter() - start)
-            cpu_samples.setdefault(SKOPEO, []).append(children_cpu_seconds() - cpu)
-            shutil.rmtree(target)
 
-            if alive:
-                assert docker is not None
-                subprocess.run([docker, "rmi", "-f", ref], capture_output=True, check=False)
-                start, cpu = time.perf_counter(), daemon_cpu_seconds() + children_cpu_seconds()
-                subprocess.run([docker, "pull", "-q", ref], check=True, capture_output=True)
-                samples.setdefault(DOCKER, []).append(time.perf_counter() - start)
-                cpu_samples.setdefault(DOCKER, []).append(daemon_cpu_seconds() + children_cpu_seconds() - cpu)
-                subprocess.run([docker, "rmi", "-f", ref], capture_output=True, check=False)
+def run_round(
+    samples: Samples, run_dir: Path, round_number: int, ref: str, layout_dir: Path, docker: str | None
+) -> None:
+    """One pull by every contender, in turn."""
+    store_dir = run_dir / f"store-{round_number}"
+    store = native_images.ImageStore(
+        store_dir, registry_config=native_registry.RegistryConfig(docker_config=Path("/nonexistent"))
+    )
+    samples.measure(OURS, own_cpu_seconds, lambda: store.pull(ref, policy="Always"))
+    shutil.rmtree(store_dir)
 
-            start, cpu = time.perf_counter(), own_cpu_seconds()
-            machine_limit(layout_dir)
-            samples.setdefault(LIMIT, []).append(time.perf_counter() - start)
-            cpu_samples.setdefault(LIMIT, []).append(own_cpu_seconds() - cpu)
-    finally:
-        reg.stop()
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    results = {name: statistics.median(values) for name, values in samples.items()}
-    cpu = {name: statistics.median(values) for name, values in cpu_samples.items()}
+    target = run_dir / f"skopeo-{round_number}"
+    skopeo = [
+        "skopeo",
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        f"docker://{ref}",
+        f"dir:{target}",
+    ]
+    samples.measure(SKOPEO, children_cpu_seconds, lambda: subprocess.run(skopeo, check=True))
+    shutil.rmtree(target)
 
+    if docker is not None:
+        subprocess.run([docker, "rmi", "-f", ref], capture_output=True, check=False)
+        samples.measure(
+            DOCKER,
+            lambda: daemon_cpu_seconds() + children_cpu_seconds(),
+            lambda: subprocess.run([docker, "pull", "-q", ref], check=True, capture_output=True),
+        )
+        subprocess.run([docker, "rmi", "-f", ref], capture_output=True, check=False)
+
+    samples.measure(LIMIT, own_cpu_seconds, lambda: machine_limit(layout_dir))
+
+
+def report(samples: Samples, compressed: int, uncompressed: int, repeat: int) -> None:
+    results = {name: statistics.median(values) for name, values in samples.wall.items()}
+    cpu = {name: statistics.median(values) for name, values in samples.cpu.items()}
     ours = results[OURS]
     print(f"\n{'contender':<52} {'wall s':>7} {'MB/s':>7} {'vs ours':>7} {'CPU s':>6} {'MB/CPU-s':>8}")
     for name, seconds in results.items():
@@ -231,11 +232,46 @@ def main() -> int:
         print(f"\ntarget >= 2x docker pull throughput: {verdict} ({results[DOCKER] / ours:.2f}x wall clock)")
         print(f"CPU efficiency vs docker (dockerd+containerd CPU per pull): {cpu[DOCKER] / cpu[OURS]:.2f}x")
     print(
-        f"median of {args.repeat} interleaved rounds; "
+        f"median of {repeat} interleaved rounds; "
         f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(f"MB/s = compressed MB / wall seconds; uncompressed MB/s for ours: {uncompressed / MB / ours:.1f}")
     print(drop_caches_note())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=300)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "reconciler-bench")
+    parser.add_argument("--keep", action="store_true", help="keep the registry data")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
+    args = parser.parse_args()
+    problem = missing_prerequisite()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    layout, compressed, uncompressed = build(args.workdir, args.size_mb)
+    print(f"image: 3 layers, {uncompressed / MB:.0f} MB uncompressed, {compressed / MB:.0f} MB gzip "
+          f"(built/cached in {time.perf_counter() - t0:.1f}s)")  # fmt: skip
+
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
+    samples = Samples()
+    reg = registry.start_plain(run_dir / "registry")
+    docker = docker_binary()
+    try:
+        reg.push(layout, "bench", "bench/big:1", all_platforms=False)
+        ref = reg.ref("bench/big:1")
+        # Rounds interleave the contenders so that load from other processes hits them alike;
+        # the median of the rounds is reported.
+        for round_number in range(args.repeat):
+            run_round(samples, run_dir, round_number, ref, layout.path, docker)
+    finally:
+        reg.stop()
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    report(samples, compressed, uncompressed, args.repeat)
     return 0
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,36 +109,36 @@ def test_killed_pull_process_resumes(
     layout.tag("big", layout.add_image([layer], compression="none").descriptor)
     fresh_registry.push(layout, "big", "test/big:2")
     root = tmp_path / "store"
+    midway = 4 * 1024 * 1024
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import threading
         from pathlib import Path
         from reconciler.backends.native import images, registry
         store = images.ImageStore(Path({str(root)!r}), registry_config=registry.RegistryConfig(
             docker_config=Path("/nonexistent/config.json")))
-        def slow(event):
-            if event.status == "downloading":
-                time.sleep(0.02)  # throttle so the parent can kill us mid-way
-        store.pull({fresh_registry.ref("test/big:2")!r}, progress=slow)
+        def stop_midway(event):
+            # Reported after the bytes are written: the partial file holds them. Say so, then
+            # hold the download here until the parent kills the process.
+            if event.status == "downloading" and event.current > {midway}:
+                print("midway", flush=True)
+                threading.Event().wait()
+        store.pull({fresh_registry.ref("test/big:2")!r}, progress=stop_midway)
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3])
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE, text=True
+    )
     try:
-        deadline = time.monotonic() + 60
-        partial_size = 0
-        while time.monotonic() < deadline and child.poll() is None:
-            partials = (
-                list((root / "content" / "ingest").glob("*.partial")) if (root / "content" / "ingest").exists() else []
-            )
-            partial_size = partials[0].stat().st_size if partials else 0
-            if partial_size > 4 * 1024 * 1024:
-                break
-            time.sleep(0.01)
-        assert child.poll() is None, "the child finished before it could be killed"
+        assert child.stdout is not None
+        assert child.stdout.readline() == "midway\n", "the child finished before it could be killed"
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-    assert partial_size > 0
+        if child.stdout is not None:
+            child.stdout.close()
+    partials = list((root / "content" / "ingest").glob("*.partial"))
+    assert len(partials) == 1 and partials[0].stat().st_size > midway
     store = native_images.ImageStore(root, registry_config=store_for(fresh_registry).registry_config)
     events: list[native_images.PullProgress] = []
     image = store.pull(fresh_registry.ref("test/big:2"), progress=events.append)
