@@ -42,10 +42,18 @@ def container_yaml(name: str, *, stack: str | None = None, extra: str = "") -> s
 class Harness:
     """A controller on a memory engine and a fake clock, driven by hand (no threads)."""
 
-    def __init__(self, folder: Path, *, state_dir: Path | None = None, engine_restarts: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        state_dir: Path | None = None,
+        engine_restarts: bool = False,
+        target: memory.MemoryEngine | None = None,
+    ) -> None:
+        """``target``: another harness's engine (a restarted controller finds what the first left)."""
         self.folder = folder
         self.clock = FakeClock()
-        self.engine = memory.MemoryEngine(images={IMAGE: "sha256:" + "ab" * 32}, clock=self.clock.wall)
+        self.engine = target or memory.MemoryEngine(images={IMAGE: "sha256:" + "ab" * 32}, clock=self.clock.wall)
         self.controller = controller.Controller(
             self.engine, folder, clock=self.clock, state_dir=state_dir, engine_restarts=engine_restarts,
             relist_interval=20.0, resync_interval=20.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import controller, errors
+from reconciler import controller, errors, sources
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -43,8 +43,8 @@ def test_editor_artefacts_and_dotfiles_are_not_manifests(tmp_path: Path) -> None
         harness.write(name, container_yaml("ghost"))
     harness.settle()
     assert harness.engine.containers == {}
-    assert not controller.is_manifest_name("shop.yaml~")
-    assert controller.is_manifest_name("shop.yml")
+    assert not sources.is_manifest_name("shop.yaml~")
+    assert sources.is_manifest_name("shop.yml")
 
 
 def test_invalid_yaml_over_a_good_file_keeps_the_last_good_version_in_force(tmp_path: Path) -> None:
@@ -98,9 +98,7 @@ def test_a_file_that_never_parsed_freezes_its_stack_instead_of_pruning_it(tmp_pa
     first.write("shop.yaml", "kind: Container\nmetadata: {name: web\n")
     for record in (state / "last-good").iterdir():
         record.unlink()
-    second = Harness(folder, state_dir=state)
-    second.engine = first.engine
-    second.controller.engine = first.engine
+    second = Harness(folder, state_dir=state, target=first.engine)
     second.settle()
     second.advance(60)
     assert first.engine.containers["web"].state == "running"
@@ -117,9 +115,7 @@ def test_a_restarted_controller_keeps_the_persisted_last_good_version(tmp_path: 
     first.write("shop.yaml", "kind: [\n")
     first.settle()
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (state / "last-good").iterdir())
-    second = Harness(folder, state_dir=state)
-    second.engine = first.engine
-    second.controller.engine = first.engine
+    second = Harness(folder, state_dir=state, target=first.engine)
     second.settle()
     assert first.engine.containers["web"].state == "running"
     assert second.controller.status()["files"][0]["usingLastGood"] is True
@@ -133,9 +129,7 @@ def test_a_file_deleted_while_the_controller_was_down_still_prunes_its_stack(tmp
     path = first.write("shop.yaml", container_yaml("web"))
     first.settle()
     path.unlink()
-    second = Harness(folder, state_dir=state)
-    second.engine = first.engine
-    second.controller.engine = first.engine
+    second = Harness(folder, state_dir=state, target=first.engine)
     second.settle()
     assert first.engine.containers == {}
 
@@ -143,10 +137,8 @@ def test_a_file_deleted_while_the_controller_was_down_still_prunes_its_stack(tmp
 def test_objects_of_stacks_outside_the_folder_are_never_touched(tmp_path: Path) -> None:
     harness = Harness(tmp_path / "m")
     (tmp_path / "m").mkdir()
-    other = Harness(tmp_path / "other")
+    other = Harness(tmp_path / "other", target=harness.engine)
     (tmp_path / "other").mkdir()
-    other.engine = harness.engine
-    other.controller.engine = harness.engine
     other.write("elsewhere.yaml", container_yaml("keep"))
     other.settle()
     harness.write("shop.yaml", container_yaml("web"))

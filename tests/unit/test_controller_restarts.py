@@ -154,9 +154,7 @@ def test_a_restarted_controller_remembers_used_retries(tmp_path: Path) -> None:
     first.write("job.yaml", container_yaml("job", extra="restart: {policy: on-failure, maxRetries: 2}\n"))
     first.settle()
     assert _restart_delays(first, "job", exits=3) == pytest.approx([0.1, 0.2])
-    second = Harness(folder, state_dir=state)
-    second.engine = first.engine
-    second.controller.engine = first.engine
+    second = Harness(folder, state_dir=state, target=first.engine)
     second.settle()
     second.advance(120)
     assert first.engine.containers["job"].state == "exited"

@@ -1,0 +1,561 @@
+"""The controller's loop: keys in, passes out; it ties the folder, the queue, restarts and health.
+
+Where it sits: the top of the controller package (``reconcile watch`` builds one
+:class:`Controller`; the daemon's API serves it). A trigger (a file event, an engine event, a
+timer) only *enqueues a key*; every pass re-reads the files and the engine and runs the same pure
+planner and mechanical executor as ``reconcile apply`` (level-triggered). Keys are stack names
+plus :data:`SCAN_KEY` (re-read the folder, enqueue the stacks whose declared content changed) and
+:data:`RESYNC_KEY` (observe the engine once, enqueue the stacks that drifted, reporting each drift).
+
+It must not import a backend (it takes any ``Engine``), watchdog or the CLI, print (it logs and
+reports events), or stop containers when it shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+from reconciler import engine, errors, executing, manifests, observed, planning, plans
+from reconciler.controller import folder, health, queue, report, restarting, state, status, threads
+
+log = logging.getLogger("reconciler.controller")
+
+SCAN_KEY = ":scan"
+RESYNC_KEY = ":resync"
+DEFAULT_RELIST = 20.0
+# The periodic resync is a safety net: exits, stops and removals arrive as engine events and
+# bring a resync forward. Each one observes every owned container (on Docker ~2 ms of CPU per
+# container), so 60 s keeps a 100-container host's idle cost under half a percent of a core.
+DEFAULT_RESYNC = 60.0
+# A resync this long after a stop/destroy event (lets a burst of events and our own passes end).
+EVENT_RESYNC_DELAY = 0.5
+# A die event's own time is trusted for the backoff only when it is at most this old.
+MAX_EVENT_LATENESS = 5.0
+
+LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
+
+
+def _no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
+    del stack
+    return contextlib.nullcontext()
+
+
+class RetryableFailure(errors.ReconcilerError):
+    """Some steps of a pass failed: the pass is retried with the per-key backoff."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """How often the loop looks again, and how much it does at once."""
+
+    engine_restarts: bool = False  # the engine restarts containers itself (Docker)
+    relist_interval: float = DEFAULT_RELIST
+    resync_interval: float = DEFAULT_RESYNC
+    parallelism: int = 4
+    workers: int = 2
+
+
+class Controller:
+    """The loop. Synchronous core (``handle_event``, ``tick``, ``run_ready``) plus threads (``start``).
+
+    Unit tests drive the core with a fake clock: ``handle_event`` for engine events, ``tick``
+    for timers and probes, ``run_ready`` to process every ready key. ``start``/``stop`` run the
+    same core on threads: workers, a timer, an engine-event reader and a small probe pool.
+    """
+
+    def __init__(
+        self,
+        target: engine.Engine,
+        folder_path: Path,
+        *,
+        clock: queue.Clock | None = None,
+        state_dir: Path | None = None,
+        engine_restarts: bool = False,
+        relist_interval: float = DEFAULT_RELIST,
+        resync_interval: float = DEFAULT_RESYNC,
+        parallelism: int = 4,
+        workers: int = 2,
+        stack_lock: LockFactory = _no_lock,
+        rng: random.Random | None = None,
+        threaded_probes: bool = False,
+    ) -> None:
+        self.engine = target
+        self.clock: queue.Clock = clock or queue.SystemClock()
+        self.settings = Settings(engine_restarts, relist_interval, resync_interval, parallelism, workers)
+        self.stack_lock = stack_lock
+        self.queue = queue.WorkQueue(self.clock)
+        self.alarm = queue.Alarm()
+        records = state.ControllerState(state_dir)
+        self.desired = folder.DesiredFolder(folder_path, records)
+        self.events = report.EventLog(self.clock)
+        self.problems = report.Problems()
+        self.pass_times = report.PassTimes()
+        self.health = health.Health(target, self.clock, self.desired)
+        self.restarts = restarting.RestartDriver(
+            target, self.clock, records, self.events, engine_restarts=self.settings.engine_restarts,
+            rng=rng or random.Random(), wake=self._restart_scheduled, on_restart=self.health.forget,  # noqa: S311 (jitter)
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        self._observed = observed.Observed()  # what the last look at the engine found (status)
+        # Stacks with a trigger other than a due restart: their next pass re-reads everything.
+        # A pass triggered only by a restart timer starts the container at once (the restart
+        # reaction time target is 0.2 s; a full observe can take longer than that on its own).
+        self._full_pass: set[str] = set()
+        self._next_relist = self.clock.monotonic() + self.settings.relist_interval
+        self._next_resync = self.clock.monotonic() + self.settings.resync_interval
+        self._probe_pool = futures.ThreadPoolExecutor(4, "probe") if threaded_probes else None
+        self._threads: threads.Threads | None = None
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    def file_changed(self, path: str) -> None:
+        """The watcher's callback: a manifest file was written, created, moved or deleted."""
+        log.debug("file changed: %s", path)
+        self.queue.add(SCAN_KEY)
+
+    def enqueue(self, key: str) -> None:
+        """A full pass for ``key`` (a stack, or an internal key)."""
+        with self._lock:
+            self._full_pass.add(key)
+        self.queue.add(key)
+
+    def handle_event(self, event: engine.Event) -> None:
+        """An engine event: a ``die`` of a container the controller restarts schedules a restart.
+
+        A ``stop`` or ``destroy`` of a declared container brings the next resync forward: it finds
+        what was stopped or removed by hand, reports it as drift and heals it.
+        """
+        self.pass_times.engine_event()
+        desired = self.desired.container(event.name)
+        if desired is None:
+            return
+        if event.action == "start":
+            now = self.clock.monotonic()
+            self.health.started(desired, event.container_id, now)
+            if self.restarts.owns(desired):
+                self.restarts.started(event.name, event.container_id, now)
+            self.alarm.ring()
+        elif event.action in ("stop", "destroy"):
+            # Possibly someone's ``docker stop``/``docker rm``: resync shortly instead of waiting
+            # for the periodic one. Our own recreates cause these too; the resync skips stacks
+            # with a pass under way and reports nothing for converged ones.
+            self.queue.add_after(RESYNC_KEY, EVENT_RESYNC_DELAY)
+        elif event.action == "die":
+            self._died(desired, event)
+
+    def _died(self, desired: manifests.DesiredContainer, event: engine.Event) -> None:
+        self.events.add("exit", desired.stack, event.name, f"exited with code {event.exit_code}")
+        if event.exit_code == 0 and self.desired.has_dependents(event.name, "completed"):
+            self.enqueue(desired.stack)  # dependents gated on this job's completion may start now
+        if not self.restarts.owns(desired):
+            return
+        # The backoff counts from the exit the engine reports, not from when its event arrived;
+        # a time that is missing, in the future or implausibly old (a replay) counts from now.
+        late = self.clock.wall() - event.time
+        late = late if 0.0 < late < MAX_EVENT_LATENESS else 0.0
+        self.restarts.schedule(desired, event.container_id, event.exit_code, reason="exit", late=late)
+
+    def _restart_scheduled(self, stack: str, wait: float) -> None:
+        self.queue.add_after(stack, wait)
+        self.alarm.ring()
+
+    # -- the synchronous core -------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """Run every timer that is due (delayed keys, re-list, resync, probes); seconds to the next."""
+        now = self.clock.monotonic()
+        following = [self.queue.promote() or self.settings.relist_interval]
+        if now >= self._next_relist:
+            self._next_relist = now + self.settings.relist_interval
+            if self.desired.changed_on_disk():
+                self.queue.add(SCAN_KEY)
+        following.append(self._next_relist - now)
+        if now >= self._next_resync:
+            self._next_resync = now + self.settings.resync_interval
+            self.queue.add(RESYNC_KEY)
+        following.append(self._next_resync - now)
+        following.append(self._run_probes(now))
+        return max(0.001, min(following))
+
+    def run_ready(self, *, limit: int = 1000) -> int:
+        """Process ready keys until none is ready (fake-clock tests, ``--once``). Returns the count."""
+        count = 0
+        while count < limit:
+            key = self.queue.try_get()
+            if key is None:
+                break
+            self.process(key)
+            count += 1
+        return count
+
+    def converge_once(self) -> bool:
+        """``--once``: scan, reconcile every stack, then report whether every pass succeeded."""
+        self.queue.add(SCAN_KEY)
+        self.run_ready()  # the first scan enqueues every declared and every managed stack
+        snapshot = self.desired.last()
+        broken = any(not file.ok for file in (snapshot.files.values() if snapshot else ()))
+        return not self.problems.any_error() and not broken
+
+    def process(self, key: str) -> None:
+        """One pass for ``key``; failures requeue it with the per-key backoff."""
+        started = time.monotonic()
+        succeeded = False
+        try:
+            requeue = self._pass(key)
+            self.queue.forget(key)
+            succeeded = True
+            self.problems.stack_done(key)
+            if requeue is not None:
+                self.queue.add_after(key, requeue)
+        except errors.PlanError as exc:
+            # Terminal: the user must change something; a file event will trigger the next pass.
+            self._stack_error(key, f"cannot plan: {exc}")
+            self.queue.forget(key)
+        except errors.Unavailable as exc:
+            self._stack_error(key, str(exc))
+            self.queue.add_rate_limited(key, at_least=exc.retry_after)
+        except RetryableFailure as exc:
+            self._stack_error(key, str(exc))
+            delay = self.queue.add_rate_limited(key)
+            log.info("pass failed, retrying in %.3fs", delay, extra={"stack": key})
+        except errors.ReconcilerError as exc:
+            self._stack_error(key, str(exc))
+            self.queue.add_rate_limited(key)
+        except Exception as exc:
+            log.exception("internal error in the pass for %s", key, extra={"stack": key})
+            self._stack_error(key, f"internal error: {type(exc).__name__}: {exc}")
+            self.queue.add_rate_limited(key)
+        finally:
+            if not succeeded:
+                with self._lock:
+                    self._full_pass.add(key)
+            self.queue.done(key)
+            self.pass_times.passed(key, time.monotonic() - started)
+            self.alarm.ring()
+
+    def _pass(self, key: str) -> float | None:
+        if key == SCAN_KEY:
+            self._scan()
+            return None
+        if key == RESYNC_KEY:
+            self._resync()
+            return None
+        return self._reconcile(key)
+
+    def _stack_error(self, key: str, message: str) -> None:
+        self.problems.stack_failed(key, message)
+        self.events.add("error", key, "", message)
+
+    # -- passes ---------------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """Re-read the folder; enqueue the stacks whose declared content changed (all of them the
+        first time, and every managed stack, so that a file deleted while we were down prunes)."""
+        scan = self.desired.rescan()
+        declared = scan.snapshot.desired.containers
+        self.restarts.keep_only(declared)
+        self.health.keep_only(declared)
+        for file in scan.new_errors:
+            kept = " (last good version kept)" if file.using_last_good else ""
+            self.events.add("manifest-error", ",".join(file.stacks), file.path, "; ".join(file.errors) + kept)
+        for stack in sorted(scan.changed - scan.snapshot.frozen):
+            self.enqueue(stack)
+
+    def _resync(self) -> None:
+        """Observe once and bring the bookkeeping up to date: status, health checks, exits that
+        were missed; every stack whose plan is not empty drifted: report it, enqueue it.
+
+        It also runs right after every pass that changed something (instead of that pass
+        observing a second time while it holds its key, which would delay a restart of the same
+        stack by a full observe).
+        """
+        snapshot = self.desired.current()
+        known = self.desired.known_stacks()
+        # Only our stacks in detail: other tenants' containers cost a list entry, not an inspect.
+        actual = self.engine.observe(images=planning.images_of(snapshot.desired), stacks=known)
+        now = self.clock.monotonic()
+        with self._lock:
+            self._observed = actual
+        for stack in sorted(known - snapshot.frozen):
+            desired = folder.only_stack(snapshot.desired, stack)
+            self.health.sync(desired, actual, now)
+            self.alarm.ring()
+            if self.queue.busy(stack) or self.queue.failures(stack):
+                continue  # a pass is under way or queued (its steps would look like drift), or retrying
+            if not folder.declares_anything(desired) and not _has_objects(actual, stack):
+                self.desired.forget(stack)  # a deleted file's stack, pruned: nothing to manage
+                continue
+            self._check_drift(stack, desired, actual, now)
+
+    def _check_drift(self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float) -> None:
+        try:
+            plan = planning.plan(desired, actual, self._plan_options(stack, desired, actual))
+        except errors.PlanError:
+            self.enqueue(stack)
+            return
+        missed = self.restarts.found(desired, actual, now, dry_run=True)
+        if plan.converged and not missed:
+            return
+        reasons = [f"{c.kind.lower()} {c.name}: {c.change} ({c.reason})" for c in plan.changes]
+        for name in missed:
+            present = actual.containers[name]
+            reasons.append(f"container {name}: {present.state} ({present.exit_code}), restart pending")
+        self.events.add("drift", stack, "", "; ".join(reasons))
+        self.enqueue(stack)
+
+    def _reconcile(self, stack: str) -> float | None:
+        with self._lock:
+            full = stack in self._full_pass or self.desired.last() is None
+            self._full_pass.discard(stack)
+        # Due restarts first, on the last known state: a full pass observes the engine first,
+        # which alone can take longer than the restart reaction target (0.2 s). Before a full
+        # pass a failed restart is only logged: the full pass sees the real state and decides.
+        try:
+            requeue = self._restart_pass(stack)
+        except RetryableFailure:
+            if not full:
+                raise
+            requeue = None
+        if not full:
+            return requeue
+        with self.stack_lock(stack):
+            return self._full(stack)
+
+    def _full(self, stack: str) -> float | None:
+        """Load, observe, plan and execute one stack (its lock held); seconds to its next restart."""
+        snapshot = self.desired.reload()
+        if stack in snapshot.frozen:
+            log.warning("stack %s is frozen: a manifest that may declare it does not parse", stack,
+                        extra={"stack": stack})  # fmt: skip
+            return None
+        desired = folder.only_stack(snapshot.desired, stack)
+        observed_at = self.clock.monotonic()
+        actual = self.engine.observe(images=planning.images_of(desired), stacks={stack})
+        with self._lock:
+            self._observed = _merged(self._observed, actual, stack)
+        plan = planning.plan(desired, actual, self._plan_options(stack, desired, actual))
+        self.problems.stack_done(stack)
+        self.problems.set_drift(stack, {f"{c.kind.lower()}/{c.name}": f"{c.change}: {c.reason}" for c in plan.changes})
+        failed: list[str] = []
+        if not plan.converged:
+            log.info("reconciling: %s", plan.summary(), extra={"stack": stack})
+            outcome = executing.execute(plan, self.engine, parallelism=self.settings.parallelism)
+            failed = self._record_outcome(stack, outcome)
+            self.events.add("reconcile", stack, "", plan.summary() + " " + outcome.summary())
+            # What the engine looks like now is read by a resync, after this key is released:
+            # observing again here would hold the key, and a restart of this stack with it.
+            self.queue.add(RESYNC_KEY)
+        else:
+            now = self.clock.monotonic()
+            due = self.restarts.found(desired, actual, now, dry_run=False, observed_at=observed_at)
+            failed += self._perform_restarts(stack, desired, due)
+            self.health.sync(desired, actual, now)
+            self.alarm.ring()
+        self.problems.keep_failed_drift(stack)
+        if folder.declares_anything(desired):
+            self.desired.manage(stack)
+        if failed:
+            raise RetryableFailure(f"{len(failed)} step(s) failed: " + "; ".join(failed[:3]))
+        return self.restarts.next_in(desired, self.clock.monotonic())
+
+    def _plan_options(self, stack: str, desired: manifests.Desired, actual: observed.Observed) -> planning.Options:
+        """The controller's inputs to the planner: the restarts it owns, and dependsOn gates."""
+        owned = frozenset(name for name, container in desired.containers.items() if self.restarts.owns(container))
+        gates = {name: why for name, c in desired.containers.items() if (why := self.health.gate(c, actual))}
+        return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates)
+
+    def _record_outcome(self, stack: str, outcome: executing.Outcome) -> list[str]:
+        failed = []
+        for result in outcome.results:
+            key = report.action_object(result.step.action)
+            if result.status == "done":
+                self.problems.object_done(key)
+            elif result.status == "failed":
+                verb, target = plans.describe(result.step.action)
+                self.problems.object_failed(key, result.error or "failed")
+                failed.append(f"{verb} {target}: {result.error}")
+        for message in failed:
+            self.events.add("step-failed", stack, "", message)
+        return failed
+
+    def _restart_pass(self, stack: str) -> float | None:
+        """A pass triggered only by restart timers: start what is due, on the last known state.
+
+        Starting an exited container is idempotent and the die event said it exited; if the
+        container went away meanwhile the start fails, and the retry is a full pass.
+        """
+        desired = folder.only_stack(self.desired.current().desired, stack)
+        now = self.clock.monotonic()
+        due = self.restarts.due_now(desired, now)
+        if due:
+            with self.stack_lock(stack):
+                failed = self._perform_restarts(stack, desired, due)
+            if failed:
+                with self._lock:
+                    self._full_pass.add(stack)  # the retry re-reads everything
+                raise RetryableFailure(f"{len(failed)} restart(s) failed: " + "; ".join(failed[:3]))
+        return self.restarts.next_in(desired, now)
+
+    def _perform_restarts(self, stack: str, desired: manifests.Desired, names: Sequence[str]) -> list[str]:
+        performed = self.restarts.perform(stack, desired, names)
+        if performed.vanished:
+            self.enqueue(stack)  # removed meanwhile: the full pass creates them again
+        for name, error in performed.failed.items():
+            self.problems.object_failed(f"container/{name}", error)
+        return [f"restart container {name}: {error}" for name, error in performed.failed.items()]
+
+    # -- health probes --------------------------------------------------------------------------
+
+    def _run_probes(self, now: float) -> float:
+        """Start every due probe; seconds until the next one is due."""
+        due, following = self.health.due(now)
+        for probe in due:
+            if self._probe_pool is not None:
+                self._probe_pool.submit(self._probe, probe)
+            else:
+                self._probe(probe)
+        return following
+
+    def _probe(self, probe: health.DueProbe) -> None:
+        verdict = self.health.probe(probe)
+        self.alarm.ring()  # the timer sleeps until the next due probe: this one's is new
+        if verdict is None:
+            return
+        container = verdict.container
+        self.events.add("health", container.stack, probe.name, f"{verdict.status} (probe exit {verdict.exit_code})")
+        # Dependents gated on this container's health, and onUnhealthy restarts, need a pass.
+        if verdict.status == "unhealthy" and container.spec.restart.on_unhealthy:
+            self.restarts.schedule(container, verdict.container_id, None, reason="unhealthy")
+        self.enqueue(container.stack)
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the core on threads: workers, the timer, the engine-event reader."""
+        self.queue.add(SCAN_KEY)
+        self.queue.add(RESYNC_KEY)
+        self._threads = threads.Threads(
+            self.queue, self.alarm, process=self.process, tick=self.tick, handle_event=self.handle_event,
+            events=lambda stop: self.engine.events(stop=stop), reconnected=lambda: self.queue.add(RESYNC_KEY),
+        )  # fmt: skip
+        self._threads.start(self.settings.workers)
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Graceful shutdown: finish the passes in flight, leave every container running."""
+        if self._threads is not None:
+            self._threads.stop(timeout=timeout)
+        else:
+            self.queue.shutdown()
+        if self._probe_pool is not None:
+            self._probe_pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- what the API serves --------------------------------------------------------------------
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    def log_lines(self, name: str, *, follow: bool, tail: int | None) -> Iterator[dict[str, Any]]:
+        for line in self.engine.logs(name, follow=follow, tail=tail):
+            yield {"stream": line.stream, "time": line.time, "text": line.text}
+
+    def status(self) -> dict[str, Any]:
+        """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""
+        with self._lock:
+            actual = self._observed
+        return status.render(
+            engine_name=self.engine.name, desired=self.desired, actual=actual, checks=self.health,
+            driver=self.restarts, problems=self.problems, work=self.queue, now=self.clock.monotonic(),
+        )  # fmt: skip
+
+    def events_since(self, sequence: int = 0) -> list[dict[str, Any]]:
+        return self.events.since(sequence)
+
+    def follow_events(self, stop: threading.Event, *, since: int = 0) -> Iterator[dict[str, Any]]:
+        """Every event after ``since``, then new ones as they happen, until ``stop`` is set."""
+        return self.events.follow(stop, since=since)
+
+    def metric_samples(self) -> list[report.Sample]:
+        depth = report.Sample("reconciler_queue_depth", "gauge", "Keys ready to be processed.", (),
+                              float(self.queue.depth()))  # fmt: skip
+        snapshot = self.desired.last()
+        files = [report.Sample("reconciler_manifest_errors", "gauge", "Diagnostics per manifest file.",
+                               (("file", path),), float(len(file.errors)))
+                 for path, file in sorted((snapshot.files if snapshot else {}).items())]  # fmt: skip
+        counters = report.counter_samples(self.restarts.totals(), self.problems.totals())
+        return [depth, *self.pass_times.samples(), *counters, *files]
+
+    def refresh_images(self, desired: manifests.Desired) -> list[str]:
+        """Ask the registry about ``pullPolicy: Always`` images (as the CLI's plan/apply do), so
+        that a moved tag shows up as "image changed". One warning per image that failed."""
+        problems = []
+        for image in sorted({c.spec.image for c in desired.containers.values() if c.spec.pull_policy == "Always"}):
+            try:
+                self.engine.pull_image(image, policy="Always")
+            except errors.EngineError as exc:
+                problems.append(f"image {image}: {exc}")
+        return problems
+
+    def plan_sources(
+        self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
+    ) -> tuple[plans.Plan, list[str]]:
+        """``reconcile plan`` through the daemon: the plan, and warnings (images not refreshed)."""
+        desired = manifests.load_sources(sources)
+        warnings = self.refresh_images(desired)
+        actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
+        return planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes)), warnings
+
+    def apply_sources(
+        self,
+        sources: Sequence[tuple[str, str]],
+        *,
+        prune: bool = True,
+        prune_volumes: bool = False,
+        parallelism: int = 4,
+    ) -> tuple[plans.Plan, executing.Outcome, list[str]]:
+        """``reconcile apply`` through the daemon, holding the stacks' locks (sorted) meanwhile."""
+        desired = manifests.load_sources(sources)
+        with contextlib.ExitStack() as held:
+            for stack in sorted(desired.stacks):
+                held.enter_context(self.stack_lock(stack))
+            warnings = self.refresh_images(desired)
+            actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
+            plan = planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes))
+            outcome = executing.execute(plan, self.engine, parallelism=parallelism)
+        known = self.desired.known_stacks()
+        for stack in desired.stacks:
+            if stack in known:
+                self.enqueue(stack)
+        return plan, outcome, warnings
+
+
+def _merged(old: observed.Observed, new: observed.Observed, stack: str) -> observed.Observed:
+    """``new`` (observed in detail for ``stack`` only) with the detail ``old`` had of the others.
+
+    What exists is always ``new``'s word; only the fields an engine may leave out for other
+    stacks (limits, times, restart count) are kept from the last detailed look.
+    """
+
+    def best(name: str, container: observed.ObservedContainer) -> observed.ObservedContainer:
+        before = old.containers.get(name)
+        if container.stack == stack or before is None:
+            return container
+        same = before.container_id == container.container_id and before.state == container.state
+        return before if same else container
+
+    containers = {name: best(name, container) for name, container in new.containers.items()}
+    return dataclasses.replace(new, containers=containers)
+
+
+def _has_objects(actual: observed.Observed, stack: str) -> bool:
+    tables: tuple[Mapping[str, observed.Owned], ...] = (actual.containers, actual.networks, actual.volumes)
+    return any(item.stack == stack for table in tables for item in table.values())
