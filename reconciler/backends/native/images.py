@@ -1,15 +1,15 @@
 """The image store: pull, load, look up, list, remove and garbage-collect images; build rootfs mounts.
 
-This is the facade the native engine and ``reconcile image`` use. It ties the other modules of
-the filesystem side together:
+This is the facade the native engine and ``reconcile image`` use; the work is done below it::
 
-    registry ──manifests, blobs──► content ──layer blobs──► layers ──applied into──► snapshots
-                                                                              │
-             image_index (images.json: names → image, image → blobs and chains) ──► mounts
+    pulling  (from a registry, through registry) ─┐
+                                                  ├─► installing ─┬─► layer_pipeline ─► content,
+    archives (from an OCI or docker tarball) ─────┘               │    (download +      layers,
+                                                                  │     unpack)         snapshots
+                                                                  └─► image_index (images.json)
 
-    pulling (from a registry) ┐
-                              ├─► installing ──► layer_pipeline (download + unpack) ──► image_index
-    archives (from a tarball) ┘
+The store itself answers queries from the index, removes names, collects garbage (``prune``)
+and turns an image's snapshots into a container's overlay mount (``rootfs_mount``).
 
 On disk, under ``root``::
 
@@ -53,9 +53,8 @@ from reconciler.backends.native import (
     snapshots,
 )
 
-# A pull's progress report; the pipeline that sends them defines it, the store's callers know it here.
+# A pull's progress report: the pipeline that sends them defines it; the store's callers know it here.
 PullProgress = layer_pipeline.PullProgress
-ProgressCallback = layer_pipeline.ProgressCallback
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,7 +203,7 @@ class ImageStore:
         ref: str | references.ImageReference,
         *,
         policy: vocabulary.PullPolicy = "IfNotPresent",
-        progress: ProgressCallback | None = None,
+        progress: layer_pipeline.ProgressCallback | None = None,
     ) -> Image:
         """Make ``ref`` present according to ``policy`` and return it.
 
@@ -236,7 +235,7 @@ class ImageStore:
             )
         return self._image(*recorded)
 
-    def load(self, path: Path, *, progress: ProgressCallback | None = None) -> builtins.list[Image]:
+    def load(self, path: Path, *, progress: layer_pipeline.ProgressCallback | None = None) -> builtins.list[Image]:
         """Import an OCI-layout or docker-archive tarball (``docker save``, ``skopeo copy``).
 
         Every blob is verified against its digest on the way in; names come from the archive

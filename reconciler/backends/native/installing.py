@@ -8,6 +8,7 @@ that point at it) in one atomic write of the index, so a reader sees the image c
 at all. It remembers every blob, partial download and snapshot it created; :meth:`rollback`
 removes those that no recorded image holds, which is how a refused pull leaves nothing behind.
 
+It sits under ``pulling`` and ``archives`` and above ``layer_pipeline`` and ``image_index``.
 What it must not do: talk to a registry or read an archive (blobs arrive through the ``Fetch``
 the caller gives, or are already stored), or roll back content that another image holds.
 """
@@ -32,22 +33,22 @@ class Installation:
     def __init__(self, store: content.Store, snapshotter: snapshots.Snapshotter, index: image_index.ImageIndex) -> None:
         self.content, self.snapshots, self.index = store, snapshotter, index
         self._lock = threading.Lock()
-        self._blobs: list[str] = []
-        self._snapshots: list[str] = []
-        self._partials: list[str] = []
+        self._created_blobs: list[str] = []
+        self._created_snapshots: list[str] = []
+        self._started_downloads: list[str] = []
 
     def created_blob(self, digest: str) -> None:
         with self._lock:
-            self._blobs.append(digest)
+            self._created_blobs.append(digest)
 
     def downloading(self, digest: str) -> None:
         """A download of ``digest`` started: a failed pull discards its partial file."""
         with self._lock:
-            self._partials.append(digest)
+            self._started_downloads.append(digest)
 
     def created_snapshot(self, chain_id: str) -> None:
         with self._lock:
-            self._snapshots.append(chain_id)
+            self._created_snapshots.append(chain_id)
 
     def write_blob(self, digest: str, data: bytes) -> None:
         """Store verified bytes (a manifest, a config) unless they are there already."""
@@ -58,13 +59,13 @@ class Installation:
         """Remove what this installation created and no recorded image holds."""
         records = self.index.records()
         kept = {blob for record in records.values() for blob in image_index.record_blobs(record)}
-        for digest in self._blobs:
+        for digest in self._created_blobs:
             if digest not in kept:
                 self.content.delete(digest)
-        for digest in self._partials:
+        for digest in self._started_downloads:
             self.content.discard_partial(digest)
         kept_chains = {c for record in records.values() for c in image_index.record_chains(record)}
-        self.snapshots.remove(c for c in self._snapshots if c not in kept_chains)
+        self.snapshots.remove(c for c in self._created_snapshots if c not in kept_chains)
 
     def install(
         self,

@@ -245,17 +245,6 @@ class _Prefixed:
         return self._raw.read(size)
 
 
-def compression_of(path: Path) -> str:
-    """``gzip``, ``zstd`` or ``none``, from the file's magic bytes."""
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    return "none"
-
-
 class Lowers(collections.abc.Sequence[Path]):
     """Lower snapshot directories (top first) that may still be unpacking in other threads.
 

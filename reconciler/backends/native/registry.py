@@ -683,13 +683,3 @@ def iter_layers(manifest: Mapping[str, typing.Any]) -> Iterator[Descriptor]:
 
 def config_descriptor(manifest: Mapping[str, typing.Any]) -> Descriptor:
     return Descriptor.from_json(manifest.get("config"))
-
-
-def platforms(index: Mapping[str, typing.Any]) -> Sequence[Platform]:
-    """The platforms an index offers (for error messages and ``image ls``)."""
-    found = []
-    for entry in index.get("manifests") or []:
-        plat = Descriptor.from_json(entry).platform
-        if plat is not None:
-            found.append(plat)
-    return found
