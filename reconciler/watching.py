@@ -1,9 +1,9 @@
 """The manifest folder watcher: filesystem events → a debounced ``callback(path)``.
 
 A watchdog observer watches one folder (not recursively). Every event on a manifest name
-(``*.yaml``/``*.yml``, not a dotfile, not an editor artefact such as ``*~``, ``*.swp``, ``*.swx``,
-``4913``, ``*.bak``, ``*.tmp``, ``#*#``) is *debounced* per path: the callback runs once the path
-has been quiet for ``settle`` (50 ms: the end of one write burst), and at most once per
+(:func:`reconciler.sources.is_manifest_name`: ``*.yaml``/``*.yml``, not a dotfile, not an
+editor artefact such as ``*~``, ``*.swp``, ``4913``, ``#*#``) is *debounced* per path: the
+callback runs once the path has been quiet for ``settle`` (50 ms: the end of one write burst), and at most once per
 ``debounce`` (≈500 ms, as compose watch), so an editor's write-rename-chmod burst or a file being
 rewritten in a loop costs one pass per half second, while a single save is seen within ~50 ms
 (the folder-latency target is 0.3 s). The receiver re-reads the folder when called, so coalescing
@@ -17,7 +17,6 @@ overflowing inotify queue, a folder on NFS) are the periodic re-list's business,
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,15 +25,10 @@ from pathlib import Path
 from watchdog import events as watchdog_events
 from watchdog import observers
 
+from reconciler import sources
+
 DEFAULT_DEBOUNCE = 0.5
 DEFAULT_SETTLE = 0.05
-
-_EDITOR_ARTEFACT = re.compile(r"(^\.|~$|\.swp$|\.swx$|^4913$|\.bak$|\.tmp$|^#.*#$)")
-
-
-def is_manifest_name(name: str) -> bool:
-    """Whether a file name is a manifest worth a callback (see the module docstring)."""
-    return name.endswith((".yaml", ".yml")) and not _EDITOR_ARTEFACT.search(name)
 
 
 class Debouncer:
@@ -117,7 +111,7 @@ class _Handler(watchdog_events.FileSystemEventHandler):
             if not raw:
                 continue
             path = Path(raw.decode() if isinstance(raw, bytes) else raw)
-            if path.parent == self.folder and is_manifest_name(path.name):
+            if path.parent == self.folder and sources.is_manifest_name(path.name):
                 self.debouncer.touch(str(path))
 
 

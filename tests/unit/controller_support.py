@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from pathlib import Path
 
-from reconciler import controller, engine
+from reconciler import controller, engine, manifests, plans
 from reconciler.backends import memory
+from tests.support.polling import eventually
 
 IMAGE = "127.0.0.1:5000/unit/busybox:1"
 
@@ -87,3 +89,22 @@ class Harness:
 
     def events(self, kind: str) -> list[dict[str, object]]:
         return [e for e in self.controller.events_since() if e["kind"] == kind]
+
+
+def engine_events_read(ctl: controller.Controller) -> float:
+    return next(s.value for s in ctl.metric_samples() if s.name == "reconciler_engine_events_total")
+
+
+def wait_for_event_reader(ctl: controller.Controller, target: memory.MemoryEngine) -> None:
+    """Until the controller's event reader is subscribed: it has read an event of an unowned
+    container this creates (one per try, so that an event sent before it subscribed is no loss)."""
+    before = engine_events_read(ctl)
+    numbers = itertools.count()
+
+    def heard() -> bool:
+        name = f"unowned-{next(numbers)}"
+        target.create_container(plans.ContainerRequest(name=name, spec=manifests.ContainerSpec(image=IMAGE),
+                                                       env={}, labels={}))  # fmt: skip
+        return engine_events_read(ctl) > before
+
+    eventually(heard, timeout=5.0, interval=0.02, what="the controller's event reader")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import controller, errors, manifests
+from reconciler import errors, manifests
+from reconciler.controller import health
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -16,11 +17,11 @@ def test_probe_argv_for_cmd_and_cmd_shell() -> None:
     def check(test: list[str]) -> manifests.Healthcheck:
         return manifests.Healthcheck(test=test)
 
-    assert controller.probe_argv(check(["CMD", "/bin/check", "-q"])) == ["/bin/check", "-q"]
-    assert controller.probe_argv(check(["CMD-SHELL", "wget -q localhost || exit 1"])) == [
+    assert health.probe_argv(check(["CMD", "/bin/check", "-q"])) == ["/bin/check", "-q"]
+    assert health.probe_argv(check(["CMD-SHELL", "wget -q localhost || exit 1"])) == [
         "/bin/sh", "-c", "wget -q localhost || exit 1"
     ]  # fmt: skip
-    assert controller.probe_argv(check(["NONE"])) is None
+    assert health.probe_argv(check(["NONE"])) is None
 
 
 def test_a_passing_probe_makes_the_container_healthy_after_one_interval(tmp_path: Path) -> None:
@@ -103,3 +104,27 @@ def test_depends_on_completed_waits_for_a_zero_exit(tmp_path: Path) -> None:
     harness.exit("migrate", 0)  # the die event with exit code 0 triggers a pass at once
     harness.advance(0)
     assert harness.engine.containers["web"].state == "running"
+
+
+def test_status_and_the_depends_on_gate_agree_while_a_container_starts(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    check = _check("[CMD, 'false']", retries=1, start_period="5s")
+    db = container_yaml("db", stack="shop", extra=check + "restart: {policy: always}\n")
+    web = container_yaml("web", stack="shop", extra="dependsOn: [{name: db, condition: healthy}]\n")
+    harness.write("shop.yaml", db + "---\n" + web)
+    harness.settle()
+    harness.advance(1.0)  # a failed probe inside the start period: still starting
+    assert harness.row("db")["health"] == "starting"
+    assert harness.row("web")["waiting"] == "waiting for db to be healthy"
+    assert "web" not in harness.engine.containers
+
+    # A restart: the new run has no verdict of the controller's yet, and the engine reports none.
+    harness.exit("db", 1)
+    harness.advance(0.1)
+    assert harness.engine.containers["db"].state == "running"
+    declared = harness.controller.desired.container("web")
+    assert declared is not None
+    seen = harness.controller.passes.last_observed()
+    assert harness.row("db")["health"] == "starting"
+    assert harness.controller.health.gate(declared, seen) == "waiting for db to be healthy"
+    assert harness.row("web")["waiting"] == "waiting for db to be healthy"

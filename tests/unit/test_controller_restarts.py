@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler import controller, engine, manifests, restarts
-from tests.unit.controller_support import Harness, container_yaml
+from reconciler.backends import memory
+from tests.support.polling import eventually
+from tests.unit.controller_support import IMAGE, Harness, container_yaml, wait_for_event_reader
 
 
 @pytest.mark.parametrize(("attempt", "delay"), [(0, 0.1), (1, 0.2), (2, 0.4), (9, 51.2), (10, 60.0), (30, 60.0)])
@@ -179,17 +181,49 @@ def test_threaded_the_die_event_drives_the_restart(tmp_path: Path) -> None:
     ctl = controller.Controller(harness.engine, tmp_path, relist_interval=20.0, resync_interval=3600.0)
     ctl.start()
     try:
-        deadline = time.monotonic() + 5.0
-        while "web" not in harness.engine.containers and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # let the event reader subscribe
+        eventually(lambda: "web" in harness.engine.containers, timeout=5.0, what="web created")
+        wait_for_event_reader(ctl, harness.engine)
         harness.engine.exit("web", 1)
-        while harness.engine.containers["web"].state != "running" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert harness.engine.containers["web"].state == "running"
-        assert [e["kind"] for e in ctl.events_since() if e["kind"] in ("exit", "restart")] == ["exit", "restart"]
+        eventually(lambda: harness.engine.containers["web"].state == "running", timeout=5.0, what="web restarted")
+        kinds = lambda: [e["kind"] for e in ctl.events_since() if e["kind"] in ("exit", "restart")]  # noqa: E731
+        eventually(lambda: kinds() == ["exit", "restart"], timeout=5.0, what="one exit, one restart")
     finally:
         ctl.stop()
+
+
+class PreparingEngine(memory.MemoryEngine):
+    """A memory engine that can prepare next runs, and records when it was asked to."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.prepared: list[str] = []
+
+    def prepare_next_run(self, name: str) -> None:
+        self.prepared.append(name)
+
+
+def test_the_next_run_is_prepared_exactly_when_the_policy_will_restart(tmp_path: Path) -> None:
+    target = PreparingEngine(images={IMAGE: "sha256:" + "ab" * 32})
+    assert isinstance(target, engine.PreparesRuns)
+    harness = Harness(tmp_path, target=target)
+    target.clock = harness.clock.wall
+    harness.write("a.yaml", container_yaml("always", extra="restart: {policy: always}\n"))
+    harness.write("b.yaml", container_yaml("never"))
+    harness.write("c.yaml", container_yaml("job", extra="restart: {policy: on-failure, maxRetries: 1}\n"))
+    harness.write("d.yaml", container_yaml("clean", extra="restart: {policy: on-failure}\n"))
+    harness.settle()
+
+    harness.exit("always", 0)
+    harness.exit("never", 1)
+    harness.exit("clean", 0)
+    harness.exit("job", 1)
+    assert target.prepared == ["always", "job"], "asked at once, during the backoff"
+    harness.advance(0.1)
+    assert harness.engine.containers["job"].state == "running"
+    harness.exit("job", 1)  # maxRetries reached: no restart, so nothing to prepare
+    harness.advance(60)
+    assert harness.engine.containers["job"].state == "exited"
+    assert target.prepared == ["always", "job"]
 
 
 def test_a_container_removed_while_its_restart_is_pending_is_created_again(tmp_path: Path) -> None:
