@@ -233,7 +233,7 @@ class ImageStore:
             recorded = pulling.pull(
                 self._installation(), client, reference, platform=self._platform, progress=progress or _nothing
             )
-        return self._image(*recorded)
+            return self._image(*recorded)
 
     def load(self, path: Path, *, progress: layer_pipeline.ProgressCallback | None = None) -> builtins.list[Image]:
         """Import an OCI-layout or docker-archive tarball (``docker save``, ``skopeo copy``).
