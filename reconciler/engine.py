@@ -50,9 +50,10 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
-from reconciler import manifests, observed, plans
+from reconciler import manifests, observed, plans, vocabulary
 
-PullPolicy: TypeAlias = Literal["Always", "IfNotPresent", "Never"]
+# Re-exported: backends spell the pull-policy parameter as ``engine.PullPolicy``.
+PullPolicy: TypeAlias = vocabulary.PullPolicy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
