@@ -15,7 +15,9 @@ The package, bottom to top (each module imports only those above it in this list
 * ``health``: health probes (Docker's state machine) and the ``dependsOn`` gates;
 * ``restarting``: the restart driver (the policy itself is :mod:`reconciler.restarts`);
 * ``status``: the status document; ``threads``: the threads around the synchronous core;
-* ``controller``: the loop that ties them together.
+* ``passes``: what one pass of a key does (scan, resync, reconcile a stack, due restarts);
+* ``controller``: the loop that ties them together: triggers, timers, failures and retries,
+  and what the API serves.
 
 This module only re-exports what the daemon, the API and the tests use, so that they need not
 know the layout.

@@ -2,10 +2,9 @@
 
 Where it sits: the top of the controller package (``reconcile watch`` builds one
 :class:`Controller`; the daemon's API serves it). A trigger (a file event, an engine event, a
-timer) only *enqueues a key*; every pass re-reads the files and the engine and runs the same pure
-planner and mechanical executor as ``reconcile apply`` (level-triggered). Keys are stack names
-plus :data:`SCAN_KEY` (re-read the folder, enqueue the stacks whose declared content changed) and
-:data:`RESYNC_KEY` (observe the engine once, enqueue the stacks that drifted, reporting each drift).
+timer) only *enqueues a key* (a stack, :data:`SCAN_KEY` or :data:`RESYNC_KEY`); workers take
+keys and run their pass (:mod:`reconciler.controller.passes`), and a failed pass is retried with
+the queue's per-key backoff.
 
 It must not import a backend (it takes any ``Engine``), watchdog or the CLI, print (it logs and
 reports events), or stop containers when it shuts down.

@@ -10,8 +10,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.controller.conftest import ENTRY, Daemon, eventually
+from tests.integration.controller.conftest import ENTRY, Daemon
 from tests.integration.controller.test_watch import manifest, named, state, write_atomically
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import docker
 import pytest
 
 from reconciler import api
-from tests.integration.controller.conftest import Daemon, eventually
+from tests.integration.controller.conftest import Daemon
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +48,27 @@ def state(client: docker.DockerClient, name: str) -> tuple[str, str] | None:
     return inspected["State"]["Status"], inspected["Id"]
 
 
+def passes(ctl: Daemon, key: str) -> int:
+    """How many passes of ``key`` (a stack, ``:scan``, ``:resync``) the daemon finished (``/metrics``)."""
+    prefix = f'reconciler_reconcile_duration_seconds_count{{key="{key}"}} '
+    for line in ctl.client.text("/metrics").splitlines():
+        if line.startswith(prefix):
+            return int(float(line.removeprefix(prefix)))
+    return 0
+
+
+def wait_for_passes(ctl: Daemon, key: str, count: int, *, what: str) -> None:
+    """Until ``count`` more passes of ``key`` have finished (a pass under way counts as one: ask
+    for one more than the passes that must have started after now)."""
+    start = passes(ctl, key)
+    eventually(lambda: passes(ctl, key) >= start + count, timeout=count * ctl.resync + 20.0, what=what)
+
+
+def idle(ctl: Daemon) -> bool:
+    status = ctl.status()
+    return bool(status["queueDepth"] == 0 and status["passesInProgress"] == 0)
+
+
 def named(client: docker.DockerClient, prefix: str) -> list[str]:
     return sorted(
         name.lstrip("/")
@@ -75,7 +97,12 @@ def test_drop_edit_delete_and_editor_artefacts(
     for junk in (f".{prefix}-shop.yaml.swp", f"{prefix}-shop.yaml~", "4913", f"#{prefix}-shop.yaml#",
                  f"{prefix}-x.yaml.bak"):  # fmt: skip
         (folder / junk).write_text(manifest(f"{prefix}-ghost", image))
-    time.sleep(1.5)
+    # The same manifest saved again: a scan that reads the folder, artefacts included, and
+    # would enqueue a ghost stack if it took any of them for a manifest.
+    scans = passes(ctl, ":scan")
+    write_atomically(stack, manifest(f"{prefix}-web", image) + "---\n" + manifest(f"{prefix}-db", image))
+    eventually(lambda: passes(ctl, ":scan") > scans, timeout=10.0, what="a scan after the artefacts")
+    eventually(lambda: idle(ctl), timeout=10.0, what="every pass it caused done")
     assert named(client, prefix) == sorted(before)
     assert {name: state(client, name) for name in before} == before
 
@@ -116,7 +143,7 @@ def test_invalid_yaml_keeps_the_last_good_version_and_reports_file_line_col(
     error = eventually(file_error, timeout=5.0, what="the file's error in status")
     assert error.startswith(f"{stack}:4:"), error  # file:line:col
     assert ctl.status()["files"][0]["usingLastGood"] is True
-    time.sleep(ctl.resync + 0.5)  # a resync later, still untouched
+    wait_for_passes(ctl, ":resync", 2, what="a resync after the broken save")  # still untouched after it
     assert state(client, f"{prefix}-app") == good
     assert any(str(stack) in e["name"] for e in ctl.events("manifest-error"))
 
@@ -161,7 +188,7 @@ def test_on_failure_max_retries_3_restarts_exactly_3_times_with_the_configured_b
     gave_up = eventually(lambda: [e for e in ctl.events("gave-up") if e["name"] == name], timeout=60.0,
                          what="the controller to give up")  # fmt: skip
     assert gave_up
-    time.sleep(3 * ctl.resync)  # resyncs do not restart it again
+    wait_for_passes(ctl, ":resync", 3, what="resyncs after it gave up")  # they do not restart it again
     inspected = client.api.inspect_container(name)
     assert inspected["State"]["Status"] == "exited" and inspected["State"]["ExitCode"] == 1
 
@@ -242,7 +269,7 @@ def test_kill_9_during_a_reconcile_then_restart_converges_without_duplicates(
             )
 
         eventually(converged, timeout=15.0, what="every container running once")
-        time.sleep(ctl.resync + 0.5)
+        wait_for_passes(again, ":resync", 2, what="a resync after converging")
         assert named(client, prefix) == sorted(names), "nothing duplicated, no .next left"
     finally:
         again.stop()
@@ -269,8 +296,12 @@ def test_the_watcher_waits_for_the_stack_lock_that_a_cli_apply_holds(
     # What an embedded `reconcile apply` holds while it applies this stack (another process here
     # would behave the same: flock locks are per open file).
     with api.stack_lock(ctl.root / "locks", stack):
+        scans = passes(ctl, ":scan")
         write_atomically(ctl.folder / f"{stack}.yaml", manifest(f"{prefix}-held", image))
-        time.sleep(1.5)
+        # The scan saw the file and the stack's pass started: it waits for the lock.
+        eventually(lambda: passes(ctl, ":scan") > scans and ctl.status()["passesInProgress"] > 0, timeout=10.0,
+                   what="the stack's pass waiting for the lock")  # fmt: skip
+        assert passes(ctl, stack) == 0
         assert state(client, f"{prefix}-held") is None, "the watcher must not reconcile a locked stack"
     eventually(lambda: (state(client, f"{prefix}-held") or ("",))[0] == "running", timeout=5.0,
                what="reconciled once the lock is released")  # fmt: skip
