@@ -1,0 +1,255 @@
+"""The use cases the command line, the daemon's API and the controller share, written once.
+
+Where it sits: above the planner, the executor and the engine interface, below ``cli``,
+``controller`` and ``api``. ``reconcile plan``/``apply``/``delete``/``status`` run embedded
+through these functions, and the daemon serves the same ``plan``/``apply`` through them, so a
+plan is made the same way whoever asks: refresh the ``pullPolicy: Always`` images, observe the
+engine once, plan (pure), execute.
+
+It returns data and reports progress through callbacks; it must not print, log, parse argv or
+know about the daemon's HTTP routes. It takes any ``Engine``: it must not import a backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler import engine, errors, executing, files, manifests, observed, planning, plans
+
+LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
+# Called once the plan is made, before any step runs: the plan and the warnings so far.
+OnPlanned = Callable[[plans.Plan, Sequence[str]], None]
+OnResult = Callable[[executing.StepResult], None]
+
+# How often ``wait_ready`` looks at the engine again.
+READY_POLL_INTERVAL = 0.2
+
+
+def no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
+    """The lock factory of a caller that needs none (tests, a single process)."""
+    del stack
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack locks
+# ---------------------------------------------------------------------------------------------
+
+_NOT_IN_A_LOCK_NAME = re.compile(r"[^a-z0-9-]")
+
+
+@contextlib.contextmanager
+def stack_lock(lock_dir: Path, stack: str) -> Iterator[None]:
+    """Hold the cross-process lock of ``stack`` (blocking) for the ``with`` block.
+
+    One ``flock``ed file per stack under ``lock_dir``: the daemon's passes and an embedded
+    ``apply``/``delete`` never reconcile the same stack at once. ``flock`` locks die with their
+    process, so a ``kill -9`` never leaves a stack locked.
+    """
+    with files.file_lock(lock_dir / f"{_NOT_IN_A_LOCK_NAME.sub('_', stack)}.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def hold_stacks(lock: LockFactory, stacks: Iterable[str]) -> Iterator[None]:
+    """Hold the lock of every stack in ``stacks``, taken in sorted order (no deadlock between two
+    holders of overlapping sets). A lock that cannot be taken releases those already held."""
+    with contextlib.ExitStack() as held:
+        for stack in sorted(set(stacks)):
+            held.enter_context(lock(stack))
+        yield
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan and apply
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What one apply (or delete) did: its plan, each step's result, warnings, and its stacks."""
+
+    plan: plans.Plan
+    outcome: executing.Outcome
+    warnings: list[str]
+    stacks: frozenset[str]
+
+
+def refresh_images(target: engine.Engine, desired: manifests.Desired) -> list[str]:
+    """Ask the registry about ``pullPolicy: Always`` images before observing, so that a moved tag
+    shows up as "image changed". Returns one message per image that could not be refreshed."""
+    problems = []
+    for image in sorted({c.spec.image for c in desired.containers.values() if c.spec.pull_policy == "Always"}):
+        try:
+            target.pull_image(image, policy="Always")
+        except errors.EngineError as exc:
+            problems.append(f"image {image}: {exc}")
+    return problems
+
+
+def plan_desired(
+    target: engine.Engine, desired: manifests.Desired, options: planning.Options
+) -> tuple[plans.Plan, observed.Observed]:
+    """Observe the engine once (the stacks in scope, the images the manifests name), then plan."""
+    stacks = desired.stacks if options.scope is None else options.scope
+    actual = target.observe(images=planning.images_of(desired), stacks=stacks)
+    return planning.plan(desired, actual, options), actual
+
+
+def refresh_and_plan(
+    target: engine.Engine, desired: manifests.Desired, options: planning.Options
+) -> tuple[plans.Plan, list[str]]:
+    """``plan`` and ``apply`` share this: refresh ``Always`` images, observe once, plan."""
+    warnings = refresh_images(target, desired)
+    plan, _ = plan_desired(target, desired, options)
+    return plan, warnings
+
+
+def plan_sources(
+    target: engine.Engine, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool
+) -> tuple[plans.Plan, list[str]]:
+    """Validate manifest texts (``(file, text)``) and plan them: the plan, and warnings."""
+    desired = manifests.load_sources(sources)
+    return refresh_and_plan(target, desired, planning.Options(prune=prune, prune_volumes=prune_volumes))
+
+
+def apply_desired(
+    target: engine.Engine,
+    desired: manifests.Desired,
+    options: planning.Options,
+    *,
+    parallelism: int,
+    stack_lock: LockFactory = no_lock,
+    on_planned: OnPlanned | None = None,
+    on_result: OnResult | None = None,
+) -> Applied:
+    """Refresh, plan and execute while holding the locks of the stacks in scope."""
+    stacks = desired.stacks if options.scope is None else options.scope
+    with hold_stacks(stack_lock, stacks):
+        plan, warnings = refresh_and_plan(target, desired, options)
+        if on_planned is not None:
+            on_planned(plan, warnings)
+        outcome = executing.execute(plan, target, parallelism=parallelism, on_result=on_result)
+    return Applied(plan, outcome, warnings, frozenset(stacks))
+
+
+def apply_sources(
+    target: engine.Engine,
+    sources: Sequence[tuple[str, str]],
+    *,
+    prune: bool,
+    prune_volumes: bool,
+    parallelism: int,
+    stack_lock: LockFactory = no_lock,
+) -> Applied:
+    """Validate manifest texts (``(file, text)``) and apply them (see :func:`apply_desired`)."""
+    desired = manifests.load_sources(sources)
+    options = planning.Options(prune=prune, prune_volumes=prune_volumes)
+    return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock)
+
+
+def delete_stacks(
+    target: engine.Engine,
+    stacks: Iterable[str],
+    *,
+    prune_volumes: bool,
+    parallelism: int,
+    stack_lock: LockFactory = no_lock,
+    on_planned: OnPlanned | None = None,
+    on_result: OnResult | None = None,
+) -> Applied:
+    """Remove every object of ``stacks`` (volumes only with ``prune_volumes``): an empty desired
+    state, pruned, in the scope of those stacks only."""
+    scope = frozenset(stacks)
+    options = planning.Options(prune=True, prune_volumes=prune_volumes, scope=scope)
+    return apply_desired(target, manifests.Desired.empty(scope), options, parallelism=parallelism,
+                         stack_lock=stack_lock, on_planned=on_planned, on_result=on_result)  # fmt: skip
+
+
+def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
+    """The plan, its text, and each step's result with what the step did, as plain JSON."""
+    results = []
+    for result in outcome.results:
+        verb, subject = plans.describe(result.step.action)
+        results.append({
+            "number": result.step.number, "status": result.status, "seconds": round(result.seconds, 3),
+            "error": result.error, "verb": verb, "target": subject,
+        })  # fmt: skip
+    return {
+        "plan": plan.to_json(),
+        "text": plan.render(),
+        "results": results,
+        "summary": outcome.summary(),
+        "ok": outcome.ok,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Status and readiness
+# ---------------------------------------------------------------------------------------------
+
+
+def status_rows(actual: observed.Observed, desired: manifests.Desired | None) -> list[dict[str, Any]]:
+    """One row per owned object (and per declared container that is absent): state, health, exit
+    code, restarts, id, spec hash and drift (the planner's reason, when it would change it)."""
+    rows: list[dict[str, Any]] = []
+    drift: dict[tuple[str, str], str] = {}
+    if desired is not None:
+        for change in planning.plan(desired, actual).changes:
+            drift[(change.kind, change.name)] = f"{change.change}: {change.reason}"
+        for name in sorted(set(desired.containers) - set(actual.containers)):
+            rows.append({"kind": "Container", "name": name, "stack": desired.containers[name].stack,
+                         "state": "absent", "drift": drift.get(("Container", name), "")})  # fmt: skip
+    for name, container in sorted(actual.containers.items()):
+        rows.append({
+            "kind": "Container", "name": name, "stack": container.stack, "state": container.state,
+            "health": container.health, "exitCode": container.exit_code, "restarts": container.restart_count,
+            "id": container.container_id[:12], "specHash": container.spec_hash,
+            "drift": drift.get(("Container", name), ""),
+        })  # fmt: skip
+    for kind, present in (("Network", actual.networks), ("Volume", actual.volumes)):
+        for name, item in sorted(present.items()):
+            rows.append({"kind": kind, "name": name, "stack": item.stack, "state": "present",
+                         "specHash": item.spec_hash, "drift": drift.get((kind, name), "")})  # fmt: skip
+    return rows
+
+
+def status(target: engine.Engine, desired: manifests.Desired | None) -> list[dict[str, Any]]:
+    """Observe every owned object once and describe it (see :func:`status_rows`)."""
+    actual = target.observe(images=planning.images_of(desired) if desired else [])
+    return status_rows(actual, desired)
+
+
+def not_ready(actual: observed.Observed, desired: manifests.Desired) -> list[str]:
+    """The declared containers that are not ready yet, each with why: absent, not running, or not
+    healthy where it has a health check. A one-shot job (restart ``no``) that exited 0 is ready."""
+    pending = []
+    for name, container in sorted(desired.containers.items()):
+        present = actual.containers.get(name)
+        if present is None:
+            pending.append(f"{name} (absent)")
+        elif container.spec.restart.policy == "no" and present.state == "exited" and present.exit_code == 0:
+            continue
+        elif present.state != "running":
+            pending.append(f"{name} ({present.state})")
+        elif container.spec.healthcheck is not None and present.health not in ("healthy", None):
+            pending.append(f"{name} ({present.health})")
+    return pending
+
+
+def wait_ready(target: engine.Engine, desired: manifests.Desired, *, timeout: float) -> list[str]:
+    """Look at the engine until every declared container is ready or ``timeout`` seconds pass.
+
+    Returns what is still not ready (empty: everything is). The engine is asked at least once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = not_ready(target.observe(), desired)
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(READY_POLL_INTERVAL)
