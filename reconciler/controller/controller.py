@@ -12,7 +12,6 @@ reports events), or stop containers when it shuts down.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import random
@@ -23,14 +22,14 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from reconciler import engine, errors, executing, manifests, planning, plans
+from reconciler import engine, errors, executing, manifests, operations, plans
 from reconciler.controller import folder, health, passes, queue, report, restarting, state, status, threads
 
 log = logging.getLogger("reconciler.controller")
 
 SCAN_KEY = passes.SCAN_KEY
 RESYNC_KEY = passes.RESYNC_KEY
-LockFactory = passes.LockFactory
+LockFactory = operations.LockFactory
 DEFAULT_RELIST = 20.0
 # The periodic resync is a safety net: exits, stops and removals arrive as engine events and
 # bring a resync forward. Each one observes every owned container (on Docker ~2 ms of CPU per
@@ -40,11 +39,6 @@ DEFAULT_RESYNC = 60.0
 EVENT_RESYNC_DELAY = 0.5
 # A die event's own time is trusted for the backoff only when it is at most this old.
 MAX_EVENT_LATENESS = 5.0
-
-
-def _no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
-    del stack
-    return contextlib.nullcontext()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,7 +72,7 @@ class Controller:
         resync_interval: float = DEFAULT_RESYNC,
         parallelism: int = 4,
         workers: int = 2,
-        stack_lock: LockFactory = _no_lock,
+        stack_lock: LockFactory = operations.no_lock,
         rng: random.Random | None = None,
         threaded_probes: bool = False,
     ) -> None:
@@ -315,25 +309,11 @@ class Controller:
         counters = report.counter_samples(self.restarts.totals(), self.problems.totals())
         return [depth, *self.pass_times.samples(), *counters, *files]
 
-    def refresh_images(self, desired: manifests.Desired) -> list[str]:
-        """Ask the registry about ``pullPolicy: Always`` images (as the CLI's plan/apply do), so
-        that a moved tag shows up as "image changed". One warning per image that failed."""
-        problems = []
-        for image in sorted({c.spec.image for c in desired.containers.values() if c.spec.pull_policy == "Always"}):
-            try:
-                self.engine.pull_image(image, policy="Always")
-            except errors.EngineError as exc:
-                problems.append(f"image {image}: {exc}")
-        return problems
-
     def plan_sources(
         self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
     ) -> tuple[plans.Plan, list[str]]:
         """``reconcile plan`` through the daemon: the plan, and warnings (images not refreshed)."""
-        desired = manifests.load_sources(sources)
-        warnings = self.refresh_images(desired)
-        actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
-        return planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes)), warnings
+        return operations.plan_sources(self.engine, sources, prune=prune, prune_volumes=prune_volumes)
 
     def apply_sources(
         self,
@@ -343,17 +323,14 @@ class Controller:
         prune_volumes: bool = False,
         parallelism: int = 4,
     ) -> tuple[plans.Plan, executing.Outcome, list[str]]:
-        """``reconcile apply`` through the daemon, holding the stacks' locks (sorted) meanwhile."""
-        desired = manifests.load_sources(sources)
-        with contextlib.ExitStack() as held:
-            for stack in sorted(desired.stacks):
-                held.enter_context(self.stack_lock(stack))
-            warnings = self.refresh_images(desired)
-            actual = self.engine.observe(images=planning.images_of(desired), stacks=desired.stacks)
-            plan = planning.plan(desired, actual, planning.Options(prune=prune, prune_volumes=prune_volumes))
-            outcome = executing.execute(plan, self.engine, parallelism=parallelism)
+        """``reconcile apply`` through the daemon, holding the stacks' locks meanwhile; the stacks
+        this folder manages get a pass afterwards (their restarts and health are the controller's)."""
+        applied = operations.apply_sources(
+            self.engine, sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism,
+            stack_lock=self.stack_lock,
+        )  # fmt: skip
         known = self.desired.known_stacks()
-        for stack in desired.stacks:
+        for stack in applied.stacks:
             if stack in known:
                 self.enqueue(stack)
-        return plan, outcome, warnings
+        return applied.plan, applied.outcome, applied.warnings

@@ -14,21 +14,18 @@ and the planner decides what to stop or remove.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from reconciler import engine, errors, executing, manifests, observed, planning, plans
+from reconciler import engine, errors, executing, manifests, observed, operations, planning, plans
 from reconciler.controller import folder, health, queue, report, restarting
 
 log = logging.getLogger("reconciler.controller")
 
 SCAN_KEY = ":scan"
 RESYNC_KEY = ":resync"
-
-LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
 
 
 class RetryableFailure(errors.ReconcilerError):
@@ -51,7 +48,7 @@ class Passes:
         driver: restarting.RestartDriver,
         problems: report.Problems,
         events: report.EventLog,
-        stack_lock: LockFactory,
+        stack_lock: operations.LockFactory,
         parallelism: int,
     ) -> None:
         self.engine = target
