@@ -1,8 +1,9 @@
 """The versioned spec hash that decides whether an object must be recreated.
 
 ``v1:sha256:<hex>`` over canonical JSON (sorted keys, no whitespace) of the object's spec with
-**defaults excluded**, so that adding a new optional field to the models recreates nothing
-(compose#11335 is the lesson), and with ordering-only fields (``dependsOn``) and fields applied in
+**defaults excluded**, so that adding a new optional field to the models recreates nothing (a
+hash over every field, defaults included, would change for every container on such an upgrade
+and recreate them all), and with ordering-only fields (``dependsOn``) and fields applied in
 place (``resources``) excluded. Contents of referenced files (env files) enter as digests, so an
 edit inside a file is noticed. The scheme version lives in the hash string itself: a later scheme
 can recognise ``v1`` hashes and migrate instead of recreating every container.

@@ -1,0 +1,89 @@
+"""DESIRED state: the manifest models (pydantic, strict, frozen) and the loader that positions every error.
+
+A manifest file holds one or more YAML documents, each a ``Container``, ``Network`` or ``Volume``
+of ``apiVersion: reconciler/v1``. :func:`load` turns files, folders or stdin into a
+:class:`Desired` value, or raises :class:`errors.ManifestError` carrying **every** problem found,
+each as ``file:line:col: field.path: message``.
+
+The package, bottom to top (each module imports only those above it in this list):
+
+- ``units``: durations, sizes and signals, parsed and formatted (standard library only);
+- ``fields``: the field types of the models, with their validators and JSON schema spellings;
+- ``models``: the pydantic models, and the three functions that turn them into data and back;
+- ``desired``: the loaded desired state (``Desired``, ``DesiredContainer``, ...), plain dataclasses;
+- ``positions``: YAML text to plain values that remember the line and column of every path;
+- ``messages``: how problems are worded (field paths, did-you-mean hints, pydantic's errors);
+- ``checks``: checks across documents (ports, references, cycles) and ``container_dependencies``;
+- ``loader``: ``load``/``load_text``/``load_sources``, the parse cache and env files;
+- ``schema``: the JSON schema export.
+
+What the rest of the project may use is exactly ``__all__`` below, imported from this package (not
+from its modules): the models as frozen values (read their attributes, compare them, build them
+in tests), the ``Desired*`` dataclasses, the loaders, the unit parsers, and
+:func:`to_document`, :func:`container_spec_from_document` and :func:`bind_mount` to turn a model
+into a JSON-ready document or a document back into a model. Code outside this package must not
+call pydantic's API on the models (``model_dump``, ``model_validate``, ``model_copy``...) nor
+import YAML or pydantic: both libraries are this package's alone, so that a change of either
+stays here.
+
+The package must not talk to an engine, the network or the planner; it reads only the manifest
+files and the env files they name.
+"""
+
+# Re-exports: the names outside code uses, from the module that defines each.
+from reconciler.manifests.checks import container_dependencies
+from reconciler.manifests.desired import Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Source
+from reconciler.manifests.loader import load, load_sources, load_text
+from reconciler.manifests.models import (
+    Backoff,
+    BindMount,
+    ContainerSpec,
+    Healthcheck,
+    Logging,
+    Model,
+    NetworkAttachment,
+    NetworkSpec,
+    Resources,
+    Restart,
+    TmpfsMount,
+    VolumeMount,
+    VolumeSpec,
+    bind_mount,
+    container_spec_from_document,
+    to_document,
+)
+from reconciler.manifests.schema import json_schemas
+from reconciler.manifests.units import format_size, parse_duration, parse_signal, parse_size
+
+__all__ = [
+    "Backoff",
+    "BindMount",
+    "ContainerSpec",
+    "Desired",
+    "DesiredContainer",
+    "DesiredNetwork",
+    "DesiredVolume",
+    "Healthcheck",
+    "Logging",
+    "Model",
+    "NetworkAttachment",
+    "NetworkSpec",
+    "Resources",
+    "Restart",
+    "Source",
+    "TmpfsMount",
+    "VolumeMount",
+    "VolumeSpec",
+    "bind_mount",
+    "container_dependencies",
+    "container_spec_from_document",
+    "format_size",
+    "json_schemas",
+    "load",
+    "load_sources",
+    "load_text",
+    "parse_duration",
+    "parse_signal",
+    "parse_size",
+    "to_document",
+]

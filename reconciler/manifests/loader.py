@@ -1,0 +1,234 @@
+"""Loading manifests: texts → positioned values → validated documents → the cross-checked desired state.
+
+The top of the package below its ``__init__``. :func:`load` turns files, folders or stdin into a
+:class:`~.desired.Desired` value, or raises :class:`errors.ManifestError` carrying **every**
+problem found, each as ``file:line:col: field.path: message``: YAML problems from
+:mod:`.positions`, one document's problems from validating it against :mod:`.models` (worded by
+:mod:`.messages`), problems across documents from :mod:`.checks`. Env files named by a container
+are read here, on every load, and their digests recorded for the spec hash.
+
+A daemon loads the same texts again and again, so parsing and validating one text (a pure
+function of the text and its file name) is cached. This module must not talk to an engine, the
+network or the planner; it reads only the manifest files and the env files they name.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+import pydantic
+
+from reconciler import errors, sources
+from reconciler.manifests import checks, desired, fields, messages, models, positions
+
+
+@dataclasses.dataclass(slots=True)
+class _Parsed:
+    document: models.Document
+    positions: positions.Positions
+    file: str
+
+
+def load(paths: Sequence[str]) -> desired.Desired:
+    """Load and validate manifests from files, folders or ``-`` (stdin); all errors at once."""
+    return load_sources(sources.read_sources(paths))
+
+
+def load_text(text: str, file: str = "<string>") -> desired.Desired:
+    """Load one manifest text (tests, the API); env files resolve against the current folder."""
+    return load_sources([(file, text)])
+
+
+def load_sources(texts: Sequence[tuple[str, str]]) -> desired.Desired:
+    """The core of :func:`load`: parse, validate, resolve env files, cross-check; all errors at once."""
+    diagnostics: list[errors.Diagnostic] = []
+    parsed: list[_Parsed] = []
+    invalid: set[tuple[str, str]] = set()
+    for file, text in texts:
+        file_parsed, file_diagnostics, file_invalid = _parse_cached(text, file)
+        parsed.extend(file_parsed)
+        diagnostics.extend(file_diagnostics)
+        invalid.update(file_invalid)
+    result = _assemble(parsed, diagnostics, invalid)
+    if diagnostics:
+        raise errors.ManifestError(diagnostics)
+    return result
+
+
+_ParseResult: TypeAlias = tuple[tuple[_Parsed, ...], tuple[errors.Diagnostic, ...], frozenset[tuple[str, str]]]
+# A daemon loads the same texts again and again (every resync, every ``apply`` through its API);
+# parsing and validating is a pure function of (text, file name), so the last results are kept.
+# Env files are not part of it: ``_assemble`` reads them on every load.
+_PARSE_CACHE: collections.OrderedDict[tuple[str, str], _ParseResult] = collections.OrderedDict()
+_PARSE_CACHE_SIZE = 64
+_PARSE_CACHE_LOCK = threading.Lock()
+
+
+def _parse_cached(text: str, file: str) -> _ParseResult:
+    key = (text, file)
+    with _PARSE_CACHE_LOCK:
+        if (hit := _PARSE_CACHE.get(key)) is not None:
+            _PARSE_CACHE.move_to_end(key)
+            return hit
+    diagnostics: list[errors.Diagnostic] = []
+    invalid: set[tuple[str, str]] = set()
+    parsed = _parse_text(text, file, diagnostics, invalid)
+    result = (tuple(parsed), tuple(diagnostics), frozenset(invalid))
+    with _PARSE_CACHE_LOCK:
+        _PARSE_CACHE[key] = result
+        while len(_PARSE_CACHE) > _PARSE_CACHE_SIZE:
+            _PARSE_CACHE.popitem(last=False)
+    return result
+
+
+def _parse_text(
+    text: str, file: str, diagnostics: list[errors.Diagnostic], invalid: set[tuple[str, str]]
+) -> list[_Parsed]:
+    """The valid documents of one text; a problem goes to ``diagnostics``, an invalid object's name to ``invalid``."""
+    parsed: list[_Parsed] = []
+    for value, where in positions.documents(text, file, diagnostics):
+        document = _validate_document(value, where, file, diagnostics)
+        if document is not None:
+            parsed.append(_Parsed(document, where, file))
+        elif (declared := _declared_name(value)) is not None:
+            invalid.add(declared)
+    return parsed
+
+
+def _validate_document(
+    value: object, where: positions.Positions, file: str, diagnostics: list[errors.Diagnostic]
+) -> models.Document | None:
+    def report(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        _found, (line, column) = where.nearest(path, key=key)
+        diagnostics.append(errors.Diagnostic(file, line, column, messages.field_text(path), message))
+
+    if not isinstance(value, dict):
+        report((), "a manifest document must be a mapping with apiVersion, kind, metadata and spec")
+        return None
+    kind = value.get("kind")
+    if kind is None:
+        report((), "required field `kind` is missing (Container, Network or Volume)")
+        return None
+    model = models.DOCUMENT_MODELS.get(str(kind))
+    if model is None:
+        report(("kind",), f"unknown kind {kind!r}; expected one of Container, Network, Volume"
+               + messages.did_you_mean(str(kind), models.KINDS))  # fmt: skip
+        return None
+    try:
+        document = model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            loc = where.clean([e for e in error["loc"] if isinstance(e, str | int)])
+            report(loc, messages.pydantic_message(error, model), key=error["type"] == "extra_forbidden")
+        return None
+    assert isinstance(document, models.ContainerDocument | models.NetworkDocument | models.VolumeDocument)
+    return document
+
+
+def _declared_name(value: object) -> tuple[str, str] | None:
+    """``(kind, name)`` of a document that failed validation, to silence cascading "not declared"."""
+    if isinstance(value, dict) and isinstance(value.get("metadata"), dict):
+        name = value["metadata"].get("name")
+        if isinstance(name, str):
+            return str(value.get("kind")), name
+    return None
+
+
+_Report: TypeAlias = Callable[[_Parsed, Sequence[str | int], str], None]
+
+
+def _assemble(
+    parsed: list[_Parsed], diagnostics: list[errors.Diagnostic], invalid: set[tuple[str, str]]
+) -> desired.Desired:
+    """The valid documents of every text as one desired state; duplicates and cross-document problems reported."""
+    containers: dict[str, desired.DesiredContainer] = {}
+    networks: dict[str, desired.DesiredNetwork] = {}
+    volumes: dict[str, desired.DesiredVolume] = {}
+    positions_of: dict[tuple[str, str], _Parsed] = {}
+
+    def report(item: _Parsed, path: Sequence[str | int], message: str) -> None:
+        _found, (line, column) = item.positions.nearest(path)
+        diagnostics.append(errors.Diagnostic(item.file, line, column, messages.field_text(path), message))
+
+    for item in parsed:
+        doc = item.document
+        name = doc.metadata.name
+        stack = doc.metadata.stack or sources.default_stack(item.file)
+        line, column = item.positions.values.get((), (1, 1))
+        source = desired.Source(item.file, line, column)
+        previous = positions_of.get((doc.kind, name))
+        if previous is not None:
+            first = previous.positions.values.get(("metadata", "name"), (1, 1))
+            where = f"{previous.file}:{first[0]}:{first[1]}"
+            report(item, ("metadata", "name"), f"duplicate {doc.kind} {name!r} (first declared at {where})")
+            continue
+        positions_of[(doc.kind, name)] = item
+        labels = dict(doc.metadata.labels)
+        if isinstance(doc, models.ContainerDocument):
+            effective, digests = _environment(item, doc.spec, report)
+            containers[name] = desired.DesiredContainer(name, stack, doc.spec, labels, source, effective, digests)
+        elif isinstance(doc, models.NetworkDocument):
+            networks[name] = desired.DesiredNetwork(name, stack, doc.spec, labels, source)
+        else:
+            volumes[name] = desired.DesiredVolume(name, stack, doc.spec, labels, source)
+
+    for finding in checks.cross_check(containers, networks, volumes, invalid):
+        report(positions_of[("Container", finding.container)], finding.path, finding.message)
+    stacks = frozenset(
+        [c.stack for c in containers.values()]
+        + [n.stack for n in networks.values()]
+        + [v.stack for v in volumes.values()]
+    )
+    return desired.Desired(containers=containers, networks=networks, volumes=volumes, stacks=stacks)
+
+
+def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> tuple[dict[str, str], dict[str, str]]:
+    """The container's environment (env files in order, then ``env`` over them) and each env file's digest.
+
+    Env files resolve against the manifest's folder (the current folder for stdin and strings).
+    """
+    effective: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    base = Path(item.file).parent if not item.file.startswith("<") else Path.cwd()
+    for index, env_file in enumerate(spec.env_files):
+        env_path = base / env_file
+        try:
+            data = env_path.read_bytes()
+            effective.update(_read_env_file(env_path))
+        except OSError as exc:
+            report(item, ("spec", "envFiles", index), f"cannot read {env_path}: {exc.strerror}")
+            continue
+        except ValueError as exc:
+            report(item, ("spec", "envFiles", index), f"{env_path}: {exc}")
+            continue
+        digests[env_file] = "sha256:" + hashlib.sha256(data).hexdigest()
+    effective.update(spec.env)
+    return effective, digests
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; ``#`` comments and blank lines skipped; ``export`` prefix allowed.
+
+    Quotes around a whole value are removed as docker compose does; nothing is interpolated.
+    """
+    env: dict[str, str] = {}
+    for number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not fields.ENV_KEY.match(key):
+            raise ValueError(f"line {number}: expected KEY=VALUE, got {raw_line.strip()!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key] = value
+    return env

@@ -1,0 +1,383 @@
+"""The manifest models: one strict, frozen pydantic model per part of a Container, Network or Volume document.
+
+Sits above :mod:`.fields` (the field types) and below everything that reads manifests. The models
+say what is valid within one document (field types, ranges, fields that exclude each other);
+checks that need several documents live in :mod:`.checks`. Class docstrings and field
+descriptions become the descriptions of the JSON schema under ``schemas/``.
+
+Code outside the package uses the models as frozen values (reads their attributes, compares them)
+and turns them into data or back only through :func:`to_document`,
+:func:`container_spec_from_document` and :func:`bind_mount`, never through pydantic's API. This
+module must not read files or YAML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeAlias
+
+import pydantic
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from reconciler import vocabulary
+from reconciler.manifests import fields, units
+
+API_VERSION = "reconciler/v1"
+KINDS = ("Container", "Network", "Volume")
+
+
+class Model(pydantic.BaseModel):
+    """Strict, frozen, camelCase in YAML and snake_case in Python."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Metadata(Model):
+    name: fields.DnsLabel = Field(description="The engine object's name (a DNS label).")
+    stack: fields.DnsLabel | None = Field(
+        default=None, description="Pruning and deletion group; default: the file's stem."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the engine object.")
+
+    @pydantic.field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if key.startswith("reconciler."):
+                raise ValueError(f"label {key!r}: the reconciler.* prefix is reserved for ownership labels")
+        return labels
+
+
+class Port(Model):
+    container_port: fields.PortNumber
+    host_port: fields.PortNumber | None = Field(default=None, description="Omit to publish on a random port.")
+    host_ip: str | None = Field(default=None, alias="hostIP", description="Default: all addresses.")
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    @pydantic.field_validator("host_ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+
+class NetworkAttachment(Model):
+    name: fields.DnsLabel
+    aliases: list[fields.DnsLabel] = Field(default_factory=list)
+    ipv4_address: str | None = None
+
+    @pydantic.field_validator("ipv4_address")
+    @classmethod
+    def _ipv4(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.IPv4Address(value)
+        return value
+
+
+class VolumeMount(Model):
+    type: Literal["volume"]
+    source: fields.DnsLabel = Field(description="A Volume declared in the manifests (or external: true).")
+    target: fields.AbsolutePath
+    read_only: bool = False
+    external: bool = Field(default=False, description="The volume is managed outside these manifests.")
+
+
+class BindMount(Model):
+    type: Literal["bind"]
+    source: fields.AbsolutePath = Field(description="A host path: bind mounts are the manifest opting in.")
+    target: fields.AbsolutePath
+    read_only: bool = False
+
+
+class TmpfsMount(Model):
+    type: Literal["tmpfs"]
+    target: fields.AbsolutePath
+    size: fields.Size | None = None
+    mode: int | None = Field(default=None, ge=0, le=0o7777)
+
+
+Mount: TypeAlias = Annotated[VolumeMount | BindMount | TmpfsMount, Field(discriminator="type")]
+
+
+class Resources(Model):
+    """Limits applied in place (no recreation) when they change."""
+
+    @pydantic.field_validator("cpus")
+    @classmethod
+    def _cpu_precision(cls, cpus: float | None) -> float | None:
+        # Engines apply CPUs as a CFS quota over a 100 ms period (10 µs steps): a finer value
+        # could never be read back equal, and every apply would "update" it again.
+        if cpus is not None and abs(round(cpus, 5) - cpus) > 1e-12:
+            raise ValueError(f"cpus {cpus} has more than 5 decimal places")
+        return cpus
+
+    @pydantic.field_validator("memory")
+    @classmethod
+    def _memory_minimum(cls, memory: int | None) -> int | None:
+        if memory is not None and memory < 6 * 1024 * 1024:
+            raise ValueError(f"memory {units.format_size(memory)} is below the 6Mi minimum (as Docker's)")
+        return memory
+
+    memory: fields.Size | None = Field(default=None, description="At least 6Mi, as Docker.")
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    pids: int | None = Field(default=None, ge=1)
+
+
+class Backoff(Model):
+    """Restart backoff; the defaults are Docker's restart manager's."""
+
+    initial: fields.Duration = 0.1
+    max: fields.Duration = 60.0
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    reset_after: fields.Duration = 10.0
+    jitter: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of random spread per delay.")
+
+
+class Restart(Model):
+    policy: vocabulary.RestartPolicy = "no"
+    max_retries: int | None = Field(default=None, ge=0, description="Only with on-failure.")
+    backoff: Backoff | None = None
+    on_unhealthy: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _retries_only_on_failure(self) -> Restart:
+        if self.max_retries is not None and self.policy != "on-failure":
+            raise ValueError("maxRetries is only meaningful with policy: on-failure")
+        return self
+
+
+class Logging(Model):
+    """Rotation of the container's json-file log, as Docker's ``max-size``/``max-file`` options.
+
+    Without ``maxSize`` the log grows without bound (Docker's default)."""
+
+    max_size: fields.Size | None = Field(default=None, description="Rotate when the log reaches this size.")
+    max_files: int = Field(default=1, ge=1, le=100, description="Log files kept, the current one included.")
+
+    @pydantic.model_validator(mode="after")
+    def _files_need_a_size(self) -> Logging:
+        if self.max_files > 1 and not self.max_size:
+            raise ValueError("maxFiles needs maxSize (files are rotated when they reach it)")
+        if self.max_size is not None and self.max_size < 1024:
+            raise ValueError("maxSize must be at least 1Ki")
+        return self
+
+
+class Healthcheck(Model):
+    """Docker's health check, with Docker's defaults."""
+
+    test: Annotated[list[str], Field(min_length=1)]
+    interval: fields.Duration = 30.0
+    timeout: fields.Duration = 30.0
+    retries: int = Field(default=3, ge=1)
+    start_period: fields.Duration = 0.0
+
+    @pydantic.field_validator("test")
+    @classmethod
+    def _form(cls, test: list[str]) -> list[str]:
+        if test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            raise ValueError("test must start with CMD, CMD-SHELL or NONE, e.g. [CMD, /bin/check]")
+        if test[0] != "NONE" and len(test) < 2:
+            raise ValueError(f"{test[0]} needs a command after it")
+        return test
+
+
+class Dependency(Model):
+    name: fields.DnsLabel
+    condition: Literal["started", "healthy", "completed"] = "started"
+
+
+def _dependency_shorthand(value: object) -> object:
+    if isinstance(value, list):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+class ContainerSpec(Model):
+    image: fields.ImageRef
+    pull_policy: vocabulary.PullPolicy = "IfNotPresent"
+    entrypoint: fields.Argv | None = Field(default=None, description="Overrides the image's ENTRYPOINT.")
+    command: fields.Argv | None = Field(default=None, description="Overrides the image's CMD.")
+    env: fields.EnvMap = Field(default_factory=dict, description="A map, or a list of KEY=VALUE strings.")
+    env_files: list[str] = Field(default_factory=list, description="Relative to the manifest file.")
+    working_dir: fields.AbsolutePath | None = None
+    user: str | None = None
+    hostname: fields.DnsLabel | None = None
+    ports: list[Port] = Field(default_factory=list)
+    networks: list[NetworkAttachment] = Field(default_factory=list)
+    network_mode: str = Field(default="bridge", description="bridge | none | host | container:NAME")
+    mounts: list[Mount] = Field(default_factory=list)
+    volumes_from: list[fields.DnsLabel] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    restart: Restart = Field(default_factory=Restart)
+    healthcheck: Healthcheck | None = None
+    logging: Logging = Field(default_factory=Logging)
+    depends_on: Annotated[
+        list[Dependency],
+        BeforeValidator(_dependency_shorthand),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "description": "a container name (condition: started)"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["name"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "condition": {
+                                    "enum": ["started", "healthy", "completed"],
+                                    "default": "started",
+                                },
+                            },
+                        },
+                    ]
+                },
+            }
+        ),
+    ] = Field(default_factory=list)
+    stop_signal: fields.Signal | None = Field(
+        default=None, description="Default: the image's STOPSIGNAL, else SIGTERM (as Docker)."
+    )
+    stop_timeout: fields.Duration = 10.0
+    read_only_rootfs: bool = False
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    privileged: bool = Field(default=False, description="Off unless the manifest says so.")
+
+    @pydantic.field_validator("env")
+    @classmethod
+    def _env_keys(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not fields.ENV_KEY.match(key):
+                raise ValueError(f"env name {key!r} must match [A-Za-z_][A-Za-z0-9_.-]*")
+        return env
+
+    @pydantic.field_validator("network_mode")
+    @classmethod
+    def _mode(cls, mode: str) -> str:
+        if mode in ("bridge", "none", "host"):
+            return mode
+        if mode.startswith("container:") and fields.DNS_LABEL.match(mode.removeprefix("container:")):
+            return mode
+        raise ValueError(f"{mode!r}: networkMode must be bridge, none, host or container:NAME")
+
+    @pydantic.field_validator("cap_add", "cap_drop")
+    @classmethod
+    def _caps(cls, caps: list[str]) -> list[str]:
+        normalised = []
+        for cap in caps:
+            name = cap.upper()
+            name = name if name == "ALL" or name.startswith("CAP_") else f"CAP_{name}"
+            if not re.match(r"^(ALL|CAP_[A-Z_]+)$", name):
+                raise ValueError(f"{cap!r} is not a capability name")
+            normalised.append(name)
+        return normalised
+
+    @pydantic.model_validator(mode="after")
+    def _coherent(self) -> ContainerSpec:
+        if self.network_mode != "bridge" and (self.networks or self.ports):
+            raise ValueError(f"networks and ports need networkMode bridge, not {self.network_mode}")
+        if self.network_mode.startswith("container:") and self.hostname is not None:
+            raise ValueError("hostname cannot be set with networkMode container:NAME (it shares that container's)")
+        targets = [m.target for m in self.mounts]
+        for target in sorted({t for t in targets if targets.count(t) > 1}):
+            raise ValueError(f"two mounts target {target}")
+        names = [n.name for n in self.networks]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"network {name} is attached twice")
+        return self
+
+
+class NetworkSpec(Model):
+    driver: Literal["bridge"] = "bridge"
+    subnet: str | None = Field(default=None, description="IPv4 CIDR; default: one picked by the engine.")
+    gateway: str | None = None
+    internal: bool = Field(default=False, description="No route to the outside world.")
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @pydantic.model_validator(mode="after")
+    def _addresses(self) -> NetworkSpec:
+        if self.gateway is not None and self.subnet is None:
+            raise ValueError("gateway needs a subnet")
+        if self.subnet is not None:
+            try:
+                net = ipaddress.IPv4Network(self.subnet, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"subnet: {exc}") from None
+            if self.gateway is not None and ipaddress.IPv4Address(self.gateway) not in net:
+                raise ValueError(f"gateway {self.gateway} is outside subnet {self.subnet}")
+        return self
+
+
+class VolumeSpec(Model):
+    driver: Literal["local"] = "local"
+    options: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _Document(Model):
+    api_version: Literal["reconciler/v1"]
+    metadata: Metadata
+
+
+class ContainerDocument(_Document):
+    """``kind: Container`` — one container, created and kept running per its restart policy."""
+
+    kind: Literal["Container"]
+    spec: ContainerSpec
+
+
+class NetworkDocument(_Document):
+    """``kind: Network`` — a bridge network with its own subnet and name resolution."""
+
+    kind: Literal["Network"]
+    spec: NetworkSpec = Field(default_factory=NetworkSpec)
+
+
+class VolumeDocument(_Document):
+    """``kind: Volume`` — named storage; never removed unless the user asks explicitly."""
+
+    kind: Literal["Volume"]
+    spec: VolumeSpec = Field(default_factory=VolumeSpec)
+
+
+Document: TypeAlias = ContainerDocument | NetworkDocument | VolumeDocument
+DOCUMENT_MODELS: dict[str, type[_Document]] = {
+    "Container": ContainerDocument,
+    "Network": NetworkDocument,
+    "Volume": VolumeDocument,
+}
+
+
+def to_document(
+    model: Model, *, exclude_defaults: bool = False, exclude: Mapping[str, Any] | set[str] | None = None
+) -> dict[str, Any]:
+    """``model`` as the JSON document a manifest would spell (camelCase keys, plain values).
+
+    The one way code outside this package turns a model into data (for hashing, records, digests),
+    so that nothing else calls pydantic's API.
+    """
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=exclude_defaults, exclude=exclude)
+
+
+def container_spec_from_document(document: Mapping[str, Any]) -> ContainerSpec:
+    """The inverse of :func:`to_document` for a container spec (a record read back from disk)."""
+    return ContainerSpec.model_validate(document)
+
+
+def bind_mount(source: str, target: str) -> BindMount:
+    """A read-write bind mount of ``source`` at ``target``, as the engines add for anonymous volumes."""
+    return BindMount.model_validate({"type": "bind", "source": source, "target": target})
