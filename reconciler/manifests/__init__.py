@@ -19,12 +19,12 @@ The package, bottom to top (each module imports only those above it in this list
 
 What the rest of the project may use is exactly ``__all__`` below, imported from this package (not
 from its modules): the models as frozen values (read their attributes, compare them, build them
-in tests), the ``Desired*`` dataclasses, the loaders, the unit parsers, and
-:func:`to_document`, :func:`container_spec_from_document` and :func:`bind_mount` to turn a model
-into a JSON-ready document or a document back into a model. Code outside this package must not
-call pydantic's API on the models (``model_dump``, ``model_validate``, ``model_copy``...) nor
-import YAML or pydantic: both libraries are this package's alone, so that a change of either
-stays here.
+in tests), the ``Desired*`` dataclasses, the loaders and the unit parsers; and, to turn a model
+into data or data into a model, only :func:`to_document` (a JSON-ready document),
+:func:`container_spec_from_document` (its inverse for a container spec), :func:`bind_mount` and
+:func:`with_mounts` (the mounts an engine adds). Other modules must not call pydantic's API
+on the models (``model_dump``, ``model_validate``, ``model_copy``, ...) nor import pydantic or
+YAML: both libraries are this package's alone, so that a change of either stays here.
 
 The package must not talk to an engine, the network or the planner; it reads only the manifest
 files and the env files they name.
@@ -51,6 +51,7 @@ from reconciler.manifests.models import (
     bind_mount,
     container_spec_from_document,
     to_document,
+    with_mounts,
 )
 from reconciler.manifests.schema import json_schemas
 from reconciler.manifests.units import format_size, parse_duration, parse_signal, parse_size
@@ -86,4 +87,5 @@ __all__ = [
     "parse_signal",
     "parse_size",
     "to_document",
+    "with_mounts",
 ]

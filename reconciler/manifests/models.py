@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeAlias
 
 import pydantic
@@ -381,3 +381,11 @@ def container_spec_from_document(document: Mapping[str, Any]) -> ContainerSpec:
 def bind_mount(source: str, target: str) -> BindMount:
     """A read-write bind mount of ``source`` at ``target``, as the engines add for anonymous volumes."""
     return BindMount.model_validate({"type": "bind", "source": source, "target": target})
+
+
+def with_mounts(spec: ContainerSpec, extra: Sequence[VolumeMount | BindMount | TmpfsMount]) -> ContainerSpec:
+    """``spec`` with ``extra`` mounted after its own mounts (the anonymous and inherited volumes an engine adds).
+
+    The copy is not validated again: the engine that adds the mounts keeps their targets apart.
+    """
+    return spec.model_copy(update={"mounts": [*spec.mounts, *extra]})
