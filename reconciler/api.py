@@ -1,7 +1,7 @@
 """The daemon's local API: HTTP/1.1 on a root-only unix socket, plus ``/healthz`` and ``/metrics``.
 
 Where it sits: ``reconcile watch`` serves a :class:`Backend` (the controller, wired by
-``cli_daemon``) on a unix socket (default ``/run/reconciler/api.sock``, mode 0600 in a 0700
+:mod:`reconciler.cli.daemon`) on a unix socket (default ``/run/reconciler/api.sock``, mode 0600 in a 0700
 folder: whoever can talk to it can run containers, so only root may). The CLI's ``status``,
 ``events``, ``logs``, ``plan`` and ``apply`` use :class:`Client` when the socket answers and run
 embedded otherwise. ``/healthz`` and Prometheus ``/metrics`` are also served on an optional TCP
@@ -18,23 +18,22 @@ Routes (JSON unless said otherwise)::
     POST /apply  {... same, "parallelism": 4} → {"plan", "text", "results", "summary", "ok", "warnings"}
     GET  /metrics                        Prometheus text exposition format 0.0.4
 
-Also here: :func:`stack_lock`, the cross-process lock (``fcntl.flock`` on one file per stack
-under the state directory) that keeps a CLI ``apply`` and the watcher from reconciling the same
-stack at once.
+The client of these routes is :mod:`reconciler.client` (standard library only, so that the CLI
+starts fast); ``Client`` and ``ApiError`` are re-exported here, beside the routes they call, and
+so is :func:`operations.stack_lock`, the cross-process lock that keeps a CLI ``apply`` and the
+watcher from reconciling the same stack at once.
 
-Only the standard library: ``http.server`` over ``socketserver`` and ``http.client``. This module
-must not import the controller (it serves any :class:`Backend`), a backend, or the CLI.
+The server is ``http.server`` over ``socketserver``. This module must not import the controller
+(it serves any :class:`Backend`), a backend, or the CLI, and must not plan: a :class:`Backend`
+does (the controller, through :mod:`reconciler.operations`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import http.client
 import http.server
 import json
 import os
-import re
 import socket
 import socketserver
 import threading
@@ -43,18 +42,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler import errors
+from reconciler import client, errors, operations
 
-# The client lives in its own light module; it is re-exported here, beside the routes it calls.
-from reconciler.client import DEFAULT_METRICS_ADDR, DEFAULT_SOCKET, ApiError, Client
-
-if TYPE_CHECKING:  # the CLI imports this module for the Client: it must stay light
+if TYPE_CHECKING:
     from reconciler import executing, plans
 
-__all__ = [
-    "DEFAULT_METRICS_ADDR", "DEFAULT_SOCKET", "ApiError", "Backend", "Client", "MetricSample", "Server",
-    "outcome_json", "render_metrics", "stack_lock",
-]  # fmt: skip
+# Re-exported (see the module docstring): one implementation each, in its own module.
+Client = client.Client
+ApiError = client.ApiError
+stack_lock = operations.stack_lock
 
 _MAX_BODY = 64 * 1024 * 1024
 
@@ -107,29 +103,6 @@ class Backend(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cross-process lock per stack
-# ---------------------------------------------------------------------------------------------
-
-_SAFE_NAME = re.compile(r"[^a-z0-9-]")
-
-
-@contextlib.contextmanager
-def stack_lock(lock_dir: Path, stack: str) -> Iterator[None]:
-    """Hold the exclusive lock of ``stack`` (blocking) for the duration of the ``with`` block.
-
-    ``flock`` locks die with their process, so a ``kill -9`` never leaves a stack locked.
-    """
-    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = lock_dir / f"{_SAFE_NAME.sub('_', stack)}.lock"
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
-
-
-# ---------------------------------------------------------------------------------------------
 # Prometheus text
 # ---------------------------------------------------------------------------------------------
 
@@ -176,28 +149,6 @@ def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, errors.ReconcilerError):
         return 500, {"error": str(exc), "kind": "engine"}
     return 500, {"error": f"internal error: {type(exc).__name__}: {exc}", "kind": "internal"}
-
-
-def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
-    from reconciler import plans
-
-    return {
-        "plan": plan.to_json(),
-        "text": plan.render(),
-        "results": [
-            {
-                "number": r.step.number,
-                "status": r.status,
-                "seconds": round(r.seconds, 3),
-                "error": r.error,
-                "verb": plans.describe(r.step.action)[0],
-                "target": plans.describe(r.step.action)[1],
-            }
-            for r in outcome.results
-        ],
-        "summary": outcome.summary(),
-        "ok": outcome.ok,
-    }
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -302,7 +253,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 plan, outcome, warnings = backend.apply_sources(
                     sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism
                 )
-                self._json(200, {**outcome_json(plan, outcome), "warnings": warnings})
+                self._json(200, {**operations.outcome_json(plan, outcome), "warnings": warnings})
             else:
                 self._json(404, {"error": f"no route {url.path}"})
         except Exception as exc:  # reported to the client, never raised in the daemon
@@ -336,7 +287,7 @@ class Server:
         self,
         backend: Backend,
         *,
-        socket_path: str = DEFAULT_SOCKET,
+        socket_path: str = client.DEFAULT_SOCKET,
         metrics_addr: str | None = None,
         poll_interval: float = 2.0,
     ) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from reconciler import cli
+from reconciler import cli, vocabulary
 from reconciler.backends import memory
+from reconciler.cli import options
 from tests.unit.helpers import new_engine
 from tests.unit.test_planner_golden import STACK
 
@@ -16,7 +18,7 @@ from tests.unit.test_planner_golden import STACK
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> memory.MemoryEngine:
     shared = new_engine()
-    monkeypatch.setattr(cli, "open_engine", lambda args: shared)
+    monkeypatch.setattr(options, "open_engine", lambda chosen: shared)
     return shared
 
 
@@ -132,7 +134,7 @@ def test_unexpected_errors_are_not_tracebacks(monkeypatch: pytest.MonkeyPatch, s
     def broken(args: object) -> None:
         raise OSError("socket exploded")
 
-    monkeypatch.setattr(cli, "open_engine", broken)
+    monkeypatch.setattr(options, "open_engine", broken)
     assert cli.main(["plan", "-f", str(stack)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("internal error: OSError: socket exploded") and "Traceback" not in err
@@ -166,7 +168,7 @@ def test_cli_start_up_leaves_the_heavy_modules_unloaded() -> None:
 
     probe = (
         "import sys\n"
-        "from reconciler import cli, cli_daemon\n"
+        "from reconciler import cli\n"
         "cli.build_parser().parse_args(['apply', '-f', 'x.yaml'])\n"
         "heavy = ('pydantic', 'yaml', 'docker', 'requests', 'watchdog', 'pyroute2',\n"
         "         'reconciler.manifests', 'reconciler.planning', 'reconciler.controller')\n"
@@ -176,8 +178,58 @@ def test_cli_start_up_leaves_the_heavy_modules_unloaded() -> None:
     assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
 
 
-def test_image_pull_policies_match_the_store() -> None:
-    from reconciler import cli_image
-    from reconciler.backends.native import images
+def test_image_pull_offers_the_pull_policies() -> None:
+    parser = cli.build_parser()
+    for policy in vocabulary.PULL_POLICIES:
+        assert parser.parse_args(["image", "pull", "x:1", "--policy", policy]).policy == policy
+    with pytest.raises(SystemExit):
+        parser.parse_args(["image", "pull", "x:1", "--policy", "Sometimes"])
 
-    assert cli_image.POLICIES == images.POLICIES
+
+GLOBAL = ["--engine", "docker", "--root", "/srv/r", "--socket", "none"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["apply", "-f", "s.yaml"], ["plan", "-f", "s.yaml", "-o", "json"], ["delete", "--stack", "shop"], ["status"],
+     ["logs", "web"], ["stats"], ["validate", "-f", "s.yaml"], ["image", "ls"], ["watch", "dir"], ["events"]],
+)  # fmt: skip
+def test_global_options_work_before_and_after_the_command(command: list[str]) -> None:
+    parser = cli.build_parser()
+    before = options.of(parser.parse_args([*GLOBAL, *command]))
+    after = options.of(parser.parse_args([*command, *GLOBAL]))
+    assert before == after == options.GlobalOptions("docker", Path("/srv/r"), "none")
+
+
+def test_global_options_default_from_the_environment_and_the_last_one_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_ENGINE", "docker")
+    monkeypatch.setenv("RECONCILER_ROOT", "/env/root")
+    monkeypatch.setenv("RECONCILER_SOCKET", "/env/api.sock")
+    parser = cli.build_parser()
+    assert options.of(parser.parse_args(["status"])) == options.GlobalOptions(
+        "docker", Path("/env/root"), "/env/api.sock"
+    )
+    assert options.of(parser.parse_args(["--root", "/a", "status", "--root", "/b"])).root == Path("/b")
+    # ``exec``: everything after the container's name is the command's own argv.
+    parsed = parser.parse_args(["exec", "--engine", "native", "web", "ls", "--root", "x"])
+    assert options.of(parsed).engine == "native" and parsed.argv == ["ls", "--root", "x"]
+
+
+def test_apply_with_the_engine_after_the_command_drives_that_engine(
+    monkeypatch: pytest.MonkeyPatch, stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chosen: list[str] = []
+
+    def opened(given: options.GlobalOptions) -> memory.MemoryEngine:
+        chosen.append(given.engine)
+        return new_engine()  # a fresh engine each time: both applies start from nothing
+
+    def untimed(text: str) -> str:
+        return re.sub(r" \(\d+\.\d+s\)", "", text)
+
+    monkeypatch.setattr(options, "open_engine", opened)
+    assert cli.main(["apply", "-f", str(stack), "--engine", "docker", "--socket", "none"]) == 0
+    after = untimed(capsys.readouterr().out)
+    assert cli.main(["--engine", "docker", "--socket", "none", "apply", "-f", str(stack)]) == 0
+    before = untimed(capsys.readouterr().out)
+    assert before == after and "Done: 7 done" in after and chosen == ["docker", "docker"]

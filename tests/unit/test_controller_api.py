@@ -8,14 +8,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler import api
+from reconciler import api, operations
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -81,7 +80,8 @@ def test_events_are_streamed_as_they_happen(served: tuple[Harness, api.Client, a
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    time.sleep(0.1)
+    # No wait for the reader to subscribe: it asks for every event after ``since``, so an exit
+    # reported before its request arrives is streamed all the same.
     harness.exit("web", 3)
     reader.join(5.0)
     assert received and received[0]["kind"] == "exit" and received[0]["name"] == "web"
@@ -107,27 +107,44 @@ def test_metrics_and_healthz_over_tcp_only(served: tuple[Harness, api.Client, ap
 
 
 def test_the_stack_lock_is_shared_across_processes(tmp_path: Path) -> None:
+    """A second process waits for the holder of a stack's lock, and only for that stack's."""
+    released = tmp_path / "released"
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
+            import sys
             from pathlib import Path
-            from reconciler import api
-            with api.stack_lock(Path({str(tmp_path)!r}), "shop"):
+            from reconciler import operations
+            with operations.stack_lock(Path({str(tmp_path)!r}), "shop"):
                 print("held", flush=True)
-                time.sleep(0.5)
+                sys.stdin.readline()
+                Path({str(released)!r}).touch()
         """)],
-        stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    acquired = threading.Event()
+    seen_released: list[bool] = []
+
+    def second_holder() -> None:
+        with operations.stack_lock(tmp_path, "shop"):
+            seen_released.append(released.exists())
+            acquired.set()
+
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        started = time.monotonic()
-        with api.stack_lock(tmp_path, "shop"):
-            waited = time.monotonic() - started
-        with api.stack_lock(tmp_path, "blog"):
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        waiter = threading.Thread(target=second_holder, daemon=True)
+        waiter.start()
+        with operations.stack_lock(tmp_path, "blog"):
             pass  # another stack is not blocked
+        assert not acquired.is_set()
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert acquired.wait(10), "the second holder got the lock once the first let go"
+        waiter.join(10)
     finally:
         holder.wait(10)
-        if holder.stdout is not None:
-            holder.stdout.close()
-    assert waited >= 0.3, "the second holder waited for the first"
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+    assert seen_released == [True], "the second holder waited for the first"
     assert stat.S_IMODE(os.stat(tmp_path / "shop.lock").st_mode) == 0o600

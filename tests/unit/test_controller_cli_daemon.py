@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, cli_daemon, daemon, errors
+from reconciler import api, errors
+from reconciler.cli import apply, daemon, status
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -28,31 +29,31 @@ def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
 
 
 def _args(socket_path: str, **values: object) -> argparse.Namespace:
-    defaults: dict[str, object] = {"engine": "memory", "socket": socket_path, "output": "text", "prune": True,
-                                   "prune_volumes": False, "parallelism": 2, "wait": False}  # fmt: skip
+    defaults: dict[str, object] = {"engine": "memory", "root": "/nonexistent", "socket": socket_path, "output": "text",
+                                   "prune": True, "prune_volumes": False, "parallelism": 2, "wait": False}  # fmt: skip
     defaults.update(values)
     return argparse.Namespace(**defaults)
 
 
 def test_no_daemon_means_embedded(tmp_path: Path) -> None:
-    assert cli_daemon.status_via_daemon(_args(str(tmp_path / "none.sock"))) is None
+    assert status.status_via_daemon(_args(str(tmp_path / "none.sock"))) is None
 
 
 def test_a_daemon_of_another_engine_is_not_used(served: tuple[Harness, str]) -> None:
     _, socket_path = served
-    assert cli_daemon.status_via_daemon(_args(socket_path, engine="docker")) is None
+    assert status.status_via_daemon(_args(socket_path, engine="docker")) is None
 
 
 def test_status_shows_objects_and_broken_files(served: tuple[Harness, str], capsys: pytest.CaptureFixture[str]) -> None:
     harness, socket_path = served
     harness.write("blog.yaml", "kind: [\n")
     harness.settle()
-    assert cli_daemon.status_via_daemon(_args(socket_path)) == 0
+    assert status.status_via_daemon(_args(socket_path)) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].split() == ["KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF",
                                             "DRIFT"]  # fmt: skip
     assert "web" in text and "blog.yaml:2:1: YAML syntax error" in text
-    assert cli_daemon.status_via_daemon(_args(socket_path, output="json")) == 0
+    assert status.status_via_daemon(_args(socket_path, output="json")) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {row["kind"] for row in rows} == {"Container", "File"}
 
@@ -63,13 +64,13 @@ def test_plan_and_apply_exit_codes(
     harness, socket_path = served
     manifest = tmp_path / "blog.yaml"
     manifest.write_text(container_yaml("blog"))
-    assert cli_daemon.plan_via_daemon(_args(socket_path, file=[str(manifest)])) == 2
+    assert apply.plan_via_daemon(_args(socket_path, file=[str(manifest)])) == 2
     assert "Plan: 1 to create" in capsys.readouterr().out
-    assert cli_daemon.apply_via_daemon(_args(socket_path, file=[str(manifest)])) == 0
+    assert apply.apply_via_daemon(_args(socket_path, file=[str(manifest)])) == 0
     out = capsys.readouterr().out
     assert "Applying:" in out and "✓" in out and "Done: 2 done" in out
     assert harness.engine.containers["blog"].state == "running"
-    assert cli_daemon.plan_via_daemon(_args(socket_path, file=[str(manifest)], output="json")) == 0
+    assert apply.plan_via_daemon(_args(socket_path, file=[str(manifest)], output="json")) == 0
     assert json.loads(capsys.readouterr().out)["converged"] is True
 
 
@@ -91,13 +92,13 @@ def test_the_daemon_validates_and_errors_print_as_embedded(
     Path("bad.yaml").write_text(container_yaml("bad").replace("image:", "imagee:"))
     before = dict(harness.engine.containers)
     with pytest.raises(errors.ManifestError) as caught:
-        cli_daemon.apply_via_daemon(_args(socket_path, file=["bad.yaml"]))
+        apply.apply_via_daemon(_args(socket_path, file=["bad.yaml"]))
     rendered = [d.render() for d in caught.value.diagnostics]
     assert rendered and all(line.startswith("bad.yaml:") for line in rendered), rendered
     assert any("unknown field `imagee`" in line for line in rendered), rendered
     assert harness.engine.containers == before
     with pytest.raises(errors.ManifestError):
-        cli_daemon.plan_via_daemon(_args(socket_path, file=["bad.yaml"]))
+        apply.plan_via_daemon(_args(socket_path, file=["bad.yaml"]))
 
 
 def test_watch_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,10 +1,10 @@
-"""``reconcile image pull|ls|rm|prune|load``: the image store on the command line.
+"""``reconcile image pull|ls|rm|prune|load``: the native engine's image store on the command line.
 
-The main CLI (``cli.py``) calls :func:`add_parser` with its subparsers and owns the global
-options (``--root``: the native engine's state directory). Each handler takes the parsed
-arguments and returns an exit code: 0 on success, 1 on any error, reported as one line on stderr
-(never a traceback). Pull progress goes to stderr: one redrawn bar per layer on a terminal, plain
-lines otherwise (CI logs, pipes).
+Where it sits: a command module of ``reconciler.cli``; the entry point calls :func:`add_parser`
+with its subparsers and owns the global options (``--root``: the native engine's state
+directory). Each handler takes the parsed arguments and returns an exit code: 0 on success, 1 on
+any error, reported as one line on stderr (never a traceback). Pull progress goes to stderr: one
+redrawn bar per layer on a terminal, plain lines otherwise (CI logs, pipes).
 
 What it must not do: reach into the store's files (it only uses ``images.ImageStore``), or print
 anything a registry would consider secret (errors from the store never contain credentials).
@@ -13,32 +13,35 @@ anything a registry would consider secret (errors from the store never contain c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import typing
 from pathlib import Path
 
-from reconciler import errors
+from reconciler import errors, vocabulary
+from reconciler.cli import console, options
 
 if typing.TYPE_CHECKING:
     from reconciler.backends.native import images
 
 # The image store (and requests, under it) is imported by the commands that use it: the parser is
 # built on every CLI start, ``reconcile apply`` through the daemon included.
-POLICIES = ("Always", "IfNotPresent", "Never")  # images.POLICIES; a unit test keeps them equal
-
-DEFAULT_ROOT = Path("/var/lib/reconciler")
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``image`` and its sub-commands on the main parser's ``subparsers``."""
-    parser = subparsers.add_parser("image", help="manage the native engine's images")
+def add_parser(commands: options.Commands, common: typing.Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register ``image`` and its sub-commands on the main parser's ``commands``; ``common``: the
+    parents that give each of them the global options."""
+    parser = commands.add_parser("image", help="manage the native engine's images", parents=list(common))
     verbs = parser.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
 
-    pull = verbs.add_parser("pull", help="pull an image from a registry")
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, parents=list(common))
+
+    pull = verb("pull", "pull an image from a registry")
     pull.add_argument("reference", help="image reference, e.g. 127.0.0.1:5000/app:1 or busybox@sha256:…")
-    pull.add_argument("--policy", choices=POLICIES, default="Always", help="pull policy (default: Always)")
+    pull.add_argument(
+        "--policy", choices=vocabulary.PULL_POLICIES, default="Always", help="pull policy (default: Always)"
+    )
     pull.add_argument(
         "--insecure-registry",
         action="append",
@@ -52,27 +55,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pull.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     pull.set_defaults(func=cmd_pull)
 
-    ls = verbs.add_parser("ls", help="list images")
+    ls = verb("ls", "list images")
     ls.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
     ls.set_defaults(func=cmd_ls)
 
-    rm = verbs.add_parser("rm", help="remove image references (the content goes with the next prune)")
+    rm = verb("rm", "remove image references (the content goes with the next prune)")
     rm.add_argument("references", nargs="+", metavar="REF", help="image reference or id")
     rm.set_defaults(func=cmd_rm)
 
-    prune = verbs.add_parser("prune", help="delete unused images, blobs and snapshots")
+    prune = verb("prune", "delete unused images, blobs and snapshots")
     prune.set_defaults(func=cmd_prune)
 
-    load = verbs.add_parser("load", help="load an OCI-layout or docker-archive tarball")
+    load = verb("load", "load an OCI-layout or docker-archive tarball")
     load.add_argument("file", type=Path, help="the tarball (docker save / skopeo copy oci-archive:)")
     load.set_defaults(func=cmd_load)
-
-
-def _root(args: argparse.Namespace) -> Path:
-    root = getattr(args, "root", None)
-    if root is None:
-        root = os.environ.get("RECONCILER_ROOT") or DEFAULT_ROOT
-    return Path(root)
 
 
 def _store(args: argparse.Namespace) -> images.ImageStore:
@@ -82,12 +78,12 @@ def _store(args: argparse.Namespace) -> images.ImageStore:
         insecure=frozenset(getattr(args, "insecure_registry", []) or []),
         certs_dir=getattr(args, "certs_dir", None) or Path("/etc/docker/certs.d"),
     )
-    return images.ImageStore(_root(args), registry_config=config)
+    return images.ImageStore(Path(args.root), registry_config=config)
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+    console.err(f"error: {message}")
+    return console.EXIT_ERROR
 
 
 def _guarded(handler: typing.Callable[[argparse.Namespace], int]) -> typing.Callable[[argparse.Namespace], int]:
@@ -107,14 +103,6 @@ def _guarded(handler: typing.Callable[[argparse.Namespace], int]) -> typing.Call
 
     run.__doc__ = handler.__doc__
     return run
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1000
-    return f"{size:.1f}TB"  # pragma: no cover - loop always returns
 
 
 class Progress:
@@ -145,8 +133,8 @@ class Progress:
             return
         self.reported.add(key)
         short = event.layer.removeprefix("sha256:")[:12]
-        extra = f" (resuming at {human_size(event.resumed_from)})" if event.resumed_from else ""
-        size = f" {human_size(event.total)}" if event.status in ("waiting", "exists") else ""
+        extra = f" (resuming at {console.size(event.resumed_from)})" if event.resumed_from else ""
+        size = f" {console.size(event.total)}" if event.status in ("waiting", "exists") else ""
         self.stream.write(f"{short}: {event.status}{size}{extra}\n")
         self.stream.flush()
 
@@ -161,7 +149,9 @@ class Progress:
                 fraction = 1.0
             filled = int(self.WIDTH * min(fraction, 1.0))
             bar = "=" * filled + (">" if filled < self.WIDTH else "") + " " * max(self.WIDTH - filled - 1, 0)
-            amount = f"{human_size(event.current)}/{human_size(event.total)}" if event.status == "downloading" else ""
+            amount = (
+                f"{console.size(event.current)}/{console.size(event.total)}" if event.status == "downloading" else ""
+            )
             self.stream.write(f"\x1b[2K{short}: {event.status:<11} [{bar}] {amount}\n")
         self.drawn = len(rows)
         self.stream.flush()
@@ -174,13 +164,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     progress = None if args.quiet else Progress(sys.stderr, tty=sys.stderr.isatty())
     image = store.pull(args.reference, policy=args.policy, progress=progress)
     if args.quiet:
-        print(image.id)
+        console.out(image.id)
     else:
         count = len(image.layers)
-        print(
-            f"pulled {args.reference}: {image.id} ({count} layer{'' if count == 1 else 's'}, {human_size(image.size)})"
-        )
-    return 0
+        layers = f"{count} layer{'' if count == 1 else 's'}"
+        console.out(f"pulled {args.reference}: {image.id} ({layers}, {console.size(image.size)})")
+    return console.EXIT_OK
 
 
 @_guarded
@@ -190,27 +179,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
     found = store.list()
     if args.quiet:
         for image in found:
-            print(image.id)
-        return 0
+            console.out(image.id)
+        return console.EXIT_OK
     rows = [("REFERENCE", "IMAGE ID", "LAYERS", "SIZE")]
     for image in found:
         for name in image.references or ("<none>",):
-            rows.append((name, image.short_id, str(len(image.layers)), human_size(image.size)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    return 0
+            rows.append((name, image.short_id, str(len(image.layers)), console.size(image.size)))
+    console.print_table(rows)
+    return console.EXIT_OK
 
 
 @_guarded
 def cmd_rm(args: argparse.Namespace) -> int:
     """Remove references; the content is freed by ``image prune``."""
     store = _store(args)
-    status = 0
+    status = console.EXIT_OK
     for ref in args.references:
         try:
             for name in store.remove(ref):
-                print(f"untagged: {name}")
+                console.out(f"untagged: {name}")
         except errors.NotFound as exc:
             status = _fail(str(exc))
     return status
@@ -221,8 +208,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Delete what no image references; prints the space reclaimed."""
     store = _store(args)
     freed = store.prune()
-    print(f"Total reclaimed space: {human_size(freed)}")
-    return 0
+    console.out(f"Total reclaimed space: {console.size(freed)}")
+    return console.EXIT_OK
 
 
 @_guarded
@@ -232,5 +219,5 @@ def cmd_load(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, tty=sys.stderr.isatty())
     for image in store.load(args.file, progress=progress):
         names = ", ".join(image.references) or "<none> (the archive names no image)"
-        print(f"loaded {image.id}: {names}")
-    return 0
+        console.out(f"loaded {image.id}: {names}")
+    return console.EXIT_OK

@@ -1,10 +1,19 @@
-"""``reconcile watch``: the daemon process itself (the engine, the controller, the folder watcher,
-the local API, logging and signals), started by :mod:`reconciler.cli_daemon`.
+"""The daemon process of ``reconcile watch``: the engine, the controller, the folder watcher, the
+local API, logging and signals, run until SIGTERM or SIGINT.
 
-Split from ``cli_daemon`` so that the CLI commands that merely talk to a running daemon do not
-import logging, ctypes, the controller or the server at start-up.
+Where it sits: the top of ``reconciler.cli``, imported only by :mod:`reconciler.cli.watch` when
+the command runs, so that the commands that merely talk to a running daemon do not import
+logging, ctypes, the controller or the server at start-up.
 
-This module must not print (it logs) and must not be imported by anything but ``cli_daemon``.
+What it does: a :class:`controller.Controller` on the folder, a :class:`watching.FolderWatcher`
+feeding it, and the API (:class:`api.Server`) on a root-only unix socket, with ``/healthz`` and
+``/metrics`` on an optional TCP address. SIGTERM or SIGINT stop it gracefully: passes in flight
+finish, containers keep running. ``--once`` converges once and exits (cron, CI): 0 when every
+pass succeeded and every file parsed, each file's errors printed on stderr.
+
+Everything else it reports goes to stderr through ``logging``: ``--log-format text`` (default) or
+``json`` (one object per line, for journald and log shippers). It must not print anything but
+``--once``'s file errors.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from reconciler import api, cli, controller, errors, watching
-from reconciler.cli_daemon import lock_dir
+from reconciler import api, controller, engine, errors, operations, watching
+from reconciler.cli import console, options
 
-_LOG_FIELDS = ("stack", "container", "event")
+LOG_FIELDS = ("stack", "container", "event")
+# How often the idle main thread hands freed heap pages back to the kernel (seconds).
+TRIM_INTERVAL = 30
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for field in _LOG_FIELDS:
+        for field in LOG_FIELDS:
             value = getattr(record, field, None)
             if value:
                 entry[field] = value
@@ -51,7 +62,7 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = " ".join(f"{f}={getattr(record, f)}" for f in _LOG_FIELDS if getattr(record, f, None))
+        fields = " ".join(f"{f}={getattr(record, f)}" for f in LOG_FIELDS if getattr(record, f, None))
         return f"{text} {fields}" if fields else text
 
 
@@ -67,7 +78,7 @@ def setup_logging(log_format: str, level: str = "INFO") -> None:
     root.propagate = False
 
 
-def _limit_malloc_arenas() -> None:
+def limit_malloc_arenas() -> None:
     """Cap glibc's malloc arenas at two before any thread starts.
 
     Each thread that allocates under contention gets its own arena (up to 8 per CPU), and freed
@@ -83,47 +94,62 @@ def _limit_malloc_arenas() -> None:
         libc.mallopt(m_arena_max, 2)
 
 
-def _trim_malloc() -> None:
+def trim_malloc() -> None:
     """Hand freed heap pages back to the kernel (a resync decodes every inspect's JSON, and glibc
     keeps the freed memory otherwise): the idle RSS then reflects what the daemon holds."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``reconcile watch``: serve until a signal, or converge once with ``--once``."""
     folder = Path(args.manifests or args.dir).resolve()
     if not folder.is_dir():
         raise errors.ReconcilerError(f"{folder} is not a folder")
-    _limit_malloc_arenas()
+    limit_malloc_arenas()
     setup_logging(args.log_format, "DEBUG" if os.environ.get("RECONCILER_DEBUG") else "INFO")
-    log = logging.getLogger("reconciler.daemon")
-    if not args.once and api.Client(args.socket).ping() is not None:
-        raise errors.ReconcilerError(f"a daemon already answers on {args.socket}; stop it first")
-    target = cli.open_engine(args, controller=True)
-    locks = lock_dir(args)
-    state_dir = Path(args.state_dir) if args.state_dir else Path(args.root) / "controller"
-    ctl = controller.Controller(
+    chosen = options.of(args)
+    if not args.once and api.Client(chosen.socket).ping() is not None:
+        raise errors.ReconcilerError(f"a daemon already answers on {chosen.socket}; stop it first")
+    target = options.open_engine(chosen)
+    ctl = build_controller(args, chosen, target, folder)
+    if args.once:
+        return converge_once(ctl, target)
+    return serve(args, ctl, target, folder)
+
+
+def build_controller(
+    args: argparse.Namespace, chosen: options.GlobalOptions, target: engine.Engine, folder: Path
+) -> controller.Controller:
+    locks = chosen.lock_dir
+    return controller.Controller(
         target,
         folder,
-        state_dir=state_dir,
+        state_dir=Path(args.state_dir) if args.state_dir else chosen.root / "controller",
         # Docker restarts containers itself unless the manifest asks for the controller's backoff.
         engine_restarts=target.name == "docker",
         relist_interval=controller.DEFAULT_RELIST if args.relist is None else args.relist,
         resync_interval=controller.DEFAULT_RESYNC if args.resync is None else args.resync,
-        parallelism=args.parallelism or cli.default_parallelism(target.name),
-        stack_lock=lambda stack: api.stack_lock(locks, stack),
+        parallelism=args.parallelism or options.default_parallelism(target.name),
+        stack_lock=lambda stack: operations.stack_lock(locks, stack),
         threaded_probes=True,
     )
-    if args.once:
-        try:
-            ok = ctl.converge_once()
-        finally:
-            target.close()
-        for report in ctl.status()["files"]:
-            for message in report["errors"]:
-                cli._err(message)
-        return cli.EXIT_OK if ok else cli.EXIT_ERROR
 
+
+def converge_once(ctl: controller.Controller, target: engine.Engine) -> int:
+    """``--once``: one pass of everything, then each file's errors on stderr."""
+    try:
+        ok = ctl.converge_once()
+    finally:
+        target.close()
+    for report in ctl.status()["files"]:
+        for message in report["errors"]:
+            console.err(message)
+    return console.EXIT_OK if ok else console.EXIT_ERROR
+
+
+def serve(args: argparse.Namespace, ctl: controller.Controller, target: engine.Engine, folder: Path) -> int:
+    log = logging.getLogger("reconciler.daemon")
     stopping = threading.Event()
 
     def on_signal(number: int, frame: object) -> None:
@@ -146,15 +172,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
     log.info("watching %s with the %s engine; API on %s%s", folder, target.name, args.socket,
              f", metrics on {server.metrics_address}" if server.metrics_address else "")  # fmt: skip
     try:
-        ticks = 0
+        seconds = 0
         while not stopping.wait(1.0):
-            ticks += 1
-            if ticks % 30 == 0:
-                _trim_malloc()
+            seconds += 1
+            if seconds % TRIM_INTERVAL == 0:
+                trim_malloc()
     finally:
         watcher.stop()
         ctl.stop()
         server.stop()
         target.close()
         log.info("stopped")
-    return cli.EXIT_OK
+    return console.EXIT_OK

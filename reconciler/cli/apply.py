@@ -1,0 +1,266 @@
+"""``reconcile plan``, ``apply`` and ``delete``: through the daemon when one answers, else embedded.
+
+Where it sits: a command module of ``reconciler.cli``. Embedded, each runs one use case of
+:mod:`reconciler.operations` (refresh images → observe once → plan → execute) and prints as it
+goes; through the daemon (:mod:`reconciler.cli.remote`), the daemon runs the same use case and
+this module prints its answer the same way: same text, same JSON, same exit codes.
+
+It must not import the models, the planner or an engine at module level (a command the daemon
+serves starts without them), and it must not plan or execute by itself: operations does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from reconciler import client, errors
+from reconciler.cli import console, options, remote
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from reconciler import engine, executing, manifests, operations, plans
+
+
+def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
+    p = options.add_command(
+        commands,
+        "plan",
+        cmd_plan,
+        "show the changes apply would make (exit 0 none, 2 some, 1 error)",
+        example="reconcile plan -f stack.yaml -o json",
+        parents=common,
+    )
+    options.add_files(p)
+    options.add_output(p)
+    options.add_pruning(p)
+    p = options.add_command(
+        commands,
+        "apply",
+        cmd_apply,
+        "converge the engine to the manifests",
+        example="reconcile apply -f stack.yaml --wait",
+        parents=common,
+    )
+    options.add_files(p)
+    options.add_output(p)
+    options.add_pruning(p)
+    p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default: 16 docker, 4 native)")
+    p.add_argument("--wait", action="store_true", help="return when every container runs and is healthy")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    p = options.add_command(
+        commands,
+        "delete",
+        cmd_delete,
+        "remove a stack's objects (volumes only with --prune-volumes)",
+        example="reconcile delete --stack shop",
+        parents=common,
+    )
+    options.add_files(p, required=False)
+    options.add_output(p)
+    p.add_argument("--stack", action="append", help="stack name (repeatable)")
+    p.add_argument("--prune-volumes", action="store_true", help="also remove the stack's volumes")
+    p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default as for apply)")
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    if (code := plan_via_daemon(args)) is not None:
+        return code
+    from reconciler import manifests, operations, planning
+
+    desired = manifests.load(args.file)
+    with options.engine_session(options.of(args)) as target:
+        plan, warnings = operations.refresh_and_plan(
+            target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
+        )
+    print_warnings(warnings)
+    console.out(json.dumps(plan.to_json(), indent=2) if args.output == "json" else plan.render())
+    return console.EXIT_OK if plan.converged else console.EXIT_CHANGES
+
+
+def plan_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile plan`` through the daemon; ``None`` when no daemon answers (run embedded)."""
+    daemon = remote.daemon_client(options.of(args))
+    if daemon is None:
+        return None
+    named = remote.NamedSources(args.file)
+    try:
+        answer = daemon.plan(named.items, prune=args.prune, prune_volumes=args.prune_volumes)
+    except client.ApiError as exc:
+        remote.raise_api_error(exc, named)
+    print_warnings(answer.get("warnings", []))
+    console.out(json.dumps(answer["plan"], indent=2) if args.output == "json" else answer["text"])
+    return console.EXIT_OK if answer["converged"] else console.EXIT_CHANGES
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        console.warn(warning)
+
+
+# ---------------------------------------------------------------------------------------------
+# apply and delete
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if (code := apply_via_daemon(args)) is not None:
+        return code
+    from reconciler import manifests, operations, planning
+
+    chosen = options.of(args)
+    desired = manifests.load(args.file)
+    printer = StepPrinter(args.output)
+    with options.engine_session(chosen) as target:
+        with stack_locks(chosen, desired.stacks):
+            applied = operations.apply_desired(
+                target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
+                parallelism=args.parallelism or options.default_parallelism(target.name),
+                on_planned=printer.planned, on_result=printer.result,
+            )  # fmt: skip
+        code = printer.finished(applied)
+        if code == console.EXIT_OK and args.wait:
+            code = wait_ready(target, desired, timeout=args.timeout)
+    if chosen.engine == "native" and desired.containers:
+        console.warn("restart policies on the native engine are carried out by the controller "
+                     "(`reconcile watch`); without it, exited containers stay exited until the next apply")  # fmt: skip
+    return code
+
+
+def apply_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile apply`` through the daemon, which holds the stacks' locks while it applies;
+    ``None`` when no daemon answers (run embedded)."""
+    chosen = options.of(args)
+    daemon = remote.daemon_client(chosen)
+    if daemon is None:
+        return None
+    named = remote.NamedSources(args.file)
+    parallelism = args.parallelism or options.default_parallelism(chosen.engine)
+    try:
+        answer = daemon.apply(named.items, prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism)
+    except client.ApiError as exc:
+        remote.raise_api_error(exc, named)
+    print_warnings(answer.get("warnings", []))
+    print_outcome(answer, args.output, steps_printed=False)
+    code = console.EXIT_OK if answer["ok"] else console.EXIT_ERROR
+    if code == console.EXIT_OK and getattr(args, "wait", False):
+        from reconciler import manifests
+
+        with options.engine_session(chosen) as target:
+            code = wait_ready(target, manifests.load(args.file), timeout=args.timeout)
+    return code
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from reconciler import manifests, operations
+
+    if not args.file and not args.stack:
+        raise errors.ReconcilerError("delete needs -f PATH or --stack NAME")
+    chosen = options.of(args)
+    stacks = set(args.stack or [])
+    if args.file:
+        stacks |= manifests.load(args.file).stacks
+    printer = StepPrinter(args.output)
+    with options.engine_session(chosen) as target, stack_locks(chosen, stacks):
+        applied = operations.delete_stacks(
+            target, stacks, prune_volumes=args.prune_volumes,
+            parallelism=args.parallelism or options.default_parallelism(target.name),
+            on_planned=printer.planned, on_result=printer.result,
+        )  # fmt: skip
+    return printer.finished(applied)
+
+
+class StepPrinter:
+    """An embedded apply's output: the plan, then each step as it ends, then the summary (text);
+    or one JSON document at the end (``-o json``). Warnings go to stderr as they come."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+
+    def planned(self, plan: plans.Plan, warnings: Sequence[str]) -> None:
+        print_warnings(warnings)
+        if self.output == "json":
+            return
+        console.out(plan.render())
+        if not plan.converged:
+            console.out("\nApplying:")
+
+    def result(self, result: executing.StepResult) -> None:
+        if self.output == "json":
+            return
+        from reconciler import plans
+
+        verb, subject = plans.describe(result.step.action)
+        console.out(
+            console.step_line(
+                result.step.number, result.status, verb, subject, seconds=result.seconds, error=result.error
+            )
+        )
+
+    def finished(self, applied: operations.Applied) -> int:
+        from reconciler import operations
+
+        print_outcome(operations.outcome_json(applied.plan, applied.outcome), self.output, steps_printed=True)
+        return console.EXIT_OK if applied.outcome.ok else console.EXIT_ERROR
+
+
+def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool) -> None:
+    """An apply's outcome (the API's JSON shape, :func:`operations.outcome_json`): the JSON
+    document, or the text (the plan and each step, unless already printed as they ran)."""
+    if output == "json":
+        results = [{key: r[key] for key in ("number", "status", "seconds", "error")} for r in answer["results"]]
+        console.out(json.dumps({"plan": answer["plan"], "results": results, "ok": answer["ok"]}, indent=2))
+        return
+    if not steps_printed:
+        console.out(answer["text"])
+        if answer["results"]:
+            console.out("\nApplying:")
+        for r in answer["results"]:
+            console.out(
+                console.step_line(
+                    r["number"], r["status"], r["verb"], r["target"], seconds=r["seconds"], error=r["error"]
+                )
+            )
+    if answer["results"]:
+        console.out(console.summary_line(ok=answer["ok"], summary=answer["summary"]))
+
+
+def wait_ready(target: engine.Engine, desired: manifests.Desired, *, timeout: float) -> int:
+    """``apply --wait``: until every container runs (and is healthy where it has a health check)."""
+    from reconciler import operations
+
+    pending = operations.wait_ready(target, desired, timeout=timeout)
+    if pending:
+        console.err(f"error: not ready after {timeout:g}s: {', '.join(pending)}")
+        return console.EXIT_ERROR
+    console.out("All containers are ready.")
+    return console.EXIT_OK
+
+
+@contextlib.contextmanager
+def stack_locks(chosen: options.GlobalOptions, stacks: Iterable[str]) -> Iterator[None]:
+    """The per-stack locks shared with the daemon, so that an embedded apply never races it.
+
+    When the lock folder cannot be created (a user in the docker group, without write access to
+    ``--root``), the command runs unlocked with a warning: it could not race a root daemon's
+    lock anyway, and refusing would make the CLI unusable for that user.
+    """
+    from reconciler import operations
+
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(
+                operations.hold_stacks(lambda stack: operations.stack_lock(chosen.lock_dir, stack), stacks)
+            )
+        except OSError as exc:
+            console.warn(f"cannot take the stack locks under {chosen.lock_dir} ({exc.strerror}); running without them")
+        yield

@@ -1,0 +1,91 @@
+"""What the command line prints, and how: output streams, exit codes, tables, sizes, steps.
+
+Where it sits: at the bottom of the ``reconciler.cli`` package; every command module prints
+through it, so that a table, a size or an executed step looks the same whichever command (and
+whether the daemon or the embedded engine did the work) shows it. It imports only the standard
+library: the CLI's start-up goes through it. It must not decide anything: callers pass the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+# Exit codes, documented for CI (see the package docstring).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_ENGINE_FAILED = 125  # ``exec`` when the engine itself failed, as ``docker exec``
+EXIT_INTERRUPTED = 130
+
+Row = dict[str, Any]
+
+
+def out(text: str = "", stream: TextIO | None = None) -> None:
+    """One line to stdout (or ``stream``), flushed: a pipe sees each line as it is printed."""
+    print(text, file=stream or sys.stdout, flush=True)
+
+
+def err(text: str) -> None:
+    """One line to stderr, flushed."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    err(f"warning: {message}")
+
+
+def stream_named(name: str | None) -> TextIO:
+    """stderr for a log line from a container's stderr, stdout for everything else."""
+    return sys.stderr if name == "stderr" else sys.stdout
+
+
+def print_rows(
+    rows: Sequence[Row],
+    *,
+    output: str,
+    empty: str,
+    header: tuple[str, ...],
+    cells: Callable[[Row], tuple[str, ...]],
+) -> int:
+    """``-o json``: the rows as a JSON list; text: a table, columns padded to their widest cell."""
+    if output == "json":
+        out(json.dumps(list(rows), indent=2))
+        return EXIT_OK
+    if not rows:
+        out(empty)
+        return EXIT_OK
+    print_table([header, *(cells(row) for row in rows)])
+    return EXIT_OK
+
+
+def print_table(table: Sequence[tuple[str, ...]]) -> None:
+    """Rows of cells (the first is the header), each column padded to its widest cell."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def size(value: float | None) -> str:
+    """Bytes in IEC units (1 KiB = 1024 B), one decimal: ``512B``, ``1.5KiB``, ``64.0MiB``; None: ``-``."""
+    if value is None:
+        return "-"
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= factor:
+            return f"{value / factor:.1f}{unit}"
+    return f"{value:.0f}B"
+
+
+def step_line(number: int, status: str, verb: str, target: str, *, seconds: float, error: str | None) -> str:
+    """One executed step: ``✓`` done (with its time), ``✗`` failed, ``-`` skipped (with why)."""
+    if status == "done":
+        return f"  ✓ {number}. {verb} {target} ({seconds:.2f}s)"
+    mark = "✗" if status == "failed" else "-"
+    return f"  {mark} {number}. {verb} {target}: {error}"
+
+
+def summary_line(*, ok: bool, summary: str) -> str:
+    """The line that ends an apply's steps (after a blank line)."""
+    return f"\n{'Done' if ok else 'Failed'}: {summary}."

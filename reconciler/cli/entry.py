@@ -1,0 +1,83 @@
+"""The ``reconcile`` entry point: the parser of every command, and errors turned into messages.
+
+Where it sits: the top of ``reconciler.cli`` under its ``__init__``. It builds one parser from the
+command modules (each registers its own commands), runs the chosen handler, and maps the project's
+errors to one clear message and an exit code each: bad input never produces a Python traceback,
+and anything unexpected is reported as an internal error (``RECONCILER_DEBUG=1`` shows the trace).
+
+It must not import the models, the planner or an engine: a command the daemon serves starts
+through it, and its start-up is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from reconciler import errors
+from reconciler.cli import apply, console, containers, events, image, manifest_commands, options, status, watch
+
+EXAMPLES = """\
+examples:
+  reconcile validate -f manifests/                 check every manifest, list every mistake
+  reconcile plan -f stack.yaml                     show what would change and why (exit 2 if anything)
+  reconcile plan -f stack.yaml -o json             the same, for scripts
+  reconcile apply -f stack.yaml --parallelism 8    converge, then print what was done
+  reconcile delete --stack shop                    remove a stack's containers and networks
+  reconcile delete --stack shop --prune-volumes    ... and its volumes (their data is lost)
+  reconcile status -f stack.yaml                   state, health, restarts and drift per object
+  reconcile exec web -- cat /etc/hostname          run a command in a container
+  reconcile stats                                  CPU time, memory and processes of each container
+  reconcile schema --out schemas/                  write the JSON Schemas for editors
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconcile",
+        description="Declarative containers: YAML manifests in, a plan with reasons, an idempotent apply.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    options.add_global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [options.global_parent()]
+    manifest_commands.add_validate(commands, common)
+    apply.add_parsers(commands, common)
+    status.add_parsers(commands, common)
+    containers.add_parsers(commands, common)
+    manifest_commands.add_parsers(commands, common)
+    image.add_parser(commands, common)
+    watch.add_parsers(commands, common)
+    events.add_parsers(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except errors.ManifestError as exc:
+        for diagnostic in exc.diagnostics:
+            console.err(diagnostic.render())
+        count = len(exc.diagnostics)
+        console.err(f"{count} error{'s' if count != 1 else ''}; nothing was changed.")
+        return console.EXIT_ERROR
+    except errors.PlanError as exc:
+        console.err(f"error: cannot plan: {exc}\nnothing was changed.")
+        return console.EXIT_ERROR
+    except errors.ReconcilerError as exc:
+        console.err(f"error: {exc}")
+        return console.EXIT_ERROR
+    except KeyboardInterrupt:
+        console.err("interrupted")
+        return console.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return console.EXIT_OK
+    except Exception as exc:
+        if os.environ.get("RECONCILER_DEBUG"):
+            raise
+        console.err(f"internal error: {type(exc).__name__}: {exc} (set RECONCILER_DEBUG=1 for a traceback)")
+        return console.EXIT_ERROR
+    return code

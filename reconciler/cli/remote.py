@@ -1,0 +1,60 @@
+"""The command line's side of a running daemon: find it, send it manifests, read its errors.
+
+Where it sits: under the command modules of ``reconciler.cli`` that a daemon can serve
+(``plan``, ``apply``, ``status``, ``logs``, ``events``); over :mod:`reconciler.client` and
+:mod:`reconciler.sources`. A command asks :func:`daemon_client` first: ``None`` means "no daemon
+answers for this engine", and the command runs embedded.
+
+It must stay light (standard library, the client, the sources' reader): a command served by the
+daemon starts through it, without the models, the planner or an engine's client. It must not print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+from reconciler import client, errors, sources
+from reconciler.cli import options
+
+
+def daemon_client(chosen: options.GlobalOptions) -> client.Client | None:
+    """A client of the running daemon when it answers and drives the engine this CLI would."""
+    if not chosen.uses_daemon:
+        return None
+    daemon = client.Client(chosen.socket)
+    answer = daemon.ping()
+    if answer is None or answer.get("engine") != chosen.engine:
+        return None
+    return daemon
+
+
+class NamedSources:
+    """The manifest texts as the daemon gets them: with absolute paths, so that it resolves env
+    files as this CLI would; the daemon validates them, and its diagnostics are shown under the
+    names the user typed (``display``), exactly as an embedded run prints them."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.display: dict[str, str] = {}
+        for name, text in sources.read_sources(paths):
+            absolute = name if name.startswith("<") else str(Path(name).resolve())
+            self.items.append((absolute, text))
+            self.display[absolute] = name
+
+
+def raise_api_error(exc: client.ApiError, named: NamedSources | None = None) -> NoReturn:
+    """The daemon's error as the exception the embedded path would have raised (same messages)."""
+    if exc.body.get("kind") == "manifest" and isinstance(exc.body.get("items"), list):
+        display = named.display if named else {}
+        diagnostics = [
+            errors.Diagnostic(display.get(str(d["file"]), str(d["file"])), int(d["line"]), int(d["column"]),
+                              str(d["field"]), str(d["message"]))
+            for d in exc.body["items"]
+        ]  # fmt: skip
+        raise errors.ManifestError(diagnostics) from exc
+    if exc.body.get("kind") == "plan":
+        raise errors.PlanError(str(exc.body.get("error", ""))) from exc
+    if exc.body.get("kind") == "not-found":
+        raise errors.NotFound(str(exc.body.get("error", ""))) from exc
+    raise errors.ReconcilerError(str(exc)) from exc

@@ -1,0 +1,93 @@
+"""``reconcile status``: every owned object's state, health, exit code, restarts and drift.
+
+Where it sits: a command module of ``reconciler.cli``. Through the daemon it shows the
+controller's view (with each container's restart backoff, and one ``File`` row per manifest
+that does not parse); embedded, it observes the engine once and asks
+:func:`reconciler.operations.status` (drift against ``-f`` manifests when given). Both print
+through one table description here.
+
+It must not import the models, the planner or an engine at module level, nor build rows itself
+beyond turning the daemon's file reports into rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from reconciler.cli import console, options, remote
+
+HEADER = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS")
+EMPTY = "No objects managed by reconciler."
+
+
+def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
+    p = options.add_command(
+        commands,
+        "status",
+        cmd_status,
+        "state, health, exit code, restarts and drift of every object",
+        example="reconcile status -f stack.yaml -o json",
+        parents=common,
+    )
+    options.add_files(p, required=False)
+    options.add_output(p)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if (code := status_via_daemon(args)) is not None:
+        return code
+    from reconciler import manifests, operations
+
+    desired = manifests.load(args.file) if args.file else None
+    with options.engine_session(options.of(args)) as target:
+        rows = operations.status(target, desired)
+    return console.print_rows(rows, output=args.output, empty=EMPTY, header=(*HEADER, "DRIFT"),
+                              cells=lambda r: (*common_cells(r), r["drift"] or "-"))  # fmt: skip
+
+
+def status_via_daemon(args: argparse.Namespace) -> int | None:
+    """``reconcile status`` through the daemon: its view (backoff, errors, health) of every object;
+    ``None`` when no daemon answers (run embedded)."""
+    daemon = remote.daemon_client(options.of(args))
+    if daemon is None:
+        return None
+    return console.print_rows(
+        daemon_rows(daemon.status()), output=args.output, empty=EMPTY, header=(*HEADER, "BACKOFF", "DRIFT"),
+        cells=lambda r: (*common_cells(r), backoff_text(r), detail_text(r)),
+    )  # fmt: skip
+
+
+def common_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """The cells both tables share, in :data:`HEADER`'s order."""
+    exit_code = "" if row.get("exitCode") is None else str(row["exitCode"])
+    return (row["kind"], row["name"], row.get("stack") or "", row["state"], row.get("health") or "", exit_code,
+            str(row.get("restarts", "")))  # fmt: skip
+
+
+def daemon_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The daemon's objects, plus one ``File`` row per manifest that does not parse."""
+    rows = list(status.get("objects", []))
+    for report in status.get("files", []):
+        if report.get("state") == "error":
+            kept = " (last good version in force)" if report.get("usingLastGood") else ""
+            rows.append({"kind": "File", "name": report["path"], "stack": ",".join(report.get("stacks", [])),
+                         "state": "error", "lastError": "; ".join(report.get("errors", [])) + kept,
+                         "drift": ""})  # fmt: skip
+    return rows
+
+
+def backoff_text(row: dict[str, Any]) -> str:
+    backoff = row.get("backoff")
+    if not backoff:
+        return ""
+    if backoff.get("gaveUp"):
+        return "gave up"
+    if backoff.get("nextRestartIn") is not None:
+        return f"restart in {backoff['nextRestartIn']:g}s"
+    return ""
+
+
+def detail_text(row: dict[str, Any]) -> str:
+    """The DRIFT column through the daemon: drift, else what a container waits for, else its last error."""
+    return row.get("drift") or row.get("waiting") or (f"error: {row['lastError']}" if row.get("lastError") else "-")

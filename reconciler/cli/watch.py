@@ -1,0 +1,58 @@
+"""``reconcile watch DIR`` (alias ``reconcile daemon --manifests DIR``): start the daemon.
+
+Where it sits: a command module of ``reconciler.cli``. This module only declares the command;
+the daemon process itself (logging, signals, the controller, the watcher, the API server) is in
+:mod:`reconciler.cli.daemon`, imported when the command runs, so that every other command starts
+without them.
+
+The parser repeats the controller's and the watcher's defaults in its help instead of importing
+them (a unit test keeps them equal). It must not import the controller, the API server or logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reconciler import client
+from reconciler.cli import options
+
+# The defaults the help states; the controller and the watcher own them (see the module docstring).
+RESYNC_HELP = "seconds between resyncs against the engine, drift healing (default 60)"
+RELIST_HELP = "seconds between re-lists of the folder, missed file events (default 20)"
+DEBOUNCE_HELP = "seconds of quiet per file (default 0.5)"
+
+
+def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
+    """Register ``watch`` and its alias ``daemon``."""
+    p = options.add_command(
+        commands, "watch", cmd_watch, "run the controller on a folder of manifests (the daemon)", parents=common
+    )
+    p.add_argument("dir", metavar="DIR", help="folder of *.yaml/*.yml manifests")
+    p.set_defaults(manifests=None)
+    add_daemon_options(p)
+    p = options.add_command(
+        commands, "daemon", cmd_watch, "alias of watch: reconcile daemon --manifests DIR", parents=common
+    )
+    p.add_argument("--manifests", required=True, metavar="DIR", help="folder of manifests")
+    p.set_defaults(dir=None)
+    add_daemon_options(p)
+
+
+def add_daemon_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-addr", default="", metavar="[HOST:]PORT",
+                   help="serve /healthz and /metrics over TCP too (host default 127.0.0.1), "
+                        f"e.g. {client.DEFAULT_METRICS_ADDR}")  # fmt: skip
+    # None means "the controller's default": the parser is built on every CLI start.
+    p.add_argument("--resync", type=float, default=None, help=RESYNC_HELP)
+    p.add_argument("--relist", type=float, default=None, help=RELIST_HELP)
+    p.add_argument("--debounce", type=float, default=None, help=DEBOUNCE_HELP)
+    p.add_argument("--parallelism", type=int, default=None, help="steps run at once per pass (default as for apply)")
+    p.add_argument("--state-dir", default=None, help="controller state (default ROOT/controller)")
+    p.add_argument("--once", action="store_true", help="converge once and exit (cron, CI)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from reconciler.cli import daemon
+
+    return daemon.run(args)
