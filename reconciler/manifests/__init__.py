@@ -5,7 +5,7 @@ of ``apiVersion: reconciler/v1``. :func:`load` turns files, folders or stdin int
 :class:`Desired` value, or raises :class:`errors.ManifestError` carrying **every** problem found,
 each as ``file:line:col: field.path: message``.
 
-The package, bottom to top (each module imports only those above it in this list):
+The package's modules, in import order (each imports only modules listed before it):
 
 - ``units``: durations, sizes and signals, parsed and formatted (standard library only);
 - ``fields``: the field types of the models, with their validators and JSON schema spellings;

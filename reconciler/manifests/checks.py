@@ -43,10 +43,10 @@ def cross_check(
     published: _Published = {}
     for name in sorted(containers):
         container = containers[name]
-        findings.extend(_port_clashes(container, published))
-        findings.extend(_network_references(container, networks, invalid))
-        findings.extend(_volume_references(container, volumes, invalid))
-        findings.extend(_container_references(container, containers, invalid))
+        _port_clashes(container, published, findings)
+        _network_references(container, networks, invalid, findings)
+        _volume_references(container, volumes, invalid, findings)
+        _container_references(container, containers, invalid, findings)
     for cycle in _cycles(containers):
         findings.append(Finding(cycle[0], ("spec", "dependsOn"), "dependency cycle: " + " → ".join([*cycle, cycle[0]])))
     return findings
@@ -60,9 +60,8 @@ def container_dependencies(container: desired.DesiredContainer) -> list[str]:
     return sorted(set(names))
 
 
-def _port_clashes(container: desired.DesiredContainer, published: _Published) -> list[Finding]:
-    """Host ports this container publishes that an earlier one already does; records its own in ``published``."""
-    findings: list[Finding] = []
+def _port_clashes(container: desired.DesiredContainer, published: _Published, findings: list[Finding]) -> None:
+    """Appends a finding per host port an earlier container already publishes; records the others in ``published``."""
     for index, port in enumerate(container.spec.ports):
         if port.host_port is None:
             continue
@@ -86,16 +85,15 @@ def _port_clashes(container: desired.DesiredContainer, published: _Published) ->
                 )
             else:
                 published[key] = (container.name, index)
-    return findings
 
 
 def _network_references(
     container: desired.DesiredContainer,
     networks: Mapping[str, desired.DesiredNetwork],
     invalid: Set[tuple[str, str]],
-) -> list[Finding]:
-    """Attached networks must be declared, and a fixed address must lie in the network's subnet."""
-    findings: list[Finding] = []
+    findings: list[Finding],
+) -> None:
+    """Appends a finding per attached network not declared, or fixed address outside the network's subnet."""
     for index, network in enumerate(container.spec.networks):
         if network.name not in networks and ("Network", network.name) not in invalid:
             findings.append(
@@ -116,16 +114,15 @@ def _network_references(
                         f"{network.ipv4_address} is outside network {network.name}'s subnet {subnet}",
                     )
                 )
-    return findings
 
 
 def _volume_references(
     container: desired.DesiredContainer,
     volumes: Mapping[str, desired.DesiredVolume],
     invalid: Set[tuple[str, str]],
-) -> list[Finding]:
-    """A volume mount names a declared Volume unless it says ``external: true``."""
-    findings: list[Finding] = []
+    findings: list[Finding],
+) -> None:
+    """Appends a finding per volume mount of an undeclared Volume (unless the mount says ``external: true``)."""
     for index, mount in enumerate(container.spec.mounts):
         if (
             isinstance(mount, models.VolumeMount)
@@ -141,16 +138,15 @@ def _volume_references(
                     "or mark the mount external: true)" + messages.did_you_mean(mount.source, volumes),
                 )
             )
-    return findings
 
 
 def _container_references(
     container: desired.DesiredContainer,
     containers: Mapping[str, desired.DesiredContainer],
     invalid: Set[tuple[str, str]],
-) -> list[Finding]:
-    """``dependsOn``, ``volumesFrom`` and ``networkMode: container:NAME`` name another declared container."""
-    findings: list[Finding] = []
+    findings: list[Finding],
+) -> None:
+    """Appends a finding per ``dependsOn``, ``volumesFrom`` or ``container:NAME`` naming no other declared container."""
     name = container.name
     for field, names in (
         ("dependsOn", [d.name for d in container.spec.depends_on]),
@@ -173,7 +169,6 @@ def _container_references(
     peer = mode.removeprefix("container:")
     if mode.startswith("container:") and peer not in containers and ("Container", peer) not in invalid:
         findings.append(Finding(name, ("spec", "networkMode"), f"container {peer!r} is not declared"))
-    return findings
 
 
 def _cycles(containers: Mapping[str, desired.DesiredContainer]) -> list[list[str]]:

@@ -1,6 +1,6 @@
 """Loading manifests: texts → positioned values → validated documents → the cross-checked desired state.
 
-The top of the package below its ``__init__``. :func:`load` turns files, folders or stdin into a
+At the top of the package, with :mod:`.schema`. :func:`load` turns files, folders or stdin into a
 :class:`~.desired.Desired` value, or raises :class:`errors.ManifestError` carrying **every**
 problem found, each as ``file:line:col: field.path: message``: YAML problems from
 :mod:`.positions`, one document's problems from validating it against :mod:`.models` (worded by
@@ -193,6 +193,8 @@ def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> 
 
     Env files resolve against the manifest's folder (the current folder for stdin and strings).
     """
+    if not spec.env_files:
+        return dict(spec.env), {}
     effective: dict[str, str] = {}
     digests: dict[str, str] = {}
     base = Path(item.file).parent if not item.file.startswith("<") else Path.cwd()

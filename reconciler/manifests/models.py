@@ -7,8 +7,8 @@ descriptions become the descriptions of the JSON schema under ``schemas/``.
 
 Code outside the package uses the models as frozen values (reads their attributes, compares them)
 and turns them into data or back only through :func:`to_document`,
-:func:`container_spec_from_document` and :func:`bind_mount`, never through pydantic's API. This
-module must not read files or YAML.
+:func:`container_spec_from_document`, :func:`bind_mount` and :func:`with_mounts`, never through
+pydantic's API. This module must not read files or YAML.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pydantic.alias_generators import to_camel
 from reconciler import vocabulary
 from reconciler.manifests import fields, units
 
-API_VERSION = "reconciler/v1"
 KINDS = ("Container", "Network", "Volume")
 
 
