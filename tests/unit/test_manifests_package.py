@@ -42,3 +42,36 @@ def test_every_name_the_project_uses_is_in_all() -> None:
     assert used, "the scan found no use of the package at all"
     outside = {name: where for name, where in used.items() if name not in manifests.__all__}
     assert outside == {}
+
+
+def test_documents_round_trip_through_the_conversion_functions() -> None:
+    spec = (
+        manifests.load_text(
+            "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
+            "spec: {image: busybox, stopTimeout: 1m30s, resources: {memory: 64Mi}, ports: [{containerPort: 80}]}\n"
+        )
+        .containers["web"]
+        .spec
+    )
+    document = manifests.to_document(spec)
+    assert document["stopTimeout"] == 90.0 and document["resources"]["memory"] == 64 * 1024 * 1024
+    assert manifests.to_document(spec, exclude_defaults=True, exclude={"ports"}) == {
+        "image": "busybox",
+        "stopTimeout": 90.0,
+        "resources": {"memory": 64 * 1024 * 1024},
+    }
+    assert manifests.container_spec_from_document(document) == spec
+
+
+def test_engines_add_mounts_without_touching_the_spec() -> None:
+    spec = manifests.ContainerSpec(image="busybox", mounts=[manifests.TmpfsMount(type="tmpfs", target="/tmp")])
+    extra = manifests.bind_mount("/var/lib/data", "/data")
+    assert manifests.to_document(extra) == {
+        "type": "bind",
+        "source": "/var/lib/data",
+        "target": "/data",
+        "readOnly": False,
+    }
+    grown = manifests.with_mounts(spec, [extra])
+    assert [mount.target for mount in grown.mounts] == ["/tmp", "/data"]
+    assert [mount.target for mount in spec.mounts] == ["/tmp"]
