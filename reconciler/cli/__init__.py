@@ -11,7 +11,8 @@ embedded otherwise, with the same output. Exit codes are documented for CI:
 * ``apply``/``delete``: 0 every step succeeded, 1 otherwise;
 * ``exec``: the command's own exit code (125 when the engine itself failed, as ``docker exec``).
 
-The package, bottom to top (each module imports only those above it in this list):
+The package, bottom to top (each module imports only those before it in this list, but ``watch``
+imports ``daemon`` when the command runs):
 
 * ``console``: output streams, exit codes, the table printer, sizes (IEC units), step lines;
 * ``options``: the global options (before or after the command), shared options, the engine;
@@ -21,7 +22,8 @@ The package, bottom to top (each module imports only those above it in this list
 * ``daemon``: the process ``reconcile watch`` runs (imported only when it starts);
 * ``entry``: the parser and the error messages; ``main``.
 
-The commands print (through ``console``); nothing below this package prints. Heavy modules (the
+The commands print (through ``console``); nothing they call prints (the native engine's helper
+programs, run as their own processes, print only their usage). Heavy modules (the
 models, the planner, an engine's client) are imported inside the handlers that use them: a
 command the daemon serves starts without them.
 """

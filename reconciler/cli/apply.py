@@ -152,7 +152,7 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
     print_warnings(answer.get("warnings", []))
     print_outcome(answer, args.output, steps_printed=False)
     code = console.EXIT_OK if answer["ok"] else console.EXIT_ERROR
-    if code == console.EXIT_OK and getattr(args, "wait", False):
+    if code == console.EXIT_OK and args.wait:
         from reconciler import manifests
 
         with options.engine_session(chosen) as target:

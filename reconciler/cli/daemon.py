@@ -1,8 +1,8 @@
 """The daemon process of ``reconcile watch``: the engine, the controller, the folder watcher, the
 local API, logging and signals, run until SIGTERM or SIGINT.
 
-Where it sits: the top of ``reconciler.cli``, imported only by :mod:`reconciler.cli.watch` when
-the command runs, so that the commands that merely talk to a running daemon do not import
+Where it sits: in ``reconciler.cli``, imported only by :mod:`reconciler.cli.watch` when the
+command runs, so that the commands that merely talk to a running daemon do not import
 logging, ctypes, the controller or the server at start-up.
 
 What it does: a :class:`controller.Controller` on the folder, a :class:`watching.FolderWatcher`

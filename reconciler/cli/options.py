@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from reconciler import client, errors
 
@@ -31,9 +30,10 @@ ENGINES = ("native", "docker")
 Handler = Callable[[argparse.Namespace], int]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class GlobalOptions:
-    """What every command may be told: the engine to drive, its state folder, the daemon's socket."""
+class GlobalOptions(NamedTuple):
+    """What every command may be told: the engine to drive, its state folder, the daemon's socket.
+
+    (A named tuple, not a dataclass: ``dataclasses`` imports ``inspect``, a cost on every start.)"""
 
     engine: str
     root: Path
