@@ -12,8 +12,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.controller.conftest import Daemon, eventually
+from tests.integration.controller.conftest import Daemon
 from tests.integration.controller.test_watch import manifest, state, write_atomically
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -66,12 +67,18 @@ def test_status_plan_apply_logs_and_events_go_through_the_daemon(
 
 def test_without_a_daemon_the_cli_runs_embedded(client: docker.DockerClient, image: str, prefix: str,
                                                 tmp_path: Path, dockerd: None) -> None:  # fmt: skip
+    """Also: the global options work after the command (``apply -f X --engine docker``) as before it."""
     path = tmp_path / f"{prefix}-solo.yaml"
     path.write_text(manifest(f"{prefix}-solo", image))
     environment = {**os.environ, "RECONCILER_SOCKET": str(tmp_path / "nobody.sock")}
-    base = [sys.executable, "-m", "reconciler.cli", "--engine", "docker", "--root", str(tmp_path / "root")]
-    applied = subprocess.run([*base, "apply", "-f", str(path)], capture_output=True, text=True, env=environment,
-                             timeout=120, check=False)  # fmt: skip
+    entry = [sys.executable, "-m", "reconciler.cli"]
+    engine = ["--engine", "docker", "--root", str(tmp_path / "root")]
+    applied = subprocess.run([*entry, "apply", "-f", str(path), *engine], capture_output=True, text=True,
+                             env=environment, timeout=120, check=False)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     assert (state(client, f"{prefix}-solo") or ("",))[0] == "running"
     assert (tmp_path / "root" / "locks" / f"{prefix}-solo.lock").exists(), "the embedded apply took the stack lock"
+    deleted = subprocess.run([*entry, *engine, "delete", "--stack", f"{prefix}-solo"], capture_output=True, text=True,
+                             env=environment, timeout=120, check=False)  # fmt: skip
+    assert deleted.returncode == 0, deleted.stderr
+    assert state(client, f"{prefix}-solo") is None
