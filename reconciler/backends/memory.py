@@ -2,17 +2,21 @@
 
 Not a user-facing engine: nothing runs. It exists so that the planner, executor and controller
 can be tested in milliseconds, and it passes the same contract suite (``tests/contract``) as the
-real engines, so that it cannot drift into a fake that lies (controller-runtime's fake client is
-the cautionary tale).
+real engines, so that it cannot drift into a fake that lies (a fake client that accepts what
+the real one refuses makes tests pass that production fails).
 
 Test hooks:
 
 * ``images``: the "registry": references that ``pull_image`` can resolve, to image ids.
+* ``programs``: what a container's command does when started, as a :class:`Program` (the lines
+  it prints, its exit code) keyed by the command's argv (entrypoint + command). A command not
+  listed keeps running and prints nothing, like ``sleep``.
 * ``fail(method, name, error)``: the next call of ``method`` on object ``name`` raises ``error``
   (failure injection for executor and controller tests); ``name="*"`` matches any object.
 * ``calls``: every call made, as ``(method, name)``; ``mutating_calls()`` filters the ones that
   change state, so "applying twice makes zero mutating calls" is a one-line assertion.
 * ``exit(name, code)``: the container's process "exits" with ``code`` (emits a ``die`` event).
+* ``print(name, text, stream=...)``: the running container's process prints a line.
 * ``clock``: a callable returning the time; tests may pass a fake clock.
 
 It must stay free of third-party imports and of any knowledge of the planner or controller.
@@ -27,6 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Literal
 
 from reconciler import engine, errors, manifests, observed, plans
 
@@ -36,6 +41,18 @@ _MUTATING = frozenset(
         "start_container", "stop_container", "remove_container", "rename_container", "update_container",
     }
 )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Program:
+    """What a fake container's main process does when started: prints ``output`` (stream, text)
+    in order, then exits with ``exit_code``, or keeps running when ``exit_code`` is None."""
+
+    output: tuple[tuple[Literal["stdout", "stderr"], str], ...] = ()
+    exit_code: int | None = None
+
+
+_RUNS_UNTIL_STOPPED = Program()
 
 
 @dataclasses.dataclass(slots=True)
@@ -66,8 +83,15 @@ class MemoryEngine:
 
     name = "memory"
 
-    def __init__(self, *, images: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        images: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        programs: Mapping[Sequence[str], Program] | None = None,
+    ) -> None:
         self.registry: dict[str, str] = dict(images or {})
+        self.programs: dict[tuple[str, ...], Program] = {tuple(argv): run for argv, run in (programs or {}).items()}
         self.local_images: dict[str, str] = {}
         self.containers: dict[str, _Container] = {}
         self.networks: dict[str, _Labelled] = {}
@@ -76,6 +100,8 @@ class MemoryEngine:
         self.clock = clock
         self._failures: dict[tuple[str, str], list[BaseException]] = {}
         self._lock = threading.RLock()
+        # Notified on every new log line and state change, for ``logs(follow=True)``.
+        self._changed = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self._subscribers: list[queue.Queue[engine.Event]] = []
 
@@ -93,11 +119,14 @@ class MemoryEngine:
     def exit(self, name: str, code: int) -> None:
         """Simulate the container's main process exiting with ``code``."""
         with self._lock:
+            self._exited(name, self._container(name), code)
+
+    def print(self, name: str, text: str, *, stream: Literal["stdout", "stderr"] = "stdout") -> None:
+        """Simulate the container's main process printing one line."""
+        with self._lock:
             container = self._container(name)
-            container.state = "exited"
-            container.exit_code = code
-            container.finished_at = self.clock()
-            self._emit("die", name, container.container_id, exit_code=code)
+            container.logs.append(engine.LogLine(stream=stream, time=self.clock(), text=text))
+            self._changed.notify_all()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -108,6 +137,17 @@ class MemoryEngine:
                 pending = self._failures.get(key)
                 if pending:
                     raise pending.pop(0)
+
+    def _exited(self, name: str, container: _Container, code: int) -> None:
+        container.state = "exited"
+        container.exit_code = code
+        container.finished_at = self.clock()
+        self._emit("die", name, container.container_id, exit_code=code)
+        self._changed.notify_all()
+
+    def _program(self, spec: manifests.ContainerSpec) -> Program:
+        argv = (*(spec.entrypoint or ()), *(spec.command or ()))
+        return self.programs.get(argv, _RUNS_UNTIL_STOPPED)
 
     def _new_id(self, seed: str) -> str:
         return hashlib.sha256(f"{seed}-{next(self._ids)}".encode()).hexdigest()
@@ -274,6 +314,11 @@ class MemoryEngine:
             container.exit_code = None
             container.started_at = self.clock()
             self._emit("start", name, container.container_id)
+            program = self._program(container.request.spec)
+            for stream, text in program.output:
+                self.print(name, text, stream=stream)
+            if program.exit_code is not None:
+                self._exited(name, container, program.exit_code)
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
         self._record("stop_container", name)
@@ -281,11 +326,8 @@ class MemoryEngine:
             container = self._container(name)
             if container.state != "running":
                 return
-            container.state = "exited"
             # A process killed by SIGKILL after the timeout reports 137, as with Docker.
-            container.exit_code = 137
-            container.finished_at = self.clock()
-            self._emit("die", name, container.container_id, exit_code=137)
+            self._exited(name, container, 137)
             self._emit("stop", name, container.container_id)
 
     def remove_container(self, name: str) -> None:
@@ -294,6 +336,7 @@ class MemoryEngine:
             container = self.containers.pop(name, None)
             if container is not None:
                 self._emit("destroy", name, container.container_id)
+                self._changed.notify_all()
 
     def rename_container(self, name: str, new_name: str) -> None:
         self._record("rename_container", name)
@@ -312,8 +355,23 @@ class MemoryEngine:
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
         with self._lock:
-            lines = list(self._container(name).logs)
-        yield from (lines[-tail:] if tail else lines)
+            container = self._container(name)
+            lines = list(container.logs)
+        yield from (lines[len(lines) - tail :] if tail is not None and tail < len(lines) else lines)
+        position = len(lines)
+
+        def running() -> bool:
+            return container.state == "running" and self.containers.get(name) is container
+
+        # Following: new lines as they are printed, until the container stops or is removed.
+        while follow:
+            with self._changed:
+                self._changed.wait_for(lambda seen=position: len(container.logs) > seen or not running())  # type: ignore[misc]
+                fresh, still = container.logs[position:], running()
+            position += len(fresh)
+            yield from fresh
+            if not still:
+                return
 
     def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
         self._record("exec", name)

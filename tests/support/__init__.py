@@ -1,6 +1,8 @@
-"""Reusable test helpers: image builders (``images``) and local registries (``registry``).
+"""Reusable test helpers, shared by every test folder.
 
-Shared by the image, docker-backend and runtime tests. A missing prerequisite (a binary, root)
+``polling`` (the one way to wait for a condition), ``names`` (the unique name prefix of a test's
+objects), ``images`` (image builders), ``registry`` (the one local-registry launcher) and
+``dockerd`` (a running Docker daemon). A missing prerequisite (a binary, root)
 is a test *failure* naming what is missing (``require_binary``/``require_root``), never a skip:
 CI must install everything the tests need.
 """

@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
+
+from tests.support import polling
 
 
 def answers() -> bool:
@@ -48,9 +49,14 @@ def ensure_running(purpose: str) -> None:
     with log.open("ab") as sink:
         process = subprocess.Popen([binary], stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
                                    start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not answers():
-        if process.poll() is not None or time.monotonic() > deadline:
+
+    def up() -> bool:
+        if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
-            pytest.fail(f"dockerd did not come up (exit {process.poll()}); its log ends with:\n{tail}", pytrace=False)
-        time.sleep(0.2)
+            pytest.fail(f"dockerd exited ({process.poll()}); its log ends with:\n{tail}", pytrace=False)
+        return answers()
+
+    try:
+        polling.eventually(up, timeout=60, interval=0.2, what="dockerd to answer")
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; its log ends with:\n{log.read_text(errors='replace')[-2000:]}", pytrace=False)

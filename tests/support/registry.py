@@ -1,14 +1,21 @@
-"""Local registries for tests: Debian's ``docker-registry`` on 127.0.0.1, in three set-ups.
+"""Local registries for tests: Debian's ``docker-registry`` on 127.0.0.1, in four set-ups.
+
+The one registry launcher of the test suite (the image-store, native-engine and docker-backend
+tests all start their registries here):
 
 - :func:`start_plain`: plain HTTP, no auth;
+- :func:`start_basic`: plain HTTP with htpasswd (bcrypt) Basic auth (dockerd talks plain HTTP to
+  registries on 127.0.0.0/8, and refuses a CA it was not configured with);
 - :func:`start_tls_basic`: HTTPS with a CA made by openssl, htpasswd (bcrypt) Basic auth;
 - :func:`start_token`: Bearer token auth, with :class:`TokenServer` (PyJWT RS256, ``x5c`` header)
   running in this process on its own port.
 
 Each registry gets free ports, its own directory (config, storage, certificates, log) and is
 stopped by its pid (:meth:`Registry.stop`; use the context manager or a fixture finaliser). Images
-are pushed with ``skopeo copy`` from an OCI layout (:meth:`Registry.push`). Nothing here listens
-anywhere but 127.0.0.1.
+are pushed with ``skopeo copy`` from an OCI layout (:meth:`Registry.push`), or by whoever holds
+the image (dockerd pushes its own). Start-up is awaited by polling the ``/v2/`` endpoint; a
+registry that exits early fails at once with the end of its log. Nothing here listens anywhere
+but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from tests import support
-from tests.support import images
+from tests.support import images, polling
 
 USERNAME = "testuser"
 PASSWORD = "testpass"
@@ -134,21 +141,31 @@ def _ssl_context(ca_cert: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else ssl.create_default_context()
 
 
+class RegistryExited(AssertionError):
+    """The registry process ended while it was awaited: no use polling any longer."""
+
+
 def _wait_ready(registry: Registry, timeout: float = 20.0) -> None:
     url = f"{registry.scheme}://{registry.host}/v2/"
     context = _ssl_context(registry.ca_cert) if registry.scheme == "https" else None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if registry.process.poll() is not None:
-            raise AssertionError(f"docker-registry exited early: {registry.log.read_text()[-2000:]}")
+            raise RegistryExited(f"docker-registry exited early: {registry.log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2, context=context):
-                return
-        except urllib.error.HTTPError:
-            return  # 401 means it is up
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    raise AssertionError(f"docker-registry on {registry.host} did not come up: {registry.log.read_text()[-2000:]}")
+                return True
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return True  # 401 means it is up, asking for credentials
+        # Anything else (refused, reset) is an OSError: not up yet, polled again.
+
+    try:
+        polling.eventually(answers, timeout=timeout, what=f"docker-registry on {registry.host} to answer")
+    except RegistryExited:
+        raise
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its log ends with: {registry.log.read_text()[-2000:]}") from None
 
 
 def _start(kind: str, directory: Path, config: dict[str, typing.Any], port: int, **fields: typing.Any) -> Registry:
@@ -213,20 +230,31 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
     return directory / "ca.crt", directory / "server.crt", directory / "server.key"
 
 
+def _htpasswd(directory: Path) -> Path:
+    """An htpasswd file (bcrypt) granting :data:`USERNAME` with :data:`PASSWORD`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    htpasswd = directory / "htpasswd"
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    htpasswd.write_text(f"{USERNAME}:{hashed}\n")
+    return htpasswd
+
+
+def start_basic(directory: Path) -> Registry:
+    """Plain HTTP + htpasswd Basic auth (:data:`USERNAME` / :data:`PASSWORD`)."""
+    config = {"auth": {"htpasswd": {"realm": "basic-realm", "path": str(_htpasswd(directory))}}}
+    return _start("basic", directory, config, free_port(), username=USERNAME, password=PASSWORD)
+
+
 def start_tls_basic(directory: Path) -> Registry:
     """HTTPS (CA by openssl) + htpasswd Basic auth; ``cert_dir/<host>/ca.crt`` holds only the CA."""
     ca, cert, key = make_ca(directory / "tls")
-    htpasswd = directory / "htpasswd"
-    directory.mkdir(parents=True, exist_ok=True)
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
-    htpasswd.write_text(f"{USERNAME}:{hashed}\n")
     port = free_port()
     cert_dir = directory / "certs.d"
     (cert_dir / f"127.0.0.1:{port}").mkdir(parents=True)
     (cert_dir / f"127.0.0.1:{port}" / "ca.crt").write_bytes(ca.read_bytes())
     config = {
         "http": {"tls": {"certificate": str(cert), "key": str(key)}},
-        "auth": {"htpasswd": {"realm": "basic-realm", "path": str(htpasswd)}},
+        "auth": {"htpasswd": {"realm": "basic-realm", "path": str(_htpasswd(directory))}},
     }
     return _start(
         "tls-basic",

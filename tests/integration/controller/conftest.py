@@ -7,22 +7,21 @@ separate process (``python -m reconciler.cli --engine docker --root TMP watch DI
 socket, state and locks in the test's temporary folder.
 
 A missing prerequisite (not root, no dockerd, no busybox-static) FAILS with a message naming it.
-Every test gets a unique name prefix; its containers are removed by name at the end (kept when
-``KEEP_FAILED=1`` and the test failed).
+Every test gets a unique name prefix (the root ``prefix`` fixture); this folder's ``prefix``
+removes the test's containers by name at the end (kept when ``KEEP_FAILED=1`` and the test
+failed). Waiting is ``tests.support.polling.eventually``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -30,28 +29,13 @@ import pytest
 
 from reconciler import api
 from tests.support import dockerd as dockerd_support
-from tests.support import images
+from tests.support import images, names, polling
 
 # The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
 ENTRY = "reconciler.cli"
-T = TypeVar("T")
 
-
-def _fail(message: str) -> None:
-    pytest.fail(message, pytrace=False)
-
-
-def eventually(probe: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = probe()
-            if last:
-                return last  # type: ignore[no-any-return]
-        time.sleep(interval)
-    pytest.fail(f"not within {timeout}s: {what or probe} (last: {last!r})")
+# Kept importable for the tests that still import it from here; new code uses polling directly.
+eventually = polling.eventually
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +64,11 @@ def image(client: docker.DockerClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def prefix(request: pytest.FixtureRequest, client: docker.DockerClient) -> Iterator[str]:
-    prefix = f"c{secrets.token_hex(3)}"
+def prefix(prefix: str, request: pytest.FixtureRequest, client: docker.DockerClient) -> Iterator[str]:
+    """The root fixture's unique prefix; the test's containers are removed by it at the end."""
     yield prefix
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    if failed and os.environ.get("KEEP_FAILED") == "1":
-        return
-    remove_named(client, prefix)
+    if not names.keep_after_failure(request.node):
+        remove_named(client, prefix)
 
 
 def remove_named(client: docker.DockerClient, prefix: str) -> None:
@@ -94,13 +76,6 @@ def remove_named(client: docker.DockerClient, prefix: str) -> None:
         if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
             with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_container(container["Id"], force=True, v=True)
-
-
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"rep_{report.when}", report)
 
 
 class Daemon:
@@ -126,7 +101,7 @@ class Daemon:
         sink = self.log.open("ab")
         self.process = subprocess.Popen(self.command(), stdout=sink, stderr=sink, stdin=subprocess.DEVNULL)
         sink.close()
-        eventually(self.client.ping, timeout=20, what=f"the daemon to answer (log: {self.log})")
+        polling.eventually(self.client.ping, timeout=20, what=f"the daemon to answer (log: {self.log})")
         return self
 
     def signal(self, number: int) -> int | None:
@@ -136,6 +111,15 @@ class Daemon:
             return self.process.wait(20)
         except subprocess.TimeoutExpired:
             return None
+
+    def dump_threads(self) -> None:
+        """Thread stacks into the log (SIGUSR1), for post-mortems; waits until the log has grown."""
+        assert self.process is not None
+        size = self.log.stat().st_size
+        self.process.send_signal(signal.SIGUSR1)
+        # Best effort: a daemon too wedged to write its stacks is still stopped afterwards.
+        with contextlib.suppress(AssertionError):
+            polling.eventually(lambda: self.log.stat().st_size > size, timeout=2, what="the thread dump")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None and self.signal(signal.SIGTERM) is None:
@@ -169,6 +153,5 @@ def daemon(tmp_path: Path, dockerd: None, prefix: str) -> Iterator[Callable[...,
     yield start
     for instance in started:
         if instance.process is not None and instance.process.poll() is None:
-            instance.process.send_signal(signal.SIGUSR1)  # thread stacks into the log, for post-mortems
-            time.sleep(0.2)
+            instance.dump_threads()
         instance.stop()

@@ -1,30 +1,25 @@
 """Fixtures for the Docker backend's integration tests: a real dockerd, a local registry, an image.
 
 Everything here is real: ``dockerd`` (started if it is not running), Debian's ``docker-registry``
-on 127.0.0.1 (a free port, storage in a temporary folder) and a busybox-static image built in the
-test session (``docker import`` of a rootfs made from ``/bin/busybox``) and pushed to that
-registry, so ``pullPolicy: Always`` and "unknown image" are exercised without the internet.
+on 127.0.0.1 (started by ``tests.support.registry``, storage in a temporary folder) and a
+busybox-static image built in the test session (``docker import`` of a rootfs made from
+``/bin/busybox``) and pushed to that registry, so ``pullPolicy: Always`` and "unknown image" are
+exercised without the internet.
 
 A missing prerequisite (not root, no dockerd binary, no busybox-static, no docker-registry) fails
 the session with a message naming it: these tests never skip silently.
 
-Every test gets a unique name prefix (``t<6 random>-``); objects whose names start with it are
-removed when the test ends, so tests can run in parallel and leave nothing behind (unless
-``KEEP_FAILED=1`` and the test failed).
+Every test gets a unique name prefix (the root ``prefix`` fixture); this folder's ``prefix``
+removes the containers, networks and volumes whose names start with it when the test ends, so
+tests can run in parallel and leave nothing behind (unless ``KEEP_FAILED=1`` and the test failed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
-import secrets
-import shutil
-import socket
 import subprocess
 import tarfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +29,8 @@ import pytest
 
 from reconciler.backends import docker as docker_backend
 from tests.support import dockerd as dockerd_support
+from tests.support import names
+from tests.support import registry as registries
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 BUSYBOX = Path("/bin/busybox")
@@ -57,48 +54,14 @@ def client(dockerd: None) -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``127.0.0.1:PORT`` of a Debian ``docker-registry`` serving from a temporary folder.
+    """``127.0.0.1:PORT`` of a plain-HTTP registry serving from a temporary folder.
 
     dockerd treats registries on 127.0.0.0/8 as insecure (plain HTTP) by default.
     """
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        _fail("docker-registry is not installed (Debian package docker-registry)")
-        return
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
-                               stdin=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                _fail(f"docker-registry did not start: {(root / 'registry.log').read_text()[-1000:]}")
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    log.close()
+    with registries.start_plain(tmp_path_factory.mktemp("registry")) as started:
+        yield started.host
 
 
 def busybox_rootfs() -> bytes:
@@ -175,19 +138,8 @@ def remove_everything_named(client: docker.DockerClient, prefix: str) -> None:
 
 
 @pytest.fixture
-def prefix(client: docker.DockerClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A unique name prefix; everything named with it is removed when the test ends."""
-    value = f"t{secrets.token_hex(3)}-"
-    yield value
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    if failed and os.environ.get("KEEP_FAILED") == "1":
-        return
-    remove_everything_named(client, value)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Record each phase's report on the item, so ``prefix`` can tell whether the test failed."""
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
+def prefix(prefix: str, client: docker.DockerClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The root fixture's unique prefix; everything named with it is removed when the test ends."""
+    yield prefix
+    if not names.keep_after_failure(request.node):
+        remove_everything_named(client, prefix)

@@ -1,28 +1,30 @@
-"""Helpers shared by the Docker scenario tests: manifests on disk, the CLI, polling, counting.
+"""Helpers shared by the Docker scenario tests: manifests on disk, the CLI, counting.
 
 Scenario tests speak to the product the way a user does (``python -m reconciler.cli --engine
-docker``), and check the daemon's state with the docker SDK directly, state before output.
+docker``), and check the daemon's state with the docker SDK directly, state before output. Waiting is
+``tests.support.polling.eventually``'s job; a free port is ``tests.support.registry.free_port``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import yaml
 
 from reconciler.backends import docker as docker_backend
 
-_T = TypeVar("_T")
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -62,22 +64,6 @@ def write(folder: Path, name: str, *documents: dict[str, Any]) -> Path:
     return path
 
 
-def eventually(check: Callable[[], _T], *, timeout: float = 20.0, interval: float = 0.1) -> _T:
-    """Poll ``check`` until it returns a truthy value (or raise its last AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-            last: BaseException = AssertionError(f"{check} stayed falsy for {timeout}s")
-        except (AssertionError, OSError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise last
-        time.sleep(interval)
-
-
 def http_get(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
         conn.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -85,12 +71,6 @@ def http_get(port: int) -> str:
         while chunk := conn.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def container_id(client: docker.DockerClient, name: str) -> str | None:
@@ -101,31 +81,56 @@ def container_id(client: docker.DockerClient, name: str) -> str | None:
 
 
 class DaemonEvents:
-    """Every Docker event (any object type) seen while the ``with`` block ran.
+    """Every Docker event (any object type) of objects named with ``prefix`` while the block ran.
 
-    This is the daemon's own record of mutations: a no-op apply must leave it empty.
+    This is the daemon's own record of mutations: a no-op apply must leave it empty. The event
+    stream is read live from before the block starts; at its end a marker volume is created and
+    removed, and the events are complete once the stream has delivered the marker's ``create``
+    (dockerd sends events in the order it logs them, and every mutation of the block was logged
+    before the marker was made).
     """
 
-    def __init__(self, client: docker.DockerClient, prefix: str) -> None:
+    def __init__(self, client: docker.DockerClient, prefix: str, *, timeout: float = 30.0) -> None:
         self.client = client
         self.prefix = prefix
+        self.timeout = timeout
         self.events: list[dict[str, Any]] = []
+        self.marker = f"reconciler-events-marker-{secrets.token_hex(4)}"
+        self._marker_seen = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._stream: Any = None
 
     def __enter__(self) -> DaemonEvents:
-        # Same host, same clock: events are kept from this nanosecond on.
+        # dockerd answers an events request before it subscribes, so a live stream alone could
+        # miss what happens at once; ``since`` replays from the daemon's buffer, and events from
+        # before this nanosecond are dropped by their own timestamps.
         self.started_ns = time.time_ns()
+        self._stream = self.client.api.events(since=self.started_ns // 1_000_000_000, decode=True)
+        self._reader = threading.Thread(target=self._read, name="daemon-events", daemon=True)
+        self._reader.start()
         return self
 
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # the stream ends with an error when it is closed
+            for event in self._stream:
+                actor = event.get("Actor") or {}
+                if event.get("Type") == "volume" and actor.get("ID") == self.marker:
+                    self._marker_seen.set()
+                    return
+                name = str((actor.get("Attributes") or {}).get("name", ""))
+                if int(event.get("timeNano", 0)) >= self.started_ns and name.startswith(self.prefix):
+                    self.events.append(event)
+
     def __exit__(self, *exc: object) -> None:
-        until = time.time() + 1
-        time.sleep(1.1)  # the events endpoint filters by whole seconds; ``until`` must have passed
-        since = self.started_ns // 1_000_000_000
-        for event in self.client.api.events(since=since, until=until, decode=True):
-            attributes = (event.get("Actor") or {}).get("Attributes") or {}
-            if int(event.get("timeNano", 0)) < self.started_ns:
-                continue
-            if str(attributes.get("name", "")).startswith(self.prefix):
-                self.events.append(event)
+        assert self._reader is not None
+        try:
+            self.client.api.create_volume(self.marker)
+            self.client.api.remove_volume(self.marker)
+            seen = self._marker_seen.wait(self.timeout)
+        finally:
+            self._stream.close()
+            self._reader.join(self.timeout)
+        assert seen, f"the event stream did not deliver the marker volume {self.marker} within {self.timeout}s"
 
 
 class CountingHTTP:

@@ -18,6 +18,8 @@ from reconciler import errors, manifests, observed, plans
 from reconciler.backends import docker as docker_backend
 from tests.contract.suite import labels
 from tests.integration.docker import stacks
+from tests.support import polling
+from tests.support import registry as registries
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,7 @@ def test_every_container_field_is_mapped(
         "workingDir": "/tmp",
         "user": "65534:65534",
         "hostname": "apphost",
-        "ports": [{"containerPort": 8080, "hostPort": stacks.free_port(), "hostIP": "127.0.0.1"},
+        "ports": [{"containerPort": 8080, "hostPort": registries.free_port(), "hostIP": "127.0.0.1"},
                   {"containerPort": 9090, "protocol": "udp"}],
         "networks": [{"name": front, "aliases": ["app", "api"]},
                      {"name": back, "ipv4Address": f"10.{third}.7.10"}],
@@ -125,7 +127,7 @@ def test_every_container_field_is_mapped(
         seen = engine.observe(images=[image]).containers[request.name]
         return seen if seen.health == "healthy" else None
 
-    seen = stacks.eventually(healthy)
+    seen = polling.eventually(healthy)
     assert seen.container_id == container_id and seen.state == "running"
     assert seen.image == image and seen.image_id == image_id
     assert seen.networks == tuple(sorted((front, back)))
@@ -171,7 +173,7 @@ def test_exit_code_restarts_and_oom_are_observed(engine: docker_backend.DockerEn
         # dockerd records OOMKilled from the kernel's OOM event, which may land just after the exit.
         return crash.state == "exited" and crash.restart_count == 2 and hog.state == "exited" and hog.oom_killed
 
-    stacks.eventually(settled, timeout=60)
+    polling.eventually(settled, timeout=60)
     containers = engine.observe().containers
     crash, hog = containers[f"{prefix}crash"], containers[f"{prefix}hog"]
     assert crash.exit_code == 3 and crash.finished_at is not None and crash.started_at is not None
@@ -196,7 +198,7 @@ def test_events_logs_and_limits_lifted(engine: docker_backend.DockerEngine, imag
         }))  # fmt: skip
         engine.update_container(name, manifests.Resources())  # lift every limit in place
         engine.start_container(name)
-        stacks.eventually(lambda: any(e.action == "die" and e.name == name for e in seen))
+        polling.eventually(lambda: any(e.action == "die" and e.name == name for e in seen))
     finally:
         stop.set()
         collector.join(timeout=10)
@@ -293,7 +295,7 @@ def test_inspects_are_cached_only_while_events_flow(
     collector = threading.Thread(target=lambda: seen.extend(engine.events(stop=stop)))
     collector.start()
     try:
-        stacks.eventually(lambda: engine._streams == 1)
+        polling.eventually(lambda: engine.informer.live_streams == 1)
         counter.reset()
         engine.observe(stacks=scope)
         assert engine.observe(stacks=scope).containers[name].resources.pids == 30
@@ -312,7 +314,7 @@ def test_inspects_are_cached_only_while_events_flow(
         assert min(rounds) <= 1, f"the container list is re-read while no event came: {rounds}"
 
         client.api.update_container(container_id, mem_limit="48m", memswap_limit=-1)  # by hand, not through us
-        observed_memory = stacks.eventually(
+        observed_memory = polling.eventually(
             lambda: engine.observe(stacks=scope).containers[name].resources.memory == 48 * 1024 * 1024
         )
         assert observed_memory
@@ -324,4 +326,6 @@ def test_inspects_are_cached_only_while_events_flow(
         stop.set()
         collector.join(timeout=10)
     assert not collector.is_alive()
-    assert engine._streams == 0 and not engine._inspected, "a finished stream must leave no trusted cache"
+    assert engine.informer.live_streams == 0 and not engine.informer.cached_inspects, (
+        "a finished stream must leave no trusted cache"
+    )

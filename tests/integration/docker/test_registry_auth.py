@@ -1,74 +1,38 @@
 """Registry credentials come from the Docker config file, and never show up in errors.
 
-A second Debian ``docker-registry`` on 127.0.0.1 with htpasswd (bcrypt) authentication holds the
-test image; ``DOCKER_CONFIG`` points the engine at a config file with (or without) credentials.
+A second Debian ``docker-registry`` on 127.0.0.1 with htpasswd (bcrypt) authentication
+(``tests.support.registry.start_basic``) holds the test image; ``DOCKER_CONFIG`` points the
+engine at a config file with (or without) credentials.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
-import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import docker
 import pytest
 
 from reconciler import errors
 from reconciler.backends import docker as docker_backend
-from tests.integration.docker import stacks
+from tests.support import registry as registries
 
 pytestmark = pytest.mark.integration
 
-USER = "robot"
+USER = registries.USERNAME
 
 
 @pytest.fixture(scope="module")
 def password() -> str:
-    return "pw-" + secrets.token_hex(8)
+    return registries.PASSWORD
 
 
 @pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory, password: str) -> Iterator[str]:
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is not installed (Debian package docker-registry)", pytrace=False)
-    root = tmp_path_factory.mktemp("auth-registry")
-    (root / "htpasswd").write_bytes(USER.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)))
-    port = stacks.free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
-        f"auth: {{htpasswd: {{realm: test, path: {root / 'htpasswd'}}}}}\n"
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
-                break
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            break  # 401: up, and asking for credentials
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()[-1000:]}")
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with registries.start_basic(tmp_path_factory.mktemp("auth-registry")) as started:
+        yield started.host
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 from reconciler import manifests, planning
 from reconciler.backends import docker as docker_backend
 from tests.integration.docker import stacks
+from tests.support import polling
+from tests.support import registry as registries
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +60,13 @@ def _ids(client: docker.DockerClient, prefix: str) -> dict[str, str | None]:
 
 
 def test_stack_lifecycle(client: docker.DockerClient, image: str, prefix: str, tmp_path: Path) -> None:
-    port = stacks.free_port()
+    port = registries.free_port()
     _stack(tmp_path, prefix, image, port)
 
     # 1. apply → the service answers on the published port.
     first = stacks.reconcile("apply", "-f", str(tmp_path))
     assert first.code == 0, first
-    assert "hello from reconciler" in stacks.eventually(lambda: stacks.http_get(port))
+    assert "hello from reconciler" in polling.eventually(lambda: stacks.http_get(port))
     ids = _ids(client, prefix)
     assert all(ids.values()), ids
     written = stacks.reconcile("exec", f"{prefix}db", "--", "sh", "-c", "echo kept > /data/file")
@@ -129,7 +131,7 @@ def test_noop_apply_sends_no_mutating_request(image: str, prefix: str, tmp_path:
     """The same promise at the API level: observe + plan + execute of a converged stack only GETs."""
     from reconciler import executing
 
-    _stack(tmp_path, prefix, image, stacks.free_port())
+    _stack(tmp_path, prefix, image, registries.free_port())
     assert stacks.reconcile("apply", "-f", str(tmp_path)).code == 0
     desired = manifests.load([str(tmp_path)])
     engine = docker_backend.DockerEngine.from_env()
@@ -171,7 +173,7 @@ def test_status_logs_and_exec(client: docker.DockerClient, image: str, prefix: s
     assert row["state"] == "running" and row["restarts"] == 0 and row["drift"] == ""
     assert row["specHash"].startswith("v1:sha256:")
 
-    logs = stacks.eventually(lambda: (r := stacks.reconcile("logs", f"{prefix}job")).stdout and r)
+    logs = polling.eventually(lambda: (r := stacks.reconcile("logs", f"{prefix}job")).stdout and r)
     assert logs.stdout == "out-line\n" and logs.stderr == "err-line\n", logs
 
     code = stacks.reconcile("exec", f"{prefix}job", "--", "sh", "-c", "echo hi; exit 7")

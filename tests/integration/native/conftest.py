@@ -1,14 +1,13 @@
 """Fixtures for the native engine's runtime tests: a local registry holding busybox, fresh engines.
 
 Real parts only: Debian's docker-registry on 127.0.0.1, runc, overlayfs, the project's own
-supervisor. Each test gets its own state root and name prefix; at the end every container the
-test created is removed through the engine (which kills, deletes the runtime state, unmounts the
-rootfs), and anything left is unmounted and deleted by path.
+supervisor. Each test gets its own state root and name prefix (the root ``prefix`` fixture); at
+the end every container the test created is removed through the engine (which kills, deletes
+the runtime state, unmounts the rootfs), and anything left is unmounted and deleted by path.
 """
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,11 +54,6 @@ def root(tmp_path: Path) -> Iterator[Path]:
         if mounts.is_mounted(rootfs):
             mounts.unmount(rootfs, detach=True)
     shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"n{secrets.token_hex(3)}-"
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""Docker backend, requests → Engine API bodies: what the manifest becomes on Docker.
+
+Where it sits: the engine sends these bodies; this module only builds them (pure, no daemon, no
+docker SDK). A container's config is built as the Engine API's own JSON (``Config`` +
+``HostConfig`` + ``NetworkingConfig``) and sent with ``create_container_from_config``: the SDK's
+keyword helpers cannot express every field (tmpfs mode, a pids limit in an update ...), and
+building the JSON here keeps the whole mapping in one readable place.
+
+* Restart policies map to Docker's own, so containers keep restarting when no controller runs;
+  a manifest with a custom ``backoff`` or ``onUnhealthy`` leaves Docker's policy at ``no``
+  because then the controller owns the restarts (two restarters would fight).
+* Resources (memory, CPUs, pids) can be changed in place with Docker's container update, lifting
+  a limit included (see :func:`resources_config` for how, since Docker's update has no "unset").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from reconciler import manifests, plans
+
+# What "no memory limit" is written as in an update (Docker refuses -1 and ignores 0 there); the
+# kernel caps it at its own maximum. Read back as None. 2**62 bytes is far beyond any real host.
+UNLIMITED_MEMORY = 1 << 62
+# CFS period for CPU limits (Docker's default, 100 ms): ``cpus`` maps to a quota over it.
+CPU_PERIOD = 100_000
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+def restart_policy(restart: manifests.Restart) -> dict[str, Any]:
+    """Docker's restart policy for a manifest's, or ``no`` when the controller owns restarts."""
+    if restart.backoff is not None or restart.on_unhealthy:
+        return {"Name": "no", "MaximumRetryCount": 0}
+    if restart.policy == "on-failure":
+        return {"Name": "on-failure", "MaximumRetryCount": restart.max_retries or 0}
+    return {"Name": restart.policy, "MaximumRetryCount": 0}
+
+
+def resources_config(resources: manifests.Resources, *, for_update: bool = False) -> dict[str, Any]:
+    """HostConfig resource fields. Swap equals memory, so a limit is a limit (no swap on top).
+
+    At creation an absent limit is simply left out. An update must also be able to *lift* a
+    limit, and Docker's update treats ``0`` as "unchanged" and rejects ``-1`` for memory, so:
+
+    * memory: lifted by setting :data:`UNLIMITED_MEMORY` (which observe reads back as None);
+    * CPUs: a CFS quota over :data:`CPU_PERIOD` rather than ``NanoCpus``, because a quota of
+      ``-1`` lifts the limit in place while ``NanoCpus`` cannot be unset once set;
+    * pids: ``-1`` is Docker's "unlimited".
+    """
+    config: dict[str, Any] = {}
+    if resources.memory is not None:
+        config["Memory"] = config["MemorySwap"] = resources.memory
+    elif for_update:
+        config["Memory"] = config["MemorySwap"] = UNLIMITED_MEMORY
+    if resources.cpus is not None:
+        config["CpuPeriod"] = CPU_PERIOD
+        config["CpuQuota"] = round(resources.cpus * CPU_PERIOD)
+    elif for_update:
+        config["CpuQuota"] = -1
+    if resources.pids is not None:
+        config["PidsLimit"] = resources.pids
+    elif for_update:
+        config["PidsLimit"] = -1
+    return config
+
+
+def _mount(mount: manifests.VolumeMount | manifests.BindMount | manifests.TmpfsMount) -> dict[str, Any]:
+    if isinstance(mount, manifests.TmpfsMount):
+        options: dict[str, Any] = {}
+        if mount.size is not None:
+            options["SizeBytes"] = mount.size
+        if mount.mode is not None:
+            options["Mode"] = mount.mode
+        result: dict[str, Any] = {"Type": "tmpfs", "Target": mount.target}
+        if options:
+            result["TmpfsOptions"] = options
+        return result
+    kind = "volume" if isinstance(mount, manifests.VolumeMount) else "bind"
+    return {"Type": kind, "Source": mount.source, "Target": mount.target, "ReadOnly": mount.read_only}
+
+
+def endpoint(attachment: manifests.NetworkAttachment) -> dict[str, Any]:
+    """An ``EndpointsConfig`` entry: the aliases and fixed address of one network attachment."""
+    result: dict[str, Any] = {}
+    if attachment.aliases:
+        result["Aliases"] = list(attachment.aliases)
+    if attachment.ipv4_address:
+        result["IPAMConfig"] = {"IPv4Address": attachment.ipv4_address}
+    return result
+
+
+def _host_config(spec: manifests.ContainerSpec) -> dict[str, Any]:
+    """``HostConfig`` without the ports and the network (see :func:`container_config`)."""
+    host: dict[str, Any] = {
+        "RestartPolicy": restart_policy(spec.restart),
+        "Mounts": [_mount(mount) for mount in spec.mounts],
+        "ReadonlyRootfs": spec.read_only_rootfs,
+        "Privileged": spec.privileged,
+        **resources_config(spec.resources),
+    }
+    if spec.cap_add:
+        host["CapAdd"] = list(spec.cap_add)
+    if spec.cap_drop:
+        host["CapDrop"] = list(spec.cap_drop)
+    if spec.volumes_from:
+        host["VolumesFrom"] = list(spec.volumes_from)
+    if spec.logging.max_size:
+        # The json-file driver named explicitly: its options mean nothing to another default driver.
+        host["LogConfig"] = {
+            "Type": "json-file",
+            "Config": {"max-size": str(spec.logging.max_size), "max-file": str(spec.logging.max_files)},
+        }
+    return host
+
+
+def _process_config(request: plans.ContainerRequest) -> dict[str, Any]:
+    """The top-level ``Config`` fields: what runs, as whom, with which environment and labels."""
+    spec = request.spec
+    config: dict[str, Any] = {
+        "Image": spec.image,
+        "Env": [f"{key}={value}" for key, value in sorted(request.env.items())],
+        "Labels": dict(request.labels),
+        "StopSignal": spec.stop_signal,
+        # Docker counts whole seconds; rounding up never cuts a graceful stop short.
+        "StopTimeout": math.ceil(spec.stop_timeout),
+    }
+    optional = {"Entrypoint": spec.entrypoint, "Cmd": spec.command}
+    config.update({key: list(value) for key, value in optional.items() if value is not None})
+    named = {"WorkingDir": spec.working_dir, "User": spec.user, "Hostname": spec.hostname}
+    config.update({key: value for key, value in named.items() if value is not None})
+    if spec.healthcheck is not None:
+        check = spec.healthcheck
+        config["Healthcheck"] = {
+            "Test": list(check.test),
+            "Interval": _nanoseconds(check.interval),
+            "Timeout": _nanoseconds(check.timeout),
+            "Retries": check.retries,
+            "StartPeriod": _nanoseconds(check.start_period),
+        }
+    return config
+
+
+def _port_config(spec: manifests.ContainerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``ExposedPorts`` (Config) and ``PortBindings`` (HostConfig) for the published ports."""
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in spec.ports:
+        key = f"{port.container_port}/{port.protocol}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append(
+            {"HostIp": port.host_ip or "", "HostPort": str(port.host_port) if port.host_port else ""}
+        )
+    return exposed, bindings
+
+
+def container_config(request: plans.ContainerRequest) -> dict[str, Any]:
+    """The Engine API body of ``POST /containers/create`` for a request (first network only).
+
+    Engine API 1.41 (Debian's dockerd 20.10) accepts a single network at creation; the engine
+    connects the others before the container is started.
+    """
+    spec = request.spec
+    host = _host_config(spec)
+    config = _process_config(request)
+    if spec.ports:
+        config["ExposedPorts"], host["PortBindings"] = _port_config(spec)
+    if spec.networks:
+        first = spec.networks[0]
+        host["NetworkMode"] = first.name
+        config["NetworkingConfig"] = {"EndpointsConfig": {first.name: endpoint(first)}}
+    else:
+        host["NetworkMode"] = spec.network_mode
+    config["HostConfig"] = host
+    return config
+
+
+def network_ipam(spec: manifests.NetworkSpec) -> dict[str, Any] | None:
+    """The IPAM config of a network with a fixed subnet (and gateway), or None for Docker's choice."""
+    if spec.subnet is None:
+        return None
+    pool: dict[str, str] = {"Subnet": spec.subnet}
+    if spec.gateway is not None:
+        pool["Gateway"] = spec.gateway
+    return {"Driver": "default", "Config": [pool], "Options": {}}
