@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli_image, errors
+from reconciler import errors
 from reconciler.backends.native import images as native_images
 from reconciler.backends.native import mounts
+from reconciler.cli import image as cli_image
 from tests.support import images, registry
 
 pytestmark = pytest.mark.integration
