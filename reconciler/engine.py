@@ -8,17 +8,23 @@ The life of a container, as the rest of the project drives it
    ``reconciler.kind``, ``reconciler.hash``), and for each image reference asked about, the id of
    the local image (``None`` when absent). Objects without owner labels are invisible here; they
    surface as :class:`errors.Conflict` when the project tries to create an object of that name.
-   ``stacks`` names the stacks the caller will act on: an engine may then report the containers
-   of *other* stacks with less detail (name and owner labels are always there, so ownership
-   conflicts are still seen), which keeps a no-op apply proportional to its own stacks.
+   ``stacks`` names the stacks the caller will act on: the containers of those stacks come with
+   every detail, and the containers of *other* stacks are still all listed, possibly with less
+   detail (name and owner labels are always there, so ownership conflicts are still seen), which
+   keeps a no-op apply proportional to its own stacks.
 2. **Pull.** ``pull_image(ref, policy=...)`` makes the image local and returns its id. ``Never``
-   never touches the network (``NotFound`` if absent); ``IfNotPresent`` returns at once when the
-   image is local; ``Always`` asks the registry and re-pulls only when the tag moved. An unknown
-   image is ``NotFound``; an unreachable registry is ``Unavailable``.
+   never touches the network: the local id when the image is present, ``NotFound`` when it is
+   not (even when its registry is unreachable, and the image stays absent); ``IfNotPresent``
+   returns at once when the image is local; ``Always`` asks the registry and re-pulls only when
+   the tag moved. An unknown image is ``NotFound``; an unreachable registry is ``Unavailable``.
 3. **Networks and volumes.** ``create_network`` / ``create_volume`` create the object with the
    request's labels. Creating an object that exists with the *same* owner labels is a no-op; one
    that exists with other labels (or none) raises ``Conflict``. ``remove_*`` of an absent object
-   is a no-op. Removing a network still in use raises ``RuntimeFailed``.
+   is a no-op. Removing a network that a running container is attached to raises
+   ``RuntimeFailed`` and leaves the network as it was. Whether a created or exited container
+   still holds its networks differs (Docker releases them when the container stops; the native
+   engine and the memory fake keep them until it is removed), so callers remove containers before
+   their networks.
 4. **Create.** ``create_container(request)`` creates a container (not started) from the request's
    spec, env and labels, and returns its id. Same idempotency and ``Conflict`` rules as above.
    It fails with ``NotFound`` when the image, a network or a volume it names is missing.
@@ -28,9 +34,18 @@ The life of a container, as the rest of the project drives it
 6. **Update in place.** ``update_container(name, resources)`` changes memory, CPU and pids limits
    of a container without recreating it; the id stays the same.
 7. **Rename.** ``rename_container(name, new_name)`` (used at the end of a create-first recreate).
-8. **Inspect while running.** ``logs`` yields log lines (optionally following); ``exec`` runs a
-   command inside the running container and returns its exit code and output; ``events`` yields
-   state changes (``start``, ``die`` with the exit code, ``destroy`` ...) until ``stop`` is set;
+8. **Inspect while running.** ``logs`` yields the lines the container printed, oldest first,
+   each with its stream (``stdout``/``stderr``; lines of one stream keep their order, lines of
+   different streams are ordered as the engine received them); ``tail=n`` yields only the last
+   ``n`` (none for 0); ``follow`` goes on with new lines until the container stops, and ends at
+   once after the last line of a container that is not running. ``exec`` runs a command inside
+   the running container and returns its exit code and output. ``events`` yields state changes
+   of owned containers from the moment the engine has subscribed (which may be a little after the
+   first ``next``; earlier changes are not promised, though an engine may report the containers
+   it finds running as started) until ``stop`` is set, and then ends soon after: at
+   least ``start`` when a container starts and ``die`` with its exit code when its process ends
+   (whether it exited by itself or was stopped); engines may add others (``create``,
+   ``destroy``, ``oom``, ``health_status`` ...);
    ``stats`` reads a running container's resource use once (CPU time, memory, processes) from
    its cgroup: ``NotFound`` for an unknown container, ``RuntimeFailed`` when it is not running.
 9. **Remove.** ``remove_container`` stops (kill) and removes it, with its anonymous state;
