@@ -22,9 +22,9 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
      paths; a fresh id, cgroup and network namespace each time). The runtime alone: no rootfs
      preparation, nobody holding the container's stdio;
    * *conmon*: conmon 2.1.6 running ``runc create`` on the same bundle, then ``runc start``: the
-     Podman-style equivalent of our supervisor path (engine-notes §4.2);
-   * *crun*: crun 1.8.1 refuses hybrid cgroup hosts, so it runs through the wrapper of
-     engine-notes §0 (``unshare --mount --propagation private sh -c 'umount
+     Podman-style equivalent of our supervisor path;
+   * *crun*: crun 1.8.1 refuses hybrid cgroup hosts, so it runs through a wrapper that hides the
+     cgroup v2 mount from it (``unshare --mount --propagation private sh -c 'umount
      /sys/fs/cgroup/unified; exec crun "$@"'``), which adds about 4.5 ms per call; a failure is
      reported as such;
    * *docker*: ``docker run -d --network none`` of the same rootfs, ``docker import``-ed (the
@@ -99,7 +99,7 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, stdin: bytes | None = N
     """Run a command to completion and return its stdout; a non-zero exit raises BenchFailure.
 
     The runtime's own stdio never goes to a pipe read to EOF when it starts a container (``runc
-    init`` would hold it, engine-notes §4.1): callers of ``quiet`` use that instead."""
+    init`` inherits it and holds it until the container exits): callers of ``quiet`` use that instead."""
     try:
         done = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -258,7 +258,7 @@ class Created:
         from reconciler.backends.native.engine import NativeEngine
 
         engine = NativeEngine(self.native_root)
-        for record in engine._records():  # whatever a failed run left: templates, half-made containers
+        for record in engine.records.all():  # whatever a failed run left: templates, half-made containers
             engine.remove_container(record.name)
         for network in engine.networks.all():
             engine.remove_network(network.name)
@@ -588,7 +588,7 @@ class ReconcileStack(StackTool):
             from reconciler.backends.native.engine import NativeEngine
 
             engine = NativeEngine(self.created.native_root)
-            for record in engine._records():
+            for record in engine.records.all():
                 if record.labels.get("reconciler.stack") == self.stack:
                     engine.remove_container(record.name)
             engine.remove_network(f"{self.stack}-net")

@@ -164,7 +164,7 @@ def test_default_seccomp_profile_follows_the_capabilities(rootfs: Path, validato
     config = bundles.build_config(request(), IMAGE, environment(rootfs))
     profile = config["linux"]["seccomp"]
     allowed = {name for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
-    assert "arch_prctl" in allowed  # amd64-only rule kept (Go arch names, engine-notes §3.2)
+    assert "arch_prctl" in allowed  # amd64-only rule kept (the profile names Go's architectures)
     assert "bpf" not in allowed and "kexec_load" not in allowed  # bpf needs CAP_SYS_ADMIN
     admin = bundles.build_config(request(capAdd=["SYS_ADMIN"]), IMAGE, environment(rootfs))["linux"]["seccomp"]
     assert "bpf" in {n for rule in admin["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for n in rule["names"]}

@@ -2,7 +2,8 @@
 
 The filesystem layer (``snapshots``/``mounts``) produces the container's rootfs; this module turns
 a :class:`plans.ContainerRequest` plus the image's config into the runtime spec, with Docker's
-defaults where the manifest is silent (engine-notes §3, dumped from dockerd 20.10 on this host):
+defaults where the manifest is silent (what dockerd 20.10 writes into its own containers'
+``config.json``):
 
 * **process**: argv and env merged as moby's ``merge()`` does (a manifest ``entrypoint`` drops the
   image's CMD; env: ``PATH`` and ``HOSTNAME`` first, then the image's, then the manifest's, later
@@ -22,19 +23,20 @@ file. It must not run the runtime, touch cgroups or networks: that is the runtim
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, manifests, plans
+from reconciler import errors, files, manifests, plans
 from reconciler.backends.native import images, layers, seccomp
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHM_SIZE = 64 * 1024 * 1024
+# The CPU limit is a quota of microseconds per period of 100 ms, as Docker's --cpus sets it.
+CPU_PERIOD = 100_000
 
 # Docker's default bounding/effective/permitted set (moby daemon/pkg/oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = (
@@ -246,7 +248,7 @@ def resources(limits: manifests.Resources, *, privileged: bool) -> dict[str, Any
         # we prefer a limit that means what it says).
         result["memory"] = {"limit": limits.memory, "swap": limits.memory}
     if limits.cpus:
-        result["cpu"] = {"quota": int(limits.cpus * 100_000), "period": 100_000}
+        result["cpu"] = {"quota": int(limits.cpus * CPU_PERIOD), "period": CPU_PERIOD}
     if limits.pids:
         result["pids"] = {"limit": limits.pids}
     return result
@@ -308,17 +310,31 @@ def build_config(
     return config
 
 
+def with_resources(config: dict[str, Any], limits: manifests.Resources) -> dict[str, Any]:
+    """``config`` (a written runtime spec) with new memory, CPU and pids limits; devices kept."""
+    current = config.setdefault("linux", {}).setdefault("resources", {})
+    for key in ("memory", "cpu", "pids"):
+        current.pop(key, None)
+    current.update(resources(limits, privileged=False) | {"devices": current.get("devices", [])})
+    return config
+
+
+def live_resources(limits: manifests.Resources) -> dict[str, Any]:
+    """The ``linux.resources`` document that changes a running container's limits in place.
+
+    Every limit is given: an absent key would leave the old value in force, and -1 lifts a limit
+    (the runtime's "unlimited")."""
+    return {
+        "memory": {"limit": limits.memory or -1, "swap": limits.memory or -1},
+        "cpu": {"quota": int(limits.cpus * CPU_PERIOD) if limits.cpus else -1, "period": CPU_PERIOD},
+        "pids": {"limit": limits.pids or -1},
+    }
+
+
 def write(bundle: Path, config: Mapping[str, Any]) -> Path:
-    """Write ``config.json`` into ``bundle`` atomically, readable by root only."""
-    bundle.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Write ``config.json`` into ``bundle`` atomically and durably, readable by root only."""
     target = bundle / "config.json"
-    temporary = bundle / "config.json.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
+    files.write_json(target, config, indent=1)
     return target
 
 
@@ -332,12 +348,3 @@ def stop_signal(spec: manifests.ContainerSpec, image: images.ImageConfig) -> str
         except ValueError:
             pass  # an image with a nonsense STOPSIGNAL still stops, with the default
     return "SIGTERM"
-
-
-def args_for_exec(argv: Sequence[str]) -> list[str]:
-    """Health checks: ``[CMD, a, b]`` runs ``a b``; ``[CMD-SHELL, text]`` runs ``/bin/sh -c text``."""
-    if argv and argv[0] == "CMD-SHELL":
-        return ["/bin/sh", "-c", " ".join(argv[1:])]
-    if argv and argv[0] == "CMD":
-        return list(argv[1:])
-    return list(argv)

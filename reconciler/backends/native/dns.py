@@ -22,6 +22,8 @@ from pathlib import Path
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
+from reconciler import files
+
 TTL = 600  # Docker's embedded resolver answers with this TTL
 
 
@@ -66,7 +68,7 @@ def serve(directory: Path, gateway: str) -> None:
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((gateway, 53))
-    (directory / "dns.pid").write_text(str(os.getpid()))
+    files.write_atomic(directory / "dns.pid", str(os.getpid()).encode(), durable=False)
     while True:
         data, client = server.recvfrom(4096)
         packet = answer(data, names)

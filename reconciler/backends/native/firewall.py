@@ -1,7 +1,7 @@
 """Firewall rules for the native engine's networks and published ports (iptables, nf_tables backend).
 
 Why iptables and not an nftables table of our own: on a host where Docker runs, the ``FORWARD``
-policy is DROP (engine-notes §0), and in nftables a drop in *any* base chain is final, so an
+policy is DROP (dockerd sets it), and in nftables a drop in *any* base chain is final, so an
 accept in our own table would not let container traffic through. We therefore keep every rule
 in three chains of our own and insert one jump into each builtin chain (checked with ``-C``
 first, re-checked on every use because dockerd re-inserts its jumps at the top when it starts):

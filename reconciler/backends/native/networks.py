@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from reconciler import errors
+from reconciler import errors, files
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.233.0.0/16")
 NETNS_DIR = Path("/run/netns")
@@ -82,14 +81,6 @@ def netns_name(container_id: str) -> str:
 
 def netns_path(container_id: str) -> str:
     return str(NETNS_DIR / netns_name(container_id))
-
-
-def _write_json(path: Path, value: Mapping[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, sort_keys=True)
-    os.replace(temporary, path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -162,9 +153,9 @@ class Networks:
         # sources on it (route_localnet), and forward at all.
         _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
         _sysctl("net/ipv4/ip_forward", "1")
-        _write_json(directory / "network.json", network.to_json())
+        files.write_json(directory / "network.json", network.to_json(), durable=False)
         if not (directory / "ipam.json").exists():
-            _write_json(directory / "ipam.json", {})
+            files.write_json(directory / "ipam.json", {}, durable=False)
         return network
 
     def _free_subnet(self, others: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
@@ -214,7 +205,7 @@ class Networks:
             if not address:
                 raise errors.RuntimeFailed(f"network {name} has no free address left in {network.subnet}")
         table[address] = container_id
-        _write_json(path, table)
+        files.write_json(path, table, durable=False)
         return address
 
     def release(self, container_id: str) -> None:
@@ -223,7 +214,7 @@ class Networks:
             table = _read_json(path)
             kept = {address: owner for address, owner in table.items() if owner != container_id}
             if kept != table:
-                _write_json(path, kept)
+                files.write_json(path, kept, durable=False)
 
     def attach(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
         """A fresh netns for the container, with one veth per ``(network, ipv4 or None, aliases)``."""
@@ -251,7 +242,8 @@ class Networks:
                 bridge_index = ipr.link_lookup(ifname=network.bridge)[0]
                 ipr.link("set", index=host_index, master=bridge_index)
                 ipr.link("set", index=host_index, state="up")
-                # IFLA_BRPORT_MODE is the attribute that really sets hairpin (engine-notes §5.3).
+                # Hairpin, so that a container reaches its own published port through the bridge:
+                # pyroute2's ``mode`` is the port's IFLA_BRPORT_MODE, and 1 means hairpin.
                 ipr.brport("set", index=host_index, mode=1)
             with NetNS(name) as ns:
                 index = ns.link_lookup(ifname=peer)[0]
@@ -285,22 +277,6 @@ class Networks:
             with contextlib.suppress(OSError):
                 netns.remove(name)
         self.release(container_id)
-
-    def interface_stats(self, container_id: str) -> dict[str, dict[str, int]]:
-        """rx/tx counters per interface inside the container's netns (``docker stats`` NET I/O)."""
-        name = netns_name(container_id)
-        if not (NETNS_DIR / name).exists():
-            return {}
-        result: dict[str, dict[str, int]] = {}
-        with NetNS(name) as ns:
-            for link in ns.get_links():
-                stats = link.get_attr("IFLA_STATS64") or {}
-                ifname = str(link.get_attr("IFLA_IFNAME"))
-                if ifname != "lo":
-                    result[ifname] = {
-                        key: int(stats.get(key, 0)) for key in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
-                    }
-        return result
 
 
 def _sysctl(name: str, value: str) -> None:

@@ -3,8 +3,8 @@
 One method per verb, as containerd's go-runc does; every failure raises
 :class:`errors.RuntimeFailed` carrying the runtime's own words (its ``--log`` JSON file or stderr).
 The runtime's stdio never goes to a pipe we read to EOF: ``runc init`` inherits it and holds it
-until the container exits (engine-notes §4.1), so ``create`` is run by the supervisor with the
-container's pipes, and every other verb here gets files or ``/dev/null``.
+until the container exits (a read to EOF would block that long), so ``create`` is run by the
+supervisor with the container's pipes, and every other verb here gets files or ``/dev/null``.
 
 This module runs the runtime binary and nothing else: no bundles, no mounts, no bookkeeping.
 """
@@ -25,7 +25,8 @@ from reconciler import errors
 
 DEFAULT_RUNTIME = "runc"
 
-# runc's exit code for a process it could not exec; the message says why (engine-notes §6.4).
+# runc's exit code for a process it could not exec (not found, not executable); its error
+# message says which, and exec_failure_code maps that to Docker's 127 or 126.
 RUNC_EXEC_FAILED = 255
 
 

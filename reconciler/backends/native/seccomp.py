@@ -7,8 +7,8 @@ way moby does: keep a rule only when its ``includes`` hold (architecture, every 
 container's set, minimum kernel) and its ``excludes`` do not.
 
 Architecture names in ``includes``/``excludes`` are Go's (``amd64``), not the kernel's
-(``x86_64``): getting that wrong drops ``arch_prctl`` and every static binary dies at start
-(engine-notes §3.2). Pure apart from reading the profile file.
+(``x86_64``): getting that wrong drops ``arch_prctl`` (allowed on amd64 only), and every static
+binary dies at start. Pure apart from reading the profile file.
 """
 
 from __future__ import annotations

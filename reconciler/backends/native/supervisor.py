@@ -1,6 +1,6 @@
 """The per-container supervisor: a small process that outlives the engine and owns one container.
 
-It is what conmon and containerd-shim are to their engines (engine-notes §4): started detached
+It is what conmon and containerd-shim are to Podman and containerd: started detached
 (own session, stdio on /dev/null), it makes itself a *child subreaper* so that the container's init
 is re-parented to it and not to the host's PID 1 (which reaps lazily and would swallow the exit
 code); it runs ``runtime create`` with the container's stdout and stderr as pipes it holds; it
@@ -28,8 +28,9 @@ with the runtime command line in ``<container dir>/supervisor.json``. With ``--g
 a line on that pipe before ``runtime create`` (the engine meanwhile clears the previous run's
 runtime state); end of file instead means "give up", and it exits without a trace. It imports
 nothing from the engine's decision layers and must stay small: it lives as long as the container,
-and its start-up is on every (re)start's path, so it imports only what it uses (no argparse,
-pathlib, subprocess or datetime: tens of milliseconds of a restart otherwise).
+and its start-up is on every (re)start's path, so it imports only what it uses: of the project,
+:mod:`reconciler.files` (the atomic writer, standard library only); no argparse, subprocess or
+datetime (tens of milliseconds of a restart otherwise).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ import select
 import signal
 import sys
 import time
+from pathlib import Path
+
+from reconciler import files
 
 TYPE_CHECKING = False  # typing itself is not imported: the supervisor's start is on the restart path
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 PR_SET_CHILD_SUBREAPER = 36
 # A line longer than this is split into partial entries, as Docker's copier does (16 KiB).
@@ -118,17 +122,6 @@ class _LogWriter:
         self.size += len(line)
 
 
-def _write_json_atomic(path: str, value: dict[str, object], *, durable: bool = True) -> None:
-    temporary = os.path.splitext(path)[0] + ".tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(value, handle)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _oom_killed(cgroups_path: str, before: int) -> bool:
     """Whether the kernel OOM-killed something in the container's memory cgroup (v1, then v2)."""
     return _oom_kills(cgroups_path) > before
@@ -154,17 +147,8 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     os.set_inheritable(sync_fd, False)
     with open(os.path.join(directory, "supervisor.json"), encoding="utf-8") as handle:
         config = json.load(handle)
-    create_argv: list[str] = config["create"]
-    cgroups_path: str = config.get("cgroups_path", "")
     prepared: dict[str, object] | None = config.get("prepared")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    # SIGCHLD wakes the loop through this pipe, so exits are seen at once, not at a poll tick.
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-
+    wake_r = _become_subreaper()
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid_file = os.path.join(directory, "init.pid")
@@ -175,6 +159,40 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
         with os.fdopen(go_fd, "rb") as go:
             if not go.readline():
                 return 1
+    create_status = _run_create(config["create"], out_w, err_w)
+    sync = os.fdopen(sync_fd, "w", encoding="utf-8")
+    if create_status != 0 or not os.path.exists(pid_file):
+        message = _runtime_error(config["runtime_log"]) or f"runtime create exited {create_status}"
+        sync.write(f"error {message}\n")
+        sync.close()
+        if prepared is None:  # a prepared run leaves the previous run's exit.json: nothing started
+            _write_exit(directory, {"exit_code": _create_failure_code(message), "finished_at": time.time(),
+                                    "oom_killed": False, "error": message})  # fmt: skip
+        return 1
+    with open(pid_file, encoding="utf-8") as handle:
+        init_pid = int(handle.read().strip())
+    run = _Run(directory, config, init_pid, {out_r: "stdout", err_r: "stderr"}, wake_r)
+    if prepared is not None:
+        run.wait_as_prepared(float(str(prepared["ttl"])), str(prepared["lock"]))
+    sync.write(f"created {init_pid}\n")
+    sync.close()
+    return run.follow()
+
+
+def _become_subreaper() -> int:
+    """Exited descendants become our children, and SIGCHLD wakes the loop through the returned
+    pipe, so that exits are seen at once, not at a poll tick."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    return wake_r
+
+
+def _run_create(create_argv: list[str], out_w: int, err_w: int) -> int:
+    """``runtime create`` with the container's output on our pipes; its exit status."""
     # posix_spawn, not subprocess (an import that costs a restart ~5 ms): stdin from /dev/null, the
     # output to our pipes, SIGPIPE back to its default; every other fd of ours is close-on-exec.
     create_pid = os.posix_spawn(create_argv[0], create_argv, dict(os.environ), file_actions=[
@@ -185,92 +203,107 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     os.close(out_w)
     os.close(err_w)
     # Wait for `create` itself only (not for the init, which is blocked on runc's exec fifo).
-    create_status = os.waitstatus_to_exitcode(os.waitpid(create_pid, 0)[1])
-    sync = os.fdopen(sync_fd, "w", encoding="utf-8")
-    if create_status != 0 or not os.path.exists(pid_file):
-        message = _runtime_error(config["runtime_log"]) or f"runtime create exited {create_status}"
-        sync.write(f"error {message}\n")
-        sync.close()
-        if prepared is not None:
-            return 1  # the previous run's exit.json stays: nothing was started
-        _write_json_atomic(os.path.join(directory, "exit.json"), {
-            "exit_code": _create_failure_code(message), "finished_at": time.time(),
-            "oom_killed": False, "error": message,
-        })  # fmt: skip
-        return 1
-    with open(pid_file, encoding="utf-8") as handle:
-        init_pid = int(handle.read().strip())
-    oom_before = _oom_kills(cgroups_path)
-    prepared_file = os.path.join(directory, "prepared.json")
-    prepared_until: float | None = None
-    lock_path = ""
-    if prepared is not None:
-        prepared_until = time.monotonic() + float(str(prepared["ttl"]))
-        lock_path = str(prepared["lock"])
+    return os.waitstatus_to_exitcode(os.waitpid(create_pid, 0)[1])
+
+
+def _write_exit(directory: str, value: dict[str, object]) -> None:
+    files.write_json(Path(directory, "exit.json"), value)
+
+
+class _Run:
+    """One run after ``runtime create``: its output copied to the log, its processes reaped, its
+    exit recorded; or, prepared and never started, given up."""
+
+    def __init__(self, directory: str, config: dict[str, Any], init_pid: int, streams: dict[int, str],
+                 wake_r: int) -> None:  # fmt: skip
+        self.directory, self.config, self.init_pid = directory, config, init_pid
+        self.streams, self.wake_r = streams, wake_r
+        self.cgroups_path: str = config.get("cgroups_path", "")
+        self.oom_before = _oom_kills(self.cgroups_path)
+        self.exit_code: int | None = None
+        self.finished_at = 0.0
+        self.drain_deadline = 0.0
+        self.prepared_file = os.path.join(directory, "prepared.json")
+        self.prepared_until: float | None = None
+        self.lock_path = ""
+
+    def wait_as_prepared(self, ttl: float, lock_path: str) -> None:
+        """A prepared run: ``prepared.json`` tells the engine; given up after ``ttl`` seconds."""
+        self.prepared_until = time.monotonic() + ttl
+        self.lock_path = lock_path
         with open("/proc/self/stat", encoding="utf-8") as handle:
             start_time = handle.read().rsplit(")", 1)[1].split()[19]
-        _write_json_atomic(prepared_file, {"pid": os.getpid(), "start_time": start_time, "init_pid": init_pid},
-                           durable=False)  # fmt: skip
-    sync.write(f"created {init_pid}\n")
-    sync.close()
+        files.write_json(Path(self.prepared_file), {"pid": os.getpid(), "start_time": start_time,
+                                                    "init_pid": self.init_pid}, durable=False)  # fmt: skip
 
-    rotation = config.get("log") or {}
-    log = _LogWriter(os.path.join(directory, "container.log"), max_size=rotation.get("max_size"),
-                     max_files=int(rotation.get("max_files") or 1))  # fmt: skip
-    streams = {out_r: "stdout", err_r: "stderr"}
-    poller = select.poll()
-    for fd in (out_r, err_r, wake_r):
-        poller.register(fd, select.POLLIN)
-    exit_code: int | None = None
-    finished_at = 0.0
-    drain_deadline = 0.0
-    while streams and (exit_code is None or time.monotonic() < drain_deadline):
-        timeout = 1.0 if exit_code is None else max(0.0, drain_deadline - time.monotonic())
-        if prepared_until is not None:
-            timeout = min(timeout, max(0.0, prepared_until - time.monotonic()))
+    def follow(self) -> int:
+        """Until the init has exited and its output is drained; then ``exit.json``."""
+        rotation = self.config.get("log") or {}
+        log = _LogWriter(os.path.join(self.directory, "container.log"), max_size=rotation.get("max_size"),
+                         max_files=int(rotation.get("max_files") or 1))  # fmt: skip
+        poller = select.poll()
+        for fd in (*self.streams, self.wake_r):
+            poller.register(fd, select.POLLIN)
+        while self.streams and (self.exit_code is None or time.monotonic() < self.drain_deadline):
+            self._copy_output(poller, log)
+            self._reap()
+            if self.prepared_until is not None and self._gave_up():
+                return 0
+        if self.exit_code is None:
+            # The pipes closed first (the process closed its stdio); wait for the init itself.
+            self.exit_code = _wait_for(self.init_pid)
+            self.finished_at = time.time()
+        log.flush()
+        # finished_at is when the init was reaped (its exit), not when the output was drained.
+        oom_killed = _oom_killed(self.cgroups_path, self.oom_before) if self.exit_code == 137 else False
+        _write_exit(self.directory, {"exit_code": self.exit_code, "finished_at": self.finished_at,
+                                     "oom_killed": oom_killed})  # fmt: skip
+        return 0
+
+    def _copy_output(self, poller: select.poll, log: _LogWriter) -> None:
+        """What the container wrote, into the log, waiting at most until the next thing to check."""
+        timeout = 1.0 if self.exit_code is None else max(0.0, self.drain_deadline - time.monotonic())
+        if self.prepared_until is not None:
+            timeout = min(timeout, max(0.0, self.prepared_until - time.monotonic()))
         for fd, _ in poller.poll(timeout * 1000):
-            if fd == wake_r:
+            if fd == self.wake_r:
                 with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 4096)
+                    os.read(self.wake_r, 4096)
                 continue
             data = os.read(fd, 65536)
             if not data:
                 poller.unregister(fd)
                 os.close(fd)
-                del streams[fd]
+                del self.streams[fd]
             else:
-                log.feed(streams[fd], data)
-        # Reap everything that was re-parented to us; remember the init's status.
+                log.feed(self.streams[fd], data)
+
+    def _reap(self) -> None:
+        """Reap everything that was re-parented to us; remember the init's status."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
             if pid == 0:
-                break
-            if pid == init_pid:
-                finished_at = time.time()
+                return
+            if pid == self.init_pid:
+                self.finished_at = time.time()
                 code = os.waitstatus_to_exitcode(status)
-                exit_code = 128 - code if code < 0 else code
-                drain_deadline = time.monotonic() + DRAIN_SECONDS
-        if prepared_until is not None:
-            if not os.path.exists(prepared_file):
-                prepared_until = None  # started: an ordinary supervisor from here on
-            elif exit_code is not None or time.monotonic() >= prepared_until:
-                if _give_up(lock_path, prepared_file, init_pid, exited=exit_code is not None):
-                    return 0
-                prepared_until = None  # started just before the lock was ours
-    if exit_code is None:
-        # The pipes closed first (the process closed its stdio); wait for the init itself.
-        exit_code = _wait_for(init_pid)
-        finished_at = time.time()
-    log.flush()
-    # finished_at is when the init was reaped (its exit), not when the output was drained.
-    _write_json_atomic(os.path.join(directory, "exit.json"), {
-        "exit_code": exit_code, "finished_at": finished_at,
-        "oom_killed": _oom_killed(cgroups_path, oom_before) if exit_code == 137 else False,
-    })  # fmt: skip
-    return 0
+                self.exit_code = 128 - code if code < 0 else code
+                self.drain_deadline = time.monotonic() + DRAIN_SECONDS
+
+    def _gave_up(self) -> bool:
+        """For a prepared run: whether it was given up (then the supervisor ends without a trace)."""
+        if self.prepared_until is None or not os.path.exists(self.prepared_file):
+            self.prepared_until = None  # started: an ordinary supervisor from here on
+            return False
+        if self.exit_code is None and time.monotonic() < self.prepared_until:
+            return False
+        if _give_up(self.lock_path, self.prepared_file, self.init_pid, exited=self.exit_code is not None):
+            return True
+        self.prepared_until = None  # started just before the lock was ours
+        return False
 
 
 def _give_up(lock_path: str, prepared_file: str, init_pid: int, *, exited: bool) -> bool:

@@ -1,0 +1,234 @@
+"""Assembling a native container at create, and taking one apart at remove.
+
+``create_container`` makes, under ``<root>/containers/<id>/`` (a fresh 64-hex id):
+
+1. the **rootfs**: an overlay of the image's layers (read-only) and a per-container upper dir,
+   mounted at ``rootfs/`` (:mod:`images`, :mod:`mounts`);
+2. the **network**: the container's own namespace with a veth per network it joins, and its
+   published ports; or the host's; or another container's (:mod:`networks`, :mod:`firewall`);
+3. ``hostname``, ``hosts`` and ``resolv.conf``, bind-mounted over the rootfs's ``/etc`` files (the
+   network's own DNS server is the only nameserver; without a network there is none);
+4. volumes (copy-up, anonymous volumes, ``volumesFrom``: :mod:`volumes`), then the OCI
+   ``config.json`` (:mod:`bundles`), and last the record, ``container.json`` (:mod:`records`):
+   a directory without a record is a create that did not finish.
+
+A create that fails half-way is undone by :meth:`Assembly.discard`, which also finishes a remove:
+the prepared run, the runtime state, the network (veths, namespace, addresses, rules), the rootfs
+mount and the directory. Callers hold the engine's lock. This module must not start or stop runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from reconciler import errors, manifests, observed, plans
+from reconciler.backends.native import (
+    bundles,
+    firewall,
+    images,
+    layers,
+    mounts,
+    network_services,
+    networks,
+    prepared,
+    records,
+    runtime,
+    volumes,
+)
+
+ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+# runc leaves the (empty) container directory in the cgroup v2 tree of a hybrid host.
+HYBRID_CGROUP_PARENT = Path("/sys/fs/cgroup/unified/reconciler")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Assembly:
+    """The stores a container is assembled from."""
+
+    containers: records.Records
+    volume_store: volumes.Volumes
+    network_store: networks.Networks
+    image_store: images.ImageStore
+    runner: runtime.Runtime
+
+    def create(self, request: plans.ContainerRequest) -> str:
+        """The container asked for, created (not started); its id. See the module docstring."""
+        existing = self.containers.find(request.name)
+        if existing is not None:
+            if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
+                return existing.container_id
+            raise errors.Conflict(f"container {request.name} exists and is owned by someone else")
+        if request.spec.ports and request.spec.network_mode != "bridge":
+            raise errors.RuntimeFailed(f"container {request.name}: ports need networkMode bridge")
+        self._check_ports(request)
+        request = volumes.with_volumes_from(request, self.containers)
+        image = self.image_store.get(request.spec.image)
+        if image is None:
+            raise errors.NotFound(f"image {request.spec.image} is not present (pull it first)")
+        volume_paths = self.volume_store.paths_for(request.spec)
+        container_id = records.new_container_id()
+        directory = self.containers.base / container_id
+        directory.mkdir(mode=0o700, parents=True)
+        try:
+            self._assemble(request, image, directory, container_id, volume_paths)
+        except BaseException:
+            self.discard(directory, container_id)
+            raise
+        return container_id
+
+    def _assemble(
+        self,
+        request: plans.ContainerRequest,
+        image: images.Image,
+        directory: Path,
+        container_id: str,
+        volume_paths: Mapping[str, str],
+    ) -> None:
+        rootfs = self.image_store.rootfs_mount(image, directory)
+        mounts.mount(rootfs)
+        rootfs_path = Path(rootfs.target)
+        hostname = request.spec.hostname or container_id[:12]
+        attachments, netns = self._connect(request, container_id)
+        etc = _write_etc_files(directory, rootfs_path, hostname, attachments)
+        if request.spec.working_dir:
+            layers.resolve_in_root(rootfs_path, request.spec.working_dir.lstrip("/"), create=True)
+        request = volumes.with_image_volumes(request, image, directory, rootfs_path, volume_paths)
+        environment = bundles.Environment(container_id=container_id, rootfs=str(rootfs_path),
+                                          volume_paths=volume_paths, files=etc, netns_path=netns)  # fmt: skip
+        config = bundles.build_config(request, image.config, environment)
+        bundles.write(directory, config)
+        spec = request.spec
+        record = records.Record(container_id, directory, {
+            "name": request.name,
+            "id": container_id,
+            "labels": dict(request.labels),
+            "spec": manifests.to_document(spec),
+            "env": dict(request.env),
+            "image_id": image.id,
+            "created_at": time.time(),
+            "started_at": None,
+            "restart_count": 0,
+            "stop_signal": bundles.stop_signal(spec, image.config),
+            "resources": {"memory": spec.resources.memory, "cpus": spec.resources.cpus, "pids": spec.resources.pids},
+            "cgroups_path": config["linux"]["cgroupsPath"],
+            "attachments": [dataclasses.asdict(a) for a in attachments],
+        })  # fmt: skip
+        record.save()
+        network_services.write_names(self.network_store, self.containers.all(), [a.network for a in attachments])
+
+    def _check_ports(self, request: plans.ContainerRequest) -> None:
+        """A host port taken by another container of ours, or by any process, fails the create."""
+        taken = {
+            (str(port.get("hostIP") or "0.0.0.0"), int(port["hostPort"]), str(port.get("protocol", "tcp"))): r.name  # noqa: S104
+            for r in self.containers.all()
+            for port in r.data["spec"].get("ports", [])
+            if port.get("hostPort")
+        }
+        for port in request.spec.ports:
+            if port.host_port is None:
+                continue
+            ip = port.host_ip or "0.0.0.0"  # noqa: S104
+            for (other_ip, other_port, protocol), owner in taken.items():
+                same_address = ip == other_ip or "0.0.0.0" in (ip, other_ip)  # noqa: S104
+                if other_port == port.host_port and protocol == port.protocol and same_address:
+                    raise errors.Conflict(f"host port {port.host_port}/{port.protocol} is already published by {owner}")
+            kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_INET, kind) as probe:
+                try:
+                    probe.bind((ip, port.host_port))
+                except OSError as exc:
+                    raise errors.RuntimeFailed(
+                        f"host port {ip}:{port.host_port}/{port.protocol} is already in use ({exc.strerror})"
+                    ) from None
+
+    def _connect(
+        self, request: plans.ContainerRequest, container_id: str
+    ) -> tuple[list[networks.Attachment], str | None]:
+        """The container's network namespace: joined, host, or its own with veths and ports."""
+        spec = request.spec
+        if spec.network_mode == "host":
+            return [], None
+        if spec.network_mode.startswith("container:"):
+            peer = self.containers.get(spec.network_mode.removeprefix("container:"))
+            return [], networks.netns_path(peer.container_id)
+        wanted: list[tuple[str, str | None, list[str]]] = []
+        if spec.network_mode == "bridge":
+            if spec.networks:
+                wanted = [(n.name, n.ipv4_address, list(n.aliases)) for n in spec.networks]
+            else:
+                if self.network_store.get(network_services.DEFAULT_NETWORK) is None:
+                    network_services.create(
+                        self.network_store, network_services.DEFAULT_NETWORK, manifests.NetworkSpec(), {}
+                    )
+                wanted = [(network_services.DEFAULT_NETWORK, None, [])]
+        for name, _, _ in wanted:
+            network = self.network_store.get(name)
+            if network is None:
+                raise errors.NotFound(f"network {name} not found")
+            network_services.ensure(self.network_store, network)
+        attachments = self.network_store.attach(container_id, wanted)
+        if attachments:
+            first = attachments[0]
+            bridge = networks.bridge_name(first.network)
+            for port in spec.ports:
+                firewall.publish(container_id, bridge=bridge, host_ip=port.host_ip, host_port=port.host_port or 0,
+                                 address=first.address, container_port=port.container_port,
+                                 protocol=port.protocol)  # fmt: skip
+        return attachments, networks.netns_path(container_id)
+
+    def discard(self, directory: Path, container_id: str) -> None:
+        """Undo a create or finish a remove: runtime state, network, rootfs mount, directory."""
+        prepared.drop(directory, container_id, self.runner)
+        with contextlib.suppress(errors.EngineError):
+            self.runner.delete(container_id, force=True)
+        record = records.read_json(directory / records.RECORD) or {}
+        attachments = record.get("attachments", [])
+        firewall.remove_owner(container_id)
+        self.network_store.detach(container_id, [a["host_veth"] for a in attachments])
+        # A create that failed half-way may have veths the record does not list yet.
+        self.network_store.detach(container_id, [f"rcv{container_id[:9]}{n}" for n in range(8)])
+        rootfs = directory / "rootfs"
+        if mounts.is_mounted(rootfs):
+            mounts.unmount(rootfs, detach=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(HYBRID_CGROUP_PARENT / container_id)
+
+
+def _write_etc_files(
+    directory: Path, rootfs: Path, hostname: str, attachments: list[networks.Attachment]
+) -> dict[str, str]:
+    """``hostname``, ``hosts`` and ``resolv.conf`` in the container's directory, and their mount
+    points in the rootfs; returns target in the container → file on the host."""
+    addresses = "".join(f"{a.address}\t{hostname}\n" for a in attachments[:1])
+    if attachments:
+        # The network's own DNS server on its gateway; it never forwards (see `dns`).
+        resolv = f"nameserver {attachments[0].gateway}\noptions ndots:0\n"
+    else:
+        resolv = "# reconciler: no network, no DNS\n"
+    texts = {
+        "/etc/hostname": f"{hostname}\n",
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addresses}",
+        "/etc/resolv.conf": resolv,
+    }
+    written: dict[str, str] = {}
+    for target, text in texts.items():
+        path = directory / Path(target).name
+        path.write_text(text, encoding="utf-8")
+        os.chmod(path, 0o644)
+        written[target] = str(path)
+    for target in ETC_FILES:
+        # A bind mount needs its mount point to exist, and a read-only rootfs cannot get one
+        # later: create each as an empty file now, inside the rootfs (no symlink followed out).
+        parent = layers.resolve_in_root(rootfs, "etc", create=True)
+        point = parent / Path(target).name
+        if not point.exists() and not point.is_symlink():
+            point.touch(mode=0o644)
+    return written

@@ -1,0 +1,118 @@
+"""The native engine's event stream: ``start`` and ``die`` of containers, read from their supervisors.
+
+There is no daemon to ask: the stream scans the container records and, for each run it finds
+with a live supervisor, opens a **pidfd** on that supervisor; the supervisor exits right after
+writing the run's ``exit.json``, so a ``die`` arrives as soon as the container's init has exited,
+not at a poll tick. A run that started and ended between two scans (a crash at start) is found
+by its ``exit.json``; it is reported as a ``start`` followed by its ``die``.
+
+A ``die`` is stamped with the exit's own time (the supervisor's ``finished_at``), not with its
+delivery's: the controller counts restart backoffs from it. One run (one supervisor, known by pid
+and start time) is reported once, whichever way a scan saw it. Exits older than the stream's
+first scan are history, not events; :attr:`EventStream.first_scan_done` is set once that scan is
+over, so that a reader can tell from when on an exit is news, and :attr:`EventStream.scans`
+counts the scans done.
+
+This module only reads: it must not start, prepare or stop anything, or write any file.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler import engine
+from reconciler.backends.native import records
+
+# How long one wait for exits lasts before the records are scanned again for new runs.
+SCAN_INTERVAL = 0.25
+
+
+def die_event(name: str, container_id: str, exit_info: Mapping[str, Any]) -> engine.Event:
+    """A ``die`` event stamped with the exit's own time (the supervisor's), not its delivery's."""
+    code, finished = exit_info.get("exit_code"), exit_info.get("finished_at")
+    return engine.Event(time=time.time() if finished is None else float(finished), action="die", name=name,
+                        container_id=container_id, exit_code=None if code is None else int(code))  # fmt: skip
+
+
+class EventStream:
+    """One reader's stream over the containers in ``store``; :meth:`read` it once."""
+
+    def __init__(self, store: records.Records) -> None:
+        self.store = store
+        self.first_scan_done = threading.Event()
+        self.scans = 0
+        self._watched: dict[str, tuple[int, str]] = {}  # container id -> (pidfd, name)
+        # Runs already handled, by "<container id>:<started_at>": scanned again, they are skipped.
+        self._seen: set[str] = set()
+        # Supervisors already reported ("pid:start time"): a run seen while its start was being
+        # recorded has an older key above, and its exit must not be reported a second time.
+        self._reported: set[str] = set()
+
+    def read(self, *, stop: threading.Event) -> Iterator[engine.Event]:
+        """Events until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                yield from self._scan()
+                self.scans += 1
+                self.first_scan_done.set()
+                yield from self._wait(stop)
+        finally:
+            for pidfd, _ in self._watched.values():
+                os.close(pidfd)
+            self._watched.clear()
+
+    def _scan(self) -> Iterator[engine.Event]:
+        """The runs started since the last scan: watched through a pidfd, or reported whole."""
+        for record in self.store.all():
+            key = f"{record.container_id}:{record.data.get('started_at')}"
+            if record.container_id in self._watched or key in self._seen:
+                continue
+            info = records.read_json(record.directory / records.SUPERVISOR)
+            if info is None:
+                continue
+            run = f"{info['pid']}:{info.get('start_time')}"
+            if not records.supervisor_alive(record):
+                yield from self._ended_between_scans(record, key, run)
+                continue
+            if run in self._reported:
+                self._seen.add(key)
+                continue
+            try:
+                pidfd = os.pidfd_open(int(info["pid"]))
+            except OSError:
+                continue
+            self._watched[record.container_id] = (pidfd, record.name)
+            self._seen.add(key)
+            self._reported.add(run)
+            yield engine.Event(time=time.time(), action="start", name=record.name, container_id=record.container_id)
+
+    def _ended_between_scans(self, record: records.Record, key: str, run: str) -> Iterator[engine.Event]:
+        """A run whose supervisor is already gone: its exit file tells (nothing when it has none)."""
+        exit_info = records.read_json(record.directory / records.EXIT)
+        if exit_info is None or record.data.get("started_at") is None:
+            return
+        self._seen.add(key)
+        if self.first_scan_done.is_set() and run not in self._reported:
+            self._reported.add(run)
+            yield engine.Event(time=float(record.data["started_at"]), action="start", name=record.name,
+                               container_id=record.container_id)  # fmt: skip
+            yield die_event(record.name, record.container_id, exit_info)
+
+    def _wait(self, stop: threading.Event) -> Iterator[engine.Event]:
+        """The exits of watched runs within one scan interval, as ``die`` events."""
+        fds = {pidfd: container_id for container_id, (pidfd, _) in self._watched.items()}
+        if not fds:
+            stop.wait(SCAN_INTERVAL)
+            return
+        ready, _, _ = select.select(list(fds), [], [], SCAN_INTERVAL)
+        for fd in ready:
+            container_id = fds[fd]
+            _, name = self._watched.pop(container_id)
+            os.close(fd)
+            exit_info = records.read_json(self.store.base / container_id / records.EXIT) or {}
+            yield die_event(name, container_id, exit_info)

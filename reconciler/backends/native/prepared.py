@@ -1,0 +1,98 @@
+"""Prepared next runs: the slow part of a restart done during the restart's backoff.
+
+Only the controller decides that an exited container will be started again (its restart policy).
+Right after it schedules such a restart it asks the engine to prepare the next run
+(``NativeEngine.prepare_next_run``); in the background, under the engine's lock, the previous
+run's runtime state is deleted and a new supervisor runs ``runtime create``, so that the init
+waits for ``runtime start`` and the later start is only that. Nothing of the container runs
+before the start: the previous run's ``exit.json`` stays its state until then.
+
+The files: the prepared run's supervisor writes ``prepared.json`` (its pid, start time and the
+init's pid). Starting the run renames it to ``supervisor.pid.json`` under the engine's lock, then
+runs ``runtime start``; from the rename on, the supervisor is the run's ordinary one. A prepared
+run nobody starts within ``PREPARED_TTL`` seconds (or whose init dies first) removes itself: its
+supervisor takes the engine's lock and, if ``prepared.json`` is still there, kills the init,
+removes the file and exits without writing ``exit.json``. A stop, an update (the run was made with
+the old limits) or a remove discards a prepared run first.
+
+Everything here is best effort: a run that cannot be prepared leaves the container as it was, and
+the start takes the ordinary path. Callers hold the engine's lock; this module must not decide
+*whether* a container restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from reconciler import errors
+from reconciler.backends.native import mounts, processes, records, runtime, supervision
+
+# A prepared next run that nobody starts within this many seconds goes away; the backoffs it
+# serves are the first ones (100 ms, 200 ms, ... as Docker's), long ones need no help.
+PREPARED_TTL = 3.0
+
+
+def thread_name(name: str) -> str:
+    """The name of the background thread that prepares the next run of container ``name``."""
+    return f"prepare next run of {name}"
+
+
+def prepare(record: records.Record, runner: runtime.Runtime, *, lock: Path) -> bool:
+    """Prepare the container's next run up to ``runtime create``; False when it is not for one
+    (not exited, already prepared, being stopped, or its rootfs is not mounted)."""
+    directory = record.directory
+    if records.state_of(record)[0] != "exited" or (directory / records.PREPARED).exists():
+        return False
+    if (directory / records.STOPPING).exists() or not mounts.is_mounted(directory / "rootfs"):
+        return False
+    supervision.launch(
+        record,
+        runner,
+        clear=lambda: runner.delete(record.container_id, force=True),
+        prepared={"ttl": PREPARED_TTL, "lock": str(lock)},
+    )
+    return True
+
+
+def drop(directory: Path, container_id: str, runner: runtime.Runtime) -> None:
+    """Discard a prepared next run: its supervisor first (else it would give up on its own
+    later), then its init with the runtime state."""
+    if not (directory / records.PREPARED).exists():
+        return
+    supervision.kill(directory / records.PREPARED)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / records.PREPARED).unlink()
+    with contextlib.suppress(errors.EngineError):
+        runner.delete(container_id, force=True)
+
+
+def start(record: records.Record, runner: runtime.Runtime) -> bool:
+    """Start the prepared next run, if there is one: ``runtime start``. False: none to start."""
+    directory = record.directory
+    info = records.read_json(directory / records.PREPARED)
+    if info is None:
+        return False
+    if not processes.is_running(int(info["pid"]), info.get("start_time")):
+        drop(directory, record.container_id, runner)
+        return False
+    # The old exit goes first: once started, an exit at once writes the new one.
+    for leftover in (records.EXIT, records.SUPERVISOR):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / leftover).unlink()
+    # From this rename on, the supervisor is the run's ordinary one (it gives up only under
+    # the engine's lock, and only while prepared.json is there).
+    os.replace(directory / records.PREPARED, directory / records.SUPERVISOR)
+    try:
+        runner.start(record.container_id)
+    except errors.RuntimeFailed:
+        supervision.kill(directory / records.SUPERVISOR)
+        with contextlib.suppress(FileNotFoundError):
+            (directory / records.SUPERVISOR).unlink()
+        return False  # the ordinary path deletes the runtime state and creates the run anew
+    record.data["restart_count"] = int(record.data.get("restart_count", 0)) + 1
+    record.data["started_at"] = time.time()
+    record.save()
+    return True

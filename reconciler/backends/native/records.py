@@ -1,0 +1,140 @@
+"""A native container on disk: its directory, its record (``container.json``) and its state.
+
+Each container lives in ``<root>/containers/<id>/`` (root-only, 0700). What the engine keeps there:
+
+* ``container.json``, the **record**: the name, labels, spec and env asked for, the image id, the
+  bookkeeping of its runs (``started_at``, ``restart_count``), its stop signal, resource limits,
+  cgroup path and network attachments. Written atomically and durably: it is the container.
+* ``supervisor.pid.json``: the current run's supervisor (pid and start time) and init pid;
+  ``exit.json``: how the last run ended, written by the supervisor when the init exits;
+  ``prepared.json``: a prepared next run (see :mod:`prepared`); ``stopping``: a stop is under way.
+* the bundle (``config.json``, ``rootfs/``, ``hostname``, ``hosts``, ``resolv.conf``) and the logs.
+
+The **state** is derived from these files, never stored: ``exited`` when ``exit.json`` is there,
+``created`` before the first start, ``running`` while the recorded supervisor lives, and ``dead``
+when it is gone without an exit file (killed, or the host crashed): what Docker calls dead.
+
+This module reads and writes records; it must not start, stop or signal anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from reconciler import errors, files, manifests, observed
+from reconciler.backends.native import processes
+
+RECORD = "container.json"
+SUPERVISOR = "supervisor.pid.json"
+EXIT = "exit.json"
+PREPARED = "prepared.json"
+STOPPING = "stopping"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclasses.dataclass(slots=True)
+class Record:
+    """``container.json``: what was asked for, and the engine's bookkeeping."""
+
+    container_id: str
+    directory: Path
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.data.get("labels", {}))
+
+    @property
+    def spec(self) -> manifests.ContainerSpec:
+        return manifests.container_spec_from_document(self.data["spec"])
+
+    @property
+    def networks(self) -> list[str]:
+        """The networks the container is attached to."""
+        return [attachment["network"] for attachment in self.data.get("attachments", [])]
+
+    def save(self) -> None:
+        files.write_json(self.directory / RECORD, self.data)
+
+
+class Records:
+    """The containers under ``<root>/containers``, read afresh on every call (another engine
+    process may have changed them)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def all(self) -> list[Record]:
+        if not self.base.is_dir():
+            return []
+        found = []
+        for directory in sorted(self.base.iterdir()):
+            record = self.load(directory.name)
+            if record is not None:
+                found.append(record)
+        return found
+
+    def load(self, container_id: str) -> Record | None:
+        directory = self.base / container_id
+        data = read_json(directory / RECORD)
+        if data is None or "name" not in data:
+            return None
+        return Record(container_id, directory, data)
+
+    def find(self, name: str) -> Record | None:
+        return next((record for record in self.all() if record.name == name), None)
+
+    def get(self, name: str) -> Record:
+        record = self.find(name)
+        if record is None:
+            raise errors.NotFound(f"container {name} not found")
+        return record
+
+
+def supervisor_alive(record: Record) -> bool:
+    """Whether the supervisor of the container's current run is alive (pid and start time)."""
+    info = read_json(record.directory / SUPERVISOR)
+    if info is None:
+        return False
+    return processes.is_running(int(info["pid"]), info.get("start_time"))
+
+
+def state_of(record: Record) -> tuple[observed.ContainerState, dict[str, Any] | None]:
+    """The container's state (module docstring) and, once exited, the content of ``exit.json``."""
+    exit_info = read_json(record.directory / EXIT)
+    if exit_info is not None:
+        return "exited", exit_info
+    if record.data.get("started_at") is None:
+        return "created", None
+    if supervisor_alive(record):
+        return "running", None
+    # The supervisor died without writing an exit status (killed, host crash): dead, as Docker says.
+    return "dead", None
+
+
+def is_running(record: Record) -> bool:
+    return state_of(record)[0] == "running"
+
+
+def new_container_id() -> str:
+    # As Docker: 32 random bytes, never an all-digit short id (it is the default hostname).
+    while True:
+        container_id = secrets.token_hex(32)
+        if not container_id[:12].isdigit():
+            return container_id

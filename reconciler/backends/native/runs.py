@@ -1,0 +1,81 @@
+"""A native container's runs: starting one, stopping it, waiting for its exit.
+
+**Start** (the caller holds the engine's lock and has the rootfs mounted): a prepared next run,
+when there is one, is started with ``runtime start`` alone (:mod:`prepared`). Otherwise a
+supervisor is launched (:mod:`supervision`); a restart keeps what survives an exit (the rootfs
+mount, the network namespace, veths, published ports, ``config.json``) and clears only the
+previous run's runtime state and exit files, while the supervisor's interpreter starts. Then
+``runtime start`` lets the init run, and the record notes the start (and counts a restart).
+
+**Stop**: the ``stopping`` marker first (a stopped container's next run is not prepared: it stays
+stopped until asked to start), then the stop signal, ``timeout`` seconds, then SIGKILL to every
+process of the container. The supervisor writes ``exit.json``; the engine only waits for it.
+
+This module must not decide whether a container should run: that is the controller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from reconciler import errors
+from reconciler.backends.native import prepared, records, runtime, supervision
+
+# After SIGKILL, how long a container gets to be reported exited.
+KILL_GRACE = 5.0
+
+
+def start(record: records.Record, runner: runtime.Runtime) -> None:
+    """Start the container's next run (see the module docstring); the caller holds the lock."""
+    with contextlib.suppress(FileNotFoundError):
+        (record.directory / records.STOPPING).unlink()
+    if prepared.start(record, runner):
+        return
+    restart = record.data.get("started_at") is not None
+
+    def clear() -> None:
+        if restart:
+            runner.delete(record.container_id, force=True)
+        for leftover in (records.EXIT, records.SUPERVISOR, "init.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                (record.directory / leftover).unlink()
+
+    supervision.launch(record, runner, clear=clear)
+    if restart:
+        record.data["restart_count"] = int(record.data.get("restart_count", 0)) + 1
+    runner.start(record.container_id)
+    record.data["started_at"] = time.time()
+    record.save()
+
+
+def mark_stopping(record: records.Record) -> None:
+    """From now until the next start, no next run of the container is prepared."""
+    with contextlib.suppress(FileNotFoundError):  # removed meanwhile: nothing left to prepare
+        (record.directory / records.STOPPING).touch(mode=0o600)
+
+
+def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> None:
+    """Stop the running container: its stop signal, ``timeout`` seconds, then SIGKILL."""
+    mark_stopping(record)
+    if records.state_of(record)[0] != "running":
+        return
+    runner.kill(record.container_id, str(record.data.get("stop_signal", "SIGTERM")))
+    if wait_exit(record, timeout):
+        return
+    runner.kill(record.container_id, "SIGKILL", all_processes=True)
+    if not wait_exit(record, KILL_GRACE):
+        raise errors.RuntimeFailed(f"container {record.name} did not exit after SIGKILL")
+
+
+def wait_exit(record: records.Record, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the current run's ``exit.json``; whether it is there."""
+    exit_file = record.directory / records.EXIT
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exit_file.exists():
+            return True
+        if not records.supervisor_alive(record):
+            return exit_file.exists()
+        time.sleep(0.02)
+    return exit_file.exists()
