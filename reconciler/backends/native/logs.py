@@ -37,7 +37,7 @@ def rotation(spec: Mapping[str, Any]) -> dict[str, int | None]:
 
 def read(directory: Path, *, running: Callable[[], bool], follow: bool = False,
          tail: int | None = None) -> Iterator[engine.LogLine]:  # fmt: skip
-    """The container's log lines, oldest first (the last ``tail`` only, when given); with
+    """The container's log lines, oldest first (the last ``tail`` only, none for 0); with
     ``follow``, then every new line until the container is no longer ``running`` and all is read."""
     path = directory / LOG
     # The rotated files first, oldest first (container.log.N ... .1), then the current one.
@@ -50,7 +50,7 @@ def read(directory: Path, *, running: Callable[[], bool], follow: bool = False,
         position, inode = len(current), os.fstat(handle.fileno()).st_ino
         raw += current
     lines = [log_line(line) for line in raw.splitlines() if line.strip()]
-    yield from (lines[-tail:] if tail else lines)
+    yield from (lines if tail is None else lines[max(0, len(lines) - tail) :])
     if follow:
         yield from _follow(path, position, inode, running)
 

@@ -8,7 +8,6 @@ applied in place; removing a container from the manifests removes it and keeps t
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from reconciler import cli
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
+from tests.support.polling import eventually
 
 ROOT = Path(__file__).parents[3]
 
@@ -43,15 +43,13 @@ def loaded(root: Path, tmp_path: Path) -> Path:
 
 
 def get(url: str) -> bytes:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bytes(response.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    """The body at ``url``, once the server answers."""
+
+    def fetch() -> bytes:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bytes(response.read())
+
+    return eventually(fetch, what=f"an answer from {url}")
 
 
 @pytest.mark.integration

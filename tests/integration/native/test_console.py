@@ -12,13 +12,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
+from tests.support.polling import eventually
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1"
 
@@ -71,23 +71,26 @@ def test_the_controller_restarts_on_failure_exactly_max_retries_times(loaded: Pa
         cwd="/", stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        container = None
-        while time.monotonic() < deadline:
-            container = engine.observe().containers.get(f"{prefix}job")
-            if container is not None and container.restart_count == 3 and container.state == "exited":
-                break
-            time.sleep(0.2)
-        log = (tmp_path / "watch.log").read_text()
-        assert container is not None and container.restart_count == 3, log[-3000:]
-        # The controller says it gave up once it has handled the last exit, which may come a
-        # moment after the engine shows the container exited: wait for the line, then check.
-        deadline = time.monotonic() + 20
-        while "maxRetries reached" not in log and time.monotonic() < deadline:
-            time.sleep(0.1)
-            log = (tmp_path / "watch.log").read_text()
-        assert "maxRetries reached" in log, log[-3000:]
-        time.sleep(1.5)  # no fourth restart comes
+        watch_log = tmp_path / "watch.log"
+        container = eventually(
+            lambda: (
+                (c := engine.observe().containers.get(f"{prefix}job")) is not None
+                and c.restart_count == 3
+                and c.state == "exited"
+                and c
+            ),
+            timeout=60,
+            what=f"three restarts of {prefix}job (log: {watch_log})",
+        )
+        assert container.restart_count == 3
+        # No fourth restart comes: the controller says it gave up once it has handled the exit
+        # after the third restart (a moment after the engine shows it), and from then on a
+        # container that gave up is not restarted. Its word names the restarts it counted.
+        gave_up = eventually(
+            lambda: [line for line in watch_log.read_text().splitlines() if "maxRetries reached" in line],
+            what="the controller giving up",
+        )
+        assert "exit 1 after 3 restarts: maxRetries reached" in gave_up[0], gave_up
         assert engine.observe().containers[f"{prefix}job"].restart_count == 3
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)

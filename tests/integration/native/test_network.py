@@ -6,7 +6,6 @@ Traffic stays on this machine: between containers the test created, and to 127.0
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from reconciler import errors, manifests, plans
 from reconciler.backends.native import engine as native_engine
 from reconciler.backends.native import networks
 from tests.contract import suite
+from tests.support.polling import eventually
 
 
 def network(engine: native_engine.NativeEngine, name: str, **spec: object) -> None:
@@ -67,16 +67,12 @@ def test_published_port_answers_on_localhost(
     network(engine, f"{prefix}web")
     run(engine, image, f"{prefix}httpd", "mkdir -p /www && echo hello-native > /www/index.html && exec httpd -f -p 8080 -h /www",
         networks=[{"name": f"{prefix}web"}], ports=[{"containerPort": 8080, "hostPort": port, "hostIP": "127.0.0.1"}])  # fmt: skip
-    deadline = time.monotonic() + 10
-    body = b""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                body = response.read()
-                break
-        except OSError:
-            time.sleep(0.1)
-    assert body == b"hello-native\n"
+
+    def fetch() -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return bytes(response.read())
+
+    assert eventually(fetch, what="an answer on the published port") == b"hello-native\n"
     # The same host port cannot be published twice.
     engine.pull_image(image)
     with pytest.raises(errors.Conflict, match=f"host port {port}/tcp is already published"):
