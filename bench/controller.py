@@ -212,18 +212,110 @@ def show(label: str, value: str, target: str = "", ok: bool | None = None) -> No
     print(f"  {label:<44} {value:>14}   {target}{verdict}")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=("docker", "native"), default="docker")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--resync", type=float, default=60.0, help="the daemon's --resync (its default: 60 s)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if os.geteuid() != 0:
         raise SystemExit(f"the bench needs root (it drives {'runc' if args.engine == 'native' else 'dockerd'})")
     if args.engine == "native":
         return native_main(args)
+    return docker_main(args)
+
+
+def folder_latencies(folder: Path, starts: Starts, image: str, prefix: str, rounds: int) -> list[float]:
+    """Manifest written → Docker's start event, one new file per round."""
+    latencies = []
+    for index in range(rounds):
+        name = f"{prefix}-lat{index}"
+        written = drop(folder, f"{name}.yaml", manifest(name, image))
+        latencies.append(starts.wait_for(name, "start", written - 0.001) - written)
+        time.sleep(0.6)  # the next file is a separate save, not the same debounce burst
+    return latencies
+
+
+def restart_reactions(
+    folder: Path, starts: Starts, daemon: Daemon, image: str, prefix: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Exit → next start: controller-owned (and the controller's part of it), then Docker's own."""
+    owned = f"{prefix}-crash"
+    crash = "[sh, -c, 'sleep 1; exit 1']"
+    backoff = "restart: {policy: always, backoff: {initial: 100ms, factor: 2}}"
+    drop(folder, f"{owned}.yaml", manifest(owned, image, command=crash, extra=backoff))
+    owned_gaps = restart_gaps(starts, owned, 3)
+    events = [e for e in daemon.client.events(follow=False) if e["kind"] == "restart" and e["name"] == owned]
+    controller_part = [
+        float(e["message"].split(" after ")[1].split("s ")[0]) for e in events if " after " in e["message"]
+    ]
+    (folder / f"{owned}.yaml").unlink()
+    native = f"{prefix}-dockerown"
+    drop(folder, f"{native}.yaml", manifest(native, image, command=crash, extra="restart: {policy: always}"))
+    docker_gaps = restart_gaps(starts, native, 3)
+    (folder / f"{native}.yaml").unlink()
+    return owned_gaps, controller_part, docker_gaps
+
+
+def idle_cost(
+    folder: Path, client: docker.DockerClient, daemon: Daemon, image: str, prefix: str, args: argparse.Namespace
+) -> tuple[float, int, float]:
+    """With ``args.containers`` running and nothing to do: the controller's CPU %, the engine
+    events it read meanwhile, and its RSS in MiB."""
+    per_file = 10
+    for group in range(args.containers // per_file):
+        text = "---\n".join(manifest(f"{prefix}-idle{group}-{i}", image) for i in range(per_file))
+        drop(folder, f"{prefix}-idle{group}.yaml", text)
+    deadline = time.monotonic() + 600
+    while True:
+        running = list(client.api.containers(filters={"name": f"{prefix}-idle"}))
+        if len(running) >= args.containers:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(running)} of {args.containers} containers running after 600 s")
+        time.sleep(1.0)
+    daemon.wait_idle()  # the passes that created them are over: from here on it is idle
+    cpu_before, wall_before, events_before = daemon.cpu_seconds(), time.monotonic(), daemon.engine_events()
+    time.sleep(args.idle_seconds)
+    cpu = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before) * 100
+    return cpu, daemon.engine_events() - events_before, daemon.rss_mib()
+
+
+def report_docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    engine = statistics.median(results["bare"])
+    folder_latency = statistics.median(results["latency"])
+    owned_gaps, controller_part, docker_gaps = results["owned"], results["controller_part"], results["docker"]
+    print("\nwatched folder → container started (Docker's start event), median of", args.rounds)
+    show("folder latency", f"{folder_latency * 1000:.0f} ms", f"target ≤ 300 ms + engine {engine * 1000:.0f} ms",
+         folder_latency <= 0.3 + engine)  # fmt: skip
+    show("  of which the controller's (latency − engine)", f"{(folder_latency - engine) * 1000:.0f} ms", "≤ 300 ms")
+    show("engine create+start latency (bare SDK)", f"{engine * 1000:.0f} ms")
+    print("\nrestart reaction (exit → Docker's next start event), first three restarts")
+    if owned_gaps:
+        show("controller-owned, backoff 100 ms ×2", " / ".join(f"{g * 1000:.0f}" for g in owned_gaps) + " ms",
+             "first ≤ 200 ms", owned_gaps[0] <= 0.2)  # fmt: skip
+    if controller_part:
+        part = " / ".join(f"{g * 1000:.0f}" for g in controller_part[:3]) + " ms"
+        show("  controller's part (exit seen → start asked)", part, "backoff 100 / 200 / 400 ms")
+    if docker_gaps:
+        show(
+            "Docker's own restart manager (same container)", " / ".join(f"{g * 1000:.0f}" for g in docker_gaps) + " ms"
+        )
+    window = f"over {args.idle_seconds:g} s, resync every {args.resync:g} s"
+    print(f"\nidle with {args.containers} running containers, {window}")
+    show("controller CPU", f"{results['cpu']:.2f} % core", "target ≤ 0.5 %", results["cpu"] <= 0.5)
+    show("  engine events read meanwhile (not ours)", f"{results['foreign_events']}", "0 on an idle host")
+    show("  host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
+    show("controller RSS", f"{results['rss']:.1f} MiB", "target ≤ 80 MiB", results["rss"] <= 80)
+
+
+def docker_main(args: argparse.Namespace) -> int:
     if not BUSYBOX.exists():
         raise SystemExit("/bin/busybox is missing (Debian package busybox-static)")
     client = docker.from_env(timeout=300)
@@ -239,84 +331,15 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         print(f"controller bench: prefix {prefix}, dockerd {client.version()['Version']}, {os.cpu_count()} CPUs")
-        # -- engine start latency, then folder latency -----------------------------------------
         bare = engine_start_latency(client, image, prefix, args.rounds)
-        latencies = []
-        for index in range(args.rounds):
-            name = f"{prefix}-lat{index}"
-            written = drop(folder, f"{name}.yaml", manifest(name, image))
-            latencies.append(starts.wait_for(name, "start", written - 0.001) - written)
-            time.sleep(0.6)  # the next file is a separate save, not the same debounce burst
-        # -- restart reaction ---------------------------------------------------------------------
-        owned = f"{prefix}-crash"
-        crash = "[sh, -c, 'sleep 1; exit 1']"
-        backoff = "restart: {policy: always, backoff: {initial: 100ms, factor: 2}}"
-        drop(folder, f"{owned}.yaml", manifest(owned, image, command=crash, extra=backoff))
-        owned_gaps = restart_gaps(starts, owned, 3)
-        events = [e for e in daemon.client.events(follow=False) if e["kind"] == "restart" and e["name"] == owned]
-        controller_part = [
-            float(e["message"].split(" after ")[1].split("s ")[0]) for e in events if " after " in e["message"]
-        ]
-        (folder / f"{owned}.yaml").unlink()
-        native = f"{prefix}-dockerown"
-        drop(folder, f"{native}.yaml", manifest(native, image, command=crash, extra="restart: {policy: always}"))
-        docker_gaps = restart_gaps(starts, native, 3)
-        (folder / f"{native}.yaml").unlink()
+        latencies = folder_latencies(folder, starts, image, prefix, args.rounds)
+        owned_gaps, controller_part, docker_gaps = restart_reactions(folder, starts, daemon, image, prefix)
         for index in range(args.rounds):
             (folder / f"{prefix}-lat{index}.yaml").unlink()
-        # -- idle with N containers -----------------------------------------------------------------
-        per_file = 10
-        for group in range(args.containers // per_file):
-            text = "---\n".join(manifest(f"{prefix}-idle{group}-{i}", image) for i in range(per_file))
-            drop(folder, f"{prefix}-idle{group}.yaml", text)
-        deadline = time.monotonic() + 600
-        while True:
-            running = list(client.api.containers(filters={"name": f"{prefix}-idle"}))
-            if len(running) >= args.containers:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"only {len(running)} of {args.containers} containers running after 600 s")
-            time.sleep(1.0)
-        daemon.wait_idle()  # the passes that created them are over: from here on it is idle
-        cpu_before, wall_before, events_before = daemon.cpu_seconds(), time.monotonic(), daemon.engine_events()
-        time.sleep(args.idle_seconds)
-        cpu = (daemon.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before) * 100
-        foreign_events = daemon.engine_events() - events_before
-        rss = daemon.rss_mib()
-        results = {
-            "latency": latencies,
-            "bare": bare,
-            "owned": owned_gaps,
-            "docker": docker_gaps,
-            "cpu": cpu,
-            "rss": rss,
-        }
-
-        engine = statistics.median(bare)
-        folder_latency = statistics.median(latencies)
-        print("\nwatched folder → container started (Docker's start event), median of", args.rounds)
-        show("folder latency", f"{folder_latency * 1000:.0f} ms", f"target ≤ 300 ms + engine {engine * 1000:.0f} ms",
-             folder_latency <= 0.3 + engine)  # fmt: skip
-        show("  of which the controller's (latency − engine)", f"{(folder_latency - engine) * 1000:.0f} ms", "≤ 300 ms")
-        show("engine create+start latency (bare SDK)", f"{engine * 1000:.0f} ms")
-        print("\nrestart reaction (exit → Docker's next start event), first three restarts")
-        if owned_gaps:
-            show("controller-owned, backoff 100 ms ×2", " / ".join(f"{g * 1000:.0f}" for g in owned_gaps) + " ms",
-                 "first ≤ 200 ms", owned_gaps[0] <= 0.2)  # fmt: skip
-        if controller_part:
-            part = " / ".join(f"{g * 1000:.0f}" for g in controller_part[:3]) + " ms"
-            show("  controller's part (exit seen → start asked)", part, "backoff 100 / 200 / 400 ms")
-        if docker_gaps:
-            show(
-                "Docker's own restart manager (same container)",
-                " / ".join(f"{g * 1000:.0f}" for g in docker_gaps) + " ms",
-            )
-        window = f"over {args.idle_seconds:g} s, resync every {args.resync:g} s"
-        print(f"\nidle with {args.containers} running containers, {window}")
-        show("controller CPU", f"{cpu:.2f} % core", "target ≤ 0.5 %", cpu <= 0.5)
-        show("  engine events read meanwhile (not ours)", f"{foreign_events}", "0 on an idle host")
-        show("  host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
-        show("controller RSS", f"{rss:.1f} MiB", "target ≤ 80 MiB", rss <= 80)
+        cpu, foreign_events, rss = idle_cost(folder, client, daemon, image, prefix, args)
+        results = {"latency": latencies, "bare": bare, "owned": owned_gaps, "controller_part": controller_part,
+                   "docker": docker_gaps, "cpu": cpu, "foreign_events": foreign_events, "rss": rss}  # fmt: skip
+        report_docker(args, results)
     finally:
         daemon.stop()
         starts.close()
@@ -386,7 +409,7 @@ class NativeLeftovers:
                 with contextlib.suppress(OSError):
                     (tree / relative).rmdir()
         if engine is not None:
-            for record in engine._records():  # only the bench's root: every container in it is ours
+            for record in engine.records.all():  # only the bench's root: every container in it is ours
                 with contextlib.suppress(Exception):
                     engine.remove_container(record.name)
             for network in engine.networks.all():
@@ -435,8 +458,78 @@ def runtime_start_latency(
     return samples
 
 
-def native_main(args: argparse.Namespace) -> int:
+def native_restarts(
+    engine: Any, daemon: Daemon, folder: Path, prefix: str
+) -> tuple[list[tuple[float, float]], list[float]]:
+    """A crashing container under ``restart: always``: (exit, next start) pairs from its log, and
+    the times the controller asked for each restart."""
+    network, crash = f"{prefix}-net", f"{prefix}-crash"
+    text = (
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {network}, stack: {prefix}}}\n---\n"
+        + manifest(crash, NATIVE_IMAGE, command=CRASHER, extra=f"networks: [{{name: {network}}}]\n"
+                   "restart: {policy: always}").replace(f"name: {crash}}}", f"name: {crash}, stack: {prefix}}}")
+    )  # fmt: skip
+    drop(folder, f"{prefix}.yaml", text)
+    deadline = time.monotonic() + 60
+    while (record := engine.records.find(crash)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if record is None:
+        raise SystemExit(f"the controller did not create {crash}; see {daemon.log.name}")
+    pairs = restart_timeline(record.directory / "container.log", 3)
+    requests = [e["time"] for e in daemon.client.events(follow=False) if e["kind"] == "restart" and e["name"] == crash]
+    (folder / f"{prefix}.yaml").unlink()  # the controller prunes the stack (container and network)
+    # Wait for the prune, so that the bare starts that follow compete with nothing.
+    while engine.networks.get(network) is not None and time.monotonic() < deadline + 60:
+        time.sleep(0.1)
+    return pairs, requests
+
+
+def native_bare_starts(engine: Any, prefix: str, rounds: int) -> tuple[list[float], dict[str, Any]]:
+    """``start_container`` of an exited container, nothing prepared; and its runtime config.json."""
     from reconciler import manifests, plans
+    from reconciler.backends.native import runs
+
+    bare_name, network = f"{prefix}-bare", f"{prefix}-net"
+    spec = manifests.container_spec_from_document(
+        {"image": NATIVE_IMAGE, "command": ["true"], "stopTimeout": "1s", "networks": [{"name": network}]}
+    )
+    engine.create_network(plans.NetworkRequest(network, manifests.NetworkSpec(), {}))
+    engine.create_container(plans.ContainerRequest(bare_name, spec, {}, {}))
+    bare = []
+    for _ in range(rounds):
+        started = time.monotonic()
+        engine.start_container(bare_name)
+        bare.append(time.monotonic() - started)
+        if not runs.wait_exit(engine.records.get(bare_name), 10):
+            raise SystemExit(f"{bare_name} did not exit")
+        time.sleep(0.2)
+    return bare, json.loads((engine.records.get(bare_name).directory / "config.json").read_text())
+
+
+def report_native(
+    args: argparse.Namespace, pairs: list[tuple[float, float]], requests: list[float], starts: dict[str, Any]
+) -> None:
+    print("\nrestart reaction on the native engine: exit → new process (from the container's log), "
+          "restart: always, default backoff")  # fmt: skip
+    if not pairs:
+        show("exit → new process", "no restarts seen", "first ≤ 200 ms", False)
+    else:
+        gaps = [b - a for a, b in pairs]
+        show("exit → new process, restarts 1 / 2 / 3", milliseconds(gaps), "first ≤ 200 ms", gaps[0] <= 0.2)
+        if len(requests) >= len(pairs):
+            controller_part = [r - a for (a, _), r in zip(pairs, requests, strict=False)]
+            engine_part = [b - r for (_, b), r in zip(pairs, requests, strict=False)]
+            show("  controller's part (exit → start asked)", milliseconds(controller_part),
+                 "backoff 100 / 200 / 400 ms")  # fmt: skip
+            show("  engine's part (start asked → process)", milliseconds(engine_part))
+    print(f"\nstart latency in the same run, median of {args.rounds}")
+    for label, samples in starts.items():
+        value = samples if isinstance(samples, str) else f"{statistics.median(samples) * 1000:.0f} ms"
+        show(label, value)
+    show("host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
+
+
+def native_main(args: argparse.Namespace) -> int:
     from reconciler.backends.native import engine as native_engine
 
     if shutil.which("runc") is None or not BUSYBOX.exists():
@@ -459,68 +552,14 @@ def native_main(args: argparse.Namespace) -> int:
         daemon = Daemon(folder, created.root, resync=args.resync, engine="native")
         print(f"controller bench, native engine: prefix {prefix}, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
-        network, crash = f"{prefix}-net", f"{prefix}-crash"
-        text = (
-            f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {network}, stack: {prefix}}}\n---\n"
-            + manifest(crash, NATIVE_IMAGE, command=CRASHER, extra=f"networks: [{{name: {network}}}]\n"
-                       "restart: {policy: always}").replace(f"name: {crash}}}", f"name: {crash}, stack: {prefix}}}")
-        )  # fmt: skip
-        drop(folder, f"{prefix}.yaml", text)
-        deadline = time.monotonic() + 60
-        while (record := engine._find(crash)) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if record is None:
-            raise SystemExit(f"the controller did not create {crash}; see {created.root / 'daemon.log'}")
-        pairs = restart_timeline(record.directory / "container.log", 3)
-        requests = [
-            e["time"] for e in daemon.client.events(follow=False) if e["kind"] == "restart" and e["name"] == crash
-        ]
-        (folder / f"{prefix}.yaml").unlink()  # the controller prunes the stack (container and network)
-
-        # Bare engine start latency in the same run: start_container of an exited container.
-        bare_name = f"{prefix}-bare"
-        while engine.networks.get(network) is not None and time.monotonic() < deadline + 60:
-            time.sleep(0.1)  # wait for the prune, so the bare container's start competes with nothing
-        spec = manifests.ContainerSpec.model_validate(
-            {"image": NATIVE_IMAGE, "command": ["true"], "stopTimeout": "1s", "networks": [{"name": network}]}
-        )
-        engine.create_network(plans.NetworkRequest(network, manifests.NetworkSpec(), {}))
-        engine.create_container(plans.ContainerRequest(bare_name, spec, {}, {}))
-        bare = []
-        for _ in range(args.rounds):
-            started = time.monotonic()
-            engine.start_container(bare_name)
-            bare.append(time.monotonic() - started)
-            record = engine._get(bare_name)
-            if not engine._wait_exit(record, 10):
-                raise SystemExit(f"{bare_name} did not exit")
-            time.sleep(0.2)
-        config = json.loads((engine._get(bare_name).directory / "config.json").read_text())
-        runc = runtime_start_latency(created, config, "runc", args.rounds)
-        crun = runtime_start_latency(created, config, "crun", args.rounds)
-
-        print("\nrestart reaction on the native engine: exit → new process (from the container's log), "
-              "restart: always, default backoff")  # fmt: skip
-        if not pairs:
-            show("exit → new process", "no restarts seen", "first ≤ 200 ms", False)
-        else:
-            gaps = [b - a for a, b in pairs]
-            show("exit → new process, restarts 1 / 2 / 3", milliseconds(gaps), "first ≤ 200 ms", gaps[0] <= 0.2)
-            if len(requests) >= len(pairs):
-                controller_part = [r - a for (a, _), r in zip(pairs, requests, strict=False)]
-                engine_part = [b - r for (_, b), r in zip(pairs, requests, strict=False)]
-                show("  controller's part (exit → start asked)", milliseconds(controller_part),
-                     "backoff 100 / 200 / 400 ms")  # fmt: skip
-                show("  engine's part (start asked → process)", milliseconds(engine_part))
-        print(f"\nstart latency in the same run, median of {args.rounds}")
-        show("NativeEngine.start_container, nothing prepared", f"{statistics.median(bare) * 1000:.0f} ms")
-        for label, samples in (
-            ("runc create + runc start (bare)", runc),
-            ("crun create + start (unshare wrapper)", crun),
-        ):
-            value = samples if isinstance(samples, str) else f"{statistics.median(samples) * 1000:.0f} ms"
-            show(label, value)
-        show("host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
+        pairs, requests = native_restarts(engine, daemon, folder, prefix)
+        bare, config = native_bare_starts(engine, prefix, args.rounds)
+        starts: dict[str, Any] = {
+            "NativeEngine.start_container, nothing prepared": bare,
+            "runc create + runc start (bare)": runtime_start_latency(created, config, "runc", args.rounds),
+            "crun create + start (unshare wrapper)": runtime_start_latency(created, config, "crun", args.rounds),
+        }
+        report_native(args, pairs, requests, starts)
         ok = bool(pairs)
     finally:
         if daemon is not None:

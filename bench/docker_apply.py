@@ -332,20 +332,17 @@ class Compose(Tool):
 PHASES = ("cold", "no-op", "one env change")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5, help="rounds of no-op runs (the median is reported)")
     parser.add_argument("--parallelism", type=int, default=16, help="our --parallelism besides the default")
     parser.add_argument("--cold-rounds", type=int, default=3, help="cold runs per tool (the median is reported)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    build_image()
-    # What a packaged install has (pip compiles bytecode when it installs a wheel), and an
-    # editable checkout lacks under PYTHONDONTWRITEBYTECODE: without it every run recompiles.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "reconciler")], check=True)
-    workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
-    daemon = Daemon(workdir)
+
+def make_tools(args: argparse.Namespace, workdir: Path, daemon: Daemon) -> tuple[list[Tool], list[str]]:
+    """Every tool to measure, each with a folder of its own, and the labels of those not installed."""
     count = args.containers
     tools: list[Tool] = []
     unavailable: list[str] = []
@@ -368,53 +365,58 @@ def main() -> int:
         folder = workdir / ("v1" if version_key else "v2")
         folder.mkdir()
         tools.append(Compose(label, folder, count, argv, version_key=version_key))
+    return tools, unavailable
 
-    # Each cold run starts from an empty stack of its own with nothing else of the bench up. Then
-    # the no-op runs are interleaved with compose's (round robin), so that load from other work on
-    # a shared machine hits every tool alike and the ratios stay meaningful. Only one of our stacks
-    # is up at a time: observe() reads every reconciler-owned object on the daemon, as it should.
+
+def measure(args: argparse.Namespace, tools: list[Tool]) -> None:
+    """The cold runs, then the no-op and one-env-change runs; times are recorded on the tools.
+
+    Each cold run starts from an empty stack of its own with nothing else of the bench up. Then
+    the no-op runs are interleaved with compose's (round robin), so that load from other work on
+    a shared machine hits every tool alike and the ratios stay meaningful. Only one of our stacks
+    is up at a time: observe() reads every reconciler-owned object on the daemon, as it should.
+    """
     composes = [tool for tool in tools if isinstance(tool, Compose)]
     reconciles = [tool for tool in tools if isinstance(tool, Reconcile)]
-    try:
-        for round_number in range(args.cold_rounds):  # interleaved, so that load hits all alike
-            for tool in tools:
-                tool.write(None)
-                print(f"cold {round_number + 1}/{args.cold_rounds}: {tool.label} ...", file=sys.stderr, flush=True)
-                tool.record("cold", tool.up())
-                tool.teardown()
-        for compose in composes:
-            compose.up()
-        for ours in reconciles:
-            print(f"no-op and one env change: {ours.label} ...", file=sys.stderr, flush=True)
-            ours.up()
-            for _ in range(args.repeat):
-                ours.record("no-op", ours.up())
-                if not isinstance(ours, ReconcileViaDaemon):  # in-process passes: the embedded path's parts
-                    ours.record("no-op pass", ours.noop_pass(scoped=False))
-                    ours.record("no-op pass (scoped)", ours.noop_pass(scoped=True))
-                for compose in composes:
-                    compose.record("no-op", compose.up())
-            ours.write(7)
-            ours.record("one env change", ours.up())
-            ours.teardown()
-        for compose in composes:
-            compose.write(7)
-            compose.record("one env change", compose.up())
-    except BenchFailure as failure:
-        print(f"bench failed: {failure}", file=sys.stderr)
-        return 1
-    finally:
+    for round_number in range(args.cold_rounds):  # interleaved, so that load hits all alike
         for tool in tools:
-            if (tool.folder / "stack.yaml").exists() or (tool.folder / "compose.yaml").exists():
-                tool.teardown()
-            elif isinstance(tool, BareSDK):
-                with contextlib.suppress(Exception):
-                    tool.down()
-        daemon.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+            tool.write(None)
+            print(f"cold {round_number + 1}/{args.cold_rounds}: {tool.label} ...", file=sys.stderr, flush=True)
+            tool.record("cold", tool.up())
+            tool.teardown()
+    for compose in composes:
+        compose.up()
+    for ours in reconciles:
+        print(f"no-op and one env change: {ours.label} ...", file=sys.stderr, flush=True)
+        ours.up()
+        for _ in range(args.repeat):
+            ours.record("no-op", ours.up())
+            if not isinstance(ours, ReconcileViaDaemon):  # in-process passes: the embedded path's parts
+                ours.record("no-op pass", ours.noop_pass(scoped=False))
+                ours.record("no-op pass (scoped)", ours.noop_pass(scoped=True))
+            for compose in composes:
+                compose.record("no-op", compose.up())
+        ours.write(7)
+        ours.record("one env change", ours.up())
+        ours.teardown()
+    for compose in composes:
+        compose.write(7)
+        compose.record("one env change", compose.up())
 
+
+def clean_up(tools: list[Tool]) -> None:
+    for tool in tools:
+        if (tool.folder / "stack.yaml").exists() or (tool.folder / "compose.yaml").exists():
+            tool.teardown()
+        elif isinstance(tool, BareSDK):
+            with contextlib.suppress(Exception):
+                tool.down()
+
+
+def report_table(args: argparse.Namespace, tools: list[Tool], unavailable: list[str]) -> Tool | None:
+    """The table of medians (and ratios to compose v2, the baseline, which is returned)."""
     baseline = next((tool for tool in tools if tool.label == "docker compose v2"), None)
-    print(f"\n{count} containers (busybox sleep) on one network; no-op = median of {args.repeat}; "
+    print(f"\n{args.containers} containers (busybox sleep) on one network; no-op = median of {args.repeat}; "
           "seconds (ratio to compose v2)")  # fmt: skip
     print(f"{'tool':<34}" + "".join(f"{phase:>22}" for phase in PHASES))
     for tool in tools:
@@ -439,20 +441,46 @@ def main() -> int:
             print(f"{tool.label}: in-process {phase} (load+observe+plan+execute) {value:.3f}s{ratio}")
     owned = len(docker_api().containers(all=True, filters={"label": "reconciler.kind"}))  # type: ignore[attr-defined]
     print(f"(reconciler-owned containers on the daemon at the end, other users' included: {owned})")
+    return baseline
+
+
+def report_targets(tools: list[Tool], baseline: Tool) -> None:
+    print("\ntargets (issue 3): no-op ≤ 1.0× compose v2, cold ≤ 0.8× compose v2")
+    for tool in tools:
+        if isinstance(tool, Reconcile):
+            noop = tool.median("no-op") / baseline.median("no-op")
+            cold = tool.median("cold") / baseline.median("cold")
+            print(f"  {tool.label}: no-op {noop:.2f}× ({'met' if noop <= 1.0 else 'MISSED'}), "
+                  f"cold {cold:.2f}× ({'met' if cold <= 0.8 else 'MISSED'})")  # fmt: skip
+    floor = next((tool for tool in tools if isinstance(tool, BareSDK)), None)
+    if floor is not None:
+        ratio = floor.median("cold") / baseline.median("cold")
+        verdict = "below" if ratio <= 0.8 else "above"
+        print(f"  dockerd floor (bare API calls, no client work): cold {ratio:.2f}× compose v2, "
+              f"{verdict} the 0.8× target")  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    build_image()
+    # What a packaged install has (pip compiles bytecode when it installs a wheel), and an
+    # editable checkout lacks under PYTHONDONTWRITEBYTECODE: without it every run recompiles.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "reconciler")], check=True)
+    workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
+    daemon = Daemon(workdir)
+    tools, unavailable = make_tools(args, workdir, daemon)
+    try:
+        measure(args, tools)
+    except BenchFailure as failure:
+        print(f"bench failed: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        clean_up(tools)
+        daemon.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    baseline = report_table(args, tools, unavailable)
     if baseline:
-        print("\ntargets (issue 3): no-op ≤ 1.0× compose v2, cold ≤ 0.8× compose v2")
-        for tool in tools:
-            if isinstance(tool, Reconcile):
-                noop = tool.median("no-op") / baseline.median("no-op")
-                cold = tool.median("cold") / baseline.median("cold")
-                print(f"  {tool.label}: no-op {noop:.2f}× ({'met' if noop <= 1.0 else 'MISSED'}), "
-                      f"cold {cold:.2f}× ({'met' if cold <= 0.8 else 'MISSED'})")  # fmt: skip
-        floor = next((tool for tool in tools if isinstance(tool, BareSDK)), None)
-        if floor is not None:
-            ratio = floor.median("cold") / baseline.median("cold")
-            verdict = "below" if ratio <= 0.8 else "above"
-            print(f"  dockerd floor (bare API calls, no client work): cold {ratio:.2f}× compose v2, "
-                  f"{verdict} the 0.8× target")  # fmt: skip
+        report_targets(tools, baseline)
     return 0
 
 

@@ -7,7 +7,7 @@ own client). This file must not know any engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 
@@ -21,7 +21,9 @@ def prefix() -> str:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Record each phase's report on the item, so a cleanup fixture can tell whether the test failed."""
     report = yield
     setattr(item, f"rep_{report.when}", report)

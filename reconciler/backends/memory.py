@@ -88,10 +88,10 @@ class MemoryEngine:
         *,
         images: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
-        programs: Mapping[Sequence[str], Program] | None = None,
+        programs: Mapping[tuple[str, ...], Program] | None = None,
     ) -> None:
         self.registry: dict[str, str] = dict(images or {})
-        self.programs: dict[tuple[str, ...], Program] = {tuple(argv): run for argv, run in (programs or {}).items()}
+        self.programs: dict[tuple[str, ...], Program] = dict(programs or {})
         self.local_images: dict[str, str] = {}
         self.containers: dict[str, _Container] = {}
         self.networks: dict[str, _Labelled] = {}

@@ -188,6 +188,11 @@ class BuiltImage:
         }
 
 
+def _annotations(entry: dict[str, object]) -> dict[str, object]:
+    annotations = entry.get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
+
+
 class OciLayout:
     """An OCI image layout directory (``oci-layout``, ``index.json``, ``blobs/sha256``)."""
 
@@ -268,7 +273,7 @@ class OciLayout:
         """Name a manifest or index in index.json (``oci:<dir>:<name>`` for skopeo)."""
         entry = {k: v for k, v in descriptor.items() if k != "platform"}
         entry["annotations"] = {REF_NAME: name}
-        self.entries = [e for e in self.entries if e.get("annotations", {}).get(REF_NAME) != name]  # type: ignore[union-attr]
+        self.entries = [e for e in self.entries if _annotations(e).get(REF_NAME) != name]
         self.entries.append(entry)
         self._save()
 

@@ -16,15 +16,19 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+def eventually(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+
+    A probe typed ``X | None`` (a lookup) gives an ``X``: None is never returned.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
-            last = probe()
-            if last:
-                return last  # type: ignore[return-value]
+            answer = probe()
+            last = answer
+            if answer:
+                return answer
         except (AssertionError, OSError) as exc:
             last = exc
         if time.monotonic() > deadline:

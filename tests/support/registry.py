@@ -172,7 +172,7 @@ def _start(kind: str, directory: Path, config: dict[str, typing.Any], port: int,
     binary = support.require_binary("docker-registry", "docker-registry")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
-    base = {
+    base: dict[str, typing.Any] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(directory / "data")}, "delete": {"enabled": True}},

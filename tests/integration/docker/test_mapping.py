@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -29,22 +30,18 @@ def _request(
 ) -> plans.ContainerRequest:
     return plans.ContainerRequest(
         name=name,
-        spec=manifests.ContainerSpec.model_validate(spec),
+        spec=manifests.container_spec_from_document(spec),
         env=env or {},
         labels={**labels(stack, "Container"), "tier": "front"},
     )
 
 
-def test_every_container_field_is_mapped(
-    engine: docker_backend.DockerEngine, client: docker.DockerClient, image: str, prefix: str, tmp_path: Path
-) -> None:
-    image_id = engine.pull_image(image)
-    third = random.randint(100, 250)  # a subnet of our own, unlikely to collide with a parallel run
-    front, back, data = f"{prefix}front", f"{prefix}back", f"{prefix}data"
-    engine.create_network(plans.NetworkRequest(front, manifests.NetworkSpec(), labels("m", "Network")))
+def _neighbours(engine: docker_backend.DockerEngine, prefix: str, image: str, third: int) -> None:
+    """The networks, volume and ``volumesFrom`` source that :func:`_every_field` refers to."""
+    engine.create_network(plans.NetworkRequest(f"{prefix}front", manifests.NetworkSpec(), labels("m", "Network")))
     engine.create_network(
         plans.NetworkRequest(
-            back,
+            f"{prefix}back",
             manifests.NetworkSpec(
                 subnet=f"10.{third}.7.0/24",
                 gateway=f"10.{third}.7.1",
@@ -56,13 +53,17 @@ def test_every_container_field_is_mapped(
     )
     engine.create_volume(
         plans.VolumeRequest(
-            data, manifests.VolumeSpec(labels={"backup": "daily"}), {**labels("m", "Volume"), "backup": "daily"}
+            f"{prefix}data",
+            manifests.VolumeSpec(labels={"backup": "daily"}),
+            {**labels("m", "Volume"), "backup": "daily"},
         )
     )
     engine.create_container(_request(f"{prefix}seed", "m", {"image": image, "command": ["sleep", "3600"]}))
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "app.conf").write_text("setting=1\n")
-    request = _request(f"{prefix}app", "m", {
+
+
+def _every_field(prefix: str, image: str, third: int, conf: Path) -> plans.ContainerRequest:
+    """A request that sets every container field the manifest has."""
+    return _request(f"{prefix}app", "m", {
         "image": image,
         "entrypoint": ["/bin/sh", "-c"],
         "command": ["exec sleep 3600"],
@@ -71,10 +72,10 @@ def test_every_container_field_is_mapped(
         "hostname": "apphost",
         "ports": [{"containerPort": 8080, "hostPort": registries.free_port(), "hostIP": "127.0.0.1"},
                   {"containerPort": 9090, "protocol": "udp"}],
-        "networks": [{"name": front, "aliases": ["app", "api"]},
-                     {"name": back, "ipv4Address": f"10.{third}.7.10"}],
-        "mounts": [{"type": "volume", "source": data, "target": "/data"},
-                   {"type": "bind", "source": str(tmp_path / "conf"), "target": "/etc/app", "readOnly": True},
+        "networks": [{"name": f"{prefix}front", "aliases": ["app", "api"]},
+                     {"name": f"{prefix}back", "ipv4Address": f"10.{third}.7.10"}],
+        "mounts": [{"type": "volume", "source": f"{prefix}data", "target": "/data"},
+                   {"type": "bind", "source": str(conf), "target": "/etc/app", "readOnly": True},
                    {"type": "tmpfs", "target": "/scratch", "size": "16Mi", "mode": 0o1777}],
         "volumesFrom": [f"{prefix}seed"],
         "logging": {"maxSize": "1Mi", "maxFiles": 3},
@@ -87,11 +88,9 @@ def test_every_container_field_is_mapped(
         "capAdd": ["NET_ADMIN"],
         "capDrop": ["MKNOD"],
     }, env={"A": "1", "B": "two words"})  # fmt: skip
-    container_id = engine.create_container(request)
-    engine.start_container(request.name)
 
-    inspected = client.api.inspect_container(container_id)
-    config, host = inspected["Config"], inspected["HostConfig"]
+
+def _assert_config(config: dict[str, Any], request: plans.ContainerRequest) -> None:
     assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"] == ["exec sleep 3600"]
     assert {"A=1", "B=two words"} <= set(config["Env"])
     assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/tmp", "65534:65534", "apphost")
@@ -99,6 +98,9 @@ def test_every_container_field_is_mapped(
     assert config["StopSignal"] == "SIGINT" and config["StopTimeout"] == 3
     assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Timeout": 2_000_000_000,
                                      "Retries": 2}  # fmt: skip
+
+
+def _assert_host_config(host: dict[str, Any], request: plans.ContainerRequest, prefix: str) -> None:
     port = request.spec.ports[0].host_port
     assert host["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
     assert "9090/udp" in host["PortBindings"]
@@ -110,9 +112,27 @@ def test_every_container_field_is_mapped(
     assert host["VolumesFrom"] == [f"{prefix}seed"]
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1048576", "max-file": "3"}}
     mounts = {m["Target"]: m for m in host["Mounts"]}
-    assert mounts["/data"]["Source"] == data and mounts["/data"]["Type"] == "volume"
+    assert mounts["/data"]["Source"] == f"{prefix}data" and mounts["/data"]["Type"] == "volume"
     assert mounts["/etc/app"]["ReadOnly"] is True and mounts["/etc/app"]["Type"] == "bind"
     assert mounts["/scratch"]["TmpfsOptions"] == {"SizeBytes": 16 * 1024 * 1024, "Mode": 0o1777}
+
+
+def test_every_container_field_is_mapped(
+    engine: docker_backend.DockerEngine, client: docker.DockerClient, image: str, prefix: str, tmp_path: Path
+) -> None:
+    image_id = engine.pull_image(image)
+    third = random.randint(100, 250)  # a subnet of our own, unlikely to collide with a parallel run
+    front, back, data = f"{prefix}front", f"{prefix}back", f"{prefix}data"
+    _neighbours(engine, prefix, image, third)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.conf").write_text("setting=1\n")
+    request = _every_field(prefix, image, third, tmp_path / "conf")
+    container_id = engine.create_container(request)
+    engine.start_container(request.name)
+
+    inspected = client.api.inspect_container(container_id)
+    _assert_config(inspected["Config"], request)
+    _assert_host_config(inspected["HostConfig"], request, prefix)
     endpoints = inspected["NetworkSettings"]["Networks"]
     assert {"app", "api"} <= set(endpoints[front]["Aliases"])
     assert endpoints[back]["IPAddress"] == f"10.{third}.7.10"

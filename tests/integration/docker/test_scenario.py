@@ -59,6 +59,27 @@ def _ids(client: docker.DockerClient, prefix: str) -> dict[str, str | None]:
     return {name: stacks.container_id(client, f"{prefix}{name}") for name in ("web", "db", "worker")}
 
 
+def _db_env_changed(
+    client: docker.DockerClient, prefix: str, image: str, port: int, tmp_path: Path, ids: dict[str, str | None]
+) -> dict[str, str | None]:
+    """Step 3 of the lifecycle: a changed env recreates exactly db, create-first, keeping its volume."""
+    _stack(tmp_path, prefix, image, port, db_env="two")
+    changed = stacks.reconcile("apply", "-f", str(tmp_path))
+    assert changed.code == 0, changed
+    now = _ids(client, prefix)
+    assert now["db"] != ids["db"] and now["web"] == ids["web"] and now["worker"] == ids["worker"], (ids, now)
+    env = client.api.inspect_container(f"{prefix}db")["Config"]["Env"]
+    assert "DB_MODE=two" in env
+    # Create-first recreate: the replacement exists before the old container is stopped.
+    steps = changed.stdout.splitlines()
+    created_at = next(i for i, line in enumerate(steps) if f"create container {prefix}db.next:" in line)
+    stopped_at = next(i for i, line in enumerate(steps) if f"stop container {prefix}db:" in line)
+    assert created_at < stopped_at, changed
+    kept = stacks.reconcile("exec", f"{prefix}db", "--", "cat", "/data/file")
+    assert kept.code == 0 and kept.stdout == "kept\n", kept
+    return now
+
+
 def test_stack_lifecycle(client: docker.DockerClient, image: str, prefix: str, tmp_path: Path) -> None:
     port = registries.free_port()
     _stack(tmp_path, prefix, image, port)
@@ -86,21 +107,7 @@ def test_stack_lifecycle(client: docker.DockerClient, image: str, prefix: str, t
     assert _ids(client, prefix) == ids
 
     # 3. change db's env → exactly db is recreated; the volume keeps its data.
-    _stack(tmp_path, prefix, image, port, db_env="two")
-    changed = stacks.reconcile("apply", "-f", str(tmp_path))
-    assert changed.code == 0, changed
-    now = _ids(client, prefix)
-    assert now["db"] != ids["db"] and now["web"] == ids["web"] and now["worker"] == ids["worker"], (ids, now)
-    env = client.api.inspect_container(f"{prefix}db")["Config"]["Env"]
-    assert "DB_MODE=two" in env
-    # Create-first recreate: the replacement exists before the old container is stopped.
-    steps = changed.stdout.splitlines()
-    created_at = next(i for i, line in enumerate(steps) if f"create container {prefix}db.next:" in line)
-    stopped_at = next(i for i, line in enumerate(steps) if f"stop container {prefix}db:" in line)
-    assert created_at < stopped_at, changed
-    kept = stacks.reconcile("exec", f"{prefix}db", "--", "cat", "/data/file")
-    assert kept.code == 0 and kept.stdout == "kept\n", kept
-    ids = now
+    ids = _db_env_changed(client, prefix, image, port, tmp_path, ids)
 
     # 4. change db's memory limit → updated in place (same id).
     _stack(tmp_path, prefix, image, port, db_env="two", db_memory="96Mi")
@@ -173,7 +180,11 @@ def test_status_logs_and_exec(client: docker.DockerClient, image: str, prefix: s
     assert row["state"] == "running" and row["restarts"] == 0 and row["drift"] == ""
     assert row["specHash"].startswith("v1:sha256:")
 
-    logs = polling.eventually(lambda: (r := stacks.reconcile("logs", f"{prefix}job")).stdout and r)
+    def printed() -> stacks.Run | None:
+        run = stacks.reconcile("logs", f"{prefix}job")
+        return run if run.stdout else None
+
+    logs = polling.eventually(printed, what="the job's log lines")
     assert logs.stdout == "out-line\n" and logs.stderr == "err-line\n", logs
 
     code = stacks.reconcile("exec", f"{prefix}job", "--", "sh", "-c", "echo hi; exit 7")
