@@ -25,12 +25,13 @@ for the first three restarts; split into the controller's part (exit → start r
 next run during the backoff, so this is mostly ``runc start``). In the same run: the bare engine
 start latency (``NativeEngine.start_container`` of an exited container in this process, which reads
 no events and so has nothing prepared: the ordinary path, supervisor and ``runc create`` included),
-and ``runc create`` + ``runc start`` and ``crun`` (through the unshare wrapper of engine-notes §0)
+and ``runc create`` + ``runc start`` and ``crun`` (through an unshare wrapper that hides the cgroup
+v2 mount crun would otherwise pick on this hybrid host)
 on a copy of the container's ``config.json``. Everything is named
 ``nbench<hex>-…`` under a temporary engine root and removed at the end (containers, network with its
 bridge, DNS server and firewall rules, runtime ids and their cgroups, mounts, the daemon).
 
-Targets (issue 4): folder latency ≤ 0.3 s + engine start latency; first restart within 0.2 s of
+Targets: folder latency ≤ 0.3 s + engine start latency; first restart within 0.2 s of
 the exit; idle CPU ≤ 0.5 % of one core; RSS ≤ 80 MiB.
 
 Idle CPU is only meaningful on an otherwise idle dockerd: the daemon reads the event stream of

@@ -485,7 +485,9 @@ def malicious_layers(outside: Path) -> dict[str, bytes]:
     """Layer tars that try to write, link, delete or chmod/chown outside the unpack root.
 
     ``outside`` is an absolute directory holding a file ``victim`` (the caller creates it and
-    checks afterwards that nothing under it changed). Keys name the attack (engine-notes §2.3).
+    checks afterwards that nothing under it changed). Keys name the attack: a path escaping the
+    root (``..``, absolute), a symlink or hardlink pointing out, a whiteout of an outside path, and
+    mode or owner changes through a link.
     """
     out = str(outside)
     rel_out = out.lstrip("/")

@@ -34,9 +34,6 @@ from tests.support import images, names, polling
 # The module run as ``reconcile``: the CLI (``watch`` is one of its subcommands).
 ENTRY = "reconciler.cli"
 
-# Kept importable for the tests that still import it from here; new code uses polling directly.
-eventually = polling.eventually
-
 
 @pytest.fixture(scope="session")
 def dockerd() -> None:
