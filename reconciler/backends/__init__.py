@@ -1,0 +1,7 @@
+"""The engines behind ``reconciler.engine.Engine``: ``native`` (runc, overlayfs, the project's own
+supervisor), ``docker`` (a dockerd through the docker SDK) and ``memory`` (a fake for tests).
+
+Each backend imports only the contract's layers (``engine``, ``plans``, ``observed``,
+``manifests``, ``files``, ``vocabulary``, ``errors``) and never another backend, the planner, the
+controller or the CLI; the CLI picks one by name and imports it lazily.
+"""
