@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler import errors, manifests, observed, plans
+from reconciler import errors, files, manifests, observed, plans
 from reconciler.backends.native import (
     bundles,
     firewall,
@@ -221,8 +221,9 @@ def _write_etc_files(
     written: dict[str, str] = {}
     for target, text in texts.items():
         path = directory / Path(target).name
-        path.write_text(text, encoding="utf-8")
-        os.chmod(path, 0o644)
+        # Not fsynced: a container whose create did not finish has no record and is not used.
+        files.write_atomic(path, text.encode(), durable=False)
+        os.chmod(path, 0o644)  # read inside the container, by any user
         written[target] = str(path)
     for target in ETC_FILES:
         # A bind mount needs its mount point to exist, and a read-only rootfs cannot get one
