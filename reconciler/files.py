@@ -12,8 +12,9 @@ The last step makes the rename itself survive a power cut; ``durable=False`` ski
 for files that are rewritten often and are cheap to lose (the next run rebuilds them).
 
 This module sits at the bottom with ``errors``: it imports only the standard library, and little
-of it, because the per-container supervisor imports it on every container start. It must not log,
-print or import anything of the project.
+of it, because the per-container supervisor imports it on every container start (``pathlib`` alone
+would add about 1 MiB to every supervisor's memory, so paths are handled with ``os.path`` here and
+callers may pass a ``Path`` or a string). It must not log, print or import anything of the project.
 """
 
 from __future__ import annotations
@@ -23,24 +24,27 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
+
+# Paths are ``str | os.PathLike[str]`` (a ``Path`` or a string); spelled out in each annotation
+# because a ``typing`` alias would import ``typing`` into every supervisor.
 
 
-def make_private_dir(path: Path) -> Path:
+def make_private_dir(path: str | os.PathLike[str]) -> None:
     """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
     missing = []
-    current = path
-    while not current.exists():
+    current = os.path.abspath(os.fspath(path))
+    while not os.path.exists(current):
         missing.append(current)
-        current = current.parent
+        current = os.path.dirname(current)
     for directory in reversed(missing):
-        # mkdir's mode is filtered by the umask and parents=True ignores it: chmod explicitly.
-        directory.mkdir(mode=0o700, exist_ok=True)
+        # mkdir's mode is filtered by the umask, and makedirs would not apply it to parents:
+        # create each level and chmod it explicitly.
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
         os.chmod(directory, 0o700)
-    return path
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -48,15 +52,16 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
 
     The parent directories are created root-only when missing. ``durable`` fsyncs the file and,
     after the rename, its directory.
     """
-    make_private_dir(path.parent)
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    make_private_dir(directory)
     # The pid keeps two processes that write the same file from sharing a temporary name.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -67,13 +72,13 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+            os.unlink(temporary)
         raise
     if durable:
-        _fsync_directory(path.parent)
+        _fsync_directory(directory)
 
 
-def write_json(path: Path, value: object, *, durable: bool = True, indent: int | None = None) -> None:
+def write_json(path: str | os.PathLike[str], value: object, *, durable: bool = True, indent: int | None = None) -> None:
     """:func:`write_atomic` of ``value`` as JSON with sorted keys (stable bytes for equal values)."""
     write_atomic(path, json.dumps(value, sort_keys=True, indent=indent).encode(), durable=durable)
 
@@ -84,9 +89,9 @@ def is_temporary(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+def file_lock(path: str | os.PathLike[str], *, shared: bool = False) -> Iterator[None]:
     """An ``flock`` on ``path``: excludes other processes and other threads (each opens its own fd)."""
-    make_private_dir(path.parent)
+    make_private_dir(os.path.dirname(os.path.abspath(os.fspath(path))))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
