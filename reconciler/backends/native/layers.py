@@ -424,27 +424,31 @@ class _Applier:
             _remove(path)
         if not (member.isfile() or member.isdir()):
             self.resolved.clear()
+        if member.islnk():
+            # A hardlink shares its target's inode and metadata; nothing else to set.
+            self._hardlink(member, path)
+            return
+        self._make_node(tar, member, path, existing_dir=existing is not None and stat.S_ISDIR(existing.st_mode))
+        self._metadata(member, path)
+
+    def _make_node(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, *, existing_dir: bool) -> None:
+        """Create the file, directory, link, device or FIFO ``member`` describes at ``path``."""
         if member.isfile():
             self._write_file(tar, member, path)
         elif member.isdir():
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
+            if not existing_dir:
                 os.mkdir(path, 0o700)
         elif member.issym():
             os.symlink(member.linkname, path)
-        elif member.islnk():
-            self._hardlink(member, path)
-            # A hardlink shares its target's inode and metadata; nothing else to set.
-            return
         elif member.ischr() or member.isblk():
             if not self.is_root:
-                raise LayerError(f"device node {name} needs root to unpack")
+                raise LayerError(f"device node {normalise(member.name)} needs root to unpack")
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
             os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
         elif member.isfifo():
             os.mkfifo(path, 0o600)
         else:
-            raise LayerError(f"entry {name} has an unsupported tar type {member.type!r}")
-        self._metadata(member, path)
+            raise LayerError(f"entry {normalise(member.name)} has an unsupported tar type {member.type!r}")
 
     def _key(self, path: Path) -> str:
         return os.path.relpath(path, self.root)
