@@ -5,6 +5,10 @@ every step it waits for has succeeded. When a step fails, the steps that depend 
 transitively) are skipped, and every independent step still runs, so one bad object never blocks
 the rest of the stack. Results are reported as they happen (``on_result``) and returned in step
 order, so the CLI can print a per-step line and a summary.
+
+It sits above the planner's data (``plans``) and the ``engine`` protocol, below the operations
+and the controller. It makes exactly one engine call per step and decides nothing: what to do
+and in which order is the plan's; it never observes, never retries, never edits the plan.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def perform(action: plans.Action, target: engine.Engine) -> None:
     """The one engine call for ``action``; mypy checks that every action variant is handled."""
     match action:
         case plans.PullImage(image=image, policy=policy):
-            target.pull_image(image, policy=policy)  # type: ignore[arg-type]
+            target.pull_image(image, policy=policy)
         case plans.CreateNetwork(request=request):
             target.create_network(request)
         case plans.RemoveNetwork(name=name):
@@ -80,6 +84,69 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split())  # one line per failed object, always
 
 
+def _run(step: plans.Step, target: engine.Engine) -> StepResult:
+    """Perform one step, timing it; a failure is a result, never an exception."""
+    started = time.monotonic()
+    try:
+        perform(step.action, target)
+    except errors.ReconcilerError as exc:
+        return StepResult(step, "failed", time.monotonic() - started, _error_text(exc))
+    except Exception as exc:  # a backend bug must not abort the other steps
+        return StepResult(step, "failed", time.monotonic() - started, f"{type(exc).__name__}: {_error_text(exc)}")
+    return StepResult(step, "done", time.monotonic() - started)
+
+
+class _Walk:
+    """One walk of a plan's DAG: which steps wait for which, and the results so far."""
+
+    def __init__(self, plan: plans.Plan, on_result: Callable[[StepResult], None] | None) -> None:
+        self.steps = {step.number: step for step in plan.steps}
+        self._dependents: dict[int, list[int]] = {number: [] for number in self.steps}
+        self._waiting: dict[int, int] = {}
+        for step in plan.steps:
+            self._waiting[step.number] = len(step.after)
+            for before in step.after:
+                self._dependents[before].append(step.number)
+        self._results: dict[int, StepResult] = {}
+        self._on_result = on_result
+
+    def startable(self) -> list[int]:
+        """The steps that wait for nothing, in step order."""
+        return sorted(number for number, count in self._waiting.items() if count == 0)
+
+    def finished(self, result: StepResult) -> list[int]:
+        """Record ``result``; the steps it was the last one to wait for, in step order."""
+        self._report(result)
+        number = result.step.number
+        if result.status == "failed":
+            verb, target = plans.describe(result.step.action)
+            self._skip_dependents(number, f"step {number} ({verb} {target}) failed")
+            return []
+        ready = []
+        for child in sorted(self._dependents[number]):
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0 and child not in self._results:
+                ready.append(child)
+        return ready
+
+    def outcome(self) -> Outcome:
+        return Outcome(tuple(self._results[number] for number in sorted(self._results)))
+
+    def _report(self, result: StepResult) -> None:
+        self._results[result.step.number] = result
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def _skip_dependents(self, number: int, cause: str) -> None:
+        stack = list(self._dependents[number])
+        while stack:
+            child = stack.pop()
+            if child in self._results:
+                continue
+            self._report(StepResult(self.steps[child], "skipped", error=f"skipped: {cause}"))
+            stack.extend(self._dependents[child])
+
+
 def execute(
     plan: plans.Plan,
     target: engine.Engine,
@@ -88,55 +155,13 @@ def execute(
     on_result: Callable[[StepResult], None] | None = None,
 ) -> Outcome:
     """Run ``plan`` against ``target``; never raises for a failed step (see :class:`Outcome`)."""
-    steps = {step.number: step for step in plan.steps}
-    dependents: dict[int, list[int]] = {number: [] for number in steps}
-    waiting: dict[int, int] = {}
-    for step in plan.steps:
-        waiting[step.number] = len(step.after)
-        for before in step.after:
-            dependents[before].append(step.number)
-    results: dict[int, StepResult] = {}
-
-    def report(result: StepResult) -> None:
-        results[result.step.number] = result
-        if on_result is not None:
-            on_result(result)
-
-    def skip_dependents(number: int, cause: str) -> None:
-        stack = list(dependents[number])
-        while stack:
-            child = stack.pop()
-            if child in results:
-                continue
-            report(StepResult(steps[child], "skipped", error=f"skipped: {cause}"))
-            stack.extend(dependents[child])
-
-    def run(step: plans.Step) -> StepResult:
-        started = time.monotonic()
-        try:
-            perform(step.action, target)
-        except errors.ReconcilerError as exc:
-            return StepResult(step, "failed", time.monotonic() - started, _error_text(exc))
-        except Exception as exc:  # a backend bug must not abort the other steps
-            return StepResult(step, "failed", time.monotonic() - started, f"{type(exc).__name__}: {_error_text(exc)}")
-        return StepResult(step, "done", time.monotonic() - started)
-
+    walk = _Walk(plan, on_result)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running: dict[concurrent.futures.Future[StepResult], int] = {}
-        for number in sorted(n for n, count in waiting.items() if count == 0):
-            running[pool.submit(run, steps[number])] = number
+        running = {pool.submit(_run, walk.steps[number], target): number for number in walk.startable()}
         while running:
             finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in sorted(finished, key=lambda f: running[f]):
-                number = running.pop(future)
-                result = future.result()
-                report(result)
-                if result.status == "failed":
-                    verb, target_text = plans.describe(result.step.action)
-                    skip_dependents(number, f"step {number} ({verb} {target_text}) failed")
-                    continue
-                for child in sorted(dependents[number]):
-                    waiting[child] -= 1
-                    if waiting[child] == 0 and child not in results:
-                        running[pool.submit(run, steps[child])] = child
-    return Outcome(tuple(results[number] for number in sorted(results)))
+                del running[future]
+                for number in walk.finished(future.result()):
+                    running[pool.submit(_run, walk.steps[number], target)] = number
+    return walk.outcome()

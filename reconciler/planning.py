@@ -1,23 +1,30 @@
 """The planner: desired × observed → a :class:`plans.Plan`. A pure function: no I/O, no engine.
 
+It sits above ``plans``, ``hashing``, ``restarts``, ``manifests`` and ``observed`` and below the
+executor, the operations and the controller; it never imports an engine or anything above it.
+
 Decisions, per object (the reason each step carries is in quotes):
 
 * **Networks and volumes** are created when absent ("not found"). A network whose spec hash
   changed is recreated, and so is every container attached to it (stop-first, since a container
   cannot move to a network that does not exist yet). A volume whose spec changed is a
   :class:`errors.PlanError`: volumes hold data, so the user decides.
-* **Containers** are created and started when absent ("not found"); recreated when their spec
-  hash changed ("spec changed: env.FOO, ports[0].hostPort", with a field-level diff) or their image
-  moved ("image changed"); updated in place when only resource limits differ; started when their
-  restart policy says they should be running and they are not ("drift: exited (137)").
+* **Containers** get one :class:`Decision` each: created and started when absent ("not found");
+  recreated when their spec hash changed ("spec changed: env.FOO, ports[0].hostPort", with a
+  field-level diff) or their image moved ("image changed"); updated in place when only resource
+  limits differ; started when their restart policy says they should be running and they are not
+  ("drift: exited (137)"), unless the caller's restart manager restarts them; else kept.
 * **Recreate order** is create-new → stop-old → start-new → remove-old → rename-new: the old
   container keeps serving while the new one is created, and the downtime is the stop-to-start gap.
-  The new container is created as ``<name>.next``, a name no manifest can declare (dots are not
-  allowed in DNS labels), so it can never collide with a user's container.
+  The new container is created under a staging name, ``<name>.next``, that no manifest can declare
+  (dots are not allowed in DNS labels), so it can never collide with a user's container;
+  :func:`container_of` is the one place that maps it back.
 * **Pruning** removes owned objects of the stacks in scope that no manifest declares any more
   ("orphan: not in manifests"). Volumes are never removed unless ``prune_volumes`` is set; a kept
   volume is mentioned in the plan's notes.
 * **Ownership**: an object of the same name owned by another stack is a ``PlanError`` naming both.
+* **Gates** (:class:`Options`): a gated container gets no steps, and neither does any step that
+  would wait for a step left out; the plan's notes say what was held and why.
 
 Ordering (the DAG): networks, volumes and image pulls before the containers that use them;
 ``dependsOn``/``volumesFrom``/``container:`` peers started before their dependents; removals of
@@ -28,15 +35,25 @@ the same name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import enum
+from collections.abc import Collection, Iterable, Mapping
+from typing import assert_never
 
 from reconciler import errors, hashing, manifests, observed, plans, restarts
 
-NEXT_SUFFIX = ".next"
-DEFAULT_STOP_TIMEOUT = 10.0
+_STAGED_SUFFIX = ".next"
+# Docker's stop timeout, for an orphan whose recorded spec does not say its own.
+_DOCKER_STOP_TIMEOUT = 10.0
+# How many changed fields a recreate's reason names before it says "and N more".
+_FIELDS_IN_REASON = 6
 
 
-def owner_labels(stack: str, kind: str, spec_hash: str) -> dict[str, str]:
+# ---------------------------------------------------------------------------------------------
+# Requests: what the engine is asked to create, with the owner labels
+# ---------------------------------------------------------------------------------------------
+
+
+def _owner_labels(stack: str, kind: str, spec_hash: str) -> dict[str, str]:
     return {observed.LABEL_STACK: stack, observed.LABEL_KIND: kind, observed.LABEL_HASH: spec_hash}
 
 
@@ -44,23 +61,23 @@ def container_request(container: manifests.DesiredContainer, *, name: str | None
     """The engine request for a desired container: owner labels, the spec document, user labels."""
     document = hashing.container_document(container)
     labels = dict(container.labels)
-    labels.update(owner_labels(container.stack, "Container", hashing.container_hash(container)))
+    labels.update(_owner_labels(container.stack, "Container", hashing.container_hash(container)))
     labels[observed.LABEL_SPEC] = hashing.canonical_json(document)
     return plans.ContainerRequest(
         name=name or container.name, spec=container.spec, env=dict(container.effective_env), labels=labels
     )
 
 
-def network_request(network: manifests.DesiredNetwork) -> plans.NetworkRequest:
+def _network_request(network: manifests.DesiredNetwork) -> plans.NetworkRequest:
     labels = dict(network.labels)
-    labels.update(owner_labels(network.stack, "Network", hashing.network_hash(network)))
+    labels.update(_owner_labels(network.stack, "Network", hashing.network_hash(network)))
     return plans.NetworkRequest(name=network.name, spec=network.spec, labels=labels)
 
 
-def volume_request(volume: manifests.DesiredVolume) -> plans.VolumeRequest:
+def _volume_request(volume: manifests.DesiredVolume) -> plans.VolumeRequest:
     labels = dict(volume.spec.labels)
     labels.update(volume.labels)
-    labels.update(owner_labels(volume.stack, "Volume", hashing.volume_hash(volume)))
+    labels.update(_owner_labels(volume.stack, "Volume", hashing.volume_hash(volume)))
     return plans.VolumeRequest(name=volume.name, spec=volume.spec, labels=labels)
 
 
@@ -69,7 +86,165 @@ def images_of(desired: manifests.Desired) -> list[str]:
     return sorted({c.spec.image for c in desired.containers.values()})
 
 
-def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedResources) -> list[plans.FieldChange]:
+def container_of(action: plans.Action) -> str | None:
+    """The manifest name of the container an action touches (``web.next`` counts as ``web``)."""
+    name: str | None
+    match action:
+        case plans.CreateContainer(request=request):
+            name = request.name
+        case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
+            name = n
+        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
+            name = n
+        case _:
+            name = None
+    return name.removesuffix(_STAGED_SUFFIX) if name is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Options and decisions
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """What the caller decides about a plan, beyond the desired and the actual state.
+
+    ``scope``: the stacks to act on; default the stacks the desired state declares (``reconcile
+    delete --stack X`` passes an empty desired state with ``scope={"X"}``). Objects of other
+    stacks are never touched. ``prune``/``prune_volumes``: remove owned objects of those stacks
+    that no manifest declares (volumes only with ``prune_volumes``).
+
+    The controller's two inputs: ``restarts_elsewhere`` names containers whose restarts the
+    restart manager carries out (with its backoff and ``maxRetries``), so an exited one gets no
+    start decision; ``gates`` maps a container to why it must not be created or started yet
+    (a ``dependsOn`` condition ``healthy``/``completed`` not met): it gets no steps, and neither
+    does any step that would wait for one of them.
+    """
+
+    prune: bool = True
+    prune_volumes: bool = False
+    scope: frozenset[str] | None = None
+    restarts_elsewhere: frozenset[str] = frozenset()
+    gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Verdict(enum.Enum):
+    """What happens to one declared container."""
+
+    KEEP = "keep"  # as declared, or its restart is the restart manager's
+    CREATE = "create"
+    RECREATE = "recreate"  # create-first, through the staging name
+    RECREATE_STOP_FIRST = "recreate stop-first"  # its network is recreated: the old one goes first
+    UPDATE = "update"  # resource limits, in place
+    START = "start"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """A container's verdict, the reason its steps and its change carry, and the field diff."""
+
+    verdict: Verdict
+    reason: str = ""
+    diff: tuple[plans.FieldChange, ...] = ()
+
+
+def _change_kind(verdict: Verdict) -> plans.ChangeKind | None:
+    """How a verdict reads in the plan's changes (a kept container is no change)."""
+    match verdict:
+        case Verdict.KEEP:
+            return None
+        case Verdict.CREATE:
+            return "create"
+        case Verdict.RECREATE | Verdict.RECREATE_STOP_FIRST:
+            return "recreate"
+        case Verdict.UPDATE:
+            return "update"
+        case Verdict.START:
+            return "start"
+        case _:
+            assert_never(verdict)
+
+
+def decide(
+    desired: manifests.Desired, actual: observed.Observed, options: Options | None = None
+) -> dict[str, Decision]:
+    """The decision for every declared container, by name (see the module docstring)."""
+    options = options or Options()
+    recreated = _recreated_networks(desired, actual)
+    decisions = {
+        name: _decide(container, actual.containers.get(name), actual.images, recreated)
+        for name, container in sorted(desired.containers.items())
+    }
+    _follow_namespace_peers(desired, actual, decisions, recreated)
+    for name in sorted(options.restarts_elsewhere & decisions.keys()):
+        decision = decisions[name]
+        if decision.verdict is Verdict.START:
+            decisions[name] = Decision(Verdict.KEEP, f"{decision.reason}; the restart manager restarts it")
+    return decisions
+
+
+def _recreated_networks(desired: manifests.Desired, actual: observed.Observed) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, network in desired.networks.items()
+        if name in actual.networks and actual.networks[name].spec_hash != hashing.network_hash(network)
+    )
+
+
+def _decide(
+    container: manifests.DesiredContainer,
+    present: observed.ObservedContainer | None,
+    images: Mapping[str, str | None],
+    recreated_networks: frozenset[str],
+) -> Decision:
+    if present is None:
+        return Decision(Verdict.CREATE, "not found")
+    local_image = images.get(container.spec.image)
+    if present.spec_hash != hashing.container_hash(container):
+        diff = _spec_diff(container, present)
+        fields = ", ".join(change.path for change in diff[:_FIELDS_IN_REASON])
+        more = f" and {len(diff) - _FIELDS_IN_REASON} more" if len(diff) > _FIELDS_IN_REASON else ""
+        reason = f"spec changed: {fields}{more}" if fields else "spec changed (hash scheme or labels)"
+        return _recreation(present, recreated_networks, reason, diff)
+    if local_image is not None and present.image_id and present.image_id != local_image:
+        reason = f"image changed: {container.spec.image} is now {local_image[:19]}, was {present.image_id[:19]}"
+        diff = (plans.FieldChange("image id", present.image_id, local_image),)
+        return _recreation(present, recreated_networks, reason, diff)
+    if networks := sorted(set(present.networks) & recreated_networks):
+        return _recreation(present, recreated_networks, f"network {', '.join(networks)} is recreated")
+    if resource_diff := _resources_differ(container.spec.resources, present.resources):
+        return Decision(Verdict.UPDATE, "resources changed: update in place", resource_diff)
+    if restarts.should_run(container.spec, present):
+        exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
+        policy = container.spec.restart.policy
+        return Decision(Verdict.START, f"drift: {present.state}{exit_text}, restart policy {policy}")
+    return Decision(Verdict.KEEP)
+
+
+def _recreation(
+    present: observed.ObservedContainer,
+    recreated_networks: frozenset[str],
+    reason: str,
+    diff: tuple[plans.FieldChange, ...] = (),
+) -> Decision:
+    """A recreate: stop-first when the old container is on a network that is recreated."""
+    stop_first = bool(set(present.networks) & recreated_networks)
+    return Decision(Verdict.RECREATE_STOP_FIRST if stop_first else Verdict.RECREATE, reason, diff)
+
+
+def _spec_diff(
+    container: manifests.DesiredContainer, present: observed.ObservedContainer
+) -> tuple[plans.FieldChange, ...]:
+    """What changed since the container was created, from the spec it recorded (if readable)."""
+    old_document = present.spec_json
+    if not old_document:
+        return ()
+    changes = plans.diff_documents(old_document, hashing.container_document(container))
+    return tuple(dataclasses.replace(change, path=change.path.removeprefix("spec.")) for change in changes)
+
+
+def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedResources) -> tuple[plans.FieldChange, ...]:
     changes = []
     for field, show in (("memory", manifests.format_size), ("cpus", str), ("pids", str)):
         new, old = getattr(wanted, field), getattr(actual, field)
@@ -81,25 +256,123 @@ def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedReso
                     show(new) if new else "unlimited",
                 )
             )
-    return changes
+    return tuple(changes)
+
+
+_RECREATES = frozenset({Verdict.RECREATE, Verdict.RECREATE_STOP_FIRST})
+_REPLACES = _RECREATES | {Verdict.CREATE}
+
+
+def _follow_namespace_peers(
+    desired: manifests.Desired,
+    actual: observed.Observed,
+    decisions: dict[str, Decision],
+    recreated_networks: frozenset[str],
+) -> None:
+    """A container in another's network namespace is recreated with it (until nothing changes).
+
+    A kept container follows a peer that is created or recreated; one that would only be updated
+    or started follows a peer that is recreated.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for name, container in sorted(desired.containers.items()):
+            mode = container.spec.network_mode
+            peer = decisions.get(mode.removeprefix("container:")) if mode.startswith("container:") else None
+            present = actual.containers.get(name)
+            if peer is None or present is None:
+                continue
+            own = decisions[name].verdict
+            if (own is Verdict.KEEP and peer.verdict in _REPLACES) or (
+                own in (Verdict.UPDATE, Verdict.START) and peer.verdict in _RECREATES
+            ):
+                reason = f"container {mode.removeprefix('container:')} is recreated (networkMode {mode})"
+                decisions[name] = _recreation(present, recreated_networks, reason)
+                changed = True
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------------
+
+
+def plan(desired: manifests.Desired, actual: observed.Observed, options: Options | None = None) -> plans.Plan:
+    """Plan the steps that turn ``actual`` into ``desired``, as ``options`` say (see :class:`Options`)."""
+    options = options or Options()
+    _refuse_conflicts(desired, actual)
+    stacks = desired.stacks if options.scope is None else options.scope
+    decisions = decide(desired, actual, options)
+    build = _Builder(options.gates)
+    _remove_orphan_containers(build, desired, actual, stacks, prune=options.prune)
+    _remove_before_network_recreation(build, desired, decisions)
+    _create_networks(build, desired, actual)
+    _create_volumes(build, desired, actual)
+    pulls = _pull_images(build, desired, actual, decisions)
+    for name in _dependency_order(desired):
+        _container_steps(build, desired.containers[name], decisions[name], pulls)
+    _remove_orphan_networks(build, desired, actual, stacks, prune=options.prune)
+    _remove_orphan_volumes(build, desired, actual, stacks, prune_volumes=options.prune_volumes)
+    return build.plan()
+
+
+_NOTHING = 0  # a reference to no step: nothing to wait for
+_HELD = -1  # a reference to a step left out of the plan: whatever waits for it is left out too
 
 
 @dataclasses.dataclass(slots=True)
 class _Builder:
+    """The steps, changes and notes of a plan being built, and what later steps wait for.
+
+    Step references are step numbers, :data:`_NOTHING` or :data:`_HELD`. A step for a gated
+    container, or one that waits for a held step, is held: it is not added, its reference is
+    :data:`_HELD`, and the plan's notes say what was held and why. A container's change is listed
+    only when one of its steps is in the plan; a network's or a volume's always (the notes say
+    which of its steps are held).
+    """
+
+    gates: Mapping[str, str]
     steps: list[plans.Step] = dataclasses.field(default_factory=list)
     changes: list[plans.Change] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # What was held, e.g. "container web" → (why, if it is gated; the verbs of its held steps)
+    held: dict[str, tuple[str | None, list[str]]] = dataclasses.field(default_factory=dict)
+    networks: dict[str, int] = dataclasses.field(default_factory=dict)  # step after which it exists
+    volumes: dict[str, int] = dataclasses.field(default_factory=dict)
+    containers: dict[str, int] = dataclasses.field(default_factory=dict)  # step after which it runs
+    gone: dict[str, int] = dataclasses.field(default_factory=dict)  # old container → step removing it
 
-    def add(self, action: plans.Action, reason: str, after: set[int] | None = None) -> int:
+    def add(self, action: plans.Action, reason: str, after: Iterable[int] = ()) -> int:
+        waits = set(after)
+        container = container_of(action)
+        if _HELD in waits or (container is not None and container in self.gates):
+            verb, target = plans.describe(action)
+            subject = f"container {container}" if container is not None else target
+            why = self.gates.get(container) if container is not None else None
+            self.held.setdefault(subject, (why, []))[1].append(verb)
+            return _HELD
         number = len(self.steps) + 1
-        self.steps.append(plans.Step(number, action, reason, tuple(sorted(a for a in (after or ()) if a))))
+        self.steps.append(plans.Step(number, action, reason, tuple(sorted(waits - {_NOTHING}))))
         return number
 
+    def container_change(self, change: plans.Change, *refs: int) -> None:
+        """List a container's ``change`` if one of its steps (``refs``) is in the plan, not held."""
+        if any(ref != _HELD for ref in refs):
+            self.changes.append(change)
+
     def plan(self) -> plans.Plan:
-        return plans.Plan(tuple(self.steps), tuple(self.changes), tuple(self.notes))
+        notes = list(self.notes)
+        for subject, (why, verbs) in self.held.items():
+            steps = ", ".join(dict.fromkeys(verbs))
+            if why:
+                notes.append(f"{subject} is held ({why}): {steps} left for a later pass")
+            else:
+                notes.append(f"{subject}: {steps} held, it waits for a held step")
+        return plans.Plan(tuple(self.steps), tuple(self.changes), tuple(notes))
 
 
-def _conflicts(desired: manifests.Desired, actual: observed.Observed) -> list[str]:
+def _refuse_conflicts(desired: manifests.Desired, actual: observed.Observed) -> None:
+    """A :class:`errors.PlanError` for objects owned by another stack and for changed volumes."""
     problems = []
     pairs: list[tuple[str, Mapping[str, object], Mapping[str, observed.Owned]]] = [
         ("container", desired.containers, actual.containers),
@@ -117,110 +390,13 @@ def _conflicts(desired: manifests.Desired, actual: observed.Observed) -> list[st
                     f"existing {kind} {name} belongs to stack {other.stack!r}; delete it from stack "
                     f"{other.stack!r} first, or rename one of them"
                 )
-    return problems
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Options:
-    """What the caller decides about a plan, beyond the desired and the actual state.
-
-    ``scope``: the stacks to act on; default the stacks the desired state declares (``reconcile
-    delete --stack X`` passes an empty desired state with ``scope={"X"}``). Objects of other
-    stacks are never touched. ``prune``/``prune_volumes``: remove owned objects of those stacks
-    that no manifest declares (volumes only with ``prune_volumes``).
-
-    The controller's two inputs: ``restarts_elsewhere`` names containers whose restarts the
-    restart manager carries out (with its backoff and ``maxRetries``), so an exited one gets no
-    immediate start step; ``gates`` maps a container to why it must not be created or started yet
-    (a ``dependsOn`` condition ``healthy``/``completed`` not met): its steps, and the steps that
-    depend on them, are left out of the plan.
-    """
-
-    prune: bool = True
-    prune_volumes: bool = False
-    scope: frozenset[str] | None = None
-    restarts_elsewhere: frozenset[str] = frozenset()
-    gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-def plan(desired: manifests.Desired, actual: observed.Observed, options: Options | None = None) -> plans.Plan:
-    """Plan the steps that turn ``actual`` into ``desired``, as ``options`` say (see :class:`Options`)."""
-    options = options or Options()
-    return _held(_plan(desired, actual, prune=options.prune, prune_volumes=options.prune_volumes,
-                       scope=options.scope), options)  # fmt: skip
-
-
-def container_of(action: plans.Action) -> str | None:
-    """The manifest name of the container an action touches (``web.next`` counts as ``web``)."""
-    name: str | None
-    match action:
-        case plans.CreateContainer(request=request):
-            name = request.name
-        case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
-            name = n
-        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
-            name = n
-        case _:
-            name = None
-    return name.removesuffix(NEXT_SUFFIX) if name is not None else None
-
-
-def _held(plan: plans.Plan, options: Options) -> plans.Plan:
-    """``plan`` without the starts the restart manager owns and the gated containers' steps."""
-    starts = {c.name for c in plan.changes if c.kind == "Container" and c.change == "start"}
-    owned = options.restarts_elsewhere & starts
-    plan = _without(
-        plan, lambda step: isinstance(step.action, plans.StartContainer) and step.action.name in owned, cascade=False
-    )
-    if options.gates:
-        plan = _without(plan, lambda step: container_of(step.action) in options.gates, cascade=True)
-    return plan
-
-
-def _without(plan: plans.Plan, doomed: Callable[[plans.Step], bool], *, cascade: bool) -> plans.Plan:
-    """``plan`` without the steps ``doomed`` selects; with ``cascade``, without their dependents too.
-
-    Without ``cascade`` the dropped steps are only removed from the ``after`` lists of the rest
-    (a dependent waits for nothing that will not run).
-    """
-    dropped = {step.number for step in plan.steps if doomed(step)}
-    if cascade:
-        changed = True
-        while changed:
-            changed = False
-            for step in plan.steps:
-                if step.number not in dropped and dropped & set(step.after):
-                    dropped.add(step.number)
-                    changed = True
-    if not dropped:
-        return plan
-    steps = tuple(
-        dataclasses.replace(step, after=tuple(a for a in step.after if a not in dropped))
-        for step in plan.steps
-        if step.number not in dropped
-    )
-    touched = {container_of(step.action) for step in steps}
-    changes = tuple(c for c in plan.changes if c.kind != "Container" or c.name in touched)
-    return plans.Plan(steps, changes, plan.notes)
-
-
-def _plan(
-    desired: manifests.Desired,
-    actual: observed.Observed,
-    *,
-    prune: bool = True,
-    prune_volumes: bool = False,
-    scope: frozenset[str] | None = None,
-) -> plans.Plan:
-    stacks = desired.stacks if scope is None else scope
-    problems = _conflicts(desired, actual)
     for name in sorted(desired.volumes):
         volume = desired.volumes[name]
-        existing_volume = actual.volumes.get(name)
+        existing = actual.volumes.get(name)
         if (
-            existing_volume is not None
-            and existing_volume.stack == volume.stack
-            and existing_volume.spec_hash != hashing.volume_hash(volume)
+            existing is not None
+            and existing.stack == volume.stack
+            and existing.spec_hash != hashing.volume_hash(volume)
         ):
             problems.append(
                 f"volume {name}: its spec changed ({volume.source}), and volumes hold data, so it is not "
@@ -230,65 +406,12 @@ def _plan(
     if problems:
         raise errors.PlanError("\n".join(problems))
 
-    build = _Builder()
-    removed_step: dict[tuple[str, str], int] = {}  # (kind, name) -> step that removed it
-    ready: dict[tuple[str, str], int] = {}  # (kind, name) -> step after which it exists/runs
-    container_gone: dict[str, int] = {}  # old container name -> step after which it no longer exists
 
-    # -- decide containers first: network recreation and image pulls depend on it -------------
-    network_recreated = {
-        name
-        for name, network in desired.networks.items()
-        if name in actual.networks and actual.networks[name].spec_hash != hashing.network_hash(network)
-    }
-    decisions: dict[str, tuple[str, str, tuple[plans.FieldChange, ...]]] = {}
-    for name in sorted(desired.containers):
-        container = desired.containers[name]
-        present = actual.containers.get(name)
-        if present is None:
-            decisions[name] = ("create", "not found", ())
-            continue
-        new_document = hashing.container_document(container)
-        local_image = actual.images.get(container.spec.image)
-        if present.spec_hash != hashing.container_hash(container):
-            old_document = present.spec_json
-            diff = tuple(
-                dataclasses.replace(change, path=change.path.removeprefix("spec."))
-                for change in (plans.diff_documents(old_document, new_document) if old_document else [])
-            )
-            fields = ", ".join(change.path for change in diff[:6])
-            more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
-            reason = f"spec changed: {fields}{more}" if fields else "spec changed (hash scheme or labels)"
-            decisions[name] = ("recreate", reason, diff)
-        elif local_image is not None and present.image_id and present.image_id != local_image:
-            decisions[name] = (
-                "recreate",
-                f"image changed: {container.spec.image} is now {local_image[:19]}, was {present.image_id[:19]}",
-                (plans.FieldChange("image id", present.image_id, local_image),),
-            )
-        elif set(present.networks) & network_recreated:
-            nets = ", ".join(sorted(set(present.networks) & network_recreated))
-            decisions[name] = ("recreate", f"network {nets} is recreated", ())
-        elif resource_diff := _resources_differ(container.spec.resources, present.resources):
-            decisions[name] = ("update", "resources changed: update in place", tuple(resource_diff))
-        elif restarts.should_run(container.spec, present):
-            exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
-            decisions[name] = ("start", f"drift: {present.state}{exit_text}, restart policy "
-                               f"{container.spec.restart.policy}", ())  # fmt: skip
-    # A container sharing another's network namespace must follow it when that one is recreated.
-    changed = True
-    while changed:
-        changed = False
-        for name, container in sorted(desired.containers.items()):
-            mode = container.spec.network_mode
-            peer = mode.removeprefix("container:") if mode.startswith("container:") else None
-            if (peer and decisions.get(peer, ("",))[0] in ("recreate", "create") and name not in decisions) or (
-                peer and decisions.get(peer, ("",))[0] == "recreate" and decisions[name][0] in ("update", "start")
-            ):
-                decisions[name] = ("recreate", f"container {peer} is recreated (networkMode {mode})", ())
-                changed = True
-
-    # -- orphans in scope: containers first (they hold networks and volumes) --------------------
+def _remove_orphan_containers(
+    build: _Builder, desired: manifests.Desired, actual: observed.Observed, stacks: Collection[str], *, prune: bool
+) -> None:
+    """Orphans in scope go first: they may hold networks, volumes and names the rest needs."""
+    reason = "orphan: not in manifests"
     for name in sorted(actual.containers):
         present = actual.containers[name]
         if present.stack not in stacks or name in desired.containers:
@@ -296,130 +419,166 @@ def _plan(
         if not prune:
             build.notes.append(f"container {name} is not in the manifests; kept because of --no-prune")
             continue
-        stop = build.add(plans.StopContainer(name, _recorded_stop_timeout(present)), "orphan: not in manifests")
-        gone = build.add(plans.RemoveContainer(name), "orphan: not in manifests", {stop})
-        removed_step[("container", name)] = gone
-        container_gone[name] = gone
-        build.changes.append(plans.Change("Container", name, present.stack or "", "remove", "orphan: not in manifests"))
+        stop = build.add(plans.StopContainer(name, _recorded_stop_timeout(present)), reason)
+        build.gone[name] = build.add(plans.RemoveContainer(name), reason, {stop})
+        build.container_change(plans.Change("Container", name, present.stack or "", "remove", reason), build.gone[name])
 
-    # Old containers that must disappear before their network is recreated (stop-first recreate).
+
+def _remove_before_network_recreation(
+    build: _Builder, desired: manifests.Desired, decisions: Mapping[str, Decision]
+) -> None:
+    """Stop-first recreates: the old container goes before its network is recreated."""
     for name in sorted(decisions):
-        verb, reason, diff = decisions[name]
-        present = actual.containers.get(name)
-        if verb == "recreate" and present is not None and set(present.networks) & network_recreated:
-            container = desired.containers[name]
-            stop = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason)
-            gone = build.add(plans.RemoveContainer(name), reason, {stop})
-            container_gone[name] = gone
-            removed_step[("container", name)] = gone
+        decision = decisions[name]
+        if decision.verdict is Verdict.RECREATE_STOP_FIRST:
+            stop = build.add(plans.StopContainer(name, desired.containers[name].spec.stop_timeout), decision.reason)
+            build.gone[name] = build.add(plans.RemoveContainer(name), decision.reason, {stop})
 
-    # -- networks -------------------------------------------------------------------------------
+
+def _create_networks(build: _Builder, desired: manifests.Desired, actual: observed.Observed) -> None:
+    """Absent networks are created; a changed one is removed after its containers, then created."""
     for name in sorted(desired.networks):
         network = desired.networks[name]
-        if name not in actual.networks:
-            ready[("network", name)] = build.add(plans.CreateNetwork(network_request(network)), "not found")
+        present = actual.networks.get(name)
+        if present is None:
+            build.networks[name] = build.add(plans.CreateNetwork(_network_request(network)), "not found")
             build.changes.append(plans.Change("Network", name, network.stack, "create", "not found"))
-        elif name in network_recreated:
-            users = {
-                container_gone[c]
-                for c, present in actual.containers.items()
-                if name in present.networks and c in container_gone
-            }
-            diff = tuple(plans.diff_documents({}, hashing.network_document(network)))
+        elif present.spec_hash != hashing.network_hash(network):
+            users = {step for c, step in build.gone.items() if name in actual.containers[c].networks}
             removal = build.add(plans.RemoveNetwork(name), "spec changed", users)
-            ready[("network", name)] = build.add(
-                plans.CreateNetwork(network_request(network)), "spec changed", {removal}
-            )
-            build.changes.append(plans.Change("Network", name, network.stack, "recreate", "spec changed", diff))
+            build.networks[name] = build.add(plans.CreateNetwork(_network_request(network)), "spec changed", {removal})
+            diff = tuple(plans.diff_documents({}, hashing.network_document(network)))
+            change = plans.Change("Network", name, network.stack, "recreate", "spec changed", diff)
+            build.changes.append(change)
 
-    # -- volumes --------------------------------------------------------------------------------
+
+def _create_volumes(build: _Builder, desired: manifests.Desired, actual: observed.Observed) -> None:
     for name in sorted(desired.volumes):
         volume = desired.volumes[name]
         if name not in actual.volumes:
-            ready[("volume", name)] = build.add(plans.CreateVolume(volume_request(volume)), "not found")
+            build.volumes[name] = build.add(plans.CreateVolume(_volume_request(volume)), "not found")
             build.changes.append(plans.Change("Volume", name, volume.stack, "create", "not found"))
 
-    # -- image pulls for containers that will be created ----------------------------------------
+
+def _pull_images(
+    build: _Builder, desired: manifests.Desired, actual: observed.Observed, decisions: Mapping[str, Decision]
+) -> dict[str, int]:
+    """One pull per image a created container needs and the engine does not have: image → step."""
     pulls: dict[str, int] = {}
     for name in sorted(decisions):
-        verb = decisions[name][0]
         spec = desired.containers[name].spec
-        if verb not in ("create", "recreate") or spec.image in pulls:
+        if _change_kind(decisions[name].verdict) not in ("create", "recreate") or spec.image in pulls:
             continue
         if actual.images.get(spec.image) is None:
             if spec.pull_policy == "Never":
                 raise errors.PlanError(f"container {name}: image {spec.image} is not present and pullPolicy is Never")
             pulls[spec.image] = build.add(plans.PullImage(spec.image, spec.pull_policy), "not present locally")
+    return pulls
 
-    # -- containers, in dependency order ----------------------------------------------------------
-    for name in _dependency_order(desired):
-        if name not in decisions:
-            continue
-        container = desired.containers[name]
-        verb, reason, diff = decisions[name]
-        present = actual.containers.get(name)
-        needs: set[int] = {pulls.get(container.spec.image, 0)}
-        needs |= {ready.get(("network", n.name), 0) for n in container.spec.networks}
-        needs |= {
-            ready.get(("volume", m.source), 0) for m in container.spec.mounts if isinstance(m, manifests.VolumeMount)
-        }
-        dependencies = {ready.get(("container", dep), 0) for dep in manifests.container_dependencies(container)}
-        build.changes.append(plans.Change("Container", name, container.stack, verb,  # type: ignore[arg-type]
-                                          reason, diff))  # fmt: skip
-        if verb == "update":
-            ready[("container", name)] = build.add(plans.UpdateContainer(name, container.spec.resources), reason)
-        elif verb == "start":
-            ready[("container", name)] = build.add(plans.StartContainer(name), reason, dependencies)
-        elif verb == "create" or name in container_gone:
-            needs.add(removed_step.get(("container", name), 0))
-            created = build.add(plans.CreateContainer(container_request(container)), reason, needs)
-            ready[("container", name)] = build.add(plans.StartContainer(name), reason, {created} | dependencies)
-        else:
-            assert present is not None
-            staged = f"{name}{NEXT_SUFFIX}"
-            needs.add(removed_step.get(("container", staged), 0))
-            created = build.add(plans.CreateContainer(container_request(container, name=staged)), reason, needs)
-            stopped = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason, {created})
-            started = build.add(plans.StartContainer(staged), reason, {stopped} | dependencies)
-            removed = build.add(plans.RemoveContainer(name), reason, {started})
-            container_gone[name] = removed  # orphan networks/volumes it used may go after this
-            ready[("container", name)] = build.add(plans.RenameContainer(staged, name), reason, {removed})
 
-    # -- orphan networks and volumes, after every container that used them is gone ----------------
+def _container_steps(
+    build: _Builder, container: manifests.DesiredContainer, decision: Decision, pulls: Mapping[str, int]
+) -> None:
+    """The steps of one container's decision, after what it needs and the containers it depends on."""
+    name, spec, reason = container.name, container.spec, decision.reason
+    needs = {pulls.get(spec.image, _NOTHING)}
+    needs |= {build.networks.get(network.name, _NOTHING) for network in spec.networks}
+    needs |= {build.volumes.get(m.source, _NOTHING) for m in spec.mounts if isinstance(m, manifests.VolumeMount)}
+    peers = {build.containers.get(peer, _NOTHING) for peer in manifests.container_dependencies(container)}
+    refs: tuple[int, ...]
+    match decision.verdict:
+        case Verdict.KEEP:
+            if reason:
+                build.notes.append(f"container {name} is not started: {reason}")
+            return
+        case Verdict.UPDATE:
+            refs = (build.add(plans.UpdateContainer(name, spec.resources), reason),)
+        case Verdict.START:
+            refs = (build.add(plans.StartContainer(name), reason, peers),)
+        case Verdict.CREATE:
+            refs = _create_and_start(build, container, reason, needs, peers)
+        case Verdict.RECREATE_STOP_FIRST:
+            # Its old self went before the network was recreated; its removal is this change's too.
+            refs = (build.gone[name], *_create_and_start(build, container, reason, needs, peers))
+        case Verdict.RECREATE:
+            refs = _create_first(build, container, reason, needs, peers)
+        case _:
+            assert_never(decision.verdict)
+    build.containers[name] = refs[-1]
+    change = _change_kind(decision.verdict)
+    assert change is not None
+    build.container_change(plans.Change("Container", name, container.stack, change, reason, decision.diff), *refs)
+
+
+def _create_and_start(
+    build: _Builder, container: manifests.DesiredContainer, reason: str, needs: set[int], peers: set[int]
+) -> tuple[int, int]:
+    """Create the container under its own name (once any old one of that name is gone), start it."""
+    name = container.name
+    created = build.add(
+        plans.CreateContainer(container_request(container)), reason, needs | {build.gone.get(name, _NOTHING)}
+    )
+    return created, build.add(plans.StartContainer(name), reason, {created} | peers)
+
+
+def _create_first(
+    build: _Builder, container: manifests.DesiredContainer, reason: str, needs: set[int], peers: set[int]
+) -> tuple[int, ...]:
+    """Create ``<name>.next``, stop the old one, start the new, remove the old, rename the new."""
+    name = container.name
+    staged = f"{name}{_STAGED_SUFFIX}"
+    created = build.add(
+        plans.CreateContainer(container_request(container, name=staged)),
+        reason,
+        needs | {build.gone.get(staged, _NOTHING)},
+    )
+    stopped = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason, {created})
+    started = build.add(plans.StartContainer(staged), reason, {stopped} | peers)
+    removed = build.add(plans.RemoveContainer(name), reason, {started})
+    build.gone[name] = removed  # the networks and volumes it used may go after this
+    return created, stopped, started, removed, build.add(plans.RenameContainer(staged, name), reason, {removed})
+
+
+def _remove_orphan_networks(
+    build: _Builder, desired: manifests.Desired, actual: observed.Observed, stacks: Collection[str], *, prune: bool
+) -> None:
+    """Orphan networks go after every container that used them is gone."""
+    reason = "orphan: not in manifests"
     for name in sorted(actual.networks):
-        present_network = actual.networks[name]
-        if present_network.stack not in stacks or name in desired.networks:
+        present = actual.networks[name]
+        if present.stack not in stacks or name in desired.networks:
             continue
-        users = {step for c, step in container_gone.items() if name in actual.containers[c].networks}
         if not prune:
             build.notes.append(f"network {name} is not in the manifests; kept because of --no-prune")
             continue
-        build.add(plans.RemoveNetwork(name), "orphan: not in manifests", users)
-        build.changes.append(
-            plans.Change("Network", name, present_network.stack or "", "remove", "orphan: not in manifests")
-        )
+        users = {step for c, step in build.gone.items() if name in actual.containers[c].networks}
+        build.add(plans.RemoveNetwork(name), reason, users)
+        build.changes.append(plans.Change("Network", name, present.stack or "", "remove", reason))
+
+
+def _remove_orphan_volumes(
+    build: _Builder,
+    desired: manifests.Desired,
+    actual: observed.Observed,
+    stacks: Collection[str],
+    *,
+    prune_volumes: bool,
+) -> None:
+    """Orphan volumes are kept (they hold data) unless ``prune_volumes``; then they go after their users."""
+    reason = "orphan: not in manifests (--prune-volumes)"
     for name in sorted(actual.volumes):
-        present_volume = actual.volumes[name]
-        if present_volume.stack not in stacks or name in desired.volumes:
+        present = actual.volumes[name]
+        if present.stack not in stacks or name in desired.volumes:
             continue
         if not prune_volumes:
             build.notes.append(
-                f"volume {name} (stack {present_volume.stack}) is not in the manifests and is kept: volumes "
+                f"volume {name} (stack {present.stack}) is not in the manifests and is kept: volumes "
                 "hold data; pass --prune-volumes to remove it"
             )
             continue
-        users = {step for c, step in container_gone.items() if name in actual.containers[c].volumes}
-        build.add(plans.RemoveVolume(name), "orphan: not in manifests (--prune-volumes)", users)
-        build.changes.append(
-            plans.Change(
-                "Volume",
-                name,
-                present_volume.stack or "",
-                "remove",
-                "orphan: not in manifests (--prune-volumes)",
-            )
-        )
-    return build.plan()
+        users = {step for c, step in build.gone.items() if name in actual.containers[c].volumes}
+        build.add(plans.RemoveVolume(name), reason, users)
+        build.changes.append(plans.Change("Volume", name, present.stack or "", "remove", reason))
 
 
 def _recorded_stop_timeout(container: observed.ObservedContainer) -> float:
@@ -427,7 +586,7 @@ def _recorded_stop_timeout(container: observed.ObservedContainer) -> float:
     document = container.spec_json or {}
     spec = document.get("spec")
     value = spec.get("stopTimeout") if isinstance(spec, dict) else None
-    return float(value) if isinstance(value, int | float) else DEFAULT_STOP_TIMEOUT
+    return float(value) if isinstance(value, int | float) else _DOCKER_STOP_TIMEOUT
 
 
 def _dependency_order(desired: manifests.Desired) -> list[str]:

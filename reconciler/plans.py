@@ -14,7 +14,8 @@ and ``to_json`` has a documented, stable shape (``version`` 1)::
 ``change`` is one of ``create``, ``recreate``, ``update``, ``start``, ``remove``.
 
 The request types (what to create) live here too, because actions carry them; engines consume them.
-This module does no I/O and decides nothing.
+This module sits below the planner and the executor (and the engines, which read the requests),
+above ``manifests``: it is data and its rendering only, so it does no I/O and decides nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, assert_never
 
-from reconciler import manifests
+from reconciler import manifests, vocabulary
 
 # ---------------------------------------------------------------------------------------------
 # Requests: everything an engine needs to create one object
@@ -63,7 +64,7 @@ class VolumeRequest:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PullImage:
     image: str
-    policy: str
+    policy: vocabulary.PullPolicy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,12 +160,8 @@ def describe(action: Action) -> tuple[str, str]:
             return "rename", f"container {name} → {new_name}"
         case UpdateContainer(name=name):
             return "update", f"container {name}"
-    raise AssertionError(f"unknown action {action!r}")  # pragma: no cover (mypy proves exhaustive)
-
-
-def is_mutating(action: Action) -> bool:
-    """Every action changes the engine except pulling an image (it only fills the image store)."""
-    return not isinstance(action, PullImage)
+        case _:
+            assert_never(action)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,8 +190,7 @@ class _Absent:
         return "(unset)"
 
 
-_ABSENT: Any = _Absent()
-ABSENT: Any = _ABSENT
+_ABSENT: Final = _Absent()
 
 
 def _value(value: object) -> str:

@@ -7,7 +7,9 @@ runs all decide with these functions, so ``status``, ``plan`` and the restart ma
 
 The numbers follow Docker's restart manager: the first restart after 100 ms, doubling up to a
 minute, and the sequence starts again once a container ran for 10 s (``manifests.Backoff``'s
-defaults). This module is pure: no clock, no I/O, no engine; randomness comes from the caller.
+defaults). It sits beside ``plans`` and ``hashing``, above ``manifests`` and ``observed``, and
+below the planner and the controller, which ask it and never restate it. It is pure: no clock, no
+I/O, no engine; randomness comes from the caller.
 """
 
 from __future__ import annotations

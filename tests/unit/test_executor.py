@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from reconciler import errors, executing, plans
 from tests.unit.helpers import IMAGE, apply, load, new_engine, plan_for
@@ -53,29 +52,36 @@ def test_a_failed_apply_leaves_what_ran_before_running() -> None:
     assert {name: c.state for name, c in engine.containers.items()} == {"db": "running", "web": "running"}
 
 
-def test_independent_steps_run_in_parallel_within_the_bound() -> None:
+def test_independent_steps_overlap_up_to_the_bound() -> None:
     engine = new_engine()
-    active, peak = 0, 0
+    active, peak, overlapped = 0, 0, []
     lock = threading.Lock()
+    three_at_once = threading.Event()
     original = engine.create_container
 
-    def slow_create(request: plans.ContainerRequest) -> str:
+    def create_once_three_overlap(request: plans.ContainerRequest) -> str:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.05)
+            if active == 3:
+                three_at_once.set()
+        # Each create holds its worker until three are in at once: a serial walk never gets there
+        # (the first create would give up waiting), a walk beyond the bound would show a peak of 4.
+        in_time = three_at_once.wait(timeout=20)
+        overlapped.append(in_time)
+        if not in_time:
+            three_at_once.set()  # the test fails; the other creates need not wait as long
         with lock:
             active -= 1
         return original(request)
 
-    engine.create_container = slow_create  # type: ignore[method-assign]
+    engine.create_container = create_once_three_overlap  # type: ignore[method-assign]
     text = "---\n".join(SOLO.replace("solo", f"c{i}") for i in range(8))
-    started = time.monotonic()
     outcome = executing.execute(plan_for(engine, load(text)), engine, parallelism=3)
     assert outcome.ok
+    assert overlapped == [True] * 8
     assert peak == 3
-    assert time.monotonic() - started < 8 * 0.05  # faster than serial
 
 
 def test_unexpected_backend_exceptions_become_failed_steps() -> None:
