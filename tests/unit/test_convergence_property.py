@@ -31,9 +31,9 @@ def stacks(draw: st.DrawFn) -> str:
             spec["env"] = draw(
                 st.dictionaries(st.sampled_from(["A", "B", "C"]), st.sampled_from(["1", "2"]), max_size=2)
             )
-        if networks and draw(st.booleans()):
+        if draw(st.booleans()) and networks:
             spec["networks"] = [{"name": n} for n in draw(st.lists(st.sampled_from(networks), unique=True, min_size=1))]
-        if volumes and draw(st.booleans()):
+        if draw(st.booleans()) and volumes:
             spec["mounts"] = [{"type": "volume", "source": draw(st.sampled_from(volumes)), "target": "/data"}]
         if index and draw(st.booleans()):
             spec["dependsOn"] = [f"c{draw(st.integers(0, index - 1))}"]

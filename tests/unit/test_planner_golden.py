@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from reconciler import errors, plans
+from reconciler import errors, planning, plans
 from tests.unit.helpers import IMAGE, apply, load, new_engine, plan_for
 
 STACK = f"""\
@@ -261,8 +261,6 @@ def test_leftover_staged_container_is_removed_before_reuse() -> None:
     engine = new_engine()
     apply(engine, load(STACK))
     # A previous apply died after creating web.next: it is an orphan and must go first.
-    from reconciler import planning
-
     engine.create_container(planning.container_request(load(STACK).containers["web"], name="web.next"))
     text = plan_for(engine, load(STACK.replace("FOO: a", "FOO: c"))).render()
     assert "remove container web.next: orphan: not in manifests" in text

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Collection
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler import planning, plans
 from tests.unit.helpers import IMAGE, apply, load, new_engine, plan_for
+from tests.unit.test_convergence_property import stacks
 from tests.unit.test_planner_golden import STACK
 
 Verdict = planning.Verdict
@@ -123,3 +128,34 @@ def test_staged_names_map_to_their_manifest_name() -> None:
     assert {planning.container_of(step.action) for step in plan.steps} == {"web"}
     assert planning.container_of(plans.RemoveNetwork("backend")) is None
     assert planning.container_of(plans.PullImage(IMAGE, "IfNotPresent")) is None
+
+
+def without_held(full: plans.Plan, gates: Collection[str]) -> list[tuple[plans.Action, str, tuple[plans.Action, ...]]]:
+    """The oracle: ``full`` minus the gated containers' steps and every step after one of them."""
+    dropped: set[int] = set()
+    for step in full.steps:  # steps only wait for earlier ones, so one pass sees every chain
+        if planning.container_of(step.action) in gates or dropped & set(step.after):
+            dropped.add(step.number)
+    actions = {step.number: step.action for step in full.steps}
+    return [
+        (step.action, step.reason, tuple(actions[a] for a in step.after))
+        for step in full.steps
+        if step.number not in dropped
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=stacks(), second=stacks(), gated=st.sets(st.sampled_from([f"c{i}" for i in range(6)]), max_size=3))
+def test_gates_leave_out_exactly_the_steps_that_would_wait_for_a_gated_container(
+    first: str, second: str, gated: set[str]
+) -> None:
+    engine = new_engine()
+    if load(first or "---\n").stacks:
+        apply(engine, load(first))
+    desired = load(second or "---\n")
+    options = {"scope": frozenset({"prop"})}
+    held = plan_for(engine, desired, gates=dict.fromkeys(gated, "waiting"), **options)
+    assert [step.number for step in held.steps] == list(range(1, len(held.steps) + 1))
+    actions = {step.number: step.action for step in held.steps}
+    got = [(step.action, step.reason, tuple(actions[a] for a in step.after)) for step in held.steps]
+    assert got == without_held(plan_for(engine, desired, **options), gated)
