@@ -303,7 +303,7 @@ def plan(desired: manifests.Desired, actual: observed.Observed, options: Options
     _refuse_conflicts(desired, actual)
     stacks = desired.stacks if options.scope is None else options.scope
     decisions = decide(desired, actual, options)
-    build = _Builder(options.gates)
+    build = _Builder(_gates_with_dependents(desired, decisions, options.gates))
     _remove_orphan_containers(build, desired, actual, stacks, prune=options.prune)
     _remove_before_network_recreation(build, desired, decisions)
     _create_networks(build, desired, actual)
@@ -314,6 +314,30 @@ def plan(desired: manifests.Desired, actual: observed.Observed, options: Options
     _remove_orphan_networks(build, desired, actual, stacks, prune=options.prune)
     _remove_orphan_volumes(build, desired, actual, stacks, prune_volumes=options.prune_volumes)
     return build.plan()
+
+
+def _gates_with_dependents(
+    desired: manifests.Desired, decisions: Mapping[str, Decision], gates: Mapping[str, str]
+) -> Mapping[str, str]:
+    """``gates``, plus every container to be recreated that depends (transitively) on a held one.
+
+    Other steps of a held container's dependents are left out one by one (a start waits for the
+    dependency's start), but a recreate is held as a whole: otherwise the new container would be
+    created and the old one stopped while the new one's start waits for the gate, and the service
+    would be down until the gate opens.
+    """
+    if not gates:
+        return gates
+    held = dict(gates)
+    blocked = set(gates)
+    for name in _dependency_order(desired):
+        waits_for = [dep for dep in manifests.container_dependencies(desired.containers[name]) if dep in blocked]
+        if name in blocked or not waits_for:
+            continue
+        blocked.add(name)
+        if decisions[name].verdict in (Verdict.RECREATE, Verdict.RECREATE_STOP_FIRST):
+            held[name] = f"waiting for {waits_for[0]}, which is held"
+    return held
 
 
 _NOTHING = 0  # a reference to no step: nothing to wait for

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler import controller, engine, manifests, restarts
+from reconciler import controller, engine
 from reconciler.backends import memory
 from tests.support.polling import eventually
 from tests.unit.controller_support import IMAGE, Harness, container_yaml, wait_for_event_reader
-
-
-@pytest.mark.parametrize(("attempt", "delay"), [(0, 0.1), (1, 0.2), (2, 0.4), (9, 51.2), (10, 60.0), (30, 60.0)])
-def test_default_backoff_is_dockers_100ms_doubling_capped_at_a_minute(attempt: int, delay: float) -> None:
-    assert restarts.restart_delay(manifests.Backoff(), attempt) == pytest.approx(delay)
-
-
-def test_configured_backoff_and_jitter_stay_within_the_spread() -> None:
-    backoff = manifests.Backoff(initial=1.0, max=5.0, factor=3.0, jitter=0.2)
-    rng = random.Random(7)
-    for attempt, base in enumerate([1.0, 3.0, 5.0, 5.0]):
-        delays = [restarts.restart_delay(backoff, attempt, rng=rng) for _ in range(200)]
-        assert all(base * 0.8 <= d <= base * 1.2 for d in delays)
-        assert max(delays) - min(delays) > base * 0.2, "jitter spreads the delays"
-
-
-@pytest.mark.parametrize(
-    ("policy", "retries", "exit_code", "made", "expected"),
-    [
-        ("no", None, 1, 0, False),
-        ("always", None, 0, 50, True),
-        ("unless-stopped", None, 137, 5, True),
-        ("on-failure", None, 0, 0, False),
-        ("on-failure", None, 1, 100, True),
-        ("on-failure", 3, 1, 2, True),
-        ("on-failure", 3, 1, 3, False),
-    ],
-)
-def test_wants_restart(policy: str, retries: int | None, exit_code: int, made: int, expected: bool) -> None:
-    restart = manifests.Restart.model_validate({"policy": policy, "maxRetries": retries})
-    assert restarts.wants_restart(restart, exit_code, restarts=made) is expected
-
-
-def test_docker_keeps_its_own_restarts_unless_backoff_or_on_unhealthy_is_set() -> None:
-    def spec(restart: dict[str, object]) -> manifests.ContainerSpec:
-        return manifests.ContainerSpec.model_validate({"image": "busybox", "restart": restart})
-
-    assert restarts.controller_owns_restarts(spec({"policy": "always"}), engine_restarts=False)
-    assert not restarts.controller_owns_restarts(spec({"policy": "always"}), engine_restarts=True)
-    custom = spec({"policy": "always", "backoff": {"initial": "1s"}})
-    assert restarts.controller_owns_restarts(custom, engine_restarts=True)
-    assert restarts.controller_owns_restarts(spec({"onUnhealthy": True}), engine_restarts=True)
-    assert not restarts.controller_owns_restarts(spec({"policy": "no"}), engine_restarts=False)
 
 
 def _restart_delays(harness: Harness, name: str, exits: int) -> list[float]:
