@@ -118,7 +118,6 @@ class RestartDriver:
             for name in [n for n in self._states if n not in names]:
                 del self._states[name]
 
-    # size: one decision in Docker's order (reset, give up, back off); split, it reads worse
     def schedule(
         self,
         desired: manifests.DesiredContainer,
