@@ -9,7 +9,7 @@ address (127.0.0.1 by default) for scrapers; nothing else is served there.
 
 Routes (JSON unless said otherwise)::
 
-    GET  /healthz                        {"ok": true, "engine": "docker"}
+    GET  /healthz                        {"ok": true, "engine": "docker", "root": "/var/lib/reconciler"}
     GET  /status                         every object, file and stack (see Controller.status)
     GET  /events?follow=1&since=N        newline-delimited JSON events (streams while follow=1)
     GET  /logs?name=web&follow=1&tail=N  newline-delimited JSON log lines
@@ -17,6 +17,11 @@ Routes (JSON unless said otherwise)::
                  → {"plan": <plan JSON>, "text", "converged", "warnings": [...]}
     POST /apply  {... same, "parallelism": 4} → {"plan", "text", "results", "summary", "ok", "warnings"}
     GET  /metrics                        Prometheus text exposition format 0.0.4
+
+Every other route refuses (409, ``kind: target``) a request whose ``X-Reconciler-Root`` or
+``X-Reconciler-Engine`` names another root or engine than the daemon's: the second safety behind
+each root's own socket, so that a CLI pointed at the wrong daemon never plans or applies against
+another root's state.
 
 The client of these routes is :mod:`reconciler.client` (standard library only, so that the CLI
 starts fast); ``Client`` and ``ApiError`` are re-exported here, beside the routes they call, and
@@ -144,6 +149,8 @@ def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
         }
     if isinstance(exc, errors.PlanError):
         return 409, {"error": str(exc), "kind": "plan"}
+    if isinstance(exc, errors.NoManifests):  # the client names the paths as its user typed them
+        return 422, {"error": str(exc), "kind": "no-manifests"}
     if isinstance(exc, errors.NotFound):
         return 404, {"error": str(exc), "kind": "not-found"}
     if isinstance(exc, errors.ReconcilerError):
@@ -154,6 +161,16 @@ def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+
+    def _refused_target(self) -> bool:
+        """Answer 409 (and say so) when the client targets another root or engine than this daemon."""
+        wanted_root, wanted_engine = (self.headers.get(name) for name in (client.ROOT_HEADER, client.ENGINE_HEADER))
+        served = (self.server.root or "", self.server.backend.engine_name)
+        wanted = (urllib.parse.unquote(wanted_root) if wanted_root and self.server.root else None, wanted_engine)
+        why = client.target_mismatch(served, wanted)
+        if why is not None:
+            self._json(409, {"error": why, "kind": "target"})
+        return why is not None
 
     # Unix-socket peers have no address; the default log line would index an empty string.
     def address_string(self) -> str:
@@ -193,11 +210,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         backend = self.server.backend
         try:
             if url.path == "/healthz":
-                self._json(200, {"ok": True, "engine": backend.engine_name})
+                self._json(200, {"ok": True, "engine": backend.engine_name, "root": self.server.root})
             elif url.path == "/metrics":
                 self._send(200, render_metrics(backend.metric_samples()).encode(), "text/plain; version=0.0.4")
             elif self.server.metrics_only:
                 self._json(404, {"error": f"no route {url.path} here (only /healthz and /metrics)"})
+            elif self._refused_target():
+                pass
             elif url.path == "/status":
                 self._json(200, backend.status())
             elif url.path == "/events":
@@ -229,6 +248,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         backend = self.server.backend
         if self.server.metrics_only:
             self._json(404, {"error": "no POST routes here"})
+            return
+        if self._refused_target():
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -266,6 +287,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     backend: Backend
     metrics_only: bool
     stopping: threading.Event
+    root: str | None
 
 
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
@@ -273,6 +295,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     backend: Backend
     metrics_only: bool
     stopping: threading.Event
+    root: str | None
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, _ = self.socket.accept()
@@ -288,10 +311,15 @@ class Server:
         backend: Backend,
         *,
         socket_path: str = client.DEFAULT_SOCKET,
+        root: str | None = None,
         metrics_addr: str | None = None,
         poll_interval: float = 2.0,
     ) -> None:
+        """``root``: the state folder the backend's engine works on, named by ``/healthz`` and
+        compared with each client's (None: a backend without one, e.g. in tests; then only the
+        engine is compared)."""
         self.backend = backend
+        self.root = root
         # How often the accept loops look at a shutdown request: slow polling is idle CPU saved,
         # paid for once, at shutdown.
         self.poll_interval = poll_interval
@@ -306,6 +334,7 @@ class Server:
             host, _, port = metrics_addr.rpartition(":")  # "9469" and ":9469" mean 127.0.0.1:9469
             tcp = _Server((host or "127.0.0.1", int(port)), _Handler)
             tcp.backend, tcp.metrics_only, tcp.stopping = backend, True, self.stopping
+            tcp.root = root
             self._servers.append(tcp)
             bound_host, bound_port = tcp.server_address[:2]
             self.metrics_address = f"{bound_host!s}:{bound_port}"
@@ -324,6 +353,7 @@ class Server:
             os.umask(previous)
         os.chmod(path, 0o600)
         server.backend, server.metrics_only, server.stopping = self.backend, False, self.stopping
+        server.root = self.root
         return server
 
     def start(self) -> None:

@@ -4,6 +4,11 @@ The CLI's ``apply``, ``plan``, ``status``, ``logs`` and ``events`` talk to a run
 through :class:`Client`. It is its own module, standard library only, because every such command
 starts by importing it: the server side (``http.server``) and the models stay unloaded.
 
+Which daemon: one per ``--root``. :func:`socket_for_root` says where the daemon of a root listens,
+and every request carries the root and engine the CLI targets (``X-Reconciler-Root``,
+``X-Reconciler-Engine``), so that a daemon of another root or engine refuses it (409) instead of
+answering for the wrong state, should a ``--socket`` point at the wrong one.
+
 This module must not import anything of the project but :mod:`reconciler.errors`.
 """
 
@@ -18,9 +23,44 @@ from typing import Any
 
 from reconciler import errors
 
+DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_SOCKET = "/run/reconciler/api.sock"
+ROOT_HEADER = "X-Reconciler-Root"
+ENGINE_HEADER = "X-Reconciler-Engine"
 # Where ``--metrics-addr`` suggests serving /healthz and /metrics (loopback only by default).
 DEFAULT_METRICS_ADDR = "127.0.0.1:9469"
+
+
+def socket_for_root(root: str | Path) -> str:
+    """The socket of the daemon that serves ``root``: :data:`DEFAULT_SOCKET` for the default root
+    (as before roots scoped daemons), ``/run/reconciler/api-<12 hex of the root's path>.sock`` for
+    any other.
+
+    Why a hash under ``/run/reconciler`` and not ``<root>/api.sock``: a unix socket's path has at
+    most 107 bytes, which a deep root (a test's temporary folder) would exceed; ``/run`` is a tmpfs,
+    so a reboot leaves no stale socket; and the folder is already the root-only one (0700) the
+    default socket lives in. The daemon logs its socket and ``/healthz`` names its root.
+    """
+    resolved = str(Path(root).resolve())
+    if resolved == str(Path(DEFAULT_ROOT).resolve()):
+        return DEFAULT_SOCKET
+    import hashlib  # only for a non-default root: the common start stays without it
+
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+    return str(Path(DEFAULT_SOCKET).parent / f"api-{digest}.sock")
+
+
+def target_mismatch(served: tuple[str, str], wanted: tuple[str | None, str | None]) -> str | None:
+    """Why a daemon serving ``(root, engine)`` must refuse a client that targets ``wanted``, or None
+    when it may serve it (a client that names no root or engine accepts any)."""
+    (root, engine), (wanted_root, wanted_engine) = served, wanted
+    if (wanted_root is None or wanted_root == root) and (wanted_engine is None or wanted_engine == engine):
+        return None
+    return (
+        f"this daemon serves root {root} with the {engine} engine, but the client targets root "
+        f"{wanted_root or root} with the {wanted_engine or engine} engine; use that root's daemon "
+        "(--socket), or --socket none to run without one"
+    )
 
 
 def _connect(path: str, timeout: float | None) -> socket.socket:
@@ -34,7 +74,9 @@ def _connect(path: str, timeout: float | None) -> socket.socket:
     return sock
 
 
-def _exchange(path: str, timeout: float | None, method: str, target: str, body: bytes | None) -> tuple[int, bytes]:
+def _exchange(
+    path: str, timeout: float | None, method: str, target: str, body: bytes | None, *, headers: Mapping[str, str]
+) -> tuple[int, bytes]:
     """One request and its whole answer: ``(status, body)``.
 
     Why not ``http.client`` here: importing it (with ``email`` and ``ssl``) costs about 25 ms,
@@ -44,6 +86,7 @@ def _exchange(path: str, timeout: float | None, method: str, target: str, body: 
     the body is everything after the blank line. Streams use ``http.client`` (:meth:`Client.stream`).
     """
     head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     with _connect(path, timeout) as sock:
@@ -71,16 +114,31 @@ class ApiError(errors.ReconcilerError):
 class Client:
     """A tiny client of the daemon's API over its unix socket."""
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET, *, timeout: float | None = 600.0) -> None:
+    def __init__(
+        self,
+        socket_path: str = DEFAULT_SOCKET,
+        *,
+        timeout: float | None = 600.0,
+        root: str | None = None,
+        engine: str | None = None,
+    ) -> None:
+        """``root`` and ``engine``: what this client targets, sent with every request so that a
+        daemon serving another one refuses it (None: any)."""
         self.socket_path = socket_path
         self.timeout = timeout
+        # Latin-1 is what an HTTP header carries; a root path outside it is sent percent-encoded.
+        self.headers = {
+            header: urllib.parse.quote(value, safe="/")
+            for header, value in ((ROOT_HEADER, root), (ENGINE_HEADER, engine))
+            if value is not None
+        }
 
     def ping(self) -> dict[str, Any] | None:
         """The daemon's ``/healthz`` answer, or None when nothing answers on the socket."""
         if not Path(self.socket_path).is_socket():
             return None
         try:
-            status, payload = _exchange(self.socket_path, 2.0, "GET", "/healthz", None)
+            status, payload = _exchange(self.socket_path, 2.0, "GET", "/healthz", None, headers=self.headers)
             body = json.loads(payload or b"{}")
         except (OSError, ValueError):
             return None
@@ -89,7 +147,7 @@ class Client:
     def text(self, path: str) -> str:
         """A plain-text route's answer (``/metrics``)."""
         try:
-            status, payload = _exchange(self.socket_path, self.timeout, "GET", path, None)
+            status, payload = _exchange(self.socket_path, self.timeout, "GET", path, None, headers=self.headers)
         except (OSError, ValueError) as exc:
             raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
         if status >= 400:
@@ -99,7 +157,7 @@ class Client:
     def _call(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:
         try:
             payload = json.dumps(body).encode() if body is not None else None
-            status, answer = _exchange(self.socket_path, self.timeout, method, path, payload)
+            status, answer = _exchange(self.socket_path, self.timeout, method, path, payload, headers=self.headers)
             data = json.loads(answer or b"{}")
         except (OSError, ValueError) as exc:
             raise errors.Unavailable(f"daemon at {self.socket_path}: {exc}") from exc
@@ -133,7 +191,7 @@ class Client:
 
         connection = UnixConnection(self.socket_path)
         try:
-            connection.request("GET", path)
+            connection.request("GET", path, headers=self.headers)
             response = connection.getresponse()
             if response.status >= 400:
                 raise ApiError(response.status, json.loads(response.read() or b"{}"))

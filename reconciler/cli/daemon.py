@@ -6,7 +6,8 @@ command runs, so that the commands that merely talk to a running daemon do not i
 logging, ctypes, the controller or the server at start-up.
 
 What it does: a :class:`controller.Controller` on the folder, a :class:`watching.FolderWatcher`
-feeding it, and the API (:class:`api.Server`) on a root-only unix socket, with ``/healthz`` and
+feeding it, and the API (:class:`api.Server`) on a root-only unix socket (the root's own unless
+``--socket`` says otherwise, see :func:`reconciler.client.socket_for_root`), with ``/healthz`` and
 ``/metrics`` on an optional TCP address. SIGTERM or SIGINT stop it gracefully: passes in flight
 finish, containers keep running. ``--once`` converges once and exits (cron, CI): 0 when every
 pass succeeded and every file parsed, each file's errors printed on stderr.
@@ -161,7 +162,8 @@ def serve(args: argparse.Namespace, ctl: controller.Controller, target: engine.E
     signal.signal(signal.SIGINT, on_signal)
     # ``kill -USR1`` dumps every thread's stack to the log: how a stuck pass is diagnosed.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    server = api.Server(ctl, socket_path=args.socket, metrics_addr=args.metrics_addr or None)
+    chosen = options.of(args)
+    server = api.Server(ctl, socket_path=chosen.socket, root=chosen.target_root, metrics_addr=args.metrics_addr or None)
     debounce = watching.DEFAULT_DEBOUNCE if args.debounce is None else args.debounce
     watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=debounce)
     # Watching first, then the first scan, then the API: once the socket answers, a file written
@@ -169,7 +171,8 @@ def serve(args: argparse.Namespace, ctl: controller.Controller, target: engine.E
     watcher.start()
     ctl.start()
     server.start()
-    log.info("watching %s with the %s engine; API on %s%s", folder, target.name, args.socket,
+    log.info("watching %s with the %s engine on root %s; API on %s%s", folder, target.name, chosen.target_root,
+             chosen.socket,
              f", metrics on {server.metrics_address}" if server.metrics_address else "")  # fmt: skip
     try:
         seconds = 0

@@ -4,7 +4,10 @@ Where it sits: under the command modules of ``reconciler.cli``, over :mod:`recon
 Global options (``--engine``, ``--root``, ``--socket``) are accepted before the command and
 after it, with the same result: the top-level parser holds their defaults (from the environment),
 and every command's parser repeats them with ``argparse.SUPPRESS`` as default, so that they only
-override the top-level value when they are given after the command.
+override the top-level value when they are given after the command. The socket, when neither
+``--socket`` nor ``RECONCILER_SOCKET`` names one, is the one of the root's daemon
+(:func:`client.socket_for_root`): a command on another ``--root`` never reaches the daemon of the
+default one.
 
 It must not import an engine, the models or the planner at module level: the parser is built on
 every start, and a command the daemon serves must start without them.
@@ -24,7 +27,7 @@ from reconciler import client, errors
 if TYPE_CHECKING:
     from reconciler import engine
 
-DEFAULT_ROOT = "/var/lib/reconciler"
+DEFAULT_ROOT = client.DEFAULT_ROOT
 ENGINES = ("native", "docker")
 
 Handler = Callable[[argparse.Namespace], int]
@@ -49,22 +52,30 @@ class GlobalOptions(NamedTuple):
         """``--socket none`` (or empty) means: never use a daemon."""
         return self.socket not in ("", "none")
 
+    @property
+    def target_root(self) -> str:
+        """The root as the daemon is told it and compares it: absolute, symlinks resolved."""
+        return str(self.root.resolve())
+
 
 def of(args: argparse.Namespace) -> GlobalOptions:
-    """The global options of parsed arguments."""
-    return GlobalOptions(engine=args.engine, root=Path(args.root), socket=args.socket)
+    """The global options of parsed arguments (the socket derived from the root unless given)."""
+    root = Path(args.root)
+    socket = args.socket if args.socket is not None else client.socket_for_root(root)
+    return GlobalOptions(engine=args.engine, root=root, socket=socket)
 
 
-def default_socket() -> str:
-    """``RECONCILER_SOCKET``, else the default; ``none`` (or empty) means "never use a daemon"."""
-    return os.environ.get("RECONCILER_SOCKET", client.DEFAULT_SOCKET)
+def default_socket() -> str | None:
+    """``RECONCILER_SOCKET``, else None: the root's daemon (see :func:`of`); ``none`` (or empty)
+    means "never use a daemon"."""
+    return os.environ.get("RECONCILER_SOCKET")
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """The global options on ``parser``: with their defaults on the top-level parser (``top``),
     without (``SUPPRESS``) on a command's parser, so that only a value given there overrides."""
 
-    def default(value: str) -> str:
+    def default(value: str | None) -> str | None:
         return value if top else argparse.SUPPRESS
 
     parser.add_argument("--engine", default=default(os.environ.get("RECONCILER_ENGINE", "native")), choices=ENGINES,
@@ -75,8 +86,8 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help=f"native engine state directory (env RECONCILER_ROOT; default {DEFAULT_ROOT})",
     )
     parser.add_argument("--socket", default=default(default_socket()),
-                        help=f"the daemon's API socket (env RECONCILER_SOCKET; default {client.DEFAULT_SOCKET}; "
-                             "none: never use a daemon)")  # fmt: skip
+                        help=f"the daemon's API socket (env RECONCILER_SOCKET; default: the root's, "
+                             f"{client.DEFAULT_SOCKET} for {DEFAULT_ROOT}; none: never use a daemon)")  # fmt: skip
 
 
 def global_parent() -> argparse.ArgumentParser:

@@ -19,13 +19,21 @@ from reconciler.cli import options
 
 
 def daemon_client(chosen: options.GlobalOptions) -> client.Client | None:
-    """A client of the running daemon when it answers and drives the engine this CLI would."""
+    """A client of the running daemon when it answers and drives the engine this CLI would.
+
+    A daemon of another root on the socket (``--socket`` pointing at it) is an error, not a
+    fallback: the user named that socket, and running embedded instead would hide the mistake.
+    Every request names this CLI's root and engine, so the daemon refuses it too (409)."""
     if not chosen.uses_daemon:
         return None
-    daemon = client.Client(chosen.socket)
+    daemon = client.Client(chosen.socket, root=chosen.target_root, engine=chosen.engine)
     answer = daemon.ping()
     if answer is None or answer.get("engine") != chosen.engine:
         return None
+    served = answer.get("root")
+    if isinstance(served, str) and served != chosen.target_root:
+        why = client.target_mismatch((served, chosen.engine), (chosen.target_root, chosen.engine))
+        raise errors.ReconcilerError(f"the daemon on {chosen.socket}: {why}")
     return daemon
 
 
@@ -35,6 +43,7 @@ class NamedSources:
     names the user typed (``display``), exactly as an embedded run prints them."""
 
     def __init__(self, paths: list[str]) -> None:
+        self.paths = list(paths)  # as typed: "no manifests found in …" names them so
         self.items: list[tuple[str, str]] = []
         self.display: dict[str, str] = {}
         for name, text in sources.read_sources(paths):
@@ -53,6 +62,8 @@ def raise_api_error(exc: client.ApiError, named: NamedSources | None = None) -> 
             for d in exc.body["items"]
         ]  # fmt: skip
         raise errors.ManifestError(diagnostics) from exc
+    if exc.body.get("kind") == "no-manifests":
+        raise errors.NoManifests(named.paths if named else []) from exc
     if exc.body.get("kind") == "plan":
         raise errors.PlanError(str(exc.body.get("error", ""))) from exc
     if exc.body.get("kind") == "not-found":

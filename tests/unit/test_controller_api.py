@@ -40,7 +40,7 @@ def test_the_socket_is_root_only(served: tuple[Harness, api.Client, api.Server])
     mode = os.stat(server.socket_path).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(os.stat(Path(server.socket_path).parent).st_mode) == 0o700
-    assert client.ping() == {"ok": True, "engine": "memory"}
+    assert client.ping() == {"ok": True, "engine": "memory", "root": None}
 
 
 def test_status_lists_every_object_with_its_fields(served: tuple[Harness, api.Client, api.Server]) -> None:

@@ -176,7 +176,12 @@ class Assembly:
         attachments = self.network_store.attach(container_id, wanted)
         if attachments:
             first = attachments[0]
-            bridge = networks.bridge_name(first.network)
+            # The recorded bridge, never a recomputed name: a network older than root-derived
+            # names keeps its own (see :mod:`networks`).
+            recorded = self.network_store.get(first.network)
+            if recorded is None:
+                raise errors.NotFound(f"network {first.network} not found")
+            bridge = recorded.bridge
             for port in spec.ports:
                 firewall.publish(container_id, bridge=bridge, host_ip=port.host_ip, host_port=port.host_port or 0,
                                  address=first.address, container_port=port.container_port,

@@ -14,7 +14,7 @@ first, re-checked on every use because dockerd re-inserts its jumps at the top w
   networks, locally originated traffic into a bridge (so localhost clients get replies), and
   hairpin traffic (a container reaching its own published port).
 
-Every rule carries a comment ``rc:<owner>`` (a network or a container id), so that removing an
+Every rule carries a comment ``rc:<owner>`` (a network's bridge, or a container id), so that removing an
 owner's rules is a listing and a delete, never a guess. This module runs ``iptables`` and
 nothing else.
 """
@@ -82,20 +82,21 @@ def remove_owner(owner: str) -> None:
                     _iptables("-t", table, "-D", chain, *[part.strip('"') for part in spec], check=False)
 
 
-def add_network(name: str, *, bridge: str, subnet: str, internal: bool) -> None:
+def add_network(owner: str, *, bridge: str, subnet: str, internal: bool) -> None:
+    """A network's rules, tagged ``rc:<owner>`` (see :func:`network_services.rules_owner`)."""
     ensure_chains()
     with _lock:
-        _add("filter", FORWARD_CHAIN, name, ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+        _add("filter", FORWARD_CHAIN, owner, ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
                                              "-j", "ACCEPT"])  # fmt: skip
-        _add("filter", FORWARD_CHAIN, name, ["-i", bridge, "-o", bridge, "-j", "ACCEPT"])
+        _add("filter", FORWARD_CHAIN, owner, ["-i", bridge, "-o", bridge, "-j", "ACCEPT"])
         # Networks are isolated from each other, as Docker's bridge networks are.
-        _add("filter", FORWARD_CHAIN, name, ["-i", bridge, "-o", "rcbr-+", "-j", "DROP"])
+        _add("filter", FORWARD_CHAIN, owner, ["-i", bridge, "-o", "rcbr-+", "-j", "DROP"])
         if not internal:
-            _add("filter", FORWARD_CHAIN, name, ["-i", bridge, "!", "-o", bridge, "-j", "ACCEPT"])
-            _add("nat", POST_CHAIN, name, ["-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
+            _add("filter", FORWARD_CHAIN, owner, ["-i", bridge, "!", "-o", bridge, "-j", "ACCEPT"])
+            _add("nat", POST_CHAIN, owner, ["-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"])
         else:
-            _add("filter", FORWARD_CHAIN, name, ["-i", bridge, "!", "-o", bridge, "-j", "DROP"])
-        _add("nat", POST_CHAIN, name, ["-o", bridge, "-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"])
+            _add("filter", FORWARD_CHAIN, owner, ["-i", bridge, "!", "-o", bridge, "-j", "DROP"])
+        _add("nat", POST_CHAIN, owner, ["-o", bridge, "-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"])
 
 
 def publish(container_id: str, *, bridge: str, host_ip: str | None, host_port: int, address: str,

@@ -8,6 +8,10 @@ table, ``dns.json``, maps every name of every container attached to the network 
 id, ``<name>.<network>`` and aliases) to its addresses; the engine rewrites it, under its lock,
 whenever a container is created, renamed or removed, and the server re-reads it when it changes.
 
+The firewall rules of a network are owned (tagged) by its bridge, which is unique per root
+(:func:`networks.bridge_name`): removing root A's network ``web`` leaves root B's ``web`` alone. A
+network older than root-derived bridge names keeps owning its rules by its name, as it did.
+
 A bridge-mode container that names no network joins the implicit ``default`` one, as Docker's
 join its default bridge; it carries no owner labels, so the planner never sees or prunes it.
 
@@ -46,7 +50,7 @@ def create(
 
 def ensure(store: networks.Networks, network: networks.Network) -> None:
     """The network's firewall rules and DNS server, (again) in place."""
-    firewall.add_network(network.name, bridge=network.bridge, subnet=network.subnet, internal=network.internal)
+    firewall.add_network(rules_owner(network), bridge=network.bridge, subnet=network.subnet, internal=network.internal)
     directory = store.root / network.name
     if not (directory / NAMES).exists():
         files.write_json(directory / NAMES, {})
@@ -71,6 +75,7 @@ def ensure(store: networks.Networks, network: networks.Network) -> None:
 def remove(store: networks.Networks, name: str) -> None:
     """The network, its DNS server and its firewall rules, gone."""
     directory = store.root / name
+    network = store.get(name)
     if _dns_server_alive(directory):
         pid = int((directory / DNS_PID).read_text().strip())
         with contextlib.suppress(ProcessLookupError):
@@ -78,8 +83,15 @@ def remove(store: networks.Networks, name: str) -> None:
         deadline = time.monotonic() + DNS_STOP_TIMEOUT
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and _dns_server_alive(directory):
             time.sleep(0.02)
-    firewall.remove_owner(name)
+    if network is not None:
+        firewall.remove_owner(rules_owner(network))
     store.remove(name)
+
+
+def rules_owner(network: networks.Network) -> str:
+    """Whose firewall rules a network's are: its bridge, or its name when it predates root-derived
+    bridge names (its rules were tagged so then)."""
+    return network.name if network.bridge == networks.legacy_bridge_name(network.name) else network.bridge
 
 
 def _dns_server_alive(directory: Path) -> bool:

@@ -1,7 +1,11 @@
 """Bridge networks for the native engine, with pyroute2 (the only module that imports it).
 
-A network is a Linux bridge (``rcbr-<8 hex>``, named from the network's name so that it fits in
-15 characters) holding the gateway address; a container gets its own network namespace
+A network is a Linux bridge (``rcbr-<8 hex>``, 13 characters: interface names have at most 15)
+holding the gateway address; the bridge's name is a hash of the engine's folder and the network's
+name (:func:`bridge_name`), so that two roots can each have a network ``web``, and it is recorded
+in the network's ``network.json``, which is what every user of the bridge reads: a network created
+before names depended on the root keeps its bridge (a hash of its name alone) across an upgrade
+and is not recreated; only new networks get root-derived names; a container gets its own network namespace
 (``/run/netns/rc-<id12>``) and, per network it joins, a veth pair whose host end is a port of the
 bridge (hairpin on, so a container can reach its own published port) and whose peer becomes
 ``eth<N>`` inside, with its address, a MAC derived from it (``02:42:<ip>``, as Docker 20.10) and,
@@ -71,7 +75,14 @@ class Attachment:
     aliases: tuple[str, ...] = ()
 
 
-def bridge_name(network: str) -> str:
+def bridge_name(network: str, folder: Path) -> str:
+    """The bridge of a new network ``network`` of the engine whose networks live in ``folder``."""
+    return "rcbr-" + hashlib.sha256(f"{folder.resolve()}\0{network}".encode()).hexdigest()[:8]
+
+
+def legacy_bridge_name(network: str) -> str:
+    """The bridge a network got before names depended on the root (its name alone): such a
+    network's firewall rules are owned by its name (see :mod:`network_services`)."""
     return "rcbr-" + hashlib.sha256(network.encode()).hexdigest()[:8]
 
 
@@ -135,7 +146,7 @@ class Networks:
                     raise errors.Conflict(f"network {name}: subnet {subnet} overlaps another network's {other}")
         net = ipaddress.IPv4Network(subnet)
         gateway = gateway or str(next(net.hosts()))
-        network = Network(name=name, bridge=bridge_name(name), subnet=subnet, gateway=gateway,
+        network = Network(name=name, bridge=bridge_name(name, self.root), subnet=subnet, gateway=gateway,
                           internal=internal, labels=dict(labels))  # fmt: skip
         directory = self._dir(name)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -97,6 +97,9 @@ def test_networks_are_isolated_and_internal_has_no_route_out(
 @pytest.mark.integration
 def test_removal_leaves_no_netns_veth_or_rule(engine: native_engine.NativeEngine, image: str, prefix: str) -> None:
     network(engine, f"{prefix}gone")
+    recorded = engine.networks.get(f"{prefix}gone")
+    assert recorded is not None
+    bridge = recorded.bridge
     run(engine, image, f"{prefix}c", "sleep 60", networks=[{"name": f"{prefix}gone"}],
         ports=[{"containerPort": 80, "hostPort": 20000 + int(prefix[1:5], 16) % 20000 + 1, "hostIP": "127.0.0.1"}])  # fmt: skip
     container_id = engine.observe().containers[f"{prefix}c"].container_id
@@ -106,9 +109,44 @@ def test_removal_leaves_no_netns_veth_or_rule(engine: native_engine.NativeEngine
     engine.remove_network(f"{prefix}gone")
     assert not Path(networks.netns_path(container_id)).exists()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    assert f"rcv{container_id[:9]}" not in links and networks.bridge_name(f"{prefix}gone") not in links
+    assert f"rcv{container_id[:9]}" not in links and bridge not in links
     for table in ("filter", "nat"):
         rules = subprocess.run(
             ["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=True
         ).stdout
-        assert container_id not in rules and f"rc:{prefix}gone" not in rules
+        assert container_id not in rules and f"rc:{bridge}" not in rules and f"rc:{prefix}gone" not in rules
+
+
+def _rules() -> str:
+    return "".join(
+        subprocess.run(["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=True).stdout
+        for table in ("filter", "nat")
+    )
+
+
+@pytest.mark.integration
+def test_two_roots_each_get_their_own_bridge_for_the_same_network_name(
+    engine: native_engine.NativeEngine, prefix: str, tmp_path: Path
+) -> None:
+    """Bridge names (and the firewall rules they own) are unique per root: removing one root's
+    network leaves the other's bridge and rules in place."""
+    other = native_engine.NativeEngine(tmp_path / "other-root")
+    try:
+        network(engine, f"{prefix}shared")
+        network(other, f"{prefix}shared")
+        mine, theirs = engine.networks.get(f"{prefix}shared"), other.networks.get(f"{prefix}shared")
+        assert mine is not None and theirs is not None
+        assert mine.bridge != theirs.bridge and len(mine.bridge) <= 15 and len(theirs.bridge) <= 15
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        assert f" {mine.bridge}:" in links and f" {theirs.bridge}:" in links
+        assert mine.subnet != theirs.subnet, "the second root's subnet avoids the first one's bridge route"
+        engine.remove_network(f"{prefix}shared")
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        assert f" {mine.bridge}:" not in links and f" {theirs.bridge}:" in links
+        rules = _rules()
+        assert f"rc:{mine.bridge}" not in rules and f"rc:{theirs.bridge}" in rules
+    finally:
+        for leftover in other.networks.all():
+            other.remove_network(leftover.name)
+        other.close()
+    assert f"rc:{theirs.bridge}" not in _rules()
