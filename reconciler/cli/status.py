@@ -4,7 +4,9 @@ Where it sits: a command module of ``reconciler.cli``. Through the daemon it sho
 controller's view (with each container's restart backoff, and one ``File`` row per manifest
 that does not parse); embedded, it observes the engine once and asks
 :func:`reconciler.operations.status` (drift against ``-f`` manifests when given). Both print
-through one table description here.
+through one table description here. Both name the state they show, the root and the engine: on
+stderr before the table (stdout stays the table), and as ``root`` and ``engine`` in the ``-o json``
+document (``{"version": 1, "root", "engine", "objects": [...]}``, the same shape either way).
 
 It must not import the models, the planner or an engine at module level, nor build rows itself
 beyond turning the daemon's file reports into rows.
@@ -13,6 +15,8 @@ beyond turning the daemon's file reports into rows.
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.cli import console, options, remote
@@ -42,8 +46,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file) if args.file else None
     with options.engine_session(options.of(args)) as target:
         rows = operations.status(target, desired)
-    return console.print_rows(rows, output=args.output, empty=EMPTY, header=(*HEADER, "DRIFT"),
-                              cells=lambda r: (*common_cells(r), r["drift"] or "-"))  # fmt: skip
+    return show(
+        args, rows, daemon=False, header=(*HEADER, "DRIFT"), cells=lambda r: (*common_cells(r), r["drift"] or "-")
+    )
 
 
 def status_via_daemon(args: argparse.Namespace) -> int | None:
@@ -52,10 +57,27 @@ def status_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = remote.daemon_client(options.of(args))
     if daemon is None:
         return None
-    return console.print_rows(
-        daemon_rows(daemon.status()), output=args.output, empty=EMPTY, header=(*HEADER, "BACKOFF", "DRIFT"),
-        cells=lambda r: (*common_cells(r), backoff_text(r), detail_text(r)),
-    )  # fmt: skip
+    return show(args, daemon_rows(daemon.status()), daemon=True, header=(*HEADER, "BACKOFF", "DRIFT"),
+                cells=lambda r: (*common_cells(r), backoff_text(r), detail_text(r)))  # fmt: skip
+
+
+def show(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    *,
+    daemon: bool,
+    header: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> int:
+    """The rows, named by the root and engine they belong to (a daemon answers only for its own)."""
+    chosen = options.of(args)
+    if args.output == "json":
+        document = {"version": 1, "root": chosen.target_root, "engine": chosen.engine, "objects": rows}
+        console.out(json.dumps(document, indent=2))
+        return console.EXIT_OK
+    through = f", through the daemon on {chosen.socket}" if daemon else ""
+    console.err(f"root {chosen.target_root}, engine {chosen.engine}{through}")
+    return console.print_rows(rows, output="text", empty=EMPTY, header=header, cells=cells)
 
 
 def common_cells(row: dict[str, Any]) -> tuple[str, ...]:

@@ -100,7 +100,7 @@ def test_status_reports_drift(engine: memory.MemoryEngine, stack: Path, capsys: 
     engine.stop_container("web")
     capsys.readouterr()
     assert cli.main(["status", "-f", str(stack), "-o", "json"]) == 0
-    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["objects"]}
     assert rows["web"]["state"] == "exited" and rows["web"]["exitCode"] == 137
     assert rows["web"]["drift"] == "start: drift: exited (137), restart policy always"
     assert rows["db"]["drift"] == ""

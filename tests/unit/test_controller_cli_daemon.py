@@ -54,7 +54,7 @@ def test_status_shows_objects_and_broken_files(served: tuple[Harness, str], caps
                                             "DRIFT"]  # fmt: skip
     assert "web" in text and "blog.yaml:2:1: YAML syntax error" in text
     assert status.status_via_daemon(_args(socket_path, output="json")) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["objects"]
     assert {row["kind"] for row in rows} == {"Container", "File"}
 
 

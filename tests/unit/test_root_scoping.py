@@ -122,3 +122,27 @@ def test_a_network_recorded_with_its_old_bridge_keeps_it_and_its_rules_owner(tmp
     fresh = networks.Network(name="web", bridge=networks.bridge_name("web", store.root), subnet="10.233.1.0/24",
                              gateway="10.233.1.1", internal=False, labels={})  # fmt: skip
     assert network_services.rules_owner(fresh) == fresh.bridge
+
+
+def test_status_names_the_root_and_engine_through_the_daemon_and_embedded(
+    default_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = str(default_root.resolve())
+    assert status.status_via_daemon(_args(default_root)) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["version"] == 1 and document["root"] == served and document["engine"] == "memory"
+    assert any(row["name"] == "web" for row in document["objects"])
+    text_args = _args(default_root)
+    text_args.output = "text"
+    assert status.status_via_daemon(text_args) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split()[0] == "KIND", "stdout stays the table"
+    assert captured.err.strip() == f"root {served}, engine memory, through the daemon on {client.DEFAULT_SOCKET}"
+
+    from reconciler.backends import memory
+
+    monkeypatch.setattr(options, "open_engine", lambda chosen: memory.MemoryEngine())
+    empty = tmp_path / "empty"
+    assert status.cmd_status(_args(empty)) == 0, "another root: embedded, on its own (empty) state"
+    document = json.loads(capsys.readouterr().out)
+    assert document == {"version": 1, "root": str(empty.resolve()), "engine": "memory", "objects": []}

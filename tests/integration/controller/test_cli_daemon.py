@@ -42,7 +42,7 @@ def test_status_plan_apply_logs_and_events_go_through_the_daemon(
         return run.returncode == 0 and f"{prefix}-bad.yaml:2:1: YAML syntax error" in run.stdout
 
     eventually(broken_file_listed, timeout=5, what="status through the daemon lists the broken file")
-    rows = json.loads(reconcile(ctl, "status", "-o", "json").stdout)
+    rows = json.loads(reconcile(ctl, "status", "-o", "json").stdout)["objects"]
     row = next(r for r in rows if r["name"] == f"{prefix}-w")
     assert row["state"] == "running" and "backoff" in row and "lastError" in row
 

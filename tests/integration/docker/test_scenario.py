@@ -175,7 +175,7 @@ def test_status_logs_and_exec(client: docker.DockerClient, image: str, prefix: s
     assert status.code == 0, status
     import json
 
-    rows = {row["name"]: row for row in json.loads(status.stdout)}
+    rows = {row["name"]: row for row in json.loads(status.stdout)["objects"]}
     row = rows[f"{prefix}job"]
     assert row["state"] == "running" and row["restarts"] == 0 and row["drift"] == ""
     assert row["specHash"].startswith("v1:sha256:")

@@ -48,7 +48,7 @@ def test_apply_and_status_from_the_console_script(loaded: Path, engine: native_e
     applied = reconcile(loaded, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     status = reconcile(loaded, "status", "-o", "json")
-    rows = {row["name"]: row for row in json.loads(status.stdout)}
+    rows = {row["name"]: row for row in json.loads(status.stdout)["objects"]}
     assert rows[f"{prefix}one"]["state"] == "running"
 
 
