@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import client
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
 from tests.support.polling import eventually
@@ -96,3 +97,45 @@ def test_the_controller_restarts_on_failure_exactly_max_retries_times(loaded: Pa
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)
         log_file.close()
+
+
+@pytest.mark.integration
+def test_another_root_never_talks_to_this_roots_daemon(loaded: Path, engine: native_engine.NativeEngine,
+                                                      prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    """``--root`` scopes the daemon: its socket derives from the root, so a command on an empty root
+    plans against that root (not "No changes" from the daemon of another); pointed at the other
+    root's socket, it is refused with both roots named; status names the root and engine."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    manifest = folder / "one.yaml"
+    manifest.write_text(f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}one, stack: {prefix}s}}\n"
+                        f"spec: {{image: '{IMAGE}', command: [sleep, '60'], networkMode: none}}\n")  # fmt: skip
+    binary = shutil.which("reconcile")
+    assert binary is not None
+    environment = {key: value for key, value in os.environ.items() if key != "RECONCILER_SOCKET"}
+    log_file = (tmp_path / "watch.log").open("w")
+    daemon = subprocess.Popen([binary, "--engine", "native", "--root", str(loaded), "watch", str(folder)], cwd="/",
+                              stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True, env=environment)  # fmt: skip
+    socket_path = client.socket_for_root(loaded)
+    empty = tmp_path / "empty-root"
+    try:
+        assert eventually(lambda: client.Client(socket_path).ping(), what="the daemon on its root's socket") == {
+            "ok": True, "engine": "native", "root": str(loaded.resolve())
+        }  # fmt: skip
+        eventually(lambda: (c := engine.observe().containers.get(f"{prefix}one")) is not None and c.state == "running",
+                   what="the daemon's container running")  # fmt: skip
+        assert reconcile(loaded, "plan", "-f", str(manifest)).returncode == 0, "the daemon's own root: no changes"
+        elsewhere = reconcile(empty, "plan", "-f", str(manifest))
+        assert elsewhere.returncode == 2 and "1 to create" in elsewhere.stdout, elsewhere
+        refused = reconcile(empty, "--socket", socket_path, "plan", "-f", str(manifest))
+        assert refused.returncode == 1 and str(loaded.resolve()) in refused.stderr, refused
+        assert str(empty.resolve()) in refused.stderr
+        status = reconcile(loaded, "status", "-o", "json")
+        document = json.loads(status.stdout)
+        assert (document["root"], document["engine"]) == (str(loaded.resolve()), "native")
+        assert {row["name"] for row in document["objects"]} == {f"{prefix}one"}
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=30)
+        log_file.close()
+    assert not Path(socket_path).exists(), "the daemon removed its socket"
