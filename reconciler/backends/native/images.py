@@ -42,19 +42,19 @@ from pathlib import Path
 
 from reconciler import errors, files, references, vocabulary
 from reconciler.backends.native import (
-    archives,
     content,
     image_index,
-    installing,
-    layer_pipeline,
     mounts,
-    pulling,
-    registry,
+    pull_progress,
+    registry_settings,
     snapshots,
 )
 
-# A pull's progress report: the pipeline that sends them defines it; the store's callers know it here.
-PullProgress = layer_pipeline.PullProgress
+if typing.TYPE_CHECKING:
+    from reconciler.backends.native import installing
+
+# A pull's progress report; the store's callers know it by this name.
+PullProgress = pull_progress.PullProgress
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,14 +139,14 @@ def _nothing(_: PullProgress) -> None:
 class ImageStore:
     """The native engine's images under ``root`` (see the module docstring for the layout)."""
 
-    def __init__(self, root: Path, *, registry_config: registry.RegistryConfig | None = None) -> None:
+    def __init__(self, root: Path, *, registry_config: registry_settings.RegistryConfig | None = None) -> None:
         self.root = root
         self.content = content.Store(root / "content")
         self.snapshots = snapshots.Snapshotter(root / "snapshots")
         self.index = image_index.ImageIndex(root)
-        self.registry_config = registry_config or registry.RegistryConfig()
+        self.registry_config = registry_config or registry_settings.RegistryConfig()
         self._gc_lock = root / ".gc.lock"
-        self._platform = registry.host_platform()
+        self._platform = registry_settings.host_platform()
 
     def __repr__(self) -> str:
         return f"ImageStore({str(self.root)!r})"
@@ -175,6 +175,10 @@ class ImageStore:
         )
 
     def _installation(self) -> installing.Installation:
+        # The pull machinery (and with it ``requests``) is imported when an image is pulled or
+        # loaded, not when the store is only read: a no-op apply never needs it.
+        from reconciler.backends.native import installing
+
         return installing.Installation(self.content, self.snapshots, self.index)
 
     # -- queries ---------------------------------------------------------------------------------
@@ -203,7 +207,7 @@ class ImageStore:
         ref: str | references.ImageReference,
         *,
         policy: vocabulary.PullPolicy = "IfNotPresent",
-        progress: layer_pipeline.ProgressCallback | None = None,
+        progress: pull_progress.ProgressCallback | None = None,
     ) -> Image:
         """Make ``ref`` present according to ``policy`` and return it.
 
@@ -221,6 +225,8 @@ class ImageStore:
             return existing
         if policy == "Never":
             raise errors.NotFound(f"image {reference} is not present and the pull policy is Never")
+        from reconciler.backends.native import pulling, registry
+
         with (
             files.file_lock(self._gc_lock, shared=True),
             registry.Client(self.registry_config) as client,
@@ -235,13 +241,15 @@ class ImageStore:
             )
             return self._image(*recorded)
 
-    def load(self, path: Path, *, progress: layer_pipeline.ProgressCallback | None = None) -> builtins.list[Image]:
+    def load(self, path: Path, *, progress: pull_progress.ProgressCallback | None = None) -> builtins.list[Image]:
         """Import an OCI-layout or docker-archive tarball (``docker save``, ``skopeo copy``).
 
         Every blob is verified against its digest on the way in; names come from the archive
         (``RepoTags``, or the OCI ``io.containerd.image.name`` / ``org.opencontainers.image.ref.name``
         annotations when they hold a full reference).
         """
+        from reconciler.backends.native import archives
+
         loaded = archives.load(
             self._installation(),
             path,

@@ -24,27 +24,17 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.backends.native import content, layers, registry, snapshots, tailing
+from reconciler.backends.native import content, layers, pull_progress, registry, snapshots, tailing
 
 MAX_CONCURRENT_DOWNLOADS = 3
 # Layers unpacking at the same time (each into its own snapshot directory).
 MAX_CONCURRENT_UNPACKS = 3
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PullProgress:
-    """One progress report: ``status`` is waiting|exists|downloading|downloaded|extracting|done."""
-
-    layer: str
-    index: int
-    count: int
-    status: str
-    current: int = 0
-    total: int = 0
-    resumed_from: int = 0
-
-
-ProgressCallback = Callable[[PullProgress], None]
+# Defined in a module of its own, so that the image store's callers can name them without
+# importing the pull machinery; they keep their names here.
+PullProgress = pull_progress.PullProgress
+ProgressCallback = pull_progress.ProgressCallback
 # Download one layer blob into the store: (descriptor, on_bytes(n), resumed(offset), tail).
 Fetch = Callable[[registry.Descriptor, Callable[[int], None], Callable[[int], None], tailing.Tail], None]
 

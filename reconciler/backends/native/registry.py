@@ -31,7 +31,6 @@ import email.utils
 import hashlib
 import ipaddress
 import json
-import platform
 import re
 import shutil
 import tempfile
@@ -46,7 +45,7 @@ import requests.utils
 import urllib3.exceptions
 
 from reconciler import errors, references
-from reconciler.backends.native import registry_auth
+from reconciler.backends.native import registry_auth, registry_settings
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -65,8 +64,6 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 USER_AGENT = "reconciler/0.1 (native engine)"
 _CHUNK = 1024 * 1024
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
-_GO_VARIANT = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -74,19 +71,11 @@ _GO_VARIANT = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7"}
 
 # The type of ``RegistryConfig.credentials``, under the name the config's users know it by.
 Credentials = registry_auth.Credentials
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Platform:
-    """An OCI platform, in Go's names (``linux``/``amd64``/``v8``)."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        text = f"{self.os}/{self.architecture}"
-        return f"{text}/{self.variant}" if self.variant else text
+# The settings and the platform live in a module without ``requests``, so that an image store that
+# only reads (``observe`` on a no-op apply) does not import the HTTP stack; they keep their names here.
+Platform = registry_settings.Platform
+RegistryConfig = registry_settings.RegistryConfig
+host_platform = registry_settings.host_platform
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -146,24 +135,6 @@ class Manifest:
         return data
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    """How to reach registries: TLS material, insecure hosts, credentials file, timeouts."""
-
-    # Hosts (``host[:port]``) allowed plain HTTP; loopback hosts always are.
-    insecure: frozenset[str] = frozenset()
-    # ``<certs_dir>/<host[:port]>/*.crt`` are extra CAs for that host (Docker's certs.d layout);
-    # ``*.cert`` + ``*.key`` there are a client certificate.
-    certs_dir: Path = Path("/etc/docker/certs.d")
-    # The Docker config file; None means ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``.
-    docker_config: Path | None = None
-    # Explicit credentials per registry host, taking precedence over the Docker config file.
-    credentials: Mapping[str, registry_auth.Credentials] = dataclasses.field(default_factory=dict, repr=False)
-    timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 0.25
-
-
 class Sink(typing.Protocol):
     """Where a blob's bytes go: the content store's ingest implements this."""
 
@@ -185,12 +156,6 @@ class Sink(typing.Protocol):
 def endpoint_host(registry: str) -> str:
     """The host[:port] to talk to for a reference's registry (Docker Hub's API lives elsewhere)."""
     return registry_auth.DOCKER_HUB_ENDPOINT if registry in ("docker.io", "index.docker.io") else registry
-
-
-def host_platform(machine: str | None = None) -> Platform:
-    """This host's platform in Go's names (x86_64 → linux/amd64, aarch64 → linux/arm64/v8)."""
-    machine = machine or platform.machine()
-    return Platform(os="linux", architecture=_GO_ARCH.get(machine, machine), variant=_GO_VARIANT.get(machine, ""))
 
 
 def select_platform(index: Mapping[str, typing.Any], wanted: Platform) -> Descriptor:
@@ -264,6 +229,30 @@ def _error_detail(response: requests.Response) -> str:
         return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
     except (ValueError, KeyError, IndexError, TypeError):
         return response.reason or ""
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words (``connection refused``, ``name or service
+    not known``, ``timed out``), from down ``exc``'s chain of causes; its type's name when none says.
+
+    Only the reason is taken: the messages around it name the URL, whose query may carry a token
+    realm's parameters.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    timed_out = False
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        # urllib3 files a refused connection under its timeouts too: the system's reason comes first.
+        timed_out = timed_out or isinstance(current, requests.Timeout | TimeoutError)
+        causes = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
+        pending.extend(cause for cause in causes if isinstance(cause, BaseException))
+    return "timed out" if timed_out else type(exc).__name__
 
 
 def _retry_after(response: requests.Response, default: float) -> float:
@@ -583,7 +572,7 @@ class Client:
                 ) from None
             raise errors.Unavailable(f"TLS handshake with {host} failed") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise errors.Unavailable(f"cannot reach registry {host}: {type(exc).__name__}") from None
+            raise errors.Unavailable(f"cannot reach registry {host}: {_reason(exc)}") from None
         except requests.RequestException as exc:
             raise errors.EngineError(f"request to {host} failed: {type(exc).__name__}") from None
 
