@@ -39,7 +39,8 @@ The life of a container, as the rest of the project drives it
    different streams are ordered as the engine received them); ``tail=n`` yields only the last
    ``n`` (none for 0); ``follow`` goes on with new lines until the container stops, and ends at
    once after the last line of a container that is not running. ``exec`` runs a command inside
-   the running container and returns its exit code and output. ``events`` yields state changes
+   the running container and returns its exit code and output; ``stdin`` (when not ``None``) is
+   the command's standard input, read to its end (else it reads an empty input). ``events`` yields state changes
    of owned containers from the moment the engine has subscribed (which may be a little after the
    first ``next``; earlier changes are not promised, though an engine may report the containers
    it finds running as started) until ``stop`` is set, and then ends soon after: at
@@ -146,7 +147,9 @@ class Engine(Protocol):
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]: ...
 
-    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> ExecResult: ...
+    def exec(
+        self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> ExecResult: ...
 
     def stats(self, name: str) -> Stats: ...
 

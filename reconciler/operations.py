@@ -191,6 +191,49 @@ def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------
+# Start, stop, restart (day-2 verbs on containers that exist)
+# ---------------------------------------------------------------------------------------------
+
+
+def owned_containers(target: engine.Engine, names: Sequence[str], stacks: Sequence[str]) -> list[str]:
+    """The owned containers ``names`` and those of ``stacks``, sorted, each once.
+
+    A name the engine does not list as owned (unknown, or another tool's container: unowned
+    objects are invisible to ``observe``) and a stack with no container are errors naming them,
+    raised before anything is touched.
+    """
+    actual = target.observe()
+    unknown = [name for name in names if name not in actual.containers]
+    if unknown:
+        raise errors.NotFound(f"no container managed by reconciler named {', '.join(unknown)}")
+    chosen = set(names)
+    for stack in stacks:
+        members = {name for name, c in actual.containers.items() if c.stack == stack}
+        if not members:
+            raise errors.NotFound(f"stack {stack} has no containers")
+        chosen |= members
+    return sorted(chosen)
+
+
+def start_containers(target: engine.Engine, names: Iterable[str]) -> None:
+    """Start each container (a running one is left as it is)."""
+    for name in names:
+        target.start_container(name)
+
+
+def stop_containers(target: engine.Engine, names: Iterable[str], *, timeout: float | None = None) -> None:
+    """Stop each container, keeping it (its stop signal, then ``timeout`` or its own stop timeout)."""
+    for name in names:
+        target.stop_container(name, timeout=timeout)
+
+
+def restart_containers(target: engine.Engine, names: Sequence[str], *, timeout: float | None = None) -> None:
+    """Stop them all, then start them all: a stack's containers come back together."""
+    stop_containers(target, names, timeout=timeout)
+    start_containers(target, names)
+
+
+# ---------------------------------------------------------------------------------------------
 # Status and readiness
 # ---------------------------------------------------------------------------------------------
 

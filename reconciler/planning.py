@@ -120,6 +120,9 @@ class Options:
     start decision; ``gates`` maps a container to why it must not be created or started yet
     (a ``dependsOn`` condition ``healthy``/``completed`` not met): it gets no steps, and neither
     does any step that would wait for one of them.
+
+    ``force_recreate`` (``apply --force-recreate NAME``) names declared containers to recreate
+    even when nothing changed; naming a container no manifest declares is a ``PlanError``.
     """
 
     prune: bool = True
@@ -127,6 +130,7 @@ class Options:
     scope: frozenset[str] | None = None
     restarts_elsewhere: frozenset[str] = frozenset()
     gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    force_recreate: frozenset[str] = frozenset()
 
 
 class Verdict(enum.Enum):
@@ -176,12 +180,29 @@ def decide(
         name: _decide(container, actual.containers.get(name), actual.images, recreated)
         for name, container in sorted(desired.containers.items())
     }
+    _force_recreate(actual, decisions, options.force_recreate, recreated)
     _follow_namespace_peers(desired, actual, decisions, recreated)
     for name in sorted(options.restarts_elsewhere & decisions.keys()):
         decision = decisions[name]
         if decision.verdict is Verdict.START:
             decisions[name] = Decision(Verdict.KEEP, f"{decision.reason}; the restart manager restarts it")
     return decisions
+
+
+def _force_recreate(
+    actual: observed.Observed,
+    decisions: dict[str, Decision],
+    forced: frozenset[str],
+    recreated_networks: frozenset[str],
+) -> None:
+    """``--force-recreate``: an existing container is recreated whatever its verdict (one that is
+    absent is created anyway); a name no manifest declares is refused before anything runs."""
+    if unknown := sorted(forced - decisions.keys()):
+        raise errors.PlanError(f"--force-recreate {', '.join(unknown)}: no manifest declares such a container")
+    for name in sorted(forced):
+        present = actual.containers.get(name)
+        if present is not None and decisions[name].verdict not in _RECREATES:
+            decisions[name] = _recreation(present, recreated_networks, "forced (--force-recreate)")
 
 
 def _recreated_networks(desired: manifests.Desired, actual: observed.Observed) -> frozenset[str]:
@@ -219,7 +240,19 @@ def _decide(
         exit_text = f" ({present.exit_code})" if present.exit_code is not None else ""
         policy = container.spec.restart.policy
         return Decision(Verdict.START, f"drift: {present.state}{exit_text}, restart policy {policy}")
-    return Decision(Verdict.KEEP)
+    return Decision(Verdict.KEEP, _gave_up(container, present))
+
+
+def _gave_up(container: manifests.DesiredContainer, present: observed.ObservedContainer) -> str:
+    """Why a kept container is not running, when its restart policy gave up on it ("" otherwise):
+    without this an apply would say "No changes" about a container that is down for good."""
+    restart = container.spec.restart
+    if present.state not in ("exited", "dead") or restart.policy != "on-failure" or present.exit_code in (0, None):
+        return ""
+    return (
+        f"it exited ({present.exit_code}) and its restart policy gave up after {present.restart_count} "
+        f"restarts (maxRetries {restart.max_retries}); `reconcile restart {container.name}` starts it again"
+    )
 
 
 def _recreation(

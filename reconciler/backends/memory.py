@@ -373,14 +373,18 @@ class MemoryEngine:
             if not still:
                 return
 
-    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
+    def exec(
+        self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> engine.ExecResult:
         self._record("exec", name)
         with self._lock:
             if self._container(name).state != "running":
                 raise errors.RuntimeFailed(f"container {name} is not running")
-        # The fake runs nothing: ``true`` and ``false`` are enough for health-check tests.
+        # The fake runs nothing: ``true`` and ``false`` are enough for health-check tests, and
+        # ``cat`` echoes its input (what the CLI's ``exec -i`` passes through).
         code = 1 if argv and argv[-1] == "false" else 0
-        return engine.ExecResult(exit_code=code, stdout=b"", stderr=b"")
+        echoed = (stdin or b"") if argv and argv[-1] == "cat" else b""
+        return engine.ExecResult(exit_code=code, stdout=echoed, stderr=b"")
 
     def stats(self, name: str) -> engine.Stats:
         self._record("stats", name)

@@ -52,6 +52,10 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
     p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default: 16 docker, 4 native)")
     p.add_argument("--wait", action="store_true", help="return when every container runs and is healthy")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    p.add_argument(
+        "--force-recreate", action="append", default=[], metavar="NAME",
+        help="recreate NAME even when its spec is unchanged (repeatable; runs embedded, under the stack locks)",
+    )  # fmt: skip
     p = options.add_command(
         commands,
         "delete",
@@ -113,7 +117,9 @@ def print_warnings(warnings: Iterable[str]) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    if (code := apply_via_daemon(args)) is not None:
+    # The daemon's API takes no --force-recreate: such an apply runs embedded, under the same
+    # stack locks as the daemon's passes, so the two never reconcile a stack at once.
+    if not args.force_recreate and (code := apply_via_daemon(args)) is not None:
         return code
     from reconciler import manifests, operations, planning
 
@@ -123,7 +129,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with options.engine_session(chosen) as target:
         with stack_locks(chosen, desired.stacks):
             applied = operations.apply_desired(
-                target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
+                target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes,
+                                                  force_recreate=frozenset(args.force_recreate)),
                 parallelism=args.parallelism or options.default_parallelism(target.name),
                 on_planned=printer.planned, on_result=printer.result,
             )  # fmt: skip

@@ -40,9 +40,12 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
         "exec",
         cmd_exec,
         "run a command in a running container; its exit code is passed through",
-        example="reconcile exec web -- ls /",
+        example="echo 'echo hi' | reconcile exec -i web -- sh",
         parents=common,
     )
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="pass this command's stdin to the command (read to its end first)")  # fmt: skip
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal (not supported yet)")
     p.add_argument("name")
     p.add_argument("argv", nargs=argparse.REMAINDER)
 
@@ -75,9 +78,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise errors.ReconcilerError("exec needs a command: reconcile exec NAME -- CMD [ARG...]")
+    if args.tty:
+        # runc needs a console socket to hand out a terminal, and the engines' exec returns the
+        # output at the end: an interactive terminal needs a streaming exec, not there yet.
+        raise errors.ReconcilerError("exec -t (a terminal) is not supported yet; -i passes stdin through")
+    # Without -i the command reads an empty input, as with ``docker exec`` without -i.
+    stdin = sys.stdin.buffer.read() if args.interactive else None
     try:
         with options.engine_session(options.of(args)) as target:
-            result = target.exec(args.name, argv)
+            result = target.exec(args.name, argv, stdin=stdin)
     except errors.EngineError as exc:
         console.err(f"error: {exc}")
         return console.EXIT_ENGINE_FAILED

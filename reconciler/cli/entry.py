@@ -16,7 +16,18 @@ import os
 from collections.abc import Sequence
 
 from reconciler import errors
-from reconciler.cli import apply, console, containers, events, image, manifest_commands, options, status, watch
+from reconciler.cli import (
+    apply,
+    console,
+    containers,
+    events,
+    image,
+    lifecycle,
+    manifest_commands,
+    options,
+    status,
+    watch,
+)
 
 EXAMPLES = """\
 examples:
@@ -27,6 +38,7 @@ examples:
   reconcile delete --stack shop                    remove a stack's containers and networks
   reconcile delete --stack shop --prune-volumes    ... and its volumes (their data is lost)
   reconcile status -f stack.yaml                   state, health, restarts and drift per object
+  reconcile restart web                            stop, then start a container (--stack for all)
   reconcile exec web -- cat /etc/hostname          run a command in a container
   reconcile stats                                  CPU time, memory and processes of each container
   reconcile schema --out schemas/                  write the JSON Schemas for editors
@@ -47,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_parsers(commands, common)
     status.add_parsers(commands, common)
     containers.add_parsers(commands, common)
+    lifecycle.add_parsers(commands, common)
     manifest_commands.add_parsers(commands, common)
     image.add_parser(commands, common)
     watch.add_parsers(commands, common)

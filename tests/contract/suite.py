@@ -241,6 +241,13 @@ class EngineContract:
         assert engine.exec(f"{prefix}c6", ["true"]).exit_code == 0
         assert engine.exec(f"{prefix}c6", ["false"]).exit_code == 1
 
+    def test_exec_reads_the_stdin_it_is_given(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
+        engine.pull_image(image)
+        engine.create_container(container_request(f"{prefix}c7", image))
+        engine.start_container(f"{prefix}c7")
+        assert engine.exec(f"{prefix}c7", ["cat"], stdin=b"line one\nline two").stdout == b"line one\nline two"
+        assert engine.exec(f"{prefix}c7", ["cat"]).stdout == b""  # no stdin: an empty input, not a hang
+
     def test_pull_never_stays_local(self, engine: engine_mod.Engine, image: str) -> None:
         with pytest.raises(errors.NotFound):
             engine.pull_image(UNREACHABLE_IMAGE, policy="Never")

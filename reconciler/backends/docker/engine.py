@@ -382,14 +382,21 @@ class DockerEngine:
         finally:
             response.close()
 
-    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
+    def exec(
+        self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> engine.ExecResult:
         subject = f"container {name}"
         with self._on(subject):
-            exec_id = self.api.exec_create(name, list(argv), stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(name, list(argv), stdin=stdin is not None, stdout=True, stderr=True)["Id"]
 
         def run() -> tuple[bytes | None, bytes | None]:
             with self._on(subject):
-                return cast(tuple[bytes | None, bytes | None], self.api.exec_start(exec_id, demux=True))
+                if stdin is None:
+                    return cast(tuple[bytes | None, bytes | None], self.api.exec_start(exec_id, demux=True))
+                # The SDK only writes to an exec through its raw socket (``SocketIO`` wraps it).
+                attached = self.api.exec_start(exec_id, socket=True)
+                with contextlib.closing(attached):
+                    return streams.exec_with_input(getattr(attached, "_sock", attached), stdin)
 
         if timeout is None:
             stdout, stderr = run()

@@ -10,6 +10,7 @@ here. It must not know the Engine contract's types beyond bytes and callables.
 from __future__ import annotations
 
 import contextlib
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -52,6 +53,40 @@ def log_lines(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
     for key, rest in pending.items():
         if rest:
             yield key, rest
+
+
+def exec_with_input(raw: Any, stdin: bytes) -> tuple[bytes, bytes]:
+    """An exec started with ``socket=True`` (the raw socket, ``raw``): send ``stdin``, close our
+    side (the command sees the end of its input), read the multiplexed frames to the end.
+
+    Returns ``(stdout, stderr)``; the socket is closed.
+    """
+    with contextlib.closing(raw):
+        return _exchange(raw, stdin)
+
+
+def _exchange(raw: Any, stdin: bytes) -> tuple[bytes, bytes]:
+    """Send ``stdin`` (then the end of input) while the output frames are read."""
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the command ended without reading it all
+            raw.sendall(stdin)
+            raw.shutdown(socket.SHUT_WR)
+
+    # Sent from a thread while the output is read: a command that writes as it reads (``cat``)
+    # would otherwise fill the socket's buffers both ways and wait for us forever.
+    sender = threading.Thread(target=send, name="docker-exec-stdin", daemon=True)
+    sender.start()
+    output = {STDOUT: b"", STDERR: b""}
+
+    def read(size: int) -> bytes:
+        return bytes(raw.recv(size))
+
+    while len(header := _read_exactly(read, _FRAME_HEADER.size)) == _FRAME_HEADER.size:
+        stream_id, size = _FRAME_HEADER.unpack(header)
+        output[STDERR if stream_id == STDERR else STDOUT] += _read_exactly(read, size)
+    sender.join()
+    return output[STDOUT], output[STDERR]
 
 
 def _close_when_set(stop: threading.Event, finished: threading.Event, stream: Any) -> None:

@@ -262,7 +262,9 @@ class NativeEngine:
         record = self.records.get(name)
         yield from logs.read(record.directory, running=lambda: records.is_running(record), follow=follow, tail=tail)
 
-    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> engine.ExecResult:
+    def exec(
+        self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> engine.ExecResult:
         record = self.records.get(name)
         if not records.is_running(record):
             raise errors.RuntimeFailed(f"container {name} is not running")
@@ -275,6 +277,7 @@ class NativeEngine:
             cwd=process.get("cwd"),
             user=f"{user.get('uid', 0)}:{user.get('gid', 0)}",
             timeout=timeout,
+            stdin=stdin,
         )
         return engine.ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 

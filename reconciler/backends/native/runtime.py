@@ -135,8 +135,11 @@ class Runtime:
         cwd: str | None = None,
         user: str | None = None,
         timeout: float | None = None,
+        stdin: bytes | None = None,
     ) -> Completed:
         """Run ``argv`` inside the container; the process's exit code is returned, not raised.
+
+        ``stdin``: the process's whole standard input (``None``: an empty one).
 
         runc exits 255 when it could not exec at all; that is mapped to Docker's 126/127.
         """
@@ -149,9 +152,7 @@ class Runtime:
             args += ["--user", user]
         argv_full = [*self.base(), *args, container_id, *argv]
         try:
-            done = subprocess.run(
-                argv_full, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
-            )
+            done = subprocess.run(argv_full, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             stdout = exc.stdout if isinstance(exc.stdout, bytes) else b""
             return Completed(-1, stdout, f"exec exceeded timeout ({timeout:g}s)".encode())

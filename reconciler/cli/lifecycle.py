@@ -1,0 +1,86 @@
+"""``reconcile start``, ``stop`` and ``restart``: day-2 verbs on containers that already exist.
+
+Where it sits: a command module of ``reconciler.cli``. Each command names owned containers
+(``NAME...``) and/or whole stacks (``--stack``), and runs one use case of
+:mod:`reconciler.operations` on the engine: ``stop`` keeps the container (its logs and exit code),
+``start`` starts it, ``restart`` stops them all, then starts them all. Only owned containers: an
+unknown or foreign name is an error naming it (exit 1) and nothing is touched.
+
+A stopped container whose restart policy wants it running (``always``, ``unless-stopped``) is
+started again by the daemon's restart manager and by the next ``apply``: no marker records that
+it was stopped on purpose yet (Docker's ``unless-stopped`` keeps such a container stopped). The
+commands' help says so.
+
+It must not import an engine at module level (the parser is built on every start), and it must
+not decide anything itself: operations does.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reconciler import errors
+from reconciler.cli import console, options
+
+RESTART_POLICY_NOTE = """\
+note: a stopped container whose restart policy is `always` or `unless-stopped` is started
+again by the daemon (`reconcile watch`/`daemon`) and by the next `reconcile apply`; nothing
+records yet that it was stopped on purpose (Docker's `unless-stopped` keeps it stopped)."""
+
+
+def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
+    verbs = (
+        ("start", cmd_start, "start stopped containers (owned ones only)", "reconcile start web worker"),
+        ("stop", cmd_stop, "stop containers, keeping them (their logs and exit code)", "reconcile stop --stack shop"),
+        ("restart", cmd_restart, "stop, then start containers", "reconcile restart web"),
+    )
+    for name, handler, help_text, example in verbs:
+        p = options.add_command(commands, name, handler, help_text, example=example, parents=common)
+        p.epilog = f"{p.epilog}\n\n{RESTART_POLICY_NOTE}"
+        p.add_argument("names", nargs="*", metavar="NAME", help="containers")
+        p.add_argument("--stack", action="append", default=[], help="every container of this stack (repeatable)")
+        if name != "start":
+            p.add_argument("-t", "--timeout", type=float, default=None,
+                           help="seconds between the stop signal and the kill (default: its stopTimeout)")  # fmt: skip
+
+
+def chosen(args: argparse.Namespace) -> list[str]:
+    if not args.names and not args.stack:
+        raise errors.ReconcilerError(f"{args.command} needs NAME... or --stack NAME")
+    return list(args.names)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from reconciler import operations
+
+    names = chosen(args)
+    with options.engine_session(options.of(args)) as target:
+        containers = operations.owned_containers(target, names, args.stack)
+        operations.start_containers(target, containers)
+    return done("started", containers)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from reconciler import operations
+
+    names = chosen(args)
+    with options.engine_session(options.of(args)) as target:
+        containers = operations.owned_containers(target, names, args.stack)
+        operations.stop_containers(target, containers, timeout=args.timeout)
+    return done("stopped", containers)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from reconciler import operations
+
+    names = chosen(args)
+    with options.engine_session(options.of(args)) as target:
+        containers = operations.owned_containers(target, names, args.stack)
+        operations.restart_containers(target, containers, timeout=args.timeout)
+    return done("restarted", containers)
+
+
+def done(verb: str, containers: list[str]) -> int:
+    for name in containers:
+        console.out(f"{verb} {name}")
+    return console.EXIT_OK
