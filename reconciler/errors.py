@@ -20,6 +20,7 @@ This module imports nothing from the project and must never do so: every layer d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 
@@ -50,6 +51,19 @@ class ManifestError(ReconcilerError):
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = sorted(diagnostics, key=lambda d: (d.file, d.line, d.column, d.field))
         super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+class NothingNamed(ReconcilerError):
+    """What the user named holds nothing to act on (a stack without objects, say): an error, not
+    "No changes", so that a typo in a path or a stack name never passes for success in CI."""
+
+
+class NoManifests(NothingNamed):
+    """The files, folders or stdin given declare no object (an empty folder, an empty file)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = tuple(paths)
+        super().__init__(f"no manifests found in {', '.join(self.paths) or 'the request'}")
 
 
 class PlanError(ReconcilerError):

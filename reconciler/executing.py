@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, assert_never
 
-from reconciler import engine, errors, plans
+from reconciler import engine, errors, plans, vocabulary
 
 Status = Literal["done", "failed", "skipped"]
 
@@ -46,7 +46,7 @@ class Outcome:
     def summary(self) -> str:
         return (
             f"{self.count('done')} done, {self.count('failed')} failed, {self.count('skipped')} skipped "
-            f"of {len(self.results)} steps"
+            f"of {vocabulary.counted(len(self.results), 'step')}"
         )
 
 

@@ -114,8 +114,10 @@ def refresh_and_plan(
 def plan_sources(
     target: engine.Engine, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool
 ) -> tuple[plans.Plan, list[str]]:
-    """Validate manifest texts (``(file, text)``) and plan them: the plan, and warnings."""
+    """Validate manifest texts (``(file, text)``) and plan them: the plan, and warnings. Texts
+    that declare no object raise :class:`errors.NoManifests`, as the CLI's own ``-f`` does."""
     desired = manifests.load_sources(sources)
+    manifests.require_objects(desired, [file for file, _ in sources])
     return refresh_and_plan(target, desired, planning.Options(prune=prune, prune_volumes=prune_volumes))
 
 
@@ -148,8 +150,10 @@ def apply_sources(
     parallelism: int,
     stack_lock: LockFactory = no_lock,
 ) -> Applied:
-    """Validate manifest texts (``(file, text)``) and apply them (see :func:`apply_desired`)."""
+    """Validate manifest texts (``(file, text)``) and apply them (see :func:`apply_desired`);
+    texts that declare no object raise :class:`errors.NoManifests` (applying them would only prune)."""
     desired = manifests.load_sources(sources)
+    manifests.require_objects(desired, [file for file, _ in sources])
     options = planning.Options(prune=prune, prune_volumes=prune_volumes)
     return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock)
 
@@ -165,8 +169,14 @@ def delete_stacks(
     on_result: OnResult | None = None,
 ) -> Applied:
     """Remove every object of ``stacks`` (volumes only with ``prune_volumes``): an empty desired
-    state, pruned, in the scope of those stacks only."""
+    state, pruned, in the scope of those stacks only. A stack that owns no object at all (not
+    even a kept volume) raises :class:`errors.NothingNamed` before anything is removed: a typo in
+    a stack's name must not pass for a successful delete."""
     scope = frozenset(stacks)
+    present = target.observe(images=[], stacks=scope)
+    owned = {item.stack for kind in (present.containers, present.networks, present.volumes) for item in kind.values()}
+    if missing := sorted(scope - owned):
+        raise errors.NothingNamed(f"no stack named {', '.join(missing)}; nothing was changed")
     options = planning.Options(prune=True, prune_volumes=prune_volumes, scope=scope)
     return apply_desired(target, manifests.Desired.empty(scope), options, parallelism=parallelism,
                          stack_lock=stack_lock, on_planned=on_planned, on_result=on_result)  # fmt: skip

@@ -240,7 +240,7 @@ class Plan:
                  "start": "to start", "remove": "to remove"}  # fmt: skip
         parts = [f"{counts[k]} {words[k]}" for k in order if k in counts]
         steps = len(self.steps)
-        return "Plan: " + ", ".join(parts) + f" ({steps} step{'' if steps == 1 else 's'})."
+        return "Plan: " + ", ".join(parts) + f" ({vocabulary.counted(steps, 'step')})."
 
     def render(self) -> str:
         """The text shown by ``reconcile plan``: changes with diffs, then the ordered steps."""

@@ -1,4 +1,5 @@
-"""The closed sets of words that every layer shares: pull policies and restart policies.
+"""The closed sets of words that every layer shares: pull policies and restart policies; and
+:func:`counted`, the one way a count and its noun are written ("1 step", "2 steps").
 
 The manifests validate them, the planner and the engines act on them, and the CLI offers them as
 choices; each set is written here once, as a ``Literal`` type for mypy and a tuple for run time
@@ -15,3 +16,10 @@ PULL_POLICIES: tuple[PullPolicy, ...] = typing.get_args(PullPolicy)
 
 RestartPolicy: typing.TypeAlias = typing.Literal["no", "always", "on-failure", "unless-stopped"]
 RESTART_POLICIES: tuple[RestartPolicy, ...] = typing.get_args(RestartPolicy)
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless there is exactly one: ``1 network``, ``0 networks``.
+
+    Every noun the summaries count takes a plain ``s`` (step, container, network, volume, object)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

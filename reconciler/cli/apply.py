@@ -87,7 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
         )
     print_warnings(warnings)
-    console.out(json.dumps(plan.to_json(), indent=2) if args.output == "json" else plan.render())
+    console.out(json.dumps(plan.to_json(), indent=2) if args.output == "json" else console.plan_text(plan.render()))
     return console.EXIT_OK if plan.converged else console.EXIT_CHANGES
 
 
@@ -102,7 +102,7 @@ def plan_via_daemon(args: argparse.Namespace) -> int | None:
     except client.ApiError as exc:
         remote.raise_api_error(exc, named)
     print_warnings(answer.get("warnings", []))
-    console.out(json.dumps(answer["plan"], indent=2) if args.output == "json" else answer["text"])
+    console.out(json.dumps(answer["plan"], indent=2) if args.output == "json" else console.plan_text(answer["text"]))
     return console.EXIT_OK if answer["converged"] else console.EXIT_CHANGES
 
 
@@ -137,7 +137,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         code = printer.finished(applied)
         if code == console.EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
-    if chosen.engine == "native" and desired.containers:
+    # Only when a policy asks for restarts: a stack of run-once or no-restart containers loses nothing.
+    if chosen.engine == "native" and any(c.spec.restart.policy != "no" for c in desired.containers.values()):
         console.warn("restart policies on the native engine are carried out by the controller "
                      "(`reconcile watch`); without it, exited containers stay exited until the next apply")  # fmt: skip
     return code
@@ -197,7 +198,7 @@ class StepPrinter:
         print_warnings(warnings)
         if self.output == "json":
             return
-        console.out(plan.render())
+        console.out(console.plan_text(plan.render()))
         if not plan.converged:
             console.out("\nApplying:")
 
@@ -228,7 +229,7 @@ def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool) -
         console.out(json.dumps({"plan": answer["plan"], "results": results, "ok": answer["ok"]}, indent=2))
         return
     if not steps_printed:
-        console.out(answer["text"])
+        console.out(console.plan_text(answer["text"]))
         if answer["results"]:
             console.out("\nApplying:")
         for r in answer["results"]:

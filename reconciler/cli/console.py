@@ -9,6 +9,8 @@ library: the CLI's start-up goes through it. It must not decide anything: caller
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -78,11 +80,34 @@ def size(value: float | None) -> str:
     return f"{value:.0f}B"
 
 
+# ANSI colours of the marks that start a plan's lines (create, update, remove, recreate, start)
+# and a step's result (done, failed): the marks stay, so the text reads the same without colour.
+_COLOURS = {"+": "32", "~": "33", "-": "31", "±": "35", ">": "36", "✓": "32", "✗": "31"}
+_PLAN_MARK = re.compile(r"^( {2}| {6})([+~\-±>])(?= )", re.MULTILINE)
+
+
+def colour_on(stream: TextIO | None = None) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set to anything (no-color.org)."""
+    return not os.environ.get("NO_COLOR") and (stream or sys.stdout).isatty()
+
+
+def paint(mark: str) -> str:
+    """``mark`` in its colour (see :data:`_COLOURS`), when stdout takes colour; else unchanged."""
+    return f"\033[{_COLOURS[mark]}m{mark}\033[0m" if mark in _COLOURS and colour_on() else mark
+
+
+def plan_text(text: str) -> str:
+    """A rendered plan with its change and field marks (``+ ~ - ± >``) coloured on a terminal."""
+    if not colour_on():
+        return text
+    return _PLAN_MARK.sub(lambda match: match[1] + paint(match[2]), text)
+
+
 def step_line(number: int, status: str, verb: str, target: str, *, seconds: float, error: str | None) -> str:
     """One executed step: ``✓`` done (with its time), ``✗`` failed, ``-`` skipped (with why)."""
     if status == "done":
-        return f"  ✓ {number}. {verb} {target} ({seconds:.2f}s)"
-    mark = "✗" if status == "failed" else "-"
+        return f"  {paint('✓')} {number}. {verb} {target} ({seconds:.2f}s)"
+    mark = paint("✗") if status == "failed" else "-"
     return f"  {mark} {number}. {verb} {target}: {error}"
 
 

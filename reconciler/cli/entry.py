@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 from reconciler import errors
 from reconciler.cli import (
@@ -45,13 +48,51 @@ examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error (an unknown option, a missing argument) exits 1, not 2:
+    2 is ``plan``'s "changes pending", and CI must not read a typo as a change. Every command's
+    parser is one too (``add_subparsers`` makes its parsers of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(console.EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked (importlib.metadata costs a start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        console.out(f"reconcile {package_version()}")
+        parser.exit(console.EXIT_OK)
+
+
+def package_version() -> str:
+    """The installed package's version; in a source tree run without installing, pyproject's."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("reconciler")
+    except importlib.metadata.PackageNotFoundError:
+        import tomllib
+
+        try:
+            pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))
+            return str(pyproject["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="reconcile",
         description="Declarative containers: YAML manifests in, a plan with reasons, an idempotent apply.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=VersionAction, help="print the version and exit")
     options.add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [options.global_parent()]

@@ -1,9 +1,10 @@
 """``reconcile validate``, ``hash`` and ``schema``: the manifests alone, no engine.
 
-Where it sits: a command module of ``reconciler.cli``. ``validate`` exits 0 when every manifest
-is valid and 1 otherwise (each error as ``file:line:col: field: message``, printed by the entry
-point); ``hash`` prints each object's spec hash (debugging recreations); ``schema`` prints or
-writes the JSON Schemas that editors validate manifests with.
+Where it sits: a command module of ``reconciler.cli``. ``validate`` exits 0 when every manifest is
+valid and 1 otherwise (each error as ``file:line:col: field: message``, printed by the entry point;
+with ``-o json``, one document either way: the objects, or the errors); ``hash`` prints each
+object's spec hash (debugging recreations); ``schema`` prints or writes the JSON Schemas that
+editors validate manifests with.
 
 It must not import the models at module level (the parser is built on every start), nor an engine.
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from reconciler import errors, vocabulary
 from reconciler.cli import console, options
 
 
@@ -28,6 +30,7 @@ def add_validate(commands: options.Commands, common: list[argparse.ArgumentParse
         parents=common,
     )
     options.add_files(p)
+    options.add_output(p)
 
 
 def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
@@ -54,12 +57,24 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler import manifests
 
-    desired = manifests.load(args.file)
-    total = len(desired.containers) + len(desired.networks) + len(desired.volumes)
-    console.out(
-        f"valid: {total} objects ({len(desired.containers)} containers, {len(desired.networks)} networks, "
-        f"{len(desired.volumes)} volumes) in stacks {', '.join(sorted(desired.stacks)) or '-'}"
-    )
+    try:
+        desired = manifests.load(args.file)
+    except errors.ManifestError as exc:
+        if args.output != "json":
+            raise  # the entry point prints each as file:line:col
+        problems = [diagnostic._asdict() for diagnostic in exc.diagnostics]
+        console.out(json.dumps({"valid": False, "errors": problems}, indent=2))
+        return console.EXIT_ERROR
+    counts = {"container": len(desired.containers), "network": len(desired.networks), "volume": len(desired.volumes)}
+    if args.output == "json":
+        document = {"valid": True, "stacks": sorted(desired.stacks),
+                    **{f"{noun}s": sorted(getattr(desired, f"{noun}s")) for noun in counts}}  # fmt: skip
+        console.out(json.dumps(document, indent=2))
+        return console.EXIT_OK
+    parts = ", ".join(vocabulary.counted(count, noun) for noun, count in counts.items())
+    stacks = ", ".join(sorted(desired.stacks)) or "-"
+    label = "stack" if len(desired.stacks) == 1 else "stacks"
+    console.out(f"valid: {vocabulary.counted(sum(counts.values()), 'object')} ({parts}) in {label} {stacks}")
     return console.EXIT_OK
 
 

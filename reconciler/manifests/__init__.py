@@ -33,7 +33,7 @@ files and the env files they name.
 # Re-exports: the names outside code uses, from the module that defines each.
 from reconciler.manifests.checks import container_dependencies
 from reconciler.manifests.desired import Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Source
-from reconciler.manifests.loader import load, load_sources, load_text
+from reconciler.manifests.loader import load, load_sources, load_text, require_objects
 from reconciler.manifests.models import (
     Backoff,
     BindMount,
@@ -86,6 +86,7 @@ __all__ = [
     "parse_duration",
     "parse_signal",
     "parse_size",
+    "require_objects",
     "to_document",
     "with_mounts",
 ]

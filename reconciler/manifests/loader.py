@@ -36,8 +36,21 @@ class _Parsed:
 
 
 def load(paths: Sequence[str]) -> desired.Desired:
-    """Load and validate manifests from files, folders or ``-`` (stdin); all errors at once."""
-    return load_sources(sources.read_sources(paths))
+    """Load and validate manifests from files, folders or ``-`` (stdin); all errors at once.
+    Paths that declare no object at all raise :class:`errors.NoManifests` (see :func:`require_objects`)."""
+    result = load_sources(sources.read_sources(paths))
+    require_objects(result, paths)
+    return result
+
+
+def require_objects(result: desired.Desired, paths: Sequence[str]) -> None:
+    """Raise :class:`errors.NoManifests` naming ``paths`` when ``result`` declares no object.
+
+    A user's ``-f`` (or a request to the daemon) that names an empty folder or an empty file is a
+    mistake, not an empty desired state: applying it would only prune, and planning it says "No
+    changes". The controller's folder loads through :func:`load_sources`, where empty is valid."""
+    if not (result.containers or result.networks or result.volumes):
+        raise errors.NoManifests(paths)
 
 
 def load_text(text: str, file: str = "<string>") -> desired.Desired:

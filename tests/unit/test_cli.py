@@ -147,7 +147,7 @@ def test_manifests_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
         "sys.stdin", io.StringIO("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v, stack: s}\n")
     )
     assert cli.main(["validate", "-f", "-"]) == 0
-    assert "1 volumes" in capsys.readouterr().out
+    assert capsys.readouterr().out == "valid: 1 object (0 containers, 0 networks, 1 volume) in stack s\n"
     monkeypatch.setattr("sys.stdin", io.StringIO("kind: Volume\n"))
     assert cli.main(["validate", "-f", "-"]) == 1
     assert "<stdin>:1:1: apiVersion: required field is missing" in capsys.readouterr().err
