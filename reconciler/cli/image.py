@@ -55,8 +55,9 @@ def add_parser(commands: options.Commands, common: typing.Sequence[argparse.Argu
     pull.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     pull.set_defaults(func=cmd_pull)
 
-    ls = verb("ls", "list images")
-    ls.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
+    ls = verb("ls", "list images, one row each")
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only image ids (12 characters, as the table)")
+    options.add_output(ls)
     ls.set_defaults(func=cmd_ls)
 
     rm = verb("rm", "remove image references (the content goes with the next prune)")
@@ -174,19 +175,29 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_ls(args: argparse.Namespace) -> int:
-    """List images, one line per reference (dangling images as ``<none>``)."""
-    store = _store(args)
-    found = store.list()
+    """List images, one row per image: its tags (its digest names when it has no tag, ``<none>``
+    when dangling), the same 12-character id ``-q`` prints; ``-o json``: every name and full ids."""
+    found = _store(args).list()
     if args.quiet:
         for image in found:
-            console.out(image.id)
+            console.out(image.short_id)
         return console.EXIT_OK
-    rows = [("REFERENCE", "IMAGE ID", "LAYERS", "SIZE")]
-    for image in found:
-        for name in image.references or ("<none>",):
-            rows.append((name, image.short_id, str(len(image.layers)), console.size(image.size)))
-    console.print_table(rows)
-    return console.EXIT_OK
+    rows = [
+        {"id": image.id, "shortId": image.short_id, "digest": image.digest, "references": list(image.references),
+         "layers": len(image.layers), "size": image.size}
+        for image in found
+    ]  # fmt: skip
+    return console.print_rows(
+        rows, output=args.output, empty="No images.", header=("REFERENCE", "IMAGE ID", "LAYERS", "SIZE"),
+        cells=lambda row: (_names(row["references"]), row["shortId"], str(row["layers"]), console.size(row["size"])),
+    )  # fmt: skip
+
+
+def _names(references: typing.Sequence[str]) -> str:
+    """An image's names for the table: a pull by tag also records the digest it resolved to
+    (``repo@sha256:…``); that second name is the same image, so it shows only when there is no tag."""
+    tags = [name for name in references if "@" not in name]
+    return ", ".join(tags or references) or "<none>"
 
 
 @_guarded

@@ -86,7 +86,9 @@ _DURATION_SCHEMA = WithJsonSchema(
 _SIZE_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B|b)?$"},
                {"type": "integer", "minimum": 0}],
-     "description": "A size: 64Mi, 1G, or a number of bytes."}
+     "description": "A size: 64Mi, 1G, 64m, or a number of bytes. Ki, Mi, Gi, Ti, Pi and Docker's lowercase "
+                    "k, m, g, t, p are powers of 1024 (64m = 64Mi, as in docker run -m 64m); K, M, G, T, P "
+                    "(and KB, MB, ...) are powers of 1000."}
 )  # fmt: skip
 _ENV_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},

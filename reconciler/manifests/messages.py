@@ -33,6 +33,29 @@ def did_you_mean(unknown: str, options: Iterable[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
+# Compose's names for what a container spec spells otherwise, too far apart for difflib to pair
+# (``environment`` is not close to ``env``; ``volumes`` is closest to ``volumesFrom``, which is
+# not what a compose user means): the unknown name → (a field proving we are in a container
+# spec, the hint).
+_COMPOSE_HABITS = {
+    "environment": ("env", "; did you mean `env`?"),
+    "volumes": ("mounts", "; did you mean `mounts`? A volume mount: "
+                          "`mounts: [{type: volume, source: data, target: /var/lib/data}]`"),
+    "tmpfs": ("mounts", "; did you mean `mounts`? A tmpfs mount: `mounts: [{type: tmpfs, target: /tmp}]`"),
+    "mem_limit": ("resources", "; did you mean `resources.memory`?"),
+    "cpus": ("resources", "; did you mean `resources.cpus`?"),
+    "stop_grace_period": ("stopTimeout", "; did you mean `stopTimeout`?"),
+    "container_name": ("image", "; the container's name is `metadata.name`"),
+    "labels": ("image", "; did you mean `metadata.labels`?"),
+}  # fmt: skip
+
+
+def _unknown_field_hint(unknown: str, options: Sequence[str]) -> str:
+    """The hint after "unknown field `x`": a compose habit's right field, else the closest option."""
+    anchor, hint = _COMPOSE_HABITS.get(unknown, ("", ""))
+    return hint if anchor in options else did_you_mean(unknown, options)
+
+
 def pydantic_message(error: Mapping[str, Any], model: type[pydantic.BaseModel]) -> str:
     """One of pydantic's errors for a document of ``model``, reworded for people writing YAML."""
     kind = error["type"]
@@ -40,7 +63,7 @@ def pydantic_message(error: Mapping[str, Any], model: type[pydantic.BaseModel]) 
     if kind == "extra_forbidden":
         unknown = str(loc[-1])
         options = sorted({f for m in _model_at(loc[:-1], model) for f in _model_fields(m)})
-        return f"unknown field `{unknown}`{did_you_mean(unknown, options)}"
+        return f"unknown field `{unknown}`{_unknown_field_hint(unknown, options)}"
     if kind == "missing":
         return "required field is missing"
     if kind == "literal_error":

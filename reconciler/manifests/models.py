@@ -57,6 +57,9 @@ class Metadata(Model):
 
 
 class Port(Model):
+    """The long form of a published port; compose's short strings (``"8080:80"``) are refused with
+    the long form they mean."""
+
     container_port: fields.PortNumber
     host_port: fields.PortNumber | None = Field(default=None, description="Omit to publish on a random port.")
     host_ip: str | None = Field(default=None, alias="hostIP", description="Default: all addresses.")
@@ -68,6 +71,22 @@ class Port(Model):
         if value is not None:
             ipaddress.ip_address(value)
         return value
+
+
+_SHORT_PORT = re.compile(r"^(?:(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):)?(?P<container>\d+)(?:/(?P<protocol>tcp|udp))?$")
+
+
+def _port_long_form(value: object) -> object:
+    """A compose-style port (``"8080:80"``, ``80``) gets an error showing the long form it means."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        match = _SHORT_PORT.match(str(value))
+        if match is None:
+            raise ValueError(f"{value!r}: short port forms are not accepted; write the long form, e.g. "
+                             "{containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1, protocol: udp}")  # fmt: skip
+        keys = (("containerPort", "container"), ("hostPort", "host"), ("hostIP", "ip"), ("protocol", "protocol"))
+        long = "{" + ", ".join(f"{key}: {match[group]}" for key, group in keys if match[group]) + "}"
+        raise ValueError(f"short port forms are not accepted; write {value!r} as {long}")
+    return value
 
 
 class NetworkAttachment(Model):
@@ -143,6 +162,9 @@ class Backoff(Model):
 
 
 class Restart(Model):
+    """Docker's restart policy. ``restart: always`` is short for ``{policy: always}`` and
+    ``restart: on-failure:3`` for ``{policy: on-failure, maxRetries: 3}``, as in compose."""
+
     policy: vocabulary.RestartPolicy = "no"
     max_retries: int | None = Field(default=None, ge=0, description="Only with on-failure.")
     backoff: Backoff | None = None
@@ -153,6 +175,22 @@ class Restart(Model):
         if self.max_retries is not None and self.policy != "on-failure":
             raise ValueError("maxRetries is only meaningful with policy: on-failure")
         return self
+
+
+def _restart_shorthand(value: object) -> object:
+    if value is False:
+        # YAML reads an unquoted ``restart: no`` as false; compose users write exactly that.
+        return {"policy": "no"}
+    if isinstance(value, str):
+        policy, colon, retries = value.partition(":")
+        if colon and policy == "on-failure" and retries.isdigit():
+            return {"policy": policy, "maxRetries": int(retries)}
+        return {"policy": value}
+    return value
+
+
+# What ``restart:`` may be instead of a mapping, for the JSON schema (``_restart_shorthand`` reads it).
+_RestartShorthand: TypeAlias = vocabulary.RestartPolicy | Annotated[str, Field(pattern=r"^on-failure:\d+$")]
 
 
 class Logging(Model):
@@ -172,10 +210,35 @@ class Logging(Model):
         return self
 
 
+def _shell_test(value: object) -> object:
+    """A health check ``test`` written as one string runs in the container's shell, as Docker's."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("an empty test checks nothing; write a command, or [NONE] to turn the check off")
+        return ["CMD-SHELL", value]
+    return value
+
+
 class Healthcheck(Model):
     """Docker's health check, with Docker's defaults."""
 
-    test: Annotated[list[str], Field(min_length=1)]
+    test: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description='[CMD, args...], [CMD-SHELL, "a command"], [NONE], or a string '
+            "(short for [CMD-SHELL, the string], as in Docker).",
+        ),
+        BeforeValidator(_shell_test),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    {"type": "string", "minLength": 1},
+                ]
+            }
+        ),
+    ]
     interval: fields.Duration = 30.0
     timeout: fields.Duration = 30.0
     retries: int = Field(default=3, ge=1)
@@ -212,13 +275,21 @@ class ContainerSpec(Model):
     working_dir: fields.AbsolutePath | None = None
     user: str | None = None
     hostname: fields.DnsLabel | None = None
-    ports: list[Port] = Field(default_factory=list)
+    ports: list[Annotated[Port, BeforeValidator(_port_long_form)]] = Field(
+        default_factory=list, description="Published ports, in the long form: {containerPort: 80, hostPort: 8080}."
+    )
     networks: list[NetworkAttachment] = Field(default_factory=list)
     network_mode: str = Field(default="bridge", description="bridge | none | host | container:NAME")
     mounts: list[Mount] = Field(default_factory=list)
     volumes_from: list[fields.DnsLabel] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
-    restart: Restart = Field(default_factory=Restart)
+    restart: Annotated[
+        Restart,
+        BeforeValidator(_restart_shorthand, json_schema_input_type=_RestartShorthand | Restart),
+    ] = Field(
+        default_factory=Restart,
+        description="always is short for {policy: always}, on-failure:3 for {policy: on-failure, maxRetries: 3}.",
+    )
     healthcheck: Healthcheck | None = None
     logging: Logging = Field(default_factory=Logging)
     depends_on: Annotated[

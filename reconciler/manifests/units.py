@@ -42,17 +42,21 @@ def parse_duration(value: object) -> float:
 
 
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B|b)?$")
+# Uppercase letters are Kubernetes' (``M`` = 1000², ``Mi`` = 1024²); a lowercase letter alone is
+# Docker's (``docker run -m 64m`` is 64 MiB), so that a value copied from a compose file or a
+# ``docker run`` line means here what it meant there.
 _SIZE_UNITS = {
     "": 1, "b": 1, "B": 1,
-    "K": 1000, "k": 1000, "KB": 1000, "M": 1000**2, "m": 1000**2, "MB": 1000**2,
-    "G": 1000**3, "g": 1000**3, "GB": 1000**3, "T": 1000**4, "t": 1000**4, "TB": 1000**4,
-    "P": 1000**5, "p": 1000**5, "PB": 1000**5,
+    "K": 1000, "KB": 1000, "M": 1000**2, "MB": 1000**2, "G": 1000**3, "GB": 1000**3,
+    "T": 1000**4, "TB": 1000**4, "P": 1000**5, "PB": 1000**5,
     "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5,
+    "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5,
 }  # fmt: skip
 
 
 def parse_size(value: object) -> int:
-    """``"256Mi"`` → 268435456 bytes; Kubernetes suffixes (``Ki``, ``M``), bare numbers are bytes."""
+    """``"256Mi"`` → 268435456 bytes. Kubernetes suffixes (``Ki`` = 1024, ``K`` = 1000), Docker's
+    lowercase letters (``k`` = 1024, ``64m`` = 64 MiB); bare numbers are bytes."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 64Mi, 1G or 1048576")
     if isinstance(value, int):

@@ -237,8 +237,11 @@ def test_bad_durations(text: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("256Mi", 256 * 2**20), ("1G", 10**9), ("1Gi", 2**30), (1024, 1024), ("64k", 64000)]
-)
+    ("text", "size"),
+    [("256Mi", 256 * 2**20), ("1G", 10**9), ("1Gi", 2**30), (1024, 1024), ("64K", 64000), ("1MB", 10**6),
+     # Docker's lowercase letters are powers of 1024: ``docker run -m 64m`` is 64 MiB.
+     ("64k", 64 * 2**10), ("64m", 64 * 2**20), ("1g", 2**30), ("2t", 2 * 2**40), ("1p", 2**50), ("512b", 512)],
+)  # fmt: skip
 def test_sizes(text: object, size: int) -> None:
     assert manifests.parse_size(text) == size
     assert manifests.parse_size(manifests.format_size(size)) == size
@@ -278,3 +281,88 @@ def test_logging_rotation_is_checked_and_positioned() -> None:
         "spec: {image: busybox, logging: {maxSize: 10Mi, maxFiles: 3}}\n"
     )
     assert desired.containers["web"].spec.logging == manifests.Logging(max_size=10 * 1024 * 1024, max_files=3)
+
+
+def test_compose_habits_are_pointed_at_the_right_field() -> None:
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec:
+          image: busybox
+          environment: {A: b}
+          volumes: ["data:/var/lib/data"]
+          mem_limit: 64m
+          container_name: web
+          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8010:80"]
+        """)
+    assert found == [
+        "stack.yaml:6:3: spec.environment: unknown field `environment`; did you mean `env`?",
+        "stack.yaml:7:3: spec.volumes: unknown field `volumes`; did you mean `mounts`? "
+        "A volume mount: `mounts: [{type: volume, source: data, target: /var/lib/data}]`",
+        "stack.yaml:8:3: spec.mem_limit: unknown field `mem_limit`; did you mean `resources.memory`?",
+        "stack.yaml:9:3: spec.container_name: unknown field `container_name`; the container's name is `metadata.name`",
+        "stack.yaml:10:11: spec.ports[0]: short port forms are not accepted; write '8080:80' as "
+        "{containerPort: 80, hostPort: 8080}",
+        "stack.yaml:10:22: spec.ports[1]: short port forms are not accepted; write 9000 as {containerPort: 9000}",
+        "stack.yaml:10:28: spec.ports[2]: short port forms are not accepted; write '127.0.0.1:53:53/udp' as "
+        "{containerPort: 53, hostPort: 53, hostIP: 127.0.0.1, protocol: udp}",
+        "stack.yaml:10:51: spec.ports[3]: '8000-8010:80': short port forms are not accepted; write the long form, "
+        "e.g. {containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1, protocol: udp}",
+    ]
+
+
+def test_a_habit_hint_only_where_its_field_is() -> None:
+    # ``volumes`` in a Network's spec is no container's mounts: the ordinary did-you-mean applies.
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {name: net}
+        spec: {volumes: []}
+        """)
+    assert found == ["stack.yaml:4:8: spec.volumes: unknown field `volumes`"]
+
+
+@pytest.mark.parametrize(
+    ("restart", "policy", "retries"),
+    [("always", "always", None), ("unless-stopped", "unless-stopped", None), ("on-failure:3", "on-failure", 3),
+     ('"no"', "no", None), ("no", "no", None), ("{policy: always}", "always", None)],
+)  # fmt: skip
+def test_restart_short_form(restart: str, policy: str, retries: int | None) -> None:
+    desired = manifests.load_text(
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: web}}\n"
+        f"spec: {{image: busybox, restart: {restart}}}\n"
+    )
+    assert desired.containers["web"].spec.restart == manifests.Restart(policy=policy, max_retries=retries)
+
+
+def test_restart_short_form_errors_keep_their_position() -> None:
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec: {image: busybox, restart: sometimes}
+        """)
+    assert found == [
+        "stack.yaml:4:33: spec.restart.policy: must be one of 'no', 'always', 'on-failure' or 'unless-stopped', "
+        "got 'sometimes'"
+    ]
+
+
+def test_a_string_health_check_runs_in_the_shell() -> None:
+    desired = manifests.load_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
+        'spec: {image: busybox, healthcheck: {test: "wget -q -O- http://localhost/ || exit 1"}}\n'
+    )
+    healthcheck = desired.containers["web"].spec.healthcheck
+    assert healthcheck is not None and healthcheck.test == ["CMD-SHELL", "wget -q -O- http://localhost/ || exit 1"]
+    found = diagnostics("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec: {image: busybox, healthcheck: {test: " "}}
+        """)
+    assert found == [
+        "stack.yaml:4:44: spec.healthcheck.test: an empty test checks nothing; write a command, or [NONE] to turn "
+        "the check off"
+    ]

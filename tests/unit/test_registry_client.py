@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -302,3 +303,22 @@ def test_small_blob_write_ignores_a_stale_partial(tmp_path: Path) -> None:
         ingest.write(b"garbage")  # a killed earlier attempt
     assert store.write(digest, data) is True
     assert store.read(digest) == data
+
+
+def test_an_unreachable_registry_is_named_with_the_systems_reason() -> None:
+    settings = registry.RegistryConfig(docker_config=Path("/nonexistent"), retries=0, backoff=0.0)
+    # A loopback port held but not listening: connecting is refused at once, and no one else takes it.
+    with socket.socket() as held, registry.Client(settings) as client, pytest.raises(errors.Unavailable) as caught:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        client.head_manifest(references.parse(f"127.0.0.1:{port}/team/app:1"))
+    assert str(caught.value) == f"cannot reach registry 127.0.0.1:{port}: connection refused"
+
+
+def test_a_registry_that_times_out_says_so() -> None:
+    def handler(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        raise requests.ReadTimeout("HTTPSConnectionPool(host='reg.example'): Read timed out. (read timeout=30)")
+
+    client, _ = _client(handler, retries=0)
+    with client, pytest.raises(errors.Unavailable, match=r"^cannot reach registry reg.example: timed out$"):
+        client.head_manifest(REF)

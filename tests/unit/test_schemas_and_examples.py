@@ -48,3 +48,16 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
         jsonschema.validate(
             {"apiVersion": "reconciler/v1", "kind": "Container", "metadata": {"name": "x"},
              "spec": {"image": "busybox", "workdir": "/srv"}}, schema)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"restart": "always"}, {"restart": "on-failure:3"}, {"healthcheck": {"test": "curl -f http://localhost/"}},
+     {"resources": {"memory": "64m"}}],
+    ids=["restart-always", "restart-on-failure-n", "string-test", "lowercase-size"],
+)  # fmt: skip
+def test_schema_accepts_the_short_forms_the_loader_accepts(spec: dict[str, object]) -> None:
+    document = {"apiVersion": "reconciler/v1", "kind": "Container", "metadata": {"name": "x"},
+                "spec": {"image": "busybox", **spec}}  # fmt: skip
+    jsonschema.validate(document, json.loads((ROOT / "schemas" / "container.schema.json").read_text()))
+    manifests.load_text(yaml.safe_dump(document))

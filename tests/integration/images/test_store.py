@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,6 +152,58 @@ def test_cli_pull_ls_rm_prune_load(
     assert _cli(root, "image", "load", str(archive)) == 0
     out, _ = capsys.readouterr()
     assert "docker.io/local/bb:2" in out
+
+
+def test_cli_ls_shows_each_image_once_with_the_ids_q_prints(
+    registries: dict[str, registry.Registry], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = registries["plain"]
+    root = tmp_path / "root"
+    assert _cli(root, "image", "ls") == 0
+    assert capsys.readouterr().out == "No images.\n"
+    # By tag (the store also records the digest it resolved to), then the same image pinned by digest.
+    assert _cli(root, "image", "pull", "-q", reg.ref("test/busybox:latest")) == 0
+    image = native_images.ImageStore(root).list()[0]
+    assert _cli(root, "image", "pull", "-q", f"{reg.host}/test/busybox@{image.digest}") == 0
+    assert _cli(root, "image", "pull", "-q", f"{reg.host}/test/busybox@{_digest_of(reg, 'whiteout', root)}") == 0
+    capsys.readouterr()
+
+    assert _cli(root, "image", "ls") == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["REFERENCE", "IMAGE", "ID", "LAYERS", "SIZE"]
+    assert len(rows) == 2
+    by_name = {row.split()[0]: row.split()[1] for row in rows}
+    assert by_name[reg.ref("test/busybox:latest")] == image.short_id  # the tag, not its digest name
+    (pinned,) = (name for name in by_name if "@sha256:" in name)  # an image pulled by digest only
+    assert _cli(root, "image", "ls", "-q") == 0
+    assert capsys.readouterr().out.split() == [by_name[name] for name in sorted(by_name)]
+    assert all(len(short) == 12 for short in by_name.values())
+
+    assert _cli(root, "image", "ls", "-o", "json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry["shortId"] for entry in listed] == [by_name[name] for name in sorted(by_name)]
+    first = listed[0]
+    assert first["id"] == image.id and first["digest"] == image.digest and first["layers"] == len(image.layers)
+    assert sorted(first["references"]) == sorted([reg.ref("test/busybox:latest"),
+                                                   f"{reg.host}/test/busybox@{image.digest}"])  # fmt: skip
+    assert listed[1]["references"] == [pinned] and first["size"] == image.size
+
+
+def _digest_of(reg: registry.Registry, tag: str, root: Path) -> str:
+    """The manifest digest ``tag`` has in ``reg``, found by pulling it into a scratch store."""
+    scratch = native_images.ImageStore(root.parent / f"scratch-{tag}")
+    return scratch.pull(reg.ref(f"test/busybox:{tag}")).digest
+
+
+def test_cli_an_unreachable_registry_is_named_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as held:  # a port held but not listening: refused at once
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        assert _cli(tmp_path / "root", "image", "pull", f"127.0.0.1:{port}/test/busybox:latest") == 1
+    _, err = capsys.readouterr()
+    assert err.strip() == f"error: cannot reach registry 127.0.0.1:{port}: connection refused"
 
 
 def test_cli_errors_are_one_line(
