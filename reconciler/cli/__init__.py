@@ -9,7 +9,9 @@ embedded otherwise, with the same output. Exit codes are documented for CI:
 * ``validate``: 0 valid, 1 any error (each as ``file:line:col: field: message``);
 * ``plan``: 0 converged, 2 changes pending, 1 error;
 * ``apply``/``delete``: 0 every step succeeded, 1 otherwise;
-* ``exec``: the command's own exit code (125 when the engine itself failed, as ``docker exec``).
+* ``exec``: the command's own exit code (125 when the engine itself failed, as ``docker exec``);
+* a usage error (an unknown option, a missing argument): 1, never 2, which only ``plan`` means;
+* ``-f`` naming no manifest at all, or ``delete`` of a stack that owns nothing: 1.
 
 The package, bottom to top (each module imports only those before it in this list, but ``watch``
 imports ``daemon`` when the command runs):

@@ -2,8 +2,10 @@
 
 Where it sits: at the bottom of the ``reconciler.cli`` package; every command module prints
 through it, so that a table, a size or an executed step looks the same whichever command (and
-whether the daemon or the embedded engine did the work) shows it. It imports only the standard
-library: the CLI's start-up goes through it. It must not decide anything: callers pass the rows.
+whether the daemon or the embedded engine did the work) shows it. Colour (a plan's marks, a step's
+result) only on a terminal and never with ``NO_COLOR``: a pipe gets the same text without it. It
+imports only the standard library: the CLI's start-up goes through it. It must not decide
+anything: callers pass the rows.
 """
 
 from __future__ import annotations

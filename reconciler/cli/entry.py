@@ -4,6 +4,7 @@ Where it sits: the top of ``reconciler.cli`` under its ``__init__``. It builds o
 command modules (each registers its own commands), runs the chosen handler, and maps the project's
 errors to one clear message and an exit code each: bad input never produces a Python traceback,
 and anything unexpected is reported as an internal error (``RECONCILER_DEBUG=1`` shows the trace).
+A usage error exits 1 (:class:`Parser`), as every other error: 2 is only ``plan``'s answer.
 
 It must not import the models, the planner or an engine: a command the daemon serves starts
 through it, and its start-up is measured.
