@@ -225,6 +225,22 @@ def owned_containers(target: engine.Engine, names: Sequence[str], stacks: Sequen
     return sorted(chosen)
 
 
+def started_again(target: engine.Engine, names: Iterable[str]) -> dict[str, str]:
+    """Of ``names``, those whose recorded restart policy (``always``, ``unless-stopped``) starts
+    them again after a stop, with the policy: the daemon's restart manager and the next apply do,
+    since nothing records yet that a container was stopped on purpose."""
+    actual = target.observe()
+    found = {}
+    for name in names:
+        present = actual.containers.get(name)
+        spec = (present.spec_json or {}).get("spec") if present is not None else None
+        restart = spec.get("restart") if isinstance(spec, dict) else None
+        policy = restart.get("policy") if isinstance(restart, dict) else None
+        if policy in ("always", "unless-stopped"):
+            found[name] = str(policy)
+    return found
+
+
 def start_containers(target: engine.Engine, names: Iterable[str]) -> None:
     """Start each container (a running one is left as it is)."""
     for name in names:

@@ -9,7 +9,7 @@ unknown or foreign name is an error naming it (exit 1) and nothing is touched.
 A stopped container whose restart policy wants it running (``always``, ``unless-stopped``) is
 started again by the daemon's restart manager and by the next ``apply``: no marker records that
 it was stopped on purpose yet (Docker's ``unless-stopped`` keeps such a container stopped). The
-commands' help says so.
+commands' help says so, and ``stop`` warns about each such container.
 
 It must not import an engine at module level (the parser is built on every start), and it must
 not decide anything itself: operations does.
@@ -67,7 +67,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
         operations.stop_containers(target, containers, timeout=args.timeout)
-    return done("stopped", containers)
+        coming_back = operations.started_again(target, containers)
+    code = done("stopped", containers)
+    for name, policy in coming_back.items():
+        console.warn(f"{name} has restart policy {policy}: the daemon and the next apply start it again")
+    return code
 
 
 def cmd_restart(args: argparse.Namespace) -> int:

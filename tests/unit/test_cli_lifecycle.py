@@ -50,7 +50,9 @@ def test_stop_keeps_the_container_and_start_runs_it_again(
     capsys.readouterr()
     assert cli.main(["stop", "web"]) == 0
     assert states(engine) == {"db": "running", "web": "exited"}
-    assert capsys.readouterr().out == "stopped web\n"
+    printed = capsys.readouterr()
+    assert printed.out == "stopped web\n"
+    assert printed.err == "warning: web has restart policy always: the daemon and the next apply start it again\n"
     assert cli.main(["start", "web"]) == 0
     assert states(engine) == {"db": "running", "web": "running"}
     assert capsys.readouterr().out == "started web\n"
@@ -141,6 +143,8 @@ def test_apply_says_why_a_container_whose_restart_policy_gave_up_is_down(
         engine.start_container("job")
     engine.exit("job", 1)
     capsys.readouterr()
+    assert cli.main(["stop", "job"]) == 0  # on-failure: nothing starts it again, no warning
+    assert capsys.readouterr().err == ""
     assert cli.main(["apply", "-f", str(path)]) == 0
     out = capsys.readouterr().out
     assert "No changes" in out

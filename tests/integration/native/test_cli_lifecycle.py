@@ -53,8 +53,12 @@ def test_day_two_verbs_on_the_native_engine(
     assert cli.main([*base, "apply", "-f", str(manifest)]) == 0
     eventually(lambda: exited(job), what=f"{job} exits")
 
+    capfdbinary.readouterr()
     assert cli.main([*base, "stop", "--stack", f"{prefix}day2"]) == 0
     assert (state(a), state(b)) == ("exited", "exited")
+    warned = capfdbinary.readouterr().err.decode()
+    assert f"warning: {a} has restart policy always: the daemon and the next apply start it again" in warned
+    assert job not in warned
     assert cli.main([*base, "start", a]) == 0
     assert (state(a), state(b)) == ("running", "exited")
     first = engine.observe().containers[a]
