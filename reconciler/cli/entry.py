@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from reconciler import errors
+from reconciler import errors, vocabulary
 from reconciler.cli import (
     apply,
     console,
@@ -116,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.ManifestError as exc:
         for diagnostic in exc.diagnostics:
             console.err(diagnostic.render())
-        count = len(exc.diagnostics)
-        console.err(f"{count} error{'s' if count != 1 else ''}; nothing was changed.")
+        console.err(f"{vocabulary.counted(len(exc.diagnostics), 'error')}; nothing was changed.")
         return console.EXIT_ERROR
     except errors.PlanError as exc:
         console.err(f"error: cannot plan: {exc}\nnothing was changed.")

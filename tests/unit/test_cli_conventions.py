@@ -230,6 +230,13 @@ def test_validate_counts_in_the_singular_and_plural(stack: Path, capsys: pytest.
     assert capsys.readouterr().out == "valid: 4 objects (2 containers, 1 network, 1 volume) in stack shop\n"
 
 
+def test_one_error_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v, stack: s}\nspec: {drivr: x}\n")
+    assert cli.main(["validate", "-f", str(bad)]) == 1
+    assert capsys.readouterr().err.endswith("\n1 error; nothing was changed.\n")
+
+
 def test_validate_json(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", "-f", str(stack), "-o", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
