@@ -113,6 +113,8 @@ class Event:
     container_id: str
     exit_code: int | None = None
     detail: str = ""
+    # The container's stack (its ``reconciler.stack`` owner label); empty for an unowned container.
+    stack: str = ""
 
 
 @runtime_checkable
@@ -173,3 +175,20 @@ class PreparesRuns(Protocol):
     """
 
     def prepare_next_run(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class RecordsHistory(Protocol):
+    """An optional capability: the state changes the engine has kept, for ``reconcile events``
+    without a daemon (the live ``events`` stream only promises what happens after it subscribed).
+
+    ``history(since=t)`` returns the events of owned containers that happened at or after ``t``
+    (epoch seconds), oldest first, each stamped with the moment it happened (never the moment it
+    was read) and carrying its stack. It returns at once. What is kept differs by engine, and
+    ``history`` promises only this much: for every owned container that exists, its ``create``;
+    once it has run, the ``start`` of its last run; once that run has ended, its ``die`` with
+    the exit code. The native engine knows no more than that (its container records); Docker
+    keeps a buffer of recent events (removed containers' included); the memory fake keeps all.
+    """
+
+    def history(self, *, since: float = 0.0) -> list[Event]: ...

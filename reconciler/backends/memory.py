@@ -19,6 +19,8 @@ Test hooks:
 * ``print(name, text, stream=...)``: the running container's process prints a line.
 * ``clock``: a callable returning the time; tests may pass a fake clock.
 
+It keeps every event it emitted, for ``history`` (the optional ``engine.RecordsHistory``).
+
 It must stay free of third-party imports and of any knowledge of the planner or controller.
 """
 
@@ -104,6 +106,7 @@ class MemoryEngine:
         self._changed = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self._subscribers: list[queue.Queue[engine.Event]] = []
+        self._history: list[engine.Event] = []
 
     # -- test hooks ---------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class MemoryEngine:
         container.state = "exited"
         container.exit_code = code
         container.finished_at = self.clock()
-        self._emit("die", name, container.container_id, exit_code=code)
+        self._emit("die", name, container, exit_code=code)
         self._changed.notify_all()
 
     def _program(self, spec: manifests.ContainerSpec) -> Program:
@@ -158,9 +161,13 @@ class MemoryEngine:
             raise errors.NotFound(f"container {name} not found")
         return container
 
-    def _emit(self, action: engine.EventAction, name: str, container_id: str, *, exit_code: int | None = None) -> None:
-        event = engine.Event(time=self.clock(), action=action, name=name, container_id=container_id,
-                             exit_code=exit_code)  # fmt: skip
+    def _emit(
+        self, action: engine.EventAction, name: str, container: _Container, *, exit_code: int | None = None
+    ) -> None:
+        stack = container.request.labels.get(observed.LABEL_STACK, "")
+        event = engine.Event(time=self.clock(), action=action, name=name, container_id=container.container_id,
+                             exit_code=exit_code, stack=stack)  # fmt: skip
+        self._history.append(event)
         for subscriber in list(self._subscribers):
             subscriber.put(event)
 
@@ -299,7 +306,7 @@ class MemoryEngine:
             container = _Container(self._new_id(request.name), request, image_id,
                                    resources=request.spec.resources)  # fmt: skip
             self.containers[request.name] = container
-            self._emit("create", request.name, container.container_id)
+            self._emit("create", request.name, container)
             return container.container_id
 
     def start_container(self, name: str) -> None:
@@ -313,7 +320,7 @@ class MemoryEngine:
             container.state = "running"
             container.exit_code = None
             container.started_at = self.clock()
-            self._emit("start", name, container.container_id)
+            self._emit("start", name, container)
             program = self._program(container.request.spec)
             for stream, text in program.output:
                 self.print(name, text, stream=stream)
@@ -328,14 +335,14 @@ class MemoryEngine:
                 return
             # A process killed by SIGKILL after the timeout reports 137, as with Docker.
             self._exited(name, container, 137)
-            self._emit("stop", name, container.container_id)
+            self._emit("stop", name, container)
 
     def remove_container(self, name: str) -> None:
         self._record("remove_container", name)
         with self._lock:
             container = self.containers.pop(name, None)
             if container is not None:
-                self._emit("destroy", name, container.container_id)
+                self._emit("destroy", name, container)
                 self._changed.notify_all()
 
     def rename_container(self, name: str, new_name: str) -> None:
@@ -411,6 +418,13 @@ class MemoryEngine:
         finally:
             with self._lock:
                 self._subscribers.remove(subscriber)
+
+    def history(self, *, since: float = 0.0) -> list[engine.Event]:
+        """Every event emitted at or after ``since``, oldest first (the fake forgets nothing)."""
+        with self._lock:
+            kept = [event for event in self._history if event.time >= since]
+        # Stable: events of one moment (a fake clock's) keep the order they were emitted in.
+        return sorted(kept, key=lambda event: event.time)
 
     def close(self) -> None:
         return None

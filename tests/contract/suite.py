@@ -308,8 +308,32 @@ class EngineContract:
         actions = [event.action for event in events.seen(job) if event.action in ("start", "die")]
         assert actions[:2] == ["start", "die"], actions
         assert die.exit_code == COMPLAINS.exit_code and die.container_id == container_id
+        assert die.stack == "contract"  # the container's owner label
         stopped = polling.eventually(lambda: exited(engine, job), what=f"{job} observed as exited")
         assert stopped.exit_code == COMPLAINS.exit_code
+
+    def test_history_tells_what_happened_in_order_with_the_stack(
+        self, engine: engine_mod.Engine, image: str, prefix: str
+    ) -> None:
+        assert isinstance(engine, engine_mod.RecordsHistory)
+        engine.pull_image(image)
+        job, stack = f"{prefix}told", f"{prefix}stack"
+        container_id = engine.create_container(container_request(job, image, stack=stack, command=list(COMPLAINS.argv)))
+        engine.start_container(job)
+        polling.eventually(lambda: exited(engine, job), what=f"{job} to exit")
+        everything = engine.history()
+        assert [event.time for event in everything] == sorted(event.time for event in everything)
+        mine = [event for event in everything if event.container_id == container_id]
+        assert [event.action for event in mine if event.action in ("create", "start", "die")] == [
+            "create",
+            "start",
+            "die",
+        ]
+        assert {event.stack for event in mine} == {stack} and {event.name for event in mine} == {job}
+        die = next(event for event in mine if event.action == "die")
+        assert die.exit_code == COMPLAINS.exit_code
+        later = engine.history(since=die.time)
+        assert die in later and all(event.time >= die.time for event in later)
 
     def test_logs_keep_what_a_container_printed(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
         engine.pull_image(image)

@@ -201,6 +201,8 @@ def event(item: Mapping[str, Any]) -> engine.Event | None:
         container_id=str(actor.get("ID") or item.get("id") or ""),
         exit_code=int(exit_code) if exit_code is not None else None,
         detail=detail,
+        # A container event's attributes carry the container's labels.
+        stack=str(attributes.get(observed.LABEL_STACK, "")),
     )
 
 

@@ -14,7 +14,7 @@ default ``/var/lib/reconciler``; root-only, 0600 files in 0700 directories):
   start time, so that a reused pid is not mistaken for it); :mod:`events` waits on the
   supervisors' pidfds, so a ``die`` arrives as soon as the process exits, not at a poll tick.
 * **remove**: the runtime state, the network, the rootfs mount and the directory (named volumes
-  stay).
+  stay); once no container uses the implicit ``default`` network, it goes too.
 * **networks**: bridges, veths, addresses and namespaces in :mod:`networks`, forwarding and
   published ports in :mod:`firewall`, names in :mod:`dns` (a server per network that never
   forwards), tied together by :mod:`network_services`.
@@ -203,7 +203,21 @@ class NativeEngine:
                 return
             runs.stop(record, self.runtime, 0.0)  # started again meanwhile: kill it now, under the lock
             self._assembly().discard(record.directory, record.container_id)
-            network_services.write_names(self.networks, self.records.all(), record.networks)
+            remaining = self.records.all()
+            network_services.write_names(self.networks, remaining, record.networks)
+            self._drop_unused_default_network(remaining)
+
+    def _drop_unused_default_network(self, remaining: Sequence[records.Record]) -> None:
+        """The implicit network, gone (bridge, DNS server, rules) once no container uses it.
+
+        Nobody declared it and nothing shows it (it has no owner labels), so no command would ever
+        remove it; the next bridge-mode container without networks creates it again. Best effort:
+        a removal that fails leaves it for the next one, and the container's removal stands.
+        """
+        if self.networks.get(DEFAULT_NETWORK) is None or any(DEFAULT_NETWORK in r.networks for r in remaining):
+            return
+        with contextlib.suppress(errors.RuntimeFailed):
+            network_services.remove(self.networks, DEFAULT_NETWORK)
 
     def rename_container(self, name: str, new_name: str) -> None:
         with self._exclusive():
@@ -284,6 +298,10 @@ class NativeEngine:
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         """``start`` and ``die`` events from the supervisors' pidfds (see :mod:`events`); read only."""
         return events.EventStream(self.records).read(stop=stop)
+
+    def history(self, *, since: float = 0.0) -> list[engine.Event]:
+        """Creations, last starts and last exits from the container records (see :mod:`events`)."""
+        return events.history(self.records, since=since)
 
     def close(self) -> None:
         return None

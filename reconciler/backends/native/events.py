@@ -11,13 +11,19 @@ delivery's: the controller counts restart backoffs from it. One run (one supervi
 and start time) is reported once, whichever way a scan saw it. Exits older than the stream's
 first scan are history, not events; :attr:`EventStream.first_scan_done` is set once that scan is
 over, so that a reader can tell from when on an exit is news, and :attr:`EventStream.scans`
-counts the scans done.
+counts the scans done. Every event carries the container's stack (its owner label).
+
+:func:`history` is what came before a stream: from the records alone, each container's creation,
+the start of its last run and, once over, that run's end (``oom`` and ``die``), at their recorded
+times. The records keep no more (a restart overwrites the previous run's times), and a removed
+container's history goes with its directory.
 
 This module only reads: it must not start, prepare or stop anything, or write any file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import threading
@@ -25,18 +31,54 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from reconciler import engine
+from reconciler import engine, observed
 from reconciler.backends.native import records
 
 # How long one wait for exits lasts before the records are scanned again for new runs.
 SCAN_INTERVAL = 0.25
 
 
-def die_event(name: str, container_id: str, exit_info: Mapping[str, Any]) -> engine.Event:
+def die_event(record: records.Record, exit_info: Mapping[str, Any]) -> engine.Event:
     """A ``die`` event stamped with the exit's own time (the supervisor's), not its delivery's."""
     code, finished = exit_info.get("exit_code"), exit_info.get("finished_at")
-    return engine.Event(time=time.time() if finished is None else float(finished), action="die", name=name,
-                        container_id=container_id, exit_code=None if code is None else int(code))  # fmt: skip
+    return engine.Event(time=time.time() if finished is None else float(finished), action="die", name=record.name,
+                        container_id=record.container_id, exit_code=None if code is None else int(code),
+                        stack=stack_of(record))  # fmt: skip
+
+
+def stack_of(record: records.Record) -> str:
+    return record.labels.get(observed.LABEL_STACK, "")
+
+
+def history(store: records.Records, *, since: float) -> list[engine.Event]:
+    """What the records tell of the owned containers' lives from ``since`` on, oldest first."""
+    found = [event for record in store.all() if observed.LABEL_KIND in record.labels
+             for event in recorded(record) if event.time >= since]  # fmt: skip
+    # Stable: a container's events of one moment keep their order (create, start, oom, die).
+    return sorted(found, key=lambda event: event.time)
+
+
+def recorded(record: records.Record) -> list[engine.Event]:
+    """One container's creation, last start and last exit, from its files."""
+    stack, data = stack_of(record), record.data
+    created = float(data.get("created_at") or 0.0)
+    found = [engine.Event(time=created, action="create", name=record.name, container_id=record.container_id,
+                          stack=stack)]  # fmt: skip
+    if data.get("started_at") is None:
+        return found
+    # The record notes a start only once ``runtime start`` has returned, which may be after a quick
+    # exit's own stamp: a run's end is never shown before its start.
+    started = max(created, float(data["started_at"]))
+    found.append(engine.Event(time=started, action="start", name=record.name, container_id=record.container_id,
+                              stack=stack))  # fmt: skip
+    exit_info = records.read_json(record.directory / records.EXIT)
+    if exit_info is None:
+        return found
+    died = die_event(record, exit_info)
+    died = dataclasses.replace(died, time=max(started, died.time))
+    if exit_info.get("oom_killed"):
+        found.append(dataclasses.replace(died, action="oom", exit_code=None))
+    return [*found, died]
 
 
 class EventStream:
@@ -46,7 +88,7 @@ class EventStream:
         self.store = store
         self.first_scan_done = threading.Event()
         self.scans = 0
-        self._watched: dict[str, tuple[int, str]] = {}  # container id -> (pidfd, name)
+        self._watched: dict[str, tuple[int, records.Record]] = {}  # container id -> (pidfd, its record)
         # Runs already handled, by "<container id>:<started_at>": scanned again, they are skipped.
         self._seen: set[str] = set()
         # Supervisors already reported ("pid:start time"): a run seen while its start was being
@@ -86,10 +128,11 @@ class EventStream:
                 pidfd = os.pidfd_open(int(info["pid"]))
             except OSError:
                 continue
-            self._watched[record.container_id] = (pidfd, record.name)
+            self._watched[record.container_id] = (pidfd, record)
             self._seen.add(key)
             self._reported.add(run)
-            yield engine.Event(time=time.time(), action="start", name=record.name, container_id=record.container_id)
+            yield engine.Event(time=time.time(), action="start", name=record.name, container_id=record.container_id,
+                               stack=stack_of(record))  # fmt: skip
 
     def _ended_between_scans(self, record: records.Record, key: str, run: str) -> Iterator[engine.Event]:
         """A run whose supervisor is already gone: its exit file tells (nothing when it has none)."""
@@ -100,8 +143,8 @@ class EventStream:
         if self.first_scan_done.is_set() and run not in self._reported:
             self._reported.add(run)
             yield engine.Event(time=float(record.data["started_at"]), action="start", name=record.name,
-                               container_id=record.container_id)  # fmt: skip
-            yield die_event(record.name, record.container_id, exit_info)
+                               container_id=record.container_id, stack=stack_of(record))  # fmt: skip
+            yield die_event(record, exit_info)
 
     def _wait(self, stop: threading.Event) -> Iterator[engine.Event]:
         """The exits of watched runs within one scan interval, as ``die`` events."""
@@ -112,7 +155,7 @@ class EventStream:
         ready, _, _ = select.select(list(fds), [], [], SCAN_INTERVAL)
         for fd in ready:
             container_id = fds[fd]
-            _, name = self._watched.pop(container_id)
+            _, record = self._watched.pop(container_id)
             os.close(fd)
-            exit_info = records.read_json(self.store.base / container_id / records.EXIT) or {}
-            yield die_event(name, container_id, exit_info)
+            exit_info = records.read_json(record.directory / records.EXIT) or {}
+            yield die_event(record, exit_info)
