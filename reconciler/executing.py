@@ -6,6 +6,10 @@ transitively) are skipped, and every independent step still runs, so one bad obj
 the rest of the stack. Results are reported as they happen (``on_result``) and returned in step
 order, so the CLI can print a per-step line and a summary.
 
+A cancellation token (``cancel``, set by the CLI on Ctrl-C) is checked before a step starts:
+once it is set, no new step starts, the steps in flight finish and are reported, and the steps
+never started are listed in the outcome (``not_started``) so the summary can say what was not done.
+
 It sits above the planner's data (``plans``) and the ``engine`` protocol, below the operations
 and the controller. It makes exactly one engine call per step and decides nothing: what to do
 and in which order is the plan's; it never observes, never retries, never edits the plan.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import Literal, assert_never
@@ -35,18 +40,26 @@ class StepResult:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     results: tuple[StepResult, ...]
+    # The steps an interruption kept from starting (empty unless the walk was cancelled).
+    not_started: tuple[plans.Step, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(result.status == "done" for result in self.results)
+        return not self.not_started and all(result.status == "done" for result in self.results)
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.not_started)
 
     def count(self, status: Status) -> int:
         return sum(1 for result in self.results if result.status == status)
 
     def summary(self) -> str:
+        total = len(self.results) + len(self.not_started)
+        stopped = f", {len(self.not_started)} not started" if self.not_started else ""
         return (
-            f"{self.count('done')} done, {self.count('failed')} failed, {self.count('skipped')} skipped "
-            f"of {vocabulary.counted(len(self.results), 'step')}"
+            f"{self.count('done')} done, {self.count('failed')} failed, {self.count('skipped')} skipped"
+            f"{stopped} of {vocabulary.counted(total, 'step')}"
         )
 
 
@@ -130,7 +143,8 @@ class _Walk:
         return ready
 
     def outcome(self) -> Outcome:
-        return Outcome(tuple(self._results[number] for number in sorted(self._results)))
+        not_started = tuple(self.steps[number] for number in sorted(self.steps) if number not in self._results)
+        return Outcome(tuple(self._results[number] for number in sorted(self._results)), not_started)
 
     def _report(self, result: StepResult) -> None:
         self._results[result.step.number] = result
@@ -153,15 +167,26 @@ def execute(
     *,
     parallelism: int = 4,
     on_result: Callable[[StepResult], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Outcome:
-    """Run ``plan`` against ``target``; never raises for a failed step (see :class:`Outcome`)."""
+    """Run ``plan`` against ``target``; never raises for a failed step (see :class:`Outcome`).
+
+    Once ``cancel`` is set, no step starts; those in flight finish (see the module docstring)."""
     walk = _Walk(plan, on_result)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running = {pool.submit(_run, walk.steps[number], target): number for number in walk.startable()}
-        while running:
+    width = max(1, parallelism)
+    # A step is handed to the pool only when a worker is free, so "started" means running: a
+    # step queued in the pool could not be held back by the cancellation token any more.
+    ready = walk.startable()
+    running: dict[concurrent.futures.Future[StepResult], int] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=width) as pool:
+        while True:
+            while ready and len(running) < width and (cancel is None or not cancel.is_set()):
+                number = ready.pop(0)
+                running[pool.submit(_run, walk.steps[number], target)] = number
+            if not running:
+                break
             finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in sorted(finished, key=lambda f: running[f]):
                 del running[future]
-                for number in walk.finished(future.result()):
-                    running[pool.submit(_run, walk.steps[number], target)] = number
+                ready = sorted(ready + walk.finished(future.result()))
     return walk.outcome()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -79,6 +80,8 @@ class Applied:
     outcome: executing.Outcome
     warnings: list[str]
     stacks: frozenset[str]
+    # After an interruption: how each recreate caught half-way was completed or rolled back.
+    recovered: list[str] = dataclasses.field(default_factory=list)
 
 
 def refresh_images(target: engine.Engine, desired: manifests.Desired) -> list[str]:
@@ -130,15 +133,61 @@ def apply_desired(
     stack_lock: LockFactory = no_lock,
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
+    cancel: threading.Event | None = None,
 ) -> Applied:
-    """Refresh, plan and execute while holding the locks of the stacks in scope."""
+    """Refresh, plan and execute while holding the locks of the stacks in scope.
+
+    Once ``cancel`` is set no new step starts (see :func:`executing.execute`); a create-first
+    recreate the interruption caught half-way is then completed or rolled back
+    (:func:`settle_recreates`), still under the locks."""
     stacks = desired.stacks if options.scope is None else options.scope
     with hold_stacks(stack_lock, stacks):
         plan, warnings = refresh_and_plan(target, desired, options)
         if on_planned is not None:
             on_planned(plan, warnings)
-        outcome = executing.execute(plan, target, parallelism=parallelism, on_result=on_result)
-    return Applied(plan, outcome, warnings, frozenset(stacks))
+        outcome = executing.execute(plan, target, parallelism=parallelism, on_result=on_result, cancel=cancel)
+        recovered = settle_recreates(target, plan) if outcome.interrupted else []
+    return Applied(plan, outcome, warnings, frozenset(stacks), recovered)
+
+
+def settle_recreates(target: engine.Engine, plan: plans.Plan) -> list[str]:
+    """Leave no service down after an interrupted create-first recreate (``NAME.next`` staged).
+
+    A staged container that was started already replaces the old one (remove the old, rename
+    the new: the recreate completes); one that never started is removed and the old container
+    is started again if the interrupted recreate had stopped it (the recreate is rolled back).
+    Returns one line per recreate settled; an engine error is reported in that line, not raised.
+    """
+    staged = sorted(
+        step.action.request.name
+        for step in plan.steps
+        if isinstance(step.action, plans.CreateContainer) and step.action.request.name.endswith(".next")
+    )
+    if not staged:
+        return []
+    actual = target.observe()
+    lines = []
+    for name in staged:
+        new, old = actual.containers.get(name), name.removesuffix(".next")
+        if new is None:
+            continue
+        try:
+            if new.state == "running":
+                if old in actual.containers:
+                    target.remove_container(old)
+                target.rename_container(name, old)
+                lines.append(f"recreate of {old} completed: the new container runs as {old}")
+            else:
+                target.remove_container(name)
+                present = actual.containers.get(old)
+                again = present is not None and present.state != "running"
+                if again:
+                    target.start_container(old)
+                how = "started again" if again else "kept running"
+                lines.append(f"recreate of {old} rolled back: {name} removed, {old} {how}")
+        except errors.ReconcilerError as exc:
+            lines.append(f"recreate of {old} left half-way ({exc}); the next apply finishes it")
+    return lines
 
 
 def apply_sources(
@@ -167,6 +216,7 @@ def delete_stacks(
     stack_lock: LockFactory = no_lock,
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
+    cancel: threading.Event | None = None,
 ) -> Applied:
     """Remove every object of ``stacks`` (volumes only with ``prune_volumes``): an empty desired
     state, pruned, in the scope of those stacks only. A stack that owns no object at all (not
@@ -179,7 +229,8 @@ def delete_stacks(
         raise errors.NothingNamed(f"no stack named {', '.join(missing)}; nothing was changed")
     options = planning.Options(prune=True, prune_volumes=prune_volumes, scope=scope)
     return apply_desired(target, manifests.Desired.empty(scope), options, parallelism=parallelism,
-                         stack_lock=stack_lock, on_planned=on_planned, on_result=on_result)  # fmt: skip
+                         stack_lock=stack_lock, on_planned=on_planned, on_result=on_result,
+                         cancel=cancel)  # fmt: skip
 
 
 def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
@@ -197,6 +248,7 @@ def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]
         "results": results,
         "summary": outcome.summary(),
         "ok": outcome.ok,
+        "interrupted": outcome.interrupted,
     }
 
 
@@ -266,7 +318,8 @@ def restart_containers(target: engine.Engine, names: Sequence[str], *, timeout: 
 
 def status_rows(actual: observed.Observed, desired: manifests.Desired | None) -> list[dict[str, Any]]:
     """One row per owned object (and per declared container that is absent): state, health, exit
-    code, restarts, id, spec hash and drift (the planner's reason, when it would change it)."""
+    code, restarts, id, spec hash, image, published ports, start time and drift (the planner's
+    reason, when it would change it)."""
     rows: list[dict[str, Any]] = []
     drift: dict[tuple[str, str], str] = {}
     if desired is not None:
@@ -280,7 +333,8 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
             "kind": "Container", "name": name, "stack": container.stack, "state": container.state,
             "health": container.health, "exitCode": container.exit_code, "restarts": container.restart_count,
             "id": container.container_id[:12], "specHash": container.spec_hash,
-            "drift": drift.get(("Container", name), ""),
+            "drift": drift.get(("Container", name), ""), "image": container.image,
+            "ports": list(container.published_ports), "startedAt": container.started_at,
         })  # fmt: skip
     for kind, present in (("Network", actual.networks), ("Volume", actual.volumes)):
         for name, item in sorted(present.items()):

@@ -14,6 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -127,12 +131,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file)
     printer = StepPrinter(args.output)
     with options.engine_session(chosen) as target:
-        with stack_locks(chosen, desired.stacks):
+        with stack_locks(chosen, desired.stacks), interruptible() as cancel:
             applied = operations.apply_desired(
                 target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes,
                                                   force_recreate=frozenset(args.force_recreate)),
                 parallelism=args.parallelism or options.default_parallelism(target.name),
-                on_planned=printer.planned, on_result=printer.result,
+                on_planned=printer.planned, on_result=printer.result, cancel=cancel,
             )  # fmt: skip
         code = printer.finished(applied)
         if code == console.EXIT_OK and args.wait:
@@ -178,13 +182,43 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.file:
         stacks |= manifests.load(args.file).stacks
     printer = StepPrinter(args.output)
-    with options.engine_session(chosen) as target, stack_locks(chosen, stacks):
+    with options.engine_session(chosen) as target, stack_locks(chosen, stacks), interruptible() as cancel:
         applied = operations.delete_stacks(
             target, stacks, prune_volumes=args.prune_volumes,
             parallelism=args.parallelism or options.default_parallelism(target.name),
-            on_planned=printer.planned, on_result=printer.result,
+            on_planned=printer.planned, on_result=printer.result, cancel=cancel,
         )  # fmt: skip
     return printer.finished(applied)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    """Ctrl-C as terraform handles it, for the ``with`` block: the first SIGINT sets the event the
+    executor checks before each step (the steps in flight finish and are reported, none starts);
+    a second one exits at once with 130, saying what it may leave behind.
+
+    Only the main thread can take signals; elsewhere (a test's thread) the event is never set."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        del signum, frame
+        if not cancel.is_set():
+            cancel.set()
+            console.err("Interrupt received, finishing the steps in flight… (press Ctrl-C again to exit at once)")
+            return
+        console.err("Second interrupt: exiting now; the steps in flight may be left half done (run apply again)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(console.EXIT_INTERRUPTED)  # at once: the executor's threads would otherwise be waited for
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class StepPrinter:
@@ -217,7 +251,11 @@ class StepPrinter:
     def finished(self, applied: operations.Applied) -> int:
         from reconciler import operations
 
+        for line in applied.recovered:
+            console.err(line)
         print_outcome(operations.outcome_json(applied.plan, applied.outcome), self.output, steps_printed=True)
+        if applied.outcome.interrupted:
+            return console.EXIT_INTERRUPTED
         return console.EXIT_OK if applied.outcome.ok else console.EXIT_ERROR
 
 
@@ -238,8 +276,9 @@ def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool) -
                     r["number"], r["status"], r["verb"], r["target"], seconds=r["seconds"], error=r["error"]
                 )
             )
-    if answer["results"]:
-        console.out(console.summary_line(ok=answer["ok"], summary=answer["summary"]))
+    if answer["results"] or answer.get("interrupted"):
+        console.out(console.summary_line(ok=answer["ok"], summary=answer["summary"],
+                                         interrupted=bool(answer.get("interrupted"))))  # fmt: skip
 
 
 def wait_ready(target: engine.Engine, desired: manifests.Desired, *, timeout: float) -> int:

@@ -113,6 +113,6 @@ def step_line(number: int, status: str, verb: str, target: str, *, seconds: floa
     return f"  {mark} {number}. {verb} {target}: {error}"
 
 
-def summary_line(*, ok: bool, summary: str) -> str:
+def summary_line(*, ok: bool, summary: str, interrupted: bool = False) -> str:
     """The line that ends an apply's steps (after a blank line)."""
-    return f"\n{'Done' if ok else 'Failed'}: {summary}."
+    return f"\n{'Interrupted' if interrupted else 'Done' if ok else 'Failed'}: {summary}."
