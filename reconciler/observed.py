@@ -82,6 +82,22 @@ class ObservedContainer(Owned):
             return None
         return value if isinstance(value, dict) else None
 
+    @property
+    def published_ports(self) -> tuple[str, ...]:
+        """The ports its recorded spec publishes, as ``docker ps`` prints them
+        (``0.0.0.0:8080->80/tcp``; a random host port, unknown here, prints as ``80/tcp``)."""
+        spec = (self.spec_json or {}).get("spec")
+        ports = spec.get("ports") if isinstance(spec, dict) else None
+        return tuple(_port_text(port) for port in ports if isinstance(port, dict)) if isinstance(ports, list) else ()
+
+
+def _port_text(port: dict[str, object]) -> str:
+    inside = f"{port.get('containerPort')}/{port.get('protocol') or 'tcp'}"
+    if port.get("hostPort") is None:
+        return inside
+    # Not a bind: how docker ps names "every address".
+    return f"{port.get('hostIP') or '0.0.0.0'}:{port['hostPort']}->{inside}"  # noqa: S104
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ObservedNetwork(Owned):

@@ -327,7 +327,8 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
             drift[(change.kind, change.name)] = f"{change.change}: {change.reason}"
         for name in sorted(set(desired.containers) - set(actual.containers)):
             rows.append({"kind": "Container", "name": name, "stack": desired.containers[name].stack,
-                         "state": "absent", "drift": drift.get(("Container", name), "")})  # fmt: skip
+                         "state": "absent", "image": desired.containers[name].spec.image,
+                         "drift": drift.get(("Container", name), "")})  # fmt: skip
     for name, container in sorted(actual.containers.items()):
         rows.append({
             "kind": "Container", "name": name, "stack": container.stack, "state": container.state,

@@ -4,9 +4,11 @@ Where it sits: a command module of ``reconciler.cli``. Through the daemon it sho
 controller's view (with each container's restart backoff, and one ``File`` row per manifest
 that does not parse); embedded, it observes the engine once and asks
 :func:`reconciler.operations.status` (drift against ``-f`` manifests when given). Both print
-through one table description here. Both name the state they show, the root and the engine: on
-stderr before the table (stdout stays the table), and as ``root`` and ``engine`` in the ``-o json``
-document (``{"version": 1, "root", "engine", "objects": [...]}``, the same shape either way).
+through one table description here, with the same columns and the same keys in every object
+either way (:data:`ROW_DEFAULTS` fills what one side does not know: no backoff embedded). Both
+name the state they show, the root and the engine: on stderr before the table (stdout stays the
+table), and as ``root`` and ``engine`` in the ``-o json`` document (``{"version": 1, "root",
+"engine", "objects": [...]}``, the same shape either way).
 
 It must not import the models, the planner or an engine at module level, nor build rows itself
 beyond turning the daemon's file reports into rows.
@@ -16,13 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import time
 from typing import Any
 
 from reconciler.cli import console, options, remote
 
-HEADER = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS")
+HEADER = ("KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "IMAGE", "PORTS", "AGE", "BACKOFF", "DRIFT")
 EMPTY = "No objects managed by reconciler."
+# Every object's keys, daemon or not; a key one side does not know gets its empty value.
+ROW_DEFAULTS: dict[str, Any] = {
+    "kind": "", "name": "", "stack": None, "state": "", "health": None, "exitCode": None, "restarts": None,
+    "image": None, "ports": [], "startedAt": None, "id": None, "specHash": None, "backoff": None,
+    "lastError": None, "waiting": "", "drift": "",
+}  # fmt: skip
+# HEALTH of a container without a health check (blank would read as "not known yet").
+NO_HEALTH_CHECK = "none"
 
 
 def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
@@ -46,9 +56,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file) if args.file else None
     with options.engine_session(options.of(args)) as target:
         rows = operations.status(target, desired)
-    return show(
-        args, rows, daemon=False, header=(*HEADER, "DRIFT"), cells=lambda r: (*common_cells(r), r["drift"] or "-")
-    )
+    return show(args, rows, daemon=False)
 
 
 def status_via_daemon(args: argparse.Namespace) -> int | None:
@@ -57,34 +65,41 @@ def status_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = remote.daemon_client(options.of(args))
     if daemon is None:
         return None
-    return show(args, daemon_rows(daemon.status()), daemon=True, header=(*HEADER, "BACKOFF", "DRIFT"),
-                cells=lambda r: (*common_cells(r), backoff_text(r), detail_text(r)))  # fmt: skip
+    return show(args, daemon_rows(daemon.status()), daemon=True)
 
 
-def show(
-    args: argparse.Namespace,
-    rows: list[dict[str, Any]],
-    *,
-    daemon: bool,
-    header: tuple[str, ...],
-    cells: Callable[[dict[str, Any]], tuple[str, ...]],
-) -> int:
+def show(args: argparse.Namespace, rows: list[dict[str, Any]], *, daemon: bool) -> int:
     """The rows, named by the root and engine they belong to (a daemon answers only for its own)."""
     chosen = options.of(args)
+    rows = [{**ROW_DEFAULTS, **row} for row in rows]
     if args.output == "json":
         document = {"version": 1, "root": chosen.target_root, "engine": chosen.engine, "objects": rows}
         console.out(json.dumps(document, indent=2))
         return console.EXIT_OK
     through = f", through the daemon on {chosen.socket}" if daemon else ""
     console.err(f"root {chosen.target_root}, engine {chosen.engine}{through}")
-    return console.print_rows(rows, output="text", empty=EMPTY, header=header, cells=cells)
+    now = time.time()
+    return console.print_rows(rows, output="text", empty=EMPTY, header=HEADER, cells=lambda r: cells(r, now))
 
 
-def common_cells(row: dict[str, Any]) -> tuple[str, ...]:
-    """The cells both tables share, in :data:`HEADER`'s order."""
-    exit_code = "" if row.get("exitCode") is None else str(row["exitCode"])
-    return (row["kind"], row["name"], row.get("stack") or "", row["state"], row.get("health") or "", exit_code,
-            str(row.get("restarts", "")))  # fmt: skip
+def cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
+    """One row's cells, in :data:`HEADER`'s order."""
+    exit_code = "" if row["exitCode"] is None else str(row["exitCode"])
+    restarts = "" if row["restarts"] is None else str(row["restarts"])
+    container = row["kind"] == "Container"
+    health = row["health"] or (NO_HEALTH_CHECK if container and row["state"] != "absent" else "")
+    age = age_text(now - row["startedAt"]) if row["startedAt"] is not None else ""
+    return (row["kind"], row["name"], row["stack"] or "", row["state"], health, exit_code, restarts,
+            row["image"] or "", ",".join(row["ports"]), age, backoff_text(row), detail_text(row))  # fmt: skip
+
+
+def age_text(seconds: float) -> str:
+    """How long ago, as kubectl prints it: ``45s``, ``5m``, ``2h``, ``3d``."""
+    whole = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def daemon_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,5 +126,5 @@ def backoff_text(row: dict[str, Any]) -> str:
 
 
 def detail_text(row: dict[str, Any]) -> str:
-    """The DRIFT column through the daemon: drift, else what a container waits for, else its last error."""
+    """The DRIFT column: drift, else what a container waits for, else its last error."""
     return row.get("drift") or row.get("waiting") or (f"error: {row['lastError']}" if row.get("lastError") else "-")

@@ -1,4 +1,4 @@
-"""The controller's status document: every object it manages, its files and its stacks.
+"""The controller's status document: every owned object (its own and other folders'), its files and its stacks.
 
 Where it sits: the loop's ``status`` (what ``GET /status`` and ``reconcile status`` through the
 daemon show) calls :func:`render` with its parts; this module reads them and builds plain JSON.
@@ -31,7 +31,9 @@ def render(
     wanted = snapshot.desired if snapshot else manifests.Desired.empty()
     known = desired.known_stacks()
     drift = problems.drift()
-    names = sorted(set(wanted.containers) | {n for n, c in actual.containers.items() if c.stack in known})
+    # Every owned object, whichever folder declares it: the same list ``status`` shows without
+    # the daemon (the controller observes them all; only its own stacks in detail).
+    names = sorted(set(wanted.containers) | set(actual.containers))
     rows = [
         _container_row(
             name,
@@ -49,8 +51,7 @@ def render(
         ("Network", wanted.networks, actual.networks),
         ("Volume", wanted.volumes, actual.volumes),
     ):
-        mine = {n for n, o in present_map.items() if o.stack in known}
-        for name in sorted(set(wanted_map) | mine):
+        for name in sorted(set(wanted_map) | set(present_map)):
             present = present_map.get(name)
             rows.append({
                 "kind": kind, "name": name,
@@ -104,4 +105,7 @@ def _container_row(
         "specHash": present.spec_hash if present else (hashing.container_hash(wanted) if wanted else None),
         "id": present.container_id[:12] if present else None,
         "waiting": checks.gate(wanted, actual) if wanted and not running else "",
+        "image": present.image if present else (wanted.spec.image if wanted else None),
+        "ports": list(present.published_ports) if present else [],
+        "startedAt": present.started_at if present else None,
     }  # fmt: skip

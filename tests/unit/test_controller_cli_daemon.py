@@ -50,8 +50,8 @@ def test_status_shows_objects_and_broken_files(served: tuple[Harness, str], caps
     harness.settle()
     assert status.status_via_daemon(_args(socket_path)) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].split() == ["KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "BACKOFF",
-                                            "DRIFT"]  # fmt: skip
+    assert text.splitlines()[0].split() == ["KIND", "NAME", "STACK", "STATE", "HEALTH", "EXIT", "RESTARTS", "IMAGE",
+                                            "PORTS", "AGE", "BACKOFF", "DRIFT"]  # fmt: skip
     assert "web" in text and "blog.yaml:2:1: YAML syntax error" in text
     assert status.status_via_daemon(_args(socket_path, output="json")) == 0
     rows = json.loads(capsys.readouterr().out)["objects"]
