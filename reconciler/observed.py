@@ -83,6 +83,18 @@ class ObservedContainer(Owned):
         return value if isinstance(value, dict) else None
 
     @property
+    def has_health_check(self) -> bool:
+        """Whether its recorded spec declares a health check (status tells "none" from "not probed")."""
+        spec = (self.spec_json or {}).get("spec")
+        return isinstance(spec, dict) and spec.get("healthcheck") is not None
+
+    @property
+    def unprobed_health(self) -> str | None:
+        """Its health when nobody has probed it: ``unknown`` while it runs with a health check
+        (no engine verdict, and no controller of its folder to probe it), else ``None``."""
+        return "unknown" if self.state == "running" and self.has_health_check else None
+
+    @property
     def published_ports(self) -> tuple[str, ...]:
         """The ports its recorded spec publishes, as ``docker ps`` prints them
         (``0.0.0.0:8080->80/tcp``; a random host port, unknown here, prints as ``80/tcp``)."""

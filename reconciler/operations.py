@@ -332,8 +332,8 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
     for name, container in sorted(actual.containers.items()):
         rows.append({
             "kind": "Container", "name": name, "stack": container.stack, "state": container.state,
-            "health": container.health, "exitCode": container.exit_code, "restarts": container.restart_count,
-            "id": container.container_id[:12], "specHash": container.spec_hash,
+            "health": container.health or container.unprobed_health, "exitCode": container.exit_code,
+            "restarts": container.restart_count, "id": container.container_id[:12], "specHash": container.spec_hash,
             "drift": drift.get(("Container", name), ""), "image": container.image,
             "ports": list(container.published_ports), "startedAt": container.started_at,
         })  # fmt: skip

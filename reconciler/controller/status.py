@@ -96,7 +96,7 @@ def _container_row(
         "kind": "Container", "name": name,
         "stack": wanted.stack if wanted else (present.stack if present else None),
         "state": present.state if present else "absent",
-        "health": checks.health_of(present) if present else None,
+        "health": (checks.health_of(present) or present.unprobed_health) if present else None,
         "exitCode": present.exit_code if present else None,
         "restarts": made,
         "backoff": backoff,

@@ -33,6 +33,13 @@ spec:
   ports:
     - {{containerPort: 80, hostPort: 8080}}
     - {{containerPort: 53, protocol: udp}}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: checked, stack: elsewhere}}
+spec:
+  image: {IMAGE}
+  healthcheck: {{test: [CMD, "true"], interval: 5s, timeout: 1s, retries: 1}}
 """
 
 
@@ -95,6 +102,8 @@ def test_the_table_has_the_same_columns_either_way(
         assert "0.0.0.0:8080->80/tcp,53/udp" in outsider and IMAGE in outsider
         assert outsider.split()[4] == status.NO_HEALTH_CHECK, "no health check says so, not a blank"
         assert any(line.split()[:2] == ["Volume", "elsewhere-data"] for line in lines)
+        checked = next(line for line in lines if line.split()[1] == "checked")
+        assert checked.split()[4] == "unknown", "a health check nobody probes (not this daemon's folder) is no 'none'"
 
 
 def test_age_reads_like_kubectl() -> None:
