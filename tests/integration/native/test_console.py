@@ -45,12 +45,19 @@ def test_apply_and_status_from_the_console_script(loaded: Path, engine: native_e
                                                   tmp_path: Path) -> None:  # fmt: skip
     manifest = tmp_path / "one.yaml"
     manifest.write_text(f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}one, stack: {prefix}s}}\n"
-                        f"spec: {{image: '{IMAGE}', command: [sleep, '60']}}\n")  # fmt: skip
+                        f"spec: {{image: '{IMAGE}', command: [sleep, '60'], ports: [{{containerPort: 8080}}]}}\n")  # fmt: skip
     applied = reconcile(loaded, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     status = reconcile(loaded, "status", "-o", "json")
     rows = {row["name"]: row for row in json.loads(status.stdout)["objects"]}
-    assert rows[f"{prefix}one"]["state"] == "running"
+    one = rows[f"{prefix}one"]
+    assert one["state"] == "running"
+    assert one["image"] == IMAGE and one["ports"] == ["8080/tcp"] and one["startedAt"] is not None
+    table = reconcile(loaded, "status").stdout.splitlines()
+    assert table[0].split()[7:10] == ["IMAGE", "PORTS", "AGE"]
+    line = next(line for line in table if f"{prefix}one" in line)
+    assert line.split()[4] == "none", "no health check says so"
+    assert IMAGE in line and "8080/tcp" in line, line
 
 
 @pytest.mark.integration
