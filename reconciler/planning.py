@@ -20,7 +20,7 @@ Decisions, per object (the reason each step carries is in quotes):
   (dots are not allowed in DNS labels), so it can never collide with a user's container;
   :func:`container_of` is the one place that maps it back.
 * **Pruning** removes owned objects of the stacks in scope that no manifest declares any more
-  ("orphan: not in manifests"). Volumes are never removed unless ``prune_volumes`` is set; a kept
+  ("orphan (not in the files given: removed)"). Volumes are never removed unless ``prune_volumes`` is set; a kept
   volume is mentioned in the plan's notes.
 * **Ownership**: an object of the same name owned by another stack is a ``PlanError`` naming both.
 * **Gates** (:class:`Options`): a gated container gets no steps, and neither does any step that
@@ -468,7 +468,7 @@ def _remove_orphan_containers(
     build: _Builder, desired: manifests.Desired, actual: observed.Observed, stacks: Collection[str], *, prune: bool
 ) -> None:
     """Orphans in scope go first: they may hold networks, volumes and names the rest needs."""
-    reason = "orphan: not in manifests"
+    reason = "orphan (not in the files given: removed)"
     for name in sorted(actual.containers):
         present = actual.containers[name]
         if present.stack not in stacks or name in desired.containers:
@@ -600,7 +600,7 @@ def _remove_orphan_networks(
     build: _Builder, desired: manifests.Desired, actual: observed.Observed, stacks: Collection[str], *, prune: bool
 ) -> None:
     """Orphan networks go after every container that used them is gone."""
-    reason = "orphan: not in manifests"
+    reason = "orphan (not in the files given: removed)"
     for name in sorted(actual.networks):
         present = actual.networks[name]
         if present.stack not in stacks or name in desired.networks:
@@ -622,7 +622,7 @@ def _remove_orphan_volumes(
     prune_volumes: bool,
 ) -> None:
     """Orphan volumes are kept (they hold data) unless ``prune_volumes``; then they go after their users."""
-    reason = "orphan: not in manifests (--prune-volumes)"
+    reason = "orphan (not in the files given: removed, --prune-volumes)"
     for name in sorted(actual.volumes):
         present = actual.volumes[name]
         if present.stack not in stacks or name in desired.volumes:

@@ -56,6 +56,8 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
     p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default: 16 docker, 4 native)")
     p.add_argument("--wait", action="store_true", help="return when every container runs and is healthy")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="apply without asking (a terminal asks before removing or recreating containers)")  # fmt: skip
     p.add_argument(
         "--force-recreate", action="append", default=[], metavar="NAME",
         help="recreate NAME even when its spec is unchanged (repeatable; runs embedded, under the stack locks)",
@@ -129,15 +131,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     chosen = options.of(args)
     desired = manifests.load(args.file)
-    printer = StepPrinter(args.output)
+    printer = StepPrinter(args.output, ask=asks_confirmation(args))
     with options.engine_session(chosen) as target:
         with stack_locks(chosen, desired.stacks), interruptible() as cancel:
-            applied = operations.apply_desired(
-                target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes,
-                                                  force_recreate=frozenset(args.force_recreate)),
-                parallelism=args.parallelism or options.default_parallelism(target.name),
-                on_planned=printer.planned, on_result=printer.result, cancel=cancel,
-            )  # fmt: skip
+            try:
+                applied = operations.apply_desired(
+                    target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes,
+                                                      force_recreate=frozenset(args.force_recreate)),
+                    parallelism=args.parallelism or options.default_parallelism(target.name),
+                    on_planned=printer.planned, on_result=printer.result, cancel=cancel,
+                )  # fmt: skip
+            except ApplyCancelled:
+                console.err(CANCELLED)
+                return console.EXIT_ERROR
         code = printer.finished(applied)
         if code == console.EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
@@ -158,11 +164,22 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
     named = remote.NamedSources(args.file)
     parallelism = args.parallelism or options.default_parallelism(chosen.engine)
     try:
+        # The daemon plans again when it applies; asking first on its plan is what terraform does
+        # without a saved plan: the answer covers the changes shown, re-checked under its locks.
+        asked = asks_confirmation(args)
+        if asked:
+            planned = daemon.plan(named.items, prune=args.prune, prune_volumes=args.prune_volumes)
+            print_warnings(planned.get("warnings", []))
+            if args.output != "json":
+                console.out(console.plan_text(planned["text"]))
+            if not confirmed(planned["plan"]):
+                console.err(CANCELLED)
+                return console.EXIT_ERROR
         answer = daemon.apply(named.items, prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism)
     except client.ApiError as exc:
         remote.raise_api_error(exc, named)
     print_warnings(answer.get("warnings", []))
-    print_outcome(answer, args.output, steps_printed=False)
+    print_outcome(answer, args.output, steps_printed=False, plan_printed=asked)
     code = console.EXIT_OK if answer["ok"] else console.EXIT_ERROR
     if code == console.EXIT_OK and args.wait:
         from reconciler import manifests
@@ -189,6 +206,31 @@ def cmd_delete(args: argparse.Namespace) -> int:
             on_planned=printer.planned, on_result=printer.result, cancel=cancel,
         )  # fmt: skip
     return printer.finished(applied)
+
+
+CONFIRM_PROMPT = "Apply these changes? Only 'yes' is accepted: "
+CANCELLED = "Apply cancelled; nothing was changed."
+
+
+class ApplyCancelled(Exception):
+    """The user did not answer ``yes``: raised before the first step, so nothing has changed."""
+
+
+def asks_confirmation(args: argparse.Namespace) -> bool:
+    """On a terminal only, as terraform: ``--yes`` and scripts (stdin or stdout not a TTY) never
+    wait for an answer nobody can give."""
+    return not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def confirmed(plan: dict[str, Any]) -> bool:
+    """Whether a plan (its JSON shape) may run: one that removes or recreates no container
+    destroys nothing a user could miss and runs at once; otherwise only ``yes`` lets it run."""
+    destructive = any(c["kind"] == "Container" and c["change"] in ("remove", "recreate") for c in plan["changes"])
+    if not destructive:
+        return True
+    sys.stdout.write("\n" + CONFIRM_PROMPT)
+    sys.stdout.flush()
+    return sys.stdin.readline().strip() == "yes"
 
 
 @contextlib.contextmanager
@@ -225,14 +267,18 @@ class StepPrinter:
     """An embedded apply's output: the plan, then each step as it ends, then the summary (text);
     or one JSON document at the end (``-o json``). Warnings go to stderr as they come."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, *, ask: bool = False) -> None:
         self.output = output
+        self.ask = ask
 
     def planned(self, plan: plans.Plan, warnings: Sequence[str]) -> None:
         print_warnings(warnings)
+        if self.output != "json":
+            console.out(console.plan_text(plan.render()))
+        if self.ask and not confirmed(plan.to_json()):
+            raise ApplyCancelled
         if self.output == "json":
             return
-        console.out(console.plan_text(plan.render()))
         if not plan.converged:
             console.out("\nApplying:")
 
@@ -259,7 +305,7 @@ class StepPrinter:
         return console.EXIT_OK if applied.outcome.ok else console.EXIT_ERROR
 
 
-def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool) -> None:
+def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool, plan_printed: bool = False) -> None:
     """An apply's outcome (the API's JSON shape, :func:`operations.outcome_json`): the JSON
     document, or the text (the plan and each step, unless already printed as they ran)."""
     if output == "json":
@@ -267,7 +313,8 @@ def print_outcome(answer: dict[str, Any], output: str, *, steps_printed: bool) -
         console.out(json.dumps({"plan": answer["plan"], "results": results, "ok": answer["ok"]}, indent=2))
         return
     if not steps_printed:
-        console.out(console.plan_text(answer["text"]))
+        if not plan_printed:  # shown already when the user was asked to confirm it
+            console.out(console.plan_text(answer["text"]))
         if answer["results"]:
             console.out("\nApplying:")
         for r in answer["results"]:

@@ -191,7 +191,7 @@ def test_no_manifests_found_through_the_daemon(command: str, served: str, empty:
     the paths as they were typed, exactly as embedded."""
     through = apply.plan_via_daemon if command == "plan" else apply.apply_via_daemon
     args = argparse.Namespace(engine="memory", root="/nonexistent", socket=served, output="text", file=[str(empty)],
-                              prune=True, prune_volumes=False, parallelism=2, wait=False, force_recreate=[])  # fmt: skip
+                              prune=True, prune_volumes=False, parallelism=2, wait=False, force_recreate=[], yes=False)  # fmt: skip
     with pytest.raises(errors.NoManifests, match=f"^no manifests found in {empty}$"):
         through(args)
 

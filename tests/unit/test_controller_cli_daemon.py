@@ -30,7 +30,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
 
 def _args(socket_path: str, **values: object) -> argparse.Namespace:
     defaults: dict[str, object] = {"engine": "memory", "root": "/nonexistent", "socket": socket_path, "output": "text",
-                                   "prune": True, "prune_volumes": False, "parallelism": 2, "wait": False}  # fmt: skip
+                                   "prune": True, "prune_volumes": False, "parallelism": 2, "wait": False, "yes": False}  # fmt: skip
     defaults.update(values)
     return argparse.Namespace(**defaults)
 

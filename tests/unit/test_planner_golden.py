@@ -145,14 +145,14 @@ def test_removed_objects_are_pruned_but_volumes_kept() -> None:
         """\
         Plan: 2 to remove (4 steps).
 
-          - container db (shop): remove, orphan: not in manifests
-          - container web (shop): remove, orphan: not in manifests
+          - container db (shop): remove, orphan (not in the files given: removed)
+          - container web (shop): remove, orphan (not in the files given: removed)
 
         Steps:
-          1. stop container db: orphan: not in manifests
-          2. remove container db: orphan: not in manifests  (after 1)
-          3. stop container web: orphan: not in manifests
-          4. remove container web: orphan: not in manifests  (after 3)
+          1. stop container db: orphan (not in the files given: removed)
+          2. remove container db: orphan (not in the files given: removed)  (after 1)
+          3. stop container web: orphan (not in the files given: removed)
+          4. remove container web: orphan (not in the files given: removed)  (after 3)
 
         Note: volume data (stack shop) is not in the manifests and is kept: volumes hold data; pass --prune-volumes to remove it
         """,
@@ -164,7 +164,7 @@ def test_prune_volumes_removes_after_the_containers_using_them() -> None:
     apply(engine, load(STACK))
     plan = plan_for(engine, load(STACK.split("---", maxsplit=1)[0]), prune_volumes=True)
     assert plan.render().splitlines()[-1] == (
-        "  5. remove volume data: orphan: not in manifests (--prune-volumes)  (after 2)"
+        "  5. remove volume data: orphan (not in the files given: removed, --prune-volumes)  (after 2)"
     )
 
 
@@ -263,7 +263,7 @@ def test_leftover_staged_container_is_removed_before_reuse() -> None:
     # A previous apply died after creating web.next: it is an orphan and must go first.
     engine.create_container(planning.container_request(load(STACK).containers["web"], name="web.next"))
     text = plan_for(engine, load(STACK.replace("FOO: a", "FOO: c"))).render()
-    assert "remove container web.next: orphan: not in manifests" in text
+    assert "remove container web.next: orphan (not in the files given: removed)" in text
     assert "create container web.next: spec changed: env.FOO  (after 2)" in text
 
 
