@@ -8,7 +8,9 @@ or touch an engine, plan, or report events (it returns what changed; the loop re
 Per-file error isolation (:class:`ManifestFolder`): a file that stops parsing keeps its last good
 version in force (persisted, so a restarted controller keeps it too) and its diagnostics
 (``file:line:col``) are shown in status; a file that never parsed freezes the stacks it may
-declare, so an error can never turn into a mass deletion. A deleted file prunes its stack.
+declare, so an error can never turn into a mass deletion. A deleted file prunes its stack. When
+two files declare one object, the newcomer (or the edited file) is in error, not the file that
+held it: the object stays in its old stack.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class ManifestFolder:
         """
         for _ in range(2 * len(load.texts) + 2):
             try:
-                return manifests.load_sources(sorted(load.texts.items()))
+                return manifests.load_sources(sorted(load.texts.items(), key=self._seniority))
             except errors.ManifestError as exc:
                 for diagnostic in exc.diagnostics:
                     if diagnostic.file in load.current and diagnostic.file not in load.stale:
@@ -124,6 +126,16 @@ class ManifestFolder:
                 if not self._fall_back(load, sorted({d.file for d in exc.diagnostics})):
                     break
         return manifests.Desired.empty()
+
+    def _seniority(self, item: tuple[str, str]) -> tuple[int, str]:
+        """Files in force unchanged first, then edited ones, then newcomers (each by name).
+
+        A duplicate is blamed on its second declaration, so the file that introduced a clash (a
+        new file, or an edit) is the one in error and the object stays with the file that held it.
+        """
+        file, text = item
+        good = self._last_good.get(file)
+        return (0 if good == text else 1 if good is not None else 2, file)
 
     def _fall_back(self, load: _Load, bad: list[str]) -> bool:
         """Replace each failing file by its last good text, or drop it; whether anything changed."""

@@ -190,3 +190,74 @@ def test_an_edited_env_file_is_noticed_by_the_relist(tmp_path: Path) -> None:
     harness.controller.run_ready()
     assert harness.engine.containers["web"].container_id != before
     assert harness.engine.containers["web"].request.env["MODE"] == "two, longer"
+
+
+def _clash_reports(harness: Harness) -> dict[str, dict[str, object]]:
+    return {Path(f["path"]).name: f for f in harness.controller.status()["files"]}
+
+
+def test_a_new_file_declaring_an_object_another_file_holds_is_the_one_in_error(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("shop.yaml", container_yaml("shop-web"))
+    harness.settle()
+    web_id = harness.engine.containers["shop-web"].container_id
+    before = len(harness.engine.mutating_calls())
+
+    # "other.yaml" sorts before "shop.yaml": the newcomer is blamed all the same.
+    harness.write("other.yaml", container_yaml("shop-web", stack="other") + "---\n" + container_yaml("other-db"))
+    harness.settle()
+    harness.advance(60)
+
+    files = _clash_reports(harness)
+    assert files["shop.yaml"]["state"] == "ok"
+    assert files["other.yaml"]["state"] == "error"
+    (error,) = files["other.yaml"]["errors"]
+    assert isinstance(error, str) and error.startswith(f"{tmp_path / 'other.yaml'}:3:"), error  # file:line:col
+    assert f"duplicate Container 'shop-web' (first declared at {tmp_path / 'shop.yaml'}:3:" in error
+    assert harness.row("shop-web")["stack"] == "shop"
+    assert harness.engine.containers["shop-web"].container_id == web_id
+    assert harness.engine.mutating_calls()[before:] == []  # nothing recreated, other.yaml not applied
+
+
+def test_after_a_restart_the_persisted_last_good_versions_decide_who_was_first(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    first = Harness(folder, state_dir=state)
+    first.write("web.yaml", container_yaml("shop-web", stack="other"))
+    first.settle()
+    web_id = first.engine.containers["shop-web"].container_id
+    before = len(first.engine.mutating_calls())
+
+    # While the controller is down, "shop.yaml" (sorting first) claims the object for stack shop.
+    first.write("shop.yaml", container_yaml("shop-web"))
+    second = Harness(folder, state_dir=state, target=first.engine)
+    second.settle()
+    second.advance(60)
+
+    files = _clash_reports(second)
+    assert files["web.yaml"]["state"] == "ok"
+    assert files["shop.yaml"]["state"] == "error"
+    assert f"first declared at {folder / 'web.yaml'}:" in str(files["shop.yaml"]["errors"])
+    assert second.row("shop-web")["stack"] == "other"
+    assert first.engine.containers["shop-web"].container_id == web_id
+    assert first.engine.mutating_calls()[before:] == []
+
+
+def test_an_edit_that_claims_an_object_of_another_file_is_the_edit_in_error(tmp_path: Path) -> None:
+    harness = Harness(tmp_path)
+    harness.write("shop.yaml", container_yaml("shop-web"))
+    harness.write("other.yaml", container_yaml("other-db", stack="other"))
+    harness.settle()
+    before = len(harness.engine.mutating_calls())
+
+    harness.write(
+        "other.yaml", container_yaml("other-db", stack="other") + "---\n" + container_yaml("shop-web", stack="other")
+    )
+    harness.settle()
+
+    files = _clash_reports(harness)
+    assert files["shop.yaml"]["state"] == "ok"
+    assert files["other.yaml"]["state"] == "error" and files["other.yaml"]["usingLastGood"] is True
+    assert harness.row("shop-web")["stack"] == "shop"
+    assert harness.engine.mutating_calls()[before:] == []
