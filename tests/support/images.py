@@ -32,6 +32,9 @@ import zstandard
 
 from tests import support
 
+# The reference scripts/demo_image.py writes, and the CLI tests load into their private roots.
+LOCAL_BUSYBOX = "127.0.0.1:5000/reconciler/busybox:1"
+
 MTIME = 1_700_000_000
 MEDIA_LAYER = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",

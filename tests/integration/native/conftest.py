@@ -72,3 +72,12 @@ def engine(root: Path, prefix: str) -> Iterator[native_engine.NativeEngine]:
         if name.startswith(prefix):
             engine.remove_volume(name)
     engine.close()
+
+
+@pytest.fixture
+def loaded(root: Path, tmp_path: Path) -> Path:
+    """The private ``root`` with busybox loaded as :data:`images.LOCAL_BUSYBOX` (no registry needed)."""
+    layout = images.OciLayout(tmp_path / "oci")
+    images.busybox_image(layout, images.LOCAL_BUSYBOX)
+    native_engine.NativeEngine(root).image_store.load(layout.tarball(tmp_path / "image.tar"))
+    return root

@@ -17,15 +17,7 @@ from reconciler.backends.native import engine as native_engine
 from tests.support import images
 from tests.support.polling import eventually
 
-IMAGE = "127.0.0.1:5000/reconciler/busybox:1"
-
-
-@pytest.fixture
-def loaded(root: Path, tmp_path: Path) -> Path:
-    layout = images.OciLayout(tmp_path / "oci")
-    images.busybox_image(layout, IMAGE)
-    native_engine.NativeEngine(root).image_store.load(layout.tarball(tmp_path / "image.tar"))
-    return root
+IMAGE = images.LOCAL_BUSYBOX
 
 
 @pytest.mark.integration

@@ -15,7 +15,6 @@ import pytest
 
 from reconciler import cli
 from reconciler.backends.native import engine as native_engine
-from tests.support import images
 from tests.support.polling import eventually
 
 ROOT = Path(__file__).parents[3]
@@ -31,15 +30,6 @@ def stack_text(prefix: str, port: int, *, level: str = "info", memory: str = "64
         text = "\n---\n".join(d for d in documents if f"name: {prefix}api" not in d)
         text = text.replace(f"  dependsOn: [{prefix}api]\n", "")
     return text
-
-
-@pytest.fixture
-def loaded(root: Path, tmp_path: Path) -> Path:
-    layout = images.OciLayout(tmp_path / "oci")
-    images.busybox_image(layout, "127.0.0.1:5000/reconciler/busybox:1")
-    tarball = layout.tarball(tmp_path / "image.tar")
-    native_engine.NativeEngine(root).image_store.load(tarball)
-    return root
 
 
 def get(url: str) -> bytes:

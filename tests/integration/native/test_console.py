@@ -21,7 +21,7 @@ from reconciler.backends.native import engine as native_engine
 from tests.support import images
 from tests.support.polling import eventually
 
-IMAGE = "127.0.0.1:5000/reconciler/busybox:1"
+IMAGE = images.LOCAL_BUSYBOX
 
 
 def reconcile(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -30,14 +30,6 @@ def reconcile(root: Path, *args: str, timeout: float = 120) -> subprocess.Comple
         pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
     return subprocess.run([binary, "--engine", "native", "--root", str(root), *args], cwd="/", capture_output=True,
                           text=True, timeout=timeout, check=False)  # fmt: skip
-
-
-@pytest.fixture
-def loaded(root: Path, tmp_path: Path) -> Path:
-    layout = images.OciLayout(tmp_path / "oci")
-    images.busybox_image(layout, IMAGE)
-    native_engine.NativeEngine(root).image_store.load(layout.tarball(tmp_path / "image.tar"))
-    return root
 
 
 @pytest.mark.integration
