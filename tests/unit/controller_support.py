@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler import controller, engine, manifests, plans
+from reconciler import api, controller, engine, manifests, plans
 from reconciler.backends import memory
 from tests.support.polling import eventually
 
@@ -108,3 +110,20 @@ def wait_for_event_reader(ctl: controller.Controller, target: memory.MemoryEngin
         return engine_events_read(ctl) > before
 
     eventually(heard, timeout=5.0, interval=0.02, what="the controller's event reader")
+
+
+@contextlib.contextmanager
+def served_controller(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
+    """A settled controller on the memory engine whose folder holds ``shop.yaml`` (container web),
+    its API served on a socket under ``tmp_path``: (the harness, the socket's path)."""
+    (tmp_path / "m").mkdir()
+    harness = Harness(tmp_path / "m")
+    harness.write("shop.yaml", container_yaml("web"))
+    harness.settle()
+    socket_path = str(tmp_path / "run" / "api.sock")
+    server = api.Server(harness.controller, socket_path=socket_path, poll_interval=0.05)
+    server.start()
+    try:
+        yield harness, socket_path
+    finally:
+        server.stop()

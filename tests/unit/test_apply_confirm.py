@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, cli
+from reconciler import cli
 from reconciler.backends import memory
 from reconciler.cli import apply, options
-from tests.unit.controller_support import Harness, container_yaml
+from tests.unit.controller_support import Harness, container_yaml, served_controller
 from tests.unit.helpers import new_engine
 from tests.unit.test_planner_golden import STACK
 
@@ -96,15 +96,8 @@ def test_a_plan_that_only_creates_does_not_ask(
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
-    (tmp_path / "m").mkdir()
-    harness = Harness(tmp_path / "m")
-    harness.write("shop.yaml", container_yaml("web"))
-    harness.settle()
-    socket_path = str(tmp_path / "run" / "api.sock")
-    server = api.Server(harness.controller, socket_path=socket_path, poll_interval=0.05)
-    server.start()
-    yield harness, socket_path
-    server.stop()
+    with served_controller(tmp_path) as serving:
+        yield serving
 
 
 def test_through_the_daemon_the_cli_asks_before_sending_apply(

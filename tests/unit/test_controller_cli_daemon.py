@@ -10,22 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, errors
+from reconciler import errors
 from reconciler.cli import apply, daemon, status
-from tests.unit.controller_support import Harness, container_yaml
+from tests.unit.controller_support import Harness, container_yaml, served_controller
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
-    (tmp_path / "m").mkdir()
-    harness = Harness(tmp_path / "m")
-    harness.write("shop.yaml", container_yaml("web"))
-    harness.settle()
-    socket_path = str(tmp_path / "run" / "api.sock")
-    server = api.Server(harness.controller, socket_path=socket_path, poll_interval=0.05)
-    server.start()
-    yield harness, socket_path
-    server.stop()
+    with served_controller(tmp_path) as serving:
+        yield serving
 
 
 def _args(socket_path: str, **values: object) -> argparse.Namespace:
