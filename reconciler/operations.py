@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import engine, errors, executing, files, manifests, observed, planning, plans
+from reconciler.holds import Holds
 
 LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
 # Called once the plan is made, before any step runs: the plan and the warnings so far.
@@ -134,14 +135,19 @@ def apply_desired(
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
     cancel: threading.Event | None = None,
+    holds: Holds | None = None,
 ) -> Applied:
     """Refresh, plan and execute while holding the locks of the stacks in scope.
 
     Once ``cancel`` is set no new step starts (see :func:`executing.execute`); a create-first
     recreate the interruption caught half-way is then completed or rolled back
-    (:func:`settle_recreates`), still under the locks."""
+    (:func:`settle_recreates`), still under the locks. An explicit apply makes the files true:
+    with ``holds``, the declared containers' stopped-on-purpose records are released first, and
+    the plan starts them (as ``docker compose up`` starts what ``docker compose stop`` stopped)."""
     stacks = desired.stacks if options.scope is None else options.scope
     with hold_stacks(stack_lock, stacks):
+        if holds is not None:
+            holds.release(desired.containers)
         plan, warnings = refresh_and_plan(target, desired, options)
         if on_planned is not None:
             on_planned(plan, warnings)
@@ -198,13 +204,14 @@ def apply_sources(
     prune_volumes: bool,
     parallelism: int,
     stack_lock: LockFactory = no_lock,
+    holds: Holds | None = None,
 ) -> Applied:
     """Validate manifest texts (``(file, text)``) and apply them (see :func:`apply_desired`);
     texts that declare no object raise :class:`errors.NoManifests` (applying them would only prune)."""
     desired = manifests.load_sources(sources)
     manifests.require_objects(desired, [file for file, _ in sources])
     options = planning.Options(prune=prune, prune_volumes=prune_volumes)
-    return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock)
+    return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock, holds=holds)
 
 
 def delete_stacks(
@@ -277,38 +284,42 @@ def owned_containers(target: engine.Engine, names: Sequence[str], stacks: Sequen
     return sorted(chosen)
 
 
-def started_again(target: engine.Engine, names: Iterable[str]) -> dict[str, str]:
-    """Of ``names``, those whose recorded restart policy (``always``, ``unless-stopped``) starts
-    them again after a stop, with the policy: the daemon's restart manager and the next apply do,
-    since nothing records yet that a container was stopped on purpose."""
-    actual = target.observe()
-    found = {}
-    for name in names:
-        present = actual.containers.get(name)
-        spec = (present.spec_json or {}).get("spec") if present is not None else None
-        restart = spec.get("restart") if isinstance(spec, dict) else None
-        policy = restart.get("policy") if isinstance(restart, dict) else None
-        if policy in ("always", "unless-stopped"):
-            found[name] = str(policy)
-    return found
-
-
-def start_containers(target: engine.Engine, names: Iterable[str]) -> None:
-    """Start each container (a running one is left as it is)."""
+def start_containers(target: engine.Engine, names: Iterable[str], *, holds: Holds | None = None) -> None:
+    """Start each container (a running one is left as it is); a stopped-on-purpose record of
+    each is released first, so its restart policy applies again."""
+    names = list(names)
+    if holds is not None:
+        holds.release(names)
     for name in names:
         target.start_container(name)
 
 
-def stop_containers(target: engine.Engine, names: Iterable[str], *, timeout: float | None = None) -> None:
-    """Stop each container, keeping it (its stop signal, then ``timeout`` or its own stop timeout)."""
+def stop_containers(
+    target: engine.Engine, names: Iterable[str], *, holds: Holds | None = None, timeout: float | None = None
+) -> None:
+    """Stop each container, keeping it (its stop signal, then ``timeout`` or its own stop timeout).
+
+    With ``holds``, each container is first recorded as stopped on purpose, so that a daemon's
+    restart manager, which sees the exit, leaves it stopped (records of containers that are gone
+    or were recreated since are dropped on the way)."""
+    names = list(names)
+    if holds is not None:
+        actual = target.observe(images=[])
+        holds.forget_stale(actual)
+        for name in names:
+            if (present := actual.containers.get(name)) is not None:
+                holds.hold(name, present.container_id)
     for name in names:
         target.stop_container(name, timeout=timeout)
 
 
-def restart_containers(target: engine.Engine, names: Sequence[str], *, timeout: float | None = None) -> None:
-    """Stop them all, then start them all: a stack's containers come back together."""
+def restart_containers(
+    target: engine.Engine, names: Sequence[str], *, holds: Holds | None = None, timeout: float | None = None
+) -> None:
+    """Stop them all, then start them all: a stack's containers come back together. The stop is
+    not on purpose: a daemon may restart one before the start does, which is harmless."""
     stop_containers(target, names, timeout=timeout)
-    start_containers(target, names)
+    start_containers(target, names, holds=holds)
 
 
 # ---------------------------------------------------------------------------------------------

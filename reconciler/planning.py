@@ -123,6 +123,8 @@ class Options:
 
     ``force_recreate`` (``apply --force-recreate NAME``) names declared containers to recreate
     even when nothing changed; naming a container no manifest declares is a ``PlanError``.
+    ``held``: containers stopped on purpose (``reconcile stop``, see :mod:`reconciler.holds`) that
+    the controller leaves stopped: an exited one gets no start decision.
     """
 
     prune: bool = True
@@ -131,6 +133,7 @@ class Options:
     restarts_elsewhere: frozenset[str] = frozenset()
     gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     force_recreate: frozenset[str] = frozenset()
+    held: frozenset[str] = frozenset()
 
 
 class Verdict(enum.Enum):
@@ -182,6 +185,12 @@ def decide(
     }
     _force_recreate(actual, decisions, options.force_recreate, recreated)
     _follow_namespace_peers(desired, actual, decisions, recreated)
+    for name in sorted(options.held & decisions.keys()):
+        decision = decisions[name]
+        if decision.verdict is Verdict.START:
+            decisions[name] = Decision(
+                Verdict.KEEP, f"stopped on purpose (reconcile stop); `reconcile start {name}` starts it"
+            )
     for name in sorted(options.restarts_elsewhere & decisions.keys()):
         decision = decisions[name]
         if decision.verdict is Verdict.START:

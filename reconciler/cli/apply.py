@@ -140,6 +140,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                                       force_recreate=frozenset(args.force_recreate)),
                     parallelism=args.parallelism or options.default_parallelism(target.name),
                     on_planned=printer.planned, on_result=printer.result, cancel=cancel,
+                    holds=chosen.holds(),
                 )  # fmt: skip
             except ApplyCancelled:
                 console.err(CANCELLED)

@@ -134,6 +134,7 @@ def build_controller(
         parallelism=args.parallelism or options.default_parallelism(target.name),
         stack_lock=lambda stack: operations.stack_lock(locks, stack),
         threaded_probes=True,
+        holds=chosen.holds(),
     )
 
 

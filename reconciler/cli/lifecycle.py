@@ -6,10 +6,10 @@ Where it sits: a command module of ``reconciler.cli``. Each command names owned 
 ``start`` starts it, ``restart`` stops them all, then starts them all. Only owned containers: an
 unknown or foreign name is an error naming it (exit 1) and nothing is touched.
 
-A stopped container whose restart policy wants it running (``always``, ``unless-stopped``) is
-started again by the daemon's restart manager and by the next ``apply``: no marker records that
-it was stopped on purpose yet (Docker's ``unless-stopped`` keeps such a container stopped). The
-commands' help says so, and ``stop`` warns about each such container.
+``stop`` records each container as stopped on purpose (:mod:`reconciler.holds`): the daemon's
+restart manager leaves it stopped whatever its restart policy, as Docker does after a manual
+``docker stop``; ``start``, ``restart`` and an explicit ``reconcile apply`` of its files start it
+again (as ``docker compose up`` does).
 
 It must not import an engine at module level (the parser is built on every start), and it must
 not decide anything itself: operations does.
@@ -23,9 +23,9 @@ from reconciler import errors
 from reconciler.cli import console, options
 
 RESTART_POLICY_NOTE = """\
-note: a stopped container whose restart policy is `always` or `unless-stopped` is started
-again by the daemon (`reconcile watch`/`daemon`) and by the next `reconcile apply`; nothing
-records yet that it was stopped on purpose (Docker's `unless-stopped` keeps it stopped)."""
+note: a container stopped with `reconcile stop` stays stopped whatever its restart policy: the
+daemon (`reconcile watch`) leaves it alone until `reconcile start`/`restart` or an explicit
+`reconcile apply` of its files."""
 
 
 def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
@@ -56,7 +56,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     names = chosen(args)
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
-        operations.start_containers(target, containers)
+        operations.start_containers(target, containers, holds=options.of(args).holds())
     return done("started", containers)
 
 
@@ -66,12 +66,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
     names = chosen(args)
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
-        operations.stop_containers(target, containers, timeout=args.timeout)
-        coming_back = operations.started_again(target, containers)
-    code = done("stopped", containers)
-    for name, policy in coming_back.items():
-        console.warn(f"{name} has restart policy {policy}: the daemon and the next apply start it again")
-    return code
+        operations.stop_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout)
+    return done("stopped", containers)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
@@ -80,7 +76,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     names = chosen(args)
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
-        operations.restart_containers(target, containers, timeout=args.timeout)
+        operations.restart_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout)
     return done("restarted", containers)
 
 

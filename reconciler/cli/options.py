@@ -26,6 +26,7 @@ from reconciler import client, errors
 
 if TYPE_CHECKING:
     from reconciler import engine
+    from reconciler.holds import Holds
 
 DEFAULT_ROOT = client.DEFAULT_ROOT
 ENGINES = ("native", "docker")
@@ -46,6 +47,18 @@ class GlobalOptions(NamedTuple):
     def lock_dir(self) -> Path:
         """Where the per-stack locks shared with the daemon live."""
         return self.root / "locks"
+
+    @property
+    def holds_dir(self) -> Path:
+        """Where ``reconcile stop`` records the containers it stopped on purpose (shared with the
+        daemon, whose restart manager leaves them stopped; see :mod:`reconciler.holds`)."""
+        return self.root / "stopped"
+
+    def holds(self) -> Holds:
+        """The stopped-on-purpose records of this root."""
+        from reconciler.holds import Holds
+
+        return Holds(self.holds_dir)
 
     @property
     def uses_daemon(self) -> bool:

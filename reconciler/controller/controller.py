@@ -24,6 +24,7 @@ from typing import Any
 
 from reconciler import engine, errors, executing, manifests, operations, plans
 from reconciler.controller import folder, health, passes, queue, report, restarting, state, status, threads
+from reconciler.holds import Holds
 
 log = logging.getLogger("reconciler.controller")
 
@@ -75,6 +76,7 @@ class Controller:
         stack_lock: LockFactory = operations.no_lock,
         rng: random.Random | None = None,
         threaded_probes: bool = False,
+        holds: Holds | None = None,
     ) -> None:
         self.engine = target
         self.clock: queue.Clock = clock or queue.SystemClock()
@@ -91,6 +93,7 @@ class Controller:
         self.restarts = restarting.RestartDriver(
             target, self.clock, records, self.events, engine_restarts=self.settings.engine_restarts,
             rng=rng or random.Random(), wake=self._restart_scheduled, on_restart=self.health.forget,  # noqa: S311 (jitter)
+            holds=holds,
         )  # fmt: skip
         self.passes = passes.Passes(
             target, clock=self.clock, work=self.queue, alarm=self.alarm, desired=self.desired, checks=self.health,
@@ -327,7 +330,7 @@ class Controller:
         this folder manages get a pass afterwards (their restarts and health are the controller's)."""
         applied = operations.apply_sources(
             self.engine, sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism,
-            stack_lock=self.stack_lock,
+            stack_lock=self.stack_lock, holds=self.restarts.holds,
         )  # fmt: skip
         known = self.desired.known_stacks()
         for stack in applied.stacks:

@@ -208,7 +208,8 @@ class Passes:
         """The controller's inputs to the planner: the restarts it owns, and dependsOn gates."""
         owned = frozenset(name for name, container in desired.containers.items() if self.restarts.owns(container))
         gates = {name: why for name, c in desired.containers.items() if (why := self.health.gate(c, actual))}
-        return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates)
+        held = self.restarts.held(actual)
+        return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates, held=held)
 
     def _record_outcome(self, stack: str, outcome: executing.Outcome) -> list[str]:
         failed = []

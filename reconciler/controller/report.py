@@ -33,7 +33,7 @@ _WARNINGS = frozenset({"step-failed", "manifest-error", "error", "gave-up"})
 class ControllerEvent:
     sequence: int
     time: float
-    kind: str  # reconcile | drift | step-failed | exit | restart | gave-up | health | manifest-error | error
+    kind: str  # reconcile | drift | step-failed | exit | restart | gave-up | held | health | manifest-error | error
     stack: str
     name: str
     message: str

@@ -25,6 +25,7 @@ from typing import Any
 
 from reconciler import engine, errors, hashing, manifests, observed, restarts
 from reconciler.controller import queue, report, state
+from reconciler.holds import Holds
 
 log = logging.getLogger("reconciler.controller")
 
@@ -85,8 +86,10 @@ class RestartDriver:
         rng: random.Random,
         wake: Wake,
         on_restart: Callable[[str], None],
+        holds: Holds | None = None,
     ) -> None:
         self.engine = target
+        self.holds = holds or Holds(None)
         self.clock = clock
         self.engine_restarts = engine_restarts
         self.rng = rng
@@ -103,6 +106,10 @@ class RestartDriver:
 
     def owns(self, container: manifests.DesiredContainer) -> bool:
         return restarts.controller_owns_restarts(container.spec, engine_restarts=self.engine_restarts)
+
+    def held(self, actual: observed.Observed) -> frozenset[str]:
+        """The containers stopped on purpose: their restart policy waits for ``reconcile start``."""
+        return self.holds.held(actual)
 
     def started(self, name: str, container_id: str, now: float) -> None:
         """A start event of an owned container: its run time counts towards ``resetAfter``."""
@@ -131,6 +138,9 @@ class RestartDriver:
 
         ``late``: how long ago the exit happened when it was seen (the event's delivery).
         """
+        if reason == "exit" and self.holds.is_held(desired.name, container_id):
+            self._events.add("held", desired.stack, desired.name, "stopped on purpose (reconcile stop): not restarted")
+            return
         restart = desired.spec.restart
         backoff = restart.backoff or restarts.DEFAULT_BACKOFF
         now = self.clock.monotonic()
@@ -194,7 +204,7 @@ class RestartDriver:
                     if current is not None and self._running_is_due(current, now, dry_run, observed_at):
                         due.append(name)
                     continue
-                if present.state not in ("exited", "dead"):
+                if present.state not in ("exited", "dead") or self.holds.is_held(name, present.container_id):
                     continue
                 if current is None or (current.due_at is None and not current.gave_up):
                     # Missed (the controller was down, or the event was lost): same decision as a die.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reconciler import api, controller, engine, manifests, plans
 from reconciler.backends import memory
+from reconciler.holds import Holds
 from tests.support.polling import eventually
 
 IMAGE = "127.0.0.1:5000/unit/busybox:1"
@@ -53,6 +54,7 @@ class Harness:
         state_dir: Path | None = None,
         engine_restarts: bool = False,
         target: memory.MemoryEngine | None = None,
+        holds: Holds | None = None,
     ) -> None:
         """``target``: another harness's engine (a restarted controller finds what the first left)."""
         self.folder = folder
@@ -60,7 +62,7 @@ class Harness:
         self.engine = target or memory.MemoryEngine(images={IMAGE: "sha256:" + "ab" * 32}, clock=self.clock.wall)
         self.controller = controller.Controller(
             self.engine, folder, clock=self.clock, state_dir=state_dir, engine_restarts=engine_restarts,
-            relist_interval=20.0, resync_interval=20.0,
+            relist_interval=20.0, resync_interval=20.0, holds=holds,
         )  # fmt: skip
 
     def write(self, name: str, text: str) -> Path:

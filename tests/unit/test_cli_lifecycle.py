@@ -52,7 +52,7 @@ def test_stop_keeps_the_container_and_start_runs_it_again(
     assert states(engine) == {"db": "running", "web": "exited"}
     printed = capsys.readouterr()
     assert printed.out == "stopped web\n"
-    assert printed.err == "warning: web has restart policy always: the daemon and the next apply start it again\n"
+    assert printed.err == ""
     assert cli.main(["start", "web"]) == 0
     assert states(engine) == {"db": "running", "web": "running"}
     assert capsys.readouterr().out == "started web\n"
@@ -89,10 +89,10 @@ def test_unknown_or_foreign_names_are_errors_naming_them_and_nothing_is_touched(
     assert "start needs NAME... or --stack NAME" in capsys.readouterr().err
 
 
-def test_the_help_of_stop_says_the_restart_policy_starts_it_again(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_help_of_stop_says_a_stopped_container_stays_stopped(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["stop", "--help"])
-    assert "started\nagain by the daemon" in capsys.readouterr().out
+    assert "stays stopped whatever its restart policy" in capsys.readouterr().out
 
 
 def test_force_recreate_recreates_an_unchanged_container(
