@@ -9,8 +9,9 @@ defaults where the manifest is silent (what dockerd 20.10 writes into its own co
   image's CMD; env: ``PATH`` and ``HOSTNAME`` first, then the image's, then the manifest's, later
   keys replacing earlier ones); the user resolved against the rootfs's own ``/etc/passwd`` and
   ``/etc/group`` *inside* the rootfs (a symlinked ``/etc/passwd`` cannot point at the host's);
-* **security**: Docker's 14 default capabilities, adjusted by ``capAdd``/``capDrop``; the default
-  seccomp filter (:mod:`seccomp`); masked and read-only ``/proc`` paths; a device allow-list; no
+* **security**: Docker's 14 default capabilities, adjusted by ``capAdd``/``capDrop``; Docker's
+  default seccomp filter built for that capability set (:mod:`seccomp`: namespaces and mounts
+  need ``CAP_SYS_ADMIN``); masked and read-only ``/proc`` paths; a device allow-list; no
   privileged mode unless the manifest says so;
 * **resources**: memory (swap capped at the same value), CPU quota over a 100 ms period, pids;
 * **mounts**: ``/proc``, a fresh tmpfs ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``,
