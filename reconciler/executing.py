@@ -3,8 +3,9 @@
 Independent steps run concurrently on a bounded thread pool (``parallelism``); a step starts when
 every step it waits for has succeeded. When a step fails, the steps that depend on it (directly or
 transitively) are skipped, and every independent step still runs, so one bad object never blocks
-the rest of the stack. Results are reported as they happen (``on_result``) and returned in step
-order, so the CLI can print a per-step line and a summary.
+the rest of the stack. Starts and results are reported as they happen (``on_start``,
+``on_result``) and results are returned in step order, so the CLI can show the steps in flight,
+print a per-step line and a summary.
 
 A cancellation token (``cancel``, set by the CLI on Ctrl-C) is checked before a step starts:
 once it is set, no new step starts, the steps in flight finish and are reported, and the steps
@@ -168,10 +169,12 @@ def execute(
     parallelism: int = 4,
     on_result: Callable[[StepResult], None] | None = None,
     cancel: threading.Event | None = None,
+    on_start: Callable[[plans.Step], None] | None = None,
 ) -> Outcome:
     """Run ``plan`` against ``target``; never raises for a failed step (see :class:`Outcome`).
 
-    Once ``cancel`` is set, no step starts; those in flight finish (see the module docstring)."""
+    Once ``cancel`` is set, no step starts; those in flight finish (see the module docstring).
+    ``on_start`` hears of each step as it is handed to a worker (a terminal shows it in flight)."""
     walk = _Walk(plan, on_result)
     width = max(1, parallelism)
     # A step is handed to the pool only when a worker is free, so "started" means running: a
@@ -182,6 +185,8 @@ def execute(
         while True:
             while ready and len(running) < width and (cancel is None or not cancel.is_set()):
                 number = ready.pop(0)
+                if on_start is not None:
+                    on_start(walk.steps[number])
                 running[pool.submit(_run, walk.steps[number], target)] = number
             if not running:
                 break

@@ -28,6 +28,7 @@ LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
 # Called once the plan is made, before any step runs: the plan and the warnings so far.
 OnPlanned = Callable[[plans.Plan, Sequence[str]], None]
 OnResult = Callable[[executing.StepResult], None]
+OnStart = Callable[[plans.Step], None]
 
 # How often ``wait_ready`` looks at the engine again.
 READY_POLL_INTERVAL = 0.2
@@ -136,6 +137,7 @@ def apply_desired(
     on_result: OnResult | None = None,
     cancel: threading.Event | None = None,
     holds: Holds | None = None,
+    on_start: OnStart | None = None,
 ) -> Applied:
     """Refresh, plan and execute while holding the locks of the stacks in scope.
 
@@ -151,7 +153,9 @@ def apply_desired(
         plan, warnings = refresh_and_plan(target, desired, options)
         if on_planned is not None:
             on_planned(plan, warnings)
-        outcome = executing.execute(plan, target, parallelism=parallelism, on_result=on_result, cancel=cancel)
+        outcome = executing.execute(
+            plan, target, parallelism=parallelism, on_result=on_result, cancel=cancel, on_start=on_start
+        )
         recovered = settle_recreates(target, plan) if outcome.interrupted else []
     return Applied(plan, outcome, warnings, frozenset(stacks), recovered)
 
@@ -224,6 +228,7 @@ def delete_stacks(
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
     cancel: threading.Event | None = None,
+    on_start: OnStart | None = None,
 ) -> Applied:
     """Remove every object of ``stacks`` (volumes only with ``prune_volumes``): an empty desired
     state, pruned, in the scope of those stacks only. A stack that owns no object at all (not
@@ -237,7 +242,7 @@ def delete_stacks(
     options = planning.Options(prune=True, prune_volumes=prune_volumes, scope=scope)
     return apply_desired(target, manifests.Desired.empty(scope), options, parallelism=parallelism,
                          stack_lock=stack_lock, on_planned=on_planned, on_result=on_result,
-                         cancel=cancel)  # fmt: skip
+                         cancel=cancel, on_start=on_start)  # fmt: skip
 
 
 def outcome_json(plan: plans.Plan, outcome: executing.Outcome) -> dict[str, Any]:
@@ -295,9 +300,15 @@ def start_containers(target: engine.Engine, names: Iterable[str], *, holds: Hold
 
 
 def stop_containers(
-    target: engine.Engine, names: Iterable[str], *, holds: Holds | None = None, timeout: float | None = None
+    target: engine.Engine,
+    names: Iterable[str],
+    *,
+    holds: Holds | None = None,
+    timeout: float | None = None,
+    each: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
 ) -> None:
-    """Stop each container, keeping it (its stop signal, then ``timeout`` or its own stop timeout).
+    """Stop each container, keeping it (its stop signal, then ``timeout`` or its own stop timeout);
+    ``each(name)`` wraps each stop (a terminal shows it in flight).
 
     With ``holds``, each container is first recorded as stopped on purpose, so that a daemon's
     restart manager, which sees the exit, leaves it stopped (records of containers that are gone
@@ -310,15 +321,21 @@ def stop_containers(
             if (present := actual.containers.get(name)) is not None:
                 holds.hold(name, present.container_id)
     for name in names:
-        target.stop_container(name, timeout=timeout)
+        with each(name) if each is not None else contextlib.nullcontext():
+            target.stop_container(name, timeout=timeout)
 
 
 def restart_containers(
-    target: engine.Engine, names: Sequence[str], *, holds: Holds | None = None, timeout: float | None = None
+    target: engine.Engine,
+    names: Sequence[str],
+    *,
+    holds: Holds | None = None,
+    timeout: float | None = None,
+    each: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
 ) -> None:
     """Stop them all, then start them all: a stack's containers come back together. The stop is
     not on purpose: a daemon may restart one before the start does, which is harmless."""
-    stop_containers(target, names, timeout=timeout)
+    stop_containers(target, names, timeout=timeout, each=each)
     start_containers(target, names, holds=holds)
 
 

@@ -133,14 +133,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     desired = manifests.load(args.file)
     printer = StepPrinter(args.output, ask=asks_confirmation(args))
     with options.engine_session(chosen) as target:
-        with stack_locks(chosen, desired.stacks), interruptible() as cancel:
+        with stack_locks(chosen, desired.stacks), interruptible() as cancel, printer:
             try:
                 applied = operations.apply_desired(
                     target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes,
                                                       force_recreate=frozenset(args.force_recreate)),
                     parallelism=args.parallelism or options.default_parallelism(target.name),
                     on_planned=printer.planned, on_result=printer.result, cancel=cancel,
-                    holds=chosen.holds(),
+                    holds=chosen.holds(), on_start=printer.started,
                 )  # fmt: skip
             except ApplyCancelled:
                 console.err(CANCELLED)
@@ -200,11 +200,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.file:
         stacks |= manifests.load(args.file).stacks
     printer = StepPrinter(args.output)
-    with options.engine_session(chosen) as target, stack_locks(chosen, stacks), interruptible() as cancel:
+    with options.engine_session(chosen) as target, stack_locks(chosen, stacks), interruptible() as cancel, printer:
         applied = operations.delete_stacks(
             target, stacks, prune_volumes=args.prune_volumes,
             parallelism=args.parallelism or options.default_parallelism(target.name),
-            on_planned=printer.planned, on_result=printer.result, cancel=cancel,
+            on_planned=printer.planned, on_result=printer.result, cancel=cancel, on_start=printer.started,
         )  # fmt: skip
     return printer.finished(applied)
 
@@ -271,6 +271,21 @@ class StepPrinter:
     def __init__(self, output: str, *, ask: bool = False) -> None:
         self.output = output
         self.ask = ask
+        # On a terminal, the step that runs the longest is shown with its elapsed time.
+        self.in_flight = console.InFlight(output != "json" and sys.stdout.isatty())
+
+    def __enter__(self) -> StepPrinter:
+        self.in_flight.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.in_flight.__exit__(*exc)
+
+    def started(self, step: plans.Step) -> None:
+        from reconciler import plans
+
+        verb, subject = plans.describe(step.action)
+        self.in_flight.started(step.number, f"{verb} {subject}")
 
     def planned(self, plan: plans.Plan, warnings: Sequence[str]) -> None:
         print_warnings(warnings)
@@ -289,7 +304,8 @@ class StepPrinter:
         from reconciler import plans
 
         verb, subject = plans.describe(result.step.action)
-        console.out(
+        self.in_flight.ended(result.step.number)
+        self.in_flight.line(
             console.step_line(
                 result.step.number, result.status, verb, subject, seconds=result.seconds, error=result.error
             )

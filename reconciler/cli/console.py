@@ -1,4 +1,5 @@
-"""What the command line prints, and how: output streams, exit codes, tables, sizes, steps.
+"""What the command line prints, and how: output streams, exit codes, tables, sizes, steps,
+the steps in flight.
 
 Where it sits: at the bottom of the ``reconciler.cli`` package; every command module prints
 through it, so that a table, a size or an executed step looks the same whichever command (and
@@ -10,11 +11,14 @@ anything: callers pass the rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 # Exit codes, documented for CI (see the package docstring).
@@ -116,3 +120,98 @@ def step_line(number: int, status: str, verb: str, target: str, *, seconds: floa
 def summary_line(*, ok: bool, summary: str, interrupted: bool = False) -> str:
     """The line that ends an apply's steps (after a blank line)."""
     return f"\n{'Interrupted' if interrupted else 'Done' if ok else 'Failed'}: {summary}."
+
+
+class InFlight:
+    """The steps in flight, on a terminal: one line under the printed steps naming the step that
+    has run the longest and its elapsed time (``⠹ stop container shop-web… 4.1s (+2 more)``),
+    redrawn a few times a second, as ``docker compose`` shows a long stop. Lines printed meanwhile
+    go through :meth:`line`, which clears the status line first and draws it again after.
+
+    ``enabled`` is false for a pipe, a file or JSON output: then nothing is drawn and :meth:`line`
+    is :func:`out`. Steps are reported from the executor's threads, hence the lock.
+    """
+
+    SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    # Short steps finish before this and never flicker on the screen.
+    SHOW_AFTER = 0.5
+    REDRAW_EVERY = 0.2
+
+    def __init__(self, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.enabled = enabled
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running: dict[object, tuple[str, float]] = {}
+        self._drawn = False
+        self._frame = 0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> InFlight:
+        if self.enabled:
+            self._ticker = threading.Thread(target=self._tick, name="in-flight", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        with self._lock:
+            self._clear()
+
+    def started(self, key: object, text: str) -> None:
+        with self._lock:
+            self._running[key] = (text, self._clock())
+
+    def ended(self, key: object) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    @contextlib.contextmanager
+    def step(self, key: object, text: str) -> Iterator[None]:
+        """The ``with`` block is a step in flight."""
+        self.started(key, text)
+        try:
+            yield
+        finally:
+            self.ended(key)
+
+    def line(self, text: str) -> None:
+        """Print a line above the status line."""
+        with self._lock:
+            self._clear()
+            out(text)
+            self._draw()
+
+    def status(self) -> str | None:
+        """The status line's text now, or None when no step has run for :data:`SHOW_AFTER`."""
+        if not self._running:
+            return None
+        now = self._clock()
+        text, since = min(self._running.values(), key=lambda item: item[1])
+        if now - since < self.SHOW_AFTER:
+            return None
+        more = f" (+{len(self._running) - 1} more)" if len(self._running) > 1 else ""
+        spinner = self.SPINNER[self._frame % len(self.SPINNER)]
+        return f"  {spinner} {text}… {now - since:.1f}s{more}"
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.REDRAW_EVERY):
+            with self._lock:
+                self._frame += 1
+                self._clear()
+                self._draw()
+
+    def _draw(self) -> None:
+        if self.enabled and (text := self.status()) is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self._drawn = True
+
+    def _clear(self) -> None:
+        if self._drawn:
+            # Carriage return, then erase the line: the next text starts at the left margin.
+            sys.stdout.write("\r\033[2K")
+            sys.stdout.flush()
+            self._drawn = False

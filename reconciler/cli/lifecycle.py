@@ -18,6 +18,7 @@ not decide anything itself: operations does.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from reconciler import errors
 from reconciler.cli import console, options
@@ -66,7 +67,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     names = chosen(args)
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
-        operations.stop_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout)
+        with stopping() as status:
+            operations.stop_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout,
+                                       each=lambda name: status.step(name, f"stopping {name}"))  # fmt: skip
     return done("stopped", containers)
 
 
@@ -76,8 +79,15 @@ def cmd_restart(args: argparse.Namespace) -> int:
     names = chosen(args)
     with options.engine_session(options.of(args)) as target:
         containers = operations.owned_containers(target, names, args.stack)
-        operations.restart_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout)
+        with stopping() as status:
+            operations.restart_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout,
+                                          each=lambda name: status.step(name, f"stopping {name}"))  # fmt: skip
     return done("restarted", containers)
+
+
+def stopping() -> console.InFlight:
+    """On a terminal, the container being stopped and for how long (a stop may take its timeout)."""
+    return console.InFlight(sys.stdout.isatty())
 
 
 def done(verb: str, containers: list[str]) -> int:
