@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +309,13 @@ def build_config(
         del config["hostname"]  # the host's UTS name stays visible, as with docker --network host
         namespaces[:] = [n for n in namespaces if n["type"] != "uts"]
     return config
+
+
+def exec_process(container_process: Mapping[str, Any], argv: Sequence[str]) -> dict[str, Any]:
+    """The OCI process of an exec into a running container, as containerd and Docker build it: the
+    container's own (env, cwd, user and groups, capabilities, rlimits, no-new-privileges, AppArmor
+    profile) running ``argv``, without a terminal."""
+    return {**container_process, "args": list(argv), "terminal": False}
 
 
 def with_resources(config: dict[str, Any], limits: manifests.Resources) -> dict[str, Any]:

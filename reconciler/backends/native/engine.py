@@ -283,16 +283,7 @@ class NativeEngine:
         if not records.is_running(record):
             raise errors.RuntimeFailed(f"container {name} is not running")
         process = (records.read_json(record.directory / "config.json") or {}).get("process", {})
-        user = process.get("user", {})
-        done = self.runtime.exec(
-            record.container_id,
-            list(argv),
-            env=list(process.get("env", [])),
-            cwd=process.get("cwd"),
-            user=f"{user.get('uid', 0)}:{user.get('gid', 0)}",
-            timeout=timeout,
-            stdin=stdin,
-        )
+        done = self.runtime.exec(record.container_id, bundles.exec_process(process, argv), timeout=timeout, stdin=stdin)
         return engine.ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:

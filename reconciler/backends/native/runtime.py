@@ -11,17 +11,19 @@ This module runs the runtime binary and nothing else: no bundles, no mounts, no 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors
+from reconciler import errors, files
 
 DEFAULT_RUNTIME = "runc"
 
@@ -126,36 +128,42 @@ class Runtime:
             spec.flush()
             self._run(["update", "--resources", spec.name, container_id], what=f"updating {container_id[:12]}")
 
+    @contextlib.contextmanager
+    def _process_file(self, process: Mapping[str, Any]) -> Iterator[Path]:
+        """``process`` in a root-only file (0600 in the 0700 state directory) for ``--process``.
+
+        Passing the env as ``--env KEY=VALUE`` would put every secret on a command line, which any
+        local user can read in ``/proc/<pid>/cmdline``; a file only root can open keeps them. The
+        file goes as soon as the exec ends, however it ends; runc ignores files in its root."""
+        path = self.state_dir / f"exec-{secrets.token_hex(16)}.json"
+        try:
+            files.write_json(path, process, durable=False)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
     def exec(
         self,
         container_id: str,
-        argv: Sequence[str],
+        process: Mapping[str, Any],
         *,
-        env: Sequence[str] = (),
-        cwd: str | None = None,
-        user: str | None = None,
         timeout: float | None = None,
         stdin: bytes | None = None,
     ) -> Completed:
-        """Run ``argv`` inside the container; the process's exit code is returned, not raised.
+        """Run ``process`` (an OCI process object: args, env, cwd, user, capabilities...) inside the
+        container; the process's exit code is returned, not raised.
 
         ``stdin``: the process's whole standard input (``None``: an empty one).
 
         runc exits 255 when it could not exec at all; that is mapped to Docker's 126/127.
         """
-        args = ["exec"]
-        for item in env:
-            args += ["--env", item]
-        if cwd:
-            args += ["--cwd", cwd]
-        if user:
-            args += ["--user", user]
-        argv_full = [*self.base(), *args, container_id, *argv]
-        try:
-            done = subprocess.run(argv_full, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            stdout = exc.stdout if isinstance(exc.stdout, bytes) else b""
-            return Completed(-1, stdout, f"exec exceeded timeout ({timeout:g}s)".encode())
+        with self._process_file(process) as spec:
+            argv = [*self.base(), "exec", "--process", str(spec), container_id]
+            try:
+                done = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                stdout = exc.stdout if isinstance(exc.stdout, bytes) else b""
+                return Completed(-1, stdout, f"exec exceeded timeout ({timeout:g}s)".encode())
         if done.returncode == RUNC_EXEC_FAILED and b"exec failed" in done.stderr:
             return Completed(exec_failure_code(done.stderr.decode(errors="replace")), done.stdout, done.stderr)
         return Completed(done.returncode, done.stdout, done.stderr)
