@@ -6,12 +6,19 @@ Ownership is decided by labels, never by names: every object the project creates
 ``reconciler.spec`` (the canonical JSON the hash was computed over, so that a plan can show a
 field-level diff of what changed since the object was created).
 
+Env values may be secrets, and labels are shown by every engine's inspect: the spec label holds
+each ``env`` value as its digest (:func:`spec_label_document`), never the value. The hash label is
+still computed over the values (so that a changed value recreates, and so that the hashes of
+containers created before the label held digests stay valid); labels written before then, with
+values in clear, are read through :func:`spec_label_document` too, so no reader sees a value.
+
 This module holds data only: no I/O, no engine, no pydantic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Literal, TypeAlias
@@ -21,6 +28,32 @@ LABEL_KIND = "reconciler.kind"
 LABEL_HASH = "reconciler.hash"
 LABEL_SPEC = "reconciler.spec"
 OWNER_LABELS = (LABEL_STACK, LABEL_KIND, LABEL_HASH)
+# The spec label's mark that its ``spec.env`` holds digests (labels without it hold values).
+ENV_DIGESTS = "envDigests"
+
+
+def value_digest(value: str) -> str:
+    """``sha256:`` and the first 16 hex digits of the SHA-256 of a value's UTF-8 text: enough to
+    tell a change, and what ``printf %s "$VALUE" | sha256sum`` starts with."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def spec_label_document(document: dict[str, object]) -> dict[str, object]:
+    """``document`` (a container's spec document, or a spec label's) with each ``spec.env`` value
+    replaced by its :func:`value_digest`, marked so; a document already marked is returned as is.
+
+    ``spec.env`` is always there (``{}`` when the spec sets none), so that a diff of two such
+    documents names each key added or removed, never a whole map."""
+    if document.get(ENV_DIGESTS):
+        return document
+    result = dict(document)
+    spec = document.get("spec")
+    if isinstance(spec, dict):
+        env = spec.get("env")
+        pairs = env.items() if isinstance(env, dict) else ()
+        result["spec"] = {**spec, "env": {str(key): value_digest(str(value)) for key, value in pairs}}
+    result[ENV_DIGESTS] = True
+    return result
 
 ContainerState: TypeAlias = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 
@@ -61,6 +94,8 @@ class ObservedContainer(Owned):
     image_id: str
     state: ContainerState
     exit_code: int | None = None
+    # When the engine created it (wall clock); None when the engine does not say.
+    created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     restart_count: int = 0
@@ -72,7 +107,8 @@ class ObservedContainer(Owned):
 
     @property
     def spec_json(self) -> dict[str, object] | None:
-        """The canonical spec recorded at creation, or None when absent or unreadable."""
+        """The canonical spec recorded at creation, env values as digests (whatever the label's
+        age, see :func:`spec_label_document`), or None when absent or unreadable."""
         raw = self.labels.get(LABEL_SPEC)
         if raw is None:
             return None
@@ -80,7 +116,7 @@ class ObservedContainer(Owned):
             value = json.loads(raw)
         except ValueError:
             return None
-        return value if isinstance(value, dict) else None
+        return spec_label_document(value) if isinstance(value, dict) else None
 
     @property
     def has_health_check(self) -> bool:

@@ -364,6 +364,7 @@ def status_rows(actual: observed.Observed, desired: manifests.Desired | None) ->
             "restarts": container.restart_count, "id": container.container_id[:12], "specHash": container.spec_hash,
             "drift": drift.get(("Container", name), ""), "image": container.image,
             "ports": list(container.published_ports), "startedAt": container.started_at,
+            "createdAt": container.created_at,
         })  # fmt: skip
     for kind, present in (("Network", actual.networks), ("Volume", actual.volumes)):
         for name, item in sorted(present.items()):

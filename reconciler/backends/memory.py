@@ -64,6 +64,7 @@ class _Container:
     image_id: str
     state: observed.ContainerState = "created"
     exit_code: int | None = None
+    created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     restart_count: int = 0
@@ -189,6 +190,7 @@ class MemoryEngine:
                     image_id=c.image_id,
                     state=c.state,
                     exit_code=c.exit_code,
+                    created_at=c.created_at,
                     started_at=c.started_at,
                     finished_at=c.finished_at,
                     restart_count=c.restart_count,
@@ -304,7 +306,7 @@ class MemoryEngine:
                         raise errors.NotFound(f"volume {mount.source} not found")
                     self.volumes[mount.source] = _Labelled(mount.source, {}, mount.source)
             container = _Container(self._new_id(request.name), request, image_id,
-                                   resources=request.spec.resources)  # fmt: skip
+                                   resources=request.spec.resources, created_at=self.clock())  # fmt: skip
             self.containers[request.name] = container
             self._emit("create", request.name, container)
             return container.container_id

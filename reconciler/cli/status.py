@@ -28,7 +28,7 @@ EMPTY = "No objects managed by reconciler."
 # Every object's keys, daemon or not; a key one side does not know gets its empty value.
 ROW_DEFAULTS: dict[str, Any] = {
     "kind": "", "name": "", "stack": None, "state": "", "health": None, "exitCode": None, "restarts": None,
-    "image": None, "ports": [], "startedAt": None, "id": None, "specHash": None, "backoff": None,
+    "image": None, "ports": [], "startedAt": None, "createdAt": None, "id": None, "specHash": None, "backoff": None,
     "lastError": None, "waiting": "", "drift": "",
 }  # fmt: skip
 # HEALTH of a container without a health check (blank would read as "not known yet").
@@ -88,7 +88,9 @@ def cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
     restarts = "" if row["restarts"] is None else str(row["restarts"])
     container = row["kind"] == "Container"
     health = row["health"] or (NO_HEALTH_CHECK if container and row["state"] != "absent" else "")
-    age = age_text(now - row["startedAt"]) if row["startedAt"] is not None else ""
+    # Since its creation, as ``docker ps`` (CREATED) and ``kubectl get`` (AGE) count it.
+    born = row["createdAt"] if row["createdAt"] is not None else row["startedAt"]
+    age = age_text(now - born) if born is not None else ""
     return (row["kind"], row["name"], row["stack"] or "", row["state"], health, exit_code, restarts,
             row["image"] or "", ",".join(row["ports"]), age, backoff_text(row), detail_text(row))  # fmt: skip
 

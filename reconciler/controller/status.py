@@ -108,4 +108,5 @@ def _container_row(
         "image": present.image if present else (wanted.spec.image if wanted else None),
         "ports": list(present.published_ports) if present else [],
         "startedAt": present.started_at if present else None,
+        "createdAt": present.created_at if present else None,
     }  # fmt: skip

@@ -87,7 +87,7 @@ def test_json_rows_have_the_same_keys_and_list_objects_outside_the_daemons_folde
         outsider = rows[("Container", "outsider")]
         assert outsider["image"] == IMAGE
         assert outsider["ports"] == ["0.0.0.0:8080->80/tcp", "53/udp"]
-        assert outsider["startedAt"] is not None
+        assert outsider["startedAt"] is not None and outsider["createdAt"] is not None
 
 
 def test_the_table_has_the_same_columns_either_way(
@@ -104,6 +104,13 @@ def test_the_table_has_the_same_columns_either_way(
         assert any(line.split()[:2] == ["Volume", "elsewhere-data"] for line in lines)
         checked = next(line for line in lines if line.split()[1] == "checked")
         assert checked.split()[4] == "unknown", "a health check nobody probes (not this daemon's folder) is no 'none'"
+
+
+def test_age_counts_from_the_creation_as_docker_ps_and_kubectl_do() -> None:
+    row = {**status.ROW_DEFAULTS, "kind": "Container", "name": "c", "state": "running",
+           "createdAt": 1000.0, "startedAt": 7000.0}  # fmt: skip
+    assert status.cells(row, now=1000.0 + 2 * 3600)[9] == "2h", "a restart 1h40m ago does not reset it"
+    assert status.cells({**row, "createdAt": None}, now=7060.0)[9] == "1m", "an engine without it: since the start"
 
 
 def test_age_reads_like_kubectl() -> None:

@@ -99,6 +99,7 @@ def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContain
         image_id=str(inspected.get("Image", "")),
         state=status,
         exit_code=exit_code,
+        created_at=timestamp(inspected.get("Created")),
         started_at=timestamp(state.get("StartedAt")),
         finished_at=finished_at,
         restart_count=int(inspected.get("RestartCount") or 0),

@@ -48,6 +48,7 @@ from reconciler.backends.native import (
     networks,
     prepared,
     records,
+    remains,
     runs,
     runtime,
     volumes,
@@ -71,6 +72,9 @@ class NativeEngine:
         self._images: images.ImageStore | None = None
         self._runtime: runtime.Runtime | None = None
         self._lock = threading.RLock()
+        self._remains = remains.Collector(self.records, root / "runtime", runner=lambda: self.runtime,
+                                          discard=lambda d, i: self._assembly().discard(d, i),
+                                          snapshotter=lambda: self.image_store.snapshots)  # fmt: skip
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class NativeEngine:
     # -- observe ----------------------------------------------------------------------------------
 
     def observe(self, *, images: Sequence[str] = (), stacks: Collection[str] | None = None) -> observed.Observed:
+        self._remains.collect(self._lock, self.lock_path)  # what a killed process left (see remains)
         local: dict[str, str | None] = {}
         for ref in images:
             image = self.image_store.get(ref)
@@ -310,6 +315,7 @@ def _observed_container(record: records.Record) -> observed.ObservedContainer:
         image_id=str(record.data.get("image_id", "")),
         state=state,
         exit_code=None if exit_info is None else int(exit_info["exit_code"]),
+        created_at=record.data.get("created_at"),
         started_at=record.data.get("started_at"),
         finished_at=None if exit_info is None else float(exit_info["finished_at"]),
         restart_count=int(record.data.get("restart_count", 0)),

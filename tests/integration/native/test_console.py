@@ -45,6 +45,7 @@ def test_apply_and_status_from_the_console_script(loaded: Path, engine: native_e
     one = rows[f"{prefix}one"]
     assert one["state"] == "running"
     assert one["image"] == IMAGE and one["ports"] == ["8080/tcp"] and one["startedAt"] is not None
+    assert one["createdAt"] is not None and one["createdAt"] <= one["startedAt"]
     table = reconcile(loaded, "status").stdout.splitlines()
     assert table[0].split()[7:10] == ["IMAGE", "PORTS", "AGE"]
     line = next(line for line in table if f"{prefix}one" in line)
