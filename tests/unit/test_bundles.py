@@ -114,7 +114,7 @@ def test_manifest_overrides(rootfs: Path, validator: jsonschema.Draft4Validator)
     assert user_mounts == [
         ("/data", "bind", ["rbind", "rprivate"]),
         ("/tmp", "tmpfs", ["noexec", "nosuid", "nodev", f"size={16 * 2**20}", "mode=1777"]),
-        ("/data/db", "bind", ["rbind", "rprivate", "ro"]),  # parents before children
+        ("/data/db", "bind", ["rbind", "rprivate", "ro", "rro"]),  # parents before children; rro: Linux >= 5.12
         ("/etc/hosts", "bind", ["rbind", "rprivate"]),
     ]
     assert {"type": "network", "path": "/run/netns/x"} in config["linux"]["namespaces"]

@@ -15,10 +15,12 @@ defaults where the manifest is silent (what dockerd 20.10 writes into its own co
   privileged mode unless the manifest says so;
 * **resources**: memory (swap capped at the same value), CPU quota over a 100 ms period, pids;
 * **mounts**: ``/proc``, a fresh tmpfs ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``,
-  ``/sys`` read-only, then the manifest's binds, volumes and tmpfs mounts, parents before children.
+  ``/sys`` read-only, then the manifest's binds, volumes and tmpfs mounts, parents before children;
+  a read-only bind is read-only in its submounts too (better than Docker before Linux 5.12).
 
-Pure apart from reading ``/etc/passwd`` and ``/etc/group`` in the rootfs and writing the bundle
-file. It must not run the runtime, touch cgroups or networks: that is the runtime step's job.
+Pure apart from reading ``/etc/passwd`` and ``/etc/group`` in the rootfs, the host's mount table
+(read-only binds on kernels before 5.12) and writing the bundle file. It must not run the runtime,
+touch cgroups or networks: that is the runtime step's job.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors, files, manifests, plans
-from reconciler.backends.native import images, layers, seccomp
+from reconciler.backends.native import images, layers, mounts, seccomp
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -66,6 +68,9 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 ALLOWED_DEVICES = (("c", 1, 3), ("c", 1, 5), ("c", 1, 8), ("c", 1, 9), ("c", 5, 0), ("c", 5, 1))
 
 _MAX_LINKS = 40
+
+# The first Linux with mount_setattr(2), which runc's recursive "rro" bind option needs.
+RECURSIVE_READ_ONLY_SINCE = (5, 12)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -208,19 +213,52 @@ def _default_mounts(*, read_only_sys: bool) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def user_mounts(spec: manifests.ContainerSpec, environment: Environment) -> list[dict[str, Any]]:
-    """The manifest's mounts plus the engine's files, sorted parents first (Docker's sortMounts)."""
+def _bind(destination: str, source: str, *, read_only: bool, recursive: bool) -> dict[str, Any]:
+    # "ro" alone makes only the top of an rbind read-only: its submounts stay writable. "rro"
+    # (mount_setattr with AT_RECURSIVE) covers them all.
+    options = ["rbind", "rprivate"] + (["ro"] if read_only else []) + (["rro"] if read_only and recursive else [])
+    return {"destination": destination, "type": "bind", "source": source, "options": options}
+
+
+def _read_only_binds(destination: str, source: str, *, kernel: str | None) -> list[dict[str, Any]]:
+    """A read-only bind of ``source``, read-only all the way down (Docker: only from Linux 5.12).
+
+    Without ``mount_setattr`` (before Linux 5.12) each mount under ``source`` gets a read-only
+    bind of its own over the same path, deeper ones after their parents (sorted by the caller)."""
+    release = seccomp.kernel_version(kernel or os.uname().release)
+    if release >= RECURSIVE_READ_ONLY_SINCE:
+        return [_bind(destination, source, read_only=True, recursive=True)]
+    root = os.path.realpath(source)
+    found = [_bind(destination, source, read_only=True, recursive=False)]
+    for point in sorted(mounts.mount_points()):
+        relative = os.path.relpath(point, root)
+        if point != root and not relative.startswith(".."):
+            found.append(_bind(f"{destination.rstrip('/')}/{relative}", point, read_only=True, recursive=False))
+    return found
+
+
+def _bind_mounts(destination: str, source: str, *, read_only: bool, kernel: str | None) -> list[dict[str, Any]]:
+    if read_only:
+        return _read_only_binds(destination, source, kernel=kernel)
+    return [_bind(destination, source, read_only=False, recursive=False)]
+
+
+def user_mounts(
+    spec: manifests.ContainerSpec, environment: Environment, *, kernel: str | None = None
+) -> list[dict[str, Any]]:
+    """The manifest's mounts plus the engine's files, sorted parents first (Docker's sortMounts).
+
+    ``kernel``: the host's release (``uname -r`` when None); it decides how binds are made
+    read-only all the way down."""
     found: list[dict[str, Any]] = []
     for mount in spec.mounts:
         if isinstance(mount, manifests.BindMount):
-            options = ["rbind", "rprivate"] + (["ro"] if mount.read_only else [])
-            found.append({"destination": mount.target, "type": "bind", "source": mount.source, "options": options})
+            found += _bind_mounts(mount.target, mount.source, read_only=mount.read_only, kernel=kernel)
         elif isinstance(mount, manifests.VolumeMount):
             source = environment.volume_paths.get(mount.source)
             if source is None:
                 raise errors.NotFound(f"volume {mount.source} not found")
-            options = ["rbind", "rprivate"] + (["ro"] if mount.read_only else [])
-            found.append({"destination": mount.target, "type": "bind", "source": source, "options": options})
+            found += _bind_mounts(mount.target, source, read_only=mount.read_only, kernel=kernel)
         else:
             options = ["noexec", "nosuid", "nodev"]
             if mount.size is not None:
@@ -231,8 +269,7 @@ def user_mounts(spec: manifests.ContainerSpec, environment: Environment) -> list
     targets = {m["destination"] for m in found}
     for destination, source in sorted(environment.files.items()):
         if destination not in targets:  # the user's own mount of that path wins
-            found.append({"destination": destination, "type": "bind", "source": source,
-                          "options": ["rbind", "rprivate"]})  # fmt: skip
+            found.append(_bind(destination, source, read_only=False, recursive=False))
     return sorted(found, key=lambda m: len(Path(m["destination"]).parts))
 
 

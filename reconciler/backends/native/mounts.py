@@ -155,13 +155,17 @@ def unmount(target: Path | str, *, detach: bool = False) -> None:
         raise errors.RuntimeFailed(f"unmounting {target} failed: {os.strerror(code)}")
 
 
+def mount_points() -> list[str]:
+    """Every mount point of this process's mount namespace (from /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+        return [
+            re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            for fields in (line.split() for line in handle)
+            if len(fields) > 4
+        ]
+
+
 def is_mounted(target: Path | str) -> bool:
     """True when ``target`` is a mount point (compared by /proc/self/mountinfo, exact path)."""
-    wanted = os.path.realpath(target)
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        for line in handle:
-            fields = line.split()
-            # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-            if len(fields) > 4 and re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]) == wanted:
-                return True
-    return False
+    return os.path.realpath(target) in mount_points()

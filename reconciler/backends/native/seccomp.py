@@ -147,7 +147,8 @@ def _arg(op: str, value: int, *, index: int = 0) -> Mapping[str, Any]:
     return {"index": index, "value": value, "op": op}
 
 
-def _kernel_version(text: str) -> tuple[int, ...]:
+def kernel_version(text: str) -> tuple[int, ...]:
+    """A kernel release (``uname -r``, e.g. ``6.1.0-18-amd64``) as numbers to compare: (6, 1, 0)."""
     parts = []
     for piece in text.split("-", maxsplit=1)[0].split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -179,11 +180,11 @@ def rules(capabilities: Iterable[str], *, machine: str, kernel: tuple[int, ...])
 def profile(capabilities: Sequence[str], *, machine: str | None = None, kernel: str | None = None) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` object for a container holding ``capabilities``."""
     machine = machine or platform.machine()
-    kernel_version = _kernel_version(kernel or os.uname().release)
+    release = kernel_version(kernel or os.uname().release)
     result: dict[str, Any] = {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": errno.EPERM,
-        "syscalls": [rule.to_oci() for rule in rules(capabilities, machine=machine, kernel=kernel_version)],
+        "syscalls": [rule.to_oci() for rule in rules(capabilities, machine=machine, kernel=release)],
     }
     if machine in ARCHITECTURES:
         result["architectures"] = list(ARCHITECTURES[machine])
