@@ -15,7 +15,10 @@ Routes (JSON unless said otherwise)::
     GET  /logs?name=web&follow=1&tail=N  newline-delimited JSON log lines
     POST /plan   {"sources": [[file, text]...], "prune": true, "pruneVolumes": false}
                  → {"plan": <plan JSON>, "text", "converged", "warnings": [...]}
-    POST /apply  {... same, "parallelism": 4} → {"plan", "text", "results", "summary", "ok", "warnings"}
+    POST /apply  {... same, "parallelism": 4, "forceRecreate": [names], "id": "a1b2…"}
+                 → {"plan", "text", "results", "summary", "ok", "interrupted", "recovered", "warnings"}
+    POST /apply/cancel {"id": "a1b2…"}   → {"cancelled": true}: the apply of that id starts no
+                 new step (the client's Ctrl-C); its answer then says what was done and not
     GET  /metrics                        Prometheus text exposition format 0.0.4
 
 Every other route refuses (409, ``kind: target``) a request whose ``X-Reconciler-Root`` or
@@ -50,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler import client, errors, operations
 
 if TYPE_CHECKING:
-    from reconciler import executing, plans
+    from reconciler import plans
 
 # Re-exported (see the module docstring): one implementation each, in its own module.
 Client = client.Client
@@ -102,7 +105,9 @@ class Backend(Protocol):
         prune: bool = True,
         prune_volumes: bool = False,
         parallelism: int = 4,
-    ) -> tuple[plans.Plan, executing.Outcome, list[str]]: ...
+        force_recreate: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> operations.Applied: ...
 
     def metric_samples(self) -> Sequence[MetricSample]: ...
 
@@ -270,16 +275,57 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 }
                 self._json(200, body)
             elif url.path == "/apply":
-                parallelism = int(request.get("parallelism") or 4)
-                plan, outcome, warnings = backend.apply_sources(
-                    sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism
-                )
-                self._json(200, {**operations.outcome_json(plan, outcome), "warnings": warnings})
+                self._apply(request, sources, prune=prune, prune_volumes=prune_volumes)
+            elif url.path == "/apply/cancel":
+                self._json(200, {"cancelled": self.server.cancels.cancel(str(request.get("id") or ""))})
             else:
                 self._json(404, {"error": f"no route {url.path}"})
         except Exception as exc:  # reported to the client, never raised in the daemon
             code, body = _error_json(exc)
             self._json(code, body)
+
+    def _apply(self, request: dict[str, Any], sources: list[tuple[str, str]], *, prune: bool,
+               prune_volumes: bool) -> None:  # fmt: skip
+        parallelism = int(request.get("parallelism") or 4)
+        forced = [str(name) for name in request.get("forceRecreate") or ()]
+        with self.server.cancels.registered(str(request.get("id") or "")) as cancel:
+            applied = self.server.backend.apply_sources(
+                sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism,
+                force_recreate=forced, cancel=cancel,
+            )  # fmt: skip
+        body = operations.outcome_json(applied.plan, applied.outcome)
+        self._json(200, {**body, "recovered": applied.recovered, "warnings": applied.warnings})
+
+
+class Cancels:
+    """The applies in progress by their client-chosen id, so that ``/apply/cancel`` (a client's
+    Ctrl-C, on another connection) can stop one from starting new steps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, threading.Event] = {}
+
+    @contextlib.contextmanager
+    def registered(self, apply_id: str) -> Iterator[threading.Event]:
+        event = threading.Event()
+        if not apply_id:
+            yield event
+            return
+        with self._lock:
+            self._events[apply_id] = event
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._events.pop(apply_id, None)
+
+    def cancel(self, apply_id: str) -> bool:
+        """Whether an apply of that id was running (it is now told to start no new step)."""
+        with self._lock:
+            event = self._events.get(apply_id)
+        if event is not None:
+            event.set()
+        return event is not None
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -288,6 +334,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     metrics_only: bool
     stopping: threading.Event
     root: str | None
+    cancels: Cancels
 
 
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
@@ -296,6 +343,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     metrics_only: bool
     stopping: threading.Event
     root: str | None
+    cancels: Cancels
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, _ = self.socket.accept()
@@ -335,6 +383,7 @@ class Server:
             tcp = _Server((host or "127.0.0.1", int(port)), _Handler)
             tcp.backend, tcp.metrics_only, tcp.stopping = backend, True, self.stopping
             tcp.root = root
+            tcp.cancels = Cancels()
             self._servers.append(tcp)
             bound_host, bound_port = tcp.server_address[:2]
             self.metrics_address = f"{bound_host!s}:{bound_port}"
@@ -354,6 +403,7 @@ class Server:
         os.chmod(path, 0o600)
         server.backend, server.metrics_only, server.stopping = self.backend, False, self.stopping
         server.root = self.root
+        server.cancels = Cancels()
         return server
 
     def start(self) -> None:

@@ -172,10 +172,23 @@ class Client:
         return self._call("POST", "/plan", {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes})
 
     def apply(
-        self, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool, parallelism: int
+        self,
+        sources: Sequence[tuple[str, str]],
+        *,
+        prune: bool,
+        prune_volumes: bool,
+        parallelism: int,
+        force_recreate: Sequence[str] = (),
+        apply_id: str = "",
     ) -> dict[str, Any]:
-        body = {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes, "parallelism": parallelism}
+        """Apply through the daemon; ``apply_id`` names it for :meth:`cancel`."""
+        body = {"sources": list(sources), "prune": prune, "pruneVolumes": prune_volumes, "parallelism": parallelism,
+                "forceRecreate": list(force_recreate), "id": apply_id}  # fmt: skip
         return self._call("POST", "/apply", body)
+
+    def cancel(self, apply_id: str) -> bool:
+        """Tell the daemon's apply ``apply_id`` to start no new step (Ctrl-C); whether it ran."""
+        return bool(self._call("POST", "/apply/cancel", {"id": apply_id}).get("cancelled"))
 
     def stream(self, path: str) -> Iterator[dict[str, Any]]:
         """Newline-delimited JSON from a streaming route, as it arrives (chunked: ``http.client``)."""

@@ -209,13 +209,16 @@ def apply_sources(
     parallelism: int,
     stack_lock: LockFactory = no_lock,
     holds: Holds | None = None,
+    force_recreate: Iterable[str] = (),
+    cancel: threading.Event | None = None,
 ) -> Applied:
     """Validate manifest texts (``(file, text)``) and apply them (see :func:`apply_desired`);
     texts that declare no object raise :class:`errors.NoManifests` (applying them would only prune)."""
     desired = manifests.load_sources(sources)
     manifests.require_objects(desired, [file for file, _ in sources])
-    options = planning.Options(prune=prune, prune_volumes=prune_volumes)
-    return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock, holds=holds)
+    options = planning.Options(prune=prune, prune_volumes=prune_volumes, force_recreate=frozenset(force_recreate))
+    return apply_desired(target, desired, options, parallelism=parallelism, stack_lock=stack_lock, holds=holds,
+                         cancel=cancel)  # fmt: skip
 
 
 def delete_stacks(

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from reconciler import client, errors
@@ -123,9 +123,7 @@ def print_warnings(warnings: Iterable[str]) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    # The daemon's API takes no --force-recreate: such an apply runs embedded, under the same
-    # stack locks as the daemon's passes, so the two never reconcile a stack at once.
-    if not args.force_recreate and (code := apply_via_daemon(args)) is not None:
+    if (code := apply_via_daemon(args)) is not None:
         return code
     from reconciler import manifests, operations, planning
 
@@ -176,11 +174,21 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
             if not confirmed(planned["plan"]):
                 console.err(CANCELLED)
                 return console.EXIT_ERROR
-        answer = daemon.apply(named.items, prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism)
+        # Ctrl-C tells the daemon to start no new step; its answer then says what was done.
+        apply_id = os.urandom(8).hex()
+        with interruptible(on_first=lambda: daemon.cancel(apply_id)):
+            answer = daemon.apply(
+                named.items, prune=args.prune, prune_volumes=args.prune_volumes, parallelism=parallelism,
+                force_recreate=args.force_recreate, apply_id=apply_id,
+            )  # fmt: skip
     except client.ApiError as exc:
         remote.raise_api_error(exc, named)
     print_warnings(answer.get("warnings", []))
+    for line in answer.get("recovered", []):
+        console.err(line)
     print_outcome(answer, args.output, steps_printed=False, plan_printed=asked)
+    if answer.get("interrupted"):
+        return console.EXIT_INTERRUPTED
     code = console.EXIT_OK if answer["ok"] else console.EXIT_ERROR
     if code == console.EXIT_OK and args.wait:
         from reconciler import manifests
@@ -235,10 +243,11 @@ def confirmed(plan: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[threading.Event]:
+def interruptible(on_first: Callable[[], object] | None = None) -> Iterator[threading.Event]:
     """Ctrl-C as terraform handles it, for the ``with`` block: the first SIGINT sets the event the
-    executor checks before each step (the steps in flight finish and are reported, none starts);
-    a second one exits at once with 130, saying what it may leave behind.
+    executor checks before each step (the steps in flight finish and are reported, none starts)
+    and calls ``on_first`` (through the daemon: tell it the same); a second one exits at once with
+    130, saying what it may leave behind.
 
     Only the main thread can take signals; elsewhere (a test's thread) the event is never set."""
     cancel = threading.Event()
@@ -251,6 +260,8 @@ def interruptible() -> Iterator[threading.Event]:
         if not cancel.is_set():
             cancel.set()
             console.err("Interrupt received, finishing the steps in flight… (press Ctrl-C again to exit at once)")
+            if on_first is not None:
+                on_first()
             return
         console.err("Second interrupt: exiting now; the steps in flight may be left half done (run apply again)")
         sys.stdout.flush()

@@ -22,7 +22,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from reconciler import engine, errors, executing, manifests, operations, plans
+from reconciler import engine, errors, manifests, operations, plans
 from reconciler.controller import folder, health, passes, queue, report, restarting, state, status, threads
 from reconciler.holds import Holds
 
@@ -325,15 +325,18 @@ class Controller:
         prune: bool = True,
         prune_volumes: bool = False,
         parallelism: int = 4,
-    ) -> tuple[plans.Plan, executing.Outcome, list[str]]:
+        force_recreate: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> operations.Applied:
         """``reconcile apply`` through the daemon, holding the stacks' locks meanwhile; the stacks
-        this folder manages get a pass afterwards (their restarts and health are the controller's)."""
+        this folder manages get a pass afterwards (their restarts and health are the controller's).
+        ``cancel``: the client's Ctrl-C (no new step starts; see :func:`operations.apply_desired`)."""
         applied = operations.apply_sources(
             self.engine, sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism,
-            stack_lock=self.stack_lock, holds=self.restarts.holds,
+            stack_lock=self.stack_lock, holds=self.restarts.holds, force_recreate=force_recreate, cancel=cancel,
         )  # fmt: skip
         known = self.desired.known_stacks()
         for stack in applied.stacks:
             if stack in known:
                 self.enqueue(stack)
-        return applied.plan, applied.outcome, applied.warnings
+        return applied

@@ -107,7 +107,8 @@ def test_through_the_daemon_the_cli_asks_before_sending_apply(
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(container_yaml("web", extra="env: {FOO: b}\n"))  # web recreated
     args = argparse.Namespace(engine="memory", root="/nonexistent", socket=socket_path, output="text", prune=True,
-                              prune_volumes=False, parallelism=2, wait=False, yes=False, file=[str(manifest)])  # fmt: skip
+                              prune_volumes=False, parallelism=2, wait=False, yes=False, file=[str(manifest)],
+                              force_recreate=[])  # fmt: skip
     on_terminal(monkeypatch, "no\n")
     assert apply.apply_via_daemon(args) == 1
     captured = capsys.readouterr()

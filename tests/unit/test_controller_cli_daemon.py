@@ -23,7 +23,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
 
 def _args(socket_path: str, **values: object) -> argparse.Namespace:
     defaults: dict[str, object] = {"engine": "memory", "root": "/nonexistent", "socket": socket_path, "output": "text",
-                                   "prune": True, "prune_volumes": False, "parallelism": 2, "wait": False, "yes": False}  # fmt: skip
+                                   "prune": True, "prune_volumes": False, "parallelism": 2, "wait": False, "yes": False,
+                                   "force_recreate": []}  # fmt: skip
     defaults.update(values)
     return argparse.Namespace(**defaults)
 
