@@ -50,7 +50,8 @@ def create(
 
 def ensure(store: networks.Networks, network: networks.Network) -> None:
     """The network's firewall rules and DNS server, (again) in place."""
-    firewall.add_network(rules_owner(network), bridge=network.bridge, subnet=network.subnet, internal=network.internal)
+    firewall.add_network(rules_owner(network), bridge=network.bridge, subnet=network.subnet, gateway=network.gateway,
+                         internal=network.internal)  # fmt: skip
     directory = store.root / network.name
     if not (directory / NAMES).exists():
         files.write_json(directory / NAMES, {})

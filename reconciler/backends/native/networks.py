@@ -14,7 +14,8 @@ on the first non-internal network, the default route.
 IPAM is a JSON file per network under the engine's lock: the gateway is the first host address,
 containers get the next free one from ``.2`` unless the manifest fixes it; subnets not given in
 the manifest come from ``10.233.0.0/16`` in /24s, skipping any that overlaps a host route or
-another network. State files are root-only.
+another network. State files are root-only and durable (written with ``files.write_json``, which
+fsyncs the file and its directory): after a power cut an address is never handed out twice.
 
 This module knows links, addresses and namespaces; it does not know containers' lifecycles,
 firewall rules (``firewall``) or DNS (``dns``).
@@ -161,12 +162,13 @@ class Networks:
                 ipr.addr("add", index=index, address=gateway, prefixlen=net.prefixlen)
             ipr.link("set", index=index, state="up")
         # Published ports on 127.0.0.1 are DNATed to the bridge: the kernel must accept loopback
-        # sources on it (route_localnet), and forward at all.
+        # sources on it (route_localnet), and forward at all. What route_localnet would also let in
+        # (a container's packets for the host's 127.0.0.0/8) the firewall drops (CVE-2020-8558).
         _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
         _sysctl("net/ipv4/ip_forward", "1")
-        files.write_json(directory / "network.json", network.to_json(), durable=False)
+        files.write_json(directory / "network.json", network.to_json())
         if not (directory / "ipam.json").exists():
-            files.write_json(directory / "ipam.json", {}, durable=False)
+            files.write_json(directory / "ipam.json", {})
         return network
 
     def _free_subnet(self, others: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
@@ -216,7 +218,7 @@ class Networks:
             if not address:
                 raise errors.RuntimeFailed(f"network {name} has no free address left in {network.subnet}")
         table[address] = container_id
-        files.write_json(path, table, durable=False)
+        files.write_json(path, table)
         return address
 
     def release(self, container_id: str) -> None:
@@ -225,7 +227,7 @@ class Networks:
             table = _read_json(path)
             kept = {address: owner for address, owner in table.items() if owner != container_id}
             if kept != table:
-                files.write_json(path, kept, durable=False)
+                files.write_json(path, kept)
 
     def attach(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
         """A fresh netns for the container, with one veth per ``(network, ipv4 or None, aliases)``."""
