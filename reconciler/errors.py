@@ -67,7 +67,14 @@ class NoManifests(NothingNamed):
 
 
 class PlanError(ReconcilerError):
-    """The desired state cannot be planned (an ownership conflict, a forbidden volume change)."""
+    """The desired state cannot be planned (an ownership conflict, a forbidden volume change).
+
+    ``blame`` names the manifest files at fault, each with its own message (``file:line:col``
+    first), so that a watcher can mark those files, not only the stack, as in error."""
+
+    def __init__(self, message: str, *, blame: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.blame = blame
 
 
 class EngineError(ReconcilerError):

@@ -59,10 +59,9 @@ def _owner_labels(stack: str, kind: str, spec_hash: str) -> dict[str, str]:
 
 def container_request(container: manifests.DesiredContainer, *, name: str | None = None) -> plans.ContainerRequest:
     """The engine request for a desired container: owner labels, the spec document, user labels."""
-    document = hashing.container_document(container)
     labels = dict(container.labels)
     labels.update(_owner_labels(container.stack, "Container", hashing.container_hash(container)))
-    labels[observed.LABEL_SPEC] = hashing.canonical_json(document)
+    labels[observed.LABEL_SPEC] = hashing.canonical_json(hashing.label_document(container))
     return plans.ContainerRequest(
         name=name or container.name, spec=container.spec, env=dict(container.effective_env), labels=labels
     )
@@ -282,8 +281,7 @@ def _spec_diff(
     old_document = present.spec_json
     if not old_document:
         return ()
-    changes = plans.diff_documents(old_document, hashing.container_document(container))
-    return tuple(dataclasses.replace(change, path=change.path.removeprefix("spec.")) for change in changes)
+    return tuple(plans.diff_specs(old_document, hashing.label_document(container)))
 
 
 def _resources_differ(wanted: manifests.Resources, actual: observed.ObservedResources) -> tuple[plans.FieldChange, ...]:
@@ -439,7 +437,7 @@ class _Builder:
 
 def _refuse_conflicts(desired: manifests.Desired, actual: observed.Observed) -> None:
     """A :class:`errors.PlanError` for objects owned by another stack and for changed volumes."""
-    problems = []
+    problems: list[tuple[str, str]] = []  # (the file at fault, the message)
     pairs: list[tuple[str, Mapping[str, object], Mapping[str, observed.Owned]]] = [
         ("container", desired.containers, actual.containers),
         ("network", desired.networks, actual.networks),
@@ -449,13 +447,15 @@ def _refuse_conflicts(desired: manifests.Desired, actual: observed.Observed) -> 
         for name in sorted(wanted):
             item = wanted[name]
             stack = getattr(item, "stack", None)
+            source = getattr(item, "source", None)
             other = present.get(name)
             if other is not None and other.stack != stack:
-                problems.append(
-                    f"{kind} {name} is declared in stack {stack!r} ({getattr(item, 'source', '?')}) but the "
+                problems.append((
+                    source.file if source is not None else "",
+                    f"{kind} {name} is declared in stack {stack!r} ({source or '?'}) but the "
                     f"existing {kind} {name} belongs to stack {other.stack!r}; delete it from stack "
-                    f"{other.stack!r} first, or rename one of them"
-                )
+                    f"{other.stack!r} first, or rename one of them",
+                ))  # fmt: skip
     for name in sorted(desired.volumes):
         volume = desired.volumes[name]
         existing = actual.volumes.get(name)
@@ -464,13 +464,15 @@ def _refuse_conflicts(desired: manifests.Desired, actual: observed.Observed) -> 
             and existing.stack == volume.stack
             and existing.spec_hash != hashing.volume_hash(volume)
         ):
-            problems.append(
+            problems.append((
+                volume.source.file,
                 f"volume {name}: its spec changed ({volume.source}), and volumes hold data, so it is not "
                 "recreated; restore the old spec, or remove the volume explicitly with "
-                f"`reconcile delete --stack {volume.stack} --prune-volumes` and apply again"
-            )
+                f"`reconcile delete --stack {volume.stack} --prune-volumes` and apply again",
+            ))  # fmt: skip
     if problems:
-        raise errors.PlanError("\n".join(problems))
+        blame = tuple((file, message) for file, message in problems if file)
+        raise errors.PlanError("\n".join(message for _, message in problems), blame=blame)
 
 
 def _remove_orphan_containers(

@@ -207,6 +207,7 @@ class Controller:
         except errors.PlanError as exc:
             # Terminal: the user must change something; a file event will trigger the next pass.
             self._stack_error(key, f"cannot plan: {exc}")
+            self.problems.files_failed(key, exc.blame)
             self.queue.forget(key)
         except errors.Unavailable as exc:
             self._stack_error(key, str(exc))

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from reconciler import planning, plans
@@ -96,6 +96,7 @@ class Problems:
         self._lock = threading.Lock()
         self._objects: dict[str, str] = {}
         self._stacks: dict[str, str] = {}
+        self._files: dict[str, dict[str, list[str]]] = {}  # stack → file → why it cannot apply
         self._drift: dict[str, dict[str, str]] = {}  # stack → object → why it differs
         self._totals: dict[str, int] = {}  # failed steps per object (a metric)
 
@@ -119,6 +120,20 @@ class Problems:
     def stack_done(self, stack: str) -> None:
         with self._lock:
             self._stacks.pop(stack, None)
+            self._files.pop(stack, None)
+
+    def files_failed(self, stack: str, blame: Iterable[tuple[str, str]]) -> None:
+        """Files of ``stack`` that parse but cannot be applied (an object another stack owns):
+        status marks those files, until the stack's next successful pass."""
+        with self._lock:
+            files: dict[str, list[str]] = {}
+            for file, message in blame:
+                files.setdefault(file, []).append(message)
+            self._files[stack] = files
+
+    def file_errors(self, file: str) -> list[str]:
+        with self._lock:
+            return [message for files in self._files.values() for message in files.get(file, ())]
 
     def stack_error(self, stack: str) -> str | None:
         with self._lock:

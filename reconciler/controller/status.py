@@ -65,7 +65,7 @@ def render(
         "engine": engine_name,
         "folder": str(desired.path),
         "objects": rows,
-        "files": [file.to_json() for file in (snapshot.files.values() if snapshot else ())],
+        "files": [_file_json(file, problems) for file in (snapshot.files.values() if snapshot else ())],
         "stacks": {
             stack: {"error": problems.stack_error(stack), "frozen": bool(snapshot and stack in snapshot.frozen)}
             for stack in sorted(known)
@@ -73,6 +73,15 @@ def render(
         "queueDepth": work.depth(),
         "passesInProgress": work.processing(),
     }
+
+
+def _file_json(file: folder.FileReport, problems: report.Problems) -> dict[str, Any]:
+    """A file's report, with what keeps it from being applied although it parses (an object of
+    it that another stack owns): such a file is in error too, and says why."""
+    document = file.to_json()
+    if blocked := problems.file_errors(file.path):
+        document.update(state="error", errors=[*document["errors"], *blocked])
+    return document
 
 
 def _container_row(
