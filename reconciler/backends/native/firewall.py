@@ -185,6 +185,11 @@ def add_network(owner: str, *, bridge: str, subnet: str, gateway: str, internal:
         rules = network_rules(bridge, subnet=subnet, gateway=gateway, internal=internal)
         for (table, chain), ordered in rules.items():
             _replace(table, chain, owner, ordered)
+        # Containers own no forwarding rule any more: one left by an older version (an accept of
+        # a published container port from anywhere, DNATed or not) goes.
+        for other, spec in list(_owned("filter", FORWARD_CHAIN)):
+            if "-o" in spec and spec[spec.index("-o") + 1] == bridge and other != owner:
+                _iptables("-t", "filter", "-D", FORWARD_CHAIN, *spec, check=False)
 
 
 def publish(container_id: str, *, bridge: str, host_ip: str | None, host_port: int, address: str,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import pytest
 
 from reconciler import manifests, plans
 from reconciler.backends.native import engine as native_engine
-from reconciler.backends.native import networks
+from reconciler.backends.native import firewall, network_services, networks
 from tests.contract import suite
 from tests.support import images
 from tests.support.polling import eventually
@@ -87,7 +88,8 @@ def network(engine: native_engine.NativeEngine, name: str, **spec: object) -> ne
 
 
 def run(engine: native_engine.NativeEngine, name: str, command: str, **spec: object) -> str:
-    engine.create_container(suite.container_request(name, IMAGE, command=["sh", "-c", command], **spec))
+    spec["command"] = ["sh", "-c", command]
+    engine.create_container(suite.container_request(name, IMAGE, **spec))
     engine.start_container(name)
     return engine.observe().containers[name].container_id
 
@@ -209,9 +211,13 @@ def test_a_neighbour_reaches_only_ports_published_on_all_addresses(
         ports=[{"containerPort": 8080, "hostPort": base}, {"containerPort": 8081, "hostPort": base + 1,
                                                             "hostIP": "127.0.0.1"}])  # fmt: skip
     container = address_of(engine, f"{prefix}web")
+
+    def listening(port: int) -> bool:
+        socket.create_connection((container, port), timeout=2).close()
+        return True
+
     for port in (8080, 8081, 8082):  # all three answer the host itself (no forwarding involved)
-        eventually(lambda p=port: socket.create_connection((container, p), timeout=2).close() or True,  # type: ignore[misc]
-                   what=f"httpd on {container}:{port}")  # fmt: skip
+        eventually(lambda p=port: listening(p), what=f"httpd on {container}:{port}")  # type: ignore[misc]
 
     namespace, host_end, inner = spaces.pair("n")
     ip("addr", "add", f"{host_address}/30", "dev", host_end)
@@ -275,3 +281,35 @@ def test_network_state_files_are_fsynced_with_their_directory(
     for name in ("network.json", "ipam.json"):
         assert any(Path(path).name.startswith(f".{name}.") for path in synced), (name, synced)
     assert synced.count(directory) >= 4, synced  # network.json, ipam.json, allocate, release
+
+
+def _forward_rules(owner: str) -> list[str]:
+    listing = subprocess.run(["iptables", "-w", "5", "-S", firewall.FORWARD_CHAIN], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+    return [line for line in listing.splitlines() if f"rc:{owner}" in line]
+
+
+@pytest.mark.integration
+def test_a_networks_rules_come_back_in_order_and_go_with_it(
+    loaded: Path, engine: native_engine.NativeEngine, prefix: str
+) -> None:
+    """A rule missing (a crash half-way, an older version's set) is put back with the final drop
+    last; a published container port's accept of an older version goes; every owner is listed."""
+    net = network(engine, f"{prefix}ord")
+    owner = network_services.rules_owner(net)
+    container_id = run(engine, f"{prefix}p", "sleep 300", networks=[{"name": f"{prefix}ord"}],
+                       ports=[{"containerPort": 80, "hostPort": 20000 + int(prefix[1:5], 16) % 20000 + 2}])  # fmt: skip
+    assert {owner, container_id} <= firewall.owners()
+    complete = _forward_rules(owner)
+    assert complete[-1].endswith("-j DROP") and f"-o {net.bridge} " in complete[-1]
+    dnat = next(line for line in complete if "--ctstate DNAT" in line)
+    subprocess.run(["iptables", "-w", "5", "-D", *shlex.split(dnat)[1:]], check=True)
+    old_accept = ["-d", f"{address_of(engine, f'{prefix}p')}/32", "-o", net.bridge, "-p", "tcp", "--dport", "80",
+                  "-m", "comment", "--comment", f"rc:{container_id}", "-j", "ACCEPT"]  # fmt: skip
+    subprocess.run(["iptables", "-w", "5", "-A", firewall.FORWARD_CHAIN, *old_accept], check=True)
+    network(engine, f"{prefix}ord")  # an apply that finds the network: its services are ensured
+    assert _forward_rules(owner) == complete
+    assert not _forward_rules(container_id)
+    engine.remove_container(f"{prefix}p")
+    engine.remove_network(f"{prefix}ord")
+    assert not {owner, container_id} & firewall.owners()
