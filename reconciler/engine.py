@@ -161,6 +161,16 @@ class Engine(Protocol):
 
 
 @runtime_checkable
+class AttachesTerminals(Protocol):
+    """An optional capability: ``exec`` on a terminal, as ``docker exec -it``: ``argv`` runs in the
+    container on a new terminal attached to the calling process's own (the user's keys go to the
+    process as they are typed, its output comes back as it is written, window-size changes
+    follow); returns the process's exit code once it ends. The caller's stdin must be a terminal."""
+
+    def exec_attached(self, name: str, argv: Sequence[str]) -> int: ...
+
+
+@runtime_checkable
 class PreparesRuns(Protocol):
     """An optional capability: doing the slow part of a restart while the backoff runs.
 

@@ -45,7 +45,8 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
     )
     p.add_argument("-i", "--interactive", action="store_true",
                    help="pass this command's stdin to the command (read to its end first)")  # fmt: skip
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal (not supported yet)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="run it on a terminal attached to yours (as docker exec -it; stdin must be one)")  # fmt: skip
     p.add_argument("name")
     p.add_argument("argv", nargs=argparse.REMAINDER)
 
@@ -79,9 +80,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise errors.ReconcilerError("exec needs a command: reconcile exec NAME -- CMD [ARG...]")
     if args.tty:
-        # runc needs a console socket to hand out a terminal, and the engines' exec returns the
-        # output at the end: an interactive terminal needs a streaming exec, not there yet.
-        raise errors.ReconcilerError("exec -t (a terminal) is not supported yet; -i passes stdin through")
+        return exec_on_terminal(args, argv)
     # Without -i the command reads an empty input, as with ``docker exec`` without -i.
     stdin = sys.stdin.buffer.read() if args.interactive else None
     try:
@@ -95,6 +94,23 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sys.stderr.buffer.write(result.stderr)
     sys.stderr.flush()
     return result.exit_code
+
+
+def exec_on_terminal(args: argparse.Namespace, argv: list[str]) -> int:
+    """``exec -t``: the command on a terminal of its own, relayed to ours by the engine."""
+    from reconciler import engine
+
+    if not sys.stdin.isatty():
+        # Docker's words: a terminal needs one to relay.
+        raise errors.ReconcilerError("the input device is not a TTY: exec -t needs a terminal (use -i for a pipe)")
+    try:
+        with options.engine_session(options.of(args)) as target:
+            if not isinstance(target, engine.AttachesTerminals):
+                raise errors.ReconcilerError(f"the {target.name} engine cannot open a terminal; use -i")
+            return target.exec_attached(args.name, argv)
+    except errors.EngineError as exc:
+        console.err(f"error: {exc}")
+        return console.EXIT_ENGINE_FAILED
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -177,8 +177,14 @@ def test_exec_i_passes_stdin_through(
     assert capfdbinary.readouterr().out == b""
 
 
-def test_exec_t_is_a_clear_error(engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exec_t_needs_a_terminal_and_an_engine_that_opens_one(
+    engine: memory.MemoryEngine, stack: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine.calls.clear()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
     assert cli.main(["exec", "-it", "web", "--", "sh"]) == 1
-    assert "exec -t (a terminal) is not supported yet" in capsys.readouterr().err
+    assert "the input device is not a TTY" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    assert cli.main(["exec", "-it", "web", "--", "sh"]) == 1
+    assert "the memory engine cannot open a terminal; use -i" in capsys.readouterr().err
     assert not [call for call in engine.calls if call[0] == "exec"]

@@ -22,6 +22,8 @@ import contextlib
 import functools
 import math
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -411,6 +413,19 @@ class DockerEngine:
             stdout=stdout or b"",
             stderr=stderr or b"",
         )
+
+    def exec_attached(self, name: str, argv: Sequence[str]) -> int:
+        """``exec -t`` (see :class:`engine.AttachesTerminals`) through Docker's own command line,
+        which relays a terminal as ``docker exec -it`` does (raw mode, resizes) and reaches the
+        same daemon (``DOCKER_HOST`` is inherited)."""
+        binary = shutil.which("docker")
+        if binary is None:
+            raise errors.Unavailable(
+                "exec -t on the docker engine needs the docker command (apt-get install docker.io)"
+            )
+        with self._on(f"container {name}"):
+            self.api.inspect_container(name)  # a clear "not found" before handing over the terminal
+        return subprocess.run([binary, "exec", "-it", name, *argv], check=False).returncode
 
     def stats(self, name: str) -> engine.Stats:
         subject = f"container {name}"

@@ -348,11 +348,17 @@ def build_config(
     return config
 
 
-def exec_process(container_process: Mapping[str, Any], argv: Sequence[str]) -> dict[str, Any]:
+def exec_process(
+    container_process: Mapping[str, Any], argv: Sequence[str], *, terminal: bool = False
+) -> dict[str, Any]:
     """The OCI process of an exec into a running container, as containerd and Docker build it: the
     container's own (env, cwd, user and groups, capabilities, rlimits, no-new-privileges, AppArmor
-    profile) running ``argv``, without a terminal."""
-    return {**container_process, "args": list(argv), "terminal": False}
+    profile) running ``argv``, on a terminal when asked (then with ``TERM=xterm``, as Docker's -t)."""
+    process = {**container_process, "args": list(argv), "terminal": terminal}
+    if terminal:
+        env = [item for item in process.get("env", []) if not str(item).startswith("TERM=")]
+        process["env"] = [*env, "TERM=xterm"]
+    return process
 
 
 def with_resources(config: dict[str, Any], limits: manifests.Resources) -> dict[str, Any]:

@@ -291,6 +291,14 @@ class NativeEngine:
         done = self.runtime.exec(record.container_id, bundles.exec_process(process, argv), timeout=timeout, stdin=stdin)
         return engine.ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 
+    def exec_attached(self, name: str, argv: Sequence[str]) -> int:
+        """``exec -t``: ``argv`` on a new terminal attached to ours (see :class:`engine.AttachesTerminals`)."""
+        record = self.records.get(name)
+        if not records.is_running(record):
+            raise errors.RuntimeFailed(f"container {name} is not running")
+        process = (records.read_json(record.directory / "config.json") or {}).get("process", {})
+        return self.runtime.exec_attached(record.container_id, bundles.exec_process(process, argv, terminal=True))
+
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         """``start`` and ``die`` events from the supervisors' pidfds (see :mod:`events`); read only."""
         return events.EventStream(self.records).read(stop=stop)

@@ -168,6 +168,16 @@ class Runtime:
             return Completed(exec_failure_code(done.stderr.decode(errors="replace")), done.stdout, done.stderr)
         return Completed(done.returncode, done.stdout, done.stderr)
 
+    def exec_attached(self, container_id: str, process: Mapping[str, Any]) -> int:
+        """Run ``process`` (``terminal: true``) on a new pty, attached to this process's own
+        terminal; its exit code. The runtime itself relays the terminal: it puts ours in raw
+        mode, copies both ways and passes window-size changes on (SIGWINCH), as ``runc exec -t``
+        does for a user at a shell."""
+        with self._process_file(process) as spec:
+            argv = [*self.base(), "exec", "--tty", "--process", str(spec), container_id]
+            code = subprocess.run(argv, check=False).returncode
+        return exec_failure_code("") if code == RUNC_EXEC_FAILED else code
+
 
 def last_error(log_file: Path) -> str:
     """The last ``error``-level message of a runtime's JSON log (what the user needs to read)."""
