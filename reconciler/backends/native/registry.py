@@ -13,9 +13,11 @@ What it must not do:
 - store anything: blobs are handed to a :class:`Sink` (the content store's ingest) and manifests
   are returned as raw bytes with their verified digest; the caller decides what to keep;
 - let a registry secret out: passwords and tokens never appear in logs, error messages or reprs,
-  and credentials are only ever sent to the registry host itself or to its token realm (a blob
-  redirect to another host is followed without ``Authorization``: ``requests`` strips it when the
-  host, port or scheme changes, CVE-2020-15157 is the lesson);
+  and credentials are only ever sent to the registry host itself or to the token realm named by
+  the registry's own challenge (a blob redirect to another host is followed without
+  ``Authorization``: ``requests`` strips it when the host, port or scheme changes, CVE-2020-15157
+  is the lesson; and a 401 from such a host is an error, its challenge is never taken for the
+  registry's);
 - trust the environment: ``Session.trust_env`` is off, so proxies and ``.netrc`` from the
   environment never change where bytes go or which credentials are sent.
 
@@ -31,12 +33,14 @@ import email.utils
 import hashlib
 import ipaddress
 import json
+import math
 import re
 import shutil
 import tempfile
 import threading
 import time
 import typing
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -63,6 +67,9 @@ ACCEPT = ", ".join([MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDI
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 USER_AGENT = "reconciler/0.1 (native engine)"
 _CHUNK = 1024 * 1024
+# The longest wait a registry's ``Retry-After`` can impose before one retry; the waits of a whole
+# pull are bounded by ``RegistryConfig.max_wait`` as well.
+MAX_RETRY_AFTER = 60.0
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
@@ -255,15 +262,55 @@ def _reason(exc: BaseException) -> str:
     return "timed out" if timed_out else type(exc).__name__
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After")
-    if not value:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def _refuse_foreign_challenge(response: requests.Response, url: str, host: str) -> None:
+    """Refuse a 401 that came from a host a redirect chose (a blob's storage, say), not the registry.
+
+    Its ``WWW-Authenticate`` is not the registry's challenge: storing it would send the registry's
+    credentials to whatever realm that host names. Docker's client likewise authorises only the
+    hosts it pinged. The error names the host only: a redirect's query may carry a signature.
+    """
+    if _origin(response.url) == _origin(url):
+        return
+    other = urllib.parse.urlsplit(response.url).netloc
+    response.close()
+    raise errors.EngineError(
+        f"registry {host} redirected to {other}, which asked for credentials: the registry's credentials "
+        f"are sent only to {host} and the token service it names, so the pull cannot go on"
+    )
+
+
+def retry_delay(value: str | None, default: float, *, now: float | None = None) -> float:
+    """How long to wait before a retry, from a ``Retry-After`` header (seconds or an HTTP-date).
+
+    Capped at :data:`MAX_RETRY_AFTER`: a registry may not park a pull for a year. A value that is
+    neither form (or not a finite, non-negative number) gives ``default``; a date in the past, 0.
+    """
+    text = (value or "").strip()
+    if not text:
         return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time())
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return default
+        if when.tzinfo is None:
+            return default
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    return retry_delay(response.headers.get("Retry-After"), default)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +337,8 @@ class Client:
         )
         self._bundles: dict[str, tuple[str | bool, tuple[str, str] | None]] = {}
         self._bundle_dir: str | None = None
+        # Seconds slept before retries so far, against ``config.max_wait`` (one client per pull).
+        self._waited = 0.0
 
     def __repr__(self) -> str:
         return f"Client(insecure={sorted(self.config.insecure)!r})"
@@ -399,7 +448,7 @@ class Client:
                 attempt += 1
                 if attempt > self.config.retries:
                     raise
-                time.sleep(max(exc.retry_after, self.config.backoff * 2 ** (attempt - 1)))
+                self._pause(max(exc.retry_after, self.config.backoff * 2 ** (attempt - 1)), exc)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -455,6 +504,20 @@ class Client:
         finally:
             response.close()
 
+    def _pause(self, delay: float, reason: errors.Unavailable) -> None:
+        """Sleep ``delay`` seconds before a retry, or raise ``reason`` when that would take the
+        pull's waits past ``config.max_wait``: a registry that keeps asking for time gets an error."""
+        delay = min(max(delay, 0.0), MAX_RETRY_AFTER)
+        with self._lock:
+            if self._waited + delay > self.config.max_wait:
+                raise errors.Unavailable(
+                    f"{reason} (the registry asks to wait {delay:.0f}s more; this pull has already waited "
+                    f"{self._waited:.0f}s of its {self.config.max_wait:.0f}s)",
+                    retry_after=delay,
+                ) from None
+            self._waited += delay
+        time.sleep(delay)
+
     def _raise_for_status(self, response: requests.Response, ref: references.ImageReference, what: str) -> None:
         code = response.status_code
         if code < 300:
@@ -498,6 +561,7 @@ class Client:
                 last = exc
                 continue
             if response.status_code == 401:
+                _refuse_foreign_challenge(response, f"{scheme}://{host}/v2/", host)
                 self._auth.challenged(host, registry_auth.parse_challenge(response.headers.get("WWW-Authenticate", "")))
             elif response.status_code >= 500:
                 raise errors.Unavailable(f"registry {host} answered {response.status_code} to /v2/")
@@ -607,7 +671,7 @@ class Client:
             attempt += 1
             delay = _retry_after(response, self.config.backoff * 2 ** (attempt - 1))
             response.close()
-            time.sleep(min(delay, 30.0))
+            self._pause(delay, errors.Unavailable(f"registry {host} answered {response.status_code} for {path}"))
 
     def _authenticated(
         self, method: str, url: str, *, host: str, scope: str, headers: Mapping[str, str], stream: bool
@@ -621,12 +685,14 @@ class Client:
                 full["Authorization"] = auth
             try:
                 response = self._send(method, url, host=host, headers=full, stream=stream)
-            except errors.Unavailable:
+            except errors.Unavailable as exc:
                 attempt += 1
                 if attempt > self.config.retries:
                     raise
-                time.sleep(self.config.backoff * 2 ** (attempt - 1))
+                self._pause(self.config.backoff * 2 ** (attempt - 1), exc)
                 continue
+            if response.status_code == 401:
+                _refuse_foreign_challenge(response, url, host)
             if response.status_code != 401 or reauthenticated:
                 return response
             # The per-request challenge names the exact scope needed; drop any cached token
