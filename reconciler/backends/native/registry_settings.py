@@ -49,6 +49,8 @@ class RegistryConfig:
     timeout: float = 30.0
     retries: int = 4
     backoff: float = 0.25
+    # The most one pull sleeps before retries in all (backoff and ``Retry-After``), in seconds.
+    max_wait: float = 120.0
 
 
 def host_platform(machine: str | None = None) -> Platform:
