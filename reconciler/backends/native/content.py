@@ -1,11 +1,13 @@
 """Content store: immutable, content-addressed blobs under ``<root>/blobs/sha256/<hex>``.
 
 Every blob enters through an :class:`Ingest`: bytes are appended to ``<root>/ingest/<hex>.partial``
-while a sha256 runs over them, the size promised by the descriptor is enforced on every write,
-and only a complete, verified file is renamed into place (``os.replace``, atomic on one
-filesystem). A killed download leaves only its ``.partial`` file, which the next attempt resumes
-(the hash is rebuilt from the bytes already there). A digest mismatch deletes the partial file
-and raises ``errors.DigestMismatch``: a wrong blob is never stored and never retried silently.
+(under an ``flock``, so two pulls sharing a layer take turns) while a sha256 runs over them, the
+size promised by the descriptor is enforced on every write, and only a complete, verified file is
+linked into place through the descriptor that wrote it (atomic, and never a file that someone
+swapped in at the path meanwhile; a blob a concurrent writer committed first is as good). A
+killed download leaves only its ``.partial`` file, which the next attempt resumes (the hash is
+rebuilt from the bytes already there). A digest mismatch deletes the partial file and raises
+``errors.DigestMismatch``: a wrong blob is never stored and never retried silently.
 
 Its directories are created root-only (``files.make_private_dir``), like all of the state tree.
 
@@ -21,6 +23,7 @@ import fcntl
 import hashlib
 import os
 import re
+import tempfile
 import typing
 from pathlib import Path
 
@@ -73,6 +76,8 @@ class Store:
         if self.has(digest):
             return False
         with self.ingest(digest, len(data)) as ingest:
+            if ingest.complete:
+                return False  # committed by a concurrent writer while we waited for the lock
             ingest.restart()  # we have every byte: a leftover partial must not be appended to
             ingest.write(data)
             ingest.commit()
@@ -130,8 +135,7 @@ class Ingest:
         return f"Ingest({self.digest!r}, {self._offset}/{self.size})"
 
     def __enter__(self) -> Ingest:
-        self._fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._fd = self._open_locked()
         existing = os.fstat(self._fd).st_size
         if existing > self.size:
             os.ftruncate(self._fd, 0)
@@ -150,8 +154,29 @@ class Ingest:
         os.lseek(self._fd, self._offset, os.SEEK_SET)
         return self
 
+    def _open_locked(self) -> int:
+        """The partial file, opened and locked; the file the lock is on is still the partial.
+
+        While we waited for the lock, the holder may have committed the file (it is a blob now) or
+        a rollback may have unlinked it: writing through that descriptor would change a stored
+        blob or write into nothing. So the open is retried until the locked file is the one at
+        the path (the lock-file protocol: compare device and inode after locking).
+        """
+        while True:
+            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if _same_file(os.fstat(fd), self.partial):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
     def __exit__(self, *exc: object) -> None:
         if self._fd >= 0:
+            if self.complete:
+                self._unlink_partial()  # the blob is stored: nothing left to resume
             os.close(self._fd)
             self._fd = -1
 
@@ -170,10 +195,7 @@ class Ingest:
             raise errors.DigestMismatch(
                 f"blob {self.digest} is larger than the {self.size} bytes its descriptor promised"
             )
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        _write_all(self._fd, data)
         self._hasher.update(data)
         self._offset += len(data)
 
@@ -185,15 +207,26 @@ class Ingest:
 
     def abort(self) -> None:
         """Throw the partial file away (its bytes are wrong, resuming would be pointless)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.partial.unlink()
+        self._unlink_partial()
         if self._fd >= 0:
             os.ftruncate(self._fd, 0)
         self._offset = 0
         self._hasher = hashlib.sha256()
 
+    def _unlink_partial(self) -> None:
+        """Unlink the partial path if it still is our file (we hold its lock, so nobody swaps it)."""
+        if self._fd >= 0 and _same_file(os.fstat(self._fd), self.partial):
+            with contextlib.suppress(FileNotFoundError):
+                self.partial.unlink()
+
     def commit(self) -> Path:
-        """Verify size and digest, then rename into ``blobs/``; a mismatch leaves nothing behind."""
+        """Verify size and digest, then link the verified file into ``blobs/``; a mismatch leaves
+        nothing behind.
+
+        The file is linked through our descriptor (``/proc/self/fd``), never renamed by path:
+        what goes into ``blobs/`` is exactly the inode whose bytes were hashed. A blob already
+        there (a concurrent commit of the same digest) is as good as ours.
+        """
         if self._offset != self.size:
             self.abort()
             raise errors.DigestMismatch(
@@ -203,11 +236,61 @@ class Ingest:
         if actual != self.digest:
             self.abort()
             raise errors.DigestMismatch(f"blob {self.digest} hashed to {actual}")
+        os.fchmod(self._fd, 0o600)
         os.fsync(self._fd)
         target = self.store.path(self.digest)
-        os.chmod(self.partial, 0o600)
-        os.replace(self.partial, target)
+        try:
+            _link_fd(self._fd, target)
+        except FileNotFoundError:
+            # Our file was unlinked meanwhile (it can no longer be linked): store a private copy,
+            # verified again from the bytes copied.
+            self._commit_copy(target)
+        self._unlink_partial()
         return target
+
+    def _commit_copy(self, target: Path) -> None:
+        # In the ingest directory with the .partial suffix: ``prune`` collects it after a crash.
+        descriptor, name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".copy.partial", dir=self.partial.parent)
+        try:
+            hasher = hashlib.sha256()
+            offset = 0
+            while chunk := os.pread(self._fd, _CHUNK, offset):
+                hasher.update(chunk)
+                _write_all(descriptor, chunk)
+                offset += len(chunk)
+            if offset != self.size or "sha256:" + hasher.hexdigest() != self.digest:
+                raise errors.DigestMismatch(f"blob {self.digest} changed while it was being stored")
+            os.fsync(descriptor)
+            _link_fd(descriptor, target)
+        finally:
+            os.close(descriptor)
+            os.unlink(name)
+
+
+def _link_fd(fd: int, target: Path) -> None:
+    """Give the file open as ``fd`` the name ``target``; an existing blob there wins (same bytes)."""
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # A directory fd makes Python call linkat(AT_SYMLINK_FOLLOW): it links the inode behind
+        # the descriptor, where plain link() would try to link the /proc symlink itself.
+        with contextlib.suppress(FileExistsError):
+            os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=directory, follow_symlinks=True)
+    finally:
+        os.close(directory)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _same_file(info: os.stat_result, path: Path) -> bool:
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)
 
 
 def _unlink_counting(path: Path) -> int:
@@ -224,6 +307,8 @@ def copy_verified(store: Store, digest: str, size: int, reader: typing.BinaryIO)
     if store.has(digest):
         return False
     with store.ingest(digest, size) as ingest:
+        if ingest.complete:
+            return False
         ingest.restart()
         while block := reader.read(_CHUNK):
             ingest.write(block)
