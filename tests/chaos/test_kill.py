@@ -1,0 +1,258 @@
+"""kill -9 of ``reconcile apply`` and of ``reconcile watch`` at random points of a 16-container apply.
+
+One root serves every trial (busybox loaded locally, no registry). A trial either applies the
+stack afresh (after a clean ``delete``) or changes its spec (the ``TRIAL`` variable), so that
+every container is recreated; a kill point, drawn from the seeded random source, is then awaited
+by polling the root while the command runs, and the command gets SIGKILL there:
+
+- ``records K``: K containers of the new spec have their record (``container.json``);
+- ``keepers K``: K supervisors of new-spec containers run;
+- ``removed K``: K containers of the old spec are gone (mid-recreate);
+- ``half``: a container directory without its record exists (a create in flight).
+
+After each kill, re-applying (or restarting the daemon) must converge: ``status`` shows the 16
+containers running with the new spec hash, and nothing of a container that no longer exists
+(state directory, mount, netns, veth, rule, cgroup, process) may remain. At the end, after
+``delete --stack``, nothing of the root is left on the host and the image store verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import leftovers
+from tests.chaos.conftest import REPO, chaos_seed, cli, load_busybox, run
+from tests.support import images
+from tests.support.polling import eventually
+
+CONTAINERS = 16
+APPLY_TRIALS = 18
+WATCH_TRIALS = 4
+# The restarted daemon converges within seconds; this bounds the wait when it does not.
+WATCH_SETTLE = 45.0
+SUPERVISOR = b"reconciler.backends.native.supervisor"
+
+
+def write_stack(path: Path, prefix: str, trial: int) -> Path:
+    path.write_text("".join(
+        f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}c{i}, stack: {prefix}s}}\n"
+        f"spec: {{image: '{images.LOCAL_BUSYBOX}', command: [sleep, '3600'], stopTimeout: 0s,"
+        f" env: {{TRIAL: '{trial}'}}}}\n"
+        for i in range(CONTAINERS)
+    ))  # fmt: skip
+    return path
+
+
+def records(root: Path) -> dict[str, str]:
+    """Container id → the TRIAL of its recorded spec, for every record present now."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(root / "containers"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                data = json.loads((root / "containers" / entry / "container.json").read_bytes())
+                env = data.get("env") or data["spec"]["env"]
+                found[entry] = str(env["TRIAL"])
+    return found
+
+
+def half_created(root: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return any(not (d / "container.json").exists() for d in (root / "containers").iterdir())
+    return False
+
+
+def supervised(root: Path) -> set[str]:
+    """Ids of the containers whose supervisor runs."""
+    needle = str(root / "containers").encode()
+    found = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if SUPERVISOR in command and needle in command:
+                found.add(command.split(needle + b"/", 1)[1][:64].decode())
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class KillPoint:
+    kind: str
+    count: int
+
+    def reached(self, root: Path, trial: int, old: set[str]) -> bool:
+        now = records(root)
+        new = {i for i, t in now.items() if t == str(trial)}
+        if self.kind == "records":
+            return len(new) >= self.count
+        if self.kind == "keepers":
+            return len(new & supervised(root)) >= self.count
+        if self.kind == "removed":
+            return len(old - set(now)) >= self.count
+        return len(new) >= self.count and half_created(root)
+
+
+def draw(rng: random.Random, recreate: bool) -> KillPoint:
+    kinds = ["records", "keepers", "half"] + (["removed"] if recreate else [])
+    kind = rng.choice(kinds)
+    # Never the last container: the command must still be running when the point is reached.
+    return KillPoint(kind, rng.randint(0 if kind != "keepers" else 1, CONTAINERS - 2))
+
+
+def kill_at(argv: list[str], reached: Callable[[], bool], traces: leftovers.Traces, log: Path) -> bool:
+    """Run ``argv`` until ``reached()``, then SIGKILL it; whether it was still running then."""
+    with log.open("ab") as out, subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=out,
+                                                 start_new_session=True) as process:  # fmt: skip
+
+        def point() -> bool:
+            traces.note()
+            return process.poll() is not None or reached()
+
+        try:
+            eventually(point, timeout=120, interval=0.005, what=f"the kill point of {argv[9:]}")
+        finally:
+            killed = process.poll() is None
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    traces.note()
+    return killed
+
+
+def expected_hash(root: Path, manifest: Path) -> str:
+    lines = run(cli(root, "hash", "-f", str(manifest))).stdout.split()
+    return lines[2]
+
+
+def converged(root: Path, manifest: Path, prefix: str, trial: int) -> list[str]:
+    """The 16 container ids if ``status`` shows them running with the new spec (else AssertionError)."""
+    report = json.loads(run(cli(root, "status", "-f", str(manifest), "-o", "json")).stdout)
+    want = expected_hash(root, manifest)
+    containers = {o["name"]: o for o in report["objects"] if o["kind"] == "Container"}
+    assert set(containers) == {f"{prefix}c{i}" for i in range(CONTAINERS)}, sorted(containers)
+    wrong = {n: (o["state"], o["specHash"][-8:], o["drift"]) for n, o in containers.items()
+             if o["state"] != "running" or o["specHash"] != want or o["drift"]}  # fmt: skip
+    assert not wrong, f"trial {trial}: not converged: {wrong}"
+    ids = set(records(root))
+    assert len(ids) == CONTAINERS, f"trial {trial}: {len(ids)} container records, want {CONTAINERS}"
+    return sorted(ids)
+
+
+def failed_steps(output: str) -> str:
+    return "; ".join(line.strip() for line in output.splitlines() if line.strip().startswith("✗")) or output[-500:]
+
+
+@dataclasses.dataclass
+class Trials:
+    root: Path
+    prefix: str
+    manifest: Path
+    traces: leftovers.Traces
+    log: Path
+    trial: int = 0
+    kills: int = 0
+    # What went wrong, trial by trial; asserted at the end so that one run reports every defect.
+    problems: list[str] = dataclasses.field(default_factory=list)
+    leaks: list[str] = dataclasses.field(default_factory=list)
+
+    def check(self, what: str) -> None:
+        """Converged, and nothing of a container that no longer exists is left (kept for the end)."""
+        ids = converged(self.root, self.manifest, self.prefix, self.trial)
+        found = self.traces.found(keep=ids)
+        if found:
+            self.leaks.append(f"trial {self.trial} ({what}): {leftovers.describe(found)}")
+
+    def recover(self, what: str, failure: str) -> None:
+        """Note a failed convergence, then start over (delete the stack, apply) so later trials run."""
+        self.problems.append(f"trial {self.trial} ({what}): {failure}")
+        run(cli(self.root, "delete", "--stack", f"{self.prefix}s"), check=False)
+        run(cli(self.root, "apply", "-f", str(self.manifest)))
+
+    def apply_trial(self, rng: random.Random) -> None:
+        self.trial += 1
+        recreate = rng.random() < 0.6
+        if not recreate:
+            run(cli(self.root, "delete", "--stack", f"{self.prefix}s"))
+        old = set(records(self.root))
+        write_stack(self.manifest, self.prefix, self.trial)
+        point = draw(rng, recreate)
+        what = f"apply {'recreate' if recreate else 'fresh'}, kill -9 at {point.kind} {point.count}"
+        argv = cli(self.root, "apply", "-f", str(self.manifest))
+        if kill_at(argv, lambda: point.reached(self.root, self.trial, old), self.traces, self.log):
+            self.kills += 1
+        again = run(argv, check=False)
+        if again.returncode != 0:
+            self.recover(what, f"the re-apply exited {again.returncode}: {failed_steps(again.stdout)}")
+        self.check(what)
+
+    def watch_trial(self, rng: random.Random, folder: Path, socket: Path) -> None:
+        self.trial += 1
+        old = set(records(self.root))
+        write_stack(folder / "stack.yaml", self.prefix, self.trial)
+        write_stack(self.manifest, self.prefix, self.trial)
+        point = draw(rng, True)
+        what = f"watch, kill -9 at {point.kind} {point.count}"
+        argv = cli(self.root, "watch", str(folder), "--debounce", "0.1", socket=str(socket))
+        if kill_at(argv, lambda: point.reached(self.root, self.trial, old), self.traces, self.log):
+            self.kills += 1
+        with self.log.open("ab") as out, subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=out,
+                                                          start_new_session=True) as daemon:  # fmt: skip
+            try:
+                eventually(lambda: self._settled(daemon), timeout=WATCH_SETTLE, interval=0.3,
+                           what=f"the restarted daemon to converge trial {self.trial}")  # fmt: skip
+                failure = ""
+            except AssertionError as exc:
+                failure = str(exc)[:1500]
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+        if failure:
+            self.recover(what, failure)
+        self.check(what)
+
+    def _settled(self, daemon: subprocess.Popen[bytes]) -> bool:
+        assert daemon.poll() is None, f"the restarted daemon exited {daemon.returncode}: {self.log.read_text()[-2000:]}"
+        now = records(self.root)
+        if sorted(now.values()) != [str(self.trial)] * CONTAINERS or len(supervised(self.root)) != CONTAINERS:
+            return False
+        converged(self.root, self.manifest, self.prefix, self.trial)
+        return True
+
+
+@pytest.mark.integration
+def test_kill_9_of_apply_and_watch_at_random_points_converges_and_leaks_nothing(
+    root: Path, traces: leftovers.Traces, prefix: str, rng: random.Random, tmp_path: Path, short_dir: Path
+) -> None:
+    load_busybox(root, tmp_path)
+    trials = Trials(root, prefix, tmp_path / "stack.yaml", traces, tmp_path / "commands.log")
+    write_stack(trials.manifest, prefix, 0)
+    run(cli(root, "apply", "-f", str(trials.manifest)))
+    for _ in range(APPLY_TRIALS):
+        trials.apply_trial(rng)
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    for _ in range(WATCH_TRIALS):
+        trials.watch_trial(rng, folder, short_dir / "api.sock")
+    assert trials.kills >= 20, f"only {trials.kills} of {trials.trial} trials killed a running command"
+    run(cli(root, "delete", "--stack", f"{prefix}s"))
+    left = traces.found()
+    problems = leftovers.store_problems(root)
+    defects = [
+        *(f"kill -9 then re-apply did not converge: {p}" for p in trials.problems),
+        *(f"after a converged re-apply, remains of a killed run: {leak}" for leak in trials.leaks),
+        *([f"after delete --stack, left on the host: {leftovers.describe(left)}"] if left else []),
+        *([f"the image store does not verify: {problems}"] if problems else []),
+    ]
+    assert not defects, f"{len(defects)} defects in {trials.trial} trials (chaos seed {chaos_seed()}):\n" + "\n".join(
+        defects
+    )
