@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,16 @@ def test_process_file_is_removed_after_a_timeout(
     done = engine_runtime.exec("c1", bundles.exec_process(PROCESS, ["true"]), timeout=0.5)
     assert done.returncode == -1 and b"timeout" in done.stderr
     assert list(engine_runtime.state_dir.iterdir()) == []
+
+
+def test_process_files_left_by_a_killed_exec_are_removed(fake: tuple[runtime.Runtime, Path]) -> None:
+    engine_runtime, _ = fake
+    state = engine_runtime.state_dir
+    old, torn, fresh = state / "exec-old.json", state / ".exec-x.json.7.tmp", state / "exec-new.json"
+    for path in (old, torn, fresh):
+        path.write_text("{}")
+    for path in (old, torn):
+        os.utime(path, (1000.0, 1000.0))
+    (state / "container").mkdir()
+    runtime.Runtime(state, binary="runc")  # opening the runtime sweeps
+    assert sorted(path.name for path in state.iterdir()) == ["container", "exec-new.json"]

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ DEFAULT_RUNTIME = "runc"
 # runc's exit code for a process it could not exec (not found, not executable); its error
 # message says which, and exec_failure_code maps that to Docker's 127 or 126.
 RUNC_EXEC_FAILED = 255
+
+# Seconds after which an exec's process file is a leftover (see Runtime.remove_stale_process_files).
+STALE_PROCESS_FILE = 600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class Runtime:
             raise errors.Unavailable(f"OCI runtime {binary!r} is not installed (apt-get install {binary})")
         self.binary = path
         self.state_dir = state
+        self.remove_stale_process_files()
 
     def base(self) -> list[str]:
         return [self.binary, "--root", str(self.state_dir)]
@@ -127,6 +132,17 @@ class Runtime:
             json.dump(resources, spec)
             spec.flush()
             self._run(["update", "--resources", spec.name, container_id], what=f"updating {container_id[:12]}")
+
+    def remove_stale_process_files(self, *, now: float | None = None) -> None:
+        """Remove the process files of execs killed before their clean-up (they hold env values).
+
+        runc reads its ``--process`` file as it starts, so a file older than a few minutes is
+        nobody's any more, even if its exec still runs."""
+        cutoff = (time.time() if now is None else now) - STALE_PROCESS_FILE
+        for path in [*self.state_dir.glob("exec-*.json"), *self.state_dir.glob(".exec-*.tmp")]:
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
 
     @contextlib.contextmanager
     def _process_file(self, process: Mapping[str, Any]) -> Iterator[Path]:
