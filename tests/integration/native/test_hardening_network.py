@@ -37,8 +37,9 @@ from tests.support.polling import eventually
 
 IMAGE = images.LOCAL_BUSYBOX
 
-# Run inside a client namespace: a TCP connection (with an HTTP GET) or a UDP datagram; prints what
-# came back, or "refused"/"unreachable" (exit status 0 either way, so a failed setup is visible).
+# Run inside a client namespace: a TCP connection (with an HTTP GET), UDP datagrams or a DNS query;
+# prints what came back, or "refused"/"unreachable"/"silent" (exit status 0 either way, so that a
+# failed setup is visible as a failure).
 CLIENT = r"""
 import socket, sys
 kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -49,6 +50,15 @@ if kind == "udp":
         address, _, number = target.rpartition(":")
         sock.sendto(data.encode(), (address, int(number)))
     print("sent")
+    sys.exit(0)
+if kind == "dns":  # one A query for "x", and whether anything came back in time
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(float(sys.argv[4]))
+    sock.sendto(bytes.fromhex("12340100000100000000000001780000010001"), (host, port))
+    try:
+        print("answered", sock.recv(512))
+    except (TimeoutError, socket.timeout):
+        print("silent")
     sys.exit(0)
 try:
     conn = socket.create_connection((host, port), timeout=float(sys.argv[4]))
@@ -239,6 +249,8 @@ def test_a_neighbour_reaches_only_ports_published_on_all_addresses(
     assert fetch(container, 8081) == "unreachable", "a port published on 127.0.0.1 answered the neighbour"
     assert fetch(container, 8080) == "unreachable", "the container's address answered the neighbour directly"
     assert fetch(host_address, base + 1).startswith("refused"), "a 127.0.0.1-only port answered on the LAN address"
+    # The network's DNS server serves its containers, not the LAN (finding 14).
+    assert client(namespace, "dns", net.gateway, "53", "2") == "silent", "the DNS server answered the neighbour"
 
 
 @pytest.mark.integration
