@@ -78,12 +78,6 @@ def _ensure_chains() -> None:
             _iptables("-t", table, "-I", builtin, "1", *rule)
 
 
-def ensure_chains() -> None:
-    """Our chains exist and each builtin chain jumps to them first."""
-    with files.file_lock(LOCK):
-        _ensure_chains()
-
-
 def _tagged(owner: str, rule: Rule) -> list[str]:
     return [*rule, "-m", "comment", "--comment", f"rc:{owner}"]
 
@@ -117,9 +111,9 @@ def _delete_owned(table: str, chain: str, owner: str) -> None:
 
 
 def _replace(table: str, chain: str, owner: str, rules: Sequence[Rule]) -> None:
-    """``owner``'s rules in ``chain`` are exactly ``rules``, in this order: when one is missing or
-    an old one is left (an upgrade, a crash half-way), all of them are rewritten, because the
-    final drop must come after the accepts."""
+    """``owner``'s rules in ``chain`` are ``rules`` and no others: when one is missing or an extra
+    one is left (an upgrade, a crash half-way, a hand edit), all of them are deleted and appended
+    again in order, because the final drop must come after the accepts."""
     present = sum(1 for _ in _owned(table, chain, owner))
     if present == len(rules) and all(_present(table, chain, owner, rule) for rule in rules):
         return
