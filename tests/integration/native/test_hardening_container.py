@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from reconciler import engine as contract
 from reconciler import manifests, plans
 from reconciler.backends.native import bundles, mounts
 from reconciler.backends.native import engine as native_engine
+from reconciler.controller import health, queue
 from tests.contract import suite
 from tests.support.polling import eventually
 
@@ -76,17 +77,10 @@ def command_lines() -> Iterator[bytes]:
             yield path.read_bytes()
 
 
-@pytest.mark.integration
-def test_exec_keeps_env_values_off_host_command_lines(
-    engine: native_engine.NativeEngine, image: str, prefix: str
-) -> None:
-    secret = f"pw-{secrets.token_hex(12)}"
-    marker = f"marker-{secrets.token_hex(6)}"
-    start(engine, image, f"{prefix}sec", env={"DB_PASSWORD": secret})
-    results: list[contract.ExecResult] = []
-    # The exec waits for a file the test creates: it runs for as long as the test scans.
-    script = "while [ ! -e /tmp/stop ]; do usleep 20000; done; echo ${#DB_PASSWORD}"
-    worker = threading.Thread(target=lambda: results.append(engine.exec(f"{prefix}sec", ["sh", "-c", script, marker])))
+def watch_command_lines(engine: native_engine.NativeEngine, name: str, secret: str, marker: str,
+                        run: Callable[[], object]) -> list[bytes]:  # fmt: skip
+    """Run ``run`` (an exec that waits for /tmp/stop and carries ``marker`` in its argv) in a
+    thread; while it runs, the host's command lines that held ``secret``."""
     leaks: list[bytes] = []
 
     def running_exec_seen() -> bool:
@@ -95,18 +89,58 @@ def test_exec_keeps_env_values_off_host_command_lines(
         # Both the runtime's exec command and the process inside the container carry the marker.
         return sum(marker.encode() in line for line in lines) >= 2
 
+    worker = threading.Thread(target=run)
     worker.start()
     try:
         eventually(running_exec_seen, what="the exec running (runc exec and the process inside)")
         for _ in range(20):
             running_exec_seen()
     finally:
-        engine.exec(f"{prefix}sec", ["touch", "/tmp/stop"])
+        engine.exec(name, ["touch", "/tmp/stop"])
         worker.join(timeout=30)
+    return leaks
+
+
+# The exec waits for a file the test creates (it runs for as long as the test scans), then says
+# how long the secret it sees is.
+WAIT_THEN_MEASURE = "while [ ! -e /tmp/stop ]; do usleep 20000; done; echo ${#DB_PASSWORD}"
+
+
+@pytest.mark.integration
+def test_exec_keeps_env_values_off_host_command_lines(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    secret, marker = f"pw-{secrets.token_hex(12)}", f"marker-{secrets.token_hex(6)}"
+    start(engine, image, f"{prefix}sec", env={"DB_PASSWORD": secret})
+    results: list[contract.ExecResult] = []
+    argv = ["sh", "-c", WAIT_THEN_MEASURE, marker]
+    leaks = watch_command_lines(engine, f"{prefix}sec", secret, marker,
+                                lambda: results.append(engine.exec(f"{prefix}sec", argv)))  # fmt: skip
     assert not leaks, f"{len(leaks)} host command lines held the secret"
     # The exec still sees the container's environment, and leaves no process file behind.
     assert len(results) == 1 and results[0].stdout == f"{len(secret)}\n".encode(), results
     assert [path for path in (engine.root / "runtime").iterdir() if not path.is_dir()] == []
+
+
+@pytest.mark.integration
+def test_health_probe_keeps_env_values_off_host_command_lines(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    secret, marker = f"pw-{secrets.token_hex(12)}", f"marker-{secrets.token_hex(6)}"
+    check = {"test": ["CMD-SHELL", f": {marker}; {WAIT_THEN_MEASURE}"], "interval": "1h", "timeout": "60s"}
+    start(engine, image, f"{prefix}hc", env={"DB_PASSWORD": secret}, healthcheck=check)
+    spec = manifests.container_spec_from_document({"image": image, "healthcheck": check})
+    container = manifests.DesiredContainer(
+        name=f"{prefix}hc", stack="contract", spec=spec, labels={}, source=manifests.Source("test.yaml", 1, 1),
+        effective_env={"DB_PASSWORD": secret}, file_digests={},
+    )  # fmt: skip
+    # The controller's own probe (it calls engine.exec), on a state machine of its own.
+    probes = health.Health(engine, queue.SystemClock(), desired=None)  # type: ignore[arg-type]
+    due = health.DueProbe(f"{prefix}hc", container, health.HealthState("id", started_at=0.0))
+    verdicts: list[health.Verdict | None] = []
+    leaks = watch_command_lines(engine, f"{prefix}hc", secret, marker, lambda: verdicts.append(probes.probe(due)))
+    assert not leaks, f"{len(leaks)} host command lines held the secret"
+    assert due.state.last_exit_code == 0 and due.state.last_output == f"{len(secret)}\n", due.state
 
 
 @pytest.mark.integration
