@@ -23,8 +23,10 @@ or load takes back everything it created, an interrupted one keeps what it verif
 next pull resumes.
 
 Concurrency: pulls and loads hold a shared lock on ``.gc.lock`` and ``prune`` an exclusive one,
-so garbage collection never removes a blob a running pull has just written; ``images.json`` is
-edited under its own lock.
+so garbage collection never removes a blob a running pull has just written; the rollback of a
+failed pull or load takes it exclusively too (after releasing its shared hold), so it never takes
+back a blob or snapshot that a concurrent pull reused; ``images.json`` is edited under its own
+lock.
 
 What it must not do: run containers, print (progress goes to a callback), or reach a registry for
 an ``IfNotPresent`` pull of a reference that is present, and never for a digest reference.
@@ -179,7 +181,7 @@ class ImageStore:
         # loaded, not when the store is only read: a no-op apply never needs it.
         from reconciler.backends.native import installing
 
-        return installing.Installation(self.content, self.snapshots, self.index)
+        return installing.Installation(self.content, self.snapshots, self.index, gc_lock=self._gc_lock)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -227,17 +229,19 @@ class ImageStore:
             raise errors.NotFound(f"image {reference} is not present and the pull policy is Never")
         from reconciler.backends.native import pulling, registry
 
-        with (
-            files.file_lock(self._gc_lock, shared=True),
-            registry.Client(self.registry_config) as client,
-        ):
+        with registry.Client(self.registry_config) as client:
             if existing is not None and self._complete(existing):
                 remote = client.head_manifest(reference)
                 record = self.index.records().get(existing.id, {})
                 if remote is not None and remote in record.get("digests", []):
                     return existing
             recorded = pulling.pull(
-                self._installation(), client, reference, platform=self._platform, progress=progress or _nothing
+                self._installation(),
+                client,
+                reference,
+                platform=self._platform,
+                progress=progress or _nothing,
+                hold=files.file_lock(self._gc_lock, shared=True),
             )
             return self._image(*recorded)
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
-from reconciler import errors
+from reconciler import errors, files
 from reconciler.backends.native import content, image_index, layer_pipeline, layers, registry, snapshots
 
 # Docker refuses images deeper than this; overlayfs itself stops at 500 lowers.
@@ -30,8 +31,17 @@ CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json", "applicati
 class Installation:
     """One pull or load into the store (content, snapshots, index), and what it created there."""
 
-    def __init__(self, store: content.Store, snapshotter: snapshots.Snapshotter, index: image_index.ImageIndex) -> None:
+    def __init__(
+        self,
+        store: content.Store,
+        snapshotter: snapshots.Snapshotter,
+        index: image_index.ImageIndex,
+        *,
+        gc_lock: Path,
+    ) -> None:
+        """``gc_lock``: the store's lock, held shared by every pull and load while it works."""
         self.content, self.snapshots, self.index = store, snapshotter, index
+        self._gc_lock = gc_lock
         self._lock = threading.Lock()
         self._created_blobs: list[str] = []
         self._created_snapshots: list[str] = []
@@ -56,16 +66,23 @@ class Installation:
             self.created_blob(digest)
 
     def rollback(self) -> None:
-        """Remove what this installation created and no recorded image holds."""
-        records = self.index.records()
-        kept = {blob for record in records.values() for blob in image_index.record_blobs(record)}
-        for digest in self._created_blobs:
-            if digest not in kept:
-                self.content.delete(digest)
-        for digest in self._started_downloads:
-            self.content.discard_partial(digest)
-        kept_chains = {c for record in records.values() for c in image_index.record_chains(record)}
-        self.snapshots.remove(c for c in self._created_snapshots if c not in kept_chains)
+        """Remove what this installation created and no recorded image holds.
+
+        A concurrent pull may have found a blob or snapshot of ours present and be about to use
+        it without having recorded its image yet. So this waits for the store's lock exclusively
+        (the caller has released its shared hold): then no pull or load is in flight, every
+        image that reused our content is recorded, and the check below is final.
+        """
+        with files.file_lock(self._gc_lock):
+            records = self.index.records()
+            kept = {blob for record in records.values() for blob in image_index.record_blobs(record)}
+            for digest in self._created_blobs:
+                if digest not in kept:
+                    self.content.delete(digest)
+            for digest in self._started_downloads:
+                self.content.discard_partial(digest)
+            kept_chains = {c for record in records.values() for c in image_index.record_chains(record)}
+            self.snapshots.remove(c for c in self._created_snapshots if c not in kept_chains)
 
     def install(
         self,

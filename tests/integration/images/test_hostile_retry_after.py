@@ -94,3 +94,23 @@ def test_a_hostile_retry_after_ends_the_pull_promptly_with_a_clear_error(
     assert outcome[0].retry_after <= native_registry.MAX_RETRY_AFTER
     assert store.get(f"{registry.host}/test/busybox:latest") is None
     assert len(registry.requests_to(layer)) >= 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("config", [b"not json at all", b"[1, 2, 3]"])
+def test_a_malformed_answer_is_rolled_back_and_reported_as_the_engines_error(tmp_path: Path, config: bytes) -> None:
+    layout = images.OciLayout(tmp_path / "oci")
+    layer = layout.add_blob(images.compress(images.busybox_layer(), "gzip"), images.MEDIA_LAYER["gzip"])
+    manifest = {"schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST, "layers": [layer],
+                "config": layout.add_blob(config, images.MEDIA_CONFIG)}  # fmt: skip
+    layout.tag("odd", layout.add_blob(json.dumps(manifest).encode(), images.MEDIA_MANIFEST))
+    config_ = native_registry.RegistryConfig(docker_config=Path("/nonexistent/config.json"), retries=1, backoff=0.01)
+    store = native_images.ImageStore(tmp_path / "store", registry_config=config_)
+
+    with FakeRegistry(layout, address="127.0.0.4") as registry, pytest.raises(errors.EngineError) as raised:
+        store.pull(f"{registry.host}/test/odd:odd")
+
+    assert "test/odd:odd" in str(raised.value)
+    assert store.list() == []
+    assert store.content.digests() == [], "the rollback should have taken back the manifest and config"
+    assert store.content.partials() == []
