@@ -150,7 +150,7 @@ class Networks:
         network = Network(name=name, bridge=bridge_name(name, self.root), subnet=subnet, gateway=gateway,
                           internal=internal, labels=dict(labels))  # fmt: skip
         directory = self._dir(name)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.make_private_dir(directory)
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=network.bridge):
                 try:
