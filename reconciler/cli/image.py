@@ -13,12 +13,13 @@ anything a registry would consider secret (errors from the store never contain c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import typing
 from pathlib import Path
 
-from reconciler import errors, vocabulary
+from reconciler import errors, files, vocabulary
 from reconciler.cli import console, options
 
 if typing.TYPE_CHECKING:
@@ -62,9 +63,15 @@ def add_parser(commands: options.Commands, common: typing.Sequence[argparse.Argu
 
     rm = verb("rm", "remove image references (the content goes with the next prune)")
     rm.add_argument("references", nargs="+", metavar="REF", help="image reference or id")
+    rm.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="untag even an image a container uses (its content stays while the container does)",
+    )
     rm.set_defaults(func=cmd_rm)
 
-    prune = verb("prune", "delete unused images, blobs and snapshots")
+    prune = verb("prune", "delete images, blobs and snapshots that no image name and no container uses")
     prune.set_defaults(func=cmd_prune)
 
     load = verb("load", "load an OCI-layout or docker-archive tarball")
@@ -200,25 +207,36 @@ def _names(references: typing.Sequence[str]) -> str:
     return ", ".join(tags or references) or "<none>"
 
 
+def _containers_still(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """The native engine's lock: no container is created or removed while the store decides which
+    images are in use (a container's record is written after its rootfs is mounted)."""
+    from reconciler.backends.native import engine
+
+    return files.file_lock(engine.NativeEngine(Path(args.root)).lock_path)
+
+
 @_guarded
 def cmd_rm(args: argparse.Namespace) -> int:
-    """Remove references; the content is freed by ``image prune``."""
+    """Remove references; the content is freed by ``image prune``. An image a container uses
+    keeps its last tag unless ``--force`` (Docker's conflict), and its content in any case."""
     store = _store(args)
     status = console.EXIT_OK
-    for ref in args.references:
-        try:
-            for name in store.remove(ref):
-                console.out(f"untagged: {name}")
-        except errors.NotFound as exc:
-            status = _fail(str(exc))
+    with _containers_still(args):
+        for ref in args.references:
+            try:
+                for name in store.remove(ref, force=args.force):
+                    console.out(f"untagged: {name}")
+            except (errors.NotFound, errors.Conflict) as exc:
+                status = _fail(str(exc))
     return status
 
 
 @_guarded
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Delete what no image references; prints the space reclaimed."""
+    """Delete what no image and no container uses; prints the space reclaimed."""
     store = _store(args)
-    freed = store.prune()
+    with _containers_still(args):
+        freed = store.prune()
     console.out(f"Total reclaimed space: {console.size(freed)}")
     return console.EXIT_OK
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from reconciler import errors, files, references
 
 # What the index holds after a change: the image id, and the whole index as written.
 Recorded: typing.TypeAlias = tuple[str, dict[str, typing.Any]]
+# Asked before a removal: (image id, removed by id, no tag would be left); raises to refuse it.
+Guard: typing.TypeAlias = Callable[[str, bool, bool], None]
 
 
 class ImageIndex:
@@ -109,10 +111,11 @@ class ImageIndex:
             self.save(data)
             return image_id, data
 
-    def remove(self, ref: str | references.ImageReference) -> list[str]:
+    def remove(self, ref: str | references.ImageReference, *, guard: Guard | None = None) -> list[str]:
         """Remove a name (or, given an image id, all of that image's names); returns those removed.
 
         Removing the last tag of an image also removes its digest names (as ``docker rmi`` does).
+        ``guard`` is called under the lock before anything changes, and may refuse by raising.
         """
         with self.locked():
             data = self.load()
@@ -126,6 +129,9 @@ class ImageIndex:
                 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
             )
             removed = [name for name, target in refs.items() if target == image_id] if is_id else [ref_key(ref)]
+            if guard is not None:
+                tags_left = [n for n, t in refs.items() if t == image_id and n not in removed and "@" not in n]
+                guard(image_id, bool(is_id), not tags_left)
             for name in removed:
                 refs.pop(name, None)
             removed += _drop_digest_only_refs(refs, image_id)

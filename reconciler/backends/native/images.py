@@ -48,6 +48,7 @@ from reconciler.backends.native import (
     image_index,
     mounts,
     pull_progress,
+    records,
     registry_settings,
     snapshots,
 )
@@ -141,8 +142,16 @@ def _nothing(_: PullProgress) -> None:
 class ImageStore:
     """The native engine's images under ``root`` (see the module docstring for the layout)."""
 
-    def __init__(self, root: Path, *, registry_config: registry_settings.RegistryConfig | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        registry_config: registry_settings.RegistryConfig | None = None,
+        containers: records.Records | None = None,
+    ) -> None:
+        """``containers``: whose images are in use; by default the engine's, under the same root."""
         self.root = root
+        self.containers = containers or records.Records(root / "containers")
         self.content = content.Store(root / "content")
         self.snapshots = snapshots.Snapshotter(root / "snapshots")
         self.index = image_index.ImageIndex(root)
@@ -265,23 +274,56 @@ class ImageStore:
 
     # -- removal and garbage collection ---------------------------------------------------------
 
-    def remove(self, ref: str | references.ImageReference) -> builtins.list[str]:
+    def users(self) -> dict[str, builtins.list[records.Record]]:
+        """The containers (any state) of each image in use, by image id."""
+        found: dict[str, builtins.list[records.Record]] = {}
+        for record in self.containers.all():
+            image_id = record.data.get("image_id")
+            if isinstance(image_id, str):
+                found.setdefault(image_id, []).append(record)
+        return found
+
+    def remove(self, ref: str | references.ImageReference, *, force: bool = False) -> builtins.list[str]:
         """Remove a reference (or, given an image id, all of that image's references).
 
         Removing the last tag of an image also removes its digest references (as ``docker rmi``
         does); the image becomes dangling and ``prune`` frees its content unless a container
         still uses it. Returns the references removed.
+
+        As Docker, an image a container uses (in any state) keeps its last tag unless ``force``
+        (which only untags: the content stays while the container does), and is not removed by
+        id while a container of it runs, forced or not (``errors.Conflict``).
         """
-        return self.index.remove(ref)
+        users = self.users()
+
+        def guard(image_id: str, by_id: bool, last_tag: bool) -> None:
+            using = sorted(users.get(image_id, ()), key=lambda r: not records.is_running(r))
+            if not using or (force and not (by_id and records.is_running(using[0]))):
+                return
+            short, user = image_id.removeprefix("sha256:")[:12], using[0]
+            who = f"{user.container_id[:12]} ({user.name})"
+            if by_id:
+                state = "running" if records.is_running(user) else "stopped"
+                how = "cannot be forced" if state == "running" else "must be forced"
+                raise errors.Conflict(
+                    f"conflict: unable to delete {short} ({how}) - image is being used by {state} container {who}"
+                )
+            if last_tag:
+                raise errors.Conflict(
+                    f'conflict: unable to remove repository reference "{ref}" (must force) - container {who} '
+                    f"is using its referenced image {short}"
+                )
+
+        return self.index.remove(ref, guard=guard)
 
     def prune(self, in_use: Iterable[str] = ()) -> int:
-        """Free what no image references: dangling images not ``in_use`` (ids of images containers
-        still use), then every blob, partial download and snapshot no remaining image holds.
+        """Free what no image references: dangling images that no container uses (nor are listed in
+        ``in_use``), then every blob, partial download and snapshot no remaining image holds.
         Returns the bytes freed."""
         freed = 0
         with files.file_lock(self._gc_lock), self.index.locked():
             data = self.index.load()
-            image_index.drop_dangling(data, set(in_use))
+            image_index.drop_dangling(data, set(in_use) | set(self.users()))
             self.index.save(data)
             records = data["images"].values()
             kept_blobs = {blob for record in records for blob in image_index.record_blobs(record)}
