@@ -5,7 +5,9 @@
 hash over every field, defaults included, would change for every container on such an upgrade
 and recreate them all), and with ordering-only fields (``dependsOn``) and fields applied in
 place (``resources``) excluded. Contents of referenced files (env files) enter as digests, so an
-edit inside a file is noticed. The scheme version lives in the hash string itself: a later scheme
+edit inside a file is noticed. Env values enter as they are (hashes of containers created before
+the spec label held digests stay valid); the label itself gets :func:`label_document`, where each
+env value is a digest. The scheme version lives in the hash string itself: a later scheme
 can recognise ``v1`` hashes and migrate instead of recreating every container.
 
 Pure functions; no I/O (the loader already read and digested the files).
@@ -18,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler import manifests
+from reconciler import manifests, observed
 
 SCHEME = "v1"
 
@@ -48,6 +50,11 @@ def container_document(container: manifests.DesiredContainer) -> dict[str, Any]:
 
 def container_hash(container: manifests.DesiredContainer) -> str:
     return _digest(container_document(container))
+
+
+def label_document(container: manifests.DesiredContainer) -> dict[str, Any]:
+    """What the container's spec label records: :func:`container_document`, env values as digests."""
+    return observed.spec_label_document(container_document(container))
 
 
 def _spec_document(spec: manifests.Model, labels: Mapping[str, str]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def spec_label_document(document: dict[str, object]) -> dict[str, object]:
     result[ENV_DIGESTS] = True
     return result
 
+
 ContainerState: TypeAlias = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 
 
@@ -104,6 +105,9 @@ class ObservedContainer(Owned):
     resources: ObservedResources = ObservedResources()
     networks: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    # The ports it publishes as the engine bound them (a random host port resolved), as
+    # ``docker ps`` prints them; None when the engine does not say (then the recorded spec's).
+    ports: tuple[str, ...] | None = None
 
     @property
     def spec_json(self) -> dict[str, object] | None:
@@ -132,14 +136,19 @@ class ObservedContainer(Owned):
 
     @property
     def published_ports(self) -> tuple[str, ...]:
-        """The ports its recorded spec publishes, as ``docker ps`` prints them
-        (``0.0.0.0:8080->80/tcp``; a random host port, unknown here, prints as ``80/tcp``)."""
+        """The ports it publishes, as ``docker ps`` prints them (``0.0.0.0:8080->80/tcp``): as
+        the engine bound them, else as its recorded spec says (a random host port, unknown
+        there, prints as ``80/tcp``)."""
+        if self.ports is not None:
+            return self.ports
         spec = (self.spec_json or {}).get("spec")
         ports = spec.get("ports") if isinstance(spec, dict) else None
-        return tuple(_port_text(port) for port in ports if isinstance(port, dict)) if isinstance(ports, list) else ()
+        return tuple(port_text(port) for port in ports if isinstance(port, dict)) if isinstance(ports, list) else ()
 
 
-def _port_text(port: dict[str, object]) -> str:
+def port_text(port: Mapping[str, object]) -> str:
+    """A published port of a spec document (``containerPort``, ``hostPort``, ``hostIP``,
+    ``protocol``) as ``docker ps`` prints it."""
     inside = f"{port.get('containerPort')}/{port.get('protocol') or 'tcp'}"
     if port.get("hostPort") is None:
         return inside

@@ -11,7 +11,9 @@ and ``to_json`` has a documented, stable shape (``version`` 1)::
      "steps":   [{"number", "action", "target", "reason", "after": [numbers]}],
      "notes":   ["volume data is kept: ..."]}
 
-``change`` is one of ``create``, ``recreate``, ``update``, ``start``, ``remove``.
+``change`` is one of ``create``, ``recreate``, ``update``, ``start``, ``remove``. An env value
+may be a secret: a diff shows it as the start of its SHA-256, ``(sha256:1a2b3c4d…)`` (in text and
+JSON alike), so that a change is visible and the value is not.
 
 The request types (what to create) live here too, because actions carry them; engines consume them.
 This module sits below the planner and the executor (and the engines, which read the requests),
@@ -183,6 +185,17 @@ class FieldChange:
         return f"~ {self.path}: {_value(self.old)} → {_value(self.new)}"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Concealed:
+    """A side of a field change that must not be shown: the start of its value's digest."""
+
+    digest: str  # "sha256:<hex>"
+
+    def __str__(self) -> str:
+        algorithm, _, hex_digits = self.digest.partition(":")
+        return f"({algorithm}:{hex_digits[:8]}…)"
+
+
 class _Absent:
     """Marks a side of a field change where the field is not set."""
 
@@ -194,6 +207,8 @@ _ABSENT: Final = _Absent()
 
 
 def _value(value: object) -> str:
+    if isinstance(value, Concealed):
+        return str(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
@@ -269,7 +284,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         def side(value: object) -> object:
-            return None if value is _ABSENT else value
+            return None if value is _ABSENT else str(value) if isinstance(value, Concealed) else value
 
         return {
             "version": 1,
@@ -315,3 +330,16 @@ def diff_documents(old: object, new: object, path: str = "") -> list[FieldChange
     if old == new:
         return []
     return [FieldChange(path, old, new)]
+
+
+def diff_specs(old: dict[str, object], new: dict[str, object]) -> list[FieldChange]:
+    """Field-level differences between two containers' spec label documents (each ``spec.env``
+    value a digest there): paths without the ``spec.`` prefix, env values :class:`Concealed`."""
+    changes = []
+    for found in diff_documents(old, new):
+        change = FieldChange(found.path.removeprefix("spec."), found.old, found.new)
+        if found.path.startswith("spec.env."):
+            old_side, new_side = (v if v is _ABSENT else Concealed(str(v)) for v in (found.old, found.new))
+            change = FieldChange(change.path, old_side, new_side)
+        changes.append(change)
+    return changes

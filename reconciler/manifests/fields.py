@@ -47,12 +47,14 @@ def _check_absolute(value: str) -> str:
 
 
 def _env_to_map(value: object) -> object:
-    """``env`` is a map or a list of ``K=V`` strings (compose users write both)."""
+    """``env`` is a map or a list of ``K=V`` strings (compose users write both).
+
+    A value may be a secret, so a wrong entry's message never quotes it: only its place."""
     if isinstance(value, list):
         result: dict[str, object] = {}
         for index, item in enumerate(value):
             if not isinstance(item, str) or "=" not in item or item.startswith("="):
-                raise ValueError(f"env[{index}] must be a KEY=VALUE string, got {item!r}")
+                raise ValueError(f"env[{index}] must be a KEY=VALUE string (its text is not shown: it may be a secret)")
             key, _, val = item.partition("=")
             result[key] = val
         return result

@@ -205,6 +205,8 @@ def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> 
     """The container's environment (env files in order, then ``env`` over them) and each env file's digest.
 
     Env files resolve against the manifest's folder (the current folder for stdin and strings).
+    Each is read once: the digest is of the bytes that were parsed. A problem names the env file
+    and the line, never the line's text, which may hold a secret.
     """
     if not spec.env_files:
         return dict(spec.env), {}
@@ -214,26 +216,40 @@ def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> 
     for index, env_file in enumerate(spec.env_files):
         env_path = base / env_file
         try:
-            data = env_path.read_bytes()
-            effective.update(_read_env_file(env_path))
+            data = _read_limited(env_path)
+            effective.update(_parse_env_file(data, env_path))
         except OSError as exc:
-            report(item, ("spec", "envFiles", index), f"cannot read {env_path}: {exc.strerror}")
+            report(item, ("spec", "envFiles", index), f"cannot read {env_path}: {exc.strerror or exc}")
             continue
         except ValueError as exc:
-            report(item, ("spec", "envFiles", index), f"{env_path}: {exc}")
+            report(item, ("spec", "envFiles", index), str(exc))
             continue
         digests[env_file] = "sha256:" + hashlib.sha256(data).hexdigest()
     effective.update(spec.env)
     return effective, digests
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def _read_limited(path: Path) -> bytes:
+    """The bytes of a file named by a manifest, refused beyond the size a manifest may have."""
+    with path.open("rb") as file:
+        data = file.read(positions.MAX_TEXT_BYTES + 1)
+    if len(data) > positions.MAX_TEXT_BYTES:
+        raise ValueError(f"{path}: larger than {positions.MAX_TEXT_BYTES >> 20} MiB")
+    return data
+
+
+def _parse_env_file(data: bytes, path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines; ``#`` comments and blank lines skipped; ``export`` prefix allowed.
 
     Quotes around a whole value are removed as docker compose does; nothing is interpolated.
     """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad_line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{bad_line}: not UTF-8 text") from None
     env: dict[str, str] = {}
-    for number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw_line in enumerate(text.splitlines(), start=1):
         line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
@@ -241,7 +257,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not fields.ENV_KEY.match(key):
-            raise ValueError(f"line {number}: expected KEY=VALUE, got {raw_line.strip()!r}")
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE (the line is not shown: it may hold a secret)")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]

@@ -87,7 +87,7 @@ def test_env_change_recreates_only_that_container_create_first() -> None:
         Plan: 1 to recreate (5 steps).
 
           ± container web (shop): recreate, spec changed: env.FOO
-              ~ env.FOO: "a" → "b"
+              ~ env.FOO: (sha256:ca978112…) → (sha256:3e23e816…)
 
         Steps:
           1. create container web.next: spec changed: env.FOO
@@ -105,7 +105,7 @@ def test_several_field_changes_are_each_listed() -> None:
     changed = STACK.replace("FOO: a", "FOO: a, BAR: x").replace("hostPort: 8080", "hostPort: 8081")
     text = plan_for(engine, load(changed)).render()
     assert "recreate, spec changed: env.BAR, ports[0].hostPort" in text
-    assert '+ env.BAR: "x"' in text
+    assert "+ env.BAR: (sha256:2d711642…)" in text  # env values show as digests
     assert "~ ports[0].hostPort: 8080 → 8081" in text
 
 
@@ -274,7 +274,7 @@ def test_json_shape_is_stable() -> None:
     assert document["version"] == 1 and document["converged"] is False
     assert document["changes"] == [{
         "kind": "Container", "name": "web", "stack": "shop", "change": "recreate",
-        "reason": "spec changed: env.FOO", "diff": [{"path": "env.FOO", "old": "a", "new": "b"}],
+        "reason": "spec changed: env.FOO", "diff": [{"path": "env.FOO", "old": "(sha256:ca978112…)", "new": "(sha256:3e23e816…)"}],
     }]  # fmt: skip
     assert document["steps"][0] == {
         "number": 1, "action": "create", "target": "container web.next",

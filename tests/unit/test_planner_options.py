@@ -27,7 +27,9 @@ def test_decisions_are_typed_verdicts_with_reasons_and_diffs() -> None:
     decisions = planning.decide(load(STACK.replace("FOO: a", "FOO: b")), engine.observe(images=[IMAGE]))
     assert decisions["db"] == planning.Decision(Verdict.START, "drift: exited (137), restart policy always")
     assert decisions["web"].verdict is Verdict.RECREATE
-    assert [change.render() for change in decisions["web"].diff] == ['~ env.FOO: "a" → "b"']
+    assert [change.render() for change in decisions["web"].diff] == [
+        "~ env.FOO: (sha256:ca978112…) → (sha256:3e23e816…)"
+    ]
 
 
 def test_containers_on_a_recreated_network_are_recreated_stop_first() -> None:
