@@ -13,10 +13,11 @@ pydantic's API. This module must not read files or YAML.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeGuard
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -57,8 +58,9 @@ class Metadata(Model):
 
 
 class Port(Model):
-    """The long form of a published port; compose's short strings (``"8080:80"``) are refused with
-    the long form they mean."""
+    """A published port. The long form, or compose's short one: ``"8080:80"``,
+    ``"127.0.0.1:8080:80/udp"``, ``"80"`` (a random host port), ``"127.0.0.1::80"``, ranges
+    ``"8000-8002:80-82"``, ``"[::1]:8080:80"``."""
 
     container_port: fields.PortNumber
     host_port: fields.PortNumber | None = Field(default=None, description="Omit to publish on a random port.")
@@ -73,19 +75,72 @@ class Port(Model):
         return value
 
 
-_SHORT_PORT = re.compile(r"^(?:(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):)?(?P<container>\d+)(?:/(?P<protocol>tcp|udp))?$")
+_SHORT_PORT = re.compile(
+    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d+(?:-\d+)?)?:)?"
+    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<protocol>tcp|udp))?$"
+)
 
 
-def _port_long_form(value: object) -> object:
-    """A compose-style port (``"8080:80"``, ``80``) gets an error showing the long form it means."""
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        match = _SHORT_PORT.match(str(value))
-        if match is None:
-            raise ValueError(f"{value!r}: short port forms are not accepted; write the long form, e.g. "
-                             "{containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1, protocol: udp}")  # fmt: skip
-        keys = (("containerPort", "container"), ("hostPort", "host"), ("hostIP", "ip"), ("protocol", "protocol"))
-        long = "{" + ", ".join(f"{key}: {match[group]}" for key, group in keys if match[group]) + "}"
-        raise ValueError(f"short port forms are not accepted; write {value!r} as {long}")
+def _port_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    start, end = int(first), int(last or first)
+    if end < start:
+        raise ValueError(f"port range {text!r} ends before it starts")
+    return range(start, end + 1)
+
+
+def _short_port(value: str | int) -> list[dict[str, object]]:
+    """One compose-style port string as long forms (a range gives one per port)."""
+    match = _SHORT_PORT.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a port: write e.g. \"8080:80\", \"127.0.0.1:8080:80/udp\", "
+                         "\"8000-8002:80-82\" or the long form {containerPort: 80, hostPort: 8080}")  # fmt: skip
+    inside = _port_range(match["container"])
+    outside = _port_range(match["host"]) if match["host"] else None
+    if outside is not None and len(outside) != len(inside):
+        raise ValueError(f"{value!r}: the host range and the container range must be as long as each other")
+    long: list[dict[str, object]] = []
+    for offset, container_port in enumerate(inside):
+        port: dict[str, object] = {"containerPort": container_port}
+        if outside is not None:
+            port["hostPort"] = outside[offset]
+        if match["ip"]:
+            port["hostIP"] = match["ip"].strip("[]")
+        if match["protocol"]:
+            port["protocol"] = match["protocol"]
+        long.append(port)
+    return long
+
+
+def _is_short(item: object) -> TypeGuard[str | int]:
+    return isinstance(item, str | int) and not isinstance(item, bool)
+
+
+def _port_ranges(value: object) -> object:
+    """A short form with a range stands for several ports: it is split here, before each port is
+    read. The range's first port takes its place and the others go to the end, so that every
+    written item keeps its index, which is what error positions point at (a malformed range is
+    left in place for :func:`_port_short_form` to report)."""
+    if not isinstance(value, list):
+        return value
+    expanded: list[object] = []
+    extra: list[object] = []
+    for item in value:
+        if _is_short(item) and "-" in str(item):
+            with contextlib.suppress(ValueError):
+                first, *others = _short_port(item)
+                expanded.append(first)
+                extra.extend(others)
+                continue
+        expanded.append(item)
+    return expanded + extra
+
+
+def _port_short_form(value: object) -> object:
+    """A compose-style port (``"8080:80"``, ``80``) as its long form."""
+    if _is_short(value):
+        (port,) = _short_port(value)
+        return port
     return value
 
 
@@ -275,8 +330,13 @@ class ContainerSpec(Model):
     working_dir: fields.AbsolutePath | None = None
     user: str | None = None
     hostname: fields.DnsLabel | None = None
-    ports: list[Annotated[Port, BeforeValidator(_port_long_form)]] = Field(
-        default_factory=list, description="Published ports, in the long form: {containerPort: 80, hostPort: 8080}."
+    ports: Annotated[
+        list[Annotated[Port, BeforeValidator(_port_short_form, json_schema_input_type=str | int | Port)]],
+        BeforeValidator(_port_ranges),
+    ] = Field(
+        default_factory=list,
+        description='Published ports: "8080:80", "127.0.0.1:8080:80/udp", "80" (a random host port), '
+        '"8000-8002:80-82", or the long form {containerPort: 80, hostPort: 8080}.',
     )
     networks: list[NetworkAttachment] = Field(default_factory=list)
     network_mode: str = Field(default="bridge", description="bridge | none | host | container:NAME")

@@ -294,7 +294,7 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
           volumes: ["data:/var/lib/data"]
           mem_limit: 64m
           container_name: web
-          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8010:80"]
+          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8010:80", "http:80"]
         """)
     assert found == [
         "stack.yaml:6:3: spec.environment: unknown field `environment`; did you mean `env`?",
@@ -302,14 +302,29 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
         "A volume mount: `mounts: [{type: volume, source: data, target: /var/lib/data}]`",
         "stack.yaml:8:3: spec.mem_limit: unknown field `mem_limit`; did you mean `resources.memory`?",
         "stack.yaml:9:3: spec.container_name: unknown field `container_name`; the container's name is `metadata.name`",
-        "stack.yaml:10:11: spec.ports[0]: short port forms are not accepted; write '8080:80' as "
-        "{containerPort: 80, hostPort: 8080}",
-        "stack.yaml:10:22: spec.ports[1]: short port forms are not accepted; write 9000 as {containerPort: 9000}",
-        "stack.yaml:10:28: spec.ports[2]: short port forms are not accepted; write '127.0.0.1:53:53/udp' as "
-        "{containerPort: 53, hostPort: 53, hostIP: 127.0.0.1, protocol: udp}",
-        "stack.yaml:10:51: spec.ports[3]: '8000-8010:80': short port forms are not accepted; write the long form, "
-        "e.g. {containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1, protocol: udp}",
+        "stack.yaml:10:51: spec.ports[3]: '8000-8010:80': the host range and the container range must be as long "
+        "as each other",
+        "stack.yaml:10:67: spec.ports[4]: 'http:80' is not a port: write e.g. \"8080:80\", \"127.0.0.1:8080:80/udp\", "
+        "\"8000-8002:80-82\" or the long form {containerPort: 80, hostPort: 8080}",
     ]
+
+
+def test_ports_as_compose_writes_them() -> None:
+    desired = manifests.load_text(textwrap.dedent("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec:
+          image: busybox
+          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8002:80-82", "127.0.0.1::443", "[::1]:8443:443",
+                  {containerPort: 22, hostPort: 2222}]
+        """), "stack.yaml")
+    ports = [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in desired.containers["web"].spec.ports]
+    assert ports == [
+        (None, 8080, 80, "tcp"), (None, None, 9000, "tcp"), ("127.0.0.1", 53, 53, "udp"), (None, 8000, 80, "tcp"),
+        ("127.0.0.1", None, 443, "tcp"), ("::1", 8443, 443, "tcp"), (None, 2222, 22, "tcp"),
+        (None, 8001, 81, "tcp"), (None, 8002, 82, "tcp"),
+    ]  # fmt: skip
 
 
 def test_a_habit_hint_only_where_its_field_is() -> None:

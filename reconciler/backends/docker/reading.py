@@ -65,6 +65,22 @@ STATES: dict[str, observed.ContainerState] = {
 }
 
 
+def bound_ports(settings: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The host ports dockerd bound for a running container (random ones resolved), as ``docker
+    ps`` prints them; IPv6 twins of an IPv4 binding are left out. None when nothing is bound (a
+    stopped container): then the recorded spec says what it publishes."""
+    texts = []
+    for inside, bindings in sorted((settings.get("Ports") or {}).items()):
+        container_port, _, protocol = str(inside).partition("/")
+        for binding in bindings or ():
+            if binding.get("HostIp") == "::":
+                continue
+            texts.append(observed.port_text({"containerPort": container_port, "protocol": protocol,
+                                             "hostIP": binding.get("HostIp") or None,
+                                             "hostPort": binding.get("HostPort")}))  # fmt: skip
+    return tuple(texts) or None
+
+
 def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContainer:
     """An ``ObservedContainer`` from ``GET /containers/{id}/json``."""
     state = inspected.get("State") or {}
@@ -112,6 +128,7 @@ def observed_container(inspected: Mapping[str, Any]) -> observed.ObservedContain
         ),
         networks=tuple(sorted((settings.get("Networks") or {}).keys())),
         volumes=tuple(volumes),
+        ports=bound_ports(settings),
     )
 
 

@@ -68,6 +68,7 @@ class Assembly:
         if request.spec.ports and request.spec.network_mode != "bridge":
             raise errors.RuntimeFailed(f"container {request.name}: ports need networkMode bridge")
         self._check_ports(request)
+        request = self._with_host_ports(request)
         request = volumes.with_volumes_from(request, self.containers)
         image = self.image_store.get(request.spec.image)
         if image is None:
@@ -123,15 +124,36 @@ class Assembly:
         record.save()
         network_services.write_names(self.network_store, self.containers.all(), [a.network for a in attachments])
 
-    def _check_ports(self, request: plans.ContainerRequest) -> None:
-        """A host port taken by another container of ours, or by any process, fails the create."""
-        taken = {
+    def _published(self) -> dict[tuple[str, int, str], str]:
+        """Every host port our containers publish: (address, port, protocol) → the container."""
+        return {
             (str(port.get("hostIP") or "0.0.0.0"), int(port["hostPort"]), str(port.get("protocol", "tcp"))): r.name  # noqa: S104
             for r in self.containers.all()
             for port in r.data["spec"].get("ports", [])
             if port.get("hostPort")
         }
+
+    def _with_host_ports(self, request: plans.ContainerRequest) -> plans.ContainerRequest:
+        """Ports without a host port get a free one, as Docker's allocator does: the kernel picks
+        it (a bind to port 0), and one another container of ours publishes is never chosen. The
+        choice is written into the container's recorded spec, so restarts keep it and ``status``
+        shows it."""
+        if all(port.host_port is not None for port in request.spec.ports):
+            return request
+        taken = {(port, protocol) for (_, port, protocol) in self._published()}
+        document = manifests.to_document(request.spec)
+        for port in document["ports"]:
+            if port.get("hostPort") is None:
+                port["hostPort"] = _free_port(port.get("hostIP") or "0.0.0.0", port.get("protocol") or "tcp", taken)  # noqa: S104
+                taken.add((port["hostPort"], port.get("protocol") or "tcp"))
+        return dataclasses.replace(request, spec=manifests.container_spec_from_document(document))
+
+    def _check_ports(self, request: plans.ContainerRequest) -> None:
+        """A host port taken by another container of ours, or by any process, fails the create."""
+        taken = self._published()
         for port in request.spec.ports:
+            if port.host_ip is not None and ":" in port.host_ip:
+                raise errors.RuntimeFailed(f"host address {port.host_ip}: the native engine publishes on IPv4 only")
             if port.host_port is None:
                 continue
             ip = port.host_ip or "0.0.0.0"  # noqa: S104
@@ -238,3 +260,15 @@ def _write_etc_files(
         if not point.exists() and not point.is_symlink():
             point.touch(mode=0o644)
     return written
+
+
+def _free_port(address: str, protocol: str, taken: set[tuple[int, str]]) -> int:
+    """A host port free on ``address`` now (the kernel's choice) and not in ``taken``."""
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind((address, 0))
+            port = int(probe.getsockname()[1])
+        if (port, protocol) not in taken:
+            return port
+    raise errors.RuntimeFailed(f"no free host port for {protocol} on {address}")

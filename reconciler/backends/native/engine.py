@@ -333,4 +333,6 @@ def _observed_container(record: records.Record) -> observed.ObservedContainer:
         ),
         networks=tuple(sorted(record.networks)),
         volumes=tuple(sorted(m.source for m in spec.mounts if isinstance(m, manifests.VolumeMount))),
+        # The recorded spec holds the host ports chosen at creation for ports that named none.
+        ports=tuple(observed.port_text(port) for port in record.data["spec"].get("ports", [])),
     )

@@ -39,8 +39,7 @@ def test_compose_short_forms_on_the_native_engine(loaded: Path, engine: native_e
     assert refused.returncode == 1, refused
     assert f"{wrong}:6:3: spec.environment: unknown field `environment`; did you mean `env`?" in refused.stderr
     assert f"{wrong}:7:3: spec.volumes: unknown field `volumes`; did you mean `mounts`?" in refused.stderr
-    assert (f"{wrong}:8:11: spec.ports[0]: short port forms are not accepted; write '8080:80' as "
-            "{containerPort: 80, hostPort: 8080}") in refused.stderr  # fmt: skip
+    assert "spec.ports" not in refused.stderr, "compose's short port form is accepted"
     assert not engine.observe().containers
 
     right = tmp_path / "right.yaml"
