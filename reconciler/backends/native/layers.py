@@ -12,7 +12,10 @@ files, whiteouts that delete outside the layer, and headers that claim absurd si
   not followed (it is what the entry replaces);
 - hardlink targets are resolved the same way, must exist and must not be directories;
 - metadata goes on with ``lchown`` then ``chmod`` (which can clear setuid bits, hence the order)
-  and never through a symlink; directory mtimes are set at the end so later entries don't bump them;
+  and never through a symlink; directory mtimes are set at the end so later entries don't bump them,
+  through fds reached from the root without following links (a later entry may plant one);
+- a new parent directory takes a lower layer's metadata only from a real directory at that path
+  in the lower, walked without following links (a lower's link may point at the host);
 - whiteouts are converted to overlayfs' format in :data:`OVERLAY` mode (``.wh.x`` becomes a 0/0
   character device, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` xattr) or applied as
   deletions in :data:`FLAT` mode, always resolved inside the root and never against entries of the
@@ -30,6 +33,7 @@ import collections.abc
 import dataclasses
 import enum
 import errno
+import functools
 import hashlib
 import os
 import posixpath
@@ -51,6 +55,9 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1024 * 1024
 _MAX_SYMLINKS = 255
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Directory fds a walk keeps open: enough for any real tree's depth, far below fd limits.
+_MAX_OPEN_DIRS = 64
 MAX_READ = 16 * 1024 * 1024
 
 
@@ -328,32 +335,130 @@ def resolve_in_root(root: Path, relative: str, *, create: bool = False, parents:
 def _make_parent_dir(root: Path, components: list[str], parents: Sequence[Path]) -> None:
     path = root.joinpath(*components)
     os.mkdir(path, 0o755)
-    relative = "/".join(components)
-    for lower in parents:
-        source = lower / relative
-        try:
-            info = os.lstat(source)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            os.chown(path, info.st_uid, info.st_gid, follow_symlinks=False)
-            os.chmod(path, stat.S_IMODE(info.st_mode))
-            _copy_xattrs(source, path)
-        break
-
-
-def _copy_xattrs(source: Path, target: Path) -> None:
+    source = _open_lower_dir(parents, components)
+    if source is None:
+        return
     try:
-        names = os.listxattr(source, follow_symlinks=False)
+        info = os.fstat(source)
+        os.chown(path, info.st_uid, info.st_gid, follow_symlinks=False)
+        os.chmod(path, stat.S_IMODE(info.st_mode))
+        _copy_xattrs(source, path)
+    finally:
+        os.close(source)
+
+
+def _open_dir_at(directory: int, name: str) -> int | None:
+    """``name`` in the open ``directory`` as a directory fd, never through a symlink; None when it
+    is missing; :class:`NotADirectoryError` when it is anything else (a link, a file, a whiteout)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotADirectoryError(exc.errno, exc.strerror, name) from None
+        raise
+
+
+def _open_lower_dir(parents: Sequence[Path], components: list[str]) -> int | None:
+    """The directory at ``components`` in the topmost lower that has the path, as an fd.
+
+    Each lower is walked from its root one component at a time without following a symlink: a
+    lower layer's link may point anywhere on the host, and what overlay shows over a lower link
+    is this layer's new directory, with nothing of the lower below it. A non-directory on the
+    way (link, file, whiteout) hides every lower under it too, hence None.
+    """
+    for lower in parents:
+        try:
+            current: int | None = os.open(lower, _DIR_FLAGS)
+        except FileNotFoundError:
+            continue
+        try:
+            for component in components:
+                assert current is not None
+                try:
+                    found = _open_dir_at(current, component)
+                except NotADirectoryError:
+                    return None
+                os.close(current)
+                current = found
+                if current is None:
+                    break
+            else:
+                found, current = current, None
+                return found
+        finally:
+            if current is not None:
+                os.close(current)
+    return None
+
+
+def _copy_xattrs(source: int, target: Path) -> None:
+    try:
+        names = os.listxattr(source)
     except OSError:
         return
     for name in names:
         if name.startswith("trusted.overlay."):
             continue
         try:
-            os.setxattr(target, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+            os.setxattr(target, name, os.getxattr(source, name), follow_symlinks=False)
         except OSError:
             continue
+
+
+class _DirectoryWalk:
+    """Reaches directories of a root by relative path, one component at a time with ``O_NOFOLLOW``
+    from an fd of the root, so no symlink inside can lead out. The fds of the last path's first
+    :data:`_MAX_OPEN_DIRS` components stay open, so paths in tree order cost about one ``openat``
+    each, and a tree of any size or depth holds a bounded number of fds."""
+
+    def __init__(self, root: Path) -> None:
+        self._names: list[str] = []
+        self._fds = [os.open(root, _DIR_FLAGS)]
+
+    def at(self, relative: str, action: Callable[[int], None]) -> None:
+        """``action(fd)`` on the directory, unless its path is no longer real directories only."""
+        names = relative.split("/")
+        cached = names[:_MAX_OPEN_DIRS]
+        keep = 0
+        while keep < min(len(cached), len(self._names)) and cached[keep] == self._names[keep]:
+            keep += 1
+        for fd in self._fds[keep + 1 :]:
+            os.close(fd)
+        del self._fds[keep + 1 :], self._names[keep:]
+        for name in cached[keep:]:
+            found = _directory_or_none(self._fds[-1], name)
+            if found is None:
+                return
+            self._fds.append(found)
+            self._names.append(name)
+        current, owned = self._fds[-1], None
+        try:
+            for name in names[_MAX_OPEN_DIRS:]:  # deeper ones: each fd only while it is needed
+                found = _directory_or_none(current, name)
+                if owned is not None:
+                    os.close(owned)
+                owned = found
+                if found is None:
+                    return
+                current = found
+            action(current)
+        finally:
+            if owned is not None:
+                os.close(owned)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds, self._names = [], []
+
+
+def _directory_or_none(directory: int, name: str) -> int | None:
+    try:
+        return _open_dir_at(directory, name)
+    except NotADirectoryError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,7 +495,10 @@ class _Applier:
         self.mode = mode
         self.parents = parents
         self.unpacked: set[str] = set()
-        self.dir_times: list[tuple[Path, int]] = []
+        # Directory times go on last (later entries would bump them), keyed by the path relative to
+        # the root, with the (dev, ino) the entry made: the last entry for a path wins, as in Docker.
+        self.dir_times: dict[str, tuple[int, int, int]] = {}
+        self.root_prefix = f"{root}/"
         self.is_root = os.geteuid() == 0
         # parent_rel -> resolved directory. Only creating new files and directories keeps it
         # valid (neither can change how an existing path resolves); every removal, symlink,
@@ -551,14 +659,28 @@ class _Applier:
             os.chmod(path, stat.S_IMODE(member.mode))
         mtime_ns = int(member.mtime * 1_000_000_000)
         if member.isdir():
-            self.dir_times.append((path, mtime_ns))
+            info = os.lstat(path)
+            self.dir_times[str(path).removeprefix(self.root_prefix)] = (info.st_dev, info.st_ino, mtime_ns)
         else:
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
     def finish(self) -> None:
-        for path, mtime_ns in reversed(self.dir_times):
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+        """Set the directory times, through fds reached from the root without following a link:
+        a later entry may have put a symlink where a directory was (``a/``, ``a/b/``, then
+        ``a -> /host``), and a time set by path would land on the host. A directory whose inode
+        is no longer the one its entry made is skipped (its entry was replaced)."""
+        walk = _DirectoryWalk(self.root)
+        try:
+            for relative, (dev, ino, mtime_ns) in self.dir_times.items():
+                walk.at(relative, functools.partial(_set_dir_time, dev=dev, ino=ino, mtime_ns=mtime_ns))
+        finally:
+            walk.close()
+
+
+def _set_dir_time(fd: int, *, dev: int, ino: int, mtime_ns: int) -> None:
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) == (dev, ino):
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
 def apply(
