@@ -3,7 +3,9 @@
 Everything is deterministic (fixed mtimes, sorted entries), so the same layer built twice has the
 same digest and images share base layers the way real ones do. The busybox layer copies Debian's
 ``busybox-static`` binary (``/bin/busybox``) with one symlink per applet, which makes a runnable
-image without any registry access.
+image without any registry access; its recipe and image config are the example image's
+(``scripts/demo_image.py``), so what the tests load as :data:`LOCAL_BUSYBOX` is what
+``scripts/install`` loads.
 
 Typical use::
 
@@ -23,17 +25,17 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import zstandard
 
+from scripts import demo_image
 from tests import support
 
 # The reference scripts/demo_image.py writes, and the CLI tests load into their private roots.
-LOCAL_BUSYBOX = "127.0.0.1:5000/reconciler/busybox:1"
+LOCAL_BUSYBOX = demo_image.DEFAULT_REFERENCE
 
 MTIME = 1_700_000_000
 MEDIA_LAYER = {
@@ -45,7 +47,6 @@ MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
-BUSYBOX = Path("/bin/busybox")
 
 
 def sha256(data: bytes) -> str:
@@ -147,25 +148,10 @@ def compress(data: bytes, kind: str) -> bytes:
     raise ValueError(f"unknown compression {kind!r}")
 
 
-def busybox_applets() -> list[str]:
-    support.require_binary("busybox", "busybox-static")
-    out = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout
-    return sorted({line.strip() for line in out.splitlines() if line.strip() and "/" not in line})
-
-
 def busybox_layer() -> bytes:
-    """A runnable busybox root: /bin/busybox, applet symlinks, /etc/passwd, /tmp, /root."""
+    """A runnable busybox root: the example image's layer (``scripts/demo_image.py``)."""
     support.require_binary("busybox", "busybox-static")
-    tar = TarBuilder()
-    tar.dir("bin").big_file("bin/busybox", BUSYBOX, mode=0o755)
-    for applet in busybox_applets():
-        if applet != "busybox":
-            tar.symlink(f"bin/{applet}", "busybox")
-    tar.dir("etc")
-    tar.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    tar.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-    tar.dir("root", mode=0o700).dir("tmp", mode=0o1777).dir("var").dir("var/empty", mode=0o555)
-    return tar.build()
+    return demo_image.busybox_layer()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,16 +287,7 @@ def busybox_image(layout: OciLayout, tag: str, *, compression: str = "gzip") -> 
     image = layout.add_image(
         [busybox_layer()],
         compression=compression,
-        config={
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello"],
-            "Cmd": ["sh"],
-            "WorkingDir": "/root",
-            "User": "0:0",
-            "ExposedPorts": {"8080/tcp": {}},
-            "Volumes": {"/data": {}},
-            "Labels": {"org.example.test": "busybox"},
-            "StopSignal": "SIGQUIT",
-        },
+        config=demo_image.CONFIG,
     )
     layout.tag(tag, image.descriptor)
     return image
