@@ -11,9 +11,10 @@ files, whiteouts that delete outside the layer, and headers that claim absurd si
   are followed but re-rooted at the target, never at the host's ``/``; only the last component is
   not followed (it is what the entry replaces);
 - hardlink targets are resolved the same way, must exist and must not be directories;
-- metadata goes on with ``lchown`` then ``chmod`` (which can clear setuid bits, hence the order)
-  and never through a symlink; directory mtimes are set at the end so later entries don't bump them,
-  through fds reached from the root without following links (a later entry may plant one);
+- metadata goes on with ``lchown``, then ``chmod`` and xattrs (a chown clears setuid bits and file
+  capabilities, hence the order), never through a symlink; directory mtimes are set at the end so
+  later entries don't bump them, through fds reached from the root without following links (a
+  later entry may plant one);
 - a new parent directory takes a lower layer's metadata only from a real directory at that path
   in the lower, walked without following links (a lower's link may point at the host);
 - whiteouts are converted to overlayfs' format in :data:`OVERLAY` mode (``.wh.x`` becomes a 0/0
@@ -641,6 +642,12 @@ class _Applier:
         self.unpacked.add(self._key(victim))
 
     def _metadata(self, member: tarfile.TarInfo, path: Path) -> None:
+        if self.is_root:
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        if not member.issym():
+            # lchown may clear setuid/setgid, so the mode goes on after it; never on a symlink.
+            os.chmod(path, stat.S_IMODE(member.mode))
+        # Xattrs after the owner too: a chown removes a file capability (security.capability).
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
                 continue
@@ -652,11 +659,6 @@ class _Applier:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                     raise
-        if self.is_root:
-            os.chown(path, member.uid, member.gid, follow_symlinks=False)
-        if not member.issym():
-            # lchown may clear setuid/setgid, so the mode goes on after it; never on a symlink.
-            os.chmod(path, stat.S_IMODE(member.mode))
         mtime_ns = int(member.mtime * 1_000_000_000)
         if member.isdir():
             info = os.lstat(path)
