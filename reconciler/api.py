@@ -31,6 +31,13 @@ starts fast); ``Client`` and ``ApiError`` are re-exported here, beside the route
 so is :func:`operations.stack_lock`, the cross-process lock that keeps a CLI ``apply`` and the
 watcher from reconciling the same stack at once.
 
+Both listeners bound what one client may hold (:class:`Limits`): a request (headers and body)
+must arrive whole within a deadline, or its connection is dropped (a timeout per read alone would
+let a client keep a thread by sending a byte now and then); each listener handles a bounded number
+of connections at once, each on its own thread, and answers one more with 503 at once; headers
+beyond a size get 431, a body beyond one 413 without being read. Docker's API server has a
+header timeout of minutes and no bound on connections; these are tighter, for a root daemon.
+
 The server is ``http.server`` over ``socketserver``. This module must not import the controller
 (it serves any :class:`Backend`), a backend, or the CLI, and must not plan: a :class:`Backend`
 does (the controller, through :mod:`reconciler.operations`).
@@ -39,12 +46,15 @@ does (the controller, through :mod:`reconciler.operations`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.server
+import io
 import json
 import os
 import socket
 import socketserver
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,7 +70,15 @@ Client = client.Client
 ApiError = client.ApiError
 stack_lock = operations.stack_lock
 
-_MAX_BODY = 64 * 1024 * 1024
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client of a listener may hold (see the module docstring)."""
+
+    timeout: float = 10.0  # seconds to send a whole request; and for each write of an answer
+    connections: int = 64  # handled at once per listener; one more is answered 503
+    header_bytes: int = 64 * 1024  # the request line and headers
+    body_bytes: int = 8 * 1024 * 1024  # a POST's body: the manifests of a plan or an apply
 
 
 class MetricSample(Protocol):
@@ -163,9 +181,62 @@ def _error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, {"error": f"internal error: {type(exc).__name__}: {exc}", "kind": "internal"}
 
 
+class _TooLarge(Exception):
+    """The request's headers went beyond their budget."""
+
+
+class _Reader(io.RawIOBase):
+    """A connection's reads, within the current request's deadline and byte budget."""
+
+    def __init__(self, connection: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self.connection, self.timeout = connection, timeout
+        self.deadline, self.budget = time.monotonic() + timeout, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def begin(self, budget: int) -> None:
+        """A new request: the whole of it must arrive within the timeout from now."""
+        self.deadline, self.budget = time.monotonic() + self.timeout, budget
+
+    def readinto(self, buffer: Any) -> int:
+        if self.budget <= 0:
+            raise _TooLarge
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.connection.settimeout(remaining)
+        with memoryview(buffer) as view:
+            received = self.connection.recv_into(view[: self.budget])
+        self.budget -= received
+        return received
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
+    server: _Server | _UnixServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain reader; requests are read through a _Reader instead
+        self.reader = _Reader(self.connection, self.server.limits.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """One request; past its deadline the connection is dropped (http.server closes on TimeoutError)."""
+        self.reader.begin(self.server.limits.header_bytes)
+        try:
+            super().handle_one_request()
+        except _TooLarge:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._answering()
+                self.send_error(431, "request headers too large")
+
+    def _answering(self) -> None:
+        """The request is read: writes of the answer get the timeout, not what is left of the deadline."""
+        self.connection.settimeout(self.server.limits.timeout)
 
     def _refused_target(self) -> bool:
         """Answer 409 (and say so) when the client targets another root or engine than this daemon."""
@@ -206,10 +277,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the peer left, or stopped reading for longer than the timeout
             self.close_connection = True
 
     def do_GET(self) -> None:
+        self._answering()
         url = urllib.parse.urlsplit(self.path)
         query = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
         backend = self.server.backend
@@ -248,20 +320,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._json(code, body)
 
+    def _body(self) -> bytes | None:
+        """The request's body, or None once a 4xx was answered (the connection then closes)."""
+        length_text = self.headers.get("Content-Length") or "0"
+        length = int(length_text) if length_text.isdigit() else -1
+        limit = self.server.limits.body_bytes
+        if not 0 <= length <= limit:
+            self.close_connection = True  # the body is not read: nothing after it can be
+            self._answering()
+            if length < 0:
+                self._json(400, {"error": "a POST needs a Content-Length"})
+            else:
+                self._json(413, {"error": f"request body larger than {limit} bytes"})
+            return None
+        self.reader.budget = length + io.DEFAULT_BUFFER_SIZE  # some of it may be buffered already
+        body = self.rfile.read(length)
+        self._answering()
+        return body
+
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         backend = self.server.backend
+        received = self._body()
+        if received is None:
+            return
         if self.server.metrics_only:
             self._json(404, {"error": "no POST routes here"})
             return
         if self._refused_target():
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > _MAX_BODY:
-                self._json(413, {"error": "request too large"})
-                return
-            request = json.loads(self.rfile.read(length) or b"{}")
+            request = json.loads(received or b"{}")
             sources = [(str(file), str(text)) for file, text in request.get("sources", [])]
             prune = bool(request.get("prune", True))
             prune_volumes = bool(request.get("pruneVolumes", False))
@@ -328,23 +417,57 @@ class Cancels:
         return event is not None
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+_BUSY = b'{"error": "the daemon has too many connections open; try again", "kind": "busy"}\n'
+
+
+class _Bounded(socketserver.ThreadingMixIn, socketserver.BaseServer):
+    """A thread per connection, at most ``limits.connections`` at once: one more is answered
+    503 on the accepting thread and closed, so that it costs no thread and the accept loop never
+    waits (a client retries, as after any 503)."""
+
     daemon_threads = True
+    request_queue_size = 128
     backend: Backend
     metrics_only: bool
     stopping: threading.Event
     root: str | None
     cancels: Cancels
+    limits: Limits
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refuse(self, connection: socket.socket) -> None:
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(_BUSY)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+        with contextlib.suppress(OSError):
+            connection.setblocking(False)  # a fresh socket's buffer takes it; never wait for a peer here
+            with contextlib.suppress(BlockingIOError):
+                connection.recv(65536)  # what was sent already: closing with it unread would reset
+            connection.send(head.encode() + _BUSY)
+        self.shutdown_request(connection)
 
 
-class _UnixServer(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-    backend: Backend
-    metrics_only: bool
-    stopping: threading.Event
-    root: str | None
-    cancels: Cancels
+class _Server(_Bounded, http.server.HTTPServer):
+    pass
 
+
+class _UnixServer(_Bounded, socketserver.UnixStreamServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, _ = self.socket.accept()
         # BaseHTTPRequestHandler expects an (address, port) pair; a unix peer has none.
@@ -362,12 +485,14 @@ class Server:
         root: str | None = None,
         metrics_addr: str | None = None,
         poll_interval: float = 2.0,
+        limits: Limits | None = None,
     ) -> None:
         """``root``: the state folder the backend's engine works on, named by ``/healthz`` and
         compared with each client's (None: a backend without one, e.g. in tests; then only the
-        engine is compared)."""
+        engine is compared). ``limits``: what one client may hold, per listener."""
         self.backend = backend
         self.root = root
+        self.limits = limits or Limits()
         # How often the accept loops look at a shutdown request: slow polling is idle CPU saved,
         # paid for once, at shutdown.
         self.poll_interval = poll_interval
@@ -384,6 +509,7 @@ class Server:
             tcp.backend, tcp.metrics_only, tcp.stopping = backend, True, self.stopping
             tcp.root = root
             tcp.cancels = Cancels()
+            self._limit(tcp)
             self._servers.append(tcp)
             bound_host, bound_port = tcp.server_address[:2]
             self.metrics_address = f"{bound_host!s}:{bound_port}"
@@ -404,7 +530,12 @@ class Server:
         server.backend, server.metrics_only, server.stopping = self.backend, False, self.stopping
         server.root = self.root
         server.cancels = Cancels()
+        self._limit(server)
         return server
+
+    def _limit(self, server: _Bounded) -> None:
+        server.limits = self.limits
+        server.slots = threading.BoundedSemaphore(self.limits.connections)
 
     def start(self) -> None:
         for server in self._servers:
