@@ -299,12 +299,12 @@ class MemoryEngine:
                 raise errors.NotFound(f"image {request.spec.image} is not present")
             for network in request.spec.networks:
                 if network.name not in self.networks:
-                    raise errors.NotFound(f"network {network.name} not found")
+                    what = "external network" if network.external else "network"
+                    raise errors.NotFound(f"{what} {network.name} not found")
             for mount in request.spec.mounts:
                 if isinstance(mount, manifests.VolumeMount) and mount.source not in self.volumes:
-                    if not mount.external:
-                        raise errors.NotFound(f"volume {mount.source} not found")
-                    self.volumes[mount.source] = _Labelled(mount.source, {}, mount.source)
+                    what = "external volume" if mount.external else "volume"
+                    raise errors.NotFound(f"{what} {mount.source} not found")
             container = _Container(self._new_id(request.name), request, image_id,
                                    resources=request.spec.resources, created_at=self.clock())  # fmt: skip
             self.containers[request.name] = container

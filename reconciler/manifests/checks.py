@@ -95,12 +95,13 @@ def _network_references(
 ) -> None:
     """Appends a finding per attached network not declared, or fixed address outside the network's subnet."""
     for index, network in enumerate(container.spec.networks):
-        if network.name not in networks and ("Network", network.name) not in invalid:
+        if network.name not in networks and ("Network", network.name) not in invalid and not network.external:
             findings.append(
                 Finding(
                     container.name,
                     ("spec", "networks", index, "name"),
-                    f"network {network.name!r} is not declared in the manifests"
+                    f"network {network.name!r} is not declared in the manifests (declare a Network, or mark "
+                    "the attachment external: true to use another stack's)"
                     + messages.did_you_mean(network.name, networks),
                 )
             )

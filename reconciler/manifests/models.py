@@ -145,9 +145,14 @@ def _port_short_form(value: object) -> object:
 
 
 class NetworkAttachment(Model):
-    name: fields.DnsLabel
+    name: fields.DnsLabel = Field(description="A Network declared in the manifests (or external: true).")
     aliases: list[fields.DnsLabel] = Field(default_factory=list)
     ipv4_address: str | None = None
+    external: bool = Field(
+        default=False,
+        description="The network belongs to another stack or was made outside reconciler: it is used, "
+        "never created, changed or removed by this stack; a missing one is an error.",
+    )
 
     @pydantic.field_validator("ipv4_address")
     @classmethod
@@ -162,7 +167,11 @@ class VolumeMount(Model):
     source: fields.DnsLabel = Field(description="A Volume declared in the manifests (or external: true).")
     target: fields.AbsolutePath
     read_only: bool = False
-    external: bool = Field(default=False, description="The volume is managed outside these manifests.")
+    external: bool = Field(
+        default=False,
+        description="The volume belongs to another stack or was made outside reconciler: it is used, "
+        "never created or removed by this stack; a missing one is an error.",
+    )
 
 
 class BindMount(Model):

@@ -105,7 +105,8 @@ def test_cross_object_checks() -> None:
         "stack.yaml:7:35: spec.mounts[0].source: volume 'data' is not declared in the manifests "
         "(declare a Volume, or mark the mount external: true)",
         "stack.yaml:8:14: spec.dependsOn: dependency cycle: a → b → a",
-        "stack.yaml:9:21: spec.networks[0].name: network 'backnet' is not declared in the manifests",
+        "stack.yaml:9:21: spec.networks[0].name: network 'backnet' is not declared in the manifests "
+        "(declare a Network, or mark the attachment external: true to use another stack's)",
         "stack.yaml:16:41: spec.ports[0].hostPort: host port 8080/tcp is already published by container 'a' (ports[0])",
         "stack.yaml:18:22: spec.dependsOn[0].name: container 'ghost' is not declared in the manifests",
         "stack.yaml:22:18: metadata.name: duplicate Container 'a' (first declared at stack.yaml:3:18)",

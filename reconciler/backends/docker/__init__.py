@@ -9,6 +9,7 @@ executor calls its methods, each one idempotent primitive of ``reconciler.engine
 * ``reading``: Docker's answers (inspects, list entries, log lines, events) as ``observed`` and
   ``engine`` values;
 * ``informer``: the container list and inspects kept between observes while events flow;
+* ``stack_networks``: each stack's own network for containers that name none;
 * ``streams``: multiplexed log responses and event streams;
 * ``translating``: library errors as the project's errors.
 
@@ -18,9 +19,11 @@ import the planner, executor, controller, CLI or another backend.
 
 from __future__ import annotations
 
-from reconciler.backends.docker import engine
+from reconciler.backends.docker import engine, stack_networks
 
 # The one name the rest of the project uses: ``docker_backend.DockerEngine.from_env()``.
 DockerEngine = engine.DockerEngine
+
+__all__ = ["DockerEngine", "engine", "stack_networks"]
 
 __all__ = ["DockerEngine"]

@@ -157,11 +157,12 @@ def _port_config(spec: manifests.ContainerSpec) -> tuple[dict[str, Any], dict[st
     return exposed, bindings
 
 
-def container_config(request: plans.ContainerRequest) -> dict[str, Any]:
+def container_config(request: plans.ContainerRequest, *, default_network: str | None = None) -> dict[str, Any]:
     """The Engine API body of ``POST /containers/create`` for a request (first network only).
 
     Engine API 1.41 (Debian's dockerd 20.10) accepts a single network at creation; the engine
-    connects the others before the container is started.
+    connects the others before the container is started. ``default_network``: the stack's own
+    network for a bridge-mode container that names none, joined with its name as an alias.
     """
     spec = request.spec
     host = _host_config(spec)
@@ -172,6 +173,9 @@ def container_config(request: plans.ContainerRequest) -> dict[str, Any]:
         first = spec.networks[0]
         host["NetworkMode"] = first.name
         config["NetworkingConfig"] = {"EndpointsConfig": {first.name: endpoint(first)}}
+    elif default_network is not None and spec.network_mode == "bridge":
+        host["NetworkMode"] = default_network
+        config["NetworkingConfig"] = {"EndpointsConfig": {default_network: {"Aliases": [request.name]}}}
     else:
         host["NetworkMode"] = spec.network_mode
     config["HostConfig"] = host

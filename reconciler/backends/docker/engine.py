@@ -33,7 +33,7 @@ import docker
 import docker.errors
 
 from reconciler import engine, errors, manifests, observed, plans
-from reconciler.backends.docker import configs, informer, reading, streams, translating
+from reconciler.backends.docker import configs, informer, reading, stack_networks, streams, translating
 
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
@@ -64,6 +64,8 @@ def _changes_containers(
     return changing
 
 
+# What has logic of its own lives in configs, reading, informer, streams and stack_networks.
+# size: one short method per primitive of the Engine contract (about 25, each one Engine API call)
 class DockerEngine:
     """The ``Engine`` contract on dockerd. Thread-safe: the executor calls it from a pool."""
 
@@ -78,6 +80,7 @@ class DockerEngine:
             self.api.trust_env = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._stack_networks = stack_networks.StackNetworks(self.api)
         self.informer = informer.Informer()
 
     @classmethod
@@ -275,20 +278,25 @@ class DockerEngine:
                     try:
                         self.api.inspect_volume(mount.source)
                     except docker.errors.NotFound:
-                        raise errors.NotFound(f"{subject}: volume {mount.source} not found") from None
+                        what = "external volume" if mount.external else "volume"
+                        raise errors.NotFound(f"{subject}: {what} {mount.source} not found") from None
             for attachment in spec.networks:
                 try:
                     self.api.inspect_network(attachment.name)
                 except docker.errors.NotFound:
-                    raise errors.NotFound(f"{subject}: network {attachment.name} not found") from None
+                    what = "external network" if attachment.external else "network"
+                    raise errors.NotFound(f"{subject}: {what} {attachment.name} not found") from None
 
     @_changes_containers
     def create_container(self, request: plans.ContainerRequest) -> str:
         subject = f"container {request.name}"
         self._check_references(subject, request.spec)
+        with self._on(subject):
+            default_network = self._stack_networks.ensure(request)
+        config = configs.container_config(request, default_network=default_network)
         try:
             with self._on(subject, conflict=True):
-                created = self.api.create_container_from_config(configs.container_config(request), name=request.name)
+                created = self.api.create_container_from_config(config, name=request.name)
         except errors.Conflict:
             with self._on(subject):
                 existing = self._inspect_container(request.name)
@@ -332,6 +340,8 @@ class DockerEngine:
 
     @_changes_containers
     def remove_container(self, name: str) -> None:
+        with self._on(f"container {name}"):
+            inspected = self._inspect_container(name)
         try:
             with self._on(f"container {name}"):
                 # v=True removes anonymous volumes only; named volumes always survive.
@@ -342,6 +352,8 @@ class DockerEngine:
             # A concurrent removal (someone's ``docker rm``) is as good as ours.
             if "already in progress" not in str(exc):
                 raise
+        with contextlib.suppress(errors.EngineError), self._on(f"container {name}"):
+            self._stack_networks.drop_unused(inspected)
 
     @_changes_containers
     def rename_container(self, name: str, new_name: str) -> None:

@@ -190,10 +190,11 @@ class Assembly:
                         self.network_store, network_services.DEFAULT_NETWORK, manifests.NetworkSpec(), {}
                     )
                 wanted = [(network_services.DEFAULT_NETWORK, None, [])]
+        external = {n.name for n in spec.networks if n.external}
         for name, _, _ in wanted:
             network = self.network_store.get(name)
             if network is None:
-                raise errors.NotFound(f"network {name} not found")
+                raise errors.NotFound(f"{'external network' if name in external else 'network'} {name} not found")
             network_services.ensure(self.network_store, network)
         attachments = self.network_store.attach(container_id, wanted)
         if attachments:

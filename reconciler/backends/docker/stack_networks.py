@@ -1,0 +1,63 @@
+"""A stack's own network on Docker, for containers that name none (compose's ``<project>_default``).
+
+Where it sits: under :mod:`.engine`, which asks for it when it creates a bridge-mode container
+without networks and after it removes a container. On Docker's default bridge container names do
+not resolve; on a user-defined network they do, so each stack gets one, ``<stack>_default``, and
+its containers join it with their names as aliases.
+
+The network carries :data:`LABEL` (the stack's name) and no owner labels, so no plan ever sees it:
+nothing to create, change or prune. It is made on first use and removed once no container uses it.
+This module must not plan or know manifests beyond the request it is given; Docker's errors pass
+through to the caller, which translates them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+import docker.errors
+
+from reconciler import errors, observed, plans
+
+LABEL = "reconciler.stack-network"
+
+
+class StackNetworks:
+    """Makes and removes the stacks' own networks through one Docker API client."""
+
+    def __init__(self, api: docker.APIClient) -> None:
+        self.api = api
+        # Docker's duplicate-name check is not atomic: two creates of one stack's network at once
+        # (parallel container steps) would make two networks of one name.
+        self._lock = threading.Lock()
+
+    def ensure(self, request: plans.ContainerRequest) -> str | None:
+        """The network a bridge-mode container without networks joins (made if missing), or None."""
+        stack = request.labels.get(observed.LABEL_STACK)
+        if request.spec.networks or request.spec.network_mode != "bridge" or not stack:
+            return None
+        name = f"{stack}_default"
+        with self._lock:
+            try:
+                labels = self.api.inspect_network(name).get("Labels") or {}
+            except docker.errors.NotFound:
+                self.api.create_network(name, driver="bridge", check_duplicate=True, labels={LABEL: stack})
+                return name
+        if labels.get(LABEL) != stack:
+            raise errors.Conflict(f"network {name} exists and is not stack {stack}'s own network")
+        return name
+
+    def drop_unused(self, inspected: Mapping[str, Any] | None) -> None:
+        """After a container's removal (``inspected``: how it looked before): its stack's network
+        goes once no container is attached to it."""
+        labels = ((inspected or {}).get("Config") or {}).get("Labels") or {}
+        name = f"{labels.get(observed.LABEL_STACK)}_default"
+        if name not in (((inspected or {}).get("NetworkSettings") or {}).get("Networks") or {}):
+            return
+        with self._lock:
+            network = self.api.inspect_network(name)
+            if (network.get("Labels") or {}).get(LABEL) and not network.get("Containers"):
+                self.api.remove_network(name)
