@@ -1,7 +1,9 @@
 """YAML text to plain values that remember where every value and key was written.
 
-The only module of the package that reads YAML. The text is *composed* (not constructed), so that
-every node keeps its start mark; the plain values are built from the nodes here, recording the
+The only module of the package that reads YAML. The parser's events are *composed* into nodes here
+(not constructed, and not by PyYAML's composer: see :class:`_Composer`), within limits of size,
+depth and expansion, so that every node keeps its start mark and no text can exhaust the process
+(a problem is a positioned diagnostic); the plain values are built from the nodes here, recording the
 mark of every path (``("spec", "ports", 0, "hostPort")``). pydantic reports errors by the same
 path (by alias), so the loader maps each error back to the closest recorded mark. Building the
 values here also lets us reject duplicate keys, which PyYAML would silently overwrite.
