@@ -71,3 +71,23 @@ def reap_in_background(process: subprocess.Popen[bytes]) -> None:
     """A helper lives on after this process exits; while we live, a thread reaps it if it ends
     first, so that it never lingers as a zombie of ours."""
     threading.Thread(target=process.wait, daemon=True).start()
+
+
+def of_module(module: str) -> list[tuple[int, str, list[str]]]:
+    """Live processes running ``python ... -m <module>``: (pid, start time, arguments after the
+    module's name). A scan of /proc: for the rare look for helpers that nothing names any more."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")[:-1]
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+        words = [os.fsdecode(word) for word in argv]
+        if module not in words or words.index(module) == 0 or words[words.index(module) - 1] != "-m":
+            continue
+        started = start_time(int(entry.name))
+        if started is not None:
+            found.append((int(entry.name), started, words[words.index(module) + 1 :]))
+    return found

@@ -4,7 +4,8 @@ Layout under ``<root>``::
 
     metadata.json        {"next": N, "snapshots": {chain_id: {id, parent, diff_id, size}}}
     <id>/fs              the layer's files in overlay format (whiteouts as 0/0 devices)
-    tmp-<random>/fs      a layer being applied; renamed to <id> by :meth:`Snapshotter.commit`
+    tmp-<pid>-<random>/fs  a layer being applied by process <pid>; renamed to <id> by
+                         :meth:`Snapshotter.commit`
 
 Directory names are short numbers, not chain ids: an overlay mount's options (every lowerdir
 path included) must fit in one page of mount data (4 KiB on common kernels), so short paths let
@@ -15,6 +16,9 @@ Reference counting is derived, not stored: an image holds a reference to each of
 and :meth:`Snapshotter.refcounts` counts them from the image records the caller passes, so a
 crash can never leave a counter out of step with the images. Metadata is committed atomically
 (``files.write_json``: temp + fsync + rename, mode 0600; directories 0700, state is root-only).
+A process killed half-way leaves a ``tmp-<pid>-*`` directory, or (in a commit or a removal) a
+numbered directory the metadata does not know: :meth:`Snapshotter.remove_remains` takes them
+away, the temporary ones only once their process is dead (a pull takes no lock while it applies).
 
 What it must not do: parse layers (``layers`` does), know about registries or images, or remove a
 snapshot that a kept image still references (the caller decides what is kept).
@@ -30,7 +34,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from reconciler import errors, files
@@ -140,7 +144,8 @@ class Snapshotter:
     def prepare(self) -> Path:
         """A fresh private directory to apply a layer into; returns its ``fs`` subdirectory."""
         files.make_private_dir(self.root)
-        work = Path(tempfile.mkdtemp(prefix="tmp-", dir=self.root))
+        # The pid in the name: the directory of a killed pull is told from one being applied.
+        work = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=self.root))
         fs = work / "fs"
         # The root of the layer shows as the container's "/" when it is the top lower: 0755.
         fs.mkdir(mode=0o755)
@@ -224,3 +229,25 @@ class Snapshotter:
                 freed += disk_usage(directory)
                 shutil.rmtree(directory, ignore_errors=True)
         return freed
+
+    def remove_remains(self, *, alive: Callable[[int], bool]) -> int:
+        """Remove what killed processes left: ``tmp-<pid>-*`` directories of a process that is
+        not ``alive``, and numbered directories the metadata does not know; returns bytes freed.
+        Looks first without the lock (which a prune holds for long), and takes it only to remove."""
+        if not self.root.is_dir() or not self._remains(alive):
+            return 0
+        freed = 0
+        with self._locked():
+            for child in self._remains(alive):
+                freed += disk_usage(child)
+                shutil.rmtree(child, ignore_errors=True)
+        return freed
+
+    def _remains(self, alive: Callable[[int], bool]) -> builtins.list[Path]:
+        known = {str(v["id"]) for v in self._snapshots(self._load()).values() if isinstance(v, dict)}
+        found = []
+        for child in self.root.iterdir():
+            owner = child.name.split("-")[1] if child.name.startswith("tmp-") else ""
+            if (child.name.isdigit() and child.name not in known) or (owner.isdigit() and not alive(int(owner))):
+                found.append(child)
+        return found

@@ -1,0 +1,173 @@
+"""Remains: what an engine process killed half-way left behind, found and taken away.
+
+The native engine's garbage collector, as containerd's garbage collector and dockerd's clean-up
+at start are: the engine runs :meth:`Collector.collect` on every observe, so the ``apply``, the
+``delete`` or the controller's loop that follows a ``kill -9`` finds what the dead process left.
+
+**Why it never takes what someone is making**: every step that makes something of a container
+(a create, a start, a prepared run) runs under the engine's lock (``<root>/.engine.lock``, an
+flock, which the kernel releases when its holder dies). The collector takes that lock without
+waiting; while it holds it, nothing is half-made by a live process, so what is half-made belongs
+to a dead one. A busy lock means someone is at work: the next observe collects. Pulls do not
+take the engine's lock: their snapshot directories carry their process's pid, and only those of
+a dead process go (:meth:`snapshots.Snapshotter.remove_remains`).
+
+**Remains**, checked cheaply on every call (two directory listings and a file test per
+container; runc and ``/proc`` only when something looks wrong, and ``/proc`` once per engine):
+
+* a container directory without its record (``container.json`` is written last: the create's
+  completion mark): a create cut short, taken apart as a failed create is (its supervisor, runtime
+  state, veths, namespace, rules, rootfs mount, directory and cgroup);
+* runc state (``runc --root <root>/runtime``) of an id without a directory: the same;
+* a record never started that has runc state, or a supervisor no pid file names: a start cut
+  short. The supervisor is killed and the runtime state deleted; the container is ``created``
+  again, as its record says, and the next start starts it afresh;
+* a prepared next run (``prepared.json``) whose supervisor is dead;
+* snapshot directories of a pull whose process is dead, or of a commit cut short.
+
+What it must not do: touch volumes (``<root>/volumes`` is never read; a container's directory is
+removed without following links), change a container that has its record and was started
+(whatever its state, it is the user's), or wait for the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from reconciler import errors
+from reconciler.backends.native import prepared, processes, records, runtime, snapshots
+
+SUPERVISOR_MODULE = "reconciler.backends.native.supervisor"
+# What a supervisor of a start cut short leaves in the container's directory.
+START_FILES = (records.SUPERVISOR, "init.pid")
+
+
+@contextlib.contextmanager
+def _lock_if_free(lock: threading.RLock, lock_path: Path) -> Iterator[bool]:
+    """The engine's lock (its thread lock, then its flock) if both are free now; never waits."""
+    if not lock.acquire(blocking=False):
+        yield False
+        return
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            os.close(fd)
+    finally:
+        lock.release()
+
+
+class Collector:
+    """The remains of one state root (module docstring); one per engine object."""
+
+    def __init__(
+        self,
+        containers: records.Records,
+        runtime_state: Path,
+        *,
+        runner: Callable[[], runtime.Runtime],
+        discard: Callable[[Path, str], None],
+        snapshotter: Callable[[], snapshots.Snapshotter],
+    ) -> None:
+        self.containers = containers
+        self.runtime_state = runtime_state
+        self._runner, self._discard, self._snapshotter = runner, discard, snapshotter
+        self._processes_scanned = False
+
+    def collect(self, lock: threading.RLock, lock_path: Path) -> None:
+        """Take the remains away if the engine's lock is free now; best effort, never raises."""
+        if not lock_path.parent.is_dir():
+            return  # a root never used: nothing to collect, and nothing to create
+        with _lock_if_free(lock, lock_path) as held:
+            if held:
+                with contextlib.suppress(errors.EngineError, OSError):
+                    self._collect()
+        snapshot_root = lock_path.parent / "snapshots"
+        if snapshot_root.is_dir():
+            with contextlib.suppress(errors.EngineError, OSError):
+                self._snapshotter().remove_remains(alive=lambda pid: Path(f"/proc/{pid}").exists())
+
+    def _collect(self) -> None:
+        known = _directories(self.containers.base)
+        half_made = {i for i in known if not (self.containers.base / i / records.RECORD).exists()}
+        states = _directories(self.runtime_state)
+        unstarted = {i for i in states & (known - half_made) if _never_started(self.containers.load(i))}
+        for container_id in known - half_made:
+            self._drop_dead_prepared(container_id)
+        if half_made or states - known or unstarted or not self._processes_scanned:
+            self._processes_scanned = True
+            unstarted |= self._kill_unowned_supervisors(known, half_made)
+        for container_id in sorted(half_made | (states - known)):
+            self._discard(self.containers.base / container_id, container_id)
+        for container_id in sorted(unstarted):
+            self._undo_start(container_id)
+
+    def _drop_dead_prepared(self, container_id: str) -> None:
+        directory = self.containers.base / container_id
+        info = records.read_json(directory / records.PREPARED)
+        if info is not None and not processes.is_running(int(info["pid"]), info.get("start_time")):
+            prepared.drop(directory, container_id, self._runner())
+
+    def _kill_unowned_supervisors(self, known: set[str], half_made: set[str]) -> set[str]:
+        """SIGKILL every supervisor of this root that no pid file names; returns the ids of records
+        never started whose supervisor that was (their start was cut short)."""
+        base = os.path.abspath(self.containers.base)
+        cut_short = set()
+        for pid, started, arguments in processes.of_module(SUPERVISOR_MODULE):
+            directory = arguments[-1] if arguments else ""
+            if os.path.dirname(os.path.abspath(directory)) != base:
+                continue  # another root's, or not a supervisor's command line
+            container_id = os.path.basename(directory)
+            if container_id in known and container_id not in half_made:
+                if (pid, started) in _named_supervisors(self.containers.base / container_id):
+                    continue
+                if _never_started(self.containers.load(container_id)):
+                    cut_short.add(container_id)
+            processes.kill_and_wait(pid, started, grace=5.0)
+        return cut_short
+
+    def _undo_start(self, container_id: str) -> None:
+        """A start cut short: its runtime state (the init and its cgroup) and its files go; the
+        record, never marked started, says ``created``."""
+        directory = self.containers.base / container_id
+        for name in (records.SUPERVISOR, records.PREPARED):
+            info = records.read_json(directory / name)
+            if info is not None:
+                processes.kill_and_wait(int(info["pid"]), info.get("start_time"), grace=5.0)
+        self._runner().delete(container_id, force=True)
+        for leftover in START_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / leftover).unlink()
+
+
+def _directories(folder: Path) -> set[str]:
+    try:
+        return {entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)}
+    except FileNotFoundError:
+        return set()
+
+
+def _never_started(record: records.Record | None) -> bool:
+    return record is not None and record.data.get("started_at") is None
+
+
+def _named_supervisors(directory: Path) -> set[tuple[int, str]]:
+    """The supervisors the container's pid files name: its current run's and a prepared run's."""
+    named = set()
+    for name in (records.SUPERVISOR, records.PREPARED):
+        info = records.read_json(directory / name)
+        if info is not None:
+            named.add((int(info["pid"]), str(info.get("start_time"))))
+    return named
