@@ -156,7 +156,7 @@ class Traces:
         allowed_mounts = {str(self.root / "containers" / i / "rootfs") for i in kept}
         report = {
             "processes": [f"{pid}: {cmd}" for pid, cmd in sorted(self.processes(frozenset(kept)).items())],
-            "mounts": [p for p in _mount_points(self.root) if p not in allowed_mounts],
+            "mounts": [os.path.relpath(p, self.root) for p in _mount_points(self.root) if p not in allowed_mounts],
             "netns": gone.namespaces(),
             "links": gone.links(),
             "iptables": gone.rules(),
