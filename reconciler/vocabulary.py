@@ -1,5 +1,6 @@
-"""The closed sets of words that every layer shares: pull policies and restart policies; and
-:func:`counted`, the one way a count and its noun are written ("1 step", "2 steps").
+"""The closed sets of words that every layer shares: pull policies and restart policies, the label
+that names a replica's service; and :func:`counted`, the one way a count and its noun are written
+("1 step", "2 steps").
 
 The manifests validate them, the planner and the engines act on them, and the CLI offers them as
 choices; each set is written here once, as a ``Literal`` type for mypy and a tuple for run time
@@ -16,6 +17,10 @@ PULL_POLICIES: tuple[PullPolicy, ...] = typing.get_args(PullPolicy)
 
 RestartPolicy: typing.TypeAlias = typing.Literal["no", "always", "on-failure", "unless-stopped"]
 RESTART_POLICIES: tuple[RestartPolicy, ...] = typing.get_args(RestartPolicy)
+
+# On each replica of ``replicas: N`` (NAME-1 … NAME-N): NAME, which every engine also makes the
+# replica answer to on its default network, as the manifests' aliases do on declared ones.
+SERVICE_LABEL = "reconciler.service"
 
 
 def counted(count: int, noun: str) -> str:

@@ -25,7 +25,7 @@ from typing import TypeAlias
 import pydantic
 
 from reconciler import errors, sources
-from reconciler.manifests import checks, desired, fields, messages, models, positions
+from reconciler.manifests import checks, desired, fields, messages, models, positions, replicas
 
 
 @dataclasses.dataclass(slots=True)
@@ -192,6 +192,9 @@ def _assemble(
             volumes[name] = desired.DesiredVolume(name, stack, doc.spec, labels, source)
 
     for finding in checks.cross_check(containers, networks, volumes, invalid):
+        report(positions_of[("Container", finding.container)], finding.path, finding.message)
+    containers, findings = replicas.expand(containers)
+    for finding in findings:
         report(positions_of[("Container", finding.container)], finding.path, finding.message)
     stacks = frozenset(
         [c.stack for c in containers.values()]

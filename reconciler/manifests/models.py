@@ -64,6 +64,11 @@ class Port(Model):
 
     container_port: fields.PortNumber
     host_port: fields.PortNumber | None = Field(default=None, description="Omit to publish on a random port.")
+    host_port_last: fields.PortNumber | None = Field(
+        default=None,
+        description="With replicas: the last host port of a range starting at hostPort, one port per replica "
+        '(the short form "8000-8002:80").',
+    )
     host_ip: str | None = Field(default=None, alias="hostIP", description="Default: all addresses.")
     protocol: Literal["tcp", "udp"] = "tcp"
 
@@ -73,6 +78,12 @@ class Port(Model):
         if value is not None:
             ipaddress.ip_address(value)
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _range(self) -> Port:
+        if self.host_port_last is not None and (self.host_port is None or self.host_port_last < self.host_port):
+            raise ValueError("hostPortLast needs a hostPort at or below it")
+        return self
 
 
 _SHORT_PORT = re.compile(
@@ -97,11 +108,17 @@ def _short_port(value: str | int) -> list[dict[str, object]]:
                          "\"8000-8002:80-82\" or the long form {containerPort: 80, hostPort: 8080}")  # fmt: skip
     inside = _port_range(match["container"])
     outside = _port_range(match["host"]) if match["host"] else None
+    if outside is not None and len(outside) > 1 and len(inside) == 1:
+        # One container port on a host range: a host port per replica (see ``replicas``).
+        port: dict[str, object] = {"containerPort": inside[0], "hostPort": outside[0], "hostPortLast": outside[-1]}
+        port.update({"hostIP": match["ip"].strip("[]")} if match["ip"] else {})
+        port.update({"protocol": match["protocol"]} if match["protocol"] else {})
+        return [port]
     if outside is not None and len(outside) != len(inside):
         raise ValueError(f"{value!r}: the host range and the container range must be as long as each other")
     long: list[dict[str, object]] = []
     for offset, container_port in enumerate(inside):
-        port: dict[str, object] = {"containerPort": container_port}
+        port = {"containerPort": container_port}
         if outside is not None:
             port["hostPort"] = outside[offset]
         if match["ip"]:
@@ -331,6 +348,13 @@ def _dependency_shorthand(value: object) -> object:
 
 class ContainerSpec(Model):
     image: fields.ImageRef
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="How many copies run, as NAME-1 … NAME-N, each answering NAME on its networks; "
+        "1 (the default) runs one container called NAME.",
+    )
     pull_policy: vocabulary.PullPolicy = "IfNotPresent"
     entrypoint: fields.Argv | None = Field(default=None, description="Overrides the image's ENTRYPOINT.")
     command: fields.Argv | None = Field(default=None, description="Overrides the image's CMD.")

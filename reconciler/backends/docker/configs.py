@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reconciler import manifests, plans
+from reconciler import manifests, plans, vocabulary
 
 # What "no memory limit" is written as in an update (Docker refuses -1 and ignores 0 there); the
 # kernel caps it at its own maximum. Read back as None. 2**62 bytes is far beyond any real host.
@@ -175,7 +175,9 @@ def container_config(request: plans.ContainerRequest, *, default_network: str | 
         config["NetworkingConfig"] = {"EndpointsConfig": {first.name: endpoint(first)}}
     elif default_network is not None and spec.network_mode == "bridge":
         host["NetworkMode"] = default_network
-        config["NetworkingConfig"] = {"EndpointsConfig": {default_network: {"Aliases": [request.name]}}}
+        service = request.labels.get(vocabulary.SERVICE_LABEL)  # a replica answers its service's name
+        aliases = [request.name, *([service] if service else [])]
+        config["NetworkingConfig"] = {"EndpointsConfig": {default_network: {"Aliases": aliases}}}
     else:
         host["NetworkMode"] = spec.network_mode
     config["HostConfig"] = host

@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from reconciler import errors, files, manifests
+from reconciler import errors, files, manifests, vocabulary
 from reconciler.backends.native import firewall, networks, processes, records
 
 DEFAULT_NETWORK = "default"
@@ -113,8 +113,11 @@ def write_names(store: networks.Networks, containers: Sequence[records.Record], 
             for attachment in record.data.get("attachments", []):
                 if attachment["network"] != network_name:
                     continue
-                for alias in [record.name, record.container_id[:12], f"{record.name}.{network_name}",
-                              *attachment.get("aliases", [])]:  # fmt: skip
+                # A replica answers its service's name too (declared networks list it as an alias).
+                service = record.labels.get(vocabulary.SERVICE_LABEL)
+                names = [record.name, record.container_id[:12], f"{record.name}.{network_name}",
+                         *attachment.get("aliases", []), *([service] if service else [])]  # fmt: skip
+                for alias in dict.fromkeys(name.lower() for name in names):
                     table.setdefault(alias.lower(), []).append(attachment["address"])
         directory = store.root / network_name
         if directory.is_dir():
