@@ -6,10 +6,13 @@ is re-parented to it and not to the host's PID 1 (which reaps lazily and would s
 code); it runs ``runtime create`` with the container's stdout and stderr as pipes it holds; it
 tells the engine "created <pid>" (or the runtime's error) on a sync pipe; then it
 
-* copies the container's output into ``container.log`` in Docker's json-file format,
+* copies the container's output into ``container.log`` in Docker's json-file format (on a full
+  disk it drains and drops the output, counting the lines, and says how many in the log once
+  space returns: the container never blocks on its output, and this process never dies of it),
 * reaps **every** process re-parented to it (exec'd processes too),
 * when the init exits, waits for the pipes to drain and writes ``exit.json`` atomically:
-  ``{"exit_code", "finished_at", "oom_killed"}``, with signal N reported as 128+N as Docker does,
+  ``{"exit_code", "finished_at", "oom_killed"}``, with signal N reported as 128+N as Docker does
+  (into blocks set aside at the start, ``exit.reserve``, if the disk is full by then),
 * and exits. The engine sees the exit through a pidfd on this process, or through ``exit.json``
   after an engine restart.
 
@@ -50,13 +53,17 @@ from reconciler import files
 
 TYPE_CHECKING = False  # typing itself is not imported: the supervisor's start is on the restart path
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 # A line longer than this is split into partial entries, as Docker's copier does (16 KiB).
 MAX_LINE = 16 * 1024
 # After the init exits, exec'd processes may still hold the pipes; don't wait for them forever.
 DRAIN_SECONDS = 2.0
+# Set aside at the start of a run for exit.json (see _write_exit); retried at most this far apart.
+EXIT_RESERVE = "exit.reserve"
+EXIT_RESERVE_BYTES = 16 * 1024
+EXIT_RETRY_MAX = 1.0
 
 
 def _timestamp(now: float) -> str:
@@ -70,20 +77,30 @@ class _LogWriter:
 
     With ``max_size``, the file is rotated as Docker's json-file driver does it: once it reaches
     the size, ``container.log`` becomes ``container.log.1`` (older ones shift up, the oldest of
-    ``max_files`` goes); with one file only, it is truncated."""
+    ``max_files`` goes); with one file only, it is truncated.
+
+    A full disk (or any failing write) must not stop the container: a line that cannot be written
+    is dropped and counted (a part written is cut off again, so the file stays whole lines), the
+    pipes go on being drained, and the first line written once space returns is the entry
+    ``reconciler: N lines dropped``. (Docker's json-file driver drops and logs the error in
+    dockerd's own log instead; here the count is where the reader of the container's log sees it.)"""
 
     def __init__(self, path: str, *, max_size: int | None = None, max_files: int = 1) -> None:
         self.path, self.max_size, self.max_files = path, max_size, max_files
-        self.file = self._open()
-        self.size = os.fstat(self.file.fileno()).st_size
+        self.fd = -1
+        self.size = 0
+        self.dropped = 0
         self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        with contextlib.suppress(OSError):
+            self._open()
 
-    def _open(self) -> BinaryIO:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        return os.fdopen(fd, "ab", buffering=0)
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
 
     def _rotate(self) -> None:
-        self.file.close()
+        os.close(self.fd)
+        self.fd = -1
         if self.max_files > 1:
             for index in range(self.max_files - 1, 0, -1):
                 older = f"{self.path}.{index - 1}" if index > 1 else self.path
@@ -91,8 +108,7 @@ class _LogWriter:
                     os.replace(older, f"{self.path}.{index}")
         else:
             os.truncate(self.path, 0)
-        self.file = self._open()
-        self.size = 0
+        self._open()
 
     def feed(self, stream: str, data: bytes) -> None:
         buffer = self.pending[stream] + data
@@ -114,12 +130,36 @@ class _LogWriter:
             self.pending[stream] = b""
 
     def _write(self, stream: str, chunk: bytes) -> None:
-        entry = {"log": chunk.decode("utf-8", errors="replace"), "stream": stream, "time": _timestamp(time.time())}
-        line = json.dumps(entry, ensure_ascii=False).encode() + b"\n"
-        if self.max_size and self.size and self.size + len(line) > self.max_size:
-            self._rotate()
-        self.file.write(line)
-        self.size += len(line)
+        if self.dropped:
+            if not self._append(_entry("stderr", f"reconciler: {self.dropped} lines dropped\n")):
+                self.dropped += 1
+                return
+            self.dropped = 0
+        if not self._append(_entry(stream, chunk.decode("utf-8", errors="replace"))):
+            self.dropped += 1
+
+    def _append(self, line: bytes) -> bool:
+        """Whether the whole entry was written; a part written is cut off again."""
+        try:
+            if self.fd < 0:
+                self._open()
+            if self.max_size and self.size and self.size + len(line) > self.max_size:
+                self._rotate()
+            written = os.write(self.fd, line)
+        except OSError:
+            written = -1
+        if written == len(line):
+            self.size += written
+            return True
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+        return False
+
+
+def _entry(stream: str, text: str) -> bytes:
+    entry = {"log": text, "stream": stream, "time": _timestamp(time.time())}
+    return json.dumps(entry, ensure_ascii=False).encode() + b"\n"
 
 
 def _oom_killed(cgroups_path: str, before: int) -> bool:
@@ -148,6 +188,7 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     with open(os.path.join(directory, "supervisor.json"), encoding="utf-8") as handle:
         config = json.load(handle)
     prepared: dict[str, object] | None = config.get("prepared")
+    _reserve_exit_space(directory)
     wake_r = _become_subreaper()
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -206,8 +247,37 @@ def _run_create(create_argv: list[str], out_w: int, err_w: int) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(create_pid, 0)[1])
 
 
+def _reserve_exit_space(directory: str) -> None:
+    """Blocks set aside for ``exit.json``, so that a full disk cannot keep the exit unrecorded."""
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(directory, EXIT_RESERVE), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, EXIT_RESERVE_BYTES)
+        finally:
+            os.close(fd)
+
+
 def _write_exit(directory: str, value: dict[str, object]) -> None:
-    files.write_json(os.path.join(directory, "exit.json"), value)
+    """``exit.json``, however full the disk: the reserved blocks are freed for it, and while there
+    is still no space it is retried (this process stays, so the engine sees the run as not yet
+    ended rather than as dead, and reads the exit once it is written). Given up only when the
+    container's directory is gone (removed: nobody will read it)."""
+    reserve = os.path.join(directory, EXIT_RESERVE)
+    delay = 0.05
+    while os.path.isdir(directory):
+        try:
+            files.write_json(os.path.join(directory, "exit.json"), value)
+        except OSError:
+            if os.path.exists(reserve):
+                with contextlib.suppress(OSError):
+                    os.unlink(reserve)
+                continue
+            time.sleep(delay)  # no event tells that space returned: retry, less and less often
+            delay = min(delay * 2, EXIT_RETRY_MAX)
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(reserve)
+        return
 
 
 class _Run:
