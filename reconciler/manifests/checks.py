@@ -55,8 +55,9 @@ def cross_check(
 def container_dependencies(container: desired.DesiredContainer) -> list[str]:
     """Containers that must be started before this one (dependsOn, volumesFrom, container: mode)."""
     names = [d.name for d in container.spec.depends_on] + list(container.spec.volumes_from)
-    if container.spec.network_mode.startswith("container:"):
-        names.append(container.spec.network_mode.removeprefix("container:"))
+    for mode in (container.spec.network_mode, container.spec.ipc or "", container.spec.pid or ""):
+        if mode.startswith("container:"):
+            names.append(mode.removeprefix("container:"))
     return sorted(set(names))
 
 
@@ -166,10 +167,11 @@ def _container_references(
                         + messages.did_you_mean(other, containers),
                     )
                 )
-    mode = container.spec.network_mode
-    peer = mode.removeprefix("container:")
-    if mode.startswith("container:") and peer not in containers and ("Container", peer) not in invalid:
-        findings.append(Finding(name, ("spec", "networkMode"), f"container {peer!r} is not declared"))
+    for field, mode in (("networkMode", container.spec.network_mode), ("ipc", container.spec.ipc or ""),
+                        ("pid", container.spec.pid or "")):  # fmt: skip
+        peer = mode.removeprefix("container:")
+        if mode.startswith("container:") and peer not in containers and ("Container", peer) not in invalid:
+            findings.append(Finding(name, ("spec", field), f"container {peer!r} is not declared"))
 
 
 def _cycles(containers: Mapping[str, desired.DesiredContainer]) -> list[list[str]]:
