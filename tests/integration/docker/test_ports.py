@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends import docker as docker_backend
+from tests.support.cli import fetch, reconcile
 from tests.support.polling import eventually
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except OSError:
-        return None
 
 
 @pytest.mark.integration
 def test_a_random_host_port_is_shown_as_bound(
     engine: docker_backend.DockerEngine, image: str, prefix: str, tmp_path: Path
 ) -> None:
-    binary = shutil.which("reconcile")
-    if binary is None:
-        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
     name = f"{prefix}web"
     manifest = tmp_path / "web.yaml"
     manifest.write_text(
@@ -39,12 +26,10 @@ def test_a_random_host_port_is_shown_as_bound(
         "  command: [sh, -c, 'mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 8080 -h /www']\n"
         "  ports: ['127.0.0.1::8080']\n"
     )
-    base = [binary, "--engine", "docker", "--root", str(tmp_path / "root"), "--socket", "none"]
-    applied = subprocess.run(
-        [*base, "apply", "-f", str(manifest)], cwd="/", capture_output=True, text=True, check=False
-    )
+    root = tmp_path / "root"
+    applied = reconcile(root, "apply", "-f", str(manifest), engine="docker")
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    status = subprocess.run([*base, "status", "-o", "json"], cwd="/", capture_output=True, text=True, check=True)
+    status = reconcile(root, "status", "-o", "json", engine="docker")
     (ports,) = [row["ports"] for row in json.loads(status.stdout)["objects"] if row["name"] == name]
     match = re.fullmatch(r"127\.0\.0\.1:(\d+)->8080/tcp", ports[0]) if len(ports) == 1 else None
     assert match, ports

@@ -5,8 +5,6 @@ right field, positioned."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,10 @@ from reconciler import manifests
 from reconciler.backends.native import engine as native_engine
 from reconciler.controller import health
 from tests.support import images
+from tests.support.cli import reconcile
 
 IMAGE = images.LOCAL_BUSYBOX
 
-
-def reconcile(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("reconcile")
-    if binary is None:
-        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
-    return subprocess.run([binary, "--engine", "native", "--root", str(root), "--socket", "none", *args], cwd="/",
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 @pytest.mark.integration

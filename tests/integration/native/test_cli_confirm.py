@@ -6,15 +6,13 @@ removed)" and asks; "no" exits 1 and changes nothing, "yes" removes it. Without 
 from __future__ import annotations
 
 import os
-import pty
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
-from tests.support import images
+from tests.support import cli, images
 from tests.support.polling import eventually
 
 IMAGE = images.LOCAL_BUSYBOX
@@ -26,42 +24,23 @@ def container(name: str, stack: str) -> str:
 
 
 def in_pty(command: list[str], answer: str) -> tuple[int, str]:
-    """Run ``command`` with a pty as stdin, stdout and stderr; type ``answer`` once it asks."""
-    controller, terminal = pty.openpty()
-    with subprocess.Popen(command, cwd="/", stdin=terminal, stdout=terminal, stderr=terminal) as process:
-        os.close(terminal)
-        seen = bytearray()
+    """Run ``command`` on a terminal; type ``answer`` once it asks."""
 
-        def asked() -> bool:
-            seen.extend(os.read(controller, 4096))
-            return b"Only 'yes' is accepted:" in seen
-
-        eventually(asked, what="the confirmation prompt")
+    def talk(controller: int, seen: bytearray) -> None:
+        eventually(lambda: cli.shows(controller, seen, b"Only 'yes' is accepted:"), what="the confirmation prompt")
         os.write(controller, answer.encode() + b"\n")
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen.extend(chunk)
-        code = process.wait(timeout=120)
-    os.close(controller)
-    return code, seen.decode(errors="replace")
+
+    return cli.in_pty(command, talk=talk)
 
 
 @pytest.mark.integration
 def test_apply_on_a_terminal_asks_before_pruning(
     loaded: Path, engine: native_engine.NativeEngine, prefix: str, tmp_path: Path
 ) -> None:
-    binary = shutil.which("reconcile")
-    if binary is None:
-        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
     full, partial = tmp_path / "full.yaml", tmp_path / "partial.yaml"
     full.write_text(container(f"{prefix}a", f"{prefix}s") + container(f"{prefix}b", f"{prefix}s"))
     partial.write_text(container(f"{prefix}a", f"{prefix}s"))
-    base = [binary, "--engine", "native", "--root", str(loaded), "--socket", "none"]
+    base = cli.base(loaded)
     subprocess.run([*base, "apply", "-f", str(full)], cwd="/", check=True, capture_output=True)
     assert set(engine.observe().containers) == {f"{prefix}a", f"{prefix}b"}
 

@@ -5,34 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
+from tests.support.cli import fetch, reconcile
 from tests.support.polling import eventually
 
 IMAGE = images.LOCAL_BUSYBOX
-
-
-def reconcile(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("reconcile")
-    if binary is None:
-        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
-    return subprocess.run([binary, "--engine", "native", "--root", str(root), "--socket", "none", *args], cwd="/",
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bytes(response.read())
-    except OSError:
-        return None
 
 
 @pytest.mark.integration

@@ -3,24 +3,16 @@ replica (declared network and the default one), and a scale-down removes only th
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
+from tests.support.cli import reconcile
 
 IMAGE = images.LOCAL_BUSYBOX
 
-
-def reconcile(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("reconcile")
-    if binary is None:
-        pytest.fail("the reconcile console script is not installed: pip install -e .", pytrace=False)
-    return subprocess.run([binary, "--engine", "native", "--root", str(root), "--socket", "none", *args], cwd="/",
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 def manifest(prefix: str, count: int) -> str:
