@@ -18,71 +18,24 @@ containers running with the new spec hash, and nothing of a container that no lo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import os
 import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from reconciler import hashing, manifests
 from tests.chaos import leftovers
 from tests.chaos.conftest import REPO, chaos_seed, cli, load_busybox, run
-from tests.support import images
+from tests.chaos.stacks import CONTAINERS, converged, half_created, kill_at, records, supervised, write_stack
 from tests.support.polling import eventually
 
-CONTAINERS = 16
 APPLY_KILLS = 17
 WATCH_TRIALS = 4
 # The restarted daemon converges within seconds; this bounds the wait when it does not.
 WATCH_SETTLE = 45.0
-SUPERVISOR = b"reconciler.backends.native.supervisor"
-
-
-def write_stack(path: Path, prefix: str, trial: int) -> Path:
-    path.write_text("".join(
-        f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}c{i}, stack: {prefix}s}}\n"
-        f"spec: {{image: '{images.LOCAL_BUSYBOX}', command: [sleep, '3600'], stopTimeout: 0s,"
-        f" env: {{TRIAL: '{trial}'}}}}\n"
-        for i in range(CONTAINERS)
-    ))  # fmt: skip
-    return path
-
-
-def records(root: Path) -> dict[str, str]:
-    """Container id → the TRIAL of its recorded spec, for every record present now."""
-    found = {}
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(root / "containers"):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                data = json.loads((root / "containers" / entry / "container.json").read_bytes())
-                env = data.get("env") or data["spec"]["env"]
-                found[entry] = str(env["TRIAL"])
-    return found
-
-
-def half_created(root: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return any(not (d / "container.json").exists() for d in (root / "containers").iterdir())
-    return False
-
-
-def supervised(root: Path) -> set[str]:
-    """Ids of the containers whose supervisor runs."""
-    needle = str(root / "containers").encode()
-    found = set()
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        with contextlib.suppress(OSError):
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if SUPERVISOR in command and needle in command:
-                found.add(command.split(needle + b"/", 1)[1][:64].decode())
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,46 +59,8 @@ def draw(rng: random.Random, recreate: bool) -> KillPoint:
     kinds = ["records", "keepers", "half"] + (["removed"] if recreate else [])
     kind = rng.choice(kinds)
     # Never the last container: the command must still be running when the point is reached.
-    return KillPoint(kind, rng.randint(0 if kind != "keepers" else 1, CONTAINERS - 2))
-
-
-def kill_at(argv: list[str], reached: Callable[[], bool], traces: leftovers.Traces, log: Path) -> bool:
-    """Run ``argv`` until ``reached()``, then SIGKILL it; whether it was still running then."""
-    with log.open("ab") as out, subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=out,
-                                                 start_new_session=True) as process:  # fmt: skip
-
-        def point() -> bool:
-            traces.note()
-            return process.poll() is not None or reached()
-
-        try:
-            eventually(point, timeout=120, interval=0.02, what=f"the kill point of {argv[9:]}")
-        finally:
-            killed = process.poll() is None
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-    traces.note()
-    return killed
-
-
-def expected_hashes(manifest: Path) -> dict[str, str]:
-    """Each container's spec hash, as ``reconcile hash`` prints it (computed here: no process)."""
-    desired = manifests.load([str(manifest)])
-    return {name: hashing.container_hash(container) for name, container in desired.containers.items()}
-
-
-def converged(root: Path, manifest: Path, prefix: str, trial: int) -> list[str]:
-    """The 16 container ids if ``status`` shows them running with the new spec (else AssertionError)."""
-    report = json.loads(run(cli(root, "status", "-f", str(manifest), "-o", "json")).stdout)
-    want = expected_hashes(manifest)
-    containers = {o["name"]: o for o in report["objects"] if o["kind"] == "Container"}
-    assert set(containers) == {f"{prefix}c{i}" for i in range(CONTAINERS)} == set(want), sorted(containers)
-    wrong = {n: (o["state"], o["specHash"][-8:], o["drift"]) for n, o in containers.items()
-             if o["state"] != "running" or o["specHash"] != want[n] or o["drift"]}  # fmt: skip
-    assert not wrong, f"trial {trial}: not converged: {wrong}"
-    ids = set(records(root))
-    assert len(ids) == CONTAINERS, f"trial {trial}: {len(ids)} container records, want {CONTAINERS}"
-    return sorted(ids)
+    # At least one container along (the first "half" may be the very first create).
+    return KillPoint(kind, rng.randint(0 if kind == "half" else 1, CONTAINERS - 2))
 
 
 def failed_steps(output: str) -> str:

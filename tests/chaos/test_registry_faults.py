@@ -22,7 +22,7 @@ import pytest
 from reconciler import errors
 from reconciler.backends.native import images as native_images
 from reconciler.backends.native import registry_settings
-from tests.chaos import leftovers
+from tests.chaos import leftovers, stacks
 from tests.chaos.conftest import REPO, chaos_seed, cli, run
 from tests.support import faults, images, registry
 from tests.support.polling import eventually
@@ -134,3 +134,23 @@ def test_kill_9_of_image_pull_during_a_layer_download_leaves_a_store_that_resume
     image = native_images.ImageStore(root).get(reference)
     assert image is not None and image.digest == served.manifest
     assert not verified(root, served), f"after the clean pull: {verified(root, served)}"
+
+
+@pytest.mark.integration
+def test_kill_9_of_apply_during_its_image_pull_then_re_apply_converges_and_delete_leaves_nothing(
+    served: Served, proxy: faults.FaultProxy, root: Path, traces: leftovers.Traces, prefix: str, tmp_path: Path
+) -> None:
+    proxy.inject(faults.Fault("stall", served.layer))
+    manifest = stacks.write_stack(tmp_path / "stack.yaml", prefix, 1, image=f"{proxy.host}/{REPOSITORY}:1")
+    argv = cli(root, "apply", "-f", str(manifest))
+    assert stacks.kill_at(argv, lambda: proxy.applied("stall") >= 1, traces, tmp_path / "apply.log"), (
+        f"the apply ended before its image pull stalled: {(tmp_path / 'apply.log').read_text()[-2000:]}"
+    )
+    assert not verified(root, served), f"after kill -9 of an apply mid-pull: {verified(root, served)}"
+    proxy.clear()
+    run(argv)
+    stacks.converged(root, manifest, prefix, 1)
+    run(cli(root, "delete", "--stack", f"{prefix}s"))
+    left = traces.found()
+    assert not left, f"after delete --stack, left on the host (seed {chaos_seed()}): {leftovers.describe(left)}"
+    assert not verified(root, served), f"after the re-apply: {verified(root, served)}"
