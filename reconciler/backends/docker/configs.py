@@ -15,10 +15,11 @@ building the JSON here keeps the whole mapping in one readable place.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
-from reconciler import manifests, plans, vocabulary
+from reconciler import errors, manifests, plans, vocabulary
 
 # What "no memory limit" is written as in an update (Docker refuses -1 and ignores 0 there); the
 # kernel caps it at its own maximum. Read back as None. 2**62 bytes is far beyond any real host.
@@ -83,6 +84,53 @@ def _mount(mount: manifests.VolumeMount | manifests.BindMount | manifests.TmpfsM
     return {"Type": kind, "Source": mount.source, "Target": mount.target, "ReadOnly": mount.read_only}
 
 
+def _tmpfs_options(mount: manifests.TmpfsMount) -> str:
+    """A tmpfs's ``HostConfig.Tmpfs`` options: its size and mode, then the flags written (dockerd
+    puts its defaults, noexec, nosuid and nodev, first, so a written exec, suid or dev wins)."""
+    options = [f"size={mount.size}"] if mount.size is not None else []
+    options += [f"mode={mount.mode:o}"] if mount.mode is not None else []
+    return ",".join([*options, *mount.options])
+
+
+def _security_options(options: list[str]) -> list[str]:
+    """``securityOpt`` as the Engine API takes it: a seccomp profile by its JSON text, which the
+    docker CLI reads from the file for ``--security-opt seccomp=FILE`` (dockerd takes no path)."""
+    sent = []
+    for option in options:
+        if option.startswith("seccomp=/"):
+            path = option.removeprefix("seccomp=")
+            try:
+                with open(path, encoding="utf-8") as profile:
+                    text = profile.read()
+                json.loads(text)
+            except (OSError, ValueError) as exc:
+                raise errors.RuntimeFailed(f"seccomp profile {path}: {exc}") from None
+            sent.append(f"seccomp={text}")
+        else:
+            sent.append(option)
+    return sent
+
+
+def _knobs(spec: manifests.ContainerSpec) -> dict[str, Any]:
+    """The HostConfig fields of the knobs real images need; none of them when none is set."""
+    devices = [
+        {"PathOnHost": d.source, "PathInContainer": d.target or d.source, "CgroupPermissions": d.permissions}
+        for d in spec.devices
+    ]
+    ulimits = [{"Name": name, "Soft": limit.soft, "Hard": limit.hard} for name, limit in spec.ulimits.items()]
+    pid = None if spec.pid == "private" else spec.pid  # Docker's private pid mode is the empty one
+    tmpfs = [m for m in spec.mounts if isinstance(m, manifests.TmpfsMount) and m.options]
+    knobs: dict[str, Any] = {
+        "Ulimits": ulimits, "ShmSize": spec.shm_size, "Sysctls": dict(spec.sysctls), "Init": spec.init or None,
+        "Devices": devices, "DeviceCgroupRules": list(spec.device_cgroup_rules),
+        "SecurityOpt": _security_options(spec.security_opt), "OomScoreAdj": spec.oom_score_adj,
+        "GroupAdd": list(spec.group_add), "IpcMode": spec.ipc, "PidMode": pid, "CpusetCpus": spec.cpuset,
+        "MemoryReservation": spec.memory_reservation, "CpuShares": spec.cpu_shares,
+        "Tmpfs": {m.target: _tmpfs_options(m) for m in tmpfs},
+    }  # fmt: skip
+    return {key: value for key, value in knobs.items() if value not in (None, [], {})}
+
+
 def endpoint(attachment: manifests.NetworkAttachment) -> dict[str, Any]:
     """An ``EndpointsConfig`` entry: the aliases and fixed address of one network attachment."""
     result: dict[str, Any] = {}
@@ -97,10 +145,12 @@ def _host_config(spec: manifests.ContainerSpec) -> dict[str, Any]:
     """``HostConfig`` without the ports and the network (see :func:`container_config`)."""
     host: dict[str, Any] = {
         "RestartPolicy": restart_policy(spec.restart),
-        "Mounts": [_mount(mount) for mount in spec.mounts],
+        # A tmpfs with mount flags goes into ``Tmpfs`` (see :func:`_knobs`): ``Mounts`` cannot carry them.
+        "Mounts": [_mount(m) for m in spec.mounts if not (isinstance(m, manifests.TmpfsMount) and m.options)],
         "ReadonlyRootfs": spec.read_only_rootfs,
         "Privileged": spec.privileged,
         **resources_config(spec.resources),
+        **_knobs(spec),
     }
     if spec.cap_add:
         host["CapAdd"] = list(spec.cap_add)
@@ -108,6 +158,10 @@ def _host_config(spec: manifests.ContainerSpec) -> dict[str, Any]:
         host["CapDrop"] = list(spec.cap_drop)
     if spec.volumes_from:
         host["VolumesFrom"] = list(spec.volumes_from)
+    # Docker's own resolver settings; host-gateway in ExtraHosts is Docker's too (its bridge's gateway).
+    resolver = {"Dns": spec.dns, "DnsSearch": spec.dns_search, "DnsOptions": spec.dns_options,
+                "ExtraHosts": spec.extra_hosts}  # fmt: skip
+    host.update({key: list(value) for key, value in resolver.items() if value})
     if spec.logging.max_size:
         # The json-file driver named explicitly: its options mean nothing to another default driver.
         host["LogConfig"] = {
@@ -130,7 +184,8 @@ def _process_config(request: plans.ContainerRequest) -> dict[str, Any]:
     }
     optional = {"Entrypoint": spec.entrypoint, "Cmd": spec.command}
     config.update({key: list(value) for key, value in optional.items() if value is not None})
-    named = {"WorkingDir": spec.working_dir, "User": spec.user, "Hostname": spec.hostname}
+    hostname, domainname = spec.uts_names
+    named = {"WorkingDir": spec.working_dir, "User": spec.user, "Hostname": hostname, "Domainname": domainname}
     config.update({key: value for key, value in named.items() if value is not None})
     if spec.healthcheck is not None:
         check = spec.healthcheck
