@@ -4,11 +4,12 @@
 **defaults excluded**, so that adding a new optional field to the models recreates nothing (a
 hash over every field, defaults included, would change for every container on such an upgrade
 and recreate them all), and with ordering-only fields (``dependsOn``) and fields applied in
-place (``resources``) excluded. Contents of referenced files (env files) enter as digests, so an
-edit inside a file is noticed. Env values enter as they are (hashes of containers created before
-the spec label held digests stay valid); the label itself gets :func:`label_document`, where each
-env value is a digest. The scheme version lives in the hash string itself: a later scheme
-can recognise ``v1`` hashes and migrate instead of recreating every container.
+place (``resources``) excluded. Contents of referenced files (env files; secrets and configs,
+under ``contents``) enter as digests, so an edit inside a file is noticed. Env values enter
+as they are (hashes of containers created before the spec label held digests stay valid); the
+label itself gets :func:`label_document`, where each env value is a digest. The scheme version
+lives in the hash string itself: a later scheme can recognise ``v1`` hashes and migrate instead
+of recreating every container.
 
 Pure functions; no I/O (the loader already read and digested the files).
 """
@@ -45,7 +46,15 @@ def container_document(container: manifests.DesiredContainer) -> dict[str, Any]:
         document["labels"] = dict(container.labels)
     if container.file_digests:
         document["files"] = dict(container.file_digests)
+    if container.contents:
+        # Secrets and configs by their path in the container: the digest, never the content.
+        document["contents"] = {path: content_digest(data) for path, data in container.contents.items()}
     return document
+
+
+def content_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of a secret's or config's content, as env files' digests are written."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def container_hash(container: manifests.DesiredContainer) -> str:

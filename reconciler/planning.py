@@ -63,7 +63,11 @@ def container_request(container: manifests.DesiredContainer, *, name: str | None
     labels.update(_owner_labels(container.stack, "Container", hashing.container_hash(container)))
     labels[observed.LABEL_SPEC] = hashing.canonical_json(hashing.label_document(container))
     return plans.ContainerRequest(
-        name=name or container.name, spec=container.spec, env=dict(container.effective_env), labels=labels
+        name=name or container.name,
+        spec=container.spec,
+        env=dict(container.effective_env),
+        labels=labels,
+        files=dict(container.contents),
     )
 
 

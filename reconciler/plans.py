@@ -42,6 +42,9 @@ class ContainerRequest:
     env: Mapping[str, str]
     # Owner labels (reconciler.*) plus the manifest's own labels.
     labels: Mapping[str, str]
+    # The content of each secret and config, by its path in the container: mounted read-only
+    # from a root-only tmpfs, never shown (see ``manifests.DesiredContainer.contents``).
+    files: Mapping[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

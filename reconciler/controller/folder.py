@@ -292,12 +292,13 @@ class DesiredFolder:
         return self.fingerprint() != self._fingerprint
 
     def fingerprint(self) -> dict[str, tuple[int, int]]:
-        """The manifests' and their env files' ``(mtime, size)``: the re-list compares these, so an
-        edit of an env file (which no manifest event announces) is picked up too."""
+        """The manifests' and their env, secret and config files' ``(mtime, size)``: the re-list
+        compares these, so an edit of such a file (which no manifest event announces) is picked up too."""
         fingerprint = self.manifests.fingerprint()
         snapshot = self.last()
         for container in snapshot.desired.containers.values() if snapshot else ():
-            for env_file in container.spec.env_files:
+            named = [item.file for item in manifests.mounted_files(container.spec) if item.file is not None]
+            for env_file in [*container.spec.env_files, *named]:
                 path = Path(container.source.file).parent / env_file
                 with contextlib.suppress(OSError):
                     info = path.stat()

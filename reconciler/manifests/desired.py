@@ -37,6 +37,9 @@ class DesiredContainer:
     effective_env: Mapping[str, str]
     # sha256 of each env file's contents, by the path written in the manifest (feeds the hash).
     file_digests: Mapping[str, str]
+    # The content of each secret and config, by its path in the container (its digest feeds the
+    # hash; the content itself goes only to the engine, never into a label, plan or message).
+    contents: Mapping[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

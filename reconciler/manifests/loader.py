@@ -5,7 +5,8 @@ At the top of the package, with :mod:`.schema`. :func:`load` turns files, folder
 problem found, each as ``file:line:col: field.path: message``: YAML problems from
 :mod:`.positions`, one document's problems from validating it against :mod:`.models` (worded by
 :mod:`.messages`), problems across documents from :mod:`.checks`. Env files named by a container
-are read here, on every load, and their digests recorded for the spec hash.
+are read here, on every load, and their digests recorded for the spec hash; so are the files
+and variables its secrets and configs name (their content goes to the engine, never to a label).
 
 A daemon loads the same texts again and again, so parsing and validating one text (a pure
 function of the text and its file name) is cached. This module must not talk to an engine, the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -185,7 +187,10 @@ def _assemble(
         labels = dict(doc.metadata.labels)
         if isinstance(doc, models.ContainerDocument):
             effective, digests = _environment(item, doc.spec, report)
-            containers[name] = desired.DesiredContainer(name, stack, doc.spec, labels, source, effective, digests)
+            contents = _contents(item, doc.spec, report)
+            containers[name] = desired.DesiredContainer(
+                name, stack, doc.spec, labels, source, effective, digests, contents
+            )
         elif isinstance(doc, models.NetworkDocument):
             networks[name] = desired.DesiredNetwork(name, stack, doc.spec, labels, source)
         else:
@@ -230,6 +235,33 @@ def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> 
         digests[env_file] = "sha256:" + hashlib.sha256(data).hexdigest()
     effective.update(spec.env)
     return effective, digests
+
+
+def _contents(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> dict[str, bytes]:
+    """The content of each secret and config, by its path in the container.
+
+    A ``file`` resolves against the manifest's folder, as env files do; an ``env`` is a variable
+    of the process that loads the manifest (the daemon's, when the daemon loads it). A problem
+    names the file or the variable, never the content."""
+    contents: dict[str, bytes] = {}
+    base = Path(item.file).parent if not item.file.startswith("<") else Path.cwd()
+    for field, mounted_files in (("secrets", spec.secrets), ("configs", spec.configs)):
+        for index, mounted in enumerate(mounted_files):
+            if mounted.env is not None:
+                value = os.environb.get(mounted.env.encode())
+                if value is None:
+                    report(item, ("spec", field, index, "env"), f"environment variable {mounted.env} is not set")
+                else:
+                    contents[mounted.path] = value
+                continue
+            path = base / str(mounted.file)
+            try:
+                contents[mounted.path] = _read_limited(path)
+            except OSError as exc:
+                report(item, ("spec", field, index, "file"), f"cannot read {path}: {exc.strerror or exc}")
+            except ValueError as exc:
+                report(item, ("spec", field, index, "file"), str(exc))
+    return contents
 
 
 def _read_limited(path: Path) -> bytes:

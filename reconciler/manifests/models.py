@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeAlias, TypeGuard
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, TypeGuard
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -379,6 +380,64 @@ def _check_extra_host(entry: str) -> str:
     return entry
 
 
+def _octal_mode(value: object) -> object:
+    """A file mode as compose users write it: an integer (YAML reads ``0440`` as octal), or octal
+    text (``"0440"``, ``"0o440"``, ``"440"``: YAML 1.1 reads ``0o440`` as text)."""
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not re.fullmatch(r"[0-7]{1,4}", text):
+            raise ValueError(f"{value!r} is not an octal file mode such as 0440")
+        return int(text, 8)
+    return value
+
+
+class MountedFile(Model):
+    """A file the engine puts into the container, read-only, from a root-only tmpfs (never the
+    container's layer): its content comes from ``file`` (relative to the manifest) or ``env`` (a
+    variable of the process that loads the manifest). Labels, plans and status show only a
+    digest of the content; a changed content recreates the container."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    file: str | None = Field(default=None, description="Relative to the manifest file.")
+    env: str | None = Field(default=None, pattern=fields.ENV_KEY.pattern, description="An environment variable.")
+    target: str | None = Field(default=None, description="An absolute path, or a file name in the default folder.")
+    uid: int = Field(default=0, ge=0, le=0xFFFFFFFE)
+    gid: int = Field(default=0, ge=0, le=0xFFFFFFFE)
+    mode: Annotated[int, BeforeValidator(_octal_mode, json_schema_input_type=int | str), Field(ge=0, le=0o777)] = 0o444
+
+    # Where a target that is a bare file name goes (secrets: /run/secrets, as Docker's).
+    default_folder: ClassVar[str] = "/"
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> MountedFile:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of file (a path) or env (a variable name)")
+        target = self.target
+        if target is not None and (posixpath.normpath(target) != target or ".." in target.split("/") or target == "/"):
+            raise ValueError(f"target {target!r}: a file's path, without '..', '.', '//' or a trailing '/'")
+        return self
+
+    @property
+    def path(self) -> str:
+        """Where it appears in the container."""
+        return posixpath.join(self.default_folder, self.target or self.name)
+
+
+class Secret(MountedFile):
+    """A secret, at ``/run/secrets/NAME`` by default; mode 0444 and owner 0:0 by default, as Docker's."""
+
+    default_folder: ClassVar[str] = "/run/secrets"
+
+
+class Config(MountedFile):
+    """A config file, at ``/NAME`` by default (as compose), or at its ``target``."""
+
+
+def mounted_files(spec: ContainerSpec) -> list[MountedFile]:
+    """The spec's secrets, then its configs: every file the engine mounts from its tmpfs."""
+    return [*spec.secrets, *spec.configs]
+
+
 class ContainerSpec(Model):
     image: fields.ImageRef
     replicas: int = Field(
@@ -470,6 +529,10 @@ class ContainerSpec(Model):
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
     privileged: bool = Field(default=False, description="Off unless the manifest says so.")
+    secrets: list[Secret] = Field(
+        default_factory=list, description="Files mounted read-only at /run/secrets/NAME from a root-only tmpfs."
+    )
+    configs: list[Config] = Field(default_factory=list, description="Files mounted read-only at their target.")
 
     @pydantic.field_validator("env")
     @classmethod
@@ -533,6 +596,17 @@ class ContainerSpec(Model):
             if info.field_name == "extra_hosts":
                 _check_extra_host(value)
         return values
+
+    @pydantic.model_validator(mode="after")
+    def _distinct_files(self) -> ContainerSpec:
+        for kind, items in (("secret", self.secrets), ("config", self.configs)):
+            names = [item.name for item in items]
+            for name in sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"{kind} {name} is listed twice")
+        paths = [item.path for item in mounted_files(self)] + [m.target for m in self.mounts]
+        for path in sorted({p for p in paths if paths.count(p) > 1}):
+            raise ValueError(f"two mounts, secrets or configs target {path}")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _coherent(self) -> ContainerSpec:

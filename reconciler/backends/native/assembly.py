@@ -8,13 +8,14 @@
    published ports; or the host's; or another container's (:mod:`networks`, :mod:`firewall`);
 3. ``hostname``, ``hosts`` and ``resolv.conf``, bind-mounted over the rootfs's ``/etc`` files (the
    network's own DNS server is the only nameserver; without a network there is none);
-4. volumes (copy-up, anonymous volumes, ``volumesFrom``: :mod:`volumes`), then the OCI
+4. volumes (copy-up, anonymous volumes, ``volumesFrom``: :mod:`volumes`), the tmpfs of its
+   secrets and configs (:mod:`secret_files`), then the OCI
    ``config.json`` (:mod:`bundles`), and last the record, ``container.json`` (:mod:`records`):
    a directory without a record is a create that did not finish.
 
 A create that fails half-way is undone by :meth:`Assembly.discard`, which also finishes a remove:
 the prepared run, the runtime state, the network (veths, namespace, addresses, rules), the rootfs
-mount and the directory. Callers hold the engine's lock. This module must not start or stop runs.
+mount, the secrets' tmpfs and the directory. Callers hold the engine's lock. This module must not start or stop runs.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from reconciler.backends.native import (
     prepared,
     records,
     runtime,
+    secret_files,
     volumes,
 )
 
@@ -101,8 +103,10 @@ class Assembly:
         if request.spec.working_dir:
             layers.resolve_in_root(rootfs_path, request.spec.working_dir.lstrip("/"), create=True)
         request = volumes.with_image_volumes(request, image, directory, rootfs_path, volume_paths)
+        secret_binds = secret_files.materialise(directory, request.spec, request.files)
         environment = bundles.Environment(container_id=container_id, rootfs=str(rootfs_path),
-                                          volume_paths=volume_paths, files=etc, netns_path=netns)  # fmt: skip
+                                          volume_paths=volume_paths, files=etc, netns_path=netns,
+                                          secret_files=secret_binds)  # fmt: skip
         config = bundles.build_config(request, image.config, environment)
         bundles.write(directory, config)
         spec = request.spec
@@ -112,6 +116,7 @@ class Assembly:
             "labels": dict(request.labels),
             "spec": manifests.to_document(spec),
             "env": dict(request.env),
+            secret_files.RECORD_KEY: secret_files.to_record(request.files),
             "image_id": image.id,
             "created_at": time.time(),
             "started_at": None,
@@ -225,6 +230,7 @@ class Assembly:
         rootfs = directory / "rootfs"
         if mounts.is_mounted(rootfs):
             mounts.unmount(rootfs, detach=True)
+        secret_files.unmount(directory)
         shutil.rmtree(directory, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(HYBRID_CGROUP_PARENT / container_id)

@@ -91,6 +91,8 @@ class Environment:
     volume_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Extra binds the engine provides (e.g. /etc/hosts, /etc/resolv.conf), destination → source.
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Secrets and configs, destination → their file on the container's tmpfs (:mod:`secret_files`).
+    secret_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # A network namespace to join (``/run/netns/<name>``); None: a fresh, unconfigured one.
     netns_path: str | None = None
     cgroups_parent: str = "/reconciler"
@@ -270,6 +272,9 @@ def user_mounts(
     for destination, source in sorted(environment.files.items()):
         if destination not in targets:  # the user's own mount of that path wins
             found.append(_bind(destination, source, read_only=False, recursive=False))
+    for destination, source in sorted(environment.secret_files.items()):  # the models keep their paths apart
+        found.append({"destination": destination, "type": "bind", "source": source,
+                      "options": ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})  # fmt: skip
     return sorted(found, key=lambda m: len(Path(m["destination"]).parts))
 
 

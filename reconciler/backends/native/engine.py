@@ -51,6 +51,7 @@ from reconciler.backends.native import (
     remains,
     runs,
     runtime,
+    secret_files,
     volumes,
 )
 
@@ -184,6 +185,8 @@ class NativeEngine:
                 if image is None:
                     raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
                 mounts.mount(self.image_store.rootfs_mount(image, record.directory))
+            # After a host reboot the secrets' tmpfs is gone too: made again from the record.
+            secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
             runs.start(record, self.runtime)
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
