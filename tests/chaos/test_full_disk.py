@@ -26,6 +26,9 @@ from tests.support import images
 from tests.support.polling import eventually
 
 SIZE = "64m"
+# Lines of 8000 bytes: each needs a fresh page of the log file, so the first line after the disk
+# filled up meets ENOSPC (short lines would fill the last page for a while).
+LOGGER = "line=$(head -c 8000 /dev/zero | tr \\\\0 x); while :; do echo $line; sleep 0.05; done"
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def stack(path: Path, prefix: str, extra: int) -> Path:
         f"spec: {{image: '{image}', command: [sh, -c, 'exec sleep 3600'],"
         f" mounts: [{{type: volume, source: {prefix}data, target: /data}}], stopTimeout: 0s}}\n",
         f"kind: Container\nmetadata: {{name: {prefix}logger, stack: {prefix}s}}\n"
-        f"spec: {{image: '{image}', command: [sh, -c, 'while :; do echo tick; sleep 0.05; done'], stopTimeout: 0s}}\n",
+        f"spec: {{image: '{image}', command: [sh, -c, '{LOGGER}'], stopTimeout: 0s}}\n",
         *(
             f"kind: Container\nmetadata: {{name: {prefix}more{i}, stack: {prefix}s}}\n"
             f"spec: {{image: '{image}', command: [sleep, '3600'], stopTimeout: 0s}}\n"
