@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler import engine, errors, executing, files, manifests, observed, planning, plans
+from reconciler import engine, errors, executing, files, manifests, observed, planning, plans, restarts
 from reconciler.holds import Holds
 
 LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
@@ -326,6 +326,25 @@ def stop_containers(
     for name in names:
         with each(name) if each is not None else contextlib.nullcontext():
             target.stop_container(name, timeout=timeout)
+
+
+def boot(target: engine.Engine, holds: Holds) -> list[str]:
+    """After a host reboot (or an engine that lost its processes): start the owned containers that
+    :func:`restarts.starts_at_boot` brings back, and no other; their names. An ``always``
+    container stopped on purpose comes back too (its record is released), as Docker does."""
+    actual = target.observe(images=[])
+    held = holds.held(actual)
+    started = []
+    for name, container in sorted(actual.containers.items()):
+        if container.state in ("running", "restarting", "paused"):
+            continue
+        spec = (container.spec_json or {}).get("spec")
+        restart = spec.get("restart") if isinstance(spec, dict) else None
+        policy = str(restart.get("policy", "no")) if isinstance(restart, dict) else "no"
+        if restarts.starts_at_boot(policy, stopped_on_purpose=name in held):
+            start_containers(target, [name], holds=holds)
+            started.append(name)
+    return started
 
 
 def restart_containers(

@@ -62,6 +62,15 @@ def restart_delay(backoff: manifests.Backoff, attempt: int, *, rng: random.Rando
     return max(0.0, delay)
 
 
+def starts_at_boot(policy: str, *, stopped_on_purpose: bool) -> bool:
+    """Whether a container comes back when the host (or the engine) starts again, as Docker's
+    daemon brings its containers back: ``always`` ones whatever happened to them, and
+    ``unless-stopped`` ones unless they were stopped on purpose."""
+    if policy == "always":
+        return True
+    return policy == "unless-stopped" and not stopped_on_purpose
+
+
 def should_run(spec: manifests.ContainerSpec, container: observed.ObservedContainer) -> bool:
     """Whether an apply should (re)start a container that is not running.
 

@@ -146,10 +146,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
         code = printer.finished(applied)
         if code == console.EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
-    # Only when a policy asks for restarts: a stack of run-once or no-restart containers loses nothing.
-    if chosen.engine == "native" and any(c.spec.restart.policy != "no" for c in desired.containers.values()):
-        console.warn("restart policies on the native engine are carried out by the controller "
-                     "(`reconcile watch`); without it, exited containers stay exited until the next apply")  # fmt: skip
     return code
 
 

@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.once and api.Client(chosen.socket).ping() is not None:
         raise errors.ReconcilerError(f"a daemon already answers on {chosen.socket}; stop it first")
     target = options.open_engine(chosen)
+    if target.name == "native":
+        # The native engine has no daemon of its own to bring containers back after a reboot.
+        for name in operations.boot(target, chosen.holds()):
+            logging.getLogger("reconciler.daemon").info("boot: started %s", name)
     ctl = build_controller(args, chosen, target, folder)
     if args.once:
         return converge_once(ctl, target)

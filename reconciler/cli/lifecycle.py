@@ -35,6 +35,12 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
         ("stop", cmd_stop, "stop containers, keeping them (their logs and exit code)", "reconcile stop --stack shop"),
         ("restart", cmd_restart, "stop, then start containers", "reconcile restart web"),
     )
+    p = options.add_command(commands, "boot", cmd_boot,
+                            "start what a host reboot stopped: always and unless-stopped containers",
+                            example="reconcile boot", parents=common)  # fmt: skip
+    p.epilog = (f"{p.epilog}\n\nRun at boot (scripts/install adds a systemd unit where systemd runs) and by the "
+                "daemon when it starts. An unless-stopped container stopped with `reconcile stop` stays stopped; "
+                "an always one comes back, as with Docker.")  # fmt: skip
     for name, handler, help_text, example in verbs:
         p = options.add_command(commands, name, handler, help_text, example=example, parents=common)
         p.epilog = f"{p.epilog}\n\n{RESTART_POLICY_NOTE}"
@@ -83,6 +89,15 @@ def cmd_restart(args: argparse.Namespace) -> int:
             operations.restart_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout,
                                           each=lambda name: status.step(name, f"stopping {name}"))  # fmt: skip
     return done("restarted", containers)
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from reconciler import operations
+
+    chosen = options.of(args)
+    with options.engine_session(chosen) as target:
+        started = operations.boot(target, chosen.holds())
+    return done("started", started)
 
 
 def stopping() -> console.InFlight:

@@ -78,6 +78,11 @@ def _spawn(
         "cgroups_path": record.data.get("cgroups_path", ""),
         "runtime_log": str(runtime_log),
         "log": logs.rotation(record.data.get("spec") or {}),
+        # The restart policy when no controller runs (see ``restarter``): decided after each exit.
+        "exit_command": [
+            sys.executable, "-m", "reconciler.backends.native.restarter",
+            str(record.directory.parents[1]), record.name, record.container_id,
+        ],
         **({"prepared": dict(prepared)} if prepared is not None else {}),
     }, durable=False)  # fmt: skip
     sync_read, sync_write = os.pipe()

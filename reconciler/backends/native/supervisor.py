@@ -13,8 +13,9 @@ tells the engine "created <pid>" (or the runtime's error) on a sync pipe; then i
 * when the init exits, waits for the pipes to drain and writes ``exit.json`` atomically:
   ``{"exit_code", "finished_at", "oom_killed"}``, with signal N reported as 128+N as Docker does
   (into blocks set aside at the start, ``exit.reserve``, if the disk is full by then),
-* and exits. The engine sees the exit through a pidfd on this process, or through ``exit.json``
-  after an engine restart.
+* starts the *exit command* of ``supervisor.json``, if any, detached (the restart policy when no
+  controller runs: :mod:`reconciler.backends.native.restarter`), and exits. The engine sees the
+  exit through a pidfd on this process, or through ``exit.json`` after an engine restart.
 
 **Prepared runs** (``"prepared"`` in ``supervisor.json``): the engine prepares the next run of a
 container that exited and will be restarted, during the restart's backoff, so that the restart
@@ -217,7 +218,25 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
         run.wait_as_prepared(float(str(prepared["ttl"])), str(prepared["lock"]))
     sync.write(f"created {init_pid}\n")
     sync.close()
-    return run.follow()
+    status = run.follow()
+    if run.recorded and config.get("exit_command"):
+        _exit_command([str(arg) for arg in config["exit_command"]])
+    return status
+
+
+def _exit_command(argv: list[str]) -> None:
+    """Start the exit command (the restart policy without a controller: ``restarter``), detached:
+    its own session, stdio on /dev/null; it outlives this process, which ends now."""
+    if os.fork() != 0:
+        return
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(argv[0], argv)  # noqa: S606 (our own argv, written by the engine; no shell)
+    finally:
+        os._exit(127)
 
 
 def _become_subreaper() -> int:
@@ -291,6 +310,7 @@ class _Run:
         self.cgroups_path: str = config.get("cgroups_path", "")
         self.oom_before = _oom_kills(self.cgroups_path)
         self.exit_code: int | None = None
+        self.recorded = False  # exit.json written (a prepared run given up writes none)
         self.finished_at = 0.0
         self.drain_deadline = 0.0
         self.prepared_file = os.path.join(directory, "prepared.json")
@@ -328,6 +348,7 @@ class _Run:
         oom_killed = _oom_killed(self.cgroups_path, self.oom_before) if self.exit_code == 137 else False
         _write_exit(self.directory, {"exit_code": self.exit_code, "finished_at": self.finished_at,
                                      "oom_killed": oom_killed})  # fmt: skip
+        self.recorded = True
         return 0
 
     def _copy_output(self, poller: select.poll, log: _LogWriter) -> None:

@@ -1,0 +1,103 @@
+"""Restart policies on the native engine with no controller running: each container's supervisor
+starts the restarter when the container exits, which applies the one restart policy with its
+backoff; a stop (by the engine or on purpose) is not undone. After a simulated reboot (keepers
+and container processes killed, the runtime's state gone) ``reconcile boot`` brings back exactly
+the ``always`` and ``unless-stopped`` containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from reconciler.backends.native import engine as native_engine
+from tests.support import images
+from tests.support.cli import reconcile
+from tests.support.polling import eventually
+
+IMAGE = images.LOCAL_BUSYBOX
+
+
+def container(name: str, stack: str, restart: str, command: str = "sleep 3600") -> str:
+    return (f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}, stack: {stack}}}\n"
+            f"spec: {{image: '{IMAGE}', command: [sh, -c, '{command}'], networkMode: none, stopTimeout: 1s,\n"
+            f"        restart: {restart}}}\n")  # fmt: skip
+
+
+def directory(engine: native_engine.NativeEngine, name: str) -> Path:
+    return engine.records.get(name).directory
+
+
+def decisions(engine: native_engine.NativeEngine, name: str) -> list[str]:
+    log = directory(engine, name) / "restarter.log"
+    return [line.split(" ", 1)[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.integration
+def test_policies_hold_with_no_controller(loaded: Path, engine: native_engine.NativeEngine, prefix: str,
+                                          tmp_path: Path) -> None:  # fmt: skip
+    web, job, stack = f"{prefix}web", f"{prefix}job", f"{prefix}s"
+    manifest = tmp_path / "s.yaml"
+    manifest.write_text(
+        container(web, stack, "{policy: always, backoff: {initial: 100ms}}")
+        + container(job, stack, "{policy: on-failure, maxRetries: 1, backoff: {initial: 100ms}}", "exit 3")
+    )
+    applied = reconcile(loaded, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+    # The main process killed: back within its backoff (the restarter says after how long).
+    first = engine.observe().containers[web]
+    init_pid = int((directory(engine, web) / "init.pid").read_text())
+    os.kill(init_pid, signal.SIGKILL)
+    eventually(lambda: engine.observe().containers[web].restart_count == first.restart_count + 1
+               and engine.observe().containers[web].state == "running", what=f"{web} restarted")  # fmt: skip
+    assert decisions(engine, web)[-1].startswith("restarted after 0.")
+
+    # on-failure with maxRetries 1: one restart, then it stays down, saying why.
+    eventually(lambda: any("on-failure, exit 3, 1 restarts" in d for d in decisions(engine, job)), what="give up")
+    assert engine.observe().containers[job].restart_count == 1
+
+    # A stop is not undone.
+    assert reconcile(loaded, "stop", web).returncode == 0
+    eventually(lambda: decisions(engine, web)[-1] == "not restarted: stopped by the engine", what="the decision")
+    assert engine.observe().containers[web].state == "exited"
+
+
+@pytest.mark.integration
+def test_boot_brings_back_exactly_always_and_unless_stopped(loaded: Path, engine: native_engine.NativeEngine,
+                                                            prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    stack = f"{prefix}b"
+    names = {policy: f"{prefix}{policy.replace('-', '')}" for policy in ("always", "unless-stopped", "no")}
+    held = f"{prefix}held"
+    manifest = tmp_path / "b.yaml"
+    manifest.write_text("".join(container(name, stack, policy) for policy, name in names.items())
+                        + container(held, stack, "unless-stopped"))  # fmt: skip
+    applied = reconcile(loaded, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert reconcile(loaded, "stop", held).returncode == 0
+
+    # The reboot: keepers first (so that no exit is recorded and nothing restarts), then the
+    # containers' processes, then the runtime's state.
+    running = [name for name, c in engine.observe().containers.items() if c.state == "running"]
+    assert sorted(running) == sorted(names.values())
+    inits = []
+    for name in running:
+        keeper = json.loads((directory(engine, name) / "supervisor.pid.json").read_text())
+        os.kill(int(keeper["pid"]), signal.SIGKILL)
+        inits.append(int((directory(engine, name) / "init.pid").read_text()))
+    for pid in inits:
+        os.kill(pid, signal.SIGKILL)
+    eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in inits), what="the processes gone")
+    shutil.rmtree(loaded / "runtime")
+    assert all(c.state != "running" for c in engine.observe().containers.values())
+
+    booted = reconcile(loaded, "boot")
+    assert booted.returncode == 0, booted.stdout + booted.stderr
+    assert sorted(booted.stdout.split()) == sorted(["started", names["always"], "started", names["unless-stopped"]])
+    states = {name: c.state for name, c in engine.observe().containers.items()}
+    assert states[names["always"]] == states[names["unless-stopped"]] == "running"
+    assert states[names["no"]] != "running" and states[held] != "running"
