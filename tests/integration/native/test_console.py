@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,7 +45,8 @@ def test_apply_and_status_from_the_console_script(loaded: Path, engine: native_e
     rows = {row["name"]: row for row in json.loads(status.stdout)["objects"]}
     one = rows[f"{prefix}one"]
     assert one["state"] == "running"
-    assert one["image"] == IMAGE and one["ports"] == ["8080/tcp"] and one["startedAt"] is not None
+    assert one["image"] == IMAGE and one["startedAt"] is not None
+    assert len(one["ports"]) == 1 and re.fullmatch(r"0\.0\.0\.0:\d+->8080/tcp", one["ports"][0]), "a random host port"
     assert one["createdAt"] is not None and one["createdAt"] <= one["startedAt"]
     table = reconcile(loaded, "status").stdout.splitlines()
     assert table[0].split()[7:10] == ["IMAGE", "PORTS", "AGE"]
