@@ -136,7 +136,7 @@ def test_kill_9_during_apply_leaves_nothing_after_reapply_and_delete(
         output = tmp_path / f"apply-{kill_after}.out"
         with output.open("wb") as sink, subprocess.Popen([*command, "apply", "-f", manifest], cwd=REPOSITORY,
                                      stdout=sink, stderr=subprocess.STDOUT, start_new_session=True) as apply:  # fmt: skip
-            eventually(lambda: apply.poll() is None and at_kill_point(loaded, kill_after, phase),  # noqa: B023
+            eventually(lambda: still_running(apply, output) and at_kill_point(loaded, kill_after, phase),  # noqa: B023
                        interval=0.005, what=f"{kill_after} records and a {phase} in flight")  # fmt: skip
             apply.kill()
         seen |= ids_under(loaded)
@@ -150,6 +150,11 @@ def test_kill_9_during_apply_leaves_nothing_after_reapply_and_delete(
                                  text=True, check=False, timeout=300)  # fmt: skip
         assert deleted.returncode == 0, (kill_after, deleted.stdout, deleted.stderr)
         eventually(lambda: nothing_left(loaded, seen), what=f"nothing left after a kill at {kill_after} records")  # noqa: B023
+
+
+def still_running(process: subprocess.Popen[bytes], output: Path) -> bool:
+    assert process.poll() is None, f"the apply ended first: {output.read_text(errors='replace')[-2000:]}"
+    return True
 
 
 def nothing_left(root: Path, ids: set[str]) -> bool:
