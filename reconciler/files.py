@@ -83,6 +83,21 @@ def write_json(path: str | os.PathLike[str], value: object, *, durable: bool = T
     write_atomic(path, json.dumps(value, sort_keys=True, indent=indent).encode(), durable=durable)
 
 
+def write_owned(path: str | os.PathLike[str], data: bytes, *, uid: int, gid: int, mode: int) -> None:
+    """A new file (never one that exists, never through a link) holding ``data``, with the owner
+    and mode asked: a secret or config placed for a container on its tmpfs. Not durable: such a
+    file lives in memory only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)  # after the chown, which may clear mode bits
+    finally:
+        os.close(fd)
+
+
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is one of :func:`write_atomic`'s temporary files (left by a crash)."""
     return name.startswith(".") and name.endswith(".tmp")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -33,7 +34,15 @@ import docker
 import docker.errors
 
 from reconciler import engine, errors, manifests, observed, plans
-from reconciler.backends.docker import configs, informer, reading, stack_networks, streams, translating
+from reconciler.backends.docker import (
+    configs,
+    informer,
+    reading,
+    secret_files,
+    stack_networks,
+    streams,
+    translating,
+)
 
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
@@ -64,7 +73,7 @@ def _changes_containers(
     return changing
 
 
-# What has logic of its own lives in configs, reading, informer, streams and stack_networks.
+# What has logic of its own lives in configs, reading, informer, streams, stack_networks and secret_files.
 # size: one short method per primitive of the Engine contract (about 25, each one Engine API call)
 class DockerEngine:
     """The ``Engine`` contract on dockerd. Thread-safe: the executor calls it from a pool."""
@@ -184,6 +193,10 @@ class DockerEngine:
             if inspected is None:  # removed between the list and the inspect
                 continue
             container = reading.observed_container(inspected)
+            if secret_files.lost(inspected):
+                # Its secrets' files went with a host reboot: it cannot start as it is, and a
+                # recreate (which the changed hash asks the planner for) writes them again.
+                container = dataclasses.replace(container, labels={**container.labels, observed.LABEL_HASH: "lost"})
             containers[container.name] = container
         self.informer.keep_only({str(item["Id"]) for item in listed})
         return containers
@@ -294,6 +307,18 @@ class DockerEngine:
         with self._on(subject):
             default_network = self._stack_networks.ensure(request)
         config = configs.container_config(request, default_network=default_network)
+        placed = secret_files.place(request)
+        config["HostConfig"]["Mounts"] += secret_files.binds(placed)
+        made = False
+        try:
+            container_id, made = self._create(subject, request, config)
+        finally:
+            if not made:  # failed, or the container was there already (with files of its own)
+                secret_files.remove(secret_files.folders({"Mounts": secret_files.binds(placed)}))
+        return container_id
+
+    def _create(self, subject: str, request: plans.ContainerRequest, config: dict[str, Any]) -> tuple[str, bool]:
+        """The container created from ``config`` (its id, True), or the same owner's existing one (False)."""
         try:
             with self._on(subject, conflict=True):
                 created = self.api.create_container_from_config(config, name=request.name)
@@ -303,7 +328,7 @@ class DockerEngine:
             if existing is None:  # removed meanwhile: let the caller retry
                 raise
             self._ensure_owner(subject, (existing.get("Config") or {}).get("Labels"), request.labels)
-            return str(existing["Id"])
+            return str(existing["Id"]), False
         container_id = str(created["Id"])
         try:
             with self._on(subject):
@@ -320,7 +345,7 @@ class DockerEngine:
             with contextlib.suppress(Exception):
                 self.api.remove_container(container_id, force=True, v=True)
             raise
-        return container_id
+        return container_id, True
 
     @_changes_containers
     def start_container(self, name: str) -> None:
@@ -352,6 +377,7 @@ class DockerEngine:
             # A concurrent removal (someone's ``docker rm``) is as good as ours.
             if "already in progress" not in str(exc):
                 raise
+        secret_files.remove(secret_files.folders(inspected or {}))
         with contextlib.suppress(errors.EngineError), self._on(f"container {name}"):
             self._stack_networks.drop_unused(inspected)
 

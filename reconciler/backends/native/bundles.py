@@ -274,7 +274,7 @@ def user_mounts(
             found.append(_bind(destination, source, read_only=False, recursive=False))
     for destination, source in sorted(environment.secret_files.items()):  # the models keep their paths apart
         found.append({"destination": destination, "type": "bind", "source": source,
-                      "options": ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})  # fmt: skip
+                      "options": ["bind", "rprivate", "ro", "nosuid", "nodev"]})  # fmt: skip
     return sorted(found, key=lambda m: len(Path(m["destination"]).parts))
 
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, manifests
+from reconciler import errors, files, manifests
 from reconciler.backends.native import mounts
 
 FOLDER = "files"
@@ -67,23 +66,11 @@ def materialise(directory: Path, spec: manifests.ContainerSpec, contents: Mappin
     mounts.mount(mounts.Mount(type="tmpfs", source="reconciler-files", target=str(tmpfs), options=options))
     try:
         for index, item in enumerate(items):
-            _write(tmpfs / str(index), contents[item.path], item)
+            files.write_owned(tmpfs / str(index), contents[item.path], uid=item.uid, gid=item.gid, mode=item.mode)
     except BaseException:
         unmount(directory)
         raise
     return placed
-
-
-def _write(path: Path, data: bytes, item: manifests.MountedFile) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view) :]
-        os.fchown(descriptor, item.uid, item.gid)
-        os.fchmod(descriptor, item.mode)
-    finally:
-        os.close(descriptor)
 
 
 def unmount(directory: Path) -> None:
