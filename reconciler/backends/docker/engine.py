@@ -196,7 +196,7 @@ class DockerEngine:
             if secret_files.lost(inspected):
                 # Its secrets' files went with a host reboot: it cannot start as it is, and a
                 # recreate (which the changed hash asks the planner for) writes them again.
-                container = dataclasses.replace(container, labels={**container.labels, observed.LABEL_HASH: "lost"})
+                container = dataclasses.replace(container, labels=secret_files.mark_lost(container.labels))
             containers[container.name] = container
         self.informer.keep_only({str(item["Id"]) for item in listed})
         return containers

@@ -8,8 +8,8 @@ gid and mode its manifest asks. Nothing of a content is written to disk, to the 
 layer or to its labels; the folder is removed with the container.
 
 A host reboot empties the tmpfs: a container whose files are gone cannot start, and
-:func:`lost` tells the engine so (it then reports the container as needing a recreate, which
-writes the files again from the manifest).
+:func:`lost` tells the engine so, and it reports the container as needing a recreate
+(:func:`mark_lost`), which writes the files again from the manifest.
 
 This module does not speak to dockerd and must not put a content in a message.
 """
@@ -17,6 +17,7 @@ This module does not speak to dockerd and must not put a content in a message.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -25,9 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, files, manifests, plans
+from reconciler import errors, files, manifests, observed, plans
 
 BASE = Path("/run/reconciler/docker-secrets")
+# What observe reports instead of the digests of files that are gone.
+LOST = "lost (the host rebooted?)"
 # The tmpfs holds only secrets and configs (each at most a manifest's size); pages are used only
 # as files fill them.
 TMPFS_SIZE = "64m"
@@ -103,6 +106,18 @@ def lost(inspected: Mapping[str, Any], base: Path = BASE) -> bool:
         and not os.path.exists(str(mount.get("Source")))
         for mount in inspected.get("Mounts") or ()
     )
+
+
+def mark_lost(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels of a container whose files are :func:`lost`, as observe reports them: another
+    hash (so the planner recreates it) and, in the spec label, each content's digest replaced by
+    :data:`LOST` (so the plan says why)."""
+    marked = {**labels, observed.LABEL_HASH: LOST}
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        document = json.loads(labels[observed.LABEL_SPEC])
+        document["contents"] = dict.fromkeys(document.get("contents") or {}, LOST)
+        marked[observed.LABEL_SPEC] = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return marked
 
 
 def remove(found: list[Path]) -> None:
