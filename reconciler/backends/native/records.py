@@ -2,7 +2,8 @@
 
 Each container lives in ``<root>/containers/<id>/`` (root-only, 0700). What the engine keeps there:
 
-* ``container.json``, the **record**: the name, labels, spec and env asked for, the image id, the
+* ``container.json``, the **record**: the name, labels, spec and env asked for (and the contents
+  of its secrets and configs, for :mod:`secret_files` to put on a tmpfs again), the image id, the
   bookkeeping of its runs (``started_at``, ``restart_count``), its stop signal, resource limits,
   cgroup path and network attachments. Written atomically and durably: it is the container.
 * ``supervisor.pid.json``: the current run's supervisor (pid and start time) and init pid;
