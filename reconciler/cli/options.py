@@ -1,7 +1,7 @@
 """The command line's options: the global ones (typed), the shared ones, and the engine they name.
 
 Where it sits: under the command modules of ``reconciler.cli``, over :mod:`reconciler.client`.
-Global options (``--engine``, ``--root``, ``--socket``) are accepted before the command and
+Global options (``--engine``, ``--root``, ``--dns-upstream``, ``--socket``) are accepted before the command and
 after it, with the same result: the top-level parser holds their defaults (from the environment),
 and every command's parser repeats them with ``argparse.SUPPRESS`` as default, so that they only
 override the top-level value when they are given after the command. The socket, when neither
@@ -42,6 +42,8 @@ class GlobalOptions(NamedTuple):
     engine: str
     root: Path
     socket: str
+    # The native networks' upstream resolvers, ``HOST[:PORT],...``; empty: the host's.
+    dns_upstream: str = ""
 
     @property
     def lock_dir(self) -> Path:
@@ -75,7 +77,8 @@ def of(args: argparse.Namespace) -> GlobalOptions:
     """The global options of parsed arguments (the socket derived from the root unless given)."""
     root = Path(args.root)
     socket = args.socket if args.socket is not None else client.socket_for_root(root)
-    return GlobalOptions(engine=args.engine, root=root, socket=socket)
+    upstream = getattr(args, "dns_upstream", None) or ""
+    return GlobalOptions(engine=args.engine, root=root, socket=socket, dns_upstream=upstream)
 
 
 def default_socket() -> str | None:
@@ -97,6 +100,13 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--root",
         default=default(os.environ.get("RECONCILER_ROOT", DEFAULT_ROOT)),
         help=f"native engine state directory (env RECONCILER_ROOT; default {DEFAULT_ROOT})",
+    )
+    parser.add_argument(
+        "--dns-upstream",
+        default=default(os.environ.get("RECONCILER_DNS_UPSTREAM", "")),
+        metavar="HOST[:PORT],...",
+        help="native engine: where the networks' DNS servers forward names outside the stack, unless a "
+        "container's dns: names its own (env RECONCILER_DNS_UPSTREAM; default: the host's resolv.conf)",
     )
     parser.add_argument("--socket", default=default(default_socket()),
                         help=f"the daemon's API socket (env RECONCILER_SOCKET; default: the root's, "
@@ -174,7 +184,7 @@ def open_engine(chosen: GlobalOptions) -> engine.Engine:
     if chosen.engine == "native":
         from reconciler.backends.native import engine as native_engine
 
-        return native_engine.NativeEngine(chosen.root)
+        return native_engine.NativeEngine(chosen.root, dns_upstream=chosen.dns_upstream.split(","))
     raise errors.ReconcilerError(f"unknown engine {chosen.engine!r}; choose native or docker")
 
 

@@ -563,6 +563,14 @@ class ContainerSpec(Model):
             normalised.append(name)
         return normalised
 
+    @property
+    def uts_names(self) -> tuple[str | None, str | None]:
+        """The hostname and domainname the kernel is given: an FQDN hostname split at its first dot."""
+        if self.hostname is not None and "." in self.hostname:
+            first, _, domain = self.hostname.partition(".")
+            return first, domain.removesuffix(".")
+        return self.hostname, self.domainname
+
     @pydantic.field_validator("hostname", "domainname")
     @classmethod
     def _names(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:

@@ -6,8 +6,9 @@
    mounted at ``rootfs/`` (:mod:`images`, :mod:`mounts`);
 2. the **network**: the container's own namespace with a veth per network it joins, and its
    published ports; or the host's; or another container's (:mod:`networks`, :mod:`firewall`);
-3. ``hostname``, ``hosts`` and ``resolv.conf``, bind-mounted over the rootfs's ``/etc`` files (the
-   network's own DNS server is the only nameserver; without a network there is none);
+3. ``hostname``, ``hosts`` and ``resolv.conf``, bind-mounted over the rootfs's ``/etc`` files (on
+   a network its own DNS server is the only nameserver, and it forwards what it does not own:
+   :mod:`dns`; ``host`` mode gets the host's resolvers, ``container:NAME`` that container's files);
 4. volumes (copy-up, anonymous volumes, ``volumesFrom``: :mod:`volumes`), the tmpfs of its
    secrets and configs (:mod:`secret_files`), then the OCI
    ``config.json`` (:mod:`bundles`), and last the record, ``container.json`` (:mod:`records`):
@@ -59,6 +60,8 @@ class Assembly:
     network_store: networks.Networks
     image_store: images.ImageStore
     runner: runtime.Runtime
+    # Where the networks' DNS servers forward outside names; empty: the host's resolvers.
+    dns_upstream: tuple[network_services.Upstream, ...] = ()
 
     def create(self, request: plans.ContainerRequest) -> str:
         """The container asked for, created (not started); its id. See the module docstring."""
@@ -97,9 +100,10 @@ class Assembly:
         rootfs = self.image_store.rootfs_mount(image, directory)
         mounts.mount(rootfs)
         rootfs_path = Path(rootfs.target)
-        hostname = request.spec.hostname or container_id[:12]
         attachments, netns = self._connect(request, container_id)
-        etc = _write_etc_files(directory, rootfs_path, hostname, attachments)
+        mode = request.spec.network_mode
+        peer = self.containers.get(mode.removeprefix("container:")).directory if mode.startswith("container:") else None
+        etc = _write_etc_files(directory, rootfs_path, etc_texts(request.spec, container_id, attachments, peer=peer))
         if request.spec.working_dir:
             layers.resolve_in_root(rootfs_path, request.spec.working_dir.lstrip("/"), create=True)
         request = volumes.with_image_volumes(request, image, directory, rootfs_path, volume_paths)
@@ -191,16 +195,15 @@ class Assembly:
                 wanted = [(n.name, n.ipv4_address, list(n.aliases)) for n in spec.networks]
             else:
                 if self.network_store.get(network_services.DEFAULT_NETWORK) is None:
-                    network_services.create(
-                        self.network_store, network_services.DEFAULT_NETWORK, manifests.NetworkSpec(), {}
-                    )
+                    network_services.create(self.network_store, network_services.DEFAULT_NETWORK,
+                                            manifests.NetworkSpec(), {}, upstreams=self.dns_upstream)  # fmt: skip
                 wanted = [(network_services.DEFAULT_NETWORK, None, [])]
         external = {n.name for n in spec.networks if n.external}
         for name, _, _ in wanted:
             network = self.network_store.get(name)
             if network is None:
                 raise errors.NotFound(f"{'external network' if name in external else 'network'} {name} not found")
-            network_services.ensure(self.network_store, network)
+            network_services.ensure(self.network_store, network, upstreams=self.dns_upstream)
         attachments = self.network_store.attach(container_id, wanted)
         if attachments:
             first = attachments[0]
@@ -236,22 +239,83 @@ class Assembly:
             os.rmdir(HYBRID_CGROUP_PARENT / container_id)
 
 
-def _write_etc_files(
-    directory: Path, rootfs: Path, hostname: str, attachments: list[networks.Attachment]
+LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+HOST_HOSTS = Path("/etc/hosts")
+HOST_GATEWAY = "host-gateway"  # in extraHosts: the host's address on the container's network
+
+
+def etc_texts(
+    spec: manifests.ContainerSpec,
+    container_id: str,
+    attachments: list[networks.Attachment],
+    *,
+    peer: Path | None = None,
 ) -> dict[str, str]:
-    """``hostname``, ``hosts`` and ``resolv.conf`` in the container's directory, and their mount
-    points in the rootfs; returns target in the container → file on the host."""
-    addresses = "".join(f"{a.address}\t{hostname}\n" for a in attachments[:1])
-    if attachments:
-        # The network's own DNS server on its gateway; it never forwards (see `dns`).
-        resolv = f"nameserver {attachments[0].gateway}\noptions ndots:0\n"
-    else:
-        resolv = "# reconciler: no network, no DNS\n"
-    texts = {
+    """The container's ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``; ``peer``: the
+    directory of the container whose network it shares (``container:NAME``)."""
+    hostname, domainname = spec.uts_names
+    hostname = hostname or container_id[:12]
+    return {
         "/etc/hostname": f"{hostname}\n",
-        "/etc/hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addresses}",
-        "/etc/resolv.conf": resolv,
+        "/etc/hosts": _hosts(spec, f"{hostname}.{domainname}" if domainname else hostname, attachments, peer),
+        "/etc/resolv.conf": _resolv_conf(spec, attachments, peer),
     }
+
+
+def _hosts(spec: manifests.ContainerSpec, fqdn: str, attachments: list[networks.Attachment], peer: Path | None) -> str:
+    """``localhost``, the container's own address and ``extraHosts``; the host's file in ``host``
+    mode and the peer's in ``container:NAME`` mode (as Docker's)."""
+    if peer is not None:
+        return _text(peer / "hosts", LOCALHOST)
+    if spec.network_mode == "host":
+        lines, gateway = _text(HOST_HOSTS, LOCALHOST), "127.0.0.1"  # the container is on the host
+    else:
+        names = " ".join(dict.fromkeys([fqdn, fqdn.split(".", 1)[0]]))
+        lines = LOCALHOST + "".join(f"{a.address}\t{names}\n" for a in attachments[:1])
+        gateway = attachments[0].gateway if attachments else ""
+    for entry in spec.extra_hosts:
+        name, _, address = entry.partition(":")
+        if address == HOST_GATEWAY and not gateway:
+            raise errors.RuntimeFailed(f"extraHosts {entry}: host-gateway needs a network, not {spec.network_mode}")
+        lines += f"{gateway if address == HOST_GATEWAY else address.strip('[]')}\t{name}\n"
+    return lines
+
+
+def _resolv_conf(spec: manifests.ContainerSpec, attachments: list[networks.Attachment], peer: Path | None) -> str:
+    """On a network: its DNS server, the search list and options (``dnsSearch``/``dnsOptions``,
+    else the host's, as Docker copies them) and ``ndots:0`` unless an ndots is given. ``host``
+    mode: the host's resolvers (systemd-resolved's real ones for its stub) unless ``dns`` names
+    others. ``container:NAME``: that container's file. ``none``: only what the manifest says."""
+    if peer is not None:
+        return _text(peer / "resolv.conf", "")
+    host = network_services.host_resolv_conf()
+    search = tuple(spec.dns_search) or host.search
+    search = () if search == (".",) else search  # Docker's "no search domain"
+    if spec.network_mode == "host":
+        servers, options = tuple(spec.dns) or host.nameservers, tuple(spec.dns_options) or host.options
+    elif attachments:
+        servers = (attachments[0].gateway,)  # the network's DNS server: it forwards what it does not own
+        options = tuple(spec.dns_options) or tuple(o for o in host.options if not o.startswith("ndots:"))
+        options = options if any(o.startswith("ndots:") for o in options) else ("ndots:0", *options)
+    elif spec.dns or spec.dns_search or spec.dns_options:
+        servers, search, options = tuple(spec.dns), tuple(spec.dns_search), tuple(spec.dns_options)
+    else:
+        return "# reconciler: no network, no DNS\n"
+    return network_services.ResolvConf(servers, search, options).render()
+
+
+def _text(path: Path, default: str) -> str:
+    """A file's text, ending with a newline, or ``default`` when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return default
+    return text if text.endswith("\n") or not text else f"{text}\n"
+
+
+def _write_etc_files(directory: Path, rootfs: Path, texts: Mapping[str, str]) -> dict[str, str]:
+    """``texts`` (:func:`etc_texts`) in the container's directory, and their mount points in the
+    rootfs; returns target in the container → file on the host."""
     written: dict[str, str] = {}
     for target, text in texts.items():
         path = directory / Path(target).name

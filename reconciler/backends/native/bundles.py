@@ -307,7 +307,8 @@ def build_config(
 ) -> dict[str, Any]:
     """The OCI runtime spec (``config.json``) for ``request`` on the given rootfs."""
     spec = request.spec
-    hostname = spec.hostname or environment.container_id[:12]
+    hostname, domainname = spec.uts_names
+    hostname = hostname or environment.container_id[:12]
     user = resolve_user(spec.user or image.user, Path(environment.rootfs))
     caps = capabilities(spec)
     host_network = spec.network_mode == "host"
@@ -331,6 +332,9 @@ def build_config(
         linux["seccomp"] = seccomp.profile(caps)
     if not host_network:
         linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+        if domainname:
+            # The UTS namespace's domain name: runc 1.1 has no OCI field for it; Docker sets this sysctl too.
+            linux["sysctl"]["kernel.domainname"] = domainname
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {

@@ -64,8 +64,12 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, root: Path, *, runtime_binary: str = runtime.DEFAULT_RUNTIME) -> None:
+    def __init__(
+        self, root: Path, *, runtime_binary: str = runtime.DEFAULT_RUNTIME, dns_upstream: Sequence[str] = ()
+    ) -> None:
         self.root = root
+        # Where the networks' DNS servers forward outside names (``--dns-upstream``); none: the host's.
+        self.dns_upstream = network_services.parse_upstreams(dns_upstream)
         self.runtime_binary = runtime_binary
         self.records = records.Records(root / "containers")
         self.volumes = volumes.Volumes(root / "volumes")
@@ -104,7 +108,8 @@ class NativeEngine:
             yield
 
     def _assembly(self) -> assembly.Assembly:
-        return assembly.Assembly(self.records, self.volumes, self.networks, self.image_store, self.runtime)
+        return assembly.Assembly(self.records, self.volumes, self.networks, self.image_store, self.runtime,
+                                 dns_upstream=self.dns_upstream)  # fmt: skip
 
     # -- observe ----------------------------------------------------------------------------------
 
@@ -153,9 +158,10 @@ class NativeEngine:
         with self._exclusive():
             existing = self.networks.get(request.name)
             if existing is None:
-                network_services.create(self.networks, request.name, request.spec, dict(request.labels))
+                network_services.create(self.networks, request.name, request.spec, dict(request.labels),
+                                        upstreams=self.dns_upstream)  # fmt: skip
             elif all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
-                network_services.ensure(self.networks, existing)
+                network_services.ensure(self.networks, existing, upstreams=self.dns_upstream)
             else:
                 raise errors.Conflict(f"network {request.name} exists and is owned by someone else")
 

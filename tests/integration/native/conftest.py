@@ -56,9 +56,14 @@ def root(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+# No test may query the host's nameservers: names outside a test's networks go to this loopback
+# port instead, where nothing listens (the containers get SERVFAIL).
+NO_UPSTREAM = "127.0.0.1:9"
+
+
 @pytest.fixture
 def engine(root: Path, prefix: str) -> Iterator[native_engine.NativeEngine]:
-    engine = native_engine.NativeEngine(root)
+    engine = native_engine.NativeEngine(root, dns_upstream=[NO_UPSTREAM])
     yield engine
     actual = engine.observe()
     for name in sorted(actual.containers):
