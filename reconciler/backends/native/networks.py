@@ -151,6 +151,17 @@ class Networks:
                           internal=internal, labels=dict(labels))  # fmt: skip
         directory = self._dir(name)
         files.make_private_dir(directory)
+        self.ensure_bridge(network)
+        files.write_json(directory / "network.json", network.to_json())
+        if not (directory / "ipam.json").exists():
+            files.write_json(directory / "ipam.json", {})
+        return network
+
+    @staticmethod
+    def ensure_bridge(network: Network) -> None:
+        """The network's bridge, up with the gateway's address: made at create, and made again
+        after a host reboot (which leaves the records and takes every link)."""
+        prefixlen = ipaddress.IPv4Network(network.subnet).prefixlen
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=network.bridge):
                 try:
@@ -159,17 +170,13 @@ class Networks:
                     raise errors.RuntimeFailed(f"creating bridge {network.bridge}: {exc}") from exc
             index = ipr.link_lookup(ifname=network.bridge)[0]
             with contextlib.suppress(NetlinkError):  # already there after a half-done create
-                ipr.addr("add", index=index, address=gateway, prefixlen=net.prefixlen)
+                ipr.addr("add", index=index, address=network.gateway, prefixlen=prefixlen)
             ipr.link("set", index=index, state="up")
         # Published ports on 127.0.0.1 are DNATed to the bridge: the kernel must accept loopback
         # sources on it (route_localnet), and forward at all. What route_localnet would also let in
         # (a container's packets for the host's 127.0.0.0/8) the firewall drops (CVE-2020-8558).
         _sysctl(f"net/ipv4/conf/{network.bridge}/route_localnet", "1")
         _sysctl("net/ipv4/ip_forward", "1")
-        files.write_json(directory / "network.json", network.to_json())
-        if not (directory / "ipam.json").exists():
-            files.write_json(directory / "ipam.json", {})
-        return network
 
     def _free_subnet(self, others: Sequence[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
         taken = [*others, *_host_routes()]

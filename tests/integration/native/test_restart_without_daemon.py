@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
 from tests.support import images
-from tests.support.cli import reconcile
+from tests.support.cli import fetch, reconcile
 from tests.support.polling import eventually
 
 IMAGE = images.LOCAL_BUSYBOX
@@ -101,3 +102,48 @@ def test_boot_brings_back_exactly_always_and_unless_stopped(loaded: Path, engine
     states = {name: c.state for name, c in engine.observe().containers.items()}
     assert states[names["always"]] == states[names["unless-stopped"]] == "running"
     assert states[names["no"]] != "running" and states[held] != "running"
+
+
+@pytest.mark.integration
+def test_boot_after_a_real_reboot_remakes_networks_and_ports(loaded: Path, engine: native_engine.NativeEngine,
+                                                             prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    """What a reboot takes besides the processes: network namespaces (``/run``), links (bridges,
+    veths), the rootfs mounts and the network's DNS servers. ``boot`` makes them again."""
+    stack, net, web, client = f"{prefix}r", f"{prefix}net", f"{prefix}web", f"{prefix}client"
+    serve = "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 8080 -h /www"
+    manifest = tmp_path / "r.yaml"
+    manifest.write_text(
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {net}, stack: {stack}}}\n"
+        "spec: {subnet: 10.233.63.0/24}\n"
+        + container(web, stack, "always", serve).replace("networkMode: none", f"networks: [{{name: {net}}}], "
+                                                                          "ports: ['127.0.0.1::8080']")
+        + container(client, stack, "always").replace("networkMode: none", f"networks: [{{name: {net}}}]")
+    )  # fmt: skip
+    applied = reconcile(loaded, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    (port,) = engine.observe().containers[web].published_ports
+    url = "http://127.0.0.1:" + port.split("->")[0].rsplit(":", 1)[1] + "/"
+    assert eventually(lambda: fetch(url), what="the published port") == b"hello\n"
+
+    for name in (web, client):
+        keeper = json.loads((directory(engine, name) / "supervisor.pid.json").read_text())
+        os.kill(int(keeper["pid"]), signal.SIGKILL)
+    for name in (web, client):
+        os.kill(int((directory(engine, name) / "init.pid").read_text()), signal.SIGKILL)
+    network = engine.networks.get(net)
+    assert network is not None
+    os.kill(int((loaded / "networks" / net / "dns.pid").read_text()), signal.SIGKILL)
+    eventually(lambda: all(engine.observe().containers[n].state != "running" for n in (web, client)),
+               what="the containers down")  # fmt: skip
+    shutil.rmtree(loaded / "runtime")
+    for name in (web, client):
+        container_id = engine.records.get(name).container_id
+        subprocess.run(["umount", str(directory(engine, name) / "rootfs")], check=True)
+        subprocess.run(["ip", "netns", "delete", f"rc-{container_id[:12]}"], check=True)
+    subprocess.run(["ip", "link", "delete", network.bridge], check=True)
+
+    booted = reconcile(loaded, "boot")
+    assert booted.returncode == 0, booted.stdout + booted.stderr
+    assert eventually(lambda: fetch(url), what="the published port after the reboot") == b"hello\n"
+    looked_up = engine.exec(client, ["wget", "-qO-", f"http://{web}:8080/"], timeout=20)
+    assert looked_up.stdout == b"hello\n", looked_up
