@@ -219,6 +219,20 @@ class Assembly:
                                  protocol=port.protocol)  # fmt: skip
         return attachments, networks.netns_path(container_id)
 
+    def reconnect(self, record: records.Record) -> None:
+        """After a host reboot: the container's network namespace is gone (``/run`` is a tmpfs),
+        and so are the bridges, veths and firewall rules. They are made again as at creation,
+        with the addresses and host ports the container was given then (its record keeps them)."""
+        spec = record.spec
+        if spec.network_mode != "bridge" or Path(networks.netns_path(record.container_id)).exists():
+            return
+        for name in record.networks:
+            network = self.network_store.get(name)
+            if network is not None:
+                self.network_store.ensure_bridge(network)
+        request = plans.ContainerRequest(name=record.name, spec=spec, env={}, labels=dict(record.labels))
+        self._connect(request, record.container_id)
+
     def discard(self, directory: Path, container_id: str) -> None:
         """Undo a create or finish a remove: runtime state, network, rootfs mount, directory."""
         prepared.drop(directory, container_id, self.runner)

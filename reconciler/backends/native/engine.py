@@ -191,6 +191,7 @@ class NativeEngine:
                 if image is None:
                     raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
                 mounts.mount(self.image_store.rootfs_mount(image, record.directory))
+            self._assembly().reconnect(record)  # after a host reboot: its network namespace is gone
             # After a host reboot the secrets' tmpfs is gone too: made again from the record.
             secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
             runs.start(record, self.runtime)
