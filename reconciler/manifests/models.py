@@ -204,6 +204,17 @@ class TmpfsMount(Model):
     target: fields.AbsolutePath
     size: fields.Size | None = None
     mode: int | None = Field(default=None, ge=0, le=0o7777)
+    options: list[Literal["exec", "noexec", "suid", "nosuid", "dev", "nodev"]] = Field(
+        default_factory=list, description="Default: noexec, nosuid, nodev (as Docker); exec, suid, dev lift one."
+    )
+
+    @pydantic.field_validator("options")
+    @classmethod
+    def _no_contradiction(cls, options: list[str]) -> list[str]:
+        for option in options:
+            if f"no{option}" in options:
+                raise ValueError(f"{option} and no{option} contradict each other")
+        return options
 
 
 Mount: TypeAlias = Annotated[VolumeMount | BindMount | TmpfsMount, Field(discriminator="type")]
@@ -336,6 +347,161 @@ class Healthcheck(Model):
         return test
 
 
+# ---------------------------------------------------------------------------------------------
+# The knobs real images need: ulimits, devices, sysctls, security options, namespaces shared
+# ---------------------------------------------------------------------------------------------
+
+# Docker's ulimit names (as ``docker run --ulimit``), each a setrlimit(2) resource.
+ULIMIT_NAMES = (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+)  # fmt: skip
+
+
+class Ulimit(Model):
+    """A resource limit; -1 is unlimited. ``nofile: 65536`` is short for ``{soft: 65536, hard: 65536}``."""
+
+    soft: int = Field(ge=-1)
+    hard: int = Field(ge=-1)
+
+    @pydantic.model_validator(mode="after")
+    def _soft_within_hard(self) -> Ulimit:
+        if self.hard != -1 and (self.soft == -1 or self.soft > self.hard):
+            raise ValueError(f"the soft limit ({self.soft}) must not exceed the hard limit ({self.hard})")
+        return self
+
+
+def _ulimit_name(name: str) -> str:
+    if name not in ULIMIT_NAMES:
+        raise ValueError(f"{name!r} is not a ulimit; one of {', '.join(ULIMIT_NAMES)}")
+    return name
+
+
+def _ulimit_shorthand(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"soft": value, "hard": value}
+    return value
+
+
+_PERMISSIONS = re.compile(r"^[rwm]{1,3}$")
+
+
+def _permissions(text: str) -> str:
+    if not _PERMISSIONS.match(text) or len(set(text)) != len(text):
+        raise ValueError(f"{text!r}: permissions are r, w and m (mknod), each at most once")
+    return text
+
+
+class Device(Model):
+    """A host device made available in the container. Docker's short form ``/dev/fuse``,
+    ``/dev/sda:/dev/xvda`` or ``/dev/sda:/dev/xvda:rwm`` is accepted too."""
+
+    source: fields.AbsolutePath = Field(description="The device on the host.")
+    target: fields.AbsolutePath | None = Field(default=None, description="Default: the same path.")
+    permissions: Annotated[str, pydantic.AfterValidator(_permissions)] = Field(
+        default="rwm", description="r, w, m (mknod)."
+    )
+
+
+def _device_short_form(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) == 2 and _PERMISSIONS.match(parts[1]):
+        parts = [parts[0], "", parts[1]]
+    if len(parts) > 3 or not all(parts[:1]):
+        raise ValueError(f"{value!r} is not a device: write /dev/fuse, /dev/sda:/dev/xvda or /dev/sda:/dev/xvda:rwm")
+    device: dict[str, object] = {"source": parts[0]}
+    if len(parts) > 1 and parts[1]:
+        device["target"] = parts[1]
+    if len(parts) > 2:
+        device["permissions"] = parts[2]
+    return device
+
+
+# Docker's device cgroup rule: type (a all, c char, b block), major:minor (* any), access.
+DEVICE_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def _device_cgroup_rule(rule: str) -> str:
+    if not DEVICE_CGROUP_RULE.match(rule):
+        raise ValueError(f"{rule!r} is not a device cgroup rule: write e.g. 'c 10:229 rwm' or 'b 8:* r'")
+    return rule
+
+
+# Sysctls that belong to a container's own IPC namespace (Docker's list); net.* belong to its
+# network namespace. Any other sysctl would change the whole host, and is refused, as by Docker.
+IPC_SYSCTLS = frozenset({
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+    "kernel.shmmni", "kernel.shm_rmid_forced",
+})  # fmt: skip
+
+
+def sysctl_namespace(key: str) -> Literal["ipc", "net"] | None:
+    """The namespace a sysctl belongs to, or None for one that is not namespaced."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "net"
+    return None
+
+
+def _sysctl_values(value: object) -> object:
+    """YAML reads ``somaxconn: 1024`` as a number; sysctl values are text."""
+    if isinstance(value, dict):
+        return {k: str(int(v)) if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+                for k, v in value.items()}  # fmt: skip
+    return value
+
+
+def _security_option(option: str) -> str:
+    """One ``securityOpt`` entry in its canonical spelling: ``no-new-privileges:true|false``,
+    ``seccomp=unconfined``, ``seccomp=/a/profile.json``, ``apparmor=PROFILE`` (``:`` or ``=``
+    after the key, as Docker accepts)."""
+    match = re.match(r"^([a-z-]+)(?:[:=](.*))?$", option)
+    key, value = (match[1], match[2]) if match else ("", None)
+    if key == "no-new-privileges":
+        if value is not None and value not in ("true", "false"):
+            raise ValueError(f"{option!r}: no-new-privileges takes true or false")
+        return f"no-new-privileges:{value or 'true'}"
+    if key == "seccomp" and value:
+        if value != "unconfined" and not value.startswith("/"):
+            raise ValueError(f"{option!r}: write seccomp=unconfined or seccomp=<absolute path of a profile file>")
+        return f"seccomp={value}"
+    if key == "apparmor" and value:
+        return f"apparmor={value}"
+    raise ValueError(
+        f"{option!r} is not a security option: write no-new-privileges[:true|false], "
+        "seccomp=unconfined|<profile file>, or apparmor=<profile>|unconfined"
+    )
+
+
+def _shared_namespace(mode: str, modes: tuple[str, ...], field: str) -> str:
+    if mode in modes or (mode.startswith("container:") and fields.DNS_LABEL.match(mode.removeprefix("container:"))):
+        return mode
+    raise ValueError(f"{mode!r}: {field} must be {', '.join(modes)} or container:NAME")
+
+
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def _cpuset(cpus: str) -> str:
+    if not _CPUSET.match(cpus):
+        raise ValueError(f"{cpus!r} is not a CPU list: write e.g. 0-3 or 0,2")
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        if last and int(last) < int(first):
+            raise ValueError(f"{cpus!r}: the range {part} ends before it starts")
+    return cpus
+
+
+def _group_names(value: object) -> object:
+    """``groupAdd: [audio, 1000]``: YAML reads numbers as integers; groups are names or numbers."""
+    if isinstance(value, list):
+        return [str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value]
+    return value
+
+
 class Dependency(Model):
     name: fields.DnsLabel
     condition: Literal["started", "healthy", "completed"] = "started"
@@ -345,39 +511,6 @@ def _dependency_shorthand(value: object) -> object:
     if isinstance(value, list):
         return [{"name": item} if isinstance(item, str) else item for item in value]
     return value
-
-
-_DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-HOST_GATEWAY = "host-gateway"
-
-
-def _check_domain(value: str, what: str, *, limit: int = 253) -> str:
-    """A domain name (labels of letters, digits and '-'), at most ``limit`` characters."""
-    labels = value.removesuffix(".").split(".")
-    if not value or len(value) > limit or not all(_DOMAIN_LABEL.match(label) for label in labels):
-        raise ValueError(f"{what} {value!r} is not a domain name: dot-separated labels of 1-63 letters, digits "
-                         f"and '-', at most {limit} characters")  # fmt: skip
-    return value
-
-
-def _extra_hosts_map(value: object) -> object:
-    """``extraHosts`` written as a map (``{name: ip}``, as compose allows) as its list form."""
-    if isinstance(value, dict):
-        return [f"{name}:{ip}" for name, ip in value.items()]
-    return value
-
-
-def _check_extra_host(entry: str) -> str:
-    name, colon, address = entry.partition(":")
-    if not colon or not name:
-        raise ValueError(f"extraHosts {entry!r}: write name:ip, e.g. db.local:10.0.0.5 or gw:host-gateway")
-    _check_domain(name.replace("_", "-"), "extraHosts name")
-    if address != HOST_GATEWAY:
-        try:
-            ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
-            raise ValueError(f"extraHosts {entry!r}: {address!r} is not an IP address or host-gateway") from None
-    return entry
 
 
 def _octal_mode(value: object) -> object:
@@ -436,6 +569,39 @@ class Config(MountedFile):
 def mounted_files(spec: ContainerSpec) -> list[MountedFile]:
     """The spec's secrets, then its configs: every file the engine mounts from its tmpfs."""
     return [*spec.secrets, *spec.configs]
+
+
+_DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+HOST_GATEWAY = "host-gateway"
+
+
+def _check_domain(value: str, what: str, *, limit: int = 253) -> str:
+    """A domain name (labels of letters, digits and '-'), at most ``limit`` characters."""
+    labels = value.removesuffix(".").split(".")
+    if not value or len(value) > limit or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise ValueError(f"{what} {value!r} is not a domain name: dot-separated labels of 1-63 letters, digits "
+                         f"and '-', at most {limit} characters")  # fmt: skip
+    return value
+
+
+def _extra_hosts_map(value: object) -> object:
+    """``extraHosts`` written as a map (``{name: ip}``, as compose allows) as its list form."""
+    if isinstance(value, dict):
+        return [f"{name}:{ip}" for name, ip in value.items()]
+    return value
+
+
+def _check_extra_host(entry: str) -> str:
+    name, colon, address = entry.partition(":")
+    if not colon or not name:
+        raise ValueError(f"extraHosts {entry!r}: write name:ip, e.g. db.local:10.0.0.5 or gw:host-gateway")
+    _check_domain(name.replace("_", "-"), "extraHosts name")
+    if address != HOST_GATEWAY:
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise ValueError(f"extraHosts {entry!r}: {address!r} is not an IP address or host-gateway") from None
+    return entry
 
 
 class ContainerSpec(Model):
@@ -529,6 +695,41 @@ class ContainerSpec(Model):
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
     privileged: bool = Field(default=False, description="Off unless the manifest says so.")
+    ulimits: dict[
+        Annotated[str, pydantic.AfterValidator(_ulimit_name)],
+        Annotated[Ulimit, BeforeValidator(_ulimit_shorthand, json_schema_input_type=int | Ulimit)],
+    ] = Field(default_factory=dict, description="e.g. {nofile: {soft: 1024, hard: 4096}, nproc: 512}.")
+    shm_size: fields.Size | None = Field(default=None, description="Size of /dev/shm; default 64Mi (as Docker).")
+    sysctls: Annotated[dict[str, str], BeforeValidator(_sysctl_values)] = Field(
+        default_factory=dict,
+        description="Namespaced sysctls only (as Docker): net.*, kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*.",
+    )
+    init: bool = Field(default=False, description="Run tini as pid 1 (Docker's docker-init), reaping zombies.")
+    devices: list[Annotated[Device, BeforeValidator(_device_short_form, json_schema_input_type=str | Device)]] = Field(
+        default_factory=list, description="/dev/fuse, /dev/sda:/dev/xvda:rwm or {source, target, permissions}."
+    )
+    device_cgroup_rules: list[Annotated[str, pydantic.AfterValidator(_device_cgroup_rule)]] = Field(
+        default_factory=list, description="Devices the container may create and use, e.g. 'c 10:229 rwm'."
+    )
+    security_opt: list[Annotated[str, pydantic.AfterValidator(_security_option)]] = Field(
+        default_factory=list,
+        description="no-new-privileges[:true|false], seccomp=unconfined|<profile file>, apparmor=<profile>|unconfined.",
+    )
+    oom_score_adj: int | None = Field(default=None, ge=-1000, le=1000)
+    group_add: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]], BeforeValidator(_group_names)
+    ] = Field(default_factory=list, description="Extra groups (names in the image's /etc/group, or numbers).")
+    ipc: str | None = Field(default=None, description="private (default) | shareable | host | container:NAME")
+    pid: str | None = Field(default=None, description="private (default) | host | container:NAME")
+    cpuset: Annotated[str, pydantic.AfterValidator(_cpuset)] | None = Field(
+        default=None, description="The CPUs it may run on, e.g. 0-3 or 0,2; a change recreates the container."
+    )
+    memory_reservation: fields.Size | None = Field(
+        default=None, description="A soft memory limit; a change recreates the container."
+    )
+    cpu_shares: int | None = Field(
+        default=None, ge=2, le=262144, description="Relative CPU weight (1024 is the default); a change recreates."
+    )
     secrets: list[Secret] = Field(
         default_factory=list, description="Files mounted read-only at /run/secrets/NAME from a root-only tmpfs."
     )
@@ -562,6 +763,54 @@ class ContainerSpec(Model):
                 raise ValueError(f"{cap!r} is not a capability name")
             normalised.append(name)
         return normalised
+
+    @pydantic.field_validator("ipc")
+    @classmethod
+    def _ipc(cls, mode: str | None) -> str | None:
+        return None if mode is None else _shared_namespace(mode, ("private", "shareable", "host"), "ipc")
+
+    @pydantic.field_validator("pid")
+    @classmethod
+    def _pid(cls, mode: str | None) -> str | None:
+        return None if mode is None else _shared_namespace(mode, ("private", "host"), "pid")
+
+    @pydantic.field_validator("security_opt")
+    @classmethod
+    def _one_of_each(cls, options: list[str]) -> list[str]:
+        keys = [re.split("[:=]", option, maxsplit=1)[0] for option in options]
+        for key in sorted({k for k in keys if keys.count(k) > 1}):
+            raise ValueError(f"{key} is given twice")
+        return options
+
+    @pydantic.model_validator(mode="after")
+    def _namespaced_sysctls(self) -> ContainerSpec:
+        # Docker's rule: a sysctl must belong to a namespace of the container's own, else it
+        # would change the host's (or another container's) kernel settings.
+        owners = {"net": ("networkMode", self.network_mode), "ipc": ("ipc", self.ipc or "private")}
+        for key in self.sysctls:
+            kind = sysctl_namespace(key)
+            if kind is None:
+                raise ValueError(f"sysctl {key} is not namespaced (only net.*, kernel.msg*, kernel.sem, "
+                                 "kernel.shm* and fs.mqueue.* are): it would change the host")  # fmt: skip
+            field, mode = owners[kind]
+            if mode == "host" or mode.startswith("container:"):
+                raise ValueError(
+                    f"sysctl {key} cannot be set with {field} {mode}: that namespace is not this container's"
+                )
+        if self.memory_reservation and self.resources.memory and self.memory_reservation > self.resources.memory:
+            raise ValueError("memoryReservation must not exceed resources.memory")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _distinct_files(self) -> ContainerSpec:
+        for kind, items in (("secret", self.secrets), ("config", self.configs)):
+            names = [item.name for item in items]
+            for name in sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"{kind} {name} is listed twice")
+        paths = [item.path for item in mounted_files(self)] + [m.target for m in self.mounts]
+        for path in sorted({p for p in paths if paths.count(p) > 1}):
+            raise ValueError(f"two mounts, secrets or configs target {path}")
+        return self
 
     @property
     def uts_names(self) -> tuple[str | None, str | None]:
@@ -604,17 +853,6 @@ class ContainerSpec(Model):
             if info.field_name == "extra_hosts":
                 _check_extra_host(value)
         return values
-
-    @pydantic.model_validator(mode="after")
-    def _distinct_files(self) -> ContainerSpec:
-        for kind, items in (("secret", self.secrets), ("config", self.configs)):
-            names = [item.name for item in items]
-            for name in sorted({n for n in names if names.count(n) > 1}):
-                raise ValueError(f"{kind} {name} is listed twice")
-        paths = [item.path for item in mounted_files(self)] + [m.target for m in self.mounts]
-        for path in sorted({p for p in paths if paths.count(p) > 1}):
-            raise ValueError(f"two mounts, secrets or configs target {path}")
-        return self
 
     @pydantic.model_validator(mode="after")
     def _coherent(self) -> ContainerSpec:

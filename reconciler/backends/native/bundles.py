@@ -26,6 +26,7 @@ touch cgroups or networks: that is the runtime step's job.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -262,7 +263,7 @@ def user_mounts(
                 raise errors.NotFound(f"volume {mount.source} not found")
             found += _bind_mounts(mount.target, source, read_only=mount.read_only, kernel=kernel)
         else:
-            options = ["noexec", "nosuid", "nodev"]
+            options = tmpfs_flags(mount.options)
             if mount.size is not None:
                 options.append(f"size={mount.size}")
             if mount.mode is not None:
@@ -295,6 +296,163 @@ def resources(limits: manifests.Resources, *, privileged: bool) -> dict[str, Any
     if limits.pids:
         result["pids"] = {"limit": limits.pids}
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The knobs real images need: ulimits, /dev/shm, sysctls, init, devices, security options, ...
+# ---------------------------------------------------------------------------------------------
+
+# Debian's tini package. The static build first: the other needs the C library of the image.
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/tini")
+# Where Docker mounts its init (``docker run --init``), so that images and tools find it there too.
+INIT_PATH = "/sbin/docker-init"
+# RLIM_INFINITY, what a ulimit of -1 means.
+UNLIMITED = 2**64 - 1
+
+
+def tmpfs_flags(written: Sequence[str]) -> list[str]:
+    """noexec, nosuid and nodev (Docker's defaults for a tmpfs), each lifted by its opposite written."""
+    return [
+        flag.removeprefix("no") if flag.removeprefix("no") in written else flag
+        for flag in ("noexec", "nosuid", "nodev")
+    ]
+
+
+def init_binary() -> str:
+    """The tini that runs as the container's pid 1 with ``init: true``."""
+    for candidate in INIT_BINARIES:
+        if os.path.isfile(candidate):
+            return candidate
+    raise errors.RuntimeFailed(
+        f"init: true needs tini ({' or '.join(INIT_BINARIES)}): install Debian's tini package (apt-get install tini)"
+    )
+
+
+def _group_ids(names: Sequence[str], rootfs: Path) -> set[int]:
+    """``groupAdd``: numbers as they are, names from the rootfs's own ``/etc/group`` (as Docker)."""
+    groups = [row for row in _table(rootfs, "/etc/group") if len(row) >= 3 and row[2].isdigit()]
+    found = set()
+    for name in names:
+        match = name if name.isdigit() else next((row[2] for row in groups if row[0] == name), None)
+        if match is None:
+            raise errors.RuntimeFailed(f"unable to find group {name}: no matching entries in group file")
+        found.add(int(match))
+    return found
+
+
+def devices(spec: manifests.ContainerSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``linux.devices`` (the nodes the runtime makes in the container's ``/dev``, as the host's)
+    and the cgroup rules that let the container use them and its ``deviceCgroupRules``."""
+    nodes: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    for device in spec.devices:
+        try:
+            info = os.stat(device.source)
+        except OSError as exc:
+            raise errors.RuntimeFailed(f"device {device.source}: {exc.strerror}") from None
+        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
+            raise errors.RuntimeFailed(f"device {device.source} is not a character or block device")
+        kind = "c" if stat.S_ISCHR(info.st_mode) else "b"
+        numbers = {"major": os.major(info.st_rdev), "minor": os.minor(info.st_rdev)}
+        nodes.append({"path": device.target or device.source, "type": kind, **numbers,
+                      "fileMode": stat.S_IMODE(info.st_mode), "uid": info.st_uid, "gid": info.st_gid})  # fmt: skip
+        rules.append({"allow": True, "type": kind, **numbers, "access": device.permissions})
+    for rule in spec.device_cgroup_rules:
+        kind, pair, access = rule.split(" ")
+        major, minor = pair.split(":")
+        wildcards = {"major": major, "minor": minor}  # "*": the key left out is the runtime's "any"
+        rules.append({"allow": True, "type": kind, **{k: int(v) for k, v in wildcards.items() if v != "*"},
+                      "access": access})  # fmt: skip
+    return nodes, rules
+
+
+def _security(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
+    """``securityOpt``: no-new-privileges, the seccomp filter (none, or a profile file's) and the
+    AppArmor profile."""
+    process, linux = config["process"], config["linux"]
+    for option in spec.security_opt:
+        if option.startswith("no-new-privileges:"):
+            process["noNewPrivileges"] = option.endswith(":true")
+            continue
+        key, _, value = option.partition("=")
+        if key == "apparmor" and value != "unconfined":
+            process["apparmorProfile"] = value
+        elif key == "seccomp" and value == "unconfined":
+            linux.pop("seccomp", None)
+        elif key == "seccomp" and "seccomp" in linux:  # a privileged container has no filter at all
+            try:
+                document = json.loads(Path(value).read_text(encoding="utf-8"))
+                linux["seccomp"] = seccomp.from_document(document, process["capabilities"]["bounding"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise errors.RuntimeFailed(f"seccomp profile {value}: not a readable profile ({exc})") from None
+
+
+def _namespaces(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
+    """``ipc``/``pid: host``: the host's namespace (no entry) and, for IPC, the host's ``/dev/shm``;
+    a peer's namespaces (``container:NAME``) are joined at each start (:func:`with_peer_namespaces`)."""
+    host = {kind for kind, mode in (("ipc", spec.ipc), ("pid", spec.pid)) if mode == "host"}
+    linux = config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in host]
+    for mount in config["mounts"]:
+        if mount["destination"] == "/dev/shm":  # noqa: S108 (the container's own)
+            if "ipc" in host:
+                mount.update(type="bind", source="/dev/shm", options=["rbind", "rprivate"])  # noqa: S108 (Docker's)
+            elif spec.shm_size:
+                mount["options"] = [o for o in mount["options"] if not o.startswith("size=")] + [
+                    f"size={spec.shm_size}"
+                ]
+
+
+def shared_namespaces(spec: manifests.ContainerSpec) -> dict[str, str]:
+    """The namespaces the container joins from another: kind (``ipc``, ``pid``) → that container's name."""
+    modes = {"ipc": spec.ipc or "", "pid": spec.pid or ""}
+    return {kind: mode.removeprefix("container:") for kind, mode in modes.items() if mode.startswith("container:")}
+
+
+def with_peer_namespaces(config: dict[str, Any], paths: Mapping[str, str]) -> dict[str, Any]:
+    """``config`` joining the namespaces at ``paths`` (kind → ``/proc/<pid>/ns/<kind>``)."""
+    for namespace in config["linux"]["namespaces"]:
+        if namespace["type"] in paths:
+            namespace["path"] = paths[namespace["type"]]
+    return config
+
+
+def _cpu_and_memory(resources: dict[str, Any], spec: manifests.ContainerSpec) -> None:
+    cpu = {"cpus": spec.cpuset, "shares": spec.cpu_shares}
+    memory = {"reservation": spec.memory_reservation}
+    for key, values in (("cpu", cpu), ("memory", memory)):
+        given = {name: value for name, value in values.items() if value is not None}
+        if given:
+            resources[key] = resources.get(key, {}) | given
+
+
+def with_knobs(config: dict[str, Any], spec: manifests.ContainerSpec, rootfs: Path) -> dict[str, Any]:
+    """``config`` with the manifest's knobs applied (what runs, limits, devices, security, namespaces)."""
+    process, linux = config["process"], config["linux"]
+    if spec.ulimits:
+        process["rlimits"] = [
+            {"type": f"RLIMIT_{name.upper()}", "soft": UNLIMITED if limit.soft == -1 else limit.soft,
+             "hard": UNLIMITED if limit.hard == -1 else limit.hard}
+            for name, limit in spec.ulimits.items()
+        ]  # fmt: skip
+    if spec.oom_score_adj is not None:
+        process["oomScoreAdj"] = spec.oom_score_adj
+    if spec.group_add:
+        user = process["user"]
+        user["additionalGids"] = sorted(set(user["additionalGids"]) | _group_ids(spec.group_add, rootfs))
+    if spec.init:
+        process["args"] = [INIT_PATH, "--", *process["args"]]
+        config["mounts"].append(_bind(INIT_PATH, init_binary(), read_only=True, recursive=False))
+    if spec.sysctls:
+        linux["sysctl"] = {**linux.get("sysctl", {}), **spec.sysctls}
+    nodes, rules = devices(spec)
+    if nodes:
+        linux["devices"] = nodes
+    linux["resources"]["devices"] = linux["resources"].get("devices", []) + rules  # after the denials: they win
+    _cpu_and_memory(linux["resources"], spec)
+    _security(config, spec)
+    _namespaces(config, spec)
+    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +512,7 @@ def build_config(
     if host_network:
         del config["hostname"]  # the host's UTS name stays visible, as with docker --network host
         namespaces[:] = [n for n in namespaces if n["type"] != "uts"]
-    return config
+    return with_knobs(config, spec, Path(environment.rootfs))
 
 
 def exec_process(
@@ -373,9 +531,15 @@ def exec_process(
 def with_resources(config: dict[str, Any], limits: manifests.Resources) -> dict[str, Any]:
     """``config`` (a written runtime spec) with new memory, CPU and pids limits; devices kept."""
     current = config.setdefault("linux", {}).setdefault("resources", {})
+    # cpuset, CPU shares and the memory reservation are the manifest's knobs, not these limits.
+    knobs = {key: {k: v for k, v in current.get(key, {}).items() if k in ("cpus", "shares", "reservation")}
+             for key in ("memory", "cpu")}  # fmt: skip
     for key in ("memory", "cpu", "pids"):
         current.pop(key, None)
     current.update(resources(limits, privileged=False) | {"devices": current.get("devices", [])})
+    for key, values in knobs.items():
+        if values:
+            current[key] = current.get(key, {}) | values
     return config
 
 

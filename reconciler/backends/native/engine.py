@@ -194,7 +194,26 @@ class NativeEngine:
             self._assembly().reconnect(record)  # after a host reboot: its network namespace is gone
             # After a host reboot the secrets' tmpfs is gone too: made again from the record.
             secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
+            self._join_peers(record)
             runs.start(record, self.runtime)
+
+    def _join_peers(self, record: records.Record) -> None:
+        """``ipc``/``pid: container:NAME``: that container's namespaces, through its init's ``/proc``
+        entry, written into ``config.json`` at each start (its init changes with each of its runs).
+        As with Docker, it must be running, and its IPC namespace is joined only if it is shareable."""
+        paths = {}
+        for kind, name in bundles.shared_namespaces(record.spec).items():
+            peer = self.records.get(name)
+            info = records.read_json(peer.directory / records.SUPERVISOR) if records.is_running(peer) else None
+            if info is None or not info.get("init_pid"):
+                raise errors.RuntimeFailed(f"container {record.name}: {kind} container:{name} needs {name} running")
+            if kind == "ipc" and peer.spec.ipc != "shareable":
+                raise errors.RuntimeFailed(f"container {record.name}: the IPC namespace of {name} is not shareable "
+                                           "(give it ipc: shareable)")  # fmt: skip
+            paths[kind] = f"/proc/{info['init_pid']}/ns/{kind}"
+        if paths:
+            config = records.read_json(record.directory / "config.json") or {}
+            bundles.write(record.directory, bundles.with_peer_namespaces(config, paths))
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of
@@ -264,7 +283,8 @@ class NativeEngine:
         # start takes the ordinary path.
         with contextlib.suppress(errors.EngineError, OSError, ValueError, KeyError), self._exclusive():
             record = self.records.find(name)
-            if record is not None:
+            # Not one that joins another's namespaces: they are looked up when it starts.
+            if record is not None and not bundles.shared_namespaces(record.spec):
                 prepared.prepare(record, self.runtime, lock=self.lock_path)
 
     # -- inspection -------------------------------------------------------------------------------

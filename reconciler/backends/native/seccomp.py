@@ -13,8 +13,9 @@ keyring is not namespaced.
 
 :func:`profile` turns the table into the OCI ``linux.seccomp`` object for one container's
 effective capability set and the host's architecture (with its 32-bit companions, so a 32-bit
-binary is filtered too). Names the host's libseccomp does not know are skipped by runc. Pure: no
-I/O but ``uname``.
+binary is filtered too). Names the host's libseccomp does not know are skipped by runc.
+:func:`from_document` replaces the table with a profile the manifest names
+(``securityOpt: [seccomp=FILE]``, read by :mod:`bundles`). Pure: no I/O but ``uname``.
 """
 
 from __future__ import annotations
@@ -188,4 +189,46 @@ def profile(capabilities: Sequence[str], *, machine: str | None = None, kernel: 
     }
     if machine in ARCHITECTURES:
         result["architectures"] = list(ARCHITECTURES[machine])
+    return result
+
+
+# Go's names of the architectures, which a profile's ``includes``/``excludes`` ``arches`` use.
+GO_ARCHITECTURES: Mapping[str, str] = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def _applies(rule: Mapping[str, Any], caps: set[str], machine: str, release: tuple[int, ...]) -> bool:
+    """Whether a profile's rule is for this container: every capability and architecture its
+    ``includes`` names, none its ``excludes`` names, and a kernel at least its ``minKernel``."""
+    includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
+    arch = GO_ARCHITECTURES.get(machine, machine)
+    if not set(includes.get("caps") or ()) <= caps or caps & set(excludes.get("caps") or ()):
+        return False
+    if (includes.get("arches") and arch not in includes["arches"]) or arch in (excludes.get("arches") or ()):
+        return False
+    return not includes.get("minKernel") or release >= kernel_version(str(includes["minKernel"]))
+
+
+def from_document(
+    document: Mapping[str, Any], capabilities: Sequence[str], *, machine: str | None = None, kernel: str | None = None
+) -> dict[str, Any]:
+    """A profile in Docker's format (``securityOpt: [seccomp=FILE]``) as the OCI ``linux.seccomp``
+    object for a container holding ``capabilities``, as dockerd turns one into its runtime spec:
+    the ``archMap`` entry of the host's architecture gives the architectures, and the rules that
+    are not for this container (see :func:`_applies`) are left out. A profile already in the
+    runtime's format passes through the same way."""
+    machine = machine or platform.machine()
+    release = kernel_version(kernel or os.uname().release)
+    native = ARCHITECTURES.get(machine, ("",))[0]
+    architectures = list(document.get("architectures") or [])
+    for entry in document.get("archMap") or ():
+        if entry.get("architecture") == native:
+            architectures = [native, *(entry.get("subArchitectures") or ())]
+    syscalls = []
+    for rule in document.get("syscalls") or ():
+        if _applies(rule, set(capabilities), machine, release):
+            call = {"names": list(rule.get("names") or [rule["name"]]), "action": rule["action"]}
+            call |= {key: rule[key] for key in ("args", "errnoRet") if rule.get(key) is not None}
+            syscalls.append(call)
+    result = {"defaultAction": document["defaultAction"], "architectures": architectures, "syscalls": syscalls}
+    result |= {key: document[key] for key in ("defaultErrnoRet", "flags") if document.get(key) is not None}
     return result
