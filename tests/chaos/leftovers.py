@@ -7,7 +7,8 @@ still on the host for them: processes whose command line names the root (supervi
 servers, runc), processes in a container's cgroup, mounts under the root, network namespaces,
 veths and bridges, iptables rules tagged with an owner of the root (``rc:<id>``/``rc:<bridge>``,
 see ``reconciler/backends/native/firewall.py``), cgroups, and state directories.
-:meth:`Traces.sweep` removes all of that by the same names and ids, so a failed trial never
+:meth:`Traces.settled` is the same once the root's processes ended (helpers that end by
+themselves, within a bound, are not strays). :meth:`Traces.sweep` removes all of that by the same names and ids, so a failed trial never
 leaks into the next test. :func:`store_problems` checks an image store: every blob hashes to
 its name, every partial download is a prefix of a correct blob, every recorded image is whole.
 
@@ -29,10 +30,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from reconciler.backends.native import networks, snapshots
+from tests.support import polling
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "reconciler"
+# How long a helper of the root may take to end by itself after the command that made it returned.
+SETTLE = 10.0
 
 
 def _cgroup_dirs(container_id: str) -> list[Path]:
@@ -164,6 +168,21 @@ class Traces:
             "state": self.state(kept),
         }
         return {kind: items for kind, items in report.items() if items}
+
+    def settled(self, keep: Iterable[str] = (), *, timeout: float = SETTLE) -> dict[str, list[str]]:
+        """:meth:`found`, once the root's processes are gone or ``timeout`` passed: helpers that
+        end by themselves (a restarter told its container went away) are not strays, but one
+        still running after the bound is."""
+        last: dict[str, list[str]] = {}
+
+        def quiet() -> bool:
+            nonlocal last
+            last = self.found(keep)
+            return "processes" not in last
+
+        with contextlib.suppress(AssertionError):
+            polling.eventually(quiet, timeout=timeout, interval=0.2, what="the root's processes to end")
+        return last
 
     def sweep(self) -> None:
         """Remove everything :meth:`found` would report, by name and id (the test's own cleanup)."""

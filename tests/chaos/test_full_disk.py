@@ -130,5 +130,5 @@ def test_a_full_state_filesystem_fails_the_apply_clearly_and_keeps_what_ran(
     kept = run(cli(root, "exec", f"{prefix}keeper", "--", "cat", "/data/keep.txt")).stdout
     assert kept == f"{prefix}\n", f"the named volume lost its data: {kept!r}"
     run(cli(root, "delete", "--stack", f"{prefix}s", "--prune-volumes"))
-    left = small.found()
+    left = small.settled()
     assert not left, f"after delete --stack, left on the host: {leftovers.describe(left)}"

@@ -91,7 +91,7 @@ class Trials:
     def check(self, what: str) -> None:
         """Converged, and nothing of a container that no longer exists is left (kept for the end)."""
         ids = converged(self.root, self.manifest, self.prefix, self.trial)
-        found = self.traces.found(keep=ids)
+        found = self.traces.settled(keep=ids)
         new = {kind: [i for i in items if i not in self.reported] for kind, items in found.items()}
         new = {kind: items for kind, items in new.items() if items}
         if new:
@@ -190,7 +190,7 @@ def test_kill_9_of_apply_and_watch_at_random_points_converges_and_leaks_nothing(
         trials.watch_trial(rng, folder, short_dir / "api.sock")
     assert trials.kills >= 20, f"only {trials.kills} of {trials.trial} trials killed a running command"
     run(cli(root, "delete", "--stack", f"{prefix}s"))
-    left = traces.found()
+    left = traces.settled()
     problems = leftovers.store_problems(root)
     defects = [
         *(f"kill -9 then re-apply did not converge: {p}" for p in trials.problems),

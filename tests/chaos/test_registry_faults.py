@@ -151,6 +151,6 @@ def test_kill_9_of_apply_during_its_image_pull_then_re_apply_converges_and_delet
     run(argv)
     stacks.converged(root, manifest, prefix, 1)
     run(cli(root, "delete", "--stack", f"{prefix}s"))
-    left = traces.found()
+    left = traces.settled()
     assert not left, f"after delete --stack, left on the host (seed {chaos_seed()}): {leftovers.describe(left)}"
     assert not verified(root, served), f"after the re-apply: {verified(root, served)}"
