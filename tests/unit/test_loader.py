@@ -305,13 +305,14 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
         "stack.yaml:9:3: spec.container_name: unknown field `container_name`; the container's name is `metadata.name`",
         "stack.yaml:10:51: spec.ports[3]: '8000-8010:80': the host range and the container range must be as long "
         "as each other",
-        "stack.yaml:10:67: spec.ports[4]: 'http:80' is not a port: write e.g. \"8080:80\", \"127.0.0.1:8080:80/udp\", "
-        "\"8000-8002:80-82\" or the long form {containerPort: 80, hostPort: 8080}",
+        'stack.yaml:10:67: spec.ports[4]: \'http:80\' is not a port: write e.g. "8080:80", "127.0.0.1:8080:80/udp", '
+        '"8000-8002:80-82" or the long form {containerPort: 80, hostPort: 8080}',
     ]
 
 
 def test_ports_as_compose_writes_them() -> None:
-    desired = manifests.load_text(textwrap.dedent("""\
+    desired = manifests.load_text(
+        textwrap.dedent("""\
         apiVersion: reconciler/v1
         kind: Container
         metadata: {name: web}
@@ -319,7 +320,9 @@ def test_ports_as_compose_writes_them() -> None:
           image: busybox
           ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8002:80-82", "127.0.0.1::443", "[::1]:8443:443",
                   {containerPort: 22, hostPort: 2222}]
-        """), "stack.yaml")
+        """),
+        "stack.yaml",
+    )
     ports = [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in desired.containers["web"].spec.ports]
     assert ports == [
         (None, 8080, 80, "tcp"), (None, None, 9000, "tcp"), ("127.0.0.1", 53, 53, "udp"), (None, 8000, 80, "tcp"),

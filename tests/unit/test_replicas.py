@@ -67,7 +67,7 @@ def test_a_single_container_keeps_its_hash_whatever_the_new_field() -> None:
 @pytest.mark.parametrize(
     ("ports", "message"),
     [
-        ("['8080:80']", "3 replicas cannot share host port 8080: publish a range of 3 ports (\"8080-8082:80\")"),
+        ("['8080:80']", '3 replicas cannot share host port 8080: publish a range of 3 ports ("8080-8082:80")'),
         ("['8080-8081:80']", "3 replicas cannot share host port 8080"),
     ],
 )

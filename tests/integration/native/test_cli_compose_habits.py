@@ -18,7 +18,6 @@ from tests.support.cli import reconcile
 IMAGE = images.LOCAL_BUSYBOX
 
 
-
 @pytest.mark.integration
 def test_compose_short_forms_on_the_native_engine(loaded: Path, engine: native_engine.NativeEngine, prefix: str,
                                                   tmp_path: Path) -> None:  # fmt: skip

@@ -15,7 +15,6 @@ from tests.support.cli import reconcile
 IMAGE = images.LOCAL_BUSYBOX
 
 
-
 @pytest.mark.integration
 def test_an_app_stack_joins_the_proxy_stacks_network(
     loaded: Path, engine: native_engine.NativeEngine, prefix: str, tmp_path: Path

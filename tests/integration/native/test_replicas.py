@@ -14,7 +14,6 @@ from tests.support.cli import reconcile
 IMAGE = images.LOCAL_BUSYBOX
 
 
-
 def manifest(prefix: str, count: int) -> str:
     sleeper = f"image: '{IMAGE}', command: [sleep, '3600'], stopTimeout: 1s"
     return (
