@@ -313,7 +313,8 @@ def _follow_namespace_peers(
     decisions: dict[str, Decision],
     recreated_networks: frozenset[str],
 ) -> None:
-    """A container in another's network namespace is recreated with it (until nothing changes).
+    """A container in another's network, IPC or pid namespace is recreated with it (until nothing
+    changes).
 
     A kept container follows a peer that is created or recreated; one that would only be updated
     or started follows a peer that is recreated.
@@ -322,18 +323,26 @@ def _follow_namespace_peers(
     while changed:
         changed = False
         for name, container in sorted(desired.containers.items()):
-            mode = container.spec.network_mode
-            peer = decisions.get(mode.removeprefix("container:")) if mode.startswith("container:") else None
             present = actual.containers.get(name)
-            if peer is None or present is None:
+            if present is None:
                 continue
-            own = decisions[name].verdict
-            if (own is Verdict.KEEP and peer.verdict in _REPLACES) or (
-                own in (Verdict.UPDATE, Verdict.START) and peer.verdict in _RECREATES
-            ):
-                reason = f"container {mode.removeprefix('container:')} is recreated (networkMode {mode})"
-                decisions[name] = _recreation(present, recreated_networks, reason)
-                changed = True
+            for field, mode in _namespace_modes(container.spec):
+                peer = decisions.get(mode.removeprefix("container:"))
+                own = decisions[name].verdict
+                if peer is not None and (
+                    (own is Verdict.KEEP and peer.verdict in _REPLACES)
+                    or (own in (Verdict.UPDATE, Verdict.START) and peer.verdict in _RECREATES)
+                ):
+                    reason = f"container {mode.removeprefix('container:')} is recreated ({field} {mode})"
+                    decisions[name] = _recreation(present, recreated_networks, reason)
+                    changed = True
+                    break
+
+
+def _namespace_modes(spec: manifests.ContainerSpec) -> list[tuple[str, str]]:
+    """The spec's ``container:NAME`` modes (networkMode, ipc, pid), each with its field's name."""
+    modes = (("networkMode", spec.network_mode), ("ipc", spec.ipc or ""), ("pid", spec.pid or ""))
+    return [(field, mode) for field, mode in modes if mode.startswith("container:")]
 
 
 # ---------------------------------------------------------------------------------------------

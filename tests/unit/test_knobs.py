@@ -14,6 +14,8 @@ import pytest
 from reconciler import errors, hashing, manifests, plans
 from reconciler.backends.docker import configs
 from reconciler.backends.native import bundles, images
+from tests.unit import helpers
+from tests.unit.test_planner_golden import STACK
 
 HEAD = """\
 apiVersion: reconciler/v1
@@ -290,3 +292,20 @@ def test_stop_signal_comes_from_the_image_when_the_manifest_has_none() -> None:
     assert bundles.stop_signal(spec_of(stopSignal="INT"), image) == "SIGINT"
     # On docker the manifest's is sent only when given: dockerd falls back to the image's itself.
     assert docker_host(spec_of())["StopSignal"] is None
+
+
+def test_a_container_in_another_containers_ipc_or_pid_namespace_is_recreated_with_it() -> None:
+    engine = helpers.new_engine()
+    text = STACK
+    for name, field in (("shm", "ipc"), ("tracer", "pid")):
+        text += f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}, stack: shop}}\n"
+        text += f"spec: {{image: {helpers.IMAGE}, {field}: 'container:db'}}\n"
+    desired = helpers.load(text)
+    helpers.apply(engine, desired)
+    plan = helpers.plan_for(engine, desired, force_recreate=frozenset({"db"}))
+    assert {(c.name, c.reason) for c in plan.changes} == {
+        ("db", "forced (--force-recreate)"), ("shm", "container db is recreated (ipc container:db)"),
+        ("tracer", "container db is recreated (pid container:db)"),
+    }  # fmt: skip
+    # And each starts after it.
+    assert manifests.container_dependencies(desired.containers["shm"]) == ["db"]
