@@ -295,7 +295,7 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
           volumes: ["data:/var/lib/data"]
           mem_limit: 64m
           container_name: web
-          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8010:80", "http:80"]
+          ports: ["8080:80", 9000, "127.0.0.1:53:53/udp", "8000-8010:80-81", "http:80"]
         """)
     assert found == [
         "stack.yaml:6:3: spec.environment: unknown field `environment`; did you mean `env`?",
@@ -303,8 +303,8 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
         "A volume mount: `mounts: [{type: volume, source: data, target: /var/lib/data}]`",
         "stack.yaml:8:3: spec.mem_limit: unknown field `mem_limit`; did you mean `resources.memory`?",
         "stack.yaml:9:3: spec.container_name: unknown field `container_name`; the container's name is `metadata.name`",
-        "stack.yaml:10:51: spec.ports[3]: '8000-8010:80': the host range and the container range must be as long "
-        "as each other",
+        "stack.yaml:10:51: spec.ports[3]: '8000-8010:80-81': the host range and the container range must be as "
+        "long as each other",
         'stack.yaml:10:67: spec.ports[4]: \'http:80\' is not a port: write e.g. "8080:80", "127.0.0.1:8080:80/udp", '
         '"8000-8002:80-82" or the long form {containerPort: 80, hostPort: 8080}',
     ]
