@@ -305,7 +305,7 @@ def test_compose_habits_are_pointed_at_the_right_field() -> None:
         "stack.yaml:9:3: spec.container_name: unknown field `container_name`; the container's name is `metadata.name`",
         "stack.yaml:10:51: spec.ports[3]: '8000-8010:80-81': the host range and the container range must be as "
         "long as each other",
-        'stack.yaml:10:67: spec.ports[4]: \'http:80\' is not a port: write e.g. "8080:80", "127.0.0.1:8080:80/udp", '
+        'stack.yaml:10:70: spec.ports[4]: \'http:80\' is not a port: write e.g. "8080:80", "127.0.0.1:8080:80/udp", '
         '"8000-8002:80-82" or the long form {containerPort: 80, hostPort: 8080}',
     ]
 
