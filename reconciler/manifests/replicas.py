@@ -80,10 +80,12 @@ def _single_references(container: desired.DesiredContainer, services: Mapping[st
         if source in services:
             message = f"volumesFrom needs one container, and {source!r} has replicas; name one, e.g. {source}-1"
             found.append(checks.Finding(container.name, ("spec", "volumesFrom", index), message))
-    peer = container.spec.network_mode.removeprefix("container:")
-    if container.spec.network_mode.startswith("container:") and peer in services:
-        message = f"networkMode container: needs one container, and {peer!r} has replicas; name one, e.g. {peer}-1"
-        found.append(checks.Finding(container.name, ("spec", "networkMode"), message))
+    spec = container.spec
+    for field, mode in (("networkMode", spec.network_mode), ("ipc", spec.ipc or ""), ("pid", spec.pid or "")):
+        peer = mode.removeprefix("container:")
+        if mode.startswith("container:") and peer in services:
+            message = f"{field} container: needs one container, and {peer!r} has replicas; name one, e.g. {peer}-1"
+            found.append(checks.Finding(container.name, ("spec", field), message))
     return found
 
 

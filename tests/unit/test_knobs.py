@@ -309,3 +309,23 @@ def test_a_container_in_another_containers_ipc_or_pid_namespace_is_recreated_wit
     }  # fmt: skip
     # And each starts after it.
     assert manifests.container_dependencies(desired.containers["shm"]) == ["db"]
+
+
+def test_a_namespace_of_a_replicated_service_must_name_one_replica() -> None:
+    text = f"""\
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: db}}
+spec: {{image: {helpers.IMAGE}, replicas: 2, ipc: shareable}}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: shm}}
+spec: {{image: {helpers.IMAGE}, ipc: 'container:db', pid: 'container:db'}}
+"""
+    with pytest.raises(errors.ManifestError) as caught:
+        manifests.load_text(text, "knobs.yaml")
+    assert [d.render().split(": ", 1)[1] for d in caught.value.diagnostics] == [
+        "spec.ipc: ipc container: needs one container, and 'db' has replicas; name one, e.g. db-1",
+        "spec.pid: pid container: needs one container, and 'db' has replicas; name one, e.g. db-1",
+    ]
