@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from reconciler import cli, errors, hashing, manifests, observed, planning
+from reconciler.backends.docker import secret_files as docker_secret_files
+from reconciler.backends.native import bundles
 from reconciler.cli import options
 from tests.unit.controller_support import Harness, container_yaml
 from tests.unit.helpers import IMAGE, apply, new_engine, plan_for
@@ -161,3 +163,32 @@ def test_an_edited_secret_file_is_noticed_by_the_controllers_relist(tmp_path: Pa
     harness.controller.run_ready()
     assert harness.engine.containers["web"].container_id != before
     assert harness.engine.containers["web"].request.files["/run/secrets/db"] == (NEW + " longer").encode()
+
+
+def test_native_binds_each_file_read_only_at_its_path() -> None:
+    spec = manifests.container_spec_from_document({"image": IMAGE, "mounts": [{"type": "tmpfs", "target": "/run"}]})
+    environment = bundles.Environment(
+        container_id="c" * 64, rootfs="/r", secret_files={"/run/secrets/db": "/state/c/files/0"}
+    )
+    found = bundles.user_mounts(spec, environment, kernel="6.1.0")
+    assert [m["destination"] for m in found] == ["/run", "/run/secrets/db"]  # the tmpfs first, then the file on it
+    assert found[1] == {"destination": "/run/secrets/db", "type": "bind", "source": "/state/c/files/0",
+                        "options": ["bind", "rprivate", "ro", "nosuid", "nodev"]}  # fmt: skip
+
+
+def test_docker_sees_files_gone_and_marks_the_container_for_a_recreate(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    (base / "f1").mkdir(parents=True)
+    (base / "f1" / "0").write_text(OLD)
+    inspected = {"Mounts": [*docker_secret_files.binds({"/run/secrets/db": str(base / "f1" / "0")}),
+                            {"Type": "bind", "Source": "/etc/hosts", "Target": "/etc/hosts"}]}  # fmt: skip
+    assert docker_secret_files.folders(inspected, base) == [base / "f1"]
+    assert not docker_secret_files.lost(inspected, base)
+    docker_secret_files.remove([base / "f1"])
+    assert docker_secret_files.lost(inspected, base)
+    label = json.dumps(
+        {"spec": {"image": IMAGE}, "contents": {"/run/secrets/db": hashing.content_digest(OLD.encode())}}
+    )
+    marked = docker_secret_files.mark_lost({observed.LABEL_HASH: "v1:sha256:0", observed.LABEL_SPEC: label})
+    assert marked[observed.LABEL_HASH] != "v1:sha256:0"
+    assert json.loads(marked[observed.LABEL_SPEC])["contents"] == {"/run/secrets/db": docker_secret_files.LOST}
