@@ -33,8 +33,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from reconciler import api, controller, engine, errors, operations, watching
+from reconciler import api, controller, engine, errors, operations, presence, watching
 from reconciler.cli import console, options
+from reconciler.controller import state
 
 LOG_FIELDS = ("stack", "container", "event")
 # How often the idle main thread hands freed heap pages back to the kernel (seconds).
@@ -120,7 +121,17 @@ def run(args: argparse.Namespace) -> int:
     ctl = build_controller(args, chosen, target, folder)
     if args.once:
         return converge_once(ctl, target)
-    return serve(args, ctl, target, folder)
+    try:
+        # The native engine's restarters stand aside for a controller that manages their stack.
+        with presence.announced(chosen.root, state_dir(args, chosen) / state.STACKS_FILE):
+            return serve(args, ctl, target, folder)
+    except BlockingIOError:
+        raise errors.ReconcilerError(f"another controller already runs for root {chosen.root}; stop it first") from None
+
+
+def state_dir(args: argparse.Namespace, chosen: options.GlobalOptions) -> Path:
+    """Where the controller keeps what it must remember (``--state-dir``, else the root's ``controller/``)."""
+    return Path(args.state_dir) if args.state_dir else chosen.root / "controller"
 
 
 def build_controller(
@@ -130,7 +141,7 @@ def build_controller(
     return controller.Controller(
         target,
         folder,
-        state_dir=Path(args.state_dir) if args.state_dir else chosen.root / "controller",
+        state_dir=state_dir(args, chosen),
         # Docker restarts containers itself unless the manifest asks for the controller's backoff.
         engine_restarts=target.name == "docker",
         relist_interval=controller.DEFAULT_RELIST if args.relist is None else args.relist,

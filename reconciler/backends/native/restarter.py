@@ -10,7 +10,8 @@ It does nothing when someone else decides:
 
 * the container was stopped by the engine (``stop``, a recreate, a removal: the ``stopping``
   marker) or on purpose (``reconcile stop``: :mod:`reconciler.holds`);
-* a controller (``reconcile watch``) serves this root and manages the container's stack: its
+* a controller (``reconcile watch``) runs for this root and manages the container's stack
+  (:mod:`reconciler.presence`): its
   restart manager is faster (it prepares the next run during the backoff) and counts restarts its
   own way, and two deciders would restart twice;
 * the container was replaced, removed or started meanwhile (checked again after the backoff).
@@ -23,13 +24,12 @@ Run as ``python -m reconciler.backends.native.restarter ROOT NAME CONTAINER_ID``
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
 from pathlib import Path
 
-from reconciler import client, holds, observed, restarts
+from reconciler import holds, observed, presence, restarts
 from reconciler.backends.native import engine as native_engine
 from reconciler.backends.native import records
 
@@ -102,20 +102,9 @@ def _not_ours(root: Path, record: records.Record) -> str:
         return "stopped by the engine"
     if holds.Holds(root / "stopped").is_held(record.name, record.container_id):
         return "stopped on purpose (reconcile stop)"
-    if _controller_manages(root, record.labels.get(observed.LABEL_STACK)):
+    if presence.manages(root, record.labels.get(observed.LABEL_STACK)):
         return "the controller of this root decides"
     return ""
-
-
-def _controller_manages(root: Path, stack: str | None) -> bool:
-    """Whether a controller answers for ``root`` and lists ``stack`` among those it manages."""
-    if stack is None or client.Client(client.socket_for_root(root)).ping() is None:
-        return False
-    try:
-        managed = json.loads((root / "controller" / "stacks.json").read_text()).get("stacks")
-    except (OSError, ValueError, AttributeError):
-        return True  # a controller runs and its record is unreadable: let it decide
-    return stack in managed if isinstance(managed, list) else True
 
 
 def note(directory: Path, message: str) -> None:
