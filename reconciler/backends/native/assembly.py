@@ -43,6 +43,7 @@ from reconciler.backends.native import (
     records,
     runtime,
     secret_files,
+    shared_memory,
     volumes,
 )
 
@@ -110,7 +111,8 @@ class Assembly:
         secret_binds = secret_files.materialise(directory, request.spec, request.files)
         environment = bundles.Environment(container_id=container_id, rootfs=str(rootfs_path),
                                           volume_paths=volume_paths, files=etc, netns_path=netns,
-                                          secret_files=secret_binds)  # fmt: skip
+                                          secret_files=secret_binds,
+                                          shm_path=shared_memory.ensure(directory, request.spec))  # fmt: skip
         config = bundles.build_config(request, image.config, environment)
         bundles.write(directory, config)
         spec = request.spec
@@ -248,6 +250,7 @@ class Assembly:
         if mounts.is_mounted(rootfs):
             mounts.unmount(rootfs, detach=True)
         secret_files.unmount(directory)
+        shared_memory.unmount(directory)
         shutil.rmtree(directory, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(HYBRID_CGROUP_PARENT / container_id)

@@ -94,6 +94,8 @@ class Environment:
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Secrets and configs, destination → their file on the container's tmpfs (:mod:`secret_files`).
     secret_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # ``ipc: shareable``: the host tmpfs that is its /dev/shm (:mod:`shared_memory`); None: its own.
+    shm_path: str | None = None
     # A network namespace to join (``/run/netns/<name>``); None: a fresh, unconfigured one.
     netns_path: str | None = None
     cgroups_parent: str = "/reconciler"
@@ -387,20 +389,26 @@ def _security(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
                 raise errors.RuntimeFailed(f"seccomp profile {value}: not a readable profile ({exc})") from None
 
 
-def _namespaces(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
+def _shm_from(config: dict[str, Any], source: str) -> None:
+    """``/dev/shm`` bound from ``source`` on the host (the host's own, or a shareable container's)."""
+    for mount in config["mounts"]:
+        if mount["destination"] == "/dev/shm":  # noqa: S108 (the container's own)
+            mount.update(type="bind", source=source, options=["rbind", "rprivate", "nosuid", "nodev", "noexec"])
+
+
+def _namespaces(config: dict[str, Any], spec: manifests.ContainerSpec, environment: Environment) -> None:
     """``ipc``/``pid: host``: the host's namespace (no entry) and, for IPC, the host's ``/dev/shm``;
-    a peer's namespaces (``container:NAME``) are joined at each start (:func:`with_peer_namespaces`)."""
+    ``ipc: shareable``: ``/dev/shm`` from the host tmpfs its peers bind too; a peer's namespaces
+    (``container:NAME``) are joined at each start (:func:`with_peer_namespaces`)."""
     host = {kind for kind, mode in (("ipc", spec.ipc), ("pid", spec.pid)) if mode == "host"}
     linux = config["linux"]
     linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in host]
+    if "ipc" in host or environment.shm_path:
+        _shm_from(config, "/dev/shm" if "ipc" in host else str(environment.shm_path))  # noqa: S108 (Docker's)
+        return
     for mount in config["mounts"]:
-        if mount["destination"] == "/dev/shm":  # noqa: S108 (the container's own)
-            if "ipc" in host:
-                mount.update(type="bind", source="/dev/shm", options=["rbind", "rprivate"])  # noqa: S108 (Docker's)
-            elif spec.shm_size:
-                mount["options"] = [o for o in mount["options"] if not o.startswith("size=")] + [
-                    f"size={spec.shm_size}"
-                ]
+        if mount["destination"] == "/dev/shm" and spec.shm_size:  # noqa: S108 (the container's own)
+            mount["options"] = [o for o in mount["options"] if not o.startswith("size=")] + [f"size={spec.shm_size}"]
 
 
 def shared_namespaces(spec: manifests.ContainerSpec) -> dict[str, str]:
@@ -409,11 +417,14 @@ def shared_namespaces(spec: manifests.ContainerSpec) -> dict[str, str]:
     return {kind: mode.removeprefix("container:") for kind, mode in modes.items() if mode.startswith("container:")}
 
 
-def with_peer_namespaces(config: dict[str, Any], paths: Mapping[str, str]) -> dict[str, Any]:
-    """``config`` joining the namespaces at ``paths`` (kind → ``/proc/<pid>/ns/<kind>``)."""
+def with_peer_namespaces(config: dict[str, Any], paths: Mapping[str, str], *, shm: str | None) -> dict[str, Any]:
+    """``config`` joining the namespaces at ``paths`` (kind → ``/proc/<pid>/ns/<kind>``) and, with
+    the IPC namespace, binding the peer's ``/dev/shm`` from ``shm`` (as Docker does)."""
     for namespace in config["linux"]["namespaces"]:
         if namespace["type"] in paths:
             namespace["path"] = paths[namespace["type"]]
+    if shm is not None:
+        _shm_from(config, shm)
     return config
 
 
@@ -426,7 +437,7 @@ def _cpu_and_memory(resources: dict[str, Any], spec: manifests.ContainerSpec) ->
             resources[key] = resources.get(key, {}) | given
 
 
-def with_knobs(config: dict[str, Any], spec: manifests.ContainerSpec, rootfs: Path) -> dict[str, Any]:
+def with_knobs(config: dict[str, Any], spec: manifests.ContainerSpec, environment: Environment) -> dict[str, Any]:
     """``config`` with the manifest's knobs applied (what runs, limits, devices, security, namespaces)."""
     process, linux = config["process"], config["linux"]
     if spec.ulimits:
@@ -439,7 +450,9 @@ def with_knobs(config: dict[str, Any], spec: manifests.ContainerSpec, rootfs: Pa
         process["oomScoreAdj"] = spec.oom_score_adj
     if spec.group_add:
         user = process["user"]
-        user["additionalGids"] = sorted(set(user["additionalGids"]) | _group_ids(spec.group_add, rootfs))
+        user["additionalGids"] = sorted(
+            set(user["additionalGids"]) | _group_ids(spec.group_add, Path(environment.rootfs))
+        )
     if spec.init:
         process["args"] = [INIT_PATH, "--", *process["args"]]
         config["mounts"].append(_bind(INIT_PATH, init_binary(), read_only=True, recursive=False))
@@ -451,7 +464,7 @@ def with_knobs(config: dict[str, Any], spec: manifests.ContainerSpec, rootfs: Pa
     linux["resources"]["devices"] = linux["resources"].get("devices", []) + rules  # after the denials: they win
     _cpu_and_memory(linux["resources"], spec)
     _security(config, spec)
-    _namespaces(config, spec)
+    _namespaces(config, spec, environment)
     return config
 
 
@@ -512,7 +525,7 @@ def build_config(
     if host_network:
         del config["hostname"]  # the host's UTS name stays visible, as with docker --network host
         namespaces[:] = [n for n in namespaces if n["type"] != "uts"]
-    return with_knobs(config, spec, Path(environment.rootfs))
+    return with_knobs(config, spec, environment)
 
 
 def exec_process(

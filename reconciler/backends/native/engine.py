@@ -52,6 +52,7 @@ from reconciler.backends.native import (
     runs,
     runtime,
     secret_files,
+    shared_memory,
     volumes,
 )
 
@@ -194,6 +195,7 @@ class NativeEngine:
             self._assembly().reconnect(record)  # after a host reboot: its network namespace is gone
             # After a host reboot the secrets' tmpfs is gone too: made again from the record.
             secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
+            shared_memory.ensure(record.directory, record.spec)  # after a host reboot
             self._join_peers(record)
             runs.start(record, self.runtime)
 
@@ -201,7 +203,7 @@ class NativeEngine:
         """``ipc``/``pid: container:NAME``: that container's namespaces, through its init's ``/proc``
         entry, written into ``config.json`` at each start (its init changes with each of its runs).
         As with Docker, it must be running, and its IPC namespace is joined only if it is shareable."""
-        paths = {}
+        paths, shm = {}, None
         for kind, name in bundles.shared_namespaces(record.spec).items():
             peer = self.records.get(name)
             info = records.read_json(peer.directory / records.SUPERVISOR) if records.is_running(peer) else None
@@ -211,9 +213,10 @@ class NativeEngine:
                 raise errors.RuntimeFailed(f"container {record.name}: the IPC namespace of {name} is not shareable "
                                            "(give it ipc: shareable)")  # fmt: skip
             paths[kind] = f"/proc/{info['init_pid']}/ns/{kind}"
+            shm = str(shared_memory.folder(peer.directory)) if kind == "ipc" else shm
         if paths:
             config = records.read_json(record.directory / "config.json") or {}
-            bundles.write(record.directory, bundles.with_peer_namespaces(config, paths))
+            bundles.write(record.directory, bundles.with_peer_namespaces(config, paths, shm=shm))
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of

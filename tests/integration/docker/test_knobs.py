@@ -77,6 +77,8 @@ def test_knobs_reach_the_host_config_and_the_container(
     namespace = "readlink /proc/self/ns/ipc"
     assert run(engine, joiner, namespace) == run(engine, name, namespace)
     assert "sleep 300" in run(engine, joiner, "ps -o args")
+    run(engine, name, "echo shared > /dev/shm/segment")
+    assert run(engine, joiner, "cat /dev/shm/segment") == "shared\n"
 
 
 def test_the_image_stop_signal_is_used_when_the_manifest_has_none(

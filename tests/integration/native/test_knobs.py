@@ -116,11 +116,15 @@ def test_seccomp_unconfined_and_a_profile_file(
 @pytest.mark.integration
 def test_ipc_and_pid_of_another_container(loaded: Path, engine: native_engine.NativeEngine, prefix: str) -> None:
     peer, joiner = f"{prefix}peer", f"{prefix}joiner"
-    create(engine, peer, ipc="shareable", command=["sleep", "301"])
+    create(engine, peer, ipc="shareable", shmSize="16Mi", command=["sleep", "301"])
     create(engine, joiner, ipc=f"container:{peer}", pid=f"container:{peer}")
     namespace = "readlink /proc/self/ns/ipc"
     assert run(engine, joiner, namespace) == run(engine, peer, namespace)
     assert "sleep 301" in run(engine, joiner, "ps -o args")  # the peer's init, in the shared pid namespace
+    # POSIX shared memory too: the joiner's /dev/shm is the peer's (shmSize its size), as with Docker.
+    run(engine, peer, "echo shared > /dev/shm/segment")
+    assert run(engine, joiner, "cat /dev/shm/segment") == "shared\n"
+    assert run(engine, joiner, "df -k /dev/shm | tail -n1").split()[1] == "16384"
     # As Docker: only a shareable IPC namespace is joined, and only of a running container.
     create(engine, f"{prefix}private")
     with pytest.raises(errors.RuntimeFailed, match="not shareable"):
@@ -133,6 +137,12 @@ def test_ipc_and_pid_of_another_container(loaded: Path, engine: native_engine.Na
     engine.start_container(peer)
     engine.start_container(joiner)
     assert run(engine, joiner, namespace) == run(engine, peer, namespace)
+    assert run(engine, joiner, "cat /dev/shm/segment") == "shared\n"  # the tmpfs outlives a stop
+    # Removed, the peer's shared /dev/shm is unmounted with it.
+    shm = engine.records.get(peer).directory / "shm"
+    engine.remove_container(joiner)
+    engine.remove_container(peer)
+    assert not shm.exists()
 
 
 @pytest.mark.integration
