@@ -81,3 +81,31 @@ def test_example_stack_on_the_native_engine(loaded: Path, engine: native_engine.
     assert set(after.volumes) == {f"{prefix}data"}
     assert cli.main([*base, "delete", "--stack", f"{prefix}stack", "--prune-volumes"]) == 0
     assert not engine.observe().volumes
+
+
+def catalog_text(prefix: str, port: int) -> str:
+    text = (ROOT / "manifests" / "catalog.yaml").read_text()
+    text = text.replace("shop-net", f"{prefix}net").replace("stack: catalog", f"stack: {prefix}catalog")
+    return text.replace("name: catalog,", f"name: {prefix}catalog,").replace("18081-18083", f"{port}-{port + 2}")
+
+
+@pytest.mark.integration
+def test_the_catalog_example_joins_the_shop(loaded: Path, engine: native_engine.NativeEngine, prefix: str,
+                                            tmp_path: Path) -> None:  # fmt: skip
+    """``manifests/catalog.yaml``: replicas, a secret and another stack's (external) network."""
+    port = 21000 + int(prefix[1:5], 16) % 20000
+    base = ["--engine", "native", "--root", str(loaded)]
+    (tmp_path / "shop.yaml").write_text(stack_text(prefix, port))
+    (tmp_path / "catalog.yaml").write_text(catalog_text(prefix, port + 1))
+    (tmp_path / "catalog-token.txt").write_text((ROOT / "manifests" / "catalog-token.txt").read_text())
+    assert cli.main([*base, "apply", "-f", str(tmp_path / "shop.yaml")]) == 0
+    assert cli.main([*base, "apply", "-f", str(tmp_path / "catalog.yaml")]) == 0
+    actual = engine.observe().containers
+    assert all(actual[f"{prefix}catalog-{i}"].state == "running" for i in (1, 2, 3))
+    # Each replica answers on its own port of the range (the page names its host: the short id).
+    pages = {get(f"http://127.0.0.1:{port + offset}/") for offset in (1, 2, 3)}
+    assert len(pages) == 3 and all(page.startswith(b"catalog ") for page in pages), pages
+    answer = engine.exec(f"{prefix}web", ["wget", "-qO-", f"http://{prefix}catalog:8080/"], timeout=20)
+    assert answer.stdout in pages, answer
+    assert cli.main([*base, "delete", "--stack", f"{prefix}catalog"]) == 0
+    assert f"{prefix}net" in engine.observe().networks, "the shop's network stays"
