@@ -211,7 +211,8 @@ def native_config(spec: manifests.ContainerSpec, image: images.ImageConfig | Non
     return bundles.build_config(request, image or images.ImageConfig(), ENVIRONMENT)
 
 
-def test_native_maps_each_knob_into_the_runtime_spec() -> None:
+def test_native_maps_each_knob_into_the_runtime_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundles, "apparmor_enabled", lambda: True)
     spec = spec_of(
         ulimits={"nofile": {"soft": 1024, "hard": 4096}, "memlock": -1}, shmSize="32Mi",
         sysctls={"net.core.somaxconn": "512"}, oomScoreAdj=-10, groupAdd=["7"], cpuset="0",
@@ -235,6 +236,11 @@ def test_native_maps_each_knob_into_the_runtime_spec() -> None:
     assert linux["resources"]["devices"][-1] == {"allow": True, "type": "c", "major": 10, "access": "rm"}
     tmpfs = next(m for m in config["mounts"] if m["destination"] == "/t")
     assert tmpfs["options"][:3] == ["exec", "nosuid", "nodev"]
+
+
+def test_native_ignores_an_apparmor_profile_where_the_kernel_has_no_apparmor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundles, "APPARMOR", Path("/nonexistent/apparmor/enabled"))
+    assert "apparmorProfile" not in native_config(spec_of(securityOpt=["apparmor=my-profile"]))["process"]
 
 
 def test_native_seccomp_unconfined_drops_the_filter_and_a_profile_file_replaces_it(tmp_path: Path) -> None:

@@ -308,6 +308,7 @@ def resources(limits: manifests.Resources, *, privileged: bool) -> dict[str, Any
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/tini")
 # Where Docker mounts its init (``docker run --init``), so that images and tools find it there too.
 INIT_PATH = "/sbin/docker-init"
+APPARMOR = Path("/sys/module/apparmor/parameters/enabled")
 # RLIM_INFINITY, what a ulimit of -1 means.
 UNLIMITED = 2**64 - 1
 
@@ -368,6 +369,14 @@ def devices(spec: manifests.ContainerSpec) -> tuple[list[dict[str, Any]], list[d
     return nodes, rules
 
 
+def apparmor_enabled() -> bool:
+    """Whether the host's kernel enforces AppArmor; without it a profile is ignored, as by Docker."""
+    try:
+        return APPARMOR.read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
 def _security(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
     """``securityOpt``: no-new-privileges, the seccomp filter (none, or a profile file's) and the
     AppArmor profile."""
@@ -377,7 +386,7 @@ def _security(config: dict[str, Any], spec: manifests.ContainerSpec) -> None:
             process["noNewPrivileges"] = option.endswith(":true")
             continue
         key, _, value = option.partition("=")
-        if key == "apparmor" and value != "unconfined":
+        if key == "apparmor" and value != "unconfined" and apparmor_enabled():
             process["apparmorProfile"] = value
         elif key == "seccomp" and value == "unconfined":
             linux.pop("seccomp", None)
