@@ -30,7 +30,10 @@ from collections.abc import Iterator
 
 
 def make_private_dir(path: str | os.PathLike[str]) -> None:
-    """Create ``path`` (and parents) as root-only directories (0700); state is not for others."""
+    """Create ``path`` (and parents) as root-only directories (0700); state is not for others.
+
+    Each directory made is made durable too (its parent is fsynced): a file written durably
+    into a new directory must not vanish with the directory's own entry after a power cut."""
     missing = []
     current = os.path.abspath(os.fspath(path))
     while not os.path.exists(current):
@@ -42,6 +45,7 @@ def make_private_dir(path: str | os.PathLike[str]) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
         os.chmod(directory, 0o700)
+        _fsync_directory(os.path.dirname(directory))
 
 
 def _fsync_directory(directory: str) -> None:

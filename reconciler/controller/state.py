@@ -79,7 +79,9 @@ class ControllerState:
         # Rewritten on every restart, so without fsync: the rename keeps it whole across a crash
         # of the process, and a power cut costs at most the last few counts.
         if self.directory is not None:
-            self._write(self.directory / RESTARTS_FILE, dict(records), durable=False)
+            # Durable: a restart count lost to a power cut would give a container that used up
+            # its maxRetries a fresh set.
+            self._write(self.directory / RESTARTS_FILE, dict(records), durable=True)
 
     # -- last good manifests --------------------------------------------------------------------
 
