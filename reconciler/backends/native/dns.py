@@ -369,7 +369,8 @@ def serve(directory: Path, gateway: str) -> None:
     resolver = Resolver(directory, gateway)
     subnet = own_subnet(directory, gateway)
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # No SO_REUSEADDR here: on UDP it would let a second server (a stale one, or another root's
+    # network on the same gateway address) bind the same port and take part of the queries.
     server.bind((gateway, 53))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
