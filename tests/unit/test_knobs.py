@@ -335,3 +335,11 @@ spec: {{image: {helpers.IMAGE}, ipc: 'container:db', pid: 'container:db'}}
         "spec.ipc: ipc container: needs one container, and 'db' has replicas; name one, e.g. db-1",
         "spec.pid: pid container: needs one container, and 'db' has replicas; name one, e.g. db-1",
     ]
+
+
+def test_an_in_place_update_of_the_limits_keeps_cpuset_shares_and_reservation() -> None:
+    config = native_config(spec_of(cpuset="0", cpuShares=512, memoryReservation="16Mi"))
+    updated = bundles.with_resources(config, manifests.Resources(memory=64 * 1024 * 1024, cpus=0.5))
+    resources = updated["linux"]["resources"]
+    assert resources["cpu"] == {"quota": 50_000, "period": 100_000, "cpus": "0", "shares": 512}
+    assert resources["memory"] == {"limit": 64 * 1024 * 1024, "swap": 64 * 1024 * 1024, "reservation": 16 * 1024 * 1024}

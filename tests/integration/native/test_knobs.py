@@ -21,6 +21,9 @@ from tests.support.polling import eventually
 IMAGE = images.LOCAL_BUSYBOX
 CGROUP = Path("/sys/fs/cgroup")
 
+# The main process writes its limits down, then sleeps.
+LIMITS = "ulimit -n > /tmp/limits.new; ulimit -Hn >> /tmp/limits.new; mv /tmp/limits.new /tmp/limits; exec sleep 300"
+
 
 def create(engine: native_engine.NativeEngine, name: str, *, start: bool = True, **spec: object) -> None:
     document = {"image": IMAGE, "command": ["sleep", "300"], **spec}
@@ -49,15 +52,20 @@ def test_limits_devices_groups_and_init_are_seen_inside(
     loaded: Path, engine: native_engine.NativeEngine, prefix: str
 ) -> None:
     name = f"{prefix}knobs"
-    create(engine, name, ulimits={"nofile": {"soft": 1024, "hard": 4096}}, shmSize="32Mi",
+    create(engine, name, command=["sh", "-c", LIMITS], ulimits={"nofile": {"soft": 1024, "hard": 4096}},
+           shmSize="32Mi",
            sysctls={"net.core.somaxconn": "1234"}, init=True, oomScoreAdj=123, groupAdd=["nogroup", "1234"],
            devices=["/dev/zero:/dev/myzero:r"], securityOpt=["no-new-privileges"], cpuset="0",
            cpuShares=512, memoryReservation="32Mi",
            mounts=[{"type": "tmpfs", "target": "/scratch", "options": ["exec"]}])  # fmt: skip
-    assert run(engine, name, "ulimit -n; ulimit -Hn") == "1024\n4096\n"
+    # The container's own processes (runc 1.1's exec raises its soft RLIMIT_NOFILE to the hard one,
+    # so an exec's `ulimit -n` is not what the container runs with, with Docker too).
+    eventually(lambda: engine.exec(name, ["test", "-s", "/tmp/limits"]).exit_code == 0, what="the limits written")
+    assert run(engine, name, "cat /tmp/limits") == "1024\n4096\n"
+    assert run(engine, name, "grep 'open files' /proc/1/limits").split()[3:5] == ["1024", "4096"]
     assert run(engine, name, "df -k /dev/shm | tail -n1").split()[1] == "32768"
     assert run(engine, name, "cat /proc/sys/net/core/somaxconn") == "1234\n"
-    assert run(engine, name, "tr '\\0' ' ' < /proc/1/cmdline") == "/sbin/docker-init -- sleep 300 "
+    assert run(engine, name, "tr '\\0' ' ' < /proc/1/cmdline").startswith("/sbin/docker-init -- sh -c ")
     assert "/sbin/docker-init" in run(engine, name, "ps -o pid,args | awk '$1 == 1'")
     assert run(engine, name, "cat /proc/1/oom_score_adj") == "123\n"
     groups = run(engine, name, "grep ^Groups: /proc/1/status").split()[1:]
@@ -72,6 +80,12 @@ def test_limits_devices_groups_and_init_are_seen_inside(
     assert cgroup_value(engine, name, ("cpu", "cpu.shares"), "cpu.weight") in ("512", "20")
     reservation = cgroup_value(engine, name, ("memory", "memory.soft_limit_in_bytes"), "memory.low")
     assert reservation == str(32 * 1024 * 1024)
+    # An in-place update of the limits keeps them, running and in the bundle of the next run.
+    engine.update_container(name, manifests.Resources(memory=128 * 1024 * 1024))
+    engine.stop_container(name, timeout=0)
+    engine.start_container(name)
+    assert cgroup_value(engine, name, ("cpuset", "cpuset.cpus"), "cpuset.cpus") == "0"
+    assert cgroup_value(engine, name, ("memory", "memory.soft_limit_in_bytes"), "memory.low") == reservation
 
 
 @pytest.mark.integration
