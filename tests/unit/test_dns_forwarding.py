@@ -10,7 +10,9 @@ never forwards to itself, and a flood cannot hold more than the forward limit. N
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 from reconciler import cli, errors
 from reconciler.backends.native import dns, network_services
 from reconciler.cli import options
-from tests.support import fake_dns
+from tests.support import fake_dns, polling
 
 GATEWAY = "10.9.0.1"
 CLIENT = "10.9.0.5"
@@ -196,3 +198,23 @@ def test_the_dns_upstream_option_reaches_the_native_engine(monkeypatch: pytest.M
     wrong = options.of(parser.parse_args(["--dns-upstream", "dns.example", "status", "--root", str(tmp_path)]))
     with pytest.raises(errors.ReconcilerError, match="DNS upstream 'dns.example'"):
         options.open_engine(wrong)
+
+
+def test_a_server_whose_network_directory_is_gone_exits_and_frees_its_port(tmp_path: Path) -> None:
+    """A state root deleted without removing its networks must not leave servers holding the gateway."""
+    directory = tmp_path / "net"
+    directory.mkdir()
+    (directory / "network.json").write_text(json.dumps({"subnet": "127.0.0.0/8"}))
+    (directory / "dns.json").write_text(json.dumps({"db": ["10.9.0.7"]}))
+    server = threading.Thread(target=dns.serve, args=(directory, "127.0.0.81"), kwargs={"check_every": 0.02})
+    server.start()
+    try:
+        polling.eventually((directory / "dns.pid").exists, timeout=10)
+        reply = DNSRecord.parse(DNSRecord.question("db").send("127.0.0.81", 53, timeout=5))
+        assert [str(rr.rdata) for rr in reply.rr] == ["10.9.0.7"]
+    finally:
+        shutil.rmtree(directory)
+        server.join(timeout=10)
+    assert not server.is_alive()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.81", 53))  # free again

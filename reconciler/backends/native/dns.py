@@ -58,6 +58,9 @@ MAX_STREAMS = 16  # TCP clients at once
 STREAM_TIMEOUT = 2.0  # seconds for a TCP client to send one whole query
 NAMES = "dns.json"
 UPSTREAMS = "upstreams.json"
+# Seconds between checks that the network's directory is still there: a server whose network is
+# gone (its state root deleted without removing the network) exits instead of holding the port.
+ORPHAN_CHECK = 5.0
 
 Upstream = tuple[str, int]
 
@@ -340,7 +343,10 @@ def _member(address: str, subnet: ipaddress.IPv4Network, gateway: str) -> bool:
 def _serve_streams(listener: socket.socket, resolver: Resolver, member: Callable[[str], bool]) -> None:
     slots = threading.BoundedSemaphore(MAX_STREAMS)
     while True:
-        connection, client = listener.accept()
+        try:
+            connection, client = listener.accept()
+        except OSError:  # closed: the server is ending
+            return
         if not member(client[0]) or not slots.acquire(blocking=False):
             connection.close()
             continue
@@ -365,7 +371,8 @@ def _serve_stream(
         slots.release()
 
 
-def serve(directory: Path, gateway: str) -> None:
+def serve(directory: Path, gateway: str, *, check_every: float = ORPHAN_CHECK) -> None:
+    """Answer on ``<gateway>:53`` until the network's directory is gone."""
     resolver = Resolver(directory, gateway)
     subnet = own_subnet(directory, gateway)
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -379,11 +386,16 @@ def serve(directory: Path, gateway: str) -> None:
     threading.Thread(target=_serve_streams, args=(listener, resolver, lambda a: _member(a, subnet, gateway)),
                      daemon=True).start()  # fmt: skip
     files.write_atomic(directory / "dns.pid", str(os.getpid()).encode(), durable=False)
-    while True:
-        # One byte more than the limit, so that a larger datagram is seen as such and dropped.
-        data, client = server.recvfrom(MAX_PACKET + 1)
-        if _member(client[0], subnet, gateway):
-            resolver.dispatch(data, client[0], functools.partial(_send, server, client))
+    server.settimeout(check_every)
+    with server, listener:
+        while directory.is_dir():
+            try:
+                # One byte more than the limit, so that a larger datagram is seen as such and dropped.
+                data, client = server.recvfrom(MAX_PACKET + 1)
+            except TimeoutError:
+                continue
+            if _member(client[0], subnet, gateway):
+                resolver.dispatch(data, client[0], functools.partial(_send, server, client))
 
 
 def _send(server: socket.socket, client: tuple[str, int], packet: bytes) -> None:
