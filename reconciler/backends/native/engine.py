@@ -16,8 +16,9 @@ default ``/var/lib/reconciler``; root-only, 0600 files in 0700 directories):
 * **remove**: the runtime state, the network, the rootfs mount and the directory (named volumes
   stay); once no container uses the implicit ``default`` network, it goes too.
 * **networks**: bridges, veths, addresses and namespaces in :mod:`networks`, forwarding and
-  published ports in :mod:`firewall`, names in :mod:`dns` (a server per network that never
-  forwards), tied together by :mod:`network_services`.
+  published ports in :mod:`firewall`, names in :mod:`dns` (a server per network that forwards
+  what it does not own upstream: ``dns_upstream``, else the host's), tied together by
+  :mod:`network_services`.
 
 Restart policies and health checks are the controller's job (``reconcile watch``). The engine only
 makes restarts quick: asked by the controller (:meth:`NativeEngine.prepare_next_run`), it prepares
