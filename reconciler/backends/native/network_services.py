@@ -156,8 +156,12 @@ def _own_servers(
     store: networks.Networks, containers: Sequence[records.Record], network_name: str
 ) -> dict[str, list[Upstream]]:
     """The containers on a network with their own ``dns:`` servers: their address there → those
-    servers (Docker's embedded DNS forwards a container's queries to its own ``--dns``)."""
+    servers (Docker's embedded DNS forwards a container's queries to its own ``--dns``). None on
+    an internal network: it resolves no outside name, whatever a container asks (as Docker's)."""
     clients: dict[str, list[Upstream]] = {}
+    network = store.get(network_name)
+    if network is None or network.internal:
+        return clients
     for record in containers:
         servers = [(str(server), 53) for server in record.data.get("spec", {}).get("dns", [])]
         for attachment in record.data.get("attachments", []):

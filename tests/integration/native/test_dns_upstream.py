@@ -96,11 +96,17 @@ def test_a_containers_own_dns_servers_take_its_queries(
     forwarding: native_engine.NativeEngine, prefix: str, upstream: fake_dns.FakeUpstream
 ) -> None:
     """``dns:`` names port-53 servers: the fake one listens on 127.0.0.72:53, which the network's
-    DNS server (on the host) reaches."""
+    DNS server (on the host) reaches; not from an internal network."""
     with fake_dns.upstream("127.0.0.72", {("outside.example", "A"): ["outside.example. 60 IN A 192.0.2.20"]},
                            port=53):  # fmt: skip
         run(forwarding, f"{prefix}own", dns=["127.0.0.72"])
         run(forwarding, f"{prefix}plain")
+        inside = f"{prefix}inside"
+        forwarding.create_network(plans.NetworkRequest(inside, manifests.NetworkSpec(internal=True),
+                                                       suite.labels("dns", "Network")))  # fmt: skip
+        run(forwarding, f"{prefix}shut", dns=["127.0.0.72"], networks=[{"name": inside}])
+        code, out = sh(forwarding, f"{prefix}shut", "nslookup outside.example")
+        assert code != 0 and "192.0.2" not in out, out  # an internal network resolves no outside name
         code, out = sh(forwarding, f"{prefix}own", "nslookup outside.example")
         assert code == 0 and "192.0.2.20" in out, out
         code, out = sh(forwarding, f"{prefix}plain", "nslookup outside.example")
