@@ -152,6 +152,7 @@ def expected(project: Mapping[str, Any]) -> View:
     ============================================  =================================================
     compose (normalised)                          manifest
     ============================================  =================================================
+    any string with ``$$`` (config's escape)      the text with ``$`` (what compose up would run)
     ``name`` (project)                            ``metadata.stack``, ``_`` written ``-``
     service ``s`` (replicas 1)                    Container ``<stack>-<s>-1`` (s: lowercase, ``_``/``.`` → ``-``)
     ``deploy.replicas``/``scale`` N ≠ 1           Container ``<stack>-<s>``, ``replicas: N``
@@ -171,7 +172,7 @@ def expected(project: Mapping[str, Any]) -> View:
     ``volumes`` type volume / bind / tmpfs        ``mounts`` volume (source: the Volume doc, or the
                                                   external name) / bind (absolute source) / tmpfs
     ``tmpfs`` (``/p[:size=..,mode=..]``)          ``mounts`` tmpfs ``{target, size, mode}``
-    ``volumes_from``                              ``volumesFrom`` (the services' container names)
+    ``volumes_from`` (``s``, ``container:n``)     ``volumesFrom`` (s's container name, n)
     ``restart`` (``on-failure:N``)                ``restart {policy, maxRetries}``
     ``deploy.restart_policy`` (no ``restart``)    condition none/on-failure/any → no/on-failure/always,
                                                   ``max_attempts`` → maxRetries, ``delay`` →
@@ -183,13 +184,17 @@ def expected(project: Mapping[str, Any]) -> View:
                                                   30s, 3, 0 where compose has none); disable → [NONE]
     ``depends_on`` ``{s: {condition}}``           ``dependsOn [{name: <s's doc>, condition}]``
                                                   (service_started/healthy/completed_successfully
-                                                  → started/healthy/completed)
+                                                  → started/healthy/completed); the entries compose
+                                                  adds for ``volumes_from`` and ``service:x`` modes
+                                                  are implied by ``volumesFrom``/``container:x``
     ``logging.options`` max-size / max-file       ``logging {maxSize (bytes), maxFiles}``
     ``stop_signal`` / ``stop_grace_period``       ``stopSignal`` (SIG spelling) / ``stopTimeout``
-    ``read_only``, ``cap_add``, ``cap_drop``,     ``readOnlyRootfs``, ``capAdd``, ``capDrop``,
+    ``read_only``, ``cap_add``, ``cap_drop``,     ``readOnlyRootfs``, ``capAdd``, ``capDrop`` (with
+                                                  or without ``CAP_``: the same to Docker),
     ``privileged``, ``init``, ``ipc``, ``pid``    ``privileged``, ``init``, ``ipc``, ``pid``
     ``ulimits`` (n or {soft, hard})               ``ulimits`` ``{soft, hard}`` (n: both)
-    ``shm_size``, ``sysctls``, ``security_opt``,  ``shmSize`` (bytes), ``sysctls``, ``securityOpt``,
+    ``shm_size``, ``sysctls``, ``security_opt``,  ``shmSize`` (bytes), ``sysctls``, ``securityOpt``
+                                                  (``no-new-privileges`` = ``no-new-privileges:true``),
     ``dns``, ``dns_search``, ``dns_opt``,         ``dns``, ``dnsSearch``, ``dnsOptions``,
     ``extra_hosts``, ``group_add``,               ``extraHosts`` (``name:ip``), ``groupAdd``,
     ``oom_score_adj``, ``cpuset``                 ``oomScoreAdj``, ``cpuset``
@@ -204,6 +209,7 @@ def expected(project: Mapping[str, Any]) -> View:
     top-level volume (not external)               Volume ``<compose name, _ → ->``: options, labels
     ============================================  =================================================
     """
+    project = unescape(project)
     naming = _Naming(project)
     view: View = {}
     for key, network in (project.get("networks") or {}).items():
@@ -216,6 +222,17 @@ def expected(project: Mapping[str, Any]) -> View:
     for key, service in (project.get("services") or {}).items():
         view[f"Container {naming.container(key)}"] = _container(key, service, naming, project)
     return view
+
+
+def unescape(value: Any) -> Any:
+    """compose ``config`` prints a literal ``$`` as ``$$`` (so that its output loads again): one ``$``."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, Mapping):
+        return {key: unescape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unescape(item) for item in value]
+    return value
 
 
 class _Naming:
@@ -282,7 +299,7 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
         "networks": _attachments(key, service, naming),
         "networkMode": _mode(service.get("network_mode"), naming) or "bridge",
         "mounts": sorted(_mounts(service, naming), key=repr),
-        "volumesFrom": sorted(_mode(f"service:{name}" if ":" not in name else name, naming) or ""
+        "volumesFrom": sorted(name.removeprefix("container:") if name.startswith("container:") else naming.container(name)
                               for name in service.get("volumes_from") or ()),
         "restart": _restart(service),
         "resources": {"memory": size(memory), "cpus": None if cpus is None else float(cpus),
@@ -290,22 +307,43 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
         "memoryReservation": size(reservations.get("memory", service.get("mem_reservation"))),
         "cpuShares": service.get("cpu_shares"), "cpuset": service.get("cpuset"),
         "healthcheck": _healthcheck(service.get("healthcheck")),
-        "dependsOn": sorted((naming.container(name), DEPENDENCY_CONDITIONS[dependency.get("condition", "service_started")])
-                            for name, dependency in (service.get("depends_on") or {}).items()),
+        "dependsOn": _dependencies(service, naming),
         "logging": _logging(service.get("logging")),
         "stopSignal": _signal(service.get("stop_signal")), "stopTimeout": seconds(service.get("stop_grace_period")) or 10.0,
         "readOnlyRootfs": bool(service.get("read_only")), "privileged": bool(service.get("privileged")),
-        "capAdd": sorted(service.get("cap_add") or ()), "capDrop": sorted(service.get("cap_drop") or ()),
+        "capAdd": capabilities(service.get("cap_add")), "capDrop": capabilities(service.get("cap_drop")),
         "init": bool(service.get("init")), "ipc": _mode(service.get("ipc"), naming), "pid": service.get("pid"),
         "ulimits": {name: _ulimit(value) for name, value in (service.get("ulimits") or {}).items()},
         "shmSize": size(service.get("shm_size")), "sysctls": {k: str(v) for k, v in (service.get("sysctls") or {}).items()},
-        "securityOpt": _strings(service.get("security_opt")), "groupAdd": [str(g) for g in service.get("group_add") or ()],
+        "securityOpt": security_options(service.get("security_opt")), "groupAdd": [str(g) for g in service.get("group_add") or ()],
         "oomScoreAdj": service.get("oom_score_adj"),
         "secrets": _files(service.get("secrets"), project.get("secrets"), "/run/secrets/"),
         "configs": _files(service.get("configs"), project.get("configs"), "/"),
         "pullPolicy": PULL_POLICIES.get(str(service.get("pull_policy")), "IfNotPresent"),
     }
     # fmt: on
+
+
+def _dependencies(service: Mapping[str, Any], naming: _Naming) -> list[tuple[str, str]]:
+    """``depends_on`` without the entries compose adds by itself for ``volumes_from``, and for
+    ``network_mode``/``ipc``/``pid`` ``service:x`` (condition started): in a manifest the
+    ``volumesFrom``/``container:`` reference is that dependency."""
+    implied = {name for name in service.get("volumes_from") or () if ":" not in name}
+    implied |= {str(service.get(key)).removeprefix("service:") for key in ("network_mode", "ipc", "pid")
+                if str(service.get(key)).startswith("service:")}  # fmt: skip
+    return sorted((naming.container(name), DEPENDENCY_CONDITIONS[dependency.get("condition", "service_started")])
+                  for name, dependency in (service.get("depends_on") or {}).items()
+                  if not (name in implied and dependency.get("condition", "service_started") == "service_started"))  # fmt: skip
+
+
+def capabilities(names: object) -> list[str]:
+    """Capabilities with or without ``CAP_`` (Docker accepts both and means the same), without it."""
+    return sorted(str(name).upper().removeprefix("CAP_") for name in names or ())  # type: ignore[attr-defined]
+
+
+def security_options(options: object) -> list[str]:
+    """``no-new-privileges`` is Docker's short for ``no-new-privileges:true``: written in full."""
+    return sorted("no-new-privileges:true" if o == "no-new-privileges" else str(o) for o in _strings(options))
 
 
 def _strings(value: object) -> list[str]:
@@ -484,11 +522,11 @@ def _spec(spec: Mapping[str, Any], folder: Path) -> dict[str, Any]:
         "logging": {"maxSize": logging.get("maxSize"), "maxFiles": logging.get("maxFiles", 1)},
         "stopSignal": spec.get("stopSignal"), "stopTimeout": spec.get("stopTimeout", 10.0),
         "readOnlyRootfs": spec.get("readOnlyRootfs", False), "privileged": spec.get("privileged", False),
-        "capAdd": sorted(spec.get("capAdd") or ()), "capDrop": sorted(spec.get("capDrop") or ()),
+        "capAdd": capabilities(spec.get("capAdd")), "capDrop": capabilities(spec.get("capDrop")),
         "init": spec.get("init", False), "ipc": spec.get("ipc"), "pid": spec.get("pid"),
         "ulimits": {k: _ulimit(v) for k, v in (spec.get("ulimits") or {}).items()},
         "shmSize": spec.get("shmSize"), "sysctls": spec.get("sysctls") or {},
-        "securityOpt": spec.get("securityOpt") or [], "groupAdd": [str(g) for g in spec.get("groupAdd") or ()],
+        "securityOpt": security_options(spec.get("securityOpt")), "groupAdd": [str(g) for g in spec.get("groupAdd") or ()],
         "oomScoreAdj": spec.get("oomScoreAdj"),
         "secrets": _files_of(spec.get("secrets"), "/run/secrets/"), "configs": _files_of(spec.get("configs"), "/"),
         "pullPolicy": spec.get("pullPolicy", "IfNotPresent"),

@@ -31,9 +31,9 @@ class Case:
 
 
 def compose(text: str, **others: str) -> dict[str, str]:
-    """``compose.yaml`` with ``text`` (dedented), and other files by name (``dot_env`` is ``.env``)."""
+    """``compose.yaml`` with ``text`` (dedented), and other files by path (``dot_env`` is ``.env``)."""
     files = {"compose.yaml": textwrap.dedent(text).lstrip()}
-    files.update({name.replace("dot_env", ".env").replace("__", "/"): textwrap.dedent(body).lstrip()
+    files.update({name.replace("dot_env", ".env"): textwrap.dedent(body).lstrip()
                   for name, body in others.items()})  # fmt: skip
     return files
 
@@ -259,7 +259,7 @@ GOOD: list[Case] = [
           db_password: {{file: ./secrets/db.txt}}
           api_key: {{file: api.key}}
           token: {{environment: TOKEN}}
-        """, secrets__db_txt="hunter2\n", **{"api.key": "k\n"}), Invocation(environment={"TOKEN": "t0k"})),
+        """, **{"secrets/db.txt": "hunter2\n", "api.key": "k\n"}), Invocation(environment={"TOKEN": "t0k"})),
     Case("configs-files", compose(f"""
         services:
           web:
@@ -382,7 +382,11 @@ INVALID: list[Case] = [
     Case("unknown-top-level", compose(f"services:\n  web: {{image: {IMAGE}}}\nservice: {{}}\n"), says=("service",)),
     Case("unknown-service-field", single("imagee: busybox"), says=("imagee",)),
     Case("required-variable-unset", single('environment: {A: "${NEEDED:?set NEEDED first}"}'), says=("NEEDED",)),
-    Case("required-variable-unset-plain", single('image: "busybox:${TAG?no tag}"'), says=("TAG",)),
+    Case(
+        "required-variable-unset-plain",
+        compose('services:\n  web:\n    image: "busybox:${TAG?no tag}"\n'),
+        says=("TAG",),
+    ),
     Case("bad-interpolation", single('environment: {A: "${A"}'), says=(r"environment|\$\{",)),
     Case("bad-port", single('ports: ["80:http"]'), says=("ports",)),
     Case("depends-on-undefined", single("depends_on: [ghost]"), says=("ghost",)),
