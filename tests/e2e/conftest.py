@@ -204,6 +204,13 @@ def _load_docker(client: docker.DockerClient, layout: Path, workdir: Path) -> No
             pass
     archive.unlink()
     client.images.get(IMAGE)
+    # Images of older recipes are the cache's past: dockerd keeps only the current one (unless in use).
+    repository = IMAGE.rsplit(":", 1)[0]
+    for image in client.images.list(name=repository):
+        for tag in image.tags:
+            if tag != IMAGE:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag)
 
 
 def _cleanup_docker(client: docker.DockerClient, prefix: str) -> None:

@@ -129,6 +129,7 @@ def cached_layout() -> tuple[Path, float]:
     target = CACHE / cache_key()
     with _locked(CACHE / f"{target.name}.lock"):
         if (target / "index.json").exists():
+            os.utime(target)  # in use: not pruned for another day
             return target, 0.0
         started = time.monotonic()
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
@@ -139,7 +140,18 @@ def cached_layout() -> tuple[Path, float]:
             work.rename(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return target, time.monotonic() - started
+        seconds = time.monotonic() - started
+    _prune(keep=target)
+    return target, seconds
+
+
+def _prune(*, keep: Path, age: float = 86400.0) -> None:
+    """Remove other recipes' images and builds a killed session left, once a day old (another
+    checkout may still use a recent one; a build in progress is younger)."""
+    for entry in CACHE.iterdir():
+        if entry != keep and entry.is_dir() and time.time() - entry.stat().st_mtime > age:
+            shutil.rmtree(entry, ignore_errors=True)
+            Path(f"{entry}.lock").unlink(missing_ok=True)
 
 
 def _mmdebstrap(work: Path) -> Path:
