@@ -8,6 +8,7 @@ the queries it got per protocol.
 
 from __future__ import annotations
 
+import random
 import socketserver
 import threading
 from collections.abc import Iterator, Mapping
@@ -99,3 +100,9 @@ def upstream(address: str, records: Mapping[tuple[str, str], list[str]], port: i
 def big_txt(name: str, strings: int = 12) -> list[str]:
     """TXT records far larger than a plain UDP reply."""
     return [f'{name}. 60 IN TXT "{n:02d}{"x" * 198}"' for n in range(strings)]
+
+
+def loopback_address() -> str:
+    """A loopback address of its own for a test that needs port 53 (a fixed one would collide with
+    the same test run concurrently by someone else)."""
+    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"

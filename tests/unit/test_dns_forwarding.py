@@ -206,15 +206,29 @@ def test_a_server_whose_network_directory_is_gone_exits_and_frees_its_port(tmp_p
     directory.mkdir()
     (directory / "network.json").write_text(json.dumps({"subnet": "127.0.0.0/8"}))
     (directory / "dns.json").write_text(json.dumps({"db": ["10.9.0.7"]}))
-    server = threading.Thread(target=dns.serve, args=(directory, "127.0.0.81"), kwargs={"check_every": 0.02})
+    address = fake_dns.loopback_address()
+    server = threading.Thread(target=dns.serve, args=(directory, address), kwargs={"check_every": 0.02})
     server.start()
     try:
         polling.eventually((directory / "dns.pid").exists, timeout=10)
-        reply = DNSRecord.parse(DNSRecord.question("db").send("127.0.0.81", 53, timeout=5))
+        reply = DNSRecord.parse(DNSRecord.question("db").send(address, 53, timeout=5))
         assert [str(rr.rdata) for rr in reply.rr] == ["10.9.0.7"]
     finally:
         shutil.rmtree(directory)
         server.join(timeout=10)
     assert not server.is_alive()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
-        again.bind(("127.0.0.81", 53))  # free again
+        again.bind((address, 53))  # free again
+
+
+def test_a_second_server_cannot_take_a_port_another_one_holds(tmp_path: Path) -> None:
+    """A stale server (bound with SO_REUSEADDR, as older ones were) keeps the port to itself: the
+    new one fails to start instead of silently sharing the queries with it."""
+    (tmp_path / "dns.json").write_text("{}")
+    address = fake_dns.loopback_address()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stale:
+        stale.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        stale.bind((address, 53))
+        with pytest.raises(OSError, match="in use"):
+            dns.serve(tmp_path, address, check_every=0.02)
+    assert not (tmp_path / "dns.pid").exists()

@@ -375,27 +375,29 @@ def serve(directory: Path, gateway: str, *, check_every: float = ORPHAN_CHECK) -
     """Answer on ``<gateway>:53`` until the network's directory is gone."""
     resolver = Resolver(directory, gateway)
     subnet = own_subnet(directory, gateway)
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    # No SO_REUSEADDR here: on UDP it would let a second server (a stale one, or another root's
-    # network on the same gateway address) bind the same port and take part of the queries.
-    server.bind((gateway, 53))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((gateway, 53))
-    listener.listen(MAX_STREAMS)
-    threading.Thread(target=_serve_streams, args=(listener, resolver, lambda a: _member(a, subnet, gateway)),
-                     daemon=True).start()  # fmt: skip
-    files.write_atomic(directory / "dns.pid", str(os.getpid()).encode(), durable=False)
-    server.settimeout(check_every)
-    with server, listener:
-        while directory.is_dir():
-            try:
-                # One byte more than the limit, so that a larger datagram is seen as such and dropped.
-                data, client = server.recvfrom(MAX_PACKET + 1)
-            except TimeoutError:
-                continue
-            if _member(client[0], subnet, gateway):
-                resolver.dispatch(data, client[0], functools.partial(_send, server, client))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, socket.socket() as listener:
+        # No SO_REUSEADDR on UDP: it would let a second server (a stale one, or another root's
+        # network on the same gateway address) bind the same port and take part of the queries.
+        server.bind((gateway, 53))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((gateway, 53))
+        listener.listen(MAX_STREAMS)
+        threading.Thread(target=_serve_streams, args=(listener, resolver, lambda a: _member(a, subnet, gateway)),
+                         daemon=True).start()  # fmt: skip
+        files.write_atomic(directory / "dns.pid", str(os.getpid()).encode(), durable=False)
+        server.settimeout(check_every)
+        try:
+            while directory.is_dir():
+                try:
+                    # One byte more than the limit, so that a larger datagram is seen as such and dropped.
+                    data, client = server.recvfrom(MAX_PACKET + 1)
+                except TimeoutError:
+                    continue
+                if _member(client[0], subnet, gateway):
+                    resolver.dispatch(data, client[0], functools.partial(_send, server, client))
+        finally:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
 
 
 def _send(server: socket.socket, client: tuple[str, int], packet: bytes) -> None:

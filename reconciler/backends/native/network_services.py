@@ -31,6 +31,7 @@ import dataclasses
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,7 +98,18 @@ def ensure(store: networks.Networks, network: networks.Network, *, upstreams: Se
     while time.monotonic() < deadline and not _dns_server_alive(directory):
         time.sleep(0.02)
     if not _dns_server_alive(directory):
-        raise errors.RuntimeFailed(f"network {network.name}: its DNS server did not start on {network.gateway}:53")
+        why = _port_taken(network.gateway)
+        raise errors.RuntimeFailed(f"network {network.name}: its DNS server did not start on {network.gateway}:53{why}")
+
+
+def _port_taken(address: str) -> str:
+    """Why a server could not bind ``<address>:53``, when another process holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 53))
+        except OSError as exc:
+            return f" ({exc.strerror}: another process holds it, e.g. a DNS server of a network that was not removed)"
+    return ""
 
 
 def remove(store: networks.Networks, name: str) -> None:

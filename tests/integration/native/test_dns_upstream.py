@@ -95,16 +95,16 @@ def test_outside_names_resolve_through_the_upstream_and_fail_with_servfail_when_
 def test_a_containers_own_dns_servers_take_its_queries(
     forwarding: native_engine.NativeEngine, prefix: str, upstream: fake_dns.FakeUpstream
 ) -> None:
-    """``dns:`` names port-53 servers: the fake one listens on 127.0.0.72:53, which the network's
+    """``dns:`` names port-53 servers: the fake one listens on port 53 of a loopback address, which the network's
     DNS server (on the host) reaches; not from an internal network."""
-    with fake_dns.upstream("127.0.0.72", {("outside.example", "A"): ["outside.example. 60 IN A 192.0.2.20"]},
-                           port=53):  # fmt: skip
-        run(forwarding, f"{prefix}own", dns=["127.0.0.72"])
+    own = fake_dns.loopback_address()
+    with fake_dns.upstream(own, {("outside.example", "A"): ["outside.example. 60 IN A 192.0.2.20"]}, port=53):
+        run(forwarding, f"{prefix}own", dns=[own])
         run(forwarding, f"{prefix}plain")
         inside = f"{prefix}inside"
         forwarding.create_network(plans.NetworkRequest(inside, manifests.NetworkSpec(internal=True),
                                                        suite.labels("dns", "Network")))  # fmt: skip
-        run(forwarding, f"{prefix}shut", dns=["127.0.0.72"], networks=[{"name": inside}])
+        run(forwarding, f"{prefix}shut", dns=[own], networks=[{"name": inside}])
         code, out = sh(forwarding, f"{prefix}shut", "nslookup outside.example")
         assert code != 0 and "192.0.2" not in out, out  # an internal network resolves no outside name
         code, out = sh(forwarding, f"{prefix}own", "nslookup outside.example")
@@ -112,7 +112,7 @@ def test_a_containers_own_dns_servers_take_its_queries(
         code, out = sh(forwarding, f"{prefix}plain", "nslookup outside.example")
         assert code == 0 and "192.0.2.10" in out, out
         code, out = sh(forwarding, f"{prefix}own", "cat /etc/resolv.conf")
-        assert "nameserver 127.0.0.72" not in out and "nameserver 10." in out, out  # still the network's server
+        assert f"nameserver {own}" not in out and "nameserver 10." in out, out  # still the network's server
 
 
 def test_resolver_fields_reach_the_container(forwarding: native_engine.NativeEngine, prefix: str) -> None:
