@@ -1,17 +1,18 @@
 """kill -9 of ``reconcile apply`` and of ``reconcile watch`` at random points of a 16-container apply.
 
 One root serves every trial (busybox loaded locally, no registry). A trial either applies the
-stack afresh (after a clean ``delete``) or changes its spec (the ``TRIAL`` variable), so that
-every container is recreated; a kill point, drawn from the seeded random source, is then awaited
-by polling the root while the command runs, and the command gets SIGKILL there:
+stack afresh (after a clean ``delete``) or changes the spec of half of it (the ``TRIAL``
+variable of the even or the odd containers), so that 8 containers are recreated; a kill point,
+drawn from the seeded random source, is then awaited by polling the root while the command runs,
+and the command gets SIGKILL there:
 
-- ``records K``: K containers of the new spec have their record (``container.json``);
-- ``keepers K``: K supervisors of new-spec containers run;
+- ``records K``: K new containers have their record (``container.json``);
+- ``keepers K``: K supervisors of new containers run;
 - ``removed K``: K containers of the old spec are gone (mid-recreate);
 - ``half``: a container directory without its record exists (a create in flight).
 
 After each kill, re-applying (or restarting the daemon) must converge: ``status`` shows the 16
-containers running with the new spec hash, and nothing of a container that no longer exists
+containers running with the manifest's spec hashes, and nothing of a container that no longer exists
 (state directory, mount, netns, veth, rule, cgroup, process) may remain. At the end, after
 ``delete --stack``, nothing of the root is left on the host and the image store verifies.
 
@@ -35,7 +36,16 @@ import pytest
 
 from tests.chaos import leftovers
 from tests.chaos.conftest import REPO, chaos_seed, cli, load_busybox, run
-from tests.chaos.stacks import CONTAINERS, converged, half_created, kill_at, records, supervised, write_stack
+from tests.chaos.stacks import (
+    CONTAINERS,
+    converged,
+    half_created,
+    kill_at,
+    records,
+    supervised,
+    trial_value,
+    write_stack,
+)
 from tests.support.polling import eventually
 
 APPLY_KILLS = 16
@@ -49,24 +59,27 @@ class KillPoint:
     kind: str
     count: int
 
-    def reached(self, root: Path, trial: int, old: set[str]) -> bool:
-        now = records(root)
-        new = {i for i, t in now.items() if t == str(trial)}
+    def reached(self, root: Path, old: set[str]) -> bool:
+        """``old``: the ids recorded before the command started."""
+        now = set(records(root))
+        new = now - old
         if self.kind == "records":
             return len(new) >= self.count
         if self.kind == "keepers":
             return len(new & supervised(root)) >= self.count
         if self.kind == "removed":
-            return len(old - set(now)) >= self.count
+            return len(old - now) >= self.count
         return len(new) >= self.count and half_created(root)
 
 
 def draw(rng: random.Random, recreate: bool) -> KillPoint:
     kinds = ["records", "keepers", "half"] + (["removed"] if recreate else [])
     kind = rng.choice(kinds)
-    # Never the last container: the command must still be running when the point is reached.
-    # At least one container along (the first "half" may be the very first create).
-    return KillPoint(kind, rng.randint(0 if kind == "half" else 1, CONTAINERS - 2))
+    # A recreate replaces half of the stack; never the last container: the command must still be
+    # running when the point is reached; at least one container along (but the first "half" may
+    # be the very first create).
+    changing = CONTAINERS // 2 if recreate else CONTAINERS
+    return KillPoint(kind, rng.randint(0 if kind == "half" else 1, changing - 2))
 
 
 def failed_steps(output: str) -> str:
@@ -122,7 +135,7 @@ class Trials:
         point = draw(rng, recreate)
         what = f"apply {'recreate' if recreate else 'fresh'}, kill -9 at {point.kind} {point.count}"
         argv = cli(self.root, "apply", "-f", str(self.manifest))
-        if kill_at(argv, lambda: point.reached(self.root, self.trial, old), self.traces, self.log):
+        if kill_at(argv, lambda: point.reached(self.root, old), self.traces, self.log):
             self.kills += 1
         self.phase(f"apply until {what}")
         again = run(argv, check=False)
@@ -140,7 +153,7 @@ class Trials:
         point = draw(rng, True)
         what = f"watch, kill -9 at {point.kind} {point.count}"
         argv = cli(self.root, "watch", str(folder), "--debounce", "0.1", socket=str(socket))
-        if kill_at(argv, lambda: point.reached(self.root, self.trial, old), self.traces, self.log):
+        if kill_at(argv, lambda: point.reached(self.root, old), self.traces, self.log):
             self.kills += 1
         self.phase(f"watch until {what}")
         with self.log.open("ab") as out, subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=out,
@@ -167,7 +180,8 @@ class Trials:
         """Cheap probes first (files, /proc); ``status`` only once they agree."""
         assert daemon.poll() is None, f"the restarted daemon exited {daemon.returncode}: {self.log.read_text()[-2000:]}"
         now = records(self.root)
-        if sorted(now.values()) != [str(self.trial)] * CONTAINERS or not set(now) <= supervised(self.root):
+        wanted = sorted(trial_value(i, self.trial) for i in range(CONTAINERS))
+        if sorted(now.values()) != wanted or not set(now) <= supervised(self.root):
             return False
         converged(self.root, self.manifest, self.prefix, self.trial)
         return True
