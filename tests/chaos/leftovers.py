@@ -152,8 +152,9 @@ class Traces:
         return left
 
     def found(self, keep: Iterable[str] = ()) -> dict[str, list[str]]:
-        """Everything of this root still on the host, by kind; ``keep`` are ids allowed to exist
-        (the running containers), which are then skipped for every kind but processes and mounts."""
+        """Everything of this root still on the host, by kind. ``keep`` are the ids of containers
+        that should exist (the running ones): their processes, rootfs mounts, network, cgroups and
+        state are allowed, and so are the networks' bridges, rules and DNS servers."""
         kept = set(keep)
         self.note()
         gone = Traces(self.root, self.ids - kept, set() if kept else self.bridges)
