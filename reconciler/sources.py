@@ -33,6 +33,17 @@ def is_manifest_name(name: str) -> bool:
     return name.endswith((".yaml", ".yml")) and not _EDITOR_ARTEFACT.search(name)
 
 
+# Compose's own file names; any other YAML file is a compose file when it has top-level services:.
+COMPOSE_NAMES = frozenset({"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"})
+_SERVICES = re.compile(r"^services[ \t]*:", re.MULTILINE)
+_PROJECT_NAME = re.compile(r"^name:[ \t]*['\"]?([A-Za-z0-9][A-Za-z0-9_-]*)", re.MULTILINE)
+
+
+def is_compose(file: str, text: str) -> bool:
+    """A Compose Specification file, by its name or its shape (a top-level ``services:``)."""
+    return Path(file).name in COMPOSE_NAMES or _SERVICES.search(text) is not None
+
+
 def manifest_files(path: Path) -> list[Path]:
     """A folder's manifests (:func:`is_manifest_name`), sorted, non-recursive."""
     return sorted(p for p in path.iterdir() if is_manifest_name(p.name) and p.is_file())
@@ -47,8 +58,14 @@ def default_stack(file: str) -> str:
 
 
 def declared_stacks(file: str, text: str) -> set[str]:
-    """The stacks a file may stand for even if it does not parse: its stem and every ``stack:`` in it."""
-    return {match.group(1) for match in _STACK_FIELD.finditer(text)} | {default_stack(file)}
+    """The stacks a file may stand for even if it does not parse: its stem and every ``stack:`` in
+    it; for a compose file, its project too (its ``name:``, else its folder's name)."""
+    stacks = {match.group(1) for match in _STACK_FIELD.finditer(text)} | {default_stack(file)}
+    if is_compose(file, text):
+        named = _PROJECT_NAME.search(text)
+        project = named.group(1) if named else Path(file).resolve().parent.name
+        stacks.add(_NOT_IN_A_LABEL.sub("-", project.lower()).strip("-") or "default")
+    return stacks
 
 
 def read_sources(paths: Sequence[str]) -> list[tuple[str, str]]:

@@ -85,9 +85,9 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_plan(args: argparse.Namespace) -> int:
     if (code := plan_via_daemon(args)) is not None:
         return code
-    from reconciler import manifests, operations, planning
+    from reconciler import operations, planning
 
-    desired = manifests.load(args.file)
+    desired = options.load_files(args)
     with options.engine_session(options.of(args)) as target:
         plan, warnings = operations.refresh_and_plan(
             target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
@@ -102,7 +102,7 @@ def plan_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = remote.daemon_client(options.of(args))
     if daemon is None:
         return None
-    named = remote.NamedSources(args.file)
+    named = remote.NamedSources(args.file, args)
     try:
         answer = daemon.plan(named.items, prune=args.prune, prune_volumes=args.prune_volumes)
     except client.ApiError as exc:
@@ -125,10 +125,10 @@ def print_warnings(warnings: Iterable[str]) -> None:
 def cmd_apply(args: argparse.Namespace) -> int:
     if (code := apply_via_daemon(args)) is not None:
         return code
-    from reconciler import manifests, operations, planning
+    from reconciler import operations, planning
 
     chosen = options.of(args)
-    desired = manifests.load(args.file)
+    desired = options.load_files(args)
     printer = StepPrinter(args.output, ask=asks_confirmation(args))
     with options.engine_session(chosen) as target:
         with stack_locks(chosen, desired.stacks), interruptible() as cancel, printer:
@@ -156,7 +156,7 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = remote.daemon_client(chosen)
     if daemon is None:
         return None
-    named = remote.NamedSources(args.file)
+    named = remote.NamedSources(args.file, args)
     parallelism = args.parallelism or options.default_parallelism(chosen.engine)
     try:
         # The daemon plans again when it applies; asking first on its plan is what terraform does
@@ -187,22 +187,20 @@ def apply_via_daemon(args: argparse.Namespace) -> int | None:
         return console.EXIT_INTERRUPTED
     code = console.EXIT_OK if answer["ok"] else console.EXIT_ERROR
     if code == console.EXIT_OK and args.wait:
-        from reconciler import manifests
-
         with options.engine_session(chosen) as target:
-            code = wait_ready(target, manifests.load(args.file), timeout=args.timeout)
+            code = wait_ready(target, options.load_files(args), timeout=args.timeout)
     return code
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from reconciler import manifests, operations
+    from reconciler import operations
 
     if not args.file and not args.stack:
         raise errors.ReconcilerError("delete needs -f PATH or --stack NAME")
     chosen = options.of(args)
     stacks = set(args.stack or [])
     if args.file:
-        stacks |= manifests.load(args.file).stacks
+        stacks |= options.load_files(args).stacks
     printer = StepPrinter(args.output)
     with options.engine_session(chosen) as target, stack_locks(chosen, stacks), interruptible() as cancel, printer:
         applied = operations.delete_stacks(

@@ -52,13 +52,38 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
         parents=common,
     )
     options.add_files(p)
+    p = options.add_command(
+        commands,
+        "convert",
+        cmd_convert,
+        "print the manifests a compose file means (to move over for good)",
+        example="reconcile convert -f compose.yaml -o json",
+        parents=common,
+    )
+    options.add_files(p)
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``reconcile convert -f compose.yaml``: the documents, validated, defaults left out; errors
+    (every one, at its place in the compose file) and warnings on stderr."""
+    from reconciler import manifests, sources
+    from reconciler.compose import loader
+
+    texts = sources.read_sources(args.file)
+    plain = [file for file, text in texts if not sources.is_compose(file, text)]
+    if plain or not texts:
+        why = f"{', '.join(plain)}: not a compose file (no top-level services:)" if plain else "no compose file given"
+        raise errors.ReconcilerError(why)
+    documents = loader.convert(texts, options.compose_options(args), warn=console.warn)
+    console.out(json.dumps(documents, indent=2) if args.output == "json" else manifests.yaml_text(documents).rstrip())
+    return console.EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler import manifests
 
     try:
-        desired = manifests.load(args.file)
+        desired = options.load_files(args)
     except errors.ManifestError as exc:
         if args.output != "json":
             raise  # the entry point prints each as file:line:col
@@ -96,9 +121,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_hash(args: argparse.Namespace) -> int:
     """``reconcile hash -f PATH``: the spec hash of each object (debugging recreations)."""
-    from reconciler import hashing, manifests
+    from reconciler import hashing
 
-    desired = manifests.load(args.file)
+    desired = options.load_files(args)
     for name, container in sorted(desired.containers.items()):
         console.out(f"container {name}  {hashing.container_hash(container)}")
     for name, network in sorted(desired.networks.items()):

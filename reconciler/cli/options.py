@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from reconciler import client, errors
 
 if TYPE_CHECKING:
-    from reconciler import engine
+    from reconciler import engine, manifests
+    from reconciler.compose import loader as compose_loader
     from reconciler.holds import Holds
 
 DEFAULT_ROOT = client.DEFAULT_ROOT
@@ -150,7 +151,39 @@ def add_command(
 
 def add_files(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("-f", "--file", action="append", required=required, metavar="PATH",
-                        help="manifest file, folder or - for stdin (repeatable)")  # fmt: skip
+                        help="manifest or compose file, folder or - for stdin (repeatable)")  # fmt: skip
+    compose = parser.add_argument_group("compose files (compose.yaml, docker-compose.yml, any YAML with services:)")
+    compose.add_argument("-p", "--project-name", metavar="NAME",
+                         help="the project's name (default: its name:, else the first file's folder)")  # fmt: skip
+    compose.add_argument("--env-file", action="append", default=[], metavar="PATH",
+                         help="variables to interpolate, instead of the .env beside the file (repeatable)")  # fmt: skip
+    compose.add_argument("--profile", action="append", default=[], metavar="NAME",
+                         help="also run the services of this profile (repeatable; * for all)")  # fmt: skip
+
+
+def compose_options(args: argparse.Namespace) -> compose_loader.Options:
+    """``-p``, ``--env-file`` and ``--profile`` as the compose loader takes them."""
+    from reconciler.compose import loader
+
+    return loader.Options(getattr(args, "project_name", None), tuple(getattr(args, "env_file", None) or ()),
+                          tuple(getattr(args, "profile", None) or ()))  # fmt: skip
+
+
+def load_files(args: argparse.Namespace) -> manifests.Desired:
+    """The desired state ``-f`` names, compose files among them read as compose reads them (the
+    compose package is imported only when there is one: the CLI's start stays light)."""
+    from reconciler import manifests, sources
+
+    texts = sources.read_sources(args.file)
+    if any(sources.is_compose(file, text) for file, text in texts):
+        from reconciler.cli import console
+        from reconciler.compose import loader
+
+        result = loader.load_sources(texts, compose_options(args), warn=console.warn)
+    else:
+        result = manifests.load_sources(texts)
+    manifests.require_objects(result, args.file)
+    return result
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@ daemon starts through it, without the models, the planner or an engine's client.
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,14 +44,34 @@ class NamedSources:
     files as this CLI would; the daemon validates them, and its diagnostics are shown under the
     names the user typed (``display``), exactly as an embedded run prints them."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], args: argparse.Namespace | None = None) -> None:
         self.paths = list(paths)  # as typed: "no manifests found in …" names them so
         self.items: list[tuple[str, str]] = []
         self.display: dict[str, str] = {}
-        for name, text in sources.read_sources(paths):
+        texts = sources.read_sources(paths)
+        compose = [(name, text) for name, text in texts if sources.is_compose(name, text)]
+        for name, text in texts if not compose else self._converted(texts, compose, args):
             absolute = name if name.startswith("<") else str(Path(name).resolve())
             self.items.append((absolute, text))
-            self.display[absolute] = name
+            self.display.setdefault(absolute, name)
+
+    def _converted(
+        self, texts: list[tuple[str, str]], compose: list[tuple[str, str]], args: argparse.Namespace | None
+    ) -> list[tuple[str, str]]:
+        """Compose files are converted here, where ``-p``, ``--env-file`` and ``--profile`` and the
+        ``.env`` files are (their errors at their place in the compose file), and sent as the
+        manifests they mean: JSON documents, which are YAML, with absolute paths."""
+        from reconciler.cli import console
+        from reconciler.compose import loader
+
+        chosen = options.compose_options(args) if args is not None else loader.Options()
+        documents = loader.convert(compose, chosen, warn=console.warn)
+        first = compose[0][0]
+        name = f"{first}.converted.yaml" if not first.startswith("<") else "<stdin>.converted"
+        absolute = name if name.startswith("<") else str(Path(name).resolve())
+        self.display[absolute] = first
+        converted = "\n---\n".join(json.dumps(document) for document in documents)
+        return [*(item for item in texts if item not in compose), (name, converted)]
 
 
 def raise_api_error(exc: client.ApiError, named: NamedSources | None = None) -> NoReturn:

@@ -51,9 +51,9 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_status(args: argparse.Namespace) -> int:
     if (code := status_via_daemon(args)) is not None:
         return code
-    from reconciler import manifests, operations
+    from reconciler import operations
 
-    desired = manifests.load(args.file) if args.file else None
+    desired = options.load_files(args) if args.file else None
     with options.engine_session(options.of(args)) as target:
         rows = operations.status(target, desired)
     return show(args, rows, daemon=False)

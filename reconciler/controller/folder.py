@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors, hashing, manifests, sources
+from reconciler.compose import loader as compose_loader
 from reconciler.controller import state
 
 
@@ -118,7 +119,8 @@ class ManifestFolder:
         """
         for _ in range(2 * len(load.texts) + 2):
             try:
-                return manifests.load_sources(sorted(load.texts.items(), key=self._seniority))
+                texts = sorted(load.texts.items(), key=self._seniority)
+                return compose_loader.load_sources(texts, each_file=True)
             except errors.ManifestError as exc:
                 for diagnostic in exc.diagnostics:
                     if diagnostic.file in load.current and diagnostic.file not in load.stale:

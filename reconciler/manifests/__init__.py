@@ -33,7 +33,14 @@ files and the env files they name.
 # Re-exports: the names outside code uses, from the module that defines each.
 from reconciler.manifests.checks import container_dependencies
 from reconciler.manifests.desired import Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Source
-from reconciler.manifests.loader import load, load_sources, load_text, require_objects
+from reconciler.manifests.loader import (
+    load,
+    load_documents,
+    load_sources,
+    load_text,
+    require_objects,
+    validate_document,
+)
 from reconciler.manifests.models import (
     Backoff,
     BindMount,
@@ -55,6 +62,9 @@ from reconciler.manifests.models import (
     to_document,
     with_mounts,
 )
+from reconciler.manifests.positions import Positions
+from reconciler.manifests.positions import documents as yaml_documents
+from reconciler.manifests.positions import dump as yaml_text
 from reconciler.manifests.schema import json_schemas
 from reconciler.manifests.units import format_size, parse_duration, parse_signal, parse_size
 
@@ -72,6 +82,7 @@ __all__ = [
     "MountedFile",
     "NetworkAttachment",
     "NetworkSpec",
+    "Positions",
     "Resources",
     "Restart",
     "Source",
@@ -84,6 +95,7 @@ __all__ = [
     "format_size",
     "json_schemas",
     "load",
+    "load_documents",
     "load_sources",
     "load_text",
     "mounted_files",
@@ -92,5 +104,8 @@ __all__ = [
     "parse_size",
     "require_objects",
     "to_document",
+    "validate_document",
     "with_mounts",
+    "yaml_documents",
+    "yaml_text",
 ]

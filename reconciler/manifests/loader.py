@@ -62,6 +62,14 @@ def load_text(text: str, file: str = "<string>") -> desired.Desired:
 
 def load_sources(texts: Sequence[tuple[str, str]]) -> desired.Desired:
     """The core of :func:`load`: parse, validate, resolve env files, cross-check; all errors at once."""
+    return load_documents(texts, [])
+
+
+def load_documents(
+    texts: Sequence[tuple[str, str]], documents: Sequence[tuple[str, object, positions.Positions]]
+) -> desired.Desired:
+    """:func:`load_sources` with documents already read (``(file, value, positions)``: compose files
+    translated by :mod:`reconciler.compose`), validated and cross-checked with the texts' own."""
     diagnostics: list[errors.Diagnostic] = []
     parsed: list[_Parsed] = []
     invalid: set[tuple[str, str]] = set()
@@ -70,10 +78,25 @@ def load_sources(texts: Sequence[tuple[str, str]]) -> desired.Desired:
         parsed.extend(file_parsed)
         diagnostics.extend(file_diagnostics)
         invalid.update(file_invalid)
+    for file, value, where in documents:
+        document = _validate_document(value, where, file, diagnostics)
+        if document is not None:
+            parsed.append(_Parsed(document, where, file))
+        elif (declared := _declared_name(value)) is not None:
+            invalid.add(declared)
     result = _assemble(parsed, diagnostics, invalid)
     if diagnostics:
         raise errors.ManifestError(diagnostics)
     return result
+
+
+def validate_document(value: object, where: positions.Positions, file: str) -> models.Document:
+    """One document read elsewhere (a translated compose service), validated; every problem raised."""
+    diagnostics: list[errors.Diagnostic] = []
+    document = _validate_document(value, where, file, diagnostics)
+    if document is None:
+        raise errors.ManifestError(diagnostics)
+    return document
 
 
 _ParseResult: TypeAlias = tuple[tuple[_Parsed, ...], tuple[errors.Diagnostic, ...], frozenset[tuple[str, str]]]
@@ -120,8 +143,9 @@ def _validate_document(
     value: object, where: positions.Positions, file: str, diagnostics: list[errors.Diagnostic]
 ) -> models.Document | None:
     def report(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
-        _found, (line, column) = where.nearest(path, key=key)
-        diagnostics.append(errors.Diagnostic(file, line, column, messages.field_text(path), message))
+        found, (line, column) = where.nearest(path, key=key)
+        field = messages.field_text(where.written(found, path))
+        diagnostics.append(errors.Diagnostic(where.file_of(found, file), line, column, field, message))
 
     if not isinstance(value, dict):
         report((), "a manifest document must be a mapping with apiVersion, kind, metadata and spec")
@@ -168,8 +192,9 @@ def _assemble(
     positions_of: dict[tuple[str, str], _Parsed] = {}
 
     def report(item: _Parsed, path: Sequence[str | int], message: str) -> None:
-        _found, (line, column) = item.positions.nearest(path)
-        diagnostics.append(errors.Diagnostic(item.file, line, column, messages.field_text(path), message))
+        found, (line, column) = item.positions.nearest(path)
+        field = messages.field_text(item.positions.written(found, path))
+        diagnostics.append(errors.Diagnostic(item.positions.file_of(found, item.file), line, column, field, message))
 
     for item in parsed:
         doc = item.document

@@ -1,12 +1,13 @@
 """YAML text to plain values that remember where every value and key was written.
 
-The only module of the package that reads YAML. The parser's events are *composed* into nodes here
-(not constructed, and not by PyYAML's composer: see :class:`_Composer`), within limits of size,
-depth and expansion, so that every node keeps its start mark and no text can exhaust the process
-(a problem is a positioned diagnostic); the plain values are built from the nodes here, recording the
-mark of every path (``("spec", "ports", 0, "hostPort")``). pydantic reports errors by the same
-path (by alias), so the loader maps each error back to the closest recorded mark. Building the
-values here also lets us reject duplicate keys, which PyYAML would silently overwrite.
+The only module of the package that reads YAML (and writes it: :func:`dump`). The parser's events
+are *composed* into nodes here (not constructed, and not by PyYAML's composer: see
+:class:`_Composer`), within limits of size, depth and expansion, so that every node keeps its start
+mark and no text can exhaust the process (a problem is a positioned diagnostic); the plain values
+are built from the nodes here, recording the mark of every path (``("spec", "ports", 0,
+"hostPort")``). pydantic reports errors by the same path (by alias), so the loader maps each error
+back to the closest recorded mark. Building the values here also lets us reject duplicate keys,
+which PyYAML would silently overwrite, and resolve YAML merge keys (``<<: *base``).
 
 This module must not validate: it knows nothing of the models, only of YAML and positions.
 """
@@ -35,6 +36,20 @@ class Positions:
 
     values: dict[FieldPath, tuple[int, int]] = dataclasses.field(default_factory=dict)
     keys: dict[FieldPath, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    # The file a path was written in, where it is not the document's own (a document translated
+    # from several merged compose files); paths absent here are in the document's file.
+    files: dict[FieldPath, str] = dataclasses.field(default_factory=dict)
+    # How a path is named in the file it was written in, where that differs from the document's
+    # path (``services.web.ports[0]`` for a translated ``spec.ports[0]``).
+    names: dict[FieldPath, FieldPath] = dataclasses.field(default_factory=dict)
+
+    def written(self, found: FieldPath, path: Sequence[str | int]) -> FieldPath:
+        """``path`` as its file names it: the name of its recorded prefix ``found``, then the rest."""
+        return (*self.names.get(found, found), *path[len(found) :]) if found in self.names else tuple(path)
+
+    def file_of(self, path: FieldPath, default: str) -> str:
+        """The file ``path`` (a path :meth:`nearest` found) was written in."""
+        return self.files.get(path, default)
 
     def clean(self, loc: Sequence[str | int]) -> FieldPath:
         """``loc`` without pydantic's union tags (``mounts[1].bind.source`` → ``mounts[1].source``)."""
@@ -91,7 +106,7 @@ def _node_value(node: yaml.Node, path: FieldPath, positions: Positions) -> objec
     if isinstance(node, yaml.MappingNode):
         result: dict[str, object] = {}
         first_seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _merged(node):
             key = _scalar(key_node)
             key_text = key if isinstance(key, str) else str(key)
             if key_text in first_seen:
@@ -105,6 +120,33 @@ def _node_value(node: yaml.Node, path: FieldPath, positions: Positions) -> objec
     if isinstance(node, yaml.SequenceNode):
         return [_node_value(item, (*path, index), positions) for index, item in enumerate(node.value)]
     return _scalar(node)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _merged(node: yaml.MappingNode, depth: int = 0) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The mapping's pairs with YAML merge keys (``<<: *base``, ``<<: [*a, *b]``) resolved: the
+    mapping's own keys win over merged ones, and earlier merged mappings over later ones (YAML's
+    rule). A merged key keeps the position where the anchored mapping wrote it."""
+    if depth > MAX_DEPTH:
+        raise _Problem(node.start_mark, f"merge keys nest deeper than {MAX_DEPTH} levels")
+    own = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
+    merges = [v for k, v in node.value if k.tag == _MERGE_TAG]
+    if not merges:
+        return own
+    seen = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+    extra: list[tuple[yaml.Node, yaml.Node]] = []
+    for merge in merges:
+        sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise _Problem(source.start_mark, "a merge key (<<) takes a mapping or a list of mappings")
+            for key, value in _merged(source, depth + 1):
+                if isinstance(key, yaml.ScalarNode) and key.value not in seen:
+                    seen.add(key.value)
+                    extra.append((key, value))
+    return own + extra
 
 
 _RESOLVER_LOADER = yaml.SafeLoader("")
@@ -266,6 +308,11 @@ def _compose(text: str) -> list[yaml.Node]:
         return _Composer(parser).documents()
     finally:
         parser.dispose()
+
+
+def dump(documents: Sequence[object]) -> str:
+    """Plain values as a YAML stream, one document each, keys in their order (``reconcile convert``)."""
+    return str(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
 def documents(text: str, file: str, diagnostics: list[errors.Diagnostic]) -> Iterator[tuple[object, Positions]]:

@@ -70,3 +70,52 @@ def test_mutated_examples(seed: int, edits: int) -> None:
             case _:
                 text[position] = rng.choice(alphabet)
     load_or_manifest_error("".join(text))
+
+
+# Compose input: the compose loader gives ManifestError too, never a traceback (and positions
+# that are inside the file it read).
+compose_fields = st.sampled_from(
+    ["image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "networks",
+     "depends_on", "healthcheck", "deploy", "restart", "labels", "logging", "extends", "profiles", "secrets",
+     "configs", "tmpfs", "extra_hosts", "ulimits", "network_mode", "volumes_from", "container_name", "x-any",
+     "expose", "sysctls", "dns", "user", "mem_limit", "cpus", "stop_grace_period", "pull_policy"]
+)  # fmt: skip
+compose_examples: list[object] = [
+    "8080:80", "./d:/d:ro", "data:/data", "${X:-1}", "${X:?no}", "$$", "sh -c 'a b'", "'", "service:db", "web",
+    ["web"], {"web": {"condition": "service_healthy"}}, {"test": "true"}, {"replicas": 2}, ["8000-8002:80"],
+    {"service": "web"},
+]  # fmt: skip
+compose_values = st.one_of(yaml_values, st.sampled_from(compose_examples))
+
+
+def convert_or_manifest_error(text: str, tmp: Path) -> None:
+    from reconciler.compose import loader
+
+    file = str(tmp / "compose.yaml")
+    try:
+        loader.convert([(file, text)])
+    except errors.ManifestError as exc:
+        for diagnostic in exc.diagnostics:
+            assert diagnostic.line >= 1 and diagnostic.column >= 1
+            assert diagnostic.file == file
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(services=st.dictionaries(st.sampled_from(["web", "db", "a_b", "X"]),
+                                st.dictionaries(compose_fields, compose_values, max_size=6), max_size=3),
+       top=st.dictionaries(st.sampled_from(["networks", "volumes", "secrets", "configs", "name", "x-a", "other"]),
+                           yaml_values, max_size=3))  # fmt: skip
+def test_random_compose_files(services: dict[str, object], top: dict[str, object], tmp_path: Path) -> None:
+    import yaml
+
+    convert_or_manifest_error(yaml.safe_dump({"services": services, **top}), tmp_path)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=300))
+def test_random_compose_text(text: str, tmp_path: Path) -> None:
+    convert_or_manifest_error("services:\n" + text, tmp_path)

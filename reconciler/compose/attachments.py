@@ -1,0 +1,232 @@
+"""What a compose service attaches and limits: networks, ports, volumes, tmpfs, secrets, configs,
+``deploy``, logging and the namespaces it shares, as manifest spec fields.
+
+Sits above :mod:`.translating`, under :mod:`.services` (which dispatches to :data:`HANDLERS`).
+Names of other objects are the project's (``<project>-<name>``), via the context's tables.
+This module must not read files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reconciler.compose import translating
+from reconciler.compose.translating import Context, ServiceDocument
+
+Handler = Callable[[Context, ServiceDocument, object], None]
+_PORT_FIELDS = {"target": "containerPort", "published": "hostPort", "host_ip": "hostIP", "protocol": "protocol"}
+
+
+def attach_networks(context: Context, current: ServiceDocument, spec: dict[str, object]) -> None:
+    """The service's networks (or the project's default one), each with the service name as alias."""
+    if "network_mode" in spec:
+        return
+    networks = spec.get("networks") or {"default": None}
+    attached: list[dict[str, object]] = []
+    for key, options in networks.items() if isinstance(networks, dict) else []:
+        here = (*current.path, "networks", key)
+        name, external = context.network_names.get(key, (None, False))
+        if name is None:
+            context.refuse(here, here, f"network {key!r} is not declared under the top-level networks:")
+            continue
+        attachment: dict[str, object] = {"name": name, "aliases": [translating.label(current.name)]}
+        if external:
+            attachment["external"] = True
+        for field, value in options.items() if isinstance(options, dict) else []:
+            if field == "aliases" and isinstance(value, list):
+                attachment["aliases"] = [*attachment["aliases"], *value]  # type: ignore[misc]
+            elif field == "ipv4_address":
+                attachment["ipv4Address"] = value
+            elif not field.startswith("x-"):
+                context.refuse(here, (*here, field), f"networks.{key}.{field} has no manifest field here")
+        current.document.places.append((("spec", "networks", len(attached)), here, context.merged.at(here)))
+        attached.append(attachment)
+    current.document.spec["networks"] = attached
+
+
+def _network_mode(context: Context, current: ServiceDocument, value: object) -> None:
+    mode = str(value)
+    if mode.startswith("service:"):
+        other = mode.removeprefix("service:")
+        mode = f"container:{context.names.get(other, other)}"
+    current.put(context, ("spec", "networkMode"), mode, "network_mode")
+
+
+def _shared(field: str) -> Handler:
+    def handle(context: Context, current: ServiceDocument, value: object) -> None:
+        mode = str(value)
+        if mode.startswith("service:"):
+            other = mode.removeprefix("service:")
+            mode = f"container:{context.names.get(other, other)}"
+        current.put(context, ("spec", field), mode, field)
+
+    return handle
+
+
+def _ports(context: Context, current: ServiceDocument, value: object) -> None:
+    ports: list[object] = []
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        here = (*current.path, "ports", index)
+        if not isinstance(item, dict):
+            ports.append(str(item))
+        else:
+            port: dict[str, object] = {}
+            for field, option in item.items():
+                if field in _PORT_FIELDS:
+                    port[_PORT_FIELDS[field]] = (
+                        int(option) if field in ("published",) and str(option).isdigit() else option
+                    )
+                elif field == "published" or (field == "mode" and option in ("ingress", "host")):
+                    continue
+                elif not field.startswith("x-"):
+                    context.refuse(here, (*here, field), f"ports: `{field}` has no manifest field here")
+            if isinstance(port.get("hostPort"), str) and "-" in str(port["hostPort"]):
+                first, _, last = str(port["hostPort"]).partition("-")
+                port["hostPort"], port["hostPortLast"] = int(first), int(last)
+            ports.append(port)
+        current.document.places.append((("spec", "ports", len(ports) - 1), here, context.merged.at(here)))
+    current.put(context, ("spec", "ports"), ports, "ports")
+
+
+def _volumes(context: Context, current: ServiceDocument, value: object) -> None:
+    mounts: list[object] = current.document.spec.setdefault("mounts", [])  # type: ignore[assignment]
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        here = (*current.path, "volumes", index)
+        mount = _mount(context, here, item)
+        if mount is not None:
+            current.document.places.append((("spec", "mounts", len(mounts)), here, context.merged.at(here)))
+            mounts.append(mount)
+
+
+def _mount(context: Context, here: tuple[str | int, ...], item: object) -> dict[str, object] | None:
+    if not isinstance(item, dict):
+        context.refuse(here, here, "a volume is [SOURCE:]TARGET[:ro] or a mapping {type, source, target}")
+        return None
+    kind, source = item.get("type"), item.get("source")
+    mount: dict[str, object] = {"type": kind, "target": item.get("target")}
+    if item.get("read_only"):
+        mount["readOnly"] = True
+    if kind == "volume" and source is None:
+        context.refuse(here, here, "an anonymous volume has no manifest form: name it (NAME:TARGET) and declare "
+                       "it under the top-level volumes:")  # fmt: skip
+        return None
+    if kind == "volume":
+        name, external = context.volume_names.get(str(source), (None, False))
+        if name is None:
+            context.refuse(here, here, f"volume {source!r} is not declared under the top-level volumes:")
+            return None
+        mount["source"] = name
+        if external:
+            mount["external"] = True
+    elif kind == "bind":
+        mount["source"] = translating.absolute(context.project.directory, str(source))
+    elif kind == "tmpfs":
+        tmpfs = item.get("tmpfs") if isinstance(item.get("tmpfs"), dict) else {}
+        mount.update({k: v for k, v in tmpfs.items() if k in ("size", "mode")})  # type: ignore[union-attr]
+    else:
+        context.refuse(here, (*here, "type"), f"volume type {kind!r}: volume, bind or tmpfs")
+        return None
+    for field in item:
+        known = field in ("type", "source", "target", "read_only", "tmpfs") or field.startswith("x-")
+        if not known and not (field == "bind" and item[field] in ({}, {"create_host_path": True})):
+            context.refuse(here, (*here, field), f"volumes: `{field}` has no manifest field here")
+    return mount
+
+
+def _tmpfs(context: Context, current: ServiceDocument, value: object) -> None:
+    mounts: list[object] = current.document.spec.setdefault("mounts", [])  # type: ignore[assignment]
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        here = (*current.path, "tmpfs", index)
+        target, _, options = str(item).partition(":")
+        mount: dict[str, object] = {"type": "tmpfs", "target": target}
+        for option in filter(None, options.split(",")):
+            key, _, setting = option.partition("=")
+            if key == "size":
+                mount["size"] = setting
+            elif key == "mode":
+                mount["mode"] = int(setting, 8) if setting.isdigit() else setting
+            else:
+                context.refuse(here, here, f"tmpfs option {key!r}: size and mode are supported")
+        current.document.places.append((("spec", "mounts", len(mounts)), here, context.merged.at(here)))
+        mounts.append(mount)
+
+
+def _volumes_from(context: Context, current: ServiceDocument, value: object) -> None:
+    sources = []
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        text = str(item)
+        if text.endswith((":ro", ":rw")):
+            here = (*current.path, "volumes_from", index)
+            context.refuse(here, here, "volumes_from with :ro or :rw is not supported")
+            text = text[:-3]
+        sources.append(
+            text.removeprefix("container:") if text.startswith("container:") else context.names.get(text, text)
+        )
+    current.put(context, ("spec", "volumesFrom"), sources, "volumes_from")
+
+
+def _files(field: str) -> Handler:
+    def handle(context: Context, current: ServiceDocument, value: object) -> None:
+        declared = context.top.get(field) or {}
+        items: list[dict[str, object]] = []
+        for index, item in enumerate(value if isinstance(value, list) else []):
+            here = (*current.path, field, index)
+            source = item.get("source") if isinstance(item, dict) else None
+            top = declared.get(source) if isinstance(declared, dict) else None
+            if not isinstance(top, dict):
+                context.refuse(here, here, f"{field[:-1]} {source!r} is not declared under the top-level {field}:")
+                continue
+            entry: dict[str, object] = {"name": str(source)}
+            _file_source(context, (field, str(source)), top, entry)
+            for option in ("target", "uid", "gid", "mode"):
+                if option in item:
+                    entry[option] = int(item[option]) if option in ("uid", "gid") else item[option]
+            current.document.places.append((("spec", field, len(items)), here, context.merged.at(here)))
+            items.append(entry)
+        current.put(context, ("spec", field), items, field)
+
+    return handle
+
+
+def _file_source(context: Context, path: tuple[str, str], top: dict[str, object], entry: dict[str, object]) -> None:
+    if "file" in top:
+        entry["file"] = translating.absolute(context.project.directory, str(top["file"]))
+    elif "environment" in top:
+        entry["env"] = top["environment"]
+    for field in top:
+        if field not in ("file", "environment", "name") and not field.startswith("x-"):
+            context.refuse(path, (*path, field), f"{path[0]}: `{field}` is not supported (file or environment only)")
+
+
+def _logging(context: Context, current: ServiceDocument, value: object) -> None:
+    here = (*current.path, "logging")
+    settings = value if isinstance(value, dict) else {}
+    if settings.get("driver", "json-file") not in ("json-file", "local"):
+        context.refuse(here, (*here, "driver"), "logging: only the json-file log is kept (max-size, max-file)")
+    options = settings.get("options") or {}
+    logging: dict[str, object] = {}
+    for key, option in options.items() if isinstance(options, dict) else []:
+        if key == "max-size":
+            logging["maxSize"] = option
+        elif key == "max-file":
+            logging["maxFiles"] = int(option)
+        else:
+            context.refuse(
+                here, (*here, "options", key), f"logging option {key!r}: max-size and max-file are supported"
+            )
+    current.put(context, ("spec", "logging"), logging, "logging")
+
+
+HANDLERS: dict[str, Handler] = {
+    "network_mode": _network_mode,
+    "ipc": _shared("ipc"),
+    "pid": _shared("pid"),
+    "ports": _ports,
+    "volumes": _volumes,
+    "tmpfs": _tmpfs,
+    "volumes_from": _volumes_from,
+    "secrets": _files("secrets"),
+    "configs": _files("configs"),
+    "logging": _logging,
+    "networks": lambda context, current, value: None,  # attach_networks writes them
+}
