@@ -203,18 +203,20 @@ class NativeEngine:
     def _join_peers(self, record: records.Record) -> None:
         """``ipc``/``pid: container:NAME``: that container's namespaces, through its init's ``/proc``
         entry, written into ``config.json`` at each start (its init changes with each of its runs).
-        As with Docker, it must be running, and its IPC namespace is joined only if it is shareable."""
+        As with Docker, it must be running, and its IPC namespace is joined only if it is shareable (or
+        the host's)."""
         paths, shm = {}, None
         for kind, name in bundles.shared_namespaces(record.spec).items():
             peer = self.records.get(name)
             info = records.read_json(peer.directory / records.SUPERVISOR) if records.is_running(peer) else None
             if info is None or not info.get("init_pid"):
                 raise errors.RuntimeFailed(f"container {record.name}: {kind} container:{name} needs {name} running")
-            if kind == "ipc" and peer.spec.ipc != "shareable":
+            if kind == "ipc" and peer.spec.ipc not in ("shareable", "host"):
                 raise errors.RuntimeFailed(f"container {record.name}: the IPC namespace of {name} is not shareable "
                                            "(give it ipc: shareable)")  # fmt: skip
             paths[kind] = f"/proc/{info['init_pid']}/ns/{kind}"
-            shm = str(shared_memory.folder(peer.directory)) if kind == "ipc" else shm
+            if kind == "ipc":  # the peer's /dev/shm: its shared tmpfs, or the host's with the host's IPC
+                shm = "/dev/shm" if peer.spec.ipc == "host" else str(shared_memory.folder(peer.directory))  # noqa: S108
         if paths:
             config = records.read_json(record.directory / "config.json") or {}
             bundles.write(record.directory, bundles.with_peer_namespaces(config, paths, shm=shm))

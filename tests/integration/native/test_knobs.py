@@ -160,9 +160,14 @@ def test_ipc_and_pid_of_another_container(loaded: Path, engine: native_engine.Na
 
 
 @pytest.mark.integration
-def test_host_pid_namespace(loaded: Path, engine: native_engine.NativeEngine, prefix: str) -> None:
-    create(engine, f"{prefix}hostpid", pid="host")
+def test_host_pid_and_ipc_namespaces(loaded: Path, engine: native_engine.NativeEngine, prefix: str) -> None:
+    create(engine, f"{prefix}hostpid", pid="host", ipc="host")
     assert run(engine, f"{prefix}hostpid", f"test -d /proc/{os.getpid()} && echo seen") == "seen\n"
+    host_ipc = os.readlink("/proc/self/ns/ipc")
+    assert run(engine, f"{prefix}hostpid", "readlink /proc/self/ns/ipc") == f"{host_ipc}\n"
+    # A container may join one with the host's IPC namespace (as with Docker): the host's it is.
+    create(engine, f"{prefix}viahost", ipc=f"container:{prefix}hostpid")
+    assert run(engine, f"{prefix}viahost", "readlink /proc/self/ns/ipc") == f"{host_ipc}\n"
 
 
 @pytest.mark.integration
