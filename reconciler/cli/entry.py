@@ -29,6 +29,7 @@ from reconciler.cli import (
     lifecycle,
     manifest_commands,
     options,
+    render,
     status,
     watch,
 )
@@ -46,6 +47,7 @@ examples:
   reconcile exec web -- cat /etc/hostname          run a command in a container
   reconcile stats                                  CPU time, memory and processes of each container
   reconcile schema --out schemas/                  write the JSON Schemas for editors
+  reconcile render --to kubernetes -f stack.yaml   the same manifests as objects for kubectl apply
 """
 
 
@@ -99,6 +101,7 @@ _GROUPS: tuple[tuple[Callable[[options.Commands, list[argparse.ArgumentParser]],
     (image.add_parser, frozenset({"image"})),
     (watch.add_parsers, frozenset({"watch", "daemon"})),
     (events.add_parsers, frozenset({"events"})),
+    (render.add_parsers, frozenset({"render"})),
 )
 _VALUED_GLOBALS = frozenset({"--engine", "--root", "--socket"})
 
