@@ -141,6 +141,7 @@ def dns_name(text: str) -> str:
     return re.sub(r"[_.]", "-", text.lower())
 
 
+# size: the docstring is the mapping's table; the code is a dozen lines
 def expected(project: Mapping[str, Any]) -> View:
     """What ``reconcile convert`` must print for compose's normalised ``project``, field by field.
 

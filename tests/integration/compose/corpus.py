@@ -139,6 +139,7 @@ GOOD: list[Case] = [
           EMPTY_PLUS: "${EMPTY:+replaced}"
           EMPTY_PLAIN_PLUS: "${EMPTY+replaced}"
         """), Invocation(environment={"SET": "x", "EMPTY": ""})),
+    Case("interpolation-unset-is-empty", single('environment: {A: "${NOPE}", B: "x${NOPE}y"}')),
     Case("interpolation-dollar-escape", single('command: ["sh", "-c", "echo $$HOME $${PATH} costs $$5"]')),
     Case("interpolation-nested-default", single('environment: {A: "${NOPE:-${TAG:-deep}}"}'),
          Invocation(environment={"TAG": "inner"})),
@@ -208,6 +209,11 @@ GOOD: list[Case] = [
           debug: {{image: {IMAGE}, profiles: [debug]}}
           tools: {{image: {IMAGE}, profiles: [tools]}}
         """), Invocation(profiles=("debug",))),
+    Case("profiles-from-environment", compose(f"""
+        services:
+          web: {{image: {IMAGE}}}
+          debug: {{image: {IMAGE}, profiles: [debug]}}
+        """), Invocation(environment={"COMPOSE_PROFILES": "debug"})),
     Case("x-extensions-and-anchors", compose(f"""
         x-env: &env
           LOG_LEVEL: info
