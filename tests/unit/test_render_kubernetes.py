@@ -322,3 +322,17 @@ def test_the_command_prints_yaml_and_warns_on_stderr(tmp_path: Path, capsys: pyt
     assert capsys.readouterr().out == ""
     assert list(yaml.safe_load_all(out.read_text())) == documents
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_compose_file_renders_as_its_manifests_would(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(
+        "name: demo\nservices:\n  web:\n    image: nginx:1\n    deploy: {replicas: 2}\n"
+        "    restart: always\n    ports: ['8080-8081:80']\n"
+    )
+    assert cli.main(["render", "--to", "kubernetes", "-f", str(compose)]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    check_valid(documents)
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/part-of"] == "demo"
