@@ -3,7 +3,7 @@
 Where it sits: the top of :mod:`reconciler.render`, over :mod:`.pods` (one container's pod
 template). It reads a loaded :class:`manifests.Desired` and returns plain dicts (one per Kubernetes
 object, in an order ``kubectl apply`` can create them in) and messages, each naming the object and
-field that has no equivalent. The README's "Rendering for Kubernetes" table is the mapping; the
+field that has no equivalent. The README's "When one host is not enough" table is the mapping; the
 choices in brief:
 
 * one workload per service: the replicas NAME-1 … NAME-N (label :data:`vocabulary.SERVICE_LABEL`)
