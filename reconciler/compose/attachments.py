@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reconciler.compose import translating
+from reconciler.compose import shorthands, translating
 from reconciler.compose.translating import Context, ServiceDocument
 
 Handler = Callable[[Context, ServiceDocument, object], None]
@@ -102,35 +102,62 @@ def _mount(context: Context, here: tuple[str | int, ...], item: object) -> dict[
     if not isinstance(item, dict):
         context.refuse(here, here, "a volume is [SOURCE:]TARGET[:ro] or a mapping {type, source, target}")
         return None
-    kind, source = item.get("type"), item.get("source")
+    kind = item.get("type")
     mount: dict[str, object] = {"type": kind, "target": item.get("target")}
     if item.get("read_only"):
         mount["readOnly"] = True
-    if kind == "volume" and source is None:
-        context.refuse(here, here, "an anonymous volume has no manifest form: name it (NAME:TARGET) and declare "
-                       "it under the top-level volumes:")  # fmt: skip
-        return None
-    if kind == "volume":
-        name, external = context.volume_names.get(str(source), (None, False))
-        if name is None:
-            context.refuse(here, here, f"volume {source!r} is not declared under the top-level volumes:")
-            return None
-        mount["source"] = name
-        if external:
-            mount["external"] = True
-    elif kind == "bind":
-        mount["source"] = translating.absolute(context.project.directory, str(source))
-    elif kind == "tmpfs":
-        tmpfs = item.get("tmpfs") if isinstance(item.get("tmpfs"), dict) else {}
-        mount.update({k: v for k, v in tmpfs.items() if k in ("size", "mode")})  # type: ignore[union-attr]
-    else:
+    source = _MOUNT_SOURCES.get(str(kind))
+    if source is None:
         context.refuse(here, (*here, "type"), f"volume type {kind!r}: volume, bind or tmpfs")
+        return None
+    if not source(context, here, item, mount):
         return None
     for field in item:
         known = field in ("type", "source", "target", "read_only", "tmpfs") or field.startswith("x-")
         if not known and not (field == "bind" and item[field] in ({}, {"create_host_path": True})):
             context.refuse(here, (*here, field), f"volumes: `{field}` has no manifest field here")
     return mount
+
+
+Place = tuple[str | int, ...]
+
+
+def _volume_source(context: Context, here: Place, item: dict[str, object], mount: dict[str, object]) -> bool:
+    source = item.get("source")
+    if source is None:
+        context.refuse(here, here, "an anonymous volume has no manifest form: name it (NAME:TARGET) and declare "
+                       "it under the top-level volumes:")  # fmt: skip
+        return False
+    name, external = context.volume_names.get(str(source), (None, False))
+    if name is None:
+        context.refuse(here, here, f"volume {source!r} is not declared under the top-level volumes:")
+        return False
+    mount["source"] = name
+    if external:
+        mount["external"] = True
+    return True
+
+
+def _bind_source(context: Context, here: Place, item: dict[str, object], mount: dict[str, object]) -> bool:
+    mount["source"] = translating.absolute(context.project.directory, str(item.get("source")))
+    return True
+
+
+def _tmpfs_options(context: Context, here: Place, item: dict[str, object], mount: dict[str, object]) -> bool:
+    tmpfs = item.get("tmpfs")
+    if isinstance(tmpfs, dict):
+        if "size" in tmpfs:
+            mount["size"] = shorthands.size(tmpfs["size"])
+        if "mode" in tmpfs:
+            mount["mode"] = shorthands.mode(tmpfs["mode"])
+    return True
+
+
+_MOUNT_SOURCES: dict[str, Callable[[Context, Place, dict[str, object], dict[str, object]], bool]] = {
+    "volume": _volume_source,
+    "bind": _bind_source,
+    "tmpfs": _tmpfs_options,
+}
 
 
 def _tmpfs(context: Context, current: ServiceDocument, value: object) -> None:
@@ -142,9 +169,9 @@ def _tmpfs(context: Context, current: ServiceDocument, value: object) -> None:
         for option in filter(None, options.split(",")):
             key, _, setting = option.partition("=")
             if key == "size":
-                mount["size"] = setting
+                mount["size"] = shorthands.size(setting)
             elif key == "mode":
-                mount["mode"] = int(setting, 8) if setting.isdigit() else setting
+                mount["mode"] = shorthands.mode(setting)
             else:
                 context.refuse(here, here, f"tmpfs option {key!r}: size and mode are supported")
         current.document.places.append((("spec", "mounts", len(mounts)), here, context.merged.at(here)))
@@ -207,7 +234,7 @@ def _logging(context: Context, current: ServiceDocument, value: object) -> None:
     logging: dict[str, object] = {}
     for key, option in options.items() if isinstance(options, dict) else []:
         if key == "max-size":
-            logging["maxSize"] = option
+            logging["maxSize"] = shorthands.size(option)
         elif key == "max-file":
             logging["maxFiles"] = int(option)
         else:

@@ -8,7 +8,7 @@ This module must not read files.
 
 from __future__ import annotations
 
-from reconciler.compose import translating
+from reconciler.compose import shorthands, translating
 from reconciler.compose.translating import Context, ServiceDocument
 
 _LIMITS = {"memory": "memory", "cpus": "cpus", "pids": "pids"}
@@ -35,9 +35,12 @@ def _resources(
         for key, setting in settings.items() if isinstance(settings, dict) else []:
             where = (*path, kind, key)
             if kind == "limits" and key in _LIMITS:
-                current.put(context, ("spec", "resources", _LIMITS[key]), _number(setting), where[len(current.path) :])
+                amount = shorthands.size(setting) if key == "memory" else _number(setting)
+                current.put(context, ("spec", "resources", _LIMITS[key]), amount, where[len(current.path) :])
             elif kind == "reservations" and key == "memory":
-                current.put(context, ("spec", "memoryReservation"), setting, where[len(current.path) :])
+                current.put(
+                    context, ("spec", "memoryReservation"), shorthands.size(setting), where[len(current.path) :]
+                )
             else:
                 context.refuse(where, where, f"deploy.resources.{kind}.{key} has no manifest field here")
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reconciler import errors, manifests, sources
-from reconciler.compose import interpolation, merging, services, shapes, shorthands, translating
+from reconciler.compose import interpolation, merging, reading, services, translating
 from reconciler.compose.located import Located, field_text, positions_of
 
 Warn = Callable[[str], None]
@@ -94,9 +94,10 @@ def _documents(
         if warn is not None:
             warn(message)
 
+    reader = reading.Reader(environment, diagnostics, on_warning)
     merged: Located | None = None
     for file, text in texts:
-        read = _read(file, text, environment, diagnostics, on_warning)
+        read = reader.read(file, text)
         if read is not None:
             merged = read if merged is None else merging.merge(merged, read)
     if merged is None:
@@ -155,56 +156,6 @@ def _project_name(options: Options, merged: Located, directory: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", str(raw).lower()).lstrip("_-") or "default"
 
 
-def _read(
-    file: str, text: str, environment: dict[str, str], diagnostics: list[errors.Diagnostic], warn: Warn
-) -> Located | None:
-    """One compose file: read with positions, interpolated, in its long forms, ``extends`` resolved."""
-    found = list(manifests.yaml_documents(text, file, diagnostics))
-    if not found:
-        return None
-    if len(found) > 1:
-        line, column = found[1][1].values.get((), (1, 1))
-        diagnostics.append(errors.Diagnostic(file, line, column, "", "a compose file holds one YAML document"))
-    value, where = found[0]
-    located = Located.read(value, where, file)
-    if not isinstance(value, dict):
-        diagnostics.append(errors.Diagnostic(file, 1, 1, "", "a compose file is a mapping with services:"))
-        return None
-    located.value = _interpolate_all(located, environment, diagnostics, warn)
-    _long_forms(located, diagnostics)
-    for path, message in shapes.check(located):
-        where_file, line, column = located.at(path)
-        diagnostics.append(errors.Diagnostic(where_file, line, column, field_text(path), message))
-    _extends(located, diagnostics)
-    return located
-
-
-def _interpolate_all(
-    located: Located, environment: dict[str, str], diagnostics: list[errors.Diagnostic], warn: Warn
-) -> object:
-    """Every string value (no key) of the file with its variables replaced; a problem at its place."""
-
-    def walk(path: tuple[str | int, ...], value: object) -> object:
-        if isinstance(value, dict):
-            return {k: walk((*path, k), v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk((*path, i), v) for i, v in enumerate(value)]
-        if not isinstance(value, str) or "$" not in value:
-            return value
-        file, line, column = located.at(path)
-
-        def say(message: str) -> None:
-            warn(f"{file}:{line}:{column}: {message}")
-
-        try:
-            return interpolation.interpolate(value, environment, say)
-        except interpolation.InterpolationError as exc:
-            diagnostics.append(errors.Diagnostic(file, line, column, field_text(path), str(exc)))
-            return value
-
-    return walk((), located.value)
-
-
 def _first_at_each_place(diagnostics: list[errors.Diagnostic]) -> list[errors.Diagnostic]:
     """One problem per place: a value that could not be interpolated is left as written, and what
     the models then say of it again at the same place adds nothing."""
@@ -216,67 +167,3 @@ def _first_at_each_place(diagnostics: list[errors.Diagnostic]) -> list[errors.Di
             seen.add(place)
             kept.append(diagnostic)
     return kept
-
-
-def _long_forms(located: Located, diagnostics: list[errors.Diagnostic]) -> None:
-    top = located.value
-    assert isinstance(top, dict)
-    for name, service in (top.get("services") or {}).items() if isinstance(top.get("services"), dict) else []:
-        if not isinstance(service, dict):
-            file, line, column = located.at(("services", name))
-            diagnostics.append(errors.Diagnostic(file, line, column, f"services.{name}", "a service is a mapping"))
-            continue
-        for field, short_form in shorthands.SERVICE.items():
-            if field not in service:
-                continue
-            try:
-                service[field] = short_form(service[field])
-            except shorthands.ShortFormError as exc:
-                del service[field]  # reported here, not again by the translation
-                file, line, column = located.at(("services", name, field))
-                diagnostics.append(errors.Diagnostic(file, line, column, f"services.{name}.{field}", str(exc)))
-
-
-def _extends(located: Located, diagnostics: list[errors.Diagnostic]) -> None:
-    """``extends: {service: base}`` (or ``extends: base``) within the file, bases first."""
-    top = located.value
-    assert isinstance(top, dict)
-    found = top.get("services")
-    services_map: dict[str, object] = found if isinstance(found, dict) else {}
-    done: set[str] = set()
-
-    def resolve(name: str, chain: tuple[str, ...]) -> None:
-        service = services_map.get(name)
-        if name in done or not isinstance(service, dict) or "extends" not in service:
-            return
-        path = ("services", name, "extends")
-        spec = service["extends"]
-        base = spec if isinstance(spec, str) else spec.get("service") if isinstance(spec, dict) else None
-        file, line, column = located.at(path)
-        if isinstance(spec, dict) and "file" in spec:
-            diagnostics.append(
-                errors.Diagnostic(
-                    file,
-                    line,
-                    column,
-                    ".".join(path),
-                    "extends with file: is not supported yet; merge the files with several -f",
-                )
-            )
-            return
-        if base not in services_map or base in chain:
-            reason = "is a cycle" if base in chain else f"names {base!r}, which is not a service of this file"
-            diagnostics.append(errors.Diagnostic(file, line, column, ".".join(path), f"extends {reason}"))
-            return
-        resolve(str(base), (*chain, name))
-        base_located = Located(
-            services_map[base], located.sub(("services", str(base))), located.sub_keys(("services", str(base)))
-        )
-        own = Located(service, located.sub(("services", name)), located.sub_keys(("services", name)))
-        merged = merging.extend(own, base_located)
-        services_map[name] = merged.value
-        located.graft(("services", name), merged.places, merged.keys)
-        done.add(name)
-
-    for service_name in list(services_map):
-        resolve(service_name, ())

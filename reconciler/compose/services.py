@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reconciler.compose import attachments, deploy, translating
+from reconciler.compose import attachments, deploy, shorthands, translating
 from reconciler.compose.located import Located
 from reconciler.compose.translating import Context, ServiceDocument, Translation
 
@@ -33,10 +33,13 @@ def service(context: Context, name: str, spec: dict[str, object]) -> None:
         here = (*current.path, field)
         if field.startswith("x-") or field in _ACCEPTED:
             continue
-        if field in translating.RENAMED:
+        if field in translating.RENAMED and field not in ("mem_reservation", "shm_size"):
             current.put(context, ("spec", translating.RENAMED[field]), value, field)
         elif field in translating.RESOURCES:
-            current.put(context, ("spec", "resources", translating.RESOURCES[field]), value, field)
+            amount = shorthands.size(value) if field == "mem_limit" else value
+            current.put(context, ("spec", "resources", translating.RESOURCES[field]), amount, field)
+        elif field in ("mem_reservation", "shm_size"):
+            current.put(context, ("spec", translating.RENAMED[field]), shorthands.size(value), field)
         elif field in HANDLERS:
             HANDLERS[field](context, current, value)
         elif field in translating.REFUSED:

@@ -10,6 +10,7 @@ This module must not read files.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 
@@ -18,6 +19,27 @@ ShortForm = Callable[[object], object]
 
 class ShortFormError(ValueError):
     """A value written in no form compose reads."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def size(value: object) -> object:
+    """A size as compose (Docker's ``RAMInBytes``) reads it: every unit a power of 1024, whatever
+    its case (``128M`` = 128 MiB, unlike the manifests' ``128M`` = 128 000 000); bytes as an int.
+    Anything else is left for the models to refuse."""
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        return value
+    return int(float(match[1]) * 1024 ** _POWERS[match[2].lower()])
+
+
+def mode(value: object) -> object:
+    """A file mode as text (``"0o1777"``, ``"1777"``: YAML 1.1 reads neither as a number) as an int."""
+    if isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{1,4}", value.strip().lower()):
+        return int(value.strip().lower().removeprefix("0o"), 8)
+    return value
 
 
 def key_values(value: object) -> object:

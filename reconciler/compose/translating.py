@@ -194,6 +194,8 @@ class Context:
         declared = self.top.get("networks") or {}
         declared = declared if isinstance(declared, dict) else {}
         for key in sorted(used):
+            if key != "default" and key not in declared:
+                continue  # the service that names it is refused (attachments.attach_networks)
             spec = declared.get(key) or {}
             path = ("networks", key)
             if not isinstance(spec, dict):
