@@ -113,7 +113,8 @@ def recreate_keeps_data(stack: Stack, folder: Path, address: str, password: str)
     with timed(f"{stack.engine}: recreate postgres"):
         applied = ok(stack.reconcile("apply", "-f", str(folder), "--wait", "--timeout", "180"), "the second apply")
         wait_for_servers(stack)
-    assert status_row(stack, "postgres").get("id") != before.get("id") or before.get("id") is None, applied
+    assert "1 to recreate" in applied, applied
+    assert before["id"] is not None and status_row(stack, "postgres")["id"] != before["id"], "a new container"
     read = eventually(lambda: ok(stack.exec("client", f"{PSQL} -c 'SELECT v FROM kept'"), "reading the row"),
                       timeout=60, what="the row after the recreate")  # fmt: skip
     assert read.split() == [stack.prefix], read
