@@ -228,7 +228,7 @@ def _file_source(context: Context, path: tuple[str, str], top: dict[str, object]
 def _logging(context: Context, current: ServiceDocument, value: object) -> None:
     here = (*current.path, "logging")
     settings = value if isinstance(value, dict) else {}
-    if settings.get("driver", "json-file") not in ("json-file", "local"):
+    if settings.get("driver", "json-file") != "json-file":
         context.refuse(here, (*here, "driver"), "logging: only the json-file log is kept (max-size, max-file)")
     options = settings.get("options") or {}
     logging: dict[str, object] = {}

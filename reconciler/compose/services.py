@@ -128,8 +128,11 @@ def _healthcheck(context: Context, current: ServiceDocument, value: object) -> N
                 check["test"] = ["NONE"]
         elif not field.startswith("x-"):
             context.refuse(here, here, f"healthcheck.{field} has no manifest field here")
-    if check.get("test") is None and check:
-        check["test"] = ["NONE"] if not value.get("test") else value["test"]
+    if "test" not in check:
+        here = (*current.path, "healthcheck")
+        context.refuse(here, here, "a healthcheck without test (the image's, with other timings) has no manifest "
+                       "form: write its test, or disable: true")  # fmt: skip
+        return
     current.put(context, ("spec", "healthcheck"), check, "healthcheck")
 
 

@@ -136,3 +136,16 @@ def test_a_yaml_error_has_its_position(tmp_path: Path) -> None:
     compose = write(tmp_path / "y", "compose.yaml", "services:\n  web:\n    image: [busybox\n")
     (error,) = errors_of(compose)
     assert error.startswith(f"{compose}:4:1: YAML syntax error")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("healthcheck: {interval: 5s}", "a healthcheck without test"),
+        ("logging: {driver: local}", "logging: only the json-file log is kept"),
+    ],
+)
+def test_what_has_no_manifest_form_is_refused(body: str, reason: str, tmp_path: Path) -> None:
+    compose = write(tmp_path / "r", "compose.yaml", f"services:\n  web:\n    image: busybox\n    {body}\n")
+    found = errors_of(compose)
+    assert any(error.startswith(f"{compose}:4:") and reason in error for error in found), found
