@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import http.client
 import ipaddress
 import json
 import math
@@ -255,6 +256,11 @@ def _reason(exc: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, OSError) and current.strerror:
             return current.strerror.lower()
+        if isinstance(current, http.client.IncompleteRead):
+            # urllib3 holds the body to its Content-Length: a body cut short ends up here.
+            # (urllib3 keeps the count of bytes read in ``partial``, http.client the bytes).
+            read = current.partial if isinstance(current.partial, int) else len(current.partial)
+            return f"unexpected EOF: the body ended after {read} bytes"
         # urllib3 files a refused connection under its timeouts too: the system's reason comes first.
         timed_out = timed_out or isinstance(current, requests.Timeout | TimeoutError)
         causes = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
@@ -498,7 +504,7 @@ class Client:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # urllib3's ProtocolError/ReadTimeoutError surface here mid-stream: resumable.
             raise errors.Unavailable(
-                f"download of {descriptor.digest} from {ref.registry} failed: {type(exc).__name__}",
+                f"download of {descriptor.digest} from {ref.registry} failed: {_reason(exc)}",
                 retry_after=0,
             ) from None
         finally:
