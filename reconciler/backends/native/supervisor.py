@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+# The engine's marker of a stop it asked for (``records.STOPPING``; not imported: see above).
+STOPPING = "stopping"
 # A line longer than this is split into partial entries, as Docker's copier does (16 KiB).
 MAX_LINE = 16 * 1024
 # After the init exits, exec'd processes may still hold the pipes; don't wait for them forever.
@@ -219,7 +221,10 @@ def supervise(directory: str, sync_fd: int, go_fd: int | None = None) -> int:
     sync.write(f"created {init_pid}\n")
     sync.close()
     status = run.follow()
-    if run.recorded and config.get("exit_command"):
+    # A stop by the engine (a stop, a recreate, a removal) marks the directory first: the exit
+    # command would only decide "stopped by the engine", after a whole interpreter start.
+    stopped = os.path.exists(os.path.join(directory, STOPPING))
+    if run.recorded and config.get("exit_command") and not stopped:
         _exit_command([str(arg) for arg in config["exit_command"]])
     return status
 
