@@ -102,7 +102,7 @@ def _documents(
             merged = read if merged is None else merging.merge(merged, read)
     if merged is None:
         raise errors.ManifestError(diagnostics or [errors.Diagnostic(first, 1, 1, "", "the compose file is empty")])
-    name = _project_name(options, merged, directory)
+    name = _project_name(options, merged, directory, environment)
     project = translating.Project(name, directory, environment, frozenset(options.profiles or _profiles(environment)))
     translation = services.translate(project, merged)
     for problem in translation.problems:
@@ -150,9 +150,11 @@ def _environment(first: str, directory: str, options: Options, diagnostics: list
     return {**variables, **os.environ}
 
 
-def _project_name(options: Options, merged: Located, directory: str) -> str:
+def _project_name(options: Options, merged: Located, directory: str, environment: dict[str, str]) -> str:
+    """``-p``, else ``COMPOSE_PROJECT_NAME`` (the process's or the ``.env``'s), else ``name:``, else
+    the folder; lowercase, only letters, digits, ``_`` and ``-`` (compose's normalisation)."""
     top = merged.value if isinstance(merged.value, dict) else {}
-    raw = options.project_name or os.environ.get("COMPOSE_PROJECT_NAME") or top.get("name") or Path(directory).name
+    raw = options.project_name or environment.get("COMPOSE_PROJECT_NAME") or top.get("name") or Path(directory).name
     return re.sub(r"[^a-z0-9_-]", "", str(raw).lower()).lstrip("_-") or "default"
 
 

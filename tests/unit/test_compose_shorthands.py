@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.unit.compose_helpers import convert, spec, write
 
 
@@ -178,3 +180,10 @@ def test_anchors_merge_keys_and_extensions(tmp_path: Path) -> None:
     assert spec(documents, "a-one-1")["restart"] == {"policy": "unless-stopped"}
     assert spec(documents, "a-one-1")["env"] == {"B": "2"}  # the mapping's own key wins (YAML's rule)
     assert spec(documents, "a-two-1")["env"] == {"A": "1"}
+
+
+def test_project_name_from_compose_project_name_in_dot_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    write(tmp_path / "d", ".env", "COMPOSE_PROJECT_NAME=fromdotenv\n")
+    compose = write(tmp_path / "d", "compose.yaml", "name: fromfile\nservices: {web: {image: busybox}}\n")
+    assert "fromdotenv-web-1" in convert(compose)  # as compose: the variable wins over name:
