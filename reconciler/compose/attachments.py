@@ -80,8 +80,8 @@ def _ports(context: Context, current: ServiceDocument, value: object) -> None:
                     continue
                 elif not field.startswith("x-"):
                     context.refuse(here, (*here, field), f"ports: `{field}` has no manifest field here")
-            if isinstance(port.get("hostPort"), str) and "-" in str(port["hostPort"]):
-                first, _, last = str(port["hostPort"]).partition("-")
+            first, dash, last = str(port.get("hostPort", "")).partition("-")
+            if isinstance(port.get("hostPort"), str) and dash and first.isdigit() and last.isdigit():
                 port["hostPort"], port["hostPortLast"] = int(first), int(last)
             ports.append(port)
         current.document.places.append((("spec", "ports", len(ports) - 1), here, context.merged.at(here)))
@@ -205,9 +205,11 @@ def _files(field: str) -> Handler:
                 continue
             entry: dict[str, object] = {"name": str(source)}
             _file_source(context, (field, str(source)), top, entry)
-            for option in ("target", "uid", "gid", "mode"):
-                if option in item:
-                    entry[option] = int(item[option]) if option in ("uid", "gid") else item[option]
+            for option, setting in item.items():
+                if option in ("target", "uid", "gid", "mode"):
+                    entry[option] = setting
+                elif option != "source" and not option.startswith("x-"):
+                    context.refuse(here, (*here, option), f"{field}: `{option}` has no manifest field here")
             current.document.places.append((("spec", field, len(items)), here, context.merged.at(here)))
             items.append(entry)
         current.put(context, ("spec", field), items, field)
@@ -230,13 +232,16 @@ def _logging(context: Context, current: ServiceDocument, value: object) -> None:
     settings = value if isinstance(value, dict) else {}
     if settings.get("driver", "json-file") != "json-file":
         context.refuse(here, (*here, "driver"), "logging: only the json-file log is kept (max-size, max-file)")
+    for key in settings:
+        if key not in ("driver", "options") and not key.startswith("x-"):
+            context.refuse(here, (*here, key), f"logging: `{key}` has no manifest field here")
     options = settings.get("options") or {}
     logging: dict[str, object] = {}
     for key, option in options.items() if isinstance(options, dict) else []:
         if key == "max-size":
             logging["maxSize"] = shorthands.size(option)
         elif key == "max-file":
-            logging["maxFiles"] = int(option)
+            logging["maxFiles"] = option
         else:
             context.refuse(
                 here, (*here, "options", key), f"logging option {key!r}: max-size and max-file are supported"

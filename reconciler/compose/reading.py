@@ -135,6 +135,8 @@ class Reader:
             path = ("services", name, "extends")
             spec = service["extends"]
             base = spec if isinstance(spec, str) else spec.get("service") if isinstance(spec, dict) else None
+            if isinstance(spec, dict) and set(spec) - {"service", "file"}:
+                self.problem(located.at(path), path, "extends: service and file only")
             if isinstance(spec, dict) and isinstance(spec.get("file"), str):
                 base_located = self._base_from_file(folder / spec["file"], str(base), located.at(path), path)
             elif base not in services or base in chain or not isinstance(base, str):

@@ -90,9 +90,9 @@ def _env_file(context: Context, current: ServiceDocument, value: object) -> None
     files: list[str] = []
     for index, item in enumerate(value if isinstance(value, list) else []):
         path = item.get("path") if isinstance(item, dict) else None
-        if not isinstance(path, str):
-            here = (*current.path, "env_file", index)
-            context.refuse(here, here, "env_file: a path, or {path, required}")
+        here = (*current.path, "env_file", index)
+        if not isinstance(path, str) or set(item) - {"path", "required"}:
+            context.refuse(here, here, "env_file: a path, or {path, required} (the format option is not supported)")
             continue
         absolute = translating.absolute(context.project.directory, path)
         if item.get("required", True) is False and not translating.exists(absolute):
@@ -150,6 +150,8 @@ def _depends_on(context: Context, current: ServiceDocument, value: object) -> No
                 context.refuse(here, (*here, option), "restart: true (restart with the dependency) is not supported")
             elif option == "required" and options[option] is False:
                 context.refuse(here, (*here, option), "required: false is not supported: every dependency is required")
+            elif option not in ("condition", "restart", "required") and not option.startswith("x-"):
+                context.refuse(here, (*here, option), f"depends_on: `{option}` has no manifest field here")
         if other not in context.names:
             context.refuse(here, here, f"depends on {other!r}, which is not an active service of the project")
             continue

@@ -32,7 +32,13 @@ def size(value: object) -> object:
     match = _SIZE.match(value) if isinstance(value, str) else None
     if match is None:
         return value
-    return int(float(match[1]) * 1024 ** _POWERS[match[2].lower()])
+    number, power = match[1], 1024 ** _POWERS[match[2].lower()]
+    if "." not in number:
+        return int(number) * power
+    try:
+        return int(float(number) * power)
+    except OverflowError:
+        return value
 
 
 def mode(value: object) -> object:

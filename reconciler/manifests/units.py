@@ -68,7 +68,10 @@ def parse_size(value: object) -> int:
     match = _SIZE_RE.match(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a size; use e.g. 64Mi, 512M, 1Gi or a number of bytes")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
+    try:
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
+    except OverflowError:  # more digits than a float holds: not a size any host has
+        raise ValueError(f"{value[:20]!r}... is too large to be a size") from None
 
 
 def format_size(size: int) -> str:

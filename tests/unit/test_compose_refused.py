@@ -149,3 +149,26 @@ def test_what_has_no_manifest_form_is_refused(body: str, reason: str, tmp_path: 
     compose = write(tmp_path / "r", "compose.yaml", f"services:\n  web:\n    image: busybox\n    {body}\n")
     found = errors_of(compose)
     assert any(error.startswith(f"{compose}:4:") and reason in error for error in found), found
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("logging: {driver: json-file, mode: non-blocking}", "logging: `mode` has no manifest field here"),
+        ("depends_on: {db: {conditon: service_healthy}}", "depends_on: `conditon` has no manifest field here"),
+        ("secrets: [{source: s, owner: me}]", "secrets: `owner` has no manifest field here"),
+        ("env_file: [{path: a.env, format: raw}]", "the format option is not supported"),
+        ("extends: {service: db, what: 1}", "extends: service and file only"),
+        (
+            "ports: [{target: 80, published: abc-def}]",
+            "services.web.ports[0].hostPort: Input should be a valid integer",
+        ),
+        ("logging: {options: {max-file: many}}", "maxFiles"),
+        ("shm_size: " + "9" * 400 + ".5m", "is too large to be a size"),
+    ],
+)
+def test_nothing_is_dropped_and_nothing_crashes(body: str, reason: str, tmp_path: Path) -> None:
+    text = f"services:\n  web:\n    image: busybox\n    {body}\n  db:\n    image: busybox\nsecrets:\n  s: {{file: x}}\n"
+    compose = write(tmp_path / "r", "compose.yaml", text)
+    found = errors_of(compose)
+    assert any(error.startswith(f"{compose}:4:") and reason in error for error in found), found

@@ -119,3 +119,11 @@ def test_random_compose_files(services: dict[str, object], top: dict[str, object
 @given(text=st.text(max_size=300))
 def test_random_compose_text(text: str, tmp_path: Path) -> None:
     convert_or_manifest_error("services:\n" + text, tmp_path)
+
+
+def test_a_size_beyond_what_a_float_holds_is_an_error_not_a_traceback() -> None:
+    load_or_manifest_error(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: a}\nspec: {image: busybox, shmSize: "
+        + "9" * 400
+        + ".5m}\n"
+    )
