@@ -23,6 +23,8 @@ import docker.errors
 from reconciler import errors, observed, plans
 
 LABEL = "reconciler.stack-network"
+# How old an unused stack network must be before another stack's first container prunes it.
+PRUNE_AFTER = "60s"
 
 
 class StackNetworks:
@@ -44,6 +46,10 @@ class StackNetworks:
             try:
                 labels = self.api.inspect_network(name).get("Labels") or {}
             except docker.errors.NotFound:
+                # Stack networks whose containers went without us (a `docker rm`, a killed
+                # process) would use up Docker's address pools: those unused for a minute go
+                # first (a fresh one may still be waiting for its first container).
+                self.api.prune_networks(filters={"label": [LABEL], "until": PRUNE_AFTER})
                 self.api.create_network(name, driver="bridge", check_duplicate=True, labels={LABEL: stack})
                 return name
         if labels.get(LABEL) != stack:

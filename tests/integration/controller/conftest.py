@@ -69,10 +69,15 @@ def prefix(prefix: str, request: pytest.FixtureRequest, client: docker.DockerCli
 
 
 def remove_named(client: docker.DockerClient, prefix: str) -> None:
+    """The test's containers, and the networks named after it (its stacks' own networks too)."""
     for container in client.api.containers(all=True, filters={"name": prefix}):
         if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
             with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_container(container["Id"], force=True, v=True)
+    for network in client.api.networks(names=[prefix]):
+        if network["Name"].startswith(prefix):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_network(network["Id"])
 
 
 class Daemon:
