@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import manifests
+from reconciler import manifests, presence
 from reconciler.backends.native import engine as native_engine
 from reconciler.backends.native import events, prepared, records
 from tests.contract import suite
@@ -28,7 +28,14 @@ from tests.support.polling import eventually
 def restarting(engine: native_engine.NativeEngine, names: Collection[str] = ()) -> Iterator[list[str]]:
     """The engine's event stream read in a thread, as the controller reads it; after the ``die``
     of a container in ``names`` (those its restart policy would start again), the next run is
-    asked for, as the controller asks right after it schedules a restart."""
+    asked for, as the controller asks right after it schedules a restart. Meanwhile this test is
+    the root's controller (``presence``), so the containers' own restarters stand aside."""
+    with presence.announced(engine.root, None), _listening(engine, names) as actions:
+        yield actions
+
+
+@contextlib.contextmanager
+def _listening(engine: native_engine.NativeEngine, names: Collection[str]) -> Iterator[list[str]]:
     stop = threading.Event()
     stream = events.EventStream(engine.records)
     actions: list[str] = []
