@@ -76,6 +76,15 @@ class Attachment:
     aliases: tuple[str, ...] = ()
 
 
+BRIDGE_PREFIX = "rcbr-"
+
+
+def bridge_exists(name: str) -> bool:
+    """Whether a link of that name exists on the host."""
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
 def bridge_name(network: str, folder: Path) -> str:
     """The bridge of a new network ``network`` of the engine whose networks live in ``folder``."""
     return "rcbr-" + hashlib.sha256(f"{folder.resolve()}\0{network}".encode()).hexdigest()[:8]

@@ -18,7 +18,7 @@ def manifest(prefix: str, count: int) -> str:
     sleeper = f"image: '{IMAGE}', command: [sleep, '3600'], stopTimeout: 1s"
     return (
         f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {prefix}net, stack: {prefix}s}}\n"
-        "spec: {subnet: 10.233.52.0/24}\n---\n"
+        "---\n"
         f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}web, stack: {prefix}s}}\n"
         f"spec: {{{sleeper}, replicas: {count}, networks: [{{name: {prefix}net}}], ports: ['127.0.0.1::80']}}\n---\n"
         f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {prefix}client, stack: {prefix}s}}\n"

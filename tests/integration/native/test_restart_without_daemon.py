@@ -118,7 +118,7 @@ def test_boot_after_a_real_reboot_remakes_networks_and_ports(loaded: Path, engin
     manifest = tmp_path / "r.yaml"
     manifest.write_text(
         f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {net}, stack: {stack}}}\n"
-        "spec: {subnet: 10.233.63.0/24}\n"
+
         + container(web, stack, "always", serve).replace("networkMode: none", f"networks: [{{name: {net}}}], "
                                                                           "ports: ['127.0.0.1::8080']")
         + container(client, stack, "always").replace("networkMode: none", f"networks: [{{name: {net}}}]")
