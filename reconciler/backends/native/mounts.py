@@ -16,6 +16,7 @@ unmount anything it is not given (no globbing of /proc/mounts by name).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -169,3 +170,11 @@ def mount_points() -> list[str]:
 def is_mounted(target: Path | str) -> bool:
     """True when ``target`` is a mount point (compared by /proc/self/mountinfo, exact path)."""
     return os.path.realpath(target) in mount_points()
+
+
+def unmount_folder(path: Path) -> None:
+    """A folder a tmpfs was mounted on: unmounted (lazily, its contents gone with it) and removed."""
+    if is_mounted(path):
+        unmount(path, detach=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()

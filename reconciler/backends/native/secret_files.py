@@ -17,7 +17,6 @@ This module must not start, stop or signal anything, and must not put a content 
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,8 +74,4 @@ def materialise(directory: Path, spec: manifests.ContainerSpec, contents: Mappin
 
 def unmount(directory: Path) -> None:
     """The container's tmpfs, unmounted (its contents gone with it) and its mount point removed."""
-    tmpfs = folder(directory)
-    if mounts.is_mounted(tmpfs):
-        mounts.unmount(tmpfs, detach=True)
-    with contextlib.suppress(OSError):
-        tmpfs.rmdir()
+    mounts.unmount_folder(folder(directory))

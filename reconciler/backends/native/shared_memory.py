@@ -14,7 +14,6 @@ when the container is taken apart (:func:`unmount`). This module must not start 
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from reconciler import manifests
@@ -45,8 +44,4 @@ def ensure(directory: Path, spec: manifests.ContainerSpec) -> str | None:
 
 def unmount(directory: Path) -> None:
     """The container's shared ``/dev/shm``, unmounted (its contents gone) and its mount point removed."""
-    tmpfs = folder(directory)
-    if mounts.is_mounted(tmpfs):
-        mounts.unmount(tmpfs, detach=True)
-    with contextlib.suppress(OSError):
-        tmpfs.rmdir()
+    mounts.unmount_folder(folder(directory))
