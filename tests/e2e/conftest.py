@@ -213,22 +213,6 @@ def _load_docker(client: docker.DockerClient, layout: Path, workdir: Path) -> No
                     client.images.remove(tag)
 
 
-def _cleanup_docker(client: docker.DockerClient, prefix: str) -> None:
-    api = client.api
-    for container in api.containers(all=True, filters={"name": prefix}):
-        if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(container["Id"], force=True, v=True)
-    for network in api.networks(names=[prefix]):
-        if network["Name"].startswith(prefix):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_network(network["Id"])
-    for volume in api.volumes(filters={"name": prefix}).get("Volumes") or ():
-        if volume["Name"].startswith(prefix):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_volume(volume["Name"], force=True)
-
-
 @pytest.fixture(params=["native", "docker"])
 def stack(request: pytest.FixtureRequest, debian_layout: Path, prefix: str) -> Iterator[Stack]:
     """The engine (native or docker) with the Debian image in it; the stack is removed afterwards.
@@ -252,7 +236,7 @@ def stack(request: pytest.FixtureRequest, debian_layout: Path, prefix: str) -> I
     with timed(f"{engine}: delete"):
         made.reconcile("delete", "--stack", made.name, "--prune-volumes")
         if client is not None:
-            _cleanup_docker(client, prefix)
+            dockerd_support.remove_named(client, prefix)
             client.close()
         else:
             _cleanup_native(made.root, prefix)

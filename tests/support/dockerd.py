@@ -8,6 +8,7 @@ prerequisite fails the test with a message naming it, never skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -60,3 +61,21 @@ def ensure_running(purpose: str) -> None:
         polling.eventually(up, timeout=60, interval=0.2, what="dockerd to answer")
     except AssertionError as exc:
         pytest.fail(f"{exc}; its log ends with:\n{log.read_text(errors='replace')[-2000:]}", pytrace=False)
+
+
+def remove_named(client: docker.DockerClient, prefix: str) -> None:
+    """Remove every container, network and volume whose name starts with ``prefix`` (a test's
+    own unique prefix: never anything else on the machine)."""
+    api = client.api
+    for container in api.containers(all=True, filters={"name": prefix}):
+        if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(container["Id"], force=True, v=True)
+    for network in api.networks(names=[prefix]):
+        if network["Name"].startswith(prefix):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_network(network["Id"])
+    for volume in api.volumes(filters={"name": prefix}).get("Volumes") or ():
+        if volume["Name"].startswith(prefix):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_volume(volume["Name"], force=True)

@@ -65,19 +65,7 @@ def prefix(prefix: str, request: pytest.FixtureRequest, client: docker.DockerCli
     """The root fixture's unique prefix; the test's containers are removed by it at the end."""
     yield prefix
     if not names.keep_after_failure(request.node):
-        remove_named(client, prefix)
-
-
-def remove_named(client: docker.DockerClient, prefix: str) -> None:
-    """The test's containers, and the networks named after it (its stacks' own networks too)."""
-    for container in client.api.containers(all=True, filters={"name": prefix}):
-        if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
-            with contextlib.suppress(docker.errors.APIError):
-                client.api.remove_container(container["Id"], force=True, v=True)
-    for network in client.api.networks(names=[prefix]):
-        if network["Name"].startswith(prefix):
-            with contextlib.suppress(docker.errors.APIError):
-                client.api.remove_network(network["Id"])
+        dockerd_support.remove_named(client, prefix)
 
 
 class Daemon:

@@ -16,7 +16,6 @@ tests can run in parallel and leave nothing behind (unless ``KEEP_FAILED=1`` and
 
 from __future__ import annotations
 
-import contextlib
 import io
 import subprocess
 import tarfile
@@ -24,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
-import docker.errors
 import pytest
 
 from reconciler.backends import docker as docker_backend
@@ -120,26 +118,9 @@ def engine(dockerd: None) -> Iterator[docker_backend.DockerEngine]:
     engine.close()
 
 
-def remove_everything_named(client: docker.DockerClient, prefix: str) -> None:
-    """Remove every container, network and volume whose name starts with ``prefix``."""
-    api = client.api
-    for container in api.containers(all=True, filters={"name": prefix}):
-        if any(name.lstrip("/").startswith(prefix) for name in container.get("Names") or ()):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(container["Id"], force=True, v=True)
-    for network in api.networks(names=[prefix]):
-        if network["Name"].startswith(prefix):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_network(network["Id"])
-    for volume in api.volumes(filters={"name": prefix}).get("Volumes") or ():
-        if volume["Name"].startswith(prefix):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_volume(volume["Name"], force=True)
-
-
 @pytest.fixture
 def prefix(prefix: str, client: docker.DockerClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """The root fixture's unique prefix; everything named with it is removed when the test ends."""
     yield prefix
     if not names.keep_after_failure(request.node):
-        remove_everything_named(client, prefix)
+        dockerd_support.remove_named(client, prefix)
