@@ -18,10 +18,17 @@ not decide anything itself: operations does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from reconciler import errors
 from reconciler.cli import console, options
+
+if TYPE_CHECKING:
+    from reconciler import engine
+    from reconciler.holds import Holds
 
 RESTART_POLICY_NOTE = """\
 note: a container stopped with `reconcile stop` stays stopped whatever its restart policy: the
@@ -60,35 +67,39 @@ def chosen(args: argparse.Namespace) -> list[str]:
 def cmd_start(args: argparse.Namespace) -> int:
     from reconciler import operations
 
-    names = chosen(args)
-    with options.engine_session(options.of(args)) as target:
-        containers = operations.owned_containers(target, names, args.stack)
-        operations.start_containers(target, containers, holds=options.of(args).holds())
-    return done("started", containers)
+    return on_owned(args, "started", lambda target, names, holds, each: operations.start_containers(
+        target, names, holds=holds))  # fmt: skip
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     from reconciler import operations
 
-    names = chosen(args)
-    with options.engine_session(options.of(args)) as target:
-        containers = operations.owned_containers(target, names, args.stack)
-        with stopping() as status:
-            operations.stop_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout,
-                                       each=lambda name: status.step(name, f"stopping {name}"))  # fmt: skip
-    return done("stopped", containers)
+    return on_owned(args, "stopped", lambda target, names, holds, each: operations.stop_containers(
+        target, names, holds=holds, timeout=args.timeout, each=each))  # fmt: skip
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     from reconciler import operations
 
+    return on_owned(args, "restarted", lambda target, names, holds, each: operations.restart_containers(
+        target, names, holds=holds, timeout=args.timeout, each=each))  # fmt: skip
+
+
+Act = Callable[["engine.Engine", list[str], "Holds", Callable[[str], contextlib.AbstractContextManager[None]]], None]
+
+
+def on_owned(args: argparse.Namespace, verb: str, act: Act) -> int:
+    """``act`` on the owned containers the command names (unknown names refused before anything
+    runs), each stop shown in flight on a terminal; one ``VERB NAME`` line per container."""
+    from reconciler import operations
+
+    chosen_options = options.of(args)
     names = chosen(args)
-    with options.engine_session(options.of(args)) as target:
+    with options.engine_session(chosen_options) as target:
         containers = operations.owned_containers(target, names, args.stack)
         with stopping() as status:
-            operations.restart_containers(target, containers, holds=options.of(args).holds(), timeout=args.timeout,
-                                          each=lambda name: status.step(name, f"stopping {name}"))  # fmt: skip
-    return done("restarted", containers)
+            act(target, containers, chosen_options.holds(), lambda name: status.step(name, f"stopping {name}"))
+    return done(verb, containers)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
