@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import pytest
 
+from reconciler.backends.docker import stack_networks
 from tests.support import polling
 
 
@@ -79,3 +80,7 @@ def remove_named(client: docker.DockerClient, prefix: str) -> None:
         if volume["Name"].startswith(prefix):
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_volume(volume["Name"], force=True)
+    # A stack's own network (``<stack>_default``) is named after the stack, which some tests name
+    # without the prefix; once the test's containers are gone, the unused ones go.
+    with contextlib.suppress(docker.errors.APIError):
+        api.prune_networks(filters={"label": [stack_networks.LABEL]})
