@@ -35,7 +35,8 @@ from typing import Any
 
 from reconciler import api, controller, engine, errors, operations, presence, watching
 from reconciler.cli import console, options
-from reconciler.controller import state
+from reconciler.controller import images, notifications, state
+from reconciler.manifests import units
 
 LOG_FIELDS = ("stack", "container", "event")
 # How often the idle main thread hands freed heap pages back to the kernel (seconds).
@@ -150,7 +151,48 @@ def build_controller(
         stack_lock=lambda stack: operations.stack_lock(locks, stack),
         threaded_probes=True,
         holds=chosen.holds(),
+        image_refresh=image_refresh_of(args),
+        notifier=notifier_of(args),
     )
+
+
+def image_refresh_of(args: argparse.Namespace) -> float:
+    """``--image-refresh``: seconds between checks of ``Always`` images (a duration or a number)."""
+    text = getattr(args, "image_refresh", None)
+    if text is None:
+        return images.DEFAULT_IMAGE_REFRESH
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else units.parse_duration(text)
+    except ValueError as exc:
+        raise errors.ReconcilerError(f"--image-refresh: {exc}") from None
+
+
+def notifier_of(args: argparse.Namespace) -> notifications.Notifier | None:
+    """The webhook notifier that ``--notify-url`` or ``--notify-url-file`` asks for, if any."""
+    url = getattr(args, "notify_url", None)
+    if getattr(args, "notify_url_file", None):
+        url = small_file(args.notify_url_file, "--notify-url-file").decode().strip()
+    if not url:
+        return None
+    secret = None
+    if args.notify_secret_file:
+        secret = small_file(args.notify_secret_file, "--notify-secret-file").strip()
+    return notifications.Notifier(
+        notifications.http_sender(url), where=notifications.shown(url),
+        categories=notifications.parse_categories(args.notify_on), secret=secret,
+    )  # fmt: skip
+
+
+def small_file(path: str, option: str) -> bytes:
+    """A file holding a secret or a URL: at most 64 KiB, never echoed in an error."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(65537)
+    except OSError as exc:
+        raise errors.ReconcilerError(f"{option}: {path}: {exc.strerror}") from None
+    if len(data) > 65536:
+        raise errors.ReconcilerError(f"{option}: {path} is larger than 64 KiB")
+    return data
 
 
 def converge_once(ctl: controller.Controller, target: engine.Engine) -> int:

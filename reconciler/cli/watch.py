@@ -20,6 +20,7 @@ from reconciler.cli import options
 RESYNC_HELP = "seconds between resyncs against the engine, drift healing (default 60)"
 RELIST_HELP = "seconds between re-lists of the folder, missed file events (default 20)"
 DEBOUNCE_HELP = "seconds of quiet per file (default 0.5)"
+IMAGE_REFRESH_HELP = "how often pullPolicy: Always images are checked for a moved tag, e.g. 30m (default 1h; 0: never)"
 
 
 def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser]) -> None:
@@ -50,6 +51,19 @@ def add_daemon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="controller state (default ROOT/controller)")
     p.add_argument("--once", action="store_true", help="converge once and exit (cron, CI)")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--image-refresh", default=None, metavar="DURATION", help=IMAGE_REFRESH_HELP)
+    add_notify_options(p)
+
+
+def add_notify_options(p: argparse.ArgumentParser) -> None:
+    """Events to a webhook (applied, rollback, failed, drift)."""
+    p.add_argument("--notify-url", default=None, metavar="URL", help="POST events as JSON (retried; bounded queue)")
+    p.add_argument("--notify-url-file", default=None, metavar="FILE",
+                   help="read the URL from FILE (for URLs that carry a token: not on the command line)")  # fmt: skip
+    p.add_argument("--notify-on", default="applied,rollback,failed,drift", metavar="LIST",
+                   help="which events: applied, rollback, failed, drift (default all)")  # fmt: skip
+    p.add_argument("--notify-secret-file", default=None, metavar="FILE",
+                   help="sign each body with this secret (X-Reconciler-Signature-256: sha256=HMAC)")  # fmt: skip
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

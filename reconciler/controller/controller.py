@@ -23,7 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import engine, errors, manifests, operations, plans
-from reconciler.controller import folder, health, passes, queue, report, restarting, state, status, threads
+from reconciler.controller import (
+    folder,
+    health,
+    images,
+    notifications,
+    passes,
+    queue,
+    report,
+    restarting,
+    state,
+    status,
+    threads,
+)
 from reconciler.holds import Holds
 
 log = logging.getLogger("reconciler.controller")
@@ -77,6 +89,8 @@ class Controller:
         rng: random.Random | None = None,
         threaded_probes: bool = False,
         holds: Holds | None = None,
+        image_refresh: float = images.DEFAULT_IMAGE_REFRESH,
+        notifier: notifications.Notifier | None = None,
     ) -> None:
         self.engine = target
         self.clock: queue.Clock = clock or queue.SystemClock()
@@ -90,6 +104,10 @@ class Controller:
         self.problems = report.Problems()
         self.pass_times = report.PassTimes()
         self.health = health.Health(target, self.clock, self.desired)
+        self.images = images.ImageRefresh(target, self.events, interval=image_refresh, start=self.clock.monotonic())
+        self.notifier = notifier
+        if notifier is not None:
+            self.events.subscribe(notifier.offer)
         self.restarts = restarting.RestartDriver(
             target, self.clock, records, self.events, engine_restarts=self.settings.engine_restarts,
             rng=rng or random.Random(), wake=self._restart_scheduled, on_restart=self.health.forget,  # noqa: S311 (jitter)
@@ -98,7 +116,7 @@ class Controller:
         self.passes = passes.Passes(
             target, clock=self.clock, work=self.queue, alarm=self.alarm, desired=self.desired, checks=self.health,
             driver=self.restarts, problems=self.problems, events=self.events, stack_lock=stack_lock,
-            parallelism=self.settings.parallelism,
+            parallelism=self.settings.parallelism, refresh=self.images,
         )  # fmt: skip
         self._next_relist = self.clock.monotonic() + self.settings.relist_interval
         self._next_resync = self.clock.monotonic() + self.settings.resync_interval
@@ -171,6 +189,9 @@ class Controller:
             self._next_resync = now + self.settings.resync_interval
             self.queue.add(RESYNC_KEY)
         following.append(self._next_resync - now)
+        if self.images.due(now):
+            self.queue.add(images.IMAGES_KEY)
+        following.append(self.images.next_in(now))
         following.append(self._run_probes(now))
         return max(0.001, min(following))
 
@@ -264,6 +285,8 @@ class Controller:
         """Run the core on threads: workers, the timer, the engine-event reader."""
         self.queue.add(SCAN_KEY)
         self.queue.add(RESYNC_KEY)
+        if self.notifier is not None:
+            self.notifier.start()
         self._threads = threads.Threads(
             self.queue, self.alarm, process=self.process, tick=self.tick, handle_event=self.handle_event,
             events=lambda stop: self.engine.events(stop=stop), reconnected=lambda: self.queue.add(RESYNC_KEY),
@@ -278,6 +301,8 @@ class Controller:
             self.queue.shutdown()
         if self._probe_pool is not None:
             self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        if self.notifier is not None:
+            self.notifier.stop()
 
     # -- what the API serves --------------------------------------------------------------------
 
@@ -291,10 +316,13 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""
-        return status.render(
+        shown = status.render(
             engine_name=self.engine.name, desired=self.desired, actual=self.passes.last_observed(), checks=self.health,
             driver=self.restarts, problems=self.problems, work=self.queue, now=self.clock.monotonic(),
         )  # fmt: skip
+        if self.notifier is not None:
+            shown["notifications"] = self.notifier.stats()
+        return shown
 
     def events_since(self, sequence: int = 0) -> list[dict[str, Any]]:
         return self.events.since(sequence)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from reconciler import engine, errors, executing, manifests, observed, operations, planning, plans
-from reconciler.controller import folder, health, queue, report, restarting
+from reconciler.controller import folder, health, images, queue, report, restarting
 
 log = logging.getLogger("reconciler.controller")
 
@@ -50,8 +50,10 @@ class Passes:
         events: report.EventLog,
         stack_lock: operations.LockFactory,
         parallelism: int,
+        refresh: images.ImageRefresh | None = None,
     ) -> None:
         self.engine = target
+        self.refresh = refresh
         self.clock = clock
         self.queue = work
         self.alarm = alarm
@@ -76,6 +78,9 @@ class Passes:
             return None
         if key == RESYNC_KEY:
             self._resync()
+            return None
+        if key == images.IMAGES_KEY:
+            self._check_images()
             return None
         return self._reconcile(key)
 
@@ -132,6 +137,14 @@ class Passes:
                 self.desired.forget(stack)  # a deleted file's stack, pruned: nothing to manage
                 continue
             self._check_drift(stack, desired, actual, now)
+
+    def _check_images(self) -> None:
+        """Ask the registry about the ``Always`` images; a full pass for each stack behind a moved tag."""
+        if self.refresh is None:
+            return
+        snapshot = self.desired.current()
+        for stack in sorted(self.refresh.check(snapshot.desired, self.last_observed()) - snapshot.frozen):
+            self.enqueue(stack)
 
     def _check_drift(self, stack: str, desired: manifests.Desired, actual: observed.Observed, now: float) -> None:
         try:

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from reconciler import planning, plans
@@ -26,14 +26,16 @@ from reconciler.controller import queue
 log = logging.getLogger("reconciler.controller")
 
 EVENT_BUFFER = 1000
-_WARNINGS = frozenset({"step-failed", "manifest-error", "error", "gave-up"})
+_WARNINGS = frozenset({"step-failed", "manifest-error", "error", "gave-up", "image-check-failed"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ControllerEvent:
     sequence: int
     time: float
-    kind: str  # reconcile | drift | step-failed | exit | restart | gave-up | held | health | manifest-error | error
+    # reconcile | drift | step-failed | exit | restart | gave-up | held | health | manifest-error | error |
+    # image-updated | image-check-failed
+    kind: str
     stack: str
     name: str
     message: str
@@ -51,6 +53,11 @@ class EventLog:
         self._events: deque[ControllerEvent] = deque(maxlen=EVENT_BUFFER)
         self._cond = threading.Condition()
         self._sequence = itertools.count(1)
+        self._listeners: list[Callable[[ControllerEvent], None]] = []
+
+    def subscribe(self, listener: Callable[[ControllerEvent], None]) -> None:
+        """Call ``listener`` with each new event (it must return at once: notifications queue)."""
+        self._listeners.append(listener)
 
     def add(self, kind: str, stack: str, name: str, message: str, *, at: float | None = None) -> None:
         """Record (and log) an event; ``at`` is its wall time when not now."""
@@ -58,8 +65,11 @@ class EventLog:
         level = logging.WARNING if kind in _WARNINGS else logging.INFO
         log.log(level, "%s: %s", kind, message, extra={"stack": stack, "container": name, "event": kind})
         with self._cond:
-            self._events.append(ControllerEvent(next(self._sequence), moment, kind, stack, name, message))
+            event = ControllerEvent(next(self._sequence), moment, kind, stack, name, message)
+            self._events.append(event)
             self._cond.notify_all()
+        for listener in self._listeners:
+            listener(event)
 
     def since(self, sequence: int = 0) -> list[dict[str, Any]]:
         with self._cond:

@@ -1,0 +1,198 @@
+"""Events to a webhook: a real HTTP receiver on 127.0.0.1 gets the subscribed events as JSON,
+signed when a secret is set; failures are retried with backoff, a 4xx is not; a receiver that
+never answers costs a bounded queue and one thread; the URL's token never reaches a log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import errors
+from reconciler.controller import notifications, report
+from tests.support.polling import eventually
+from tests.unit.controller_support import Harness, container_yaml
+
+
+class Receiver:
+    """An HTTP server that records each POST and answers with the next scripted status."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.bodies: list[dict[str, object]] = []
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
+        self.statuses = list(statuses or [])
+        self.attempts = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.attempts += 1
+                status = owner.statuses.pop(0) if owner.statuses else 200
+                if status == 200:
+                    owner.bodies.append(json.loads(body))
+                    owner.headers.append(dict(self.headers))
+                    owner.paths.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                del format, args
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0KEN-s3cret?key=abc"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+def event(kind: str, sequence: int = 1, message: str = "m") -> report.ControllerEvent:
+    return report.ControllerEvent(sequence, 1000.0 + sequence, kind, "shop", "web", message)
+
+
+def notifier(url: str, **options: object) -> notifications.Notifier:
+    sender = notifications.http_sender(url, timeout=5.0)
+    return notifications.Notifier(sender, where=notifications.shown(url), backoff=0.01, **options)  # type: ignore[arg-type]
+
+
+def test_subscribed_events_arrive_as_signed_json(receiver: Receiver) -> None:
+    sender = notifier(receiver.url, secret=b"hush", categories=["applied", "rollback"])
+    sender.start()
+    try:
+        for number, kind in enumerate(["reconcile", "exit", "health", "rollback", "step-failed"], start=1):
+            sender.offer(event(kind, number))
+        eventually(lambda: len(receiver.bodies) == 2)
+    finally:
+        sender.stop()
+    assert [body["kind"] for body in receiver.bodies] == ["reconcile", "rollback"]
+    assert [body["category"] for body in receiver.bodies] == ["applied", "rollback"]
+    first = receiver.bodies[0]
+    assert first["stack"] == "shop" and first["name"] == "web" and first["source"] == "reconciler"
+    assert first["dropped"] == 0
+    assert receiver.paths[0] == "/hooks/T0KEN-s3cret?key=abc"
+    signed = receiver.headers[0][notifications.SIGNATURE_HEADER]
+    body = json.dumps(receiver.bodies[0], sort_keys=True).encode()
+    assert signed == "sha256=" + hmac.new(b"hush", body, hashlib.sha256).hexdigest()
+    assert sender.stats()["sent"] == 2
+
+
+def test_server_errors_are_retried_and_a_4xx_is_not() -> None:
+    flaky = Receiver([500, 503, 429, 200, 400])
+    sender = notifier(flaky.url)
+    sender.start()
+    try:
+        sender.offer(event("reconcile", 1))
+        eventually(lambda: len(flaky.bodies) == 1)
+        sender.offer(event("reconcile", 2))
+        eventually(lambda: sender.stats()["failed"] == 1)
+    finally:
+        sender.stop()
+        flaky.close()
+    assert flaky.attempts == 5  # four for the first event, one for the second (a 400 is final)
+    assert sender.stats() == {"url": notifications.shown(flaky.url), "sent": 1, "failed": 1, "dropped": 0,
+                              "queued": 0}  # fmt: skip
+
+
+def test_a_receiver_that_never_answers_costs_a_bounded_queue_and_one_thread() -> None:
+    stuck = threading.Event()
+    release = threading.Event()
+    delivered: list[dict[str, object]] = []
+
+    def send(body: bytes, headers: object) -> int:
+        stuck.set()
+        release.wait(30)
+        delivered.append(json.loads(body))
+        return 200
+
+    threads_before = threading.active_count()
+    sender = notifications.Notifier(send, where="test", queue_size=8)
+    sender.start()
+    try:
+        sender.offer(event("reconcile", 1))
+        eventually(stuck.is_set)
+        for number in range(2, 1002):
+            sender.offer(event("reconcile", number))
+        assert threading.active_count() == threads_before + 1
+        assert sender.stats()["queued"] == 8
+        assert sender.stats()["dropped"] == 992
+        release.set()
+        eventually(lambda: len(delivered) == 9)
+    finally:
+        release.set()
+        sender.stop()
+    # The newest events are kept; the first message after the drops says how many were lost.
+    assert [body["seq"] for body in delivered] == [1, *range(994, 1002)]
+    assert delivered[1]["dropped"] == 992
+    assert delivered[2]["dropped"] == 0
+
+
+def test_the_urls_token_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    dead = Receiver([500] * 10)
+    url = dead.url
+    sender = notifier(url, attempts=2)
+    caplog.set_level(logging.DEBUG)
+    sender.start()
+    try:
+        sender.offer(event("reconcile"))
+        eventually(lambda: sender.stats()["failed"] == 1)
+    finally:
+        sender.stop()
+        dead.close()
+    assert "not delivered" in caplog.text
+    assert "T0KEN" not in caplog.text and "key=abc" not in caplog.text
+    assert "T0KEN" not in json.dumps(sender.stats())
+
+
+def test_categories_are_checked() -> None:
+    assert notifications.parse_categories("failed, drift") == {"failed", "drift"}
+    with pytest.raises(errors.ReconcilerError, match="--notify-on: sometimes: choose from applied"):
+        notifications.parse_categories("failed,sometimes")
+    with pytest.raises(errors.ReconcilerError, match="is not an http"):
+        notifications.http_sender("ftp://example.invalid/x")
+
+
+def test_the_controller_sends_what_it_reports(tmp_path: Path, receiver: Receiver) -> None:
+    """Wired into the loop: a pass that applies something is an ``applied`` message; the status
+    shows the notifier's counts without its URL's path."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    harness = Harness(folder)
+    sender = notifier(receiver.url)
+    harness.controller.notifier = sender
+    harness.controller.events.subscribe(sender.offer)
+    sender.start()
+    try:
+        harness.write("web.yaml", container_yaml("web"))
+        harness.settle()
+        eventually(lambda: any(body["kind"] == "reconcile" for body in receiver.bodies))
+    finally:
+        sender.stop()
+    applied = next(body for body in receiver.bodies if body["kind"] == "reconcile")
+    assert applied["stack"] == "web"
+    assert applied["category"] == "applied"
+    assert applied["message"] == harness.controller.events_since(0)[0]["message"]
+    assert applied["message"].startswith("Plan: 1 to create")
+    shown = harness.controller.status()["notifications"]
+    assert shown["sent"] >= 1 and "T0KEN" not in shown["url"]
