@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import errors
+from reconciler.cli import daemon, entry
 from reconciler.controller import notifications, report
 from tests.support.polling import eventually
 from tests.unit.controller_support import Harness, container_yaml
@@ -196,3 +197,22 @@ def test_the_controller_sends_what_it_reports(tmp_path: Path, receiver: Receiver
     assert applied["message"].startswith("Plan: 1 to create")
     shown = harness.controller.status()["notifications"]
     assert shown["sent"] >= 1 and "T0KEN" not in shown["url"]
+
+
+def test_the_watch_options_build_the_notifier(tmp_path: Path) -> None:
+    """``--notify-url-file`` keeps a token off the command line; a missing file is named, its
+    content never shown."""
+    url_file = tmp_path / "url"
+    url_file.write_text("https://hooks.example.invalid/services/T0KEN\n")
+    secret = tmp_path / "secret"
+    secret.write_text("hush\n")
+    parser = entry.build_parser()
+    args = parser.parse_args(["watch", str(tmp_path), "--notify-url-file", str(url_file),
+                              "--notify-secret-file", str(secret), "--notify-on", "failed"])  # fmt: skip
+    built = daemon.notifier_of(args)
+    assert built is not None
+    assert built.where == "https://hooks.example.invalid/…"
+    assert daemon.notifier_of(parser.parse_args(["watch", str(tmp_path)])) is None
+    args.notify_url_file = str(tmp_path / "missing")
+    with pytest.raises(errors.ReconcilerError, match=r"--notify-url-file: .*missing: No such file"):
+        daemon.notifier_of(args)
