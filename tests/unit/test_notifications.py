@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import logging
 import threading
@@ -19,47 +18,8 @@ from reconciler import errors
 from reconciler.cli import daemon, entry
 from reconciler.controller import notifications, report
 from tests.support.polling import eventually
+from tests.support.webhook import Receiver
 from tests.unit.controller_support import Harness, container_yaml
-
-
-class Receiver:
-    """An HTTP server that records each POST and answers with the next scripted status."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.bodies: list[dict[str, object]] = []
-        self.headers: list[dict[str, str]] = []
-        self.paths: list[str] = []
-        self.statuses = list(statuses or [])
-        self.attempts = 0
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.attempts += 1
-                status = owner.statuses.pop(0) if owner.statuses else 200
-                if status == 200:
-                    owner.bodies.append(json.loads(body))
-                    owner.headers.append(dict(self.headers))
-                    owner.paths.append(self.path)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                del format, args
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0KEN-s3cret?key=abc"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -194,7 +154,7 @@ def test_the_controller_sends_what_it_reports(tmp_path: Path, receiver: Receiver
     assert applied["stack"] == "web"
     assert applied["category"] == "applied"
     assert applied["message"] == harness.controller.events_since(0)[0]["message"]
-    assert applied["message"].startswith("Plan: 1 to create")
+    assert str(applied["message"]).startswith("Plan: 1 to create")
     shown = harness.controller.status()["notifications"]
     assert shown["sent"] >= 1 and "T0KEN" not in shown["url"]
 
