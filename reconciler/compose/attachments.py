@@ -44,21 +44,15 @@ def attach_networks(context: Context, current: ServiceDocument, spec: dict[str, 
     current.document.spec["networks"] = attached
 
 
-def _network_mode(context: Context, current: ServiceDocument, value: object) -> None:
-    mode = str(value)
-    if mode.startswith("service:"):
-        other = mode.removeprefix("service:")
-        mode = f"container:{context.names.get(other, other)}"
-    current.put(context, ("spec", "networkMode"), mode, "network_mode")
+def _shared(field: str, compose_field: str) -> Handler:
+    """``network_mode``, ``ipc`` or ``pid``: ``service:x`` is x's container (its first replica)."""
 
-
-def _shared(field: str) -> Handler:
     def handle(context: Context, current: ServiceDocument, value: object) -> None:
         mode = str(value)
         if mode.startswith("service:"):
             other = mode.removeprefix("service:")
-            mode = f"container:{context.names.get(other, other)}"
-        current.put(context, ("spec", field), mode, field)
+            mode = f"container:{context.single.get(other, other)}"
+        current.put(context, ("spec", field), mode, compose_field)
 
     return handle
 
@@ -187,7 +181,7 @@ def _volumes_from(context: Context, current: ServiceDocument, value: object) -> 
             context.refuse(here, here, "volumes_from with :ro or :rw is not supported")
             text = text[:-3]
         sources.append(
-            text.removeprefix("container:") if text.startswith("container:") else context.names.get(text, text)
+            text.removeprefix("container:") if text.startswith("container:") else context.single.get(text, text)
         )
     current.put(context, ("spec", "volumesFrom"), sources, "volumes_from")
 
@@ -250,9 +244,9 @@ def _logging(context: Context, current: ServiceDocument, value: object) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "network_mode": _network_mode,
-    "ipc": _shared("ipc"),
-    "pid": _shared("pid"),
+    "network_mode": _shared("networkMode", "network_mode"),
+    "ipc": _shared("ipc", "ipc"),
+    "pid": _shared("pid", "pid"),
     "ports": _ports,
     "volumes": _volumes,
     "tmpfs": _tmpfs,

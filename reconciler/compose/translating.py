@@ -114,7 +114,11 @@ def begin(project: Project, merged: Located) -> tuple[Context, dict[str, dict[st
         services = {}
     active = {n: s for n, s in services.items() if isinstance(s, dict) and _active(s, project.profiles)}
     names = {service: _container_name(project, service, spec) for service, spec in active.items()}
-    context = Context(project, merged, out, names, top)
+    # A reference that needs one container (service:x, volumes_from) takes x's first replica, as compose.
+    single = {
+        service: names[service] if _replicas(spec) == 1 else f"{names[service]}-1" for service, spec in active.items()
+    }
+    context = Context(project, merged, out, names, top, single)
     _refuse_top_level(context, top)
     networks_used = {"default"} if any(_uses_default(s) for s in active.values()) else set()
     for service in active.values():
@@ -173,6 +177,7 @@ class Context:
     out: Translation
     names: dict[str, str]
     top: dict[str, object]
+    single: dict[str, str]
     network_names: dict[str, tuple[str, bool]] = dataclasses.field(default_factory=dict)
     volume_names: dict[str, tuple[str, bool]] = dataclasses.field(default_factory=dict)
 

@@ -41,15 +41,24 @@ def cross_check(
     """
     findings: list[Finding] = []
     published: _Published = {}
+    # A reference may name one replica of a replicated container (volumesFrom needs one).
+    declared = dict.fromkeys(
+        [*containers, *(r for n, c in containers.items() for r in replica_names(n, c.spec.replicas))]
+    )
     for name in sorted(containers):
         container = containers[name]
         _port_clashes(container, published, findings)
         _network_references(container, networks, invalid, findings)
         _volume_references(container, volumes, invalid, findings)
-        _container_references(container, containers, invalid, findings)
+        _container_references(container, declared, invalid, findings)
     for cycle in _cycles(containers):
         findings.append(Finding(cycle[0], ("spec", "dependsOn"), "dependency cycle: " + " → ".join([*cycle, cycle[0]])))
     return findings
+
+
+def replica_names(name: str, count: int) -> list[str]:
+    """The containers a document with ``replicas: count`` stands for (none of its own when 1)."""
+    return [f"{name}-{index}" for index in range(1, count + 1)] if count != 1 else []
 
 
 def container_dependencies(container: desired.DesiredContainer) -> list[str]:
@@ -144,7 +153,7 @@ def _volume_references(
 
 def _container_references(
     container: desired.DesiredContainer,
-    containers: Mapping[str, desired.DesiredContainer],
+    containers: Mapping[str, None],
     invalid: Set[tuple[str, str]],
     findings: list[Finding],
 ) -> None:
@@ -156,7 +165,7 @@ def _container_references(
     ):
         for index, other in enumerate(names):
             path: tuple[str | int, ...] = ("spec", field, index) + (("name",) if field == "dependsOn" else ())
-            if other == name:
+            if other == name or other in replica_names(name, container.spec.replicas):
                 findings.append(Finding(name, path, f"container {name!r} cannot refer to itself"))
             elif other not in containers and ("Container", other) not in invalid:
                 findings.append(

@@ -29,8 +29,7 @@ SERVICE_LABEL = vocabulary.SERVICE_LABEL
 _NAME_LIMIT = 63
 
 
-def replica_names(name: str, count: int) -> list[str]:
-    return [f"{name}-{index}" for index in range(1, count + 1)]
+replica_names = checks.replica_names
 
 
 def expand(

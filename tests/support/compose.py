@@ -169,11 +169,12 @@ def expected(project: Mapping[str, Any]) -> View:
                                                   no ``hostIP`` (both: every address)
     ``networks`` (map; ``default`` when none)     ``networks`` ``[{name: <net doc>, aliases:
                                                   [<s>, ...], ipv4Address}]``; compared as a set
-    ``network_mode``                              ``networkMode`` (``service:x`` → ``container:<x's name>``)
+    ``network_mode``                              ``networkMode`` (``service:x`` → ``container:<x's name>``;
+                                                  x replicated: its first replica ``<x>-1``, as compose)
     ``volumes`` type volume / bind / tmpfs        ``mounts`` volume (source: the Volume doc, or the
                                                   external name) / bind (absolute source) / tmpfs
     ``tmpfs`` (``/p[:size=..,mode=..]``)          ``mounts`` tmpfs ``{target, size, mode}``
-    ``volumes_from`` (``s``, ``container:n``)     ``volumesFrom`` (s's container name, n)
+    ``volumes_from`` (``s``, ``container:n``)     ``volumesFrom`` (s's container name or first replica, n)
     ``restart`` (``on-failure:N``)                ``restart {policy, maxRetries}``
     ``deploy.restart_policy`` (no ``restart``)    condition none/on-failure/any → no/on-failure/always,
                                                   ``max_attempts`` → maxRetries, ``delay`` →
@@ -250,6 +251,11 @@ class _Naming:
         base = f"{self.stack}-{dns_name(service)}"
         return base if replicas(definition) != 1 else f"{base}-1"
 
+    def one(self, service: str) -> str:
+        """The one container a ``service:x`` mode or ``volumes_from: [x]`` means: x's first replica."""
+        name = self.container(service)
+        return name if replicas(self.project["services"][service]) == 1 else f"{name}-1"
+
     def network(self, key: str) -> str:
         return dns_name(str(self.project["networks"][key].get("name") or f"{self.project['name']}_{key}"))
 
@@ -300,7 +306,7 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
         "networks": _attachments(key, service, naming),
         "networkMode": _mode(service.get("network_mode"), naming) or "bridge",
         "mounts": sorted(_mounts(service, naming), key=repr),
-        "volumesFrom": sorted(name.removeprefix("container:") if name.startswith("container:") else naming.container(name)
+        "volumesFrom": sorted(name.removeprefix("container:") if name.startswith("container:") else naming.one(name)
                               for name in service.get("volumes_from") or ()),
         "restart": _restart(service),
         "resources": {"memory": size(memory), "cpus": None if cpus is None else float(cpus),
@@ -388,7 +394,7 @@ def _attachments(service_key: str, service: Mapping[str, Any], naming: _Naming) 
 def _mode(value: str | None, naming: _Naming) -> str | None:
     """``service:x`` (compose's way to share a namespace) is the container ``x`` runs as."""
     if value is not None and value.startswith("service:"):
-        return f"container:{naming.container(value.removeprefix('service:'))}"
+        return f"container:{naming.one(value.removeprefix('service:'))}"
     return value
 
 

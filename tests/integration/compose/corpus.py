@@ -378,6 +378,14 @@ GOOD: list[Case] = [
           store: {{}}
         """)),
     Case("build-with-image", single("build: .")),
+    # compose names the first replica where one container is needed (network_mode, ipc, volumes_from).
+    Case("service-mode-of-a-replicated-service", compose(f"""
+        services:
+          web: {{image: {IMAGE}, deploy: {{replicas: 2}}, volumes: ["store:/store"]}}
+          side: {{image: {IMAGE}, network_mode: "service:web", ipc: "service:web", volumes_from: [web]}}
+        volumes:
+          store: {{}}
+        """)),
     Case("uppercase-and-underscores", compose(f"services:\n  api_v2:\n    image: {IMAGE}\n  Web.Front:\n    image: {IMAGE}\n")),
 ]
 # fmt: on
