@@ -20,6 +20,10 @@ Routes (JSON unless said otherwise)::
     POST /apply/cancel {"id": "a1b2…"}   → {"cancelled": true}: the apply of that id starts no
                  new step (the client's Ctrl-C); its answer then says what was done and not
     GET  /metrics                        Prometheus text exposition format 0.0.4
+    POST /hooks/git                      a forge's push hook (GitHub's X-Hub-Signature-256 or GitLab's
+                 X-Gitlab-Token, see :mod:`reconciler.webhooks`) → 202 and the git source fetches at
+                 once; 401 (logged without the payload) otherwise; 404 without ``--webhook-secret-file``.
+                 Served on the TCP listener too, where a forge can reach it.
 
 Every other route refuses (409, ``kind: target``) a request whose ``X-Reconciler-Root`` or
 ``X-Reconciler-Engine`` names another root or engine than the daemon's: the second safety behind
@@ -60,7 +64,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler import client, errors, operations
+from reconciler import client, errors, operations, webhooks
 
 if TYPE_CHECKING:
     from reconciler import plans
@@ -344,6 +348,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         received = self._body()
         if received is None:
             return
+        if url.path == "/hooks/git":
+            self._git_hook(received)
+            return
         if self.server.metrics_only:
             self._json(404, {"error": "no POST routes here"})
             return
@@ -384,6 +391,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             )  # fmt: skip
         body = operations.outcome_json(applied.plan, applied.outcome)
         self._json(200, {**body, "recovered": applied.recovered, "warnings": applied.warnings})
+
+    def _git_hook(self, body: bytes) -> None:
+        """A forge's hook: authenticated by the shared secret, it makes the git source fetch now."""
+        hook = self.server.git_hook
+        if hook is None:
+            self._json(404, {"error": "no git webhook here (reconcile watch --git URL --webhook-secret-file FILE)"})
+            return
+        headers = {name: value for name in webhooks.HEADERS if (value := self.headers.get(name)) is not None}
+        scheme, why = webhooks.authenticate(hook.secret, headers, body)
+        if scheme is None:
+            self.server.refusals.refused(str(self.client_address[0]), why, len(body))
+            self._json(401, {"error": "the hook is not signed with the shared secret"})
+            return
+        hook.trigger()
+        self._json(202, {"fetching": True, "scheme": scheme})
 
 
 class Cancels:
@@ -434,6 +456,8 @@ class _Bounded(socketserver.ThreadingMixIn, socketserver.BaseServer):
     cancels: Cancels
     limits: Limits
     slots: threading.BoundedSemaphore
+    git_hook: webhooks.GitHook | None
+    refusals: webhooks.Refusals
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
@@ -486,13 +510,17 @@ class Server:
         metrics_addr: str | None = None,
         poll_interval: float = 2.0,
         limits: Limits | None = None,
+        git_hook: webhooks.GitHook | None = None,
     ) -> None:
         """``root``: the state folder the backend's engine works on, named by ``/healthz`` and
         compared with each client's (None: a backend without one, e.g. in tests; then only the
-        engine is compared). ``limits``: what one client may hold, per listener."""
+        engine is compared). ``limits``: what one client may hold, per listener. ``git_hook``:
+        the secret and trigger of ``POST /hooks/git`` (None: the route answers 404)."""
         self.backend = backend
         self.root = root
         self.limits = limits or Limits()
+        self.git_hook = git_hook
+        self.refusals = webhooks.Refusals()
         # How often the accept loops look at a shutdown request: slow polling is idle CPU saved,
         # paid for once, at shutdown.
         self.poll_interval = poll_interval
@@ -535,6 +563,7 @@ class Server:
 
     def _limit(self, server: _Bounded) -> None:
         server.limits = self.limits
+        server.git_hook, server.refusals = self.git_hook, self.refusals
         server.slots = threading.BoundedSemaphore(self.limits.connections)
 
     def start(self) -> None:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import api, controller, engine, errors, operations, presence, watching
-from reconciler.cli import console, options
-from reconciler.controller import images, notifications, state
+from reconciler.cli import console, gitops, options
+from reconciler.controller import git_source, images, notifications, state
 from reconciler.manifests import units
 
 LOG_FIELDS = ("stack", "container", "event")
@@ -106,12 +106,11 @@ def trim_malloc() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``reconcile watch``: serve until a signal, or converge once with ``--once``."""
-    folder = Path(args.manifests or args.dir).resolve()
-    if not folder.is_dir():
-        raise errors.ReconcilerError(f"{folder} is not a folder")
     limit_malloc_arenas()
     setup_logging(args.log_format, "DEBUG" if os.environ.get("RECONCILER_DEBUG") else "INFO")
     chosen = options.of(args)
+    # DIR, or with --git the folder of a git source (its state under the controller's).
+    folder, source = gitops.folder_and_source(args, state_dir(args, chosen))
     if not args.once and api.Client(chosen.socket).ping() is not None:
         raise errors.ReconcilerError(f"a daemon already answers on {chosen.socket}; stop it first")
     target = options.open_engine(chosen)
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         # The native engine has no daemon of its own to bring containers back after a reboot.
         for name in operations.boot(target, chosen.holds()):
             logging.getLogger("reconciler.daemon").info("boot: started %s", name)
-    ctl = build_controller(args, chosen, target, folder)
+    ctl = build_controller(args, chosen, target, folder, source)
     if args.once:
         return converge_once(ctl, target)
     try:
@@ -136,7 +135,11 @@ def state_dir(args: argparse.Namespace, chosen: options.GlobalOptions) -> Path:
 
 
 def build_controller(
-    args: argparse.Namespace, chosen: options.GlobalOptions, target: engine.Engine, folder: Path
+    args: argparse.Namespace,
+    chosen: options.GlobalOptions,
+    target: engine.Engine,
+    folder: Path,
+    source: git_source.GitSource | None = None,
 ) -> controller.Controller:
     locks = chosen.lock_dir
     return controller.Controller(
@@ -153,6 +156,7 @@ def build_controller(
         holds=chosen.holds(),
         image_refresh=image_refresh_of(args),
         notifier=notifier_of(args),
+        git=source,
     )
 
 
@@ -221,12 +225,15 @@ def serve(args: argparse.Namespace, ctl: controller.Controller, target: engine.E
     # ``kill -USR1`` dumps every thread's stack to the log: how a stuck pass is diagnosed.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     chosen = options.of(args)
-    server = api.Server(ctl, socket_path=chosen.socket, root=chosen.target_root, metrics_addr=args.metrics_addr or None)
+    server = api.Server(ctl, socket_path=chosen.socket, root=chosen.target_root, metrics_addr=args.metrics_addr or None,
+                        git_hook=gitops.hook(args, ctl.git))  # fmt: skip
     debounce = watching.DEFAULT_DEBOUNCE if args.debounce is None else args.debounce
-    watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=debounce)
+    # A git source's folder changes only by its switches, which rescan themselves.
+    watcher = watching.FolderWatcher(folder, ctl.file_changed, debounce=debounce) if ctl.git is None else None
     # Watching first, then the first scan, then the API: once the socket answers, a file written
     # into the folder is never missed (the readiness a test or a service manager waits for).
-    watcher.start()
+    if watcher is not None:
+        watcher.start()
     ctl.start()
     server.start()
     log.info("watching %s with the %s engine on root %s; API on %s%s", folder, target.name, chosen.target_root,
@@ -239,7 +246,8 @@ def serve(args: argparse.Namespace, ctl: controller.Controller, target: engine.E
             if seconds % TRIM_INTERVAL == 0:
                 trim_malloc()
     finally:
-        watcher.stop()
+        if watcher is not None:
+            watcher.stop()
         ctl.stop()
         server.stop()
         target.close()

@@ -28,13 +28,13 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
     p = options.add_command(
         commands, "watch", cmd_watch, "run the controller on a folder of manifests (the daemon)", parents=common
     )
-    p.add_argument("dir", metavar="DIR", help="folder of *.yaml/*.yml manifests")
+    p.add_argument("dir", metavar="DIR", nargs="?", help="folder of *.yaml/*.yml manifests (or --git URL)")
     p.set_defaults(manifests=None)
     add_daemon_options(p)
     p = options.add_command(
         commands, "daemon", cmd_watch, "alias of watch: reconcile daemon --manifests DIR", parents=common
     )
-    p.add_argument("--manifests", required=True, metavar="DIR", help="folder of manifests")
+    p.add_argument("--manifests", metavar="DIR", help="folder of manifests (or --git URL)")
     p.set_defaults(dir=None)
     add_daemon_options(p)
 
@@ -53,6 +53,26 @@ def add_daemon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--image-refresh", default=None, metavar="DURATION", help=IMAGE_REFRESH_HELP)
     add_notify_options(p)
+    add_git_options(p)
+
+
+def add_git_options(p: argparse.ArgumentParser) -> None:
+    """A branch of a repository instead of a folder (the daemon's ``gitops`` checks them together)."""
+    g = p.add_argument_group("git source (instead of DIR)")
+    g.add_argument("--git", default=None, metavar="URL",
+                   help="converge on a repository: https://, ssh://, git://, host:path or a path")  # fmt: skip
+    g.add_argument("--branch", default=None, help="the branch to follow (default main)")
+    g.add_argument("--path", default=None, metavar="DIR", help="the folder of manifests in it (default .)")
+    g.add_argument("--interval", default=None, metavar="DURATION", help="how often to fetch (default 30s)")
+    g.add_argument("--ssh-key", default=None, metavar="FILE", help="a deploy key for ssh URLs")
+    g.add_argument("--token-file", default=None, metavar="FILE",
+                   help="an HTTPS token (TOKEN or USER:TOKEN), sent as HTTP basic auth")  # fmt: skip
+    g.add_argument("--webhook-secret-file", default=None, metavar="FILE",
+                   help="enable POST /hooks/git (GitHub's HMAC or GitLab's token) with this secret")  # fmt: skip
+    g.add_argument("--require-signed", action="store_true",
+                   help="apply only commits signed by a key of --allowed-signers or --gpg-keyring")  # fmt: skip
+    g.add_argument("--allowed-signers", default=None, metavar="FILE", help="an ssh allowed-signers file")
+    g.add_argument("--gpg-keyring", default=None, metavar="FILE", help="exported public gpg keys that may sign")
 
 
 def add_notify_options(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from reconciler import engine, errors, manifests, operations, plans
 from reconciler.controller import (
     folder,
+    git_source,
     health,
     images,
     notifications,
@@ -91,7 +92,9 @@ class Controller:
         holds: Holds | None = None,
         image_refresh: float = images.DEFAULT_IMAGE_REFRESH,
         notifier: notifications.Notifier | None = None,
+        git: git_source.GitSource | None = None,
     ) -> None:
+        """``git``: the folder is that git source's (``folder_path`` is then not read)."""
         self.engine = target
         self.clock: queue.Clock = clock or queue.SystemClock()
         self.settings = Settings(engine_restarts, relist_interval, resync_interval, parallelism, workers)
@@ -99,8 +102,14 @@ class Controller:
         self.queue = queue.WorkQueue(self.clock)
         self.alarm = queue.Alarm()
         records = state.ControllerState(state_dir)
-        self.desired = folder.DesiredFolder(folder_path, records)
+        self.desired = folder.DesiredFolder(git.folder if git else folder_path, records)
         self.events = report.EventLog(self.clock)
+        self.git = git
+        if git is not None:
+            # Each event names the commit in force; a new commit in force is a rescan.
+            self.events.revision = git.commit_in_force
+            git.connect(events=self.events, exclusive=self.desired.manifests.exclusive(),
+                        changed=lambda: self.queue.add(SCAN_KEY))  # fmt: skip
         self.problems = report.Problems()
         self.pass_times = report.PassTimes()
         self.health = health.Health(target, self.clock, self.desired)
@@ -208,10 +217,14 @@ class Controller:
 
     def converge_once(self) -> bool:
         """``--once``: scan, reconcile every stack, then report whether every pass succeeded."""
+        if self.git is not None:
+            self.git.sync()
         self.queue.add(SCAN_KEY)
         self.run_ready()  # the first scan enqueues every declared and every managed stack
         snapshot = self.desired.last()
         broken = any(not file.ok for file in (snapshot.files.values() if snapshot else ()))
+        # A fetch that failed or a commit refused is a failure too (its reasons are in status).
+        broken = broken or (self.git is not None and not self.git.healthy())
         return not self.problems.any_error() and not broken
 
     def process(self, key: str) -> None:
@@ -292,9 +305,13 @@ class Controller:
             events=lambda stop: self.engine.events(stop=stop), reconnected=lambda: self.queue.add(RESYNC_KEY),
         )  # fmt: skip
         self._threads.start(self.settings.workers)
+        if self.git is not None:
+            self.git.start()
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Graceful shutdown: finish the passes in flight, leave every container running."""
+        if self.git is not None:
+            self.git.stop(timeout=timeout)
         if self._threads is not None:
             self._threads.stop(timeout=timeout)
         else:
@@ -322,7 +339,15 @@ class Controller:
         )  # fmt: skip
         if self.notifier is not None:
             shown["notifications"] = self.notifier.stats()
+        if self.git is not None:
+            shown["git"] = self.git.status()
+            shown["files"] = [*shown["files"], *self.git.file_reports()]
         return shown
+
+    def fetch_now(self) -> None:
+        """``POST /hooks/git``: the git source fetches at once."""
+        if self.git is not None:
+            self.git.trigger()
 
     def events_since(self, sequence: int = 0) -> list[dict[str, Any]]:
         return self.events.since(sequence)

@@ -75,6 +75,11 @@ class ManifestFolder:
         self._last_good: dict[str, str] = self._records.load_last_good()
         self._lock = threading.Lock()
 
+    def exclusive(self) -> threading.Lock:
+        """The lock every load holds: whoever replaces the folder's files at once (the git source,
+        switching commits) holds it too, so that no load reads half of each."""
+        return self._lock
+
     def paths(self) -> list[Path]:
         try:
             return sources.manifest_files(self.folder)

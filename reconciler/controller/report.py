@@ -26,7 +26,8 @@ from reconciler.controller import queue
 log = logging.getLogger("reconciler.controller")
 
 EVENT_BUFFER = 1000
-_WARNINGS = frozenset({"step-failed", "manifest-error", "error", "gave-up", "image-check-failed"})
+_WARNINGS = frozenset({"step-failed", "manifest-error", "error", "gave-up", "image-check-failed", "commit-refused",
+                       "fetch-failed"})  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,15 +35,19 @@ class ControllerEvent:
     sequence: int
     time: float
     # reconcile | drift | step-failed | exit | restart | gave-up | held | health | manifest-error | error |
-    # image-updated | image-check-failed
+    # image-updated | image-check-failed | commit-applied | commit-refused | fetch-failed
     kind: str
     stack: str
     name: str
     message: str
+    commit: str = ""  # the git source's commit in force when it happened (watch --git)
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.sequence, "time": round(self.time, 6), "kind": self.kind, "stack": self.stack,
-                "name": self.name, "message": self.message}  # fmt: skip
+        document = {"seq": self.sequence, "time": round(self.time, 6), "kind": self.kind, "stack": self.stack,
+                    "name": self.name, "message": self.message}  # fmt: skip
+        if self.commit:
+            document["commit"] = self.commit
+        return document
 
 
 class EventLog:
@@ -54,6 +59,8 @@ class EventLog:
         self._cond = threading.Condition()
         self._sequence = itertools.count(1)
         self._listeners: list[Callable[[ControllerEvent], None]] = []
+        # The commit each event is stamped with (``watch --git`` sets it to the git source's).
+        self.revision: Callable[[], str] = str
 
     def subscribe(self, listener: Callable[[ControllerEvent], None]) -> None:
         """Call ``listener`` with each new event (it must return at once: notifications queue)."""
@@ -65,7 +72,7 @@ class EventLog:
         level = logging.WARNING if kind in _WARNINGS else logging.INFO
         log.log(level, "%s: %s", kind, message, extra={"stack": stack, "container": name, "event": kind})
         with self._cond:
-            event = ControllerEvent(next(self._sequence), moment, kind, stack, name, message)
+            event = ControllerEvent(next(self._sequence), moment, kind, stack, name, message, self.revision())
             self._events.append(event)
             self._cond.notify_all()
         for listener in self._listeners:
