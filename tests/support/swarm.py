@@ -4,8 +4,9 @@
 (``<name>-m`` for the manager, ``<name>-w`` for the worker) with its own data-root, exec-root,
 pidfile, cgroup parent and unix socket (in a root-only folder), links the namespaces by a veth pair
 on a /24 no route of this machine uses, makes the first a swarm manager and joins the second as a
-worker, loads the test images into both (the nodes have no way out: nothing is pulled) and yields
-a :class:`Swarm`. When the ``with`` ends, everything goes, found by its name: the nodes leave,
+worker, loads the test images into both (``docker import``: the nodes have no way out), serves
+busybox from a ``docker-registry`` on 127.0.0.1:5000 inside the manager's namespace (the pulls an
+engine makes on the manager are real ones) and yields a :class:`Swarm`. When the ``with`` ends, everything goes, found by its name: the nodes leave,
 each dockerd is stopped by its pid, whatever is left in the namespaces and under the cgroup parents
 is killed by pid, mounts under the node folders are unmounted, namespaces, links and folders are
 removed.
@@ -45,6 +46,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -66,6 +68,8 @@ CGROUP_BASE = Path("/sys/fs/cgroup")
 # The images every node holds: busybox (as the other suites load it), and two tags for the update
 # scenarios: "healthy" holds /healthy, "unhealthy" does not (a health check ``test -e /healthy``).
 BUSYBOX = demo_image.DEFAULT_REFERENCE
+# BUSYBOX's registry, served inside the manager's namespace (see _start_registry).
+REGISTRY = BUSYBOX.split("/", 1)[0]
 HEALTHY = "reconciler-test/swarm-busybox:healthy"
 UNHEALTHY = "reconciler-test/swarm-busybox:unhealthy"
 ROLES = ("m", "w")
@@ -445,6 +449,43 @@ def _log_tail(node: Node) -> str:
     return "(no log)"
 
 
+def in_namespace(node: Node, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in the node's network namespace (this machine's files, the node's network)."""
+    command = ["nsenter", f"--net=/run/netns/{node.netns}", *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _start_registry(manager: Node, processes: list[subprocess.Popen[bytes]]) -> None:
+    """``docker-registry`` on 127.0.0.1:5000 in the manager's namespace, holding BUSYBOX: the
+    engine's pulls on the manager are real pulls, and an unknown tag is a registry's "not found"."""
+    binary = support.require_binary("docker-registry", "docker-registry")
+    skopeo = support.require_binary("skopeo", "skopeo")
+    folder = STATE_BASE / manager.swarm / "registry"
+    (folder / "data").mkdir(parents=True)
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(folder / "data")}},
+        "http": {"addr": REGISTRY},
+    }
+    (folder / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    with (folder / "registry.log").open("ab") as sink:
+        command = ["nsenter", f"--net=/run/netns/{manager.netns}", binary, "serve", str(folder / "config.yml")]
+        processes.append(subprocess.Popen(command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL))
+    probe = f"import urllib.request; urllib.request.urlopen('http://{REGISTRY}/v2/', timeout=2).close()"
+    polling.eventually(
+        lambda: in_namespace(manager, sys.executable, "-c", probe).returncode == 0,
+        timeout=30, interval=0.2, what=f"docker-registry on {REGISTRY} in {manager.netns}",
+    )  # fmt: skip
+    archive = demo_image.write_tarball(folder / "busybox.tar", BUSYBOX)
+    copied = in_namespace(
+        manager, skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+        f"oci-archive:{archive}", f"docker://{BUSYBOX}",
+    )  # fmt: skip
+    if copied.returncode != 0:
+        raise AssertionError(f"skopeo copy of the busybox image to {REGISTRY} failed: {copied.stderr.strip()}")
+
+
 def _ready_nodes(manager: Node) -> int:
     with contextlib.closing(manager.client(timeout=20)) as client:
         nodes = client.nodes.list()
@@ -490,6 +531,7 @@ def running() -> Iterator[Swarm]:
         for node in (manager, worker):
             _start_node(node, dockerd, processes)
         _form_swarm(manager, worker)
+        _start_registry(manager, processes)
         for node in (manager, worker):
             _load_images(node)
         yield Swarm(name, manager, worker, str(subnet), time.monotonic() - started)

@@ -126,3 +126,13 @@ def test_a_killed_runs_swarm_is_removed_by_the_next_start_and_a_live_one_is_not(
         for h in os.listdir(swarm_support.CGROUP_BASE)
         for node in nodes
     )
+
+
+def test_the_manager_pulls_busybox_from_its_registry_and_an_unknown_tag_is_not_found(
+    manager: docker.DockerClient,
+) -> None:
+    repository, tag = swarm_support.BUSYBOX.rsplit(":", 1)
+    pulled = manager.images.pull(repository, tag=tag)
+    assert swarm_support.BUSYBOX in pulled.tags
+    with pytest.raises(docker.errors.NotFound):
+        manager.images.pull(repository, tag="does-not-exist")
