@@ -2,7 +2,7 @@
 ``deploy``, logging and the namespaces it shares, as manifest spec fields.
 
 Sits above :mod:`.translating`, under :mod:`.services` (which dispatches to :data:`HANDLERS`).
-Names of other objects are the project's (``<project>-<name>``), via the context's tables.
+Names of other objects are the project's (``<project>_<name>``), via the context's tables.
 This module must not read files.
 """
 

@@ -6,8 +6,9 @@ manifest loader validates them, so one set of rules holds for both) with the pla
 compose files of every field they hold, so that a problem found later still points at
 ``compose.yaml:line:col``. Every field is either written into a document or refused here with its
 reason (:data:`REFUSED` and the checks below): nothing is dropped silently. The names are
-compose's: container ``<project>-<service>-<n>``, networks and volumes ``<project>-<name>`` (compose
-writes ``_``: manifest names are DNS labels). This module must not read files.
+compose's: container ``<project>-<service>-<n>`` (a DNS label: the project's and service's other
+characters written ``-``), networks and volumes ``<project>_<name>`` as compose writes them. This
+module must not read files.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class Context:
                 self.refuse(path, path, "a network is a mapping")
                 continue
             external = bool(spec.get("external"))
-            name = str(spec.get("name") or (key if external else f"{self.stack}-{label(key)}"))
+            name = str(spec.get("name") or (key if external else f"{self.project.name}_{key}"))
             self.network_names[key] = (name, external)
             if not external:
                 _network_document(self, key, name, spec)
@@ -220,7 +221,7 @@ class Context:
             if not isinstance(spec, dict):
                 self.refuse(path, path, "a volume is a mapping")
                 continue
-            name = str(spec.get("name") or (key if spec.get("external") else f"{self.stack}-{label(key)}"))
+            name = str(spec.get("name") or (key if spec.get("external") else f"{self.project.name}_{key}"))
             self.volume_names[key] = (name, bool(spec.get("external")))
             if not spec.get("external"):
                 _volume_document(self, key, name, spec)

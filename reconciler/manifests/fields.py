@@ -19,6 +19,8 @@ from reconciler import references
 from reconciler.manifests import units
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A network's or volume's name: Docker's rule, so that compose's ``<project>_<name>`` is one.
+OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # An environment variable's name, in ``env`` and in env files alike.
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
@@ -29,6 +31,13 @@ def _check_dns_label(value: str) -> str:
             f"{value!r} is not a DNS label: use 1-63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
+    return value
+
+
+def _check_object_name(value: str) -> str:
+    if not OBJECT_NAME.match(value):
+        raise ValueError(f"{value!r} is not a network or volume name: use 1-128 letters, digits, '_', '.' and '-', "
+                         "starting with a letter or digit")  # fmt: skip
     return value
 
 
@@ -102,6 +111,7 @@ _SIGNAL_SCHEMA = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer
 Duration: TypeAlias = Annotated[float, BeforeValidator(units.parse_duration), Field(ge=0), _DURATION_SCHEMA]
 Size: TypeAlias = Annotated[int, BeforeValidator(units.parse_size), Field(ge=0), _SIZE_SCHEMA]
 DnsLabel: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_dns_label), Field(pattern=DNS_LABEL.pattern)]
+ObjectName: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_object_name), Field(pattern=OBJECT_NAME.pattern)]
 ImageRef: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_image)]
 AbsolutePath: TypeAlias = Annotated[str, pydantic.AfterValidator(_check_absolute), Field(pattern="^/")]
 Signal: TypeAlias = Annotated[str, BeforeValidator(units.parse_signal), _SIGNAL_SCHEMA]

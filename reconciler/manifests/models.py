@@ -58,6 +58,14 @@ class Metadata(Model):
         return labels
 
 
+class ObjectMetadata(Metadata):
+    """A Network's or Volume's metadata: its name as Docker allows (compose's ``<project>_<name>``)."""
+
+    name: fields.ObjectName = Field(
+        description="The engine object's name: letters, digits, '_', '.' and '-' (compose's <project>_<name>)."
+    )
+
+
 class Port(Model):
     """A published port. The long form, or compose's short one: ``"8080:80"``,
     ``"127.0.0.1:8080:80/udp"``, ``"80"`` (a random host port), ``"127.0.0.1::80"``, ranges
@@ -163,7 +171,7 @@ def _port_short_form(value: object) -> object:
 
 
 class NetworkAttachment(Model):
-    name: fields.DnsLabel = Field(description="A Network declared in the manifests (or external: true).")
+    name: fields.ObjectName = Field(description="A Network declared in the manifests (or external: true).")
     aliases: list[fields.DnsLabel] = Field(default_factory=list)
     ipv4_address: str | None = None
     external: bool = Field(
@@ -182,7 +190,7 @@ class NetworkAttachment(Model):
 
 class VolumeMount(Model):
     type: Literal["volume"]
-    source: fields.DnsLabel = Field(description="A Volume declared in the manifests (or external: true).")
+    source: fields.ObjectName = Field(description="A Volume declared in the manifests (or external: true).")
     target: fields.AbsolutePath
     read_only: bool = False
     external: bool = Field(
@@ -919,6 +927,7 @@ class NetworkDocument(_Document):
     """``kind: Network`` — a bridge network with its own subnet and name resolution."""
 
     kind: Literal["Network"]
+    metadata: ObjectMetadata
     spec: NetworkSpec = Field(default_factory=NetworkSpec)
 
 
@@ -926,6 +935,7 @@ class VolumeDocument(_Document):
     """``kind: Volume`` — named storage; never removed unless the user asks explicitly."""
 
     kind: Literal["Volume"]
+    metadata: ObjectMetadata
     spec: VolumeSpec = Field(default_factory=VolumeSpec)
 
 

@@ -237,8 +237,8 @@ def network_policies(desired: manifests.Desired, all_services: Sequence[Service]
     for name, network in sorted(desired.networks.items()):
         members = {"matchLabels": {f"{NETWORK_LABEL}{name}": "true"}}
         spec = {"podSelector": members, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": members}]}]}
-        found.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                      "metadata": metadata(name, network.stack, network.labels), "spec": spec})  # fmt: skip
+        meta = metadata(pods.kubernetes_name(name), network.stack, network.labels)
+        found.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec})
         for field in manifests.to_document(network.spec, exclude_defaults=True):
             notes.append(f"Network {name}: spec.{field} has no equivalent in Kubernetes (the cluster's network "
                          "plugin assigns addresses and routes; egress is not restricted): left out")  # fmt: skip
@@ -278,8 +278,8 @@ def claims(desired: manifests.Desired, all_services: Sequence[Service], notes: l
             notes.append(f"Volume {name}: spec.options has no equivalent (a StorageClass's parameters): left out")
         spec = {"accessModes": [mode], "resources": {"requests": {"storage": DEFAULT_CLAIM_SIZE}}}
         labels = {**volume.spec.labels, **volume.labels}
-        found.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                      "metadata": metadata(name, volume.stack, labels), "spec": spec})  # fmt: skip
+        meta = metadata(pods.kubernetes_name(name), volume.stack, labels)
+        found.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
     return found
 
 

@@ -202,7 +202,7 @@ def mounts(
     for index, mount in enumerate(spec.mounts):
         volume = f"{mount.type}-{index}"
         if isinstance(mount, models.VolumeMount):
-            volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": mount.source}})
+            volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": kubernetes_name(mount.source)}})
         elif isinstance(mount, models.BindMount):
             notes.append(f"Container {name}: spec.mounts[{index}] binds {mount.source}: rendered as a hostPath "
                          "volume, a path on whichever node runs the pod")  # fmt: skip
@@ -323,6 +323,13 @@ def pod_spec(
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def kubernetes_name(name: str) -> str:
+    """A Network's or Volume's name (compose's ``shop_data`` too) as a Kubernetes object's name: a
+    DNS subdomain, lowercase, ``_`` written ``-``."""
+    parts = (re.sub(r"[^a-z0-9-]", "-", part).strip("-") for part in name.lower().split("."))
+    return ".".join(part for part in parts if part)[:253].strip(".-") or "x"
 
 
 def user_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

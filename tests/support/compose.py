@@ -205,10 +205,10 @@ def expected(project: Mapping[str, Any]) -> View:
                                                   /run/secrets/NAME, /NAME; mode 0444; 0:0)
     ``pull_policy``                               ``pullPolicy`` (always/never/missing → Always/
                                                   Never/IfNotPresent)
-    top-level network (not external)              Network ``<compose name, _ → ->``: driver, subnet,
+    top-level network (not external)              Network ``<compose's name>`` (``<project>_<key>``): driver, subnet,
                                                   gateway (ipam.config[0]), internal, options
                                                   (driver_opts), labels
-    top-level volume (not external)               Volume ``<compose name, _ → ->``: options, labels
+    top-level volume (not external)               Volume ``<compose's name>`` (``<project>_<key>``): options, labels
     ============================================  =================================================
     """
     project = unescape(project)
@@ -257,10 +257,11 @@ class _Naming:
         return name if replicas(self.project["services"][service]) == 1 else f"{name}-1"
 
     def network(self, key: str) -> str:
-        return dns_name(str(self.project["networks"][key].get("name") or f"{self.project['name']}_{key}"))
+        """compose's own name (``config`` prints it: ``<project>_<key>``, or ``name:``), unchanged."""
+        return str(self.project["networks"][key].get("name") or f"{self.project['name']}_{key}")
 
     def volume(self, key: str) -> str:
-        return dns_name(str(self.project["volumes"][key].get("name") or f"{self.project['name']}_{key}"))
+        return str(self.project["volumes"][key].get("name") or f"{self.project['name']}_{key}")
 
     def external_network(self, key: str) -> bool:
         return bool(self.project["networks"][key].get("external"))

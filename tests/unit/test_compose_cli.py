@@ -33,7 +33,7 @@ def test_convert_prints_the_documents(tmp_path: Path, capsys: pytest.CaptureFixt
     captured = capsys.readouterr()
     documents = json.loads(captured.out)
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
-        ("Network", "shop-default"), ("Container", "shop-web-1"), ("Container", "shop-db-1"),
+        ("Network", "shop_default"), ("Container", "shop-web-1"), ("Container", "shop-db-1"),
     ]  # fmt: skip
     assert list(documents[1]) == ["apiVersion", "kind", "metadata", "spec"]
     assert documents[1]["spec"]["command"] == ["sh", "-c", 'httpd -f -p "${PORT}"']

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import manifests
+import pytest
+
+from reconciler import errors, manifests
 from tests.unit.compose_helpers import convert, spec, write
 
 
@@ -44,3 +46,70 @@ def test_service_modes_and_volumes_from_name_the_first_replica(tmp_path: Path) -
     assert side["networkMode"] == "container:p-web-1"
     assert side["ipc"] == "container:p-web-1"
     assert side["volumesFrom"] == ["p-web-1"]
+
+
+NAMED = """\
+apiVersion: reconciler/v1
+kind: Network
+metadata: {name: shop_back.net}
+---
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {name: shop_Data}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: NAME}
+spec:
+  image: busybox
+  networks: [{name: shop_back.net}]
+  mounts: [{type: volume, source: shop_Data, target: /data}]
+"""
+
+
+def test_networks_and_volumes_take_compose_names_containers_stay_dns_labels() -> None:
+    desired = manifests.load_sources([("m.yaml", NAMED.replace("NAME", "web"))])
+    assert set(desired.networks) == {"shop_back.net"} and set(desired.volumes) == {"shop_Data"}
+    assert desired.containers["web"].spec.networks[0].name == "shop_back.net"
+    with pytest.raises(errors.ManifestError) as caught:
+        manifests.load_sources([("m.yaml", NAMED.replace("NAME", "shop_web"))])
+    (problem,) = caught.value.diagnostics
+    assert (problem.line, problem.field) == (11, "metadata.name") and "not a DNS label" in problem.render()
+
+
+@pytest.mark.parametrize("name", ["_x", "-x", ".x", "a/b", "a b", "x" * 129, "..", "a:b"])
+def test_a_bad_network_or_volume_name_is_refused_at_its_place(name: str) -> None:
+    text = f"apiVersion: reconciler/v1\nkind: Volume\nmetadata:\n  name: {name!r}\n"
+    with pytest.raises(errors.ManifestError) as caught:
+        manifests.load_sources([("m.yaml", text)])
+    (problem,) = caught.value.diagnostics
+    assert (problem.line, problem.field) == (4, "metadata.name")
+
+
+def test_compose_names_networks_and_volumes_project_underscore_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "My_App",
+        "compose.yaml",
+        """
+        services:
+          Web_1:
+            image: busybox
+            networks: [Front.End, default]
+            volumes: ["Data.X:/d", "plain:/p"]
+        networks:
+          Front.End: {}
+          named: {name: given_name}
+        volumes:
+          Data.X: {}
+          plain: {name: as_given}
+        """,
+    )
+    documents = convert(path)
+    assert {(d["kind"], name) for name, d in documents.items()} == {
+        ("Network", "my_app_Front.End"), ("Network", "my_app_default"), ("Volume", "my_app_Data.X"),
+        ("Volume", "as_given"), ("Container", "my-app-web-1-1"),
+    }  # fmt: skip
+    web = spec(documents, "my-app-web-1-1")
+    assert sorted(n["name"] for n in web["networks"]) == ["my_app_Front.End", "my_app_default"]
+    assert [m["source"] for m in web["mounts"]] == ["my_app_Data.X", "as_given"]
+    assert {d["metadata"]["stack"] for d in documents.values()} == {"my-app"}

@@ -51,7 +51,7 @@ def test_every_short_form(tmp_path: Path) -> None:
         {"containerPort": 92, "hostPort": 9092},
     ]
     assert web["mounts"] == [
-        {"type": "volume", "source": "shop-data", "target": "/data"},
+        {"type": "volume", "source": "shop_data", "target": "/data"},
         {"type": "bind", "source": str(tmp_path / "shop" / "site"), "target": "/www", "readOnly": True},
         {"type": "tmpfs", "target": "/tmp", "size": 1048576},
         {"type": "tmpfs", "target": "/run", "size": 64 * 1024 * 1024, "mode": 0o1777},
@@ -64,11 +64,11 @@ def test_every_short_form(tmp_path: Path) -> None:
                                   "startPeriod": 1.0}  # fmt: skip
     assert web["dns"] == ["1.1.1.1"]
     assert web["sysctls"] == {"net.core.somaxconn": "1024"}
-    assert web["networks"] == [{"name": "shop-default", "aliases": ["web"]}]
+    assert web["networks"] == [{"name": "shop_default", "aliases": ["web"]}]
     assert spec(documents, "shop-db-1")["dependsOn"] == [{"name": "shop-cache-1", "condition": "healthy"}]
     assert spec(documents, "shop-cache-1")["healthcheck"]["test"] == ["NONE"]
-    assert documents["shop-default"]["kind"] == "Network"
-    assert documents["shop-data"]["kind"] == "Volume"
+    assert documents["shop_default"]["kind"] == "Network"
+    assert documents["shop_data"]["kind"] == "Volume"
 
 
 def test_names_replicas_and_networks(tmp_path: Path) -> None:
@@ -97,15 +97,15 @@ def test_names_replicas_and_networks(tmp_path: Path) -> None:
         """,
     )
     documents = convert(compose)
-    assert set(documents) == {"my-shop-back", "my-shop-default", "my-shop-api-v2", "the-one", "my-shop-web-1"}
+    assert set(documents) == {"my_shop_back", "my_shop_default", "my-shop-api-v2", "the-one", "my-shop-web-1"}
     api = spec(documents, "my-shop-api-v2")
     assert api["replicas"] == 3
     assert api["resources"] == {"memory": 64 * 1024 * 1024, "cpus": 0.5}
     assert api["memoryReservation"] == 32 * 1024 * 1024
     assert api["restart"] == {"policy": "on-failure", "maxRetries": 4}
-    assert api["networks"] == [{"name": "my-shop-back", "aliases": ["api-v2", "api"]}]
-    assert documents["my-shop-back"]["spec"] == {"subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "internal": True}
-    assert documents["my-shop-back"]["metadata"]["stack"] == "my-shop"
+    assert api["networks"] == [{"name": "my_shop_back", "aliases": ["api-v2", "api"]}]
+    assert documents["my_shop_back"]["spec"] == {"subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "internal": True}
+    assert documents["my_shop_back"]["metadata"]["stack"] == "my-shop"
     solo = spec(documents, "the-one")
     assert solo["networkMode"] == "container:my-shop-web-1"
     assert solo["ipc"] == "host"
@@ -113,8 +113,8 @@ def test_names_replicas_and_networks(tmp_path: Path) -> None:
 
 def test_project_name_from_option_then_directory(tmp_path: Path) -> None:
     compose = write(tmp_path / "shop", "compose.yaml", "services: {web: {image: busybox}}\n")
-    assert set(convert(compose)) == {"shop-default", "shop-web-1"}
-    assert set(convert(compose, project_name="other")) == {"other-default", "other-web-1"}
+    assert set(convert(compose)) == {"shop_default", "shop-web-1"}
+    assert set(convert(compose, project_name="other")) == {"other_default", "other-web-1"}
 
 
 def test_profiles(tmp_path: Path) -> None:

@@ -3,9 +3,8 @@
 The stack of :mod:`.stack` is brought up by compose v2 (against the suite's dockerd), inspected,
 taken down (``down -v``), then applied by ``reconcile --engine docker`` and inspected again. Each
 container's ``docker inspect`` must mean the same, field by field (:func:`meaning`), except the
-ownership labels (compose's ``com.docker.compose.*``, ours ``reconciler.*``) and the names of
-networks and volumes, which compose writes ``<project>_<key>`` and manifests, whose names are DNS
-labels, ``<project>-<key>`` (compared through :func:`tests.support.compose.dns_name`).
+ownership labels (compose's ``com.docker.compose.*``, ours ``reconciler.*``). Networks and volumes
+have compose's names, ``<project>_<key>``, on both sides.
 """
 
 from __future__ import annotations
@@ -30,17 +29,16 @@ def meaning(info: dict[str, Any]) -> dict[str, Any]:
 
     Representation differences compared by meaning: mounts as inspect resolves them (compose sends
     HostConfig.Mounts, a creator may send Binds: the same mount either way), CPUs as NanoCpus or
-    CpuQuota/CpuPeriod, a port bound on "" or 0.0.0.0, names of networks and volumes through
-    ``dns_name``; no StopTimeout is Docker's 10 s; the container's own name and short id among its
+    CpuQuota/CpuPeriod, a port bound on "" or 0.0.0.0; no StopTimeout is Docker's 10 s; the container's own name and short id among its
     aliases (compose adds the name, Docker the id: Docker's DNS answers both on every user network
     the container joins, alias or not).
     """
     config, host = info["Config"], info["HostConfig"]
     quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 100000
     cpus = (host.get("NanoCpus") or 0) / 1e9 or quota / period
-    networks = {compose.dns_name(name): sorted(set(settings.get("Aliases") or ()) - {info["Id"][:12], info["Name"].lstrip("/")})
+    networks = {name: sorted(set(settings.get("Aliases") or ()) - {info["Id"][:12], info["Name"].lstrip("/")})
                 for name, settings in info["NetworkSettings"]["Networks"].items()}  # fmt: skip
-    mounts = sorted((m["Type"], compose.dns_name(m["Name"]) if m["Type"] == "volume" else m["Source"], m["Destination"], m["RW"])
+    mounts = sorted((m["Type"], m["Name"] if m["Type"] == "volume" else m["Source"], m["Destination"], m["RW"])
                     for m in info.get("Mounts") or ())  # fmt: skip
     ports = {port: sorted((b.get("HostIp") or "0.0.0.0", b.get("HostPort") or "") for b in bindings or ())
              for port, bindings in (host.get("PortBindings") or {}).items()}  # fmt: skip
