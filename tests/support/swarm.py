@@ -544,7 +544,7 @@ def running() -> Iterator[Swarm]:
 # -- a test's objects -----------------------------------------------------------------------------
 
 
-def _task_containers(client: docker.DockerClient, prefix: str) -> list[str]:
+def task_containers(client: docker.DockerClient, prefix: str) -> list[str]:
     found = client.api.containers(all=True, filters={"label": "com.docker.swarm.service.name"})
     return [c["Id"] for c in found if c["Labels"]["com.docker.swarm.service.name"].startswith(prefix)]
 
@@ -561,7 +561,7 @@ def remove_named(swarm: Swarm, prefix: str) -> None:
                 with contextlib.suppress(docker.errors.NotFound):
                     manager.api.remove_service(service["ID"])
         polling.eventually(
-            lambda: not any(_task_containers(client, prefix) for client in clients), timeout=90, interval=0.2,
+            lambda: not any(task_containers(client, prefix) for client in clients), timeout=90, interval=0.2,
             what=f"the task containers of services {prefix}* to go",
         )  # fmt: skip
         _remove_swarm_objects(manager, prefix)
