@@ -10,6 +10,7 @@ warning, as compose. This module reads only the env files it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +21,10 @@ _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 
 class InterpolationError(ValueError):
     """A template that cannot be read, or a ``${VAR:?message}`` whose variable is missing."""
+
+
+class MissingVariable(InterpolationError):
+    """A ``${VAR:?message}`` whose variable is missing: the message names the variable, not the text."""
 
 
 Warn = Callable[[str], None]
@@ -82,7 +87,7 @@ def _braced(text: str, start: int, env: Mapping[str, str], warn: Warn) -> tuple[
     if operator.endswith("+"):
         return (argument if present else ""), end + 1
     if not present:
-        raise InterpolationError(f"required variable {name} is missing a value: {argument}".rstrip(": "))
+        raise MissingVariable(f"required variable {name} is missing a value: {argument}".rstrip(": "))
     return str(value), end + 1
 
 
@@ -94,11 +99,23 @@ def _lookup(name: str, env: Mapping[str, str], warn: Warn) -> str:
     return value
 
 
-def read_env_file(path: Path, env: Mapping[str, str], warn: Warn) -> dict[str, str]:
-    """A ``.env`` file's variables, as compose reads them: ``KEY=VALUE`` lines, ``#`` comments,
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnvEntry:
+    """One variable of an env file as compose reads it."""
+
+    key: str
+    value: str | None  # None: a KEY line alone whose variable is not set (left out, as compose)
+    literal: bool  # the value is the text as written, its quotes removed (no variable, escape or comment)
+    bare: bool = False  # a KEY line alone (compose takes the variable from the environment)
+
+
+def env_file_entries(path: Path, env: Mapping[str, str], warn: Warn) -> list[EnvEntry]:
+    """An env file's variables, as compose reads them: ``KEY=VALUE`` lines, ``#`` comments,
     ``export`` allowed, quotes removed (single quotes: taken literally; otherwise the value is
-    interpolated with the variables known so far). A bad line raises ValueError naming its line
-    number, never its text (it may hold a secret). OSError when the file cannot be read."""
+    interpolated, ``env`` first, then the variables of the file above it), a ``KEY`` line alone
+    taking the variable from there. A bad line raises ValueError naming its line number, never
+    its text (it may hold a secret). OSError when the file cannot be read."""
+    entries: list[EnvEntry] = []
     variables: dict[str, str] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
@@ -107,18 +124,36 @@ def read_env_file(path: Path, env: Mapping[str, str], warn: Warn) -> dict[str, s
         line = line.removeprefix("export ").lstrip()
         key, sep, value = line.partition("=")
         key = key.strip()
-        if not sep or not _NAME.fullmatch(key):
+        if not _NAME.fullmatch(key):
             raise ValueError(f"{path}:{number}: expected KEY=VALUE (the line is not shown: it may hold a secret)")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            variables[key] = value[1:-1]
+        if not sep:
+            found = {**variables, **env}.get(key)
+            entries.append(EnvEntry(key, found, literal=False, bare=True))
+            if found is not None:
+                variables[key] = found
             continue
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace("\\n", "\n")
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        try:
-            variables[key] = interpolate(value, {**variables, **env}, warn)
-        except InterpolationError as exc:
-            raise ValueError(f"{path}:{number}: {exc}") from None
-    return variables
+        entry = _entry(key, value.strip(), {**variables, **env}, warn, f"{path}:{number}")
+        variables[key] = str(entry.value)
+        entries.append(entry)
+    return entries
+
+
+def _entry(key: str, value: str, env: Mapping[str, str], warn: Warn, where: str) -> EnvEntry:
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    written = value[1:-1] if quoted else value
+    if quoted and value[0] == "'":
+        return EnvEntry(key, written, literal=True)
+    text = written.replace("\\n", "\n") if quoted else written.split(" #", 1)[0].rstrip()
+    try:
+        found = interpolate(text, env, warn)
+    except MissingVariable as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except InterpolationError:
+        raise ValueError(f"{where}: a ${{ is not closed or names no variable (the line is not shown: it may hold "
+                         "a secret)") from None  # fmt: skip
+    return EnvEntry(key, found, literal=found == written)
+
+
+def read_env_file(path: Path, env: Mapping[str, str], warn: Warn) -> dict[str, str]:
+    """An env file's variables (:func:`env_file_entries`), by name."""
+    return {e.key: e.value for e in env_file_entries(path, env, warn) if e.value is not None}

@@ -3,14 +3,16 @@
 Sits above :mod:`.translating` (the documents, names and places it writes with) and under
 :mod:`.loader`. Each field of a service has a handler in :data:`HANDLERS`, is renamed as it is
 (:data:`translating.RENAMED`), or is refused with its reason; ``x-`` fields are extensions and
-carry nothing. This module must not read files.
+carry nothing. It reads only the env files a service names (compose interpolates their values);
+no other file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from reconciler.compose import attachments, deploy, shorthands, translating
+from reconciler.compose import attachments, deploy, interpolation, shorthands, translating
 from reconciler.compose.located import Located
 from reconciler.compose.translating import Context, ServiceDocument, Translation
 
@@ -78,7 +80,9 @@ def _environment(context: Context, current: ServiceDocument, value: object) -> N
     if not isinstance(value, dict):
         current.put(context, ("spec", "env"), value, "environment")
         return
-    env = {}
+    # Over the values env files gave (:func:`_env_file`, whichever field comes first).
+    found = current.document.spec.get("env")
+    env = dict(found) if isinstance(found, dict) else {}
     for key, item in value.items():
         text = translating.environment_value(str(key), item, context.project.environment)
         if text is not None:
@@ -87,7 +91,14 @@ def _environment(context: Context, current: ServiceDocument, value: object) -> N
 
 
 def _env_file(context: Context, current: ServiceDocument, value: object) -> None:
+    """Each env file read as compose reads it (interpolated with the project's variables, then those
+    of the files before it). The files stay in ``envFiles`` (their edits are watched); a value that
+    differs from its text there (a variable, an escape, a comment) goes into ``env`` too, under the
+    service's ``environment``; a file with a ``KEY`` line alone, which manifests do not read, is
+    given whole in ``env``."""
     files: list[str] = []
+    values: dict[str, str] = {}
+    overrides: dict[str, str | None] = {}
     for index, item in enumerate(value if isinstance(value, list) else []):
         path = item.get("path") if isinstance(item, dict) else None
         here = (*current.path, "env_file", index)
@@ -97,9 +108,37 @@ def _env_file(context: Context, current: ServiceDocument, value: object) -> None
         absolute = translating.absolute(context.project.directory, path)
         if item.get("required", True) is False and not translating.exists(absolute):
             continue
-        current.put(context, ("spec", "envFiles", len(files)), absolute, ("env_file", index))
-        files.append(absolute)
+        entries = _env_entries(context, here, absolute, values)
+        whole = any(entry.bare for entry in entries)
+        for entry in entries:
+            if entry.value is not None:
+                values[entry.key] = entry.value
+            overrides[entry.key] = entry.value if whole or not entry.literal else None
+        if entries and not whole:
+            current.put(context, ("spec", "envFiles", len(files)), absolute, ("env_file", index))
+            files.append(absolute)
     current.document.spec["envFiles"] = files
+    env = {key: text for key, text in overrides.items() if text is not None}
+    if env:
+        own = current.document.spec.get("env")
+        current.put(context, ("spec", "env"), {**env, **(own if isinstance(own, dict) else {})}, "env_file")
+
+
+def _env_entries(
+    context: Context, here: tuple[str | int, ...], path: str, before: dict[str, str]
+) -> list[interpolation.EnvEntry]:
+    variables = {**before, **context.project.environment}
+
+    def say(message: str) -> None:
+        context.refuse(here, here, message, warning=True)
+
+    try:
+        return interpolation.env_file_entries(Path(path), variables, say)
+    except OSError as exc:
+        context.refuse(here, here, f"cannot read {path}: {exc.strerror or exc}")
+    except ValueError as exc:  # UnicodeDecodeError too
+        context.refuse(here, here, str(exc) if not isinstance(exc, UnicodeDecodeError) else f"{path}: not UTF-8 text")
+    return []
 
 
 def _labels(context: Context, current: ServiceDocument, value: object) -> None:

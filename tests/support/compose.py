@@ -116,13 +116,17 @@ def octal(value: str | int | None) -> int | None:
 
 
 def env_file_values(path: Path) -> dict[str, str]:
-    """An env file as compose and Docker read the simple ones the corpus writes: KEY=VALUE lines, # comments."""
+    """An env file as a manifest's ``envFiles`` gives it (the README's rule, as Docker's
+    ``--env-file``): KEY=VALUE lines, # comments, ``export`` allowed, the quotes around a whole
+    value removed, nothing interpolated."""
     values: dict[str, str] = {}
     for line in path.read_text().splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            key, _, value = stripped.partition("=")
-            values[key.strip()] = value
+            key, _, value = stripped.removeprefix("export ").partition("=")
+            value = value.strip()
+            quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+            values[key.strip()] = value[1:-1] if quoted else value
     return values
 
 

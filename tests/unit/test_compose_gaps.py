@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler import errors, manifests
-from tests.unit.compose_helpers import convert, spec, write
+from reconciler.compose import loader
+from tests.unit.compose_helpers import convert, errors_of, spec, write
 
 
 def test_a_replica_named_by_volumes_from_or_network_mode_is_declared() -> None:
@@ -113,3 +114,56 @@ def test_compose_names_networks_and_volumes_project_underscore_key(tmp_path: Pat
     assert sorted(n["name"] for n in web["networks"]) == ["my_app_Front.End", "my_app_default"]
     assert [m["source"] for m in web["mounts"]] == ["my_app_Data.X", "as_given"]
     assert {d["metadata"]["stack"] for d in documents.values()} == {"my-app"}
+
+
+def test_env_files_are_interpolated_as_compose_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FROM_PROCESS", "process")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    folder = tmp_path / "p"
+    write(folder, ".env", "TAG=dot\nFOO=dot-foo\n")
+    write(folder, "one.env", "A=${TAG}\nFOO=one\nB=${FOO}-b\nC='${TAG}'\nPLAIN=text\nQUOTED=\"x y\"\n")
+    write(folder, "two.env", "D=${A}/${FOO}\nPLAIN=again\n")
+    write(folder, "bare.env", "FROM_PROCESS\nNOT_SET_ANYWHERE\nE=1\n")
+    path = write(
+        folder,
+        "compose.yaml",
+        """
+        services:
+          web:
+            image: busybox
+            environment: {B: own}
+            env_file: [one.env, two.env, bare.env]
+        """,
+    )
+    web = spec(convert(path), "p-web-1")
+    # Files manifests read as they are stay files (their edits are watched); bare.env has a KEY alone.
+    assert web["envFiles"] == [str(folder / "one.env"), str(folder / "two.env")]
+    # Only what compose's reading changes is written out; environment: wins whatever the order.
+    assert web["env"] == {"A": "dot", "D": "dot/dot-foo", "FROM_PROCESS": "process", "E": "1", "B": "own"}
+    container = loader.load_sources([(str(path), path.read_text())]).containers["p-web-1"]
+    assert container.effective_env == {
+        "A": "dot", "FOO": "one", "B": "own", "C": "${TAG}", "PLAIN": "again", "QUOTED": "x y",
+        "D": "dot/dot-foo", "FROM_PROCESS": "process", "E": "1",
+    }  # fmt: skip
+
+
+def test_a_bad_env_file_is_refused_at_its_place_without_its_text(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    write(folder, "bad.env", "OK=1\nSECRET=hunter2${oops\n")
+    write(folder, "need.env", "X=${REQUIRED:?set REQUIRED}\n")
+    path = write(
+        folder,
+        "compose.yaml",
+        """
+        services:
+          web:
+            image: busybox
+            env_file: [bad.env, need.env, missing.env]
+        """,
+    )
+    problems = errors_of(path)
+    assert len(problems) == 3, problems
+    assert all(":4:" in problem and "services.web.env_file[" in problem for problem in problems), problems
+    assert "bad.env:2:" in problems[0] and "hunter2" not in "".join(problems)
+    assert "need.env:1: required variable REQUIRED is missing a value: set REQUIRED" in problems[1]
+    assert "cannot read" in problems[2] and "missing.env" in problems[2]

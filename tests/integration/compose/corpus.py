@@ -159,6 +159,20 @@ GOOD: list[Case] = [
             environment: {{OVERRIDE: from environment}}
         """, **{"common.env": "# shared\nA=1\nOVERRIDE=from file\n", "present.env": "B=2\n"})),
     Case("env-file-string", single("env_file: app.env") | {"app.env": "X=1\nY=two words\n"}),
+    # env file values are interpolated: the project's variables first (process over .env), then
+    # the files before; single quotes literal, $$ a $, a KEY alone from the environment.
+    Case("env-file-interpolated", compose(f"""
+        services:
+          web:
+            image: {IMAGE}
+            env_file: [one.env, two.env, {{path: bare.env, required: false}}]
+            environment: {{OWN: "${{TAG}}", B: from environment}}
+        """, **{"one.env": "A=${TAG}\nFOO=one\nB=${FOO}-b\nC='${TAG}'\nD=\"${TAG} x\"\nE=${NOPE:-dflt}\n"
+                           "F=a$$b\nG=plain # comment\nH=\"quoted plain\"\nexport I=${FROM_PROCESS}\n",
+                "two.env": "J=${A}/${FOO}\nFOO=two\nK=${UNSET_HERE}\n",
+                "bare.env": "FROM_PROCESS\nNOT_SET_ANYWHERE\nL=${FOO}\n",
+                "dot_env": "TAG=from-dot-env\nFOO=dot-foo\n"}),
+         Invocation(environment={"FROM_PROCESS": "process value"})),
     Case("multiple-files-merged", compose(f"""
         services:
           web:
