@@ -1,6 +1,6 @@
 """Bench: the native engine against runc, crun, conmon, Docker and Docker Compose, in one run.
 
-    python bench/native.py [--containers 20] [--repeat 5]
+    python bench/native.py [--containers 10,50,200] [--repeat 3] [--idle-window 10] [--no-daemon]
 
 Every reference tool is measured in the same run, on the same machine, with the same busybox-static
 image, so that the ratios stay meaningful on a shared, noisy host. Each phase runs ``--repeat``
@@ -35,20 +35,32 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
    ratio uses (each column is its own median, so create + start need not add up to total).
    Containers are removed between samples (untimed).
 
-2. **Stack apply**, as a user runs it (whole CLI invocations, Python start-up included): a cold
-   ``reconcile apply`` of an N-container stack (busybox sleep, one network) with ``--engine native
-   --root <tmp>``, the same stack with ``--engine docker``, and ``docker compose up -d`` of the
-   equivalent compose file (compose v2: ``docker compose`` or ``docker-compose``); then a no-op
-   apply of each (everything already as declared). Each round tears the stacks down, untimed and
-   straight through the engines (``NativeEngine.remove_container``, ``docker rm -f``, ``compose
-   down -t 1``): ``reconcile delete`` stops orphans with a fixed 10 s timeout, which ``sleep`` as
-   PID 1 always runs out, and the native engine runs those stops one at a time.
+2. **Stack apply**, as a user runs it (whole CLI invocations, Python start-up included), at each
+   size of ``--containers``: a cold ``reconcile apply`` of an N-container stack (busybox sleep, one
+   network) with ``--engine native --root <tmp>``, the same stack with ``--engine docker``, and
+   ``docker compose up -d`` of the equivalent compose file (compose v2: ``docker compose`` or
+   ``docker-compose``); then a no-op apply of each (everything already as declared). Our CLI runs
+   embedded (``--socket none``: no daemon answers). **2b** divides each time by the size, and the
+   growth between sizes by the containers added, and flags a step whose cost per added container
+   grows by more than 1.5× from one interval to the next as SUPERLINEAR. **2c** (unless
+   ``--no-daemon``) is the same at the size nearest 50 with our CLI handing the manifests to a
+   running ``reconcile watch`` (one per engine, on a private socket). Each round tears the stacks
+   down, untimed and straight through the engines (``NativeEngine.remove_container``, ``docker rm
+   -f``, ``compose down -t 1``): ``reconcile delete`` stops orphans with a fixed 10 s timeout, which
+   ``sleep`` as PID 1 always runs out, and the native engine runs those stops one at a time.
 
 3. **Memory per container**: RSS and PSS (proportional set size, shared pages divided among their
    users) of the per-container keeper process, averaged over the N containers of the first
    round's stacks: our Python supervisor, conmon (one instance on the bundle of part 1) and
    containerd-shim-runc-v2 (the shims of the ``--engine docker`` stack). The native engine's
    per-network DNS server is shown on its own line (one per network, not per container).
+
+4. **Idle cost** of the stack of part 2c while it runs (after a few seconds of settling): the PSS
+   (``/proc/PID/smaps_rollup``) summed over every process the project runs for it (the daemon and
+   its children, each keeper, the DNS server: any host process whose command line names the native
+   root; the containers' own processes are in another PID namespace and never counted), and their
+   CPU over ``--idle-window`` seconds; against dockerd + containerd + the docker stack's shims
+   (dockerd serves every user of the host, so its CPU is an upper bound).
 
 Everything the bench creates carries the name prefix ``bn<6 hex>-`` (containers, stacks, networks,
 the Docker image, runtime ids) or lives in a temporary directory, and is removed in a ``finally``,
@@ -64,6 +76,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import os
 import secrets
@@ -78,8 +91,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import footprint  # bench/ is on sys.path when run as a script
 import yaml
-from stacks import stack_documents  # bench/ is on sys.path when run as a script
+from stacks import stack_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = f"bn{secrets.token_hex(3)}-"
@@ -219,9 +233,11 @@ class Created:
         self.compose_projects: list[tuple[list[str], Path, str]] = []
         self.docker_image = False
         self.docker = False
+        self.daemons: list[Daemon] = []
 
     def teardown(self) -> None:
         steps: list[tuple[str, Callable[[], None]]] = [
+            ("daemons", self._daemons),
             ("runc/crun containers", self._runtimes),
             ("conmon", self._conmons),
             ("compose projects", self._compose),
@@ -250,6 +266,10 @@ class Created:
             done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
             if done.returncode != 0 and "does not exist" not in done.stderr and "not exist" not in done.stderr:
                 warn(f"{runtime} delete {container_id}: {done.stderr.strip()}")
+
+    def _daemons(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
 
     def _conmons(self) -> None:
         # Their containers went with the runc deletes above; conmon exits on its own shortly after.
@@ -584,12 +604,15 @@ class StackTool:
 
 
 class ReconcileStack(StackTool):
-    def __init__(self, folder: Path, count: int, created: Created, engine: str) -> None:
+    """``reconcile apply`` embedded (no daemon answers: ``--socket none``), or through ``daemon``."""
+
+    def __init__(self, folder: Path, count: int, created: Created, engine: str, daemon: Daemon | None = None) -> None:
         super().__init__(folder, count)
-        self.engine, self.created = engine, created
-        self.stack = f"{PREFIX}{'nt' if engine == 'native' else 'dk'}"
-        self.label = f"reconcile apply --engine {engine}"
-        self.cli = cli(engine, created.native_root if engine == "native" else None)
+        self.engine, self.created, self.daemon = engine, created, daemon
+        self.stack = f"{PREFIX}{'nt' if engine == 'native' else 'dk'}{count}{'d' if daemon else ''}"
+        self.label = f"reconcile apply --engine {engine}" + (" (via daemon)" if daemon else "")
+        self.cli = [*cli(engine, created.native_root if engine == "native" else None),
+                    "--socket", daemon.socket if daemon else "none"]  # fmt: skip
         image = NATIVE_IMAGE if engine == "native" else DOCKER_IMAGE
         (folder / "stack.yaml").write_text(
             yaml.safe_dump_all(stack_documents(self.stack, image, count), sort_keys=False)
@@ -597,6 +620,7 @@ class ReconcileStack(StackTool):
         (created.native_stacks if engine == "native" else created.docker_stacks).append(self.stack)
         self.keepers: list[tuple[int, int]] = []  # (RSS, PSS) KiB per container
         self.extra: tuple[int, int] | None = None  # the native network's DNS server
+        self.idle: footprint.Footprint | None = None  # everything running for the stack, at rest
 
     def up(self) -> float:
         return timed(lambda: run([*self.cli, "apply", "-f", str(self.folder)], cwd=ROOT))
@@ -642,7 +666,7 @@ class ComposeStack(StackTool):
     def __init__(self, folder: Path, count: int, created: Created, argv: list[str]) -> None:
         super().__init__(folder, count)
         self.label = f"{' '.join(argv)} up -d"
-        self.project = f"{PREFIX}compose"
+        self.project = f"{PREFIX}compose{count}"
         self.file = folder / "compose.yaml"
         services = {
             f"c{index:02d}": {"image": DOCKER_IMAGE, "command": ["sleep", "3600"],
@@ -660,6 +684,75 @@ class ComposeStack(StackTool):
         run([*self.base, "down", "-t", "1"])
 
 
+class Daemon:
+    """``reconcile watch`` on an empty folder with its API on a private socket: the daemon that the
+    ``via daemon`` rows' CLI talks to (it holds the engine, the validated models and, on docker,
+    an event-fed inspect cache). Started for the daemon phase, stopped (SIGTERM) at its end."""
+
+    def __init__(self, created: Created, engine: str) -> None:
+        work = created.work / f"daemon-{engine}"
+        (work / "watched").mkdir(parents=True)
+        self.socket = str(work / "api.sock")
+        self.log_path = work / "daemon.log"
+        self.log = self.log_path.open("wb")
+        argv = [*cli(engine, created.native_root if engine == "native" else None), "watch", str(work / "watched"),
+                "--socket", self.socket, "--state-dir", str(work / "state")]  # fmt: skip
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        created.daemons.append(self)
+        deadline = time.monotonic() + 60
+        while not Path(self.socket).is_socket():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BenchFailure(f"reconcile watch --engine {engine} did not start: "
+                                   f"{self.log_path.read_text(errors='replace')[-1000:]}")  # fmt: skip
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                warn(f"daemon {self.process.pid} ignored SIGTERM for 60 s: SIGKILL")
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def measure_idle(tool: ReconcileStack, window: float) -> None:
+    """The stack's idle cost: the project's processes on native, Docker's (dockerd, containerd,
+    the stack's shims) on docker; after ``window`` seconds of settling (keepers and DNS servers
+    start, health checks and restarters finish)."""
+    time.sleep(min(window, 5.0))
+    if tool.engine == "native":
+        daemon_pid = tool.daemon.process.pid if tool.daemon else None
+        root = tool.created.native_root
+        tool.idle = footprint.measure(lambda: footprint.project_processes(root, daemon_pid), window)
+        return
+    names = [f"{tool.stack}-c{index:02d}" for index in range(tool.count)]
+    pids = [int(pid) for pid in run(["docker", "inspect", "-f", "{{.State.Pid}}", *names]).split()]
+    ours = tool.daemon.process.pid if tool.daemon else None
+
+    def find() -> dict[int, str]:
+        found = footprint.docker_processes(pids)
+        if ours is not None:
+            found.update(dict.fromkeys(footprint.descendants([ours]), "reconcile (docker daemon)"))
+        return found
+
+    tool.idle = footprint.measure(find, window)
+
+
+def first_round_measures(tool: StackTool, *, memory: bool, idle: float | None) -> None:
+    try:
+        if memory:
+            tool.memory()
+        if idle is not None and isinstance(tool, ReconcileStack):
+            measure_idle(tool, idle)
+    except (OSError, ValueError, KeyError, BenchFailure) as exc:
+        warn(f"{tool.label}: memory not measured: {exc}")
+
+
 def find_compose() -> list[str] | None:
     """Compose v2: the ``docker compose`` plugin, else a ``docker-compose`` binary (v2 or 1.x)."""
     for argv in (["docker", "compose"], ["docker-compose"]):
@@ -672,10 +765,13 @@ def find_compose() -> list[str] | None:
     return None
 
 
-def stack_rounds(tools: Sequence[StackTool], repeat: int) -> None:
-    """``repeat`` rounds, no warm-up (a cold apply is meant to be cold, and rounds cost minutes)."""
+def stack_rounds(tools: Sequence[StackTool], repeat: int, *, memory: bool, idle: float | None = None) -> None:
+    """``repeat`` rounds, no warm-up (a cold apply is meant to be cold, and rounds cost minutes).
+
+    In the first round, with the stack up: ``memory`` measures each keeper, ``idle`` (a window in
+    seconds) the idle cost of everything running for the stack (see :func:`measure_idle`)."""
     for round_index in range(repeat):
-        progress(f"stack apply: round {round_index + 1}/{repeat}")
+        progress(f"stack apply, {tools[0].count} containers: round {round_index + 1}/{repeat}")
         live = [tool for tool in tools if tool.error is None]
         shift = round_index % max(len(live), 1)
         for tool in live[shift:] + live[:shift]:
@@ -683,10 +779,7 @@ def stack_rounds(tools: Sequence[StackTool], repeat: int) -> None:
                 cold = tool.up()
                 noop = tool.up()
                 if round_index == 0:
-                    try:
-                        tool.memory()
-                    except (OSError, ValueError, KeyError, BenchFailure) as exc:
-                        warn(f"{tool.label}: memory not measured: {exc}")
+                    first_round_measures(tool, memory=memory, idle=idle)
                 tool.times["cold"].append(cold)
                 tool.times["no-op"].append(noop)
             except BenchFailure as failure:
@@ -730,9 +823,9 @@ def versions(docker: bool, compose: list[str] | None) -> list[str]:
     return lines
 
 
-def report(args: argparse.Namespace, starters: list[Starter], stacks: list[StackTool],
+def report(args: argparse.Namespace, starters: list[Starter], by_size: dict[int, list[StackTool]],
            conmon_mem: tuple[int, int] | str | None, tool_lines: list[str],
-           skipped: dict[str, list[tuple[str, str]]]) -> None:  # fmt: skip
+           skipped: dict[str, list[tuple[str, str]]], daemon_tools: list[StackTool]) -> None:  # fmt: skip
     print(f"\nreconciler bench/native.py: {PREFIX.rstrip('-')}, median of {args.repeat} interleaved rounds "
           "(part 1 after a warm-up round), seconds; ratio = native ÷ row")  # fmt: skip
     print("tools: " + "; ".join(tool_lines))
@@ -752,22 +845,23 @@ def report(args: argparse.Namespace, starters: list[Starter], stacks: list[Stack
     for label, reason in skipped["start"]:
         print(f"{label:<48}  {reason}")
 
-    print(f"\n2. stack apply: {args.containers} containers (busybox sleep) on one network, whole CLI runs")
-    ours = next((t for t in stacks if isinstance(t, ReconcileStack) and t.engine == "native"), None)
-    print(f"{'':<48}{'cold':>9}{'ratio':>9}{'no-op':>9}{'ratio':>9}")
-    for tool in stacks:
-        if tool.error and not tool.times["cold"]:
-            print(f"{tool.label:<48}  FAILED: {first_line(tool.error)[:160]}")
-            continue
-        cells = ""
-        for phase in ("cold", "no-op"):
-            value = tool.median(phase)
-            reference = ours.median(phase) if ours and not ours.error else None
-            cells += f"{seconds(value):>9}{ratio(reference, value):>9}"
-        print(f"{tool.label:<48}{cells}" + (f"  (then failed: {first_line(tool.error)[:80]})" if tool.error else ""))
-    for label, reason in skipped["stack"]:
-        print(f"{label:<48}  {reason}")
+    for count, tools in by_size.items():
+        print(f"\n2. stack apply: {count} containers (busybox sleep) on one network, whole CLI runs, no daemon")
+        stack_table(tools, skipped["stack"])
+    report_growth(by_size)
+    if daemon_tools:
+        count = daemon_tools[0].count
+        print(f"\n2c. through the daemon: {count} containers, the CLI hands the manifests to a running"
+              " `reconcile watch` (compose rows from the table of the same size above)")  # fmt: skip
+        same_size = [t for t in by_size.get(count, []) if not isinstance(t, ReconcileStack)]
+        stack_table([*daemon_tools, *same_size], [])
 
+    report_memory(by_size.get(args.memory_size, []), skipped["memory"], conmon_mem)
+    report_idle(daemon_tools, args.idle_window)
+
+
+def report_memory(stacks: Sequence[StackTool], skipped: Sequence[tuple[str, str]],
+                  conmon_mem: tuple[int, int] | str | None) -> None:  # fmt: skip
     print("\n3. memory of the per-container keeper process (KiB; mean over the stack's containers)")
     rows: list[tuple[str, tuple[int, int] | None, str]] = []
     for tool in stacks:
@@ -782,7 +876,7 @@ def report(args: argparse.Namespace, starters: list[Starter], stacks: list[Stack
             rows.append((f"{what}, n={len(tool.keepers)}", mean, ""))
         elif tool.engine == "docker":
             rows.append(("containerd-shim-runc-v2 (docker)", None, "not measured (docker stack failed)"))
-    rows += [(label, None, reason) for label, reason in skipped["memory"]]
+    rows += [(label, None, reason) for label, reason in skipped]
     if isinstance(conmon_mem, tuple):
         rows.append(("conmon 2.1.6, n=1", conmon_mem, ""))
     elif conmon_mem:
@@ -796,18 +890,198 @@ def report(args: argparse.Namespace, starters: list[Starter], stacks: list[Stack
         rss_ratio = f"{native_mem[0] / mem[0]:.2f}×" if native_mem and mem[0] else ""
         pss_ratio = f"{native_mem[1] / mem[1]:.2f}×" if native_mem and mem[1] else ""
         print(f"{label:<48}{mem[0]:>9}{mem[1]:>9}{rss_ratio:>11}{pss_ratio:>11}")
+    ours = next((t for t in stacks if isinstance(t, ReconcileStack) and t.engine == "native"), None)
     if ours and ours.extra:
         print(f"{'(native, per network) DNS server (python)':<48}{ours.extra[0]:>9}{ours.extra[1]:>9}")
+
+
+def stack_table(tools: Sequence[StackTool], skipped: Sequence[tuple[str, str]]) -> None:
+    """Cold and no-op medians, each with its ratio: the first native row's time ÷ the row's."""
+    ours = next((t for t in tools if isinstance(t, ReconcileStack) and t.engine == "native"), None)
+    print(f"{'':<48}{'cold':>9}{'ratio':>9}{'no-op':>9}{'ratio':>9}")
+    for tool in tools:
+        if tool.error and not tool.times["cold"]:
+            print(f"{tool.label:<48}  FAILED: {first_line(tool.error)[:160]}")
+            continue
+        cells = ""
+        for phase in ("cold", "no-op"):
+            value = tool.median(phase)
+            reference = ours.median(phase) if ours and not ours.error else None
+            cells += f"{seconds(value):>9}{ratio(reference, value):>9}"
+        print(f"{tool.label:<48}{cells}" + (f"  (then failed: {first_line(tool.error)[:80]})" if tool.error else ""))
+    for label, reason in skipped:
+        print(f"{label:<48}  {reason}")
+
+
+# A step's cost per added container may wobble with the host's load; growing by more than this
+# factor from one interval of sizes to the next is reported as faster than linear.
+SUPERLINEAR_FACTOR = 1.5
+# Below this many seconds per added container, a change in the marginal cost is noise, not growth.
+MARGINAL_FLOOR = 0.002
+
+
+def growth(points: Sequence[tuple[int, float]]) -> tuple[list[float], str]:
+    """The marginal cost (seconds per added container) between consecutive sizes, and a verdict:
+    "linear", or "SUPERLINEAR" when a later interval costs more per container than an earlier one
+    by more than :data:`SUPERLINEAR_FACTOR` (fixed costs, such as the interpreter's start, make the
+    first interval dearest per container, never the last, as long as every step is linear)."""
+    marginal = [(t2 - t1) / (n2 - n1) for (n1, t1), (n2, t2) in itertools.pairwise(points)]
+    worst = max(
+        (later / max(earlier, MARGINAL_FLOOR) for earlier, later in itertools.pairwise(marginal)),
+        default=1.0,
+    )
+    return marginal, ("SUPERLINEAR" if worst > SUPERLINEAR_FACTOR else "linear")
+
+
+def report_growth(by_size: dict[int, list[StackTool]]) -> None:
+    """How each tool's time grows with the stack: per container, per added container, the verdict."""
+    sizes = sorted(by_size)
+    if len(sizes) < 2:
+        return
+    print(f"\n2b. growth: seconds per container at each size, per added container between sizes; verdict"
+          f" (SUPERLINEAR: an interval costs > {SUPERLINEAR_FACTOR}× the one before per added container)")  # fmt: skip
+    header = "".join(f"{f'/ctr@{n}':>11}" for n in sizes) + "".join(
+        f"{f'+{a}..{b}':>11}" for a, b in itertools.pairwise(sizes)
+    )
+    print(f"{'':<56}{header}")
+    for index, tool in enumerate(by_size[sizes[0]]):
+        for phase in ("cold", "no-op"):
+            points = []
+            for n in sizes:
+                row = by_size[n][index] if index < len(by_size[n]) else None
+                value = row.median(phase) if row is not None else None
+                if value is not None:
+                    points.append((n, value))
+            if len(points) < 2:
+                continue
+            marginal, verdict = growth(points)
+            cells = "".join(f"{value / n:>11.4f}" for n, value in points)
+            cells += "".join(f"{value:>11.4f}" for value in marginal)
+            print(f"{(tool.label + ' ' + phase)[:55]:<56}{cells}  {verdict}")
+
+
+def report_idle(tools: Sequence[StackTool], window: float) -> None:
+    measured = [t for t in tools if isinstance(t, ReconcileStack) and t.idle is not None]
+    if not measured:
+        return
+    count = measured[0].count
+    print(f"\n4. idle cost of {count} running containers: PSS (smaps_rollup) summed, CPU over {window:g} s"
+          " (100% = one core); native: every process the project runs for them")  # fmt: skip
+    print(f"{'':<48}{'procs':>7}{'PSS MiB':>10}{'CPU %':>8}")
+    totals: dict[str, tuple[float, float]] = {}
+    for tool in measured:
+        idle = tool.idle
+        assert idle is not None
+        for role, (kib, procs) in sorted(idle.parts.items()):
+            print(f"{'  ' + tool.engine + ': ' + role:<48}{procs:>7}{kib / 1024:>10.1f}")
+        if tool.engine == "native":
+            totals["native"] = (idle.pss_kib / 1024, idle.cpu_percent)
+            print(f"{'native, everything (target <= 150 MiB, 0.5 %)':<48}{'':>7}{idle.pss_kib / 1024:>10.1f}"
+                  f"{idle.cpu_percent:>8.2f}")  # fmt: skip
+        else:
+            docker_kib = sum(kib for role, (kib, _) in idle.parts.items() if not role.startswith("reconcile"))
+            totals["docker"] = (docker_kib / 1024, idle.cpu_percent)
+            print(f"{'docker: dockerd + containerd + shims (+ ours)':<48}{'':>7}{docker_kib / 1024:>10.1f}"
+                  f"{idle.cpu_percent:>8.2f}  (dockerd serves every user of this host)")  # fmt: skip
+    if "native" in totals and "docker" in totals:
+        print(f"{'ratio native ÷ docker (PSS)':<48}{'':>7}{ratio(totals['native'][0], totals['docker'][0]):>10}")
 
 
 # ---------------------------------------------------------------------------------------------
 
 
+def sizes(text: str) -> list[int]:
+    """``--containers 10,50,200``: positive sizes, smallest first."""
+    try:
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or values[0] < 1 or values[-1] > 999:
+        raise argparse.ArgumentTypeError("sizes from 1 to 999 (container names have 2 to 3 digits)")
+    return values
+
+
+def start_phase(
+    args: argparse.Namespace, created: Created, engine: Any, docker: bool, skipped: list[tuple[str, str]]
+) -> tuple[list[Starter], tuple[int, int] | str]:
+    """Part 1: every way of starting one container, and one conmon's memory."""
+    # The bundle every runtime row reuses: the one the native engine writes for this container.
+    native = NativeStarter(engine)
+    template_name = f"{PREFIX}template"
+    template_id = engine.create_container(native.request(template_name))
+    template = json.loads((created.native_root / "containers" / template_id / "config.json").read_text())
+    starters: list[Starter] = [native]
+    for runtime in ("runc", "crun"):
+        if shutil.which(runtime):
+            starters += [BundleStarter(created, template, runtime, split=False),
+                         BundleStarter(created, template, runtime, split=True)]  # fmt: skip
+        else:
+            skipped.append((runtime, "not installed"))
+    conmon = ConmonStarter(created, template) if shutil.which("conmon") else None
+    if conmon:
+        starters.append(conmon)
+    else:
+        skipped.append(("conmon", "not installed"))
+    if docker:
+        starters.append(DockerStarter())
+    rounds(starters, args.repeat, "single start")
+    conmon_mem: tuple[int, int] | str = "not installed"
+    if conmon and conmon.error is None:
+        try:
+            conmon_mem = conmon.memory()
+        except BenchFailure as failure:
+            conmon_mem = f"FAILED: {first_line(str(failure))}"
+    elif conmon:
+        conmon_mem = "FAILED (see part 1)"
+    engine.remove_container(template_name)
+    return starters, conmon_mem
+
+
+def stack_phase(
+    args: argparse.Namespace, created: Created, docker: bool, compose: list[str] | None
+) -> dict[int, list[StackTool]]:
+    """Part 2 at each size: our CLI on both engines and compose, embedded (no daemon)."""
+    by_size: dict[int, list[StackTool]] = {}
+    for count in args.containers:
+        tools: list[StackTool] = [ReconcileStack(created.work / f"native-{count}", count, created, "native")]
+        if docker:
+            tools.append(ReconcileStack(created.work / f"docker-{count}", count, created, "docker"))
+            if compose:
+                tools.append(ComposeStack(created.work / f"compose-{count}", count, created, compose))
+        stack_rounds(tools, args.repeat, memory=count == args.memory_size)
+        by_size[count] = tools
+    return by_size
+
+
+def daemon_phase(args: argparse.Namespace, created: Created, docker: bool) -> list[StackTool]:
+    """Our CLI through a running daemon on each engine, and the idle cost of the stack it made."""
+    tools: list[StackTool] = []
+    for engine in ("native", "docker") if docker else ("native",):
+        try:
+            daemon = Daemon(created, engine)
+        except BenchFailure as failure:
+            warn(str(failure))
+            continue
+        tools.append(ReconcileStack(created.work / f"daemon-{engine}-stack", args.memory_size, created, engine,
+                                    daemon))  # fmt: skip
+    try:
+        stack_rounds(tools, args.repeat, memory=False, idle=args.idle_window)
+    finally:
+        for daemon in created.daemons:
+            daemon.stop()
+    return tools
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--containers", type=int, default=20, help="containers in the stack (default 20)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed rounds; the median is reported (default 5)")
+    parser.add_argument("--containers", type=sizes, default=[10, 50, 200], metavar="N[,N...]",
+                        help="stack sizes, each measured in turn (default 10,50,200)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the median is reported (default 3)")
+    parser.add_argument("--idle-window", type=float, default=10.0, help="seconds of idle CPU measured (default 10)")
+    parser.add_argument("--no-daemon", action="store_true", help="skip the phase through `reconcile watch`")
     args = parser.parse_args()
+    # Keeper memory, the daemon phase and the idle cost are measured at the size nearest 50.
+    args.memory_size = min(args.containers, key=lambda n: abs(n - 50))
     args.load = os.getloadavg()
     if os.geteuid() != 0:
         sys.exit("run as root: runc, overlay mounts and bridges need it")
@@ -819,7 +1093,8 @@ def main() -> int:
     compose = find_compose() if docker else None
     failed = False
     starters: list[Starter] = []
-    stacks: list[StackTool] = []
+    by_size: dict[int, list[StackTool]] = {}
+    daemon_tools: list[StackTool] = []
     conmon_mem: tuple[int, int] | str | None = None
     skipped: dict[str, list[tuple[str, str]]] = {"start": [], "stack": [], "memory": []}
     if not docker:
@@ -837,44 +1112,13 @@ def main() -> int:
         if docker:
             import_docker_image(created)
 
-        # The bundle every runtime row reuses: the one the native engine writes for this container.
-        native = NativeStarter(engine)
-        template_name = f"{PREFIX}template"
-        template_id = engine.create_container(native.request(template_name))
-        template = json.loads((created.native_root / "containers" / template_id / "config.json").read_text())
-        starters = [native]
-        for runtime in ("runc", "crun"):
-            if shutil.which(runtime):
-                starters += [BundleStarter(created, template, runtime, split=False),
-                             BundleStarter(created, template, runtime, split=True)]  # fmt: skip
-            else:
-                skipped["start"].append((runtime, "not installed"))
-        conmon = ConmonStarter(created, template) if shutil.which("conmon") else None
-        if conmon:
-            starters.append(conmon)
-        else:
-            skipped["start"].append(("conmon", "not installed"))
-        if docker:
-            starters.append(DockerStarter())
-        rounds(starters, args.repeat, "single start")
-        if conmon and conmon.error is None:
-            try:
-                conmon_mem = conmon.memory()
-            except BenchFailure as failure:
-                conmon_mem = f"FAILED: {first_line(str(failure))}"
-        elif conmon:
-            conmon_mem = "FAILED (see part 1)"
-        else:
-            conmon_mem = "not installed"
-        engine.remove_container(template_name)
+        starters, conmon_mem = start_phase(args, created, engine, docker, skipped["start"])
+        native = starters[0]
 
-        stacks = [ReconcileStack(created.work / "native-stack", args.containers, created, "native")]
-        if docker:
-            stacks.append(ReconcileStack(created.work / "docker-stack", args.containers, created, "docker"))
-            if compose:
-                stacks.append(ComposeStack(created.work / "compose", args.containers, created, compose))
-        stack_rounds(stacks, args.repeat)
-        failed = bool(native.error or stacks[0].error)
+        by_size = stack_phase(args, created, docker, compose)
+        if not args.no_daemon:
+            daemon_tools = daemon_phase(args, created, docker)
+        failed = bool(native.error or any(tools[0].error for tools in by_size.values()))
     except BenchFailure as failure:
         print(f"bench failed: {failure}", file=sys.stderr)
         return 1
@@ -886,7 +1130,7 @@ def main() -> int:
         progress("cleaning up ...")
         created.teardown()
 
-    report(args, starters, stacks, conmon_mem, tool_lines, skipped)
+    report(args, starters, by_size, conmon_mem, tool_lines, skipped, daemon_tools)
     return 1 if failed else 0
 
 
