@@ -110,7 +110,7 @@ def test_a_failing_replacement_rolls_back_while_the_old_one_serves_and_a_fix_rol
     assert engine.observe().containers[name].container_id != first_id
     # Until the switch the old one answered; after it the new one: never anything else.
     assert set(loop.answers) - set(loop.failures()) <= {"v1", "v3"}
-    print(f"roll forward: {len(loop.failures())} failed of {len(loop.answers)} probes")  # noqa: T201 (measured)
+    print(f"roll forward: {len(loop.failures())} failed of {len(loop.answers)} probes")  # measured, for the report
 
 
 @pytest.mark.integration
