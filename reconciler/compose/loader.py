@@ -103,7 +103,8 @@ def _documents(
     if merged is None:
         raise errors.ManifestError(diagnostics or [errors.Diagnostic(first, 1, 1, "", "the compose file is empty")])
     name = _project_name(options, merged, directory, environment)
-    project = translating.Project(name, directory, environment, frozenset(options.profiles or _profiles(environment)))
+    profiles = frozenset(options.profiles or _profiles(environment))
+    project = translating.Project(name, directory, environment, profiles, reader.environments)
     translation = services.translate(project, merged)
     for problem in translation.problems:
         file, line, column = problem.where

@@ -22,6 +22,7 @@ Warn = Callable[[str], None]
 MAX_NESTING = 10
 MAX_FILE_BYTES = 4 * 1024 * 1024
 _GROUPS = ("services", "networks", "volumes", "secrets", "configs")
+_INCLUDE_FIELDS = frozenset({"path", "project_directory", "env_file"})
 
 
 @dataclasses.dataclass(slots=True)
@@ -32,6 +33,8 @@ class Reader:
     diagnostics: list[errors.Diagnostic]
     warn: Warn
     opened: list[str] = dataclasses.field(default_factory=list)
+    # The variables of each service of an included project (the env files of services use them).
+    environments: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def problem(self, where: Where, path: tuple[str | int, ...], message: str) -> None:
         self.diagnostics.append(errors.Diagnostic(where[0], where[1], where[2], field_text(path), message))
@@ -61,8 +64,11 @@ class Reader:
             self.opened.pop()
         return located
 
-    def read_file(self, path: Path, where: Where, field: tuple[str | int, ...]) -> Located | None:
-        """A file named by ``include`` or ``extends.file``, its relative paths made absolute."""
+    def read_file(
+        self, path: Path, where: Where, field: tuple[str | int, ...], directory: Path | None = None
+    ) -> Located | None:
+        """A file named by ``include`` or ``extends.file``, its relative paths made absolute
+        against ``directory`` (default: its own folder)."""
         if str(path.resolve()) in self.opened or len(self.opened) > MAX_NESTING:
             self.problem(where, field, f"{path}: files include or extend each other in a cycle (or deeper "
                          f"than {MAX_NESTING})")  # fmt: skip
@@ -81,11 +87,12 @@ class Reader:
             return None
         located = self.read(str(path), text)
         if located is not None:
-            _rebase(located, str(path.parent.resolve()))
+            _rebase(located, str((directory or path.parent).resolve()))
         return located
 
     def _include(self, located: Located, file: str) -> None:
-        """``include: [path, {path: [a, b]}]``: each file's services, networks ... added; a name
+        """``include: [path, {path: PATH or [PATHS], project_directory, env_file}]``: each entry's
+        files (several: merged in order, as ``-f``) add their services, networks ...; a name
         already there is an error (compose's rule)."""
         top = located.value
         assert isinstance(top, dict)
@@ -93,15 +100,49 @@ class Reader:
         folder = Path(file).parent if not file.startswith("<") else Path.cwd()
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             here = ("include", index)
-            paths = entry.get("path") if isinstance(entry, dict) else entry
-            for name in paths if isinstance(paths, list) else [paths]:
-                if not isinstance(name, str) or (isinstance(entry, dict) and set(entry) - {"path"}):
-                    self.problem(located.at(here), here, "include: a path, or {path: PATH or [PATHS]} "
-                                 "(project_directory and env_file are not supported)")  # fmt: skip
-                    continue
-                included = self.read_file(folder / name, located.at(here), here)
-                if included is not None:
-                    self._add(located, included, here)
+            options = entry if isinstance(entry, dict) else {"path": entry}
+            paths = options.get("path")
+            names = [str(n) for n in (paths if isinstance(paths, list) else [paths]) if isinstance(n, str)]
+            if not names or names not in (paths, [paths]) or set(options) - _INCLUDE_FIELDS:
+                self.problem(located.at(here), here, "include: a path, or {path: PATH or [PATHS], "
+                             "project_directory, env_file}")  # fmt: skip
+                continue
+            directory = folder / str(options.get("project_directory") or Path(names[0]).parent)
+            reader = self._included_reader(options.get("env_file"), folder, directory, located.at(here), here)
+            if reader is None:
+                continue
+            included: Located | None = None
+            for name in names:
+                read = reader.read_file(folder / name, located.at(here), here, directory)
+                if read is not None:
+                    included = read if included is None else merging.merge(included, read)
+            if included is not None:
+                found = included.value.get("services") if isinstance(included.value, dict) else None
+                for service in found if isinstance(found, dict) else []:
+                    self.environments.setdefault(service, reader.environment)  # the innermost project's
+                self._add(located, included, here)
+
+    def _included_reader(
+        self, env_files: object, folder: Path, directory: Path, where: Where, here: tuple[str | int, ...]
+    ) -> Reader | None:
+        """The reader of an included project: its variables are this project's over its env files
+        (``env_file``, relative to the including file; default the ``.env`` of its project directory)."""
+        given = [env_files] if isinstance(env_files, str) else env_files
+        if given is not None and (not isinstance(given, list) or not all(isinstance(f, str) for f in given)):
+            self.problem(where, (*here, "env_file"), "env_file: a path or a list of paths")
+            return None
+        paths = [folder / f for f in given] if given else [p for p in [directory / ".env"] if p.is_file()]
+        variables: dict[str, str] = {}
+        for path in paths:
+            try:
+                variables.update(interpolation.read_env_file(path, {**variables, **self.environment}, lambda _m: None))
+            except OSError as exc:
+                self.problem(where, (*here, "env_file"), f"cannot read {path}: {exc.strerror or exc}")
+                return None
+            except ValueError as exc:  # UnicodeDecodeError too
+                self.problem(where, (*here, "env_file"), str(exc))
+                return None
+        return dataclasses.replace(self, environment={**variables, **self.environment})
 
     def _add(self, located: Located, included: Located, here: tuple[str | int, ...]) -> None:
         top, other = located.value, included.value

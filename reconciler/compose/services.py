@@ -108,7 +108,7 @@ def _env_file(context: Context, current: ServiceDocument, value: object) -> None
         absolute = translating.absolute(context.project.directory, path)
         if item.get("required", True) is False and not translating.exists(absolute):
             continue
-        entries = _env_entries(context, here, absolute, values)
+        entries = _env_entries(context, current, here, absolute, values)
         whole = any(entry.bare for entry in entries)
         for entry in entries:
             if entry.value is not None:
@@ -125,9 +125,9 @@ def _env_file(context: Context, current: ServiceDocument, value: object) -> None
 
 
 def _env_entries(
-    context: Context, here: tuple[str | int, ...], path: str, before: dict[str, str]
+    context: Context, current: ServiceDocument, here: tuple[str | int, ...], path: str, before: dict[str, str]
 ) -> list[interpolation.EnvEntry]:
-    variables = {**before, **context.project.environment}
+    variables = {**before, **context.project.included.get(current.name, context.project.environment)}
 
     def say(message: str) -> None:
         context.refuse(here, here, message, warning=True)

@@ -96,6 +96,8 @@ class Project:
     directory: str
     environment: Mapping[str, str]
     profiles: frozenset[str]
+    # The variables of the services of included projects (theirs over their env files), by service.
+    included: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)

@@ -167,3 +167,50 @@ def test_a_bad_env_file_is_refused_at_its_place_without_its_text(tmp_path: Path)
     assert "bad.env:2:" in problems[0] and "hunter2" not in "".join(problems)
     assert "need.env:1: required variable REQUIRED is missing a value: set REQUIRED" in problems[1]
     assert "cannot read" in problems[2] and "missing.env" in problems[2]
+
+
+def test_include_with_project_directory_and_env_file(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    write(folder, ".env", "TAG=1\n")
+    write(folder, "lib/compose.yaml", "services:\n  b:\n    image: busybox:${TAG}\n    volumes: ['./d:/d']\n"
+          "    env_file: [b.env]\n    environment: {V: '${V}'}\n")  # fmt: skip
+    write(folder, "lib/vars.env", "TAG=2\nV=from-vars-${TAG}\n")
+    write(folder, "lib/pd/b.env", "BV=${V}\n")
+    path = write(
+        folder,
+        "compose.yaml",
+        """
+        include:
+          - {path: lib/compose.yaml, project_directory: lib/pd, env_file: lib/vars.env}
+        services:
+          a: {image: "busybox:${TAG}"}
+        """,
+    )
+    documents = convert(path)
+    b = spec(documents, "p-b-1")
+    assert b["image"] == "busybox:1"  # the including project's variables win
+    assert b["mounts"][0]["source"] == str(folder / "lib" / "pd" / "d")
+    assert b["envFiles"] == [str(folder / "lib" / "pd" / "b.env")]
+    assert b["env"] == {"BV": "from-vars-1", "V": "from-vars-1"}
+
+
+def test_a_bad_include_entry_is_refused_at_its_place(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    write(folder, "lib/compose.yaml", "services:\n  b: {image: busybox}\n")
+    path = write(
+        folder,
+        "compose.yaml",
+        """
+        include:
+          - {path: lib/compose.yaml, env_file: missing.env}
+          - {path: lib/compose.yaml, env_file: [1]}
+          - {path: lib/compose.yaml, project_directory: lib, bogus: 1}
+        services:
+          a: {image: busybox}
+        """,
+    )
+    problems = errors_of(path)
+    assert len(problems) == 3, problems
+    assert ":2:" in problems[0] and "missing.env" in problems[0]
+    assert ":3:" in problems[1] and "env_file: a path or a list of paths" in problems[1]
+    assert ":4:" in problems[2] and "project_directory, env_file" in problems[2]

@@ -212,6 +212,28 @@ GOOD: list[Case] = [
         services:
           web: {{image: {IMAGE}, depends_on: [db]}}
         """, **{"db/compose.yaml": f"services:\n  db:\n    image: {IMAGE}\n    volumes: [./data:/data]\n"})),
+    # An included project: its variables are the including project's over its own env files (the
+    # .env of its project directory by default); its relative paths against its project directory.
+    Case("include-project-directory-and-env-file", compose(f"""
+        include:
+          - sub/compose.yaml
+          - path: [other/compose.yaml, other/override.yaml]
+            project_directory: other/pd
+            env_file: [other/vars.env]
+        services:
+          web: {{image: "busybox:${{TAG}}", environment: {{X: "${{INC:-none}}"}}}}
+        """, **{
+            "dot_env": "TAG=1.36\nPARENT_ONLY=p\n",
+            "sub/compose.yaml": "services:\n  a:\n    image: busybox:${TAG}\n"
+                                "    environment: {INC: '${INC:-unset}', P: '${PARENT_ONLY:-unset}'}\n"
+                                "    volumes: ['./data:/data']\n    env_file: [a.env]\n",
+            "sub/.env": "TAG=wrong\nINC=sub-inc\n", "sub/a.env": "AV=${INC}\n",
+            "other/compose.yaml": "services:\n  b:\n    image: busybox:${TAG}\n    volumes: ['./data:/data']\n"
+                                  "    env_file: [b.env]\n",
+            "other/override.yaml": "services:\n  b:\n    environment: {INC: '${INC:-unset}'}\n",
+            "other/vars.env": "TAG=wrong\nINC=${PARENT_ONLY}-other\n", "other/pd/b.env": "BV=${INC}\n",
+            "other/pd/.env": "INC=not-read\n",
+        })),
     Case("profiles-inactive", compose(f"""
         services:
           web: {{image: {IMAGE}}}
