@@ -1,6 +1,6 @@
 """Bench: the controller (``reconcile watch``) on the docker backend, and restarts on the native engine.
 
-    python bench/controller.py [--rounds 10] [--containers 100] [--idle-seconds 60]
+    python bench/controller.py [--rounds 10] [--containers 100] [--idle-seconds 60] [--latency-only]
     python bench/controller.py --engine native [--rounds 10]
 
 Measures, against the running dockerd, with a busybox-static image imported locally:
@@ -8,6 +8,13 @@ Measures, against the running dockerd, with a busybox-static image imported loca
 * **folder latency**: a manifest renamed into the watched folder → Docker's ``start`` event of
   its container; shown next to the engine's own start latency (a bare create + start through the
   same backend), since the target is "≤ 0.3 s plus the engine's start latency";
+* **git latency** (``watch --git``): a manifest committed in a clone, ``git push`` to a bare
+  repository and the forge's webhook (``POST /hooks/git``, HMAC-signed, on the daemon's TCP
+  listener) → Docker's ``start`` event of its container; one commit per round, the daemon's
+  ``--interval`` an hour (only the webhook can bring a commit in time). Split into the push and
+  the rest (hook → fetch → check → switch → pass → start). Its containers have ``networkMode:
+  none``: no stack network to create (like the bare engine start it is compared with; on a
+  shared dockerd, other sessions' network prunes would otherwise race the stack's new network);
 * **restart reaction**: a container under ``restart: always`` with a custom backoff (so the
   controller owns its restarts) exits with code 1 → Docker's next ``start`` event; also the
   controller's own part (exit seen → start requested, from its ``restart`` events) and, for
@@ -47,12 +54,16 @@ import argparse
 import calendar
 import compileall
 import contextlib
+import hashlib
+import hmac
+import http.client
 import itertools
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -132,12 +143,16 @@ class Starts:
 
 
 class Daemon:
-    def __init__(self, folder: Path, root: Path, *, resync: float, engine: str = "docker") -> None:
+    def __init__(
+        self, folder: Path | None, root: Path, *, resync: float, engine: str = "docker", extra: Sequence[str] = ()
+    ) -> None:
+        """``folder``: the watched folder (None: ``extra`` names the source, e.g. ``--git URL``)."""
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket = str(root / "api.sock")
         self.log = (root / "daemon.log").open("ab")
-        command = [sys.executable, "-m", ENTRY, "--engine", engine, "--root", str(root),
-                   "watch", str(folder), "--socket", self.socket, "--resync", str(resync)]  # fmt: skip
+        source = [str(folder)] if folder else []
+        command = [sys.executable, "-m", ENTRY, "--engine", engine, "--root", str(root), "watch", *source,
+                   "--socket", self.socket, "--resync", str(resync), *extra]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=ROOT)
         self.client = api.Client(self.socket)
         deadline = time.monotonic() + 30
@@ -220,6 +235,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--resync", type=float, default=60.0, help="the daemon's --resync (its default: 60 s)")
+    parser.add_argument("--latency-only", action="store_true", help="docker: the folder and git latencies only")
     return parser.parse_args()
 
 
@@ -241,6 +257,78 @@ def folder_latencies(folder: Path, starts: Starts, image: str, prefix: str, roun
         latencies.append(starts.wait_for(name, "start", written - 0.001) - written)
         time.sleep(0.6)  # the next file is a separate save, not the same debounce burst
     return latencies
+
+
+GIT_ENV = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.test", "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.test", "HOME": "/nonexistent",
+}  # fmt: skip
+HOOK_SECRET = secrets.token_hex(16).encode()
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def post_hook(port: int, body: bytes) -> int:
+    """The forge's push hook, signed as GitHub signs it."""
+    signature = "sha256=" + hmac.new(HOOK_SECRET, body, hashlib.sha256).hexdigest()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/hooks/git", body=body, headers={"X-Hub-Signature-256": signature})
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        connection.close()
+
+
+def git_latencies(
+    work: Path, starts: Starts, image: str, prefix: str, args: argparse.Namespace
+) -> list[tuple[float, float]]:
+    """Per round, a manifest committed and pushed, then the webhook: (push → start event, push time)."""
+    bare, clone = work / "git" / "app.git", work / "git" / "clone"
+    bare.mkdir(parents=True)
+    git(bare, "init", "--quiet", "--bare", "--initial-branch=main")
+    git(work / "git", "clone", "--quiet", str(bare), str(clone))
+    git(clone, "commit", "--quiet", "--allow-empty", "-m", "start")
+    git(clone, "push", "--quiet", "origin", "HEAD:refs/heads/main")
+    secret = work / "hook-secret"
+    secret.write_bytes(HOOK_SECRET)
+    secret.chmod(0o600)
+    port = free_port()
+    source = ["--git", str(bare), "--interval", "1h", "--webhook-secret-file", str(secret),
+              "--metrics-addr", f"127.0.0.1:{port}"]  # fmt: skip
+    daemon = Daemon(None, work / "git-root", resync=args.resync, extra=source)
+    samples = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (daemon.client.status()["git"]["inForce"] or {}).get("commit"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the git daemon never put its first commit in force")
+            time.sleep(0.05)
+        for index in range(args.rounds):
+            name = f"{prefix}-git{index}"
+            (clone / f"{name}.yaml").write_text(manifest(name, image, extra="networkMode: none"))
+            git(clone, "add", "--all")
+            git(clone, "commit", "--quiet", "-m", name)
+            pushed = time.time()
+            git(clone, "push", "--quiet", "origin", "HEAD:refs/heads/main")
+            push_time = time.time() - pushed
+            if post_hook(port, json.dumps({"ref": "refs/heads/main"}).encode()) != 202:
+                raise SystemExit("the webhook was refused")
+            samples.append((starts.wait_for(name, "start", pushed - 0.001) - pushed, push_time))
+            time.sleep(0.6)
+    finally:
+        daemon.stop()
+    return samples
 
 
 def restart_reactions(
@@ -291,12 +379,15 @@ def idle_cost(
 def report_docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
     engine = statistics.median(results["bare"])
     folder_latency = statistics.median(results["latency"])
-    owned_gaps, controller_part, docker_gaps = results["owned"], results["controller_part"], results["docker"]
     print("\nwatched folder → container started (Docker's start event), median of", args.rounds)
     show("folder latency", f"{folder_latency * 1000:.0f} ms", f"target ≤ 300 ms + engine {engine * 1000:.0f} ms",
          folder_latency <= 0.3 + engine)  # fmt: skip
     show("  of which the controller's (latency − engine)", f"{(folder_latency - engine) * 1000:.0f} ms", "≤ 300 ms")
     show("engine create+start latency (bare SDK)", f"{engine * 1000:.0f} ms")
+    report_git(args, results, engine)
+    if args.latency_only:
+        return
+    owned_gaps, controller_part, docker_gaps = results["owned"], results["controller_part"], results["docker"]
     print("\nrestart reaction (exit → Docker's next start event), first three restarts")
     if owned_gaps:
         show("controller-owned, backoff 100 ms ×2", " / ".join(f"{g * 1000:.0f}" for g in owned_gaps) + " ms",
@@ -314,6 +405,23 @@ def report_docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
     show("  engine events read meanwhile (not ours)", f"{results['foreign_events']}", "0 on an idle host")
     show("  host load average (1 min)", f"{os.getloadavg()[0]:.1f}", f"{os.cpu_count()} CPUs")
     show("controller RSS", f"{results['rss']:.1f} MiB", "target ≤ 80 MiB", results["rss"] <= 80)
+
+
+def report_git(args: argparse.Namespace, results: dict[str, Any], engine: float) -> None:
+    samples = results.get("git") or []
+    if not samples:
+        return
+    total = statistics.median(latency for latency, _ in samples)
+    push = statistics.median(push for _, push in samples)
+    print(f"\ngit push → container started, through the webhook (watch --git, --interval 1h), median of {len(samples)}")
+    folder = statistics.median(results["latency"])
+    show("git latency (push → start event)", f"{total * 1000:.0f} ms", f"folder latency {folder * 1000:.0f} ms")
+    show("  of which git push (clone → bare, local)", f"{push * 1000:.0f} ms")
+    show(
+        "  hook → fetch, check, switch, pass, start",
+        f"{(total - push) * 1000:.0f} ms",
+        f"engine {engine * 1000:.0f} ms",
+    )
 
 
 def docker_main(args: argparse.Namespace) -> int:
@@ -334,12 +442,18 @@ def docker_main(args: argparse.Namespace) -> int:
         print(f"controller bench: prefix {prefix}, dockerd {client.version()['Version']}, {os.cpu_count()} CPUs")
         bare = engine_start_latency(client, image, prefix, args.rounds)
         latencies = folder_latencies(folder, starts, image, prefix, args.rounds)
+        git_samples = git_latencies(work, starts, image, prefix, args)
+        if args.latency_only:
+            results = {"latency": latencies, "bare": bare, "git": git_samples}
+            report_docker(args, results)
+            return 0
         owned_gaps, controller_part, docker_gaps = restart_reactions(folder, starts, daemon, image, prefix)
         for index in range(args.rounds):
             (folder / f"{prefix}-lat{index}.yaml").unlink()
         cpu, foreign_events, rss = idle_cost(folder, client, daemon, image, prefix, args)
         results = {"latency": latencies, "bare": bare, "owned": owned_gaps, "controller_part": controller_part,
-                   "docker": docker_gaps, "cpu": cpu, "foreign_events": foreign_events, "rss": rss}  # fmt: skip
+                   "docker": docker_gaps, "cpu": cpu, "foreign_events": foreign_events, "rss": rss,
+                   "git": git_samples}  # fmt: skip
         report_docker(args, results)
     finally:
         daemon.stop()

@@ -299,6 +299,11 @@ class Repository:
             if code != 0 or out.strip() != "tree":
                 raise GitError(f"commit {sha[:12]} has no folder {path}")
         files.make_private_dir(target)
+        folder = target / path
+        _, listed, _ = self.git("ls-tree", "--name-only", sha, "--", path)
+        if not listed.strip():  # an empty tree: git would find nothing to match the path
+            files.make_private_dir(folder)
+            return folder
         index = self.directory / "checkout.index"
         with contextlib.suppress(FileNotFoundError):
             index.unlink()
@@ -308,8 +313,7 @@ class Repository:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 index.unlink()
-        folder = target / path
-        files.make_private_dir(folder)  # an empty repository has no files, but the folder is there
+        files.make_private_dir(folder)
         return folder
 
     # -- signatures -----------------------------------------------------------------------------

@@ -264,3 +264,18 @@ def test_repository_names_follow_git_clone() -> None:
     assert gitrepo.repository_name("https://example.test/org/site/") == "site"
     assert gitrepo.repository_name("/srv/repos/app.git") == "app"
     assert gitrepo.repository_name("file:///") == "repository"
+
+
+@pytest.mark.parametrize("path", [".", "deploy"])
+def test_an_empty_commit_is_an_empty_folder(tmp_path: Path, upstream: git_support.Upstream, path: str) -> None:
+    """A repository whose first commit holds no file at all (``git commit --allow-empty``): its
+    folder is empty, not a failed checkout (found by the bench: such a start was refused)."""
+    sha = upstream.commit("start")
+    repository = mirror(tmp_path, str(upstream.bare), path=path)
+    repository.fetch()
+    if path == ".":
+        folder = repository.checkout(sha, tmp_path / "tree")
+        assert folder.is_dir() and list(folder.iterdir()) == []
+    else:
+        with pytest.raises(gitrepo.GitError, match="has no folder deploy"):
+            repository.checkout(sha, tmp_path / "tree")
