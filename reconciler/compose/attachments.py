@@ -119,9 +119,7 @@ Place = tuple[str | int, ...]
 def _volume_source(context: Context, here: Place, item: dict[str, object], mount: dict[str, object]) -> bool:
     source = item.get("source")
     if source is None:
-        context.refuse(here, here, "an anonymous volume has no manifest form: name it (NAME:TARGET) and declare "
-                       "it under the top-level volumes:")  # fmt: skip
-        return False
+        return _anonymous(context, here, mount)
     name, external = context.volume_names.get(str(source), (None, False))
     if name is None:
         context.refuse(here, here, f"volume {source!r} is not declared under the top-level volumes:")
@@ -129,6 +127,20 @@ def _volume_source(context: Context, here: Place, item: dict[str, object], mount
     mount["source"] = name
     if external:
         mount["external"] = True
+    return True
+
+
+def _anonymous(context: Context, here: Place, mount: dict[str, object]) -> bool:
+    """An anonymous volume (``volumes: [/data]``) as a Volume of the stack (:meth:`Context.anonymous_volume`)."""
+    service = str(here[1])
+    if context.single.get(service) != context.names.get(service):
+        context.refuse(here, here, "an anonymous volume of a replicated service (compose makes one per replica) "
+                       "has no manifest form: name the volume, or use a tmpfs")  # fmt: skip
+        return False
+    if not isinstance(mount.get("target"), str):
+        context.refuse(here, here, "an anonymous volume needs its target: an absolute path")
+        return False
+    mount["source"] = context.anonymous_volume(service, str(mount["target"]), here)
     return True
 
 

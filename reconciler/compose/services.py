@@ -24,7 +24,12 @@ def translate(project: translating.Project, merged: Located) -> Translation:
     context, active = translating.begin(project, merged)
     for name, spec in active.items():
         service(context, name, spec)
+    # Networks, volumes (the anonymous ones of services too), then containers.
+    context.out.documents.sort(key=lambda document: _KIND_ORDER.get(str(document.value.get("kind")), 3))
     return context.out
+
+
+_KIND_ORDER = {"Network": 0, "Volume": 1, "Container": 2}
 
 
 def service(context: Context, name: str, spec: dict[str, object]) -> None:

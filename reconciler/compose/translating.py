@@ -14,6 +14,7 @@ module must not read files.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -227,6 +228,17 @@ class Context:
             self.volume_names[key] = (name, bool(spec.get("external")))
             if not spec.get("external"):
                 _volume_document(self, key, name, spec)
+
+    def anonymous_volume(self, service: str, target: str, path: Path) -> str:
+        """The Volume standing for the anonymous volume ``service`` mounts at ``target`` (compose
+        makes one per container and keeps it until ``down -v``): ``<project>_<service>-<hash of
+        the target>``, the same at every load, a Volume of the stack like the declared ones, so
+        it is kept across recreations and deleted only when the user asks (``--prune-volumes``)."""
+        name = f"{self.project.name}_{service}-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
+        document = Document({"apiVersion": API_VERSION, "kind": "Volume", "metadata": self.metadata(name)}, [])
+        document.places.append(((), path, self.merged.at(path)))
+        self.out.documents.append(document)
+        return name
 
     def service_document(self, name: str) -> ServiceDocument:
         """The container document of service ``name``, its spec still empty."""

@@ -15,6 +15,7 @@ binary fails the test with its name, never skips.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -213,6 +214,7 @@ def expected(project: Mapping[str, Any]) -> View:
                                                   gateway (ipam.config[0]), internal, options
                                                   (driver_opts), labels
     top-level volume (not external)               Volume ``<compose's name>`` (``<project>_<key>``): options, labels
+    anonymous volume (``volumes: [/data]``)       Volume ``<project>_<service>-<sha256(target)[:12]>``, mounted
     ============================================  =================================================
     """
     project = unescape(project)
@@ -227,6 +229,10 @@ def expected(project: Mapping[str, Any]) -> View:
                                                     "options": volume.get("driver_opts") or {}}  # fmt: skip
     for key, service in (project.get("services") or {}).items():
         view[f"Container {naming.container(key)}"] = _container(key, service, naming, project)
+        for volume in service.get("volumes") or ():
+            if volume["type"] == "volume" and not volume.get("source"):
+                view[f"Volume {naming.anonymous(key, volume['target'])}"] = {"stack": naming.stack, "labels": {},
+                                                                             "options": {}}  # fmt: skip
     return view
 
 
@@ -263,6 +269,10 @@ class _Naming:
     def network(self, key: str) -> str:
         """compose's own name (``config`` prints it: ``<project>_<key>``, or ``name:``), unchanged."""
         return str(self.project["networks"][key].get("name") or f"{self.project['name']}_{key}")
+
+    def anonymous(self, service: str, target: str) -> str:
+        """The Volume of an anonymous volume: ``<project>_<service>-<sha256 of the target, 12 hex>``."""
+        return f"{self.project['name']}_{service}-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
 
     def volume(self, key: str) -> str:
         return str(self.project["volumes"][key].get("name") or f"{self.project['name']}_{key}")
@@ -310,7 +320,7 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
         "ports": sorted(_port(port) for port in service.get("ports") or ()),
         "networks": _attachments(key, service, naming),
         "networkMode": _mode(service.get("network_mode"), naming) or "bridge",
-        "mounts": sorted(_mounts(service, naming), key=repr),
+        "mounts": sorted(_mounts(key, service, naming), key=repr),
         "volumesFrom": sorted(name.removeprefix("container:") if name.startswith("container:") else naming.one(name)
                               for name in service.get("volumes_from") or ()),
         "restart": _restart(service),
@@ -403,12 +413,14 @@ def _mode(value: str | None, naming: _Naming) -> str | None:
     return value
 
 
-def _mounts(service: Mapping[str, Any], naming: _Naming) -> list[tuple[Any, ...]]:
+def _mounts(key: str, service: Mapping[str, Any], naming: _Naming) -> list[tuple[Any, ...]]:
     mounts: list[tuple[Any, ...]] = []
     for volume in service.get("volumes") or ():
         kind, source, target = volume["type"], volume.get("source"), volume["target"]
         read_only = bool(volume.get("read_only"))
-        if kind == "volume":
+        if kind == "volume" and not source:
+            mounts.append(("volume", naming.anonymous(key, target), target, read_only, False))
+        elif kind == "volume":
             external = naming.external_volume(source)
             name = str(naming.project["volumes"][source].get("name") or source) if external else naming.volume(source)
             mounts.append(("volume", name, target, read_only, external))

@@ -4,13 +4,15 @@ interpolated, ``include`` with ``project_directory``/``env_file``, a replicated 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from reconciler import errors, manifests
+from reconciler import errors, manifests, operations, planning
 from reconciler.compose import loader
 from tests.unit.compose_helpers import convert, errors_of, spec, write
+from tests.unit.helpers import IMAGE, new_engine
 
 
 def test_a_replica_named_by_volumes_from_or_network_mode_is_declared() -> None:
@@ -214,3 +216,47 @@ def test_a_bad_include_entry_is_refused_at_its_place(tmp_path: Path) -> None:
     assert ":2:" in problems[0] and "missing.env" in problems[0]
     assert ":3:" in problems[1] and "env_file: a path or a list of paths" in problems[1]
     assert ":4:" in problems[2] and "project_directory, env_file" in problems[2]
+
+
+ANONYMOUS = """
+services:
+  web:
+    image: IMAGE
+    environment: {A: "VALUE"}
+    volumes: ["/data", {type: volume, target: /cache, read_only: true}]
+"""
+
+
+def test_anonymous_volumes_are_volumes_of_the_stack_kept_until_asked(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    path = write(folder, "compose.yaml", ANONYMOUS.replace("IMAGE", IMAGE).replace("VALUE", "1"))
+    documents = convert(path)
+    data, cache = (f"p_web-{hashlib.sha256(t.encode()).hexdigest()[:12]}" for t in ("/data", "/cache"))
+    assert [(d["kind"], name) for name, d in documents.items()] == [
+        ("Network", "p_default"), ("Volume", data), ("Volume", cache), ("Container", "p-web-1"),
+    ]  # fmt: skip
+    assert spec(documents, "p-web-1")["mounts"] == [
+        {"type": "volume", "source": data, "target": "/data"},
+        {"type": "volume", "source": cache, "target": "/cache", "readOnly": True},
+    ]
+    engine = new_engine()
+
+    def apply(value: str) -> operations.Applied:
+        path.write_text(ANONYMOUS.replace("IMAGE", IMAGE).replace("VALUE", value))
+        desired = loader.load_sources([(str(path), path.read_text())])
+        return operations.apply_desired(engine, desired, planning.Options(), parallelism=2)
+
+    assert apply("1").outcome.ok
+    assert set(engine.observe().volumes) == {data, cache}
+    recreated = apply("2")  # the same name at every load: the container is recreated, its volumes kept
+    assert [(c.kind, c.name, c.change) for c in recreated.plan.changes] == [("Container", "p-web-1", "recreate")]
+    kept = operations.delete_stacks(engine, ["p"], prune_volumes=False, parallelism=2)
+    assert kept.outcome.ok and set(engine.observe().volumes) == {data, cache}
+    pruned = operations.delete_stacks(engine, ["p"], prune_volumes=True, parallelism=2)
+    assert pruned.outcome.ok and not engine.observe().volumes
+
+
+def test_an_anonymous_volume_of_a_replicated_service_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "p", "compose.yaml", "services:\n  web: {image: busybox, scale: 2, volumes: [/data]}\n")
+    (problem,) = errors_of(path)
+    assert ":2:45: services.web.volumes[0]: an anonymous volume of a replicated service" in problem

@@ -30,7 +30,7 @@ REFUSED_IN_A_SERVICE = [
     ("pull_policy: build", "pull_policy 'build'"),
     ("ports: [{target: 80, name: web}]", "ports: `name` has no manifest field here"),
     ("ports: [{target: 80, app_protocol: http}]", "ports: `app_protocol` has no manifest field here"),
-    ("volumes: [/anonymous]", "an anonymous volume has no manifest form"),
+    ("volumes: [/anonymous]\n    scale: 2", "an anonymous volume of a replicated service"),
     (
         "volumes: [{type: bind, source: ., target: /x, bind: {propagation: shared}}]",
         "volumes: `bind` has no manifest field",
@@ -115,6 +115,7 @@ def test_every_error_of_a_file_at_once_in_file_order(tmp_path: Path) -> None:
           db:
             image: busybox
             volumes: ["/anon"]
+            scale: 2
             depends_on: [nope]
             mem_limit: lots
         """),
@@ -125,10 +126,10 @@ def test_every_error_of_a_file_at_once_in_file_order(tmp_path: Path) -> None:
         '"127.0.0.1:8080:80/udp", "8000-8002:80-82" or the long form {containerPort: 80, hostPort: 8080}',
         f"{compose}:5:14: services.web.command: cannot split 'echo \"unterminated' as a shell would: No closing quotation",
         f"{compose}:7:10: services.web.environment.A: required variable NEED is missing a value: set NEED",
-        f"{compose}:10:15: services.db.volumes[0]: an anonymous volume has no manifest form: name it (NAME:TARGET) "
-        "and declare it under the top-level volumes:",
-        f"{compose}:11:17: services.db.depends_on.nope: depends on 'nope', which is not an active service of the project",
-        f"{compose}:12:16: services.db.mem_limit: 'lots' is not a size; use e.g. 64Mi, 512M, 1Gi or a number of bytes",
+        f"{compose}:10:15: services.db.volumes[0]: an anonymous volume of a replicated service (compose makes one "
+        "per replica) has no manifest form: name the volume, or use a tmpfs",
+        f"{compose}:12:17: services.db.depends_on.nope: depends on 'nope', which is not an active service of the project",
+        f"{compose}:13:16: services.db.mem_limit: 'lots' is not a size; use e.g. 64Mi, 512M, 1Gi or a number of bytes",
     ]
 
 

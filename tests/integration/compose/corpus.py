@@ -214,14 +214,14 @@ GOOD: list[Case] = [
         """, **{"db/compose.yaml": f"services:\n  db:\n    image: {IMAGE}\n    volumes: [./data:/data]\n"})),
     # An included project: its variables are the including project's over its own env files (the
     # .env of its project directory by default); its relative paths against its project directory.
-    Case("include-project-directory-and-env-file", compose(f"""
+    Case("include-project-directory-and-env-file", compose("""
         include:
           - sub/compose.yaml
           - path: [other/compose.yaml, other/override.yaml]
             project_directory: other/pd
             env_file: [other/vars.env]
         services:
-          web: {{image: "busybox:${{TAG}}", environment: {{X: "${{INC:-none}}"}}}}
+          web: {image: "busybox:${TAG}", environment: {X: "${INC:-none}"}}
         """, **{
             "dot_env": "TAG=1.36\nPARENT_ONLY=p\n",
             "sub/compose.yaml": "services:\n  a:\n    image: busybox:${TAG}\n"
@@ -414,6 +414,12 @@ GOOD: list[Case] = [
           store: {{}}
         """)),
     Case("build-with-image", single("build: .")),
+    # An anonymous volume is a Volume of the stack, <project>_<service>-<hash of its target>.
+    Case("anonymous-volumes", compose(f"""
+        services:
+          web: {{image: {IMAGE}, volumes: ["/data", {{type: volume, target: /cache, read_only: true}}]}}
+          side: {{image: {IMAGE}, volumes_from: [web], volumes: ["/data"]}}
+        """)),
     # compose names the first replica where one container is needed (network_mode, ipc, volumes_from).
     Case("service-mode-of-a-replicated-service", compose(f"""
         services:
@@ -462,7 +468,7 @@ INVALID: list[Case] = [
 REFUSED: list[Case] = [
     Case("build-without-image", {"compose.yaml": "services:\n  web:\n    build: .\n"}, says=("build",)),
     Case("expose", single('expose: ["80"]'), says=("expose",)),
-    Case("anonymous-volume", single('volumes: ["/data"]'), says=("volumes",)),
+    Case("anonymous-volume-of-replicas", single('volumes: ["/data"]\ndeploy: {replicas: 2}'), says=("volumes",)),
     Case("tty", single("tty: true"), says=("tty",)),
     Case(
         "overlay-network",
