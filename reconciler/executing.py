@@ -13,8 +13,8 @@ never started are listed in the outcome (``not_started``) so the summary can say
 
 It sits above the planner's data (``plans``), ``readiness`` and the ``engine`` protocol, below the
 operations and the controller. It makes one engine call per step (a wait for readiness looks
-until the container is ready, see :func:`perform`) and decides nothing: what to do
-and in which order is the plan's; it never observes, never retries, never edits the plan.
+until the container is ready, see :func:`perform`) and decides nothing: what to do and in which
+order is the plan's; it never retries, never edits the plan, and observes only in an await step.
 """
 
 from __future__ import annotations

@@ -84,9 +84,13 @@ class Records:
     def load(self, names: Iterable[str]) -> dict[str, planning.RolledBack]:
         """The records of ``names`` that exist and read well (an unreadable one is ignored)."""
         found: dict[str, planning.RolledBack] = {}
-        if self.directory is None:
-            return found
+        try:
+            present = set(os.listdir(self.directory)) if self.directory is not None else set()
+        except (FileNotFoundError, NotADirectoryError):
+            return found  # nothing was ever rolled back: one failed listing, no open per container
         for name in names:
+            if f"{name}.json" not in present or self.directory is None:
+                continue
             try:
                 data = json.loads((self.directory / f"{name}.json").read_text())
                 found[name] = planning.RolledBack(
