@@ -65,7 +65,22 @@ def status_via_daemon(args: argparse.Namespace) -> int | None:
     daemon = remote.daemon_client(options.of(args))
     if daemon is None:
         return None
-    return show(args, daemon_rows(daemon.status()), daemon=True)
+    document = daemon.status()
+    if args.output != "json" and document.get("git"):
+        console.err(git_text(document["git"]))
+    return show(args, daemon_rows(document), daemon=True)
+
+
+def git_text(git: dict[str, Any]) -> str:
+    """A git source's line (``watch --git``): the commit in force, and the last one tried when another."""
+    in_force = (git.get("inForce") or {}).get("commit") or ""
+    line = f"git {git['url']} {git['branch']}: commit {in_force[:12] or 'none yet'} in force"
+    tried = git.get("lastTried") or {}
+    if tried and tried.get("commit") != in_force:
+        line += f"; last tried {tried['commit'][:12]}: {tried['state']}"
+    if (git.get("lastFetch") or {}).get("error"):
+        line += f"; fetch failed: {git['lastFetch']['error']}"
+    return line
 
 
 def show(args: argparse.Namespace, rows: list[dict[str, Any]], *, daemon: bool) -> int:

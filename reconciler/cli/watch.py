@@ -68,7 +68,8 @@ def add_git_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--token-file", default=None, metavar="FILE",
                    help="an HTTPS token (TOKEN or USER:TOKEN), sent as HTTP basic auth")  # fmt: skip
     g.add_argument("--webhook-secret-file", default=None, metavar="FILE",
-                   help="enable POST /hooks/git (GitHub's HMAC or GitLab's token) with this secret")  # fmt: skip
+                   help="enable POST /hooks/git (GitHub's HMAC or GitLab's token) with this secret; "
+                        "served on the socket and on --metrics-addr")  # fmt: skip
     g.add_argument("--require-signed", action="store_true",
                    help="apply only commits signed by a key of --allowed-signers or --gpg-keyring")  # fmt: skip
     g.add_argument("--allowed-signers", default=None, metavar="FILE", help="an ssh allowed-signers file")

@@ -44,8 +44,13 @@ log = logging.getLogger("reconciler.controller")
 DEFAULT_INTERVAL = 30.0
 COMMIT_FILE = ".reconciler-commit.json"  # beside the repository's folder in a tree, never inside it
 RECORD_FILE = "source.json"
-# A manifest larger than this is refused whole (it would be read into memory to be validated).
+# A manifest larger than this is refused whole (it would be read into memory to be validated),
+# and so is a folder of more manifests than this.
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+MAX_MANIFESTS = 1000
+# The reasons an event spells out (status keeps them all, up to MAX_REASONS).
+EVENT_REASONS = 10
+MAX_REASONS = 200
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,7 +180,7 @@ class GitSource:
                 reasons.append(f"commit {commit.short}: {exc}")
             reasons += [f"commit {commit.short}: {line}" for lines in per_file.values() for line in lines]
         if reasons:
-            self._refuse(commit, reasons, per_file)
+            self._refuse(commit, reasons[:MAX_REASONS], per_file)
             return False
         self._switch(commit)
         return True
@@ -189,7 +194,9 @@ class GitSource:
             self._tried, self._refused = attempt, commit.sha
             kept = f"; commit {self._in_force.short} stays in force" if self._in_force else "; nothing in force yet"
         self._remember()
-        self._event("commit-refused", f"commit {commit.short} ({commit.subject}) refused{kept}: " + "; ".join(reasons))
+        more = f"; and {len(reasons) - EVENT_REASONS} more (see status)" if len(reasons) > EVENT_REASONS else ""
+        said = "; ".join(reasons[:EVENT_REASONS]) + more
+        self._event("commit-refused", f"commit {commit.short} ({commit.subject}) refused{kept}: {said}")
 
     def _switch(self, commit: gitrepo.Commit) -> None:
         files.write_json(self.staged / COMMIT_FILE, commit_json(commit))
@@ -283,7 +290,11 @@ def validate(folder: Path, top: Path) -> dict[str, list[str]]:
     (its path in the repository, relative to ``top``); empty when they all load."""
     found: dict[str, list[str]] = {}
     texts: list[tuple[str, str]] = []
-    for path in sources.manifest_files(folder):
+    paths = sources.manifest_files(folder)
+    if len(paths) > MAX_MANIFESTS:
+        name = _relative(str(folder), top)
+        return {name: [f"{name}: {len(paths)} manifests, more than the {MAX_MANIFESTS} a folder may hold"]}
+    for path in paths:
         name = _relative(str(path), top)
         try:
             if path.stat().st_size > MAX_MANIFEST_BYTES:

@@ -4,14 +4,16 @@ not validate or is not signed as required, and names each reason by commit and f
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler import controller, gitrepo
+from reconciler import api, controller, gitrepo
 from reconciler.backends import memory
+from reconciler.cli import status
 from reconciler.controller import git_source
 from tests.support import git as git_support
 from tests.unit.controller_support import IMAGE, FakeClock, container_yaml
@@ -206,3 +208,52 @@ def test_events_name_the_commit_in_force(harness: GitHarness, upstream: git_supp
     harness.sync()
     applied = harness.events("commit-applied")
     assert applied[0]["commit"] == sha and f"commit {sha[:12]} (web) in force" == applied[0]["message"]
+
+
+def test_a_commit_with_too_many_manifests_or_errors_is_refused_within_bounds(
+    harness: GitHarness, upstream: git_support.Upstream
+) -> None:
+    for index in range(git_source.MAX_MANIFESTS + 1):
+        upstream.write(f"deploy/m{index:04d}.yaml", "")
+    crowded = upstream.commit("a crowd")
+    assert not harness.sync()
+    git = harness.status()["git"]
+    assert isinstance(git, dict)
+    assert git["lastTried"]["errors"] == [
+        f"commit {crowded[:12]}: deploy: {git_source.MAX_MANIFESTS + 1} manifests, more than the "
+        f"{git_source.MAX_MANIFESTS} a folder may hold"
+    ]
+    for index in range(git_source.MAX_MANIFESTS + 1):
+        upstream.remove(f"deploy/m{index:04d}.yaml")
+    for index in range(30):
+        upstream.write(f"deploy/bad{index:02d}.yaml", container_yaml(f"web{index}") + "  bogus: 1\n")
+    broken = upstream.commit("thirty broken files")
+    assert not harness.sync()
+    git = harness.status()["git"]
+    assert isinstance(git, dict)
+    assert git["lastTried"]["commit"] == broken and len(git["lastTried"]["errors"]) == 30
+    message = str(harness.events("commit-refused")[-1]["message"])
+    assert message.endswith("; and 20 more (see status)") and message.count("spec.bogus") == 10
+
+
+def test_the_status_command_names_the_commit_in_force_and_the_last_tried(
+    harness: GitHarness, upstream: git_support.Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upstream.write("deploy/shop.yaml", container_yaml("web", stack="shop"))
+    good = upstream.commit("web")
+    harness.sync()
+    upstream.write("deploy/shop.yaml", "kind: [\n")
+    bad = upstream.commit("broken")
+    harness.sync()
+    server = api.Server(harness.controller, socket_path=str(tmp_path / "run" / "api.sock"), poll_interval=0.05)
+    server.start()
+    try:
+        args = argparse.Namespace(engine="memory", root="/nonexistent", socket=server.socket_path, output="text")
+        assert status.status_via_daemon(args) == 0
+    finally:
+        server.stop()
+    shown = capsys.readouterr()
+    assert f"git {upstream.bare} main: commit {good[:12]} in force; last tried {bad[:12]}: refused" in shown.err
+    row = next(line for line in shown.out.splitlines() if line.startswith("File"))
+    assert "deploy/shop.yaml" in row and f"commit {bad[:12]}: deploy/shop.yaml:2:1" in row
+    assert "last good version in force" in row
