@@ -220,3 +220,21 @@ def test_once_over_http_with_a_token_that_is_never_shown(root: Path, prefix: str
                 assert token.encode() not in path.read_bytes(), f"the token is written in {path}"
     finally:
         backend.stop()
+
+
+def test_once_with_required_signatures_applies_only_a_signed_commit(root: Path, prefix: str, tmp_path: Path) -> None:
+    upstream = git_support.Upstream(tmp_path / "upstream")
+    key, allowed = git_support.ssh_signer(tmp_path, "deployer")
+    upstream.write("shop.yaml", manifest(f"{prefix}web", f"{prefix}shop"))
+    unsigned = upstream.commit("unsigned")
+    command = [sys.executable, "-m", "reconciler.cli", "--engine", "native", "--root", str(root), "--dns-upstream",
+               "127.0.0.1:9", "watch", "--once", "--git", str(upstream.bare), "--require-signed", "--allowed-signers",
+               str(allowed), "--state-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "api.sock")]  # fmt: skip
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd="/")
+    assert refused.returncode == 1, refused.stderr
+    assert f"commit {unsigned[:12]}: the commit is not signed" in refused.stderr
+    assert not running(root, f"{prefix}web")
+    upstream.commit("signed", sign=git_support.ssh_signing(key))
+    applied = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd="/")
+    assert applied.returncode == 0, applied.stderr
+    assert running(root, f"{prefix}web")
