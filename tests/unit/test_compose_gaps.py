@@ -8,6 +8,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler import errors, manifests, operations, planning
 from reconciler.compose import loader
@@ -260,3 +263,36 @@ def test_an_anonymous_volume_of_a_replicated_service_is_refused(tmp_path: Path) 
     path = write(tmp_path / "p", "compose.yaml", "services:\n  web: {image: busybox, scale: 2, volumes: [/data]}\n")
     (problem,) = errors_of(path)
     assert ":2:45: services.web.volumes[0]: an anonymous volume of a replicated service" in problem
+
+
+# The new surfaces fuzzed: an env file's text, include entries and anonymous volume forms give a
+# ManifestError at a place inside the compose file, never a traceback.
+_include_values = st.one_of(
+    st.none(), st.integers(), st.text(max_size=12), st.lists(st.text(max_size=8), max_size=3),
+    st.sampled_from(["lib/compose.yaml", "lib", "vars.env", ["vars.env", "missing.env"], "..", "/"]),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    env_text=st.text(alphabet=st.sampled_from("AB_=$ {}:?-+'\"#\\\nx1"), max_size=60),
+    entry=st.dictionaries(st.sampled_from(["path", "project_directory", "env_file", "x"]), _include_values, max_size=3),
+    volume=st.one_of(st.sampled_from(["/data", "data", "/", "", ":/x", "/a:/b:ro"]),
+                     st.dictionaries(st.sampled_from(["type", "target", "source", "read_only"]),
+                                     st.sampled_from(["volume", "/t", None, 1, "", "x"]), max_size=4)),
+)  # fmt: skip
+def test_env_files_includes_and_anonymous_volumes_never_crash(
+    env_text: str, entry: dict[str, object], volume: object, tmp_path: Path
+) -> None:
+    folder = tmp_path / "fuzz"
+    write(folder, "vars.env", env_text)
+    write(folder, "lib/compose.yaml", "services:\n  b: {image: busybox, env_file: [../vars.env]}\n")
+    text = yaml.safe_dump({"include": [entry], "services": {"a": {"image": "busybox", "env_file": ["vars.env"],
+                                                                  "volumes": [volume]}}})  # fmt: skip
+    file = str(folder / "compose.yaml")
+    try:
+        loader.convert([(file, text)])
+    except errors.ManifestError as exc:
+        for diagnostic in exc.diagnostics:
+            assert diagnostic.line >= 1 and diagnostic.column >= 1
+            assert diagnostic.file in (file, str(folder / "lib" / "compose.yaml"))  # an included file's own
