@@ -27,12 +27,14 @@ HOST_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
 
 @dataclasses.dataclass
 class Footprint:
-    """The idle cost of a group of processes; ``parts`` splits the PSS by role (label → KiB, count)."""
+    """The idle cost of a group of processes; ``parts`` splits the PSS by role (label → KiB, count),
+    ``cpu_parts`` the CPU (label → percent of one core)."""
 
     pss_kib: int
     cpu_percent: float
     window: float
     parts: dict[str, tuple[int, int]]
+    cpu_parts: dict[str, float]
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -148,14 +150,16 @@ def measure(find: Callable[[], dict[int, str]], window: float) -> Footprint:
     started = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - started
-    used = 0
-    for pid in find():
+    used: dict[str, int] = {}
+    for pid, role in find().items():
         ticks = cpu_ticks(pid)
         if ticks is not None:
-            used += ticks - before.get(pid, 0)
+            used[role] = used.get(role, 0) + ticks - before.get(pid, 0)
+    scale = 100.0 / CLOCK_TICKS / elapsed
     return Footprint(
         pss_kib=sum(kib for kib, _ in parts.values()),
-        cpu_percent=100.0 * used / CLOCK_TICKS / elapsed,
+        cpu_percent=sum(used.values()) * scale,
         window=elapsed,
         parts=parts,
+        cpu_parts={role: ticks * scale for role, ticks in used.items()},
     )
