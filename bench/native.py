@@ -191,6 +191,17 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def native_keepers(root: Path, stack: str) -> list[tuple[int, int]]:
+    """(RSS, PSS) in KiB of the keeper (conmon) of each running container of ``stack`` under the
+    native ``root``: the process its ``supervisor.pid.json`` names."""
+    found = []
+    for directory in sorted((root / "containers").iterdir()):
+        record = json.loads((directory / "container.json").read_text())
+        if record.get("labels", {}).get("reconciler.stack") == stack:
+            found.append(memory_kib(int(json.loads((directory / "supervisor.pid.json").read_text())["pid"])))
+    return found
+
+
 def parent_pid(pid: int) -> int:
     text = Path(f"/proc/{pid}/stat").read_text()
     return int(text[text.rfind(")") + 2 :].split()[1])
@@ -638,12 +649,7 @@ class ReconcileStack(StackTool):
     def memory(self) -> None:
         if self.engine == "native":
             root = self.created.native_root
-            for directory in sorted((root / "containers").iterdir()):
-                record = json.loads((directory / "container.json").read_text())
-                if record.get("labels", {}).get("reconciler.stack") != self.stack:
-                    continue
-                pid = int(json.loads((directory / "supervisor.pid.json").read_text())["pid"])
-                self.keepers.append(memory_kib(pid))
+            self.keepers += native_keepers(root, self.stack)
             dns_pid = root / "networks" / f"{self.stack}-net" / "dns.pid"
             with contextlib.suppress(OSError, ValueError):
                 self.extra = memory_kib(int(dns_pid.read_text().strip()))
@@ -866,7 +872,7 @@ def report_memory(stacks: Sequence[StackTool], skipped: Sequence[tuple[str, str]
                 sum(k[0] for k in tool.keepers) // len(tool.keepers),
                 sum(k[1] for k in tool.keepers) // len(tool.keepers),
             )
-            what = "native supervisor (python)" if tool.engine == "native" else "containerd-shim-runc-v2 (docker)"
+            what = "native keeper (conmon)" if tool.engine == "native" else "containerd-shim-runc-v2 (docker)"
             rows.append((f"{what}, n={len(tool.keepers)}", mean, ""))
         elif tool.engine == "docker":
             rows.append(("containerd-shim-runc-v2 (docker)", None, "not measured (docker stack failed)"))

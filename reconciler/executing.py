@@ -11,9 +11,10 @@ A cancellation token (``cancel``, set by the CLI on Ctrl-C) is checked before a 
 once it is set, no new step starts, the steps in flight finish and are reported, and the steps
 never started are listed in the outcome (``not_started``) so the summary can say what was not done.
 
-It sits above the planner's data (``plans``) and the ``engine`` protocol, below the operations
-and the controller. It makes exactly one engine call per step and decides nothing: what to do
-and in which order is the plan's; it never observes, never retries, never edits the plan.
+It sits above the planner's data (``plans``), ``readiness`` and the ``engine`` protocol, below the
+operations and the controller. It makes one engine call per step (a wait for readiness looks
+until the container is ready, see :func:`perform`) and decides nothing: what to do and in which
+order is the plan's; it never retries, never edits the plan, and observes only in an await step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, assert_never
 
-from reconciler import engine, errors, plans, vocabulary
+from reconciler import engine, errors, plans, readiness, vocabulary
 
 Status = Literal["done", "failed", "skipped"]
 
@@ -64,19 +65,16 @@ class Outcome:
         )
 
 
-def perform(action: plans.Action, target: engine.Engine) -> None:
-    """The one engine call for ``action``; mypy checks that every action variant is handled."""
+def perform(action: plans.Action, target: engine.Engine, cancel: threading.Event | None = None) -> None:
+    """The one engine call for ``action``; mypy checks that every action variant is handled.
+
+    An :class:`plans.AwaitReady` step is the one that looks more than once: it watches the engine
+    until the container is ready (:func:`readiness.await_ready`), and ``cancel`` ends the wait."""
     match action:
         case plans.PullImage(image=image, policy=policy):
             target.pull_image(image, policy=policy)
-        case plans.CreateNetwork(request=request):
-            target.create_network(request)
-        case plans.RemoveNetwork(name=name):
-            target.remove_network(name)
-        case plans.CreateVolume(request=request):
-            target.create_volume(request)
-        case plans.RemoveVolume(name=name):
-            target.remove_volume(name)
+        case plans.CreateNetwork() | plans.RemoveNetwork() | plans.CreateVolume() | plans.RemoveVolume():
+            _perform_storage(action, target)
         case plans.CreateContainer(request=request):
             target.create_container(request)
         case plans.StartContainer(name=name):
@@ -89,6 +87,24 @@ def perform(action: plans.Action, target: engine.Engine) -> None:
             target.rename_container(name, new_name)
         case plans.UpdateContainer(name=name, resources=resources):
             target.update_container(name, resources)
+        case plans.AwaitReady():
+            readiness.await_ready(target, action, cancel=cancel)
+        case _:
+            assert_never(action)
+
+
+def _perform_storage(
+    action: plans.CreateNetwork | plans.RemoveNetwork | plans.CreateVolume | plans.RemoveVolume, target: engine.Engine
+) -> None:
+    match action:
+        case plans.CreateNetwork(request=request):
+            target.create_network(request)
+        case plans.RemoveNetwork(name=name):
+            target.remove_network(name)
+        case plans.CreateVolume(request=volume):
+            target.create_volume(volume)
+        case plans.RemoveVolume(name=name):
+            target.remove_volume(name)
         case _:
             assert_never(action)
 
@@ -98,11 +114,11 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split())  # one line per failed object, always
 
 
-def _run(step: plans.Step, target: engine.Engine) -> StepResult:
+def _run(step: plans.Step, target: engine.Engine, cancel: threading.Event | None = None) -> StepResult:
     """Perform one step, timing it; a failure is a result, never an exception."""
     started = time.monotonic()
     try:
-        perform(step.action, target)
+        perform(step.action, target, cancel)
     except errors.ReconcilerError as exc:
         return StepResult(step, "failed", time.monotonic() - started, _error_text(exc))
     except Exception as exc:  # a backend bug must not abort the other steps
@@ -187,7 +203,7 @@ def execute(
                 number = ready.pop(0)
                 if on_start is not None:
                     on_start(walk.steps[number])
-                running[pool.submit(_run, walk.steps[number], target)] = number
+                running[pool.submit(_run, walk.steps[number], target, cancel)] = number
             if not running:
                 break
             finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)

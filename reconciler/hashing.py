@@ -3,8 +3,9 @@
 ``v1:sha256:<hex>`` over canonical JSON (sorted keys, no whitespace) of the object's spec with
 **defaults excluded**, so that adding a new optional field to the models recreates nothing (a
 hash over every field, defaults included, would change for every container on such an upgrade
-and recreate them all), and with ordering-only fields (``dependsOn``) and fields applied in
-place (``resources``) excluded. Contents of referenced files (env files; secrets and configs,
+and recreate them all), and with ordering-only fields (``dependsOn``), fields applied in
+place (``resources``) and the rollout's fields (``strategy``, ``minReadySeconds``,
+``progressDeadline``) excluded. Contents of referenced files (env files; secrets and configs,
 under ``contents``) enter as digests, so an edit inside a file is noticed. Env values enter
 as they are (hashes of containers created before the spec label held digests stay valid); the
 label itself gets :func:`label_document`, where each env value is a digest. The scheme version
@@ -25,8 +26,9 @@ from reconciler import manifests, observed
 
 SCHEME = "v1"
 
-# Fields that never force a recreation: ordering only, or updated in place by the engine.
-_CONTAINER_EXCLUDED = {"depends_on", "resources"}
+# Fields that never force a recreation: ordering only, updated in place by the engine, or how a
+# replacement is rolled out (as a Deployment's minReadySeconds and strategy roll no pod).
+_CONTAINER_EXCLUDED = {"depends_on", "resources", "strategy", "min_ready_seconds", "progress_deadline"}
 
 
 def canonical_json(value: object) -> str:

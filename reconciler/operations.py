@@ -21,7 +21,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler import engine, errors, executing, files, manifests, observed, planning, plans, restarts
+from reconciler import (
+    engine,
+    errors,
+    executing,
+    files,
+    manifests,
+    observed,
+    planning,
+    plans,
+    readiness,
+    restarts,
+    rollouts,
+)
 from reconciler.holds import Holds
 
 LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
@@ -31,7 +43,11 @@ OnResult = Callable[[executing.StepResult], None]
 OnStart = Callable[[plans.Step], None]
 
 # How often ``wait_ready`` looks at the engine again.
-READY_POLL_INTERVAL = 0.2
+READY_POLL_INTERVAL = readiness.POLL_INTERVAL
+# The engines that let a replacement publish the host ports of the container it replaces, the
+# old one serving them until it is removed (the native engine's published ports are DNAT rules,
+# matched oldest first): a shared host port does not force a stop-first rollout there.
+HANDS_OVER_PORTS = frozenset({"native"})
 
 
 def no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
@@ -82,8 +98,10 @@ class Applied:
     outcome: executing.Outcome
     warnings: list[str]
     stacks: frozenset[str]
-    # After an interruption: how each recreate caught half-way was completed or rolled back.
+    # How each rollout left half-way (a step failed, or an interruption) was completed or rolled
+    # back, a line each; the rollbacks among them (a replacement that did not become ready).
     recovered: list[str] = dataclasses.field(default_factory=list)
+    rollbacks: list[rollouts.Rollback] = dataclasses.field(default_factory=list)
 
 
 def refresh_images(target: engine.Engine, desired: manifests.Desired) -> list[str]:
@@ -108,22 +126,29 @@ def plan_desired(
 
 
 def refresh_and_plan(
-    target: engine.Engine, desired: manifests.Desired, options: planning.Options
+    target: engine.Engine, desired: manifests.Desired, options: planning.Options, *, holds: Holds | None = None
 ) -> tuple[plans.Plan, list[str]]:
-    """``plan`` and ``apply`` share this: refresh ``Always`` images, observe once, plan."""
+    """``plan`` and ``apply`` share this: refresh ``Always`` images, observe once, plan (with the
+    rollbacks remembered beside ``holds``, see :func:`rollout_options`)."""
+    options = rollout_options(target, options, rollouts.Records.beside(holds), desired)
     warnings = refresh_images(target, desired)
     plan, _ = plan_desired(target, desired, options)
     return plan, warnings
 
 
 def plan_sources(
-    target: engine.Engine, sources: Sequence[tuple[str, str]], *, prune: bool, prune_volumes: bool
+    target: engine.Engine,
+    sources: Sequence[tuple[str, str]],
+    *,
+    prune: bool,
+    prune_volumes: bool,
+    holds: Holds | None = None,
 ) -> tuple[plans.Plan, list[str]]:
     """Validate manifest texts (``(file, text)``) and plan them: the plan, and warnings. Texts
     that declare no object raise :class:`errors.NoManifests`, as the CLI's own ``-f`` does."""
     desired = manifests.load_sources(sources)
     manifests.require_objects(desired, [file for file, _ in sources])
-    return refresh_and_plan(target, desired, planning.Options(prune=prune, prune_volumes=prune_volumes))
+    return refresh_and_plan(target, desired, planning.Options(prune=prune, prune_volumes=prune_volumes), holds=holds)
 
 
 def apply_desired(
@@ -141,63 +166,54 @@ def apply_desired(
 ) -> Applied:
     """Refresh, plan and execute while holding the locks of the stacks in scope.
 
-    Once ``cancel`` is set no new step starts (see :func:`executing.execute`); a create-first
-    recreate the interruption caught half-way is then completed or rolled back
-    (:func:`settle_recreates`), still under the locks. An explicit apply makes the files true:
-    with ``holds``, the declared containers' stopped-on-purpose records are released first, and
-    the plan starts them (as ``docker compose up`` starts what ``docker compose stop`` stopped)."""
+    Once ``cancel`` is set no new step starts (see :func:`executing.execute`). A rollout the
+    walk left half-way (a replacement that did not become ready, a failed step, an interruption)
+    is then completed or rolled back (:func:`rollouts.settle`), still under the locks; the
+    rollbacks are remembered beside ``holds`` and held back by later plans. An explicit apply
+    makes the files true: with ``holds``, the declared containers' stopped-on-purpose records are
+    released first, and the plan starts them (as ``docker compose up`` starts what ``docker
+    compose stop`` stopped)."""
     stacks = desired.stacks if options.scope is None else options.scope
+    records = rollouts.Records.beside(holds)
     with hold_stacks(stack_lock, stacks):
         if holds is not None:
             holds.release(desired.containers)
-        plan, warnings = refresh_and_plan(target, desired, options)
+        plan, warnings = refresh_and_plan(target, desired, options, holds=holds)
         if on_planned is not None:
             on_planned(plan, warnings)
-        outcome = executing.execute(
-            plan, target, parallelism=parallelism, on_result=on_result, cancel=cancel, on_start=on_start
-        )
-        recovered = settle_recreates(target, plan) if outcome.interrupted else []
-    return Applied(plan, outcome, warnings, frozenset(stacks), recovered)
+        outcome, settled = execute_plan(target, plan, records, parallelism=parallelism, on_result=on_result,
+                                        cancel=cancel, on_start=on_start)  # fmt: skip
+    return Applied(plan, outcome, warnings, frozenset(stacks), settled.lines, settled.rollbacks)
 
 
-def settle_recreates(target: engine.Engine, plan: plans.Plan) -> list[str]:
-    """Leave no service down after an interrupted create-first recreate (``NAME.next`` staged).
-
-    A staged container that was started already replaces the old one (remove the old, rename
-    the new: the recreate completes); one that never started is removed and the old container
-    is started again if the interrupted recreate had stopped it (the recreate is rolled back).
-    Returns one line per recreate settled; an engine error is reported in that line, not raised.
-    """
-    staged = sorted(
-        step.action.request.name
-        for step in plan.steps
-        if isinstance(step.action, plans.CreateContainer) and step.action.request.name.endswith(".next")
+def rollout_options(
+    target: engine.Engine, options: planning.Options, records: rollouts.Records, desired: manifests.Desired
+) -> planning.Options:
+    """``options`` with what rollouts need: the rollbacks remembered for the declared containers,
+    and whether the engine hands host ports over (see :data:`HANDS_OVER_PORTS`)."""
+    return dataclasses.replace(
+        options, rolled_back=records.load(desired.containers), hand_over_ports=target.name in HANDS_OVER_PORTS
     )
-    if not staged:
-        return []
-    actual = target.observe()
-    lines = []
-    for name in staged:
-        new, old = actual.containers.get(name), name.removesuffix(".next")
-        if new is None:
-            continue
-        try:
-            if new.state == "running":
-                if old in actual.containers:
-                    target.remove_container(old)
-                target.rename_container(name, old)
-                lines.append(f"recreate of {old} completed: the new container runs as {old}")
-            else:
-                target.remove_container(name)
-                present = actual.containers.get(old)
-                again = present is not None and present.state != "running"
-                if again:
-                    target.start_container(old)
-                how = "started again" if again else "kept running"
-                lines.append(f"recreate of {old} rolled back: {name} removed, {old} {how}")
-        except errors.ReconcilerError as exc:
-            lines.append(f"recreate of {old} left half-way ({exc}); the next apply finishes it")
-    return lines
+
+
+def execute_plan(
+    target: engine.Engine,
+    plan: plans.Plan,
+    records: rollouts.Records,
+    *,
+    parallelism: int,
+    on_result: OnResult | None = None,
+    cancel: threading.Event | None = None,
+    on_start: OnStart | None = None,
+) -> tuple[executing.Outcome, rollouts.Settled]:
+    """Execute ``plan``, then settle the rollouts it left half-way (:func:`rollouts.settle`): the
+    one way an apply and the controller's passes run a plan. A replacement that an interruption
+    kept from becoming ready is removed without being remembered as a rollback."""
+    outcome = executing.execute(
+        plan, target, parallelism=parallelism, on_result=on_result, cancel=cancel, on_start=on_start
+    )
+    interrupted = cancel is not None and cancel.is_set()
+    return outcome, rollouts.settle(target, plan, outcome, records, remember=not interrupted)
 
 
 def apply_sources(
@@ -401,30 +417,28 @@ def status(target: engine.Engine, desired: manifests.Desired | None) -> list[dic
     return status_rows(actual, desired)
 
 
-def not_ready(actual: observed.Observed, desired: manifests.Desired) -> list[str]:
+def not_ready(actual: observed.Observed, desired: manifests.Desired, watch: readiness.HealthWatch) -> list[str]:
     """The declared containers that are not ready yet, each with why: absent, not running, or not
-    healthy where it has a health check. A one-shot job (restart ``no``) that exited 0 is ready."""
+    healthy where it has a health check (the engine's health, else the probes ``watch`` runs).
+    A one-shot job (restart ``no``) that exited 0 is ready."""
     pending = []
     for name, container in sorted(desired.containers.items()):
-        present = actual.containers.get(name)
-        if present is None:
-            pending.append(f"{name} (absent)")
-        elif container.spec.restart.policy == "no" and present.state == "exited" and present.exit_code == 0:
-            continue
-        elif present.state != "running":
-            pending.append(f"{name} ({present.state})")
-        elif container.spec.healthcheck is not None and present.health not in ("healthy", None):
-            pending.append(f"{name} ({present.health})")
+        why = readiness.not_ready_reason(actual.containers.get(name), container.spec, watch)
+        if why is not None:
+            pending.append(f"{name} ({why})")
     return pending
 
 
 def wait_ready(target: engine.Engine, desired: manifests.Desired, *, timeout: float) -> list[str]:
     """Look at the engine until every declared container is ready or ``timeout`` seconds pass.
 
-    Returns what is still not ready (empty: everything is). The engine is asked at least once."""
+    Health is the engine's where it probes (Docker), else the probes this function runs through
+    ``engine.exec`` (the native engine, with or without a daemon): ``--wait`` sees health alike on
+    both. Returns what is still not ready (empty: everything is). The engine is asked at least once."""
     deadline = time.monotonic() + timeout
+    watch = readiness.HealthWatch(target)
     while True:
-        pending = not_ready(target.observe(), desired)
+        pending = not_ready(target.observe(images=[], stacks=desired.stacks), desired, watch)
         if not pending or time.monotonic() >= deadline:
             return pending
-        time.sleep(READY_POLL_INTERVAL)
+        time.sleep(max(0.01, min(READY_POLL_INTERVAL, watch.next_probe_in(), deadline - time.monotonic())))

@@ -14,11 +14,20 @@ Decisions, per object (the reason each step carries is in quotes):
   field-level diff) or their image moved ("image changed"); updated in place when only resource
   limits differ; started when their restart policy says they should be running and they are not
   ("drift: exited (137)"), unless the caller's restart manager restarts them; else kept.
-* **Recreate order** is create-new → stop-old → start-new → remove-old → rename-new: the old
-  container keeps serving while the new one is created, and the downtime is the stop-to-start gap.
+* **Recreate order** (a rollout) is start-first: create-new → start-new → await-ready → stop-old →
+  remove-old → rename-new, so the old container serves until the new one is ready (healthy if it
+  has a health check, else running for ``minReadySeconds``). Where the two cannot run at once
+  (``strategy: stop-first``, or the same published host port on an engine that cannot hand a
+  port over, :attr:`Options.hand_over_ports`) it is create-new → stop-old → start-new →
+  await-ready → remove-old → rename-new. A replacement that is not ready is rolled back by
+  :mod:`reconciler.rollouts` (the old one kept, or started again), and its spec hash and image
+  are held back (:attr:`Options.rolled_back`): that recreate is not planned again, and the
+  plan's notes say so ("held back: ..."), until the manifest (or the image) changes.
   The new container is created under a staging name, ``<name>.next``, that no manifest can declare
   (dots are not allowed in DNS labels), so it can never collide with a user's container;
   :func:`container_of` is the one place that maps it back.
+* **dependsOn healthy**: with :attr:`Options.await_healthy` (an apply; the controller gates
+  instead), a dependent's start waits for an await-healthy step of its dependency.
 * **Pruning** removes owned objects of the stacks in scope that no manifest declares any more
   ("orphan (not in the files given: removed)"). Volumes are never removed unless ``prune_volumes`` is set; a kept
   volume is mentioned in the plan's notes.
@@ -36,8 +45,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections.abc import Collection, Iterable, Mapping
-from typing import assert_never
+from typing import Literal, assert_never
 
 from reconciler import errors, hashing, manifests, observed, plans, restarts
 
@@ -97,7 +107,7 @@ def container_of(action: plans.Action) -> str | None:
             name = request.name
         case plans.StartContainer(name=n) | plans.StopContainer(name=n) | plans.RemoveContainer(name=n):
             name = n
-        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n):
+        case plans.RenameContainer(new_name=n) | plans.UpdateContainer(name=n) | plans.AwaitReady(name=n):
             name = n
         case _:
             name = None
@@ -107,6 +117,21 @@ def container_of(action: plans.Action) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Options and decisions
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RolledBack:
+    """A replacement that was rolled back: its spec hash and image id, when (epoch seconds), why."""
+
+    spec_hash: str
+    image_id: str | None
+    at: float
+    reason: str
+
+    def held_back(self) -> str:
+        """How the plan's notes name it."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.at))
+        return f"held back: {self.spec_hash[:22]}… rolled back at {when}, {self.reason}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +153,13 @@ class Options:
     even when nothing changed; naming a container no manifest declares is a ``PlanError``.
     ``held``: containers stopped on purpose (``reconcile stop``, see :mod:`reconciler.holds`) that
     the controller leaves stopped: an exited one gets no start decision.
+
+    Rollouts: ``rolled_back`` maps a container to its last rolled-back replacement; a recreate to
+    that same spec hash and image is held back (``--force-recreate`` tries it again).
+    ``hand_over_ports``: the engine lets a replacement publish the host ports of the container it
+    replaces, the old one serving them until it is removed (the native engine's DNAT rules), so
+    a shared host port does not force stop-first. ``await_healthy``: a ``dependsOn: healthy``
+    dependent's start waits for an await-healthy step (an apply; the controller gates instead).
     """
 
     prune: bool = True
@@ -137,6 +169,9 @@ class Options:
     gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     force_recreate: frozenset[str] = frozenset()
     held: frozenset[str] = frozenset()
+    rolled_back: Mapping[str, RolledBack] = dataclasses.field(default_factory=dict)
+    hand_over_ports: bool = False
+    await_healthy: bool = True
 
 
 class Verdict(enum.Enum):
@@ -148,6 +183,7 @@ class Verdict(enum.Enum):
     RECREATE_STOP_FIRST = "recreate stop-first"  # its network is recreated: the old one goes first
     UPDATE = "update"  # resource limits, in place
     START = "start"
+    HELD_BACK = "held back"  # its recreate was rolled back before: not tried again as it is
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,12 +193,14 @@ class Decision:
     verdict: Verdict
     reason: str = ""
     diff: tuple[plans.FieldChange, ...] = ()
+    # A RECREATE's order: the old one stops only once the new one is ready, or stops first.
+    order: Literal["start-first", "stop-first"] = "start-first"
 
 
 def _change_kind(verdict: Verdict) -> plans.ChangeKind | None:
     """How a verdict reads in the plan's changes (a kept container is no change)."""
     match verdict:
-        case Verdict.KEEP:
+        case Verdict.KEEP | Verdict.HELD_BACK:
             return None
         case Verdict.CREATE:
             return "create"
@@ -187,7 +225,9 @@ def decide(
         for name, container in sorted(desired.containers.items())
     }
     _force_recreate(actual, decisions, options.force_recreate, recreated)
+    _hold_back(desired, actual, decisions, options)
     _follow_namespace_peers(desired, actual, decisions, recreated)
+    _order_recreates(desired, actual, decisions, hand_over_ports=options.hand_over_ports)
     for name in sorted(options.held & decisions.keys()):
         decision = decisions[name]
         if decision.verdict is Verdict.START:
@@ -215,6 +255,52 @@ def _force_recreate(
         present = actual.containers.get(name)
         if present is not None and decisions[name].verdict not in _RECREATES:
             decisions[name] = _recreation(present, recreated_networks, "forced (--force-recreate)")
+
+
+def _hold_back(
+    desired: manifests.Desired, actual: observed.Observed, decisions: dict[str, Decision], options: Options
+) -> None:
+    """A recreate to the spec hash and image of a replacement that was rolled back is held back."""
+    for name, record in sorted(options.rolled_back.items()):
+        decision = decisions.get(name)
+        if decision is None or decision.verdict is not Verdict.RECREATE or name in options.force_recreate:
+            continue
+        container = desired.containers[name]
+        if record.spec_hash != hashing.container_hash(container):
+            continue  # the manifest changed since: try it
+        if record.image_id is not None and record.image_id != actual.images.get(container.spec.image):
+            continue  # the image moved since: try it
+        decisions[name] = Decision(Verdict.HELD_BACK, record.held_back())
+
+
+def _order_recreates(
+    desired: manifests.Desired, actual: observed.Observed, decisions: dict[str, Decision], *, hand_over_ports: bool
+) -> None:
+    """Stop-first where the old and the new container cannot run at once: the manifest says so,
+    or both publish a host port the engine cannot hand over."""
+    for name, decision in decisions.items():
+        if decision.verdict is not Verdict.RECREATE:
+            continue
+        spec = desired.containers[name].spec
+        shared = not hand_over_ports and _host_ports(spec) & _recorded_host_ports(actual.containers[name])
+        if spec.strategy == "stop-first" or shared:
+            decisions[name] = dataclasses.replace(decision, order="stop-first")
+
+
+def _host_ports(spec: manifests.ContainerSpec) -> set[tuple[int, str]]:
+    """``(hostPort, protocol)`` of the fixed host ports a spec publishes."""
+    return {(port.host_port, port.protocol) for port in spec.ports if port.host_port}
+
+
+def _recorded_host_ports(present: observed.ObservedContainer) -> set[tuple[int, str]]:
+    """The same, of the spec an existing container recorded when it was created."""
+    spec = (present.spec_json or {}).get("spec")
+    ports = spec.get("ports") if isinstance(spec, dict) else None
+    found = set()
+    for port in ports if isinstance(ports, list) else ():
+        if isinstance(port, dict) and isinstance(port.get("hostPort"), int) and port["hostPort"]:
+            found.add((port["hostPort"], str(port.get("protocol") or "tcp")))
+    return found
 
 
 def _recreated_networks(desired: manifests.Desired, actual: observed.Observed) -> frozenset[str]:
@@ -356,14 +442,14 @@ def plan(desired: manifests.Desired, actual: observed.Observed, options: Options
     _refuse_conflicts(desired, actual)
     stacks = desired.stacks if options.scope is None else options.scope
     decisions = decide(desired, actual, options)
-    build = _Builder(_gates_with_dependents(desired, decisions, options.gates))
+    build = _Builder(_gates_with_dependents(desired, decisions, options.gates), options.await_healthy)
     _remove_orphan_containers(build, desired, actual, stacks, prune=options.prune)
     _remove_before_network_recreation(build, desired, decisions)
     _create_networks(build, desired, actual)
     _create_volumes(build, desired, actual)
     pulls = _pull_images(build, desired, actual, decisions)
     for name in _dependency_order(desired):
-        _container_steps(build, desired.containers[name], decisions[name], pulls)
+        _container_steps(build, desired, name, decisions[name], pulls)
     _remove_orphan_networks(build, desired, actual, stacks, prune=options.prune)
     _remove_orphan_volumes(build, desired, actual, stacks, prune_volumes=options.prune_volumes)
     return build.plan()
@@ -409,6 +495,7 @@ class _Builder:
     """
 
     gates: Mapping[str, str]
+    await_healthy: bool = True
     steps: list[plans.Step] = dataclasses.field(default_factory=list)
     changes: list[plans.Change] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -418,6 +505,7 @@ class _Builder:
     volumes: dict[str, int] = dataclasses.field(default_factory=dict)
     containers: dict[str, int] = dataclasses.field(default_factory=dict)  # step after which it runs
     gone: dict[str, int] = dataclasses.field(default_factory=dict)  # old container → step removing it
+    awaits: dict[str, int] = dataclasses.field(default_factory=dict)  # container → step awaiting its health
 
     def add(self, action: plans.Action, reason: str, after: Iterable[int] = ()) -> int:
         waits = set(after)
@@ -558,37 +646,60 @@ def _pull_images(
 
 
 def _container_steps(
-    build: _Builder, container: manifests.DesiredContainer, decision: Decision, pulls: Mapping[str, int]
+    build: _Builder, desired: manifests.Desired, name: str, decision: Decision, pulls: Mapping[str, int]
 ) -> None:
     """The steps of one container's decision, after what it needs and the containers it depends on."""
-    name, spec, reason = container.name, container.spec, decision.reason
+    container = desired.containers[name]
+    spec, reason = container.spec, decision.reason
     needs = {pulls.get(spec.image, _NOTHING)}
     needs |= {build.networks.get(network.name, _NOTHING) for network in spec.networks}
     needs |= {build.volumes.get(m.source, _NOTHING) for m in spec.mounts if isinstance(m, manifests.VolumeMount)}
-    peers = {build.containers.get(peer, _NOTHING) for peer in manifests.container_dependencies(container)}
     refs: tuple[int, ...]
     match decision.verdict:
         case Verdict.KEEP:
             if reason:
                 build.notes.append(f"container {name} is not started: {reason}")
             return
+        case Verdict.HELD_BACK:
+            build.notes.append(f"container {name}: {reason}")
+            return
         case Verdict.UPDATE:
             refs = (build.add(plans.UpdateContainer(name, spec.resources), reason),)
         case Verdict.START:
-            refs = (build.add(plans.StartContainer(name), reason, peers),)
+            refs = (build.add(plans.StartContainer(name), reason, _peers(build, desired, container)),)
         case Verdict.CREATE:
-            refs = _create_and_start(build, container, reason, needs, peers)
+            refs = _create_and_start(build, container, reason, needs, _peers(build, desired, container))
         case Verdict.RECREATE_STOP_FIRST:
             # Its old self went before the network was recreated; its removal is this change's too.
+            peers = _peers(build, desired, container)
             refs = (build.gone[name], *_create_and_start(build, container, reason, needs, peers))
         case Verdict.RECREATE:
-            refs = _create_first(build, container, reason, needs, peers)
+            refs = _create_first(build, container, decision, needs, _peers(build, desired, container))
         case _:
             assert_never(decision.verdict)
     build.containers[name] = refs[-1]
     change = _change_kind(decision.verdict)
     assert change is not None
     build.container_change(plans.Change("Container", name, container.stack, change, reason, decision.diff), *refs)
+
+
+def _peers(build: _Builder, desired: manifests.Desired, container: manifests.DesiredContainer) -> set[int]:
+    """What a container's start waits for: its peers' starts, and with ``await_healthy`` the
+    await-healthy step of each ``dependsOn: {condition: healthy}`` that has a health check."""
+    peers = {build.containers.get(peer, _NOTHING) for peer in manifests.container_dependencies(container)}
+    if not build.await_healthy:
+        return peers
+    for dependency in container.spec.depends_on:
+        other = desired.containers.get(dependency.name)
+        check = other.spec.healthcheck if other is not None else None
+        if dependency.condition != "healthy" or other is None or check is None or check.test[0] == "NONE":
+            continue
+        if dependency.name not in build.awaits:
+            wait = plans.AwaitReady(dependency.name, other.stack, check, 0.0, other.spec.ready_deadline, "healthy")
+            started = build.containers.get(dependency.name, _NOTHING)
+            build.awaits[dependency.name] = build.add(wait, f"{container.name} depends on it being healthy", {started})
+        peers.add(build.awaits[dependency.name])
+    return peers
 
 
 def _create_and_start(
@@ -603,21 +714,32 @@ def _create_and_start(
 
 
 def _create_first(
-    build: _Builder, container: manifests.DesiredContainer, reason: str, needs: set[int], peers: set[int]
+    build: _Builder, container: manifests.DesiredContainer, decision: Decision, needs: set[int], peers: set[int]
 ) -> tuple[int, ...]:
-    """Create ``<name>.next``, stop the old one, start the new, remove the old, rename the new."""
-    name = container.name
+    """A rollout through ``<name>.next``: start-first (create, start, await ready, stop the old,
+    remove it, rename the new) or stop-first (create, stop the old, start, await ready, remove,
+    rename). A failed await leaves the old container in place (see :mod:`reconciler.rollouts`)."""
+    name, spec, reason = container.name, container.spec, decision.reason
     staged = f"{name}{_STAGED_SUFFIX}"
-    created = build.add(
-        plans.CreateContainer(container_request(container, name=staged)),
-        reason,
-        needs | {build.gone.get(staged, _NOTHING)},
-    )
-    stopped = build.add(plans.StopContainer(name, container.spec.stop_timeout), reason, {created})
-    started = build.add(plans.StartContainer(staged), reason, {stopped} | peers)
-    removed = build.add(plans.RemoveContainer(name), reason, {started})
+    gate = plans.AwaitReady(staged, container.stack, spec.healthcheck, spec.min_ready_seconds, spec.ready_deadline,
+                            exit_zero_ok=spec.restart.policy == "no")  # fmt: skip
+    request = container_request(container, name=staged)
+    created = build.add(plans.CreateContainer(request), reason, needs | {build.gone.get(staged, _NOTHING)})
+    steps: tuple[int, ...]
+    if decision.order == "stop-first":
+        stopped = build.add(plans.StopContainer(name, spec.stop_timeout), reason, {created})
+        started = build.add(plans.StartContainer(staged), reason, {stopped} | peers)
+        ready = build.add(gate, reason, {started})
+        removed = build.add(plans.RemoveContainer(name), reason, {ready})
+        steps = (created, stopped, started, ready, removed)
+    else:
+        started = build.add(plans.StartContainer(staged), reason, {created} | peers)
+        ready = build.add(gate, reason, {started})
+        stopped = build.add(plans.StopContainer(name, spec.stop_timeout), reason, {ready})
+        removed = build.add(plans.RemoveContainer(name), reason, {stopped})
+        steps = (created, started, ready, stopped, removed)
     build.gone[name] = removed  # the networks and volumes it used may go after this
-    return created, stopped, started, removed, build.add(plans.RenameContainer(staged, name), reason, {removed})
+    return *steps, build.add(plans.RenameContainer(staged, name), reason, {removed})
 
 
 def _remove_orphan_networks(

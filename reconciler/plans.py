@@ -125,6 +125,25 @@ class UpdateContainer:
     resources: manifests.Resources
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AwaitReady:
+    """Watch a started container until it is ready (see :mod:`reconciler.rollouts`): healthy when it
+    has a health check, else running for ``min_ready`` seconds without exiting or restarting. It
+    fails when the container exits, restarts or turns unhealthy, or ``deadline`` seconds pass.
+
+    ``purpose``: ``rollout`` gates a replacement (the old container is switched off only after it
+    succeeds); ``healthy`` is a ``dependsOn: {condition: healthy}`` that its dependents wait for.
+    ``exit_zero_ok``: a one-shot job (restart ``no``), which is done, not failed, when it exits 0."""
+
+    name: str
+    stack: str
+    healthcheck: manifests.Healthcheck | None
+    min_ready: float
+    deadline: float
+    purpose: Literal["rollout", "healthy"] = "rollout"
+    exit_zero_ok: bool = False
+
+
 Action: TypeAlias = (
     PullImage
     | CreateNetwork
@@ -137,7 +156,11 @@ Action: TypeAlias = (
     | RemoveContainer
     | RenameContainer
     | UpdateContainer
+    | AwaitReady
 )
+
+
+_CONTAINER_VERBS: Final[dict[type, str]] = {StartContainer: "start", StopContainer: "stop", RemoveContainer: "remove"}
 
 
 def describe(action: Action) -> tuple[str, str]:
@@ -155,16 +178,14 @@ def describe(action: Action) -> tuple[str, str]:
             return "remove", f"volume {name}"
         case CreateContainer(request=request):
             return "create", f"container {request.name}"
-        case StartContainer(name=name):
-            return "start", f"container {name}"
-        case StopContainer(name=name):
-            return "stop", f"container {name}"
-        case RemoveContainer(name=name):
-            return "remove", f"container {name}"
+        case StartContainer(name=name) | StopContainer(name=name) | RemoveContainer(name=name):
+            return _CONTAINER_VERBS[type(action)], f"container {name}"
         case RenameContainer(name=name, new_name=new_name):
             return "rename", f"container {name} → {new_name}"
         case UpdateContainer(name=name):
             return "update", f"container {name}"
+        case AwaitReady(name=name, purpose=purpose):
+            return "await", f"container {name} {'ready' if purpose == 'rollout' else 'healthy'}"
         case _:
             assert_never(action)
 

@@ -54,7 +54,9 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
     options.add_output(p)
     options.add_pruning(p)
     p.add_argument("--parallelism", type=int, default=None, help="steps run at once (default: 16 docker, 4 native)")
-    p.add_argument("--wait", action="store_true", help="return when every container runs and is healthy")
+    p.add_argument(
+        "--wait", action="store_true", help="return when every container runs and is healthy (probed here if need be)"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
     p.add_argument("-y", "--yes", action="store_true",
                    help="apply without asking (a terminal asks before removing or recreating containers)")  # fmt: skip
@@ -88,10 +90,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler import operations, planning
 
     desired = options.load_files(args)
-    with options.engine_session(options.of(args)) as target:
+    chosen = options.of(args)
+    with options.engine_session(chosen) as target:
         plan, warnings = operations.refresh_and_plan(
-            target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
-        )
+            target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
+            holds=chosen.holds(),
+        )  # fmt: skip
     print_warnings(warnings)
     console.out(json.dumps(plan.to_json(), indent=2) if args.output == "json" else console.plan_text(plan.render()))
     return console.EXIT_OK if plan.converged else console.EXIT_CHANGES

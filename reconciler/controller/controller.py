@@ -370,7 +370,9 @@ class Controller:
         self, sources: Sequence[tuple[str, str]], *, prune: bool = True, prune_volumes: bool = False
     ) -> tuple[plans.Plan, list[str]]:
         """``reconcile plan`` through the daemon: the plan, and warnings (images not refreshed)."""
-        return operations.plan_sources(self.engine, sources, prune=prune, prune_volumes=prune_volumes)
+        return operations.plan_sources(
+            self.engine, sources, prune=prune, prune_volumes=prune_volumes, holds=self.restarts.holds
+        )
 
     def apply_sources(
         self,
@@ -389,6 +391,8 @@ class Controller:
             self.engine, sources, prune=prune, prune_volumes=prune_volumes, parallelism=parallelism,
             stack_lock=self.stack_lock, holds=self.restarts.holds, force_recreate=force_recreate, cancel=cancel,
         )  # fmt: skip
+        for rollback in applied.rollbacks:
+            self.events.add("rollback", rollback.stack, rollback.name, rollback.text())
         known = self.desired.known_stacks()
         for stack in applied.stacks:
             if stack in known:

@@ -4,7 +4,8 @@ Where it sits: the controller's loop calls :class:`Health` when containers start
 look at the engine, and its timer runs the probes that are due. Probes are ``CMD``/``CMD-SHELL``
 commands run through ``engine.exec``; a container is ``starting`` until a probe passes
 (``healthy``) or ``retries`` probes in a row fail (``unhealthy``), and failures during its
-``startPeriod`` do not count (Docker's rule).
+``startPeriod`` do not count (Docker's rule): :mod:`reconciler.probing` holds that state machine
+and runs the probe, for this module and for the CLI's own waits alike.
 
 :meth:`Health.health_of` is the one answer to "how healthy is this container": status shows it and
 the ``dependsOn: healthy`` gate waits on it, so the two never disagree. This module must not
@@ -17,26 +18,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Collection
-from typing import Literal
 
-from reconciler import engine, errors, manifests, observed
+from reconciler import engine, manifests, observed, probing
 from reconciler.controller import folder, queue
 
-HealthStatus = Literal["starting", "healthy", "unhealthy"]
-
-
-@dataclasses.dataclass(slots=True)
-class HealthState:
-    """Docker's health state machine for one running container (keyed by container id)."""
-
-    container_id: str
-    started_at: float
-    status: HealthStatus = "starting"
-    failing_streak: int = 0
-    next_probe_at: float = 0.0
-    probing: bool = False
-    last_output: str = ""
-    last_exit_code: int | None = None
+# The state machine and the probe itself live a layer down, shared with the CLI's own waits.
+HealthStatus = probing.HealthStatus
+HealthState = probing.HealthState
+probe_argv = probing.probe_argv
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,19 +45,8 @@ class DueProbe:
     state: HealthState
 
 
-def probe_argv(check: manifests.Healthcheck) -> list[str] | None:
-    """The exec argv of a health check (``CMD-SHELL`` runs through ``/bin/sh -c``), or None."""
-    kind, *rest = check.test
-    if kind == "CMD":
-        return list(rest)
-    if kind == "CMD-SHELL":
-        return ["/bin/sh", "-c", " ".join(rest)]
-    return None
-
-
 def _probed(container: manifests.DesiredContainer) -> manifests.Healthcheck | None:
-    check = container.spec.healthcheck
-    return check if check is not None and probe_argv(check) is not None else None
+    return probing.probed_check(container.spec)
 
 
 class Health:
@@ -91,7 +69,7 @@ class Health:
             state = self._states.get(container.name)
             if state is not None and state.container_id == container_id:
                 return False
-            self._states[container.name] = HealthState(container_id, now, next_probe_at=now + check.interval)
+            self._states[container.name] = probing.new_state(container_id, check, now)
             return True
 
     def sync(self, desired: manifests.Desired, actual: observed.Observed, now: float) -> None:
@@ -105,7 +83,7 @@ class Health:
                     continue
                 state = self._states.get(name)
                 if state is None or state.container_id != present.container_id:
-                    self._states[name] = HealthState(present.container_id, now, next_probe_at=now + check.interval)
+                    self._states[name] = probing.new_state(present.container_id, check, now)
 
     def forget(self, name: str) -> None:
         """A restarted container starts its health over (at its start event or the next sync)."""
@@ -138,32 +116,16 @@ class Health:
         """Run one probe through the engine; the verdict when the container's health changed."""
         check = due.container.spec.healthcheck
         assert check is not None
-        try:
-            result = self.engine.exec(due.name, probe_argv(check) or [], timeout=check.timeout)
-            code, output = result.exit_code, (result.stdout + result.stderr).decode("utf-8", "replace")
-        except errors.EngineError as exc:
-            code, output = -1, str(exc)
+        code, output = probing.probe(self.engine, due.name, check)
         now = self.clock.monotonic()
         state = due.state
         with self._lock:
-            state.probing = False
-            state.last_exit_code = code
-            state.last_output = output[-4096:]
-            state.next_probe_at = now + check.interval
             if self._states.get(due.name) is not state:
+                state.probing = False
                 return None  # restarted or forgotten meanwhile: this verdict is about an old run
-            if code == 0:
-                state.failing_streak = 0
-                changed: HealthStatus | None = "healthy" if state.status != "healthy" else None
-            elif state.status == "starting" and now - state.started_at < check.start_period:
-                changed = None  # failures during the start period do not count (Docker's rule)
-            else:
-                state.failing_streak += 1
-                unhealthy = state.failing_streak >= check.retries and state.status != "unhealthy"
-                changed = "unhealthy" if unhealthy else None
+            changed = probing.judge(state, check, code, output, now)
             if changed is None:
                 return None
-            state.status = changed
         return Verdict(due.container, state.container_id, changed, code)
 
     def health_of(self, present: observed.ObservedContainer) -> str | None:

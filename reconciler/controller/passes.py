@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
-from reconciler import engine, errors, executing, manifests, observed, operations, planning, plans
+from reconciler import engine, errors, executing, manifests, observed, operations, planning, plans, rollouts
 from reconciler.controller import folder, health, images, queue, report, restarting
 
 log = logging.getLogger("reconciler.controller")
@@ -64,6 +64,8 @@ class Passes:
         self.events = events
         self.stack_lock = stack_lock
         self.parallelism = parallelism
+        # Rolled-back replacements, remembered beside the stopped-on-purpose records (one root).
+        self.rollbacks = rollouts.Records.beside(driver.holds)
         self._lock = threading.Lock()
         self._observed = observed.Observed()  # what the last look at the engine found (status)
         # Stacks with a trigger other than a due restart: their next pass re-reads everything.
@@ -198,9 +200,11 @@ class Passes:
         failed: list[str] = []
         if not plan.converged:
             log.info("reconciling: %s", plan.summary(), extra={"stack": stack})
-            outcome = executing.execute(plan, self.engine, parallelism=self.parallelism)
+            outcome, settled = operations.execute_plan(self.engine, plan, self.rollbacks, parallelism=self.parallelism)
             failed = self._record_outcome(stack, outcome)
             self.events.add("reconcile", stack, "", plan.summary() + " " + outcome.summary())
+            for rollback in settled.rollbacks:
+                self.events.add("rollback", stack, rollback.name, rollback.text())
             # What the engine looks like now is read by a resync, after this key is released:
             # observing again here would hold the key, and a restart of this stack with it.
             self.queue.add(RESYNC_KEY)
@@ -222,7 +226,10 @@ class Passes:
         owned = frozenset(name for name, container in desired.containers.items() if self.restarts.owns(container))
         gates = {name: why for name, c in desired.containers.items() if (why := self.health.gate(c, actual))}
         held = self.restarts.held(actual)
-        return planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates, held=held)
+        # No await-healthy steps: the gates hold dependents until the health checks here say so.
+        options = planning.Options(scope=frozenset({stack}), restarts_elsewhere=owned, gates=gates, held=held,
+                                   await_healthy=False)  # fmt: skip
+        return operations.rollout_options(self.engine, options, self.rollbacks, desired)
 
     def _record_outcome(self, stack: str, outcome: executing.Outcome) -> list[str]:
         failed = []

@@ -699,6 +699,24 @@ class ContainerSpec(Model):
         default=None, description="Default: the image's STOPSIGNAL, else SIGTERM (as Docker)."
     )
     stop_timeout: fields.Duration = 10.0
+    strategy: Literal["start-first", "stop-first"] = Field(
+        default="start-first",
+        description="How a changed container is replaced: start-first runs the new one beside the old and "
+        "switches once it is ready (stop-first where the two cannot run at once: the same published host "
+        "port on an engine that cannot hand it over); stop-first stops the old one first. Either way the "
+        "old one is kept, and started again, if the new one does not become ready.",
+    )
+    min_ready_seconds: fields.Duration = Field(
+        default=3.0,
+        description="A replacement without a health check is ready once it has run this long without "
+        "exiting or restarting; with a health check, once it is healthy.",
+    )
+    progress_deadline: fields.Duration | None = Field(
+        default=None,
+        description="How long a replacement may take to become ready before it is rolled back; default "
+        "120s, or longer when minReadySeconds (plus 30s) or the health check (its startPeriod, two "
+        "intervals and its timeout) needs it.",
+    )
     read_only_rootfs: bool = False
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
@@ -821,6 +839,17 @@ class ContainerSpec(Model):
         return self
 
     @property
+    def ready_deadline(self) -> float:
+        """Seconds a replacement has to become ready: ``progressDeadline``, else its default."""
+        if self.progress_deadline is not None:
+            return self.progress_deadline
+        needs = [120.0, self.min_ready_seconds + 30.0]
+        check = self.healthcheck
+        if check is not None and check.test[0] != "NONE":
+            needs.append(check.start_period + 2 * check.interval + check.timeout)
+        return max(needs)
+
+    @property
     def uts_names(self) -> tuple[str | None, str | None]:
         """The hostname and domainname the kernel is given: an FQDN hostname split at its first dot."""
         if self.hostname is not None and "." in self.hostname:
@@ -881,6 +910,8 @@ class ContainerSpec(Model):
         names = [n.name for n in self.networks]
         for name in sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"network {name} is attached twice")
+        if self.progress_deadline is not None and self.progress_deadline <= self.min_ready_seconds:
+            raise ValueError("progressDeadline must be longer than minReadySeconds")
         return self
 
 

@@ -22,7 +22,7 @@ from tests.support import images
 from tests.support.polling import eventually
 
 CONTAINERS = 16
-SUPERVISOR = b"reconciler.backends.native.supervisor"
+KEEPER = b"/conmon"  # the end of the keeper's program path, its first word
 
 
 def trial_value(index: int, trial: int) -> str:
@@ -61,13 +61,13 @@ def half_created(root: Path) -> bool:
 
 
 def supervised(root: Path) -> set[str]:
-    """Ids of the containers whose supervisor runs."""
+    """Ids of the containers whose keeper (conmon) runs."""
     needle = str(root / "containers").encode()
     found = set()
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         with contextlib.suppress(OSError):
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if SUPERVISOR in command and needle in command:
+            if command.split(b"\0", 1)[0].endswith(KEEPER) and needle in command:
                 found.add(command.split(needle + b"/", 1)[1][:64].decode())
     return found
 

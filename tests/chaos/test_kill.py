@@ -7,7 +7,7 @@ drawn from the seeded random source, is then awaited by polling the root while t
 and the command gets SIGKILL there:
 
 - ``records K``: K new containers have their record (``container.json``);
-- ``keepers K``: K supervisors of new containers run;
+- ``keepers K``: K keepers (conmon) of new containers run;
 - ``removed K``: K containers of the old spec are gone (mid-recreate);
 - ``half``: a container directory without its record exists (a create in flight).
 

@@ -42,6 +42,7 @@ def stacks(draw: st.DrawFn) -> str:
         if draw(st.booleans()):
             spec["ports"] = [{"containerPort": 80, "hostPort": 18000 + index}]
         spec["restart"] = {"policy": draw(st.sampled_from(["no", "always", "on-failure", "unless-stopped"]))}
+        spec["minReadySeconds"] = 0  # a recreate's replacement is ready as soon as it runs
         documents.append({"apiVersion": "reconciler/v1", "kind": "Container",
                           "metadata": {"name": f"c{index}", "stack": "prop"}, "spec": spec})  # fmt: skip
     return yaml.safe_dump_all(documents) if documents else ""

@@ -39,6 +39,7 @@ spec:
   networks: [{{name: backend}}]
   dependsOn: [db]
   restart: {{policy: always}}
+  minReadySeconds: 0
 """
 
 
@@ -78,13 +79,15 @@ def test_second_plan_is_empty() -> None:
     expect(plan.render(), "No changes: everything is as the manifests say.")
 
 
-def test_env_change_recreates_only_that_container_create_first() -> None:
+def test_env_change_recreates_only_that_container_stop_first_for_its_fixed_host_port() -> None:
+    # web publishes host port 8080: on an engine that cannot hand a port over, the old one stops
+    # first, and the new one must be ready before the old one is removed.
     engine = new_engine()
     apply(engine, load(STACK))
     expect(
         plan_for(engine, load(STACK.replace("FOO: a", "FOO: b"))).render(),
         """\
-        Plan: 1 to recreate (5 steps).
+        Plan: 1 to recreate (6 steps).
 
           ± container web (shop): recreate, spec changed: env.FOO
               ~ env.FOO: (sha256:ca978112…) → (sha256:3e23e816…)
@@ -93,8 +96,32 @@ def test_env_change_recreates_only_that_container_create_first() -> None:
           1. create container web.next: spec changed: env.FOO
           2. stop container web: spec changed: env.FOO  (after 1)
           3. start container web.next: spec changed: env.FOO  (after 2)
-          4. remove container web: spec changed: env.FOO  (after 3)
-          5. rename container web.next → web: spec changed: env.FOO  (after 4)
+          4. await container web.next ready: spec changed: env.FOO  (after 3)
+          5. remove container web: spec changed: env.FOO  (after 4)
+          6. rename container web.next → web: spec changed: env.FOO  (after 5)
+        """,
+    )
+
+
+def test_env_change_recreates_start_first_where_the_engine_hands_the_port_over() -> None:
+    # The old container is stopped only once the new one is ready: it serves meanwhile.
+    engine = new_engine()
+    apply(engine, load(STACK))
+    expect(
+        plan_for(engine, load(STACK.replace("FOO: a", "FOO: b")), hand_over_ports=True).render(),
+        """\
+        Plan: 1 to recreate (6 steps).
+
+          ± container web (shop): recreate, spec changed: env.FOO
+              ~ env.FOO: (sha256:ca978112…) → (sha256:3e23e816…)
+
+        Steps:
+          1. create container web.next: spec changed: env.FOO
+          2. start container web.next: spec changed: env.FOO  (after 1)
+          3. await container web.next ready: spec changed: env.FOO  (after 2)
+          4. stop container web: spec changed: env.FOO  (after 3)
+          5. remove container web: spec changed: env.FOO  (after 4)
+          6. rename container web.next → web: spec changed: env.FOO  (after 5)
         """,
     )
 

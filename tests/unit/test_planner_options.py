@@ -80,8 +80,8 @@ def test_a_gated_recreate_holds_all_its_steps_its_staged_name_included() -> None
     assert plan.converged
     assert plan.changes == ()
     assert plan.notes == (
-        "container web is held (waiting for db to be healthy): stop, remove, create, start, rename left for a "
-        "later pass",
+        "container web is held (waiting for db to be healthy): stop, remove, create, start, await, rename left "
+        "for a later pass",
     )
 
 
@@ -104,7 +104,7 @@ def test_restarts_owned_elsewhere_do_not_hold_a_recreate() -> None:
     engine.stop_container("web")
     plan = plan_for(engine, load(STACK.replace("FOO: a", "FOO: b")), restarts_elsewhere=frozenset({"web"}))
     assert [(change.name, change.change) for change in plan.changes] == [("web", "recreate")]
-    assert len(plan.steps) == 5
+    assert len(plan.steps) == 6
 
 
 def test_scope_limits_pruning_to_the_stacks_named() -> None:
@@ -185,5 +185,5 @@ def test_a_recreate_that_waits_for_a_gated_dependency_is_held_whole_and_the_old_
     changed = load(STACK.replace("FOO: a", "FOO: b"))  # web (which depends on db) changes
     plan = plan_for(engine, changed, gates={"db": "waiting for cache to be healthy"})
     assert plan.steps == ()  # neither web.next created nor web stopped: web keeps serving
-    assert plan.notes == ("container web is held (waiting for db, which is held): create, stop, start, remove, "
+    assert plan.notes == ("container web is held (waiting for db, which is held): create, stop, start, await, remove, "
                           "rename left for a later pass",)  # fmt: skip

@@ -19,11 +19,10 @@ import the planner, executor, controller, CLI or another backend.
 
 from __future__ import annotations
 
-from reconciler.backends.docker import engine, stack_networks
+from reconciler.backends.docker import engine
 
 # The one name the rest of the project uses: ``docker_backend.DockerEngine.from_env()``.
+# (``stack_networks`` is imported where a container is made: it needs the SDK, a no-op does not.)
 DockerEngine = engine.DockerEngine
 
-__all__ = ["DockerEngine", "engine", "stack_networks"]
-
-__all__ = ["DockerEngine"]
+__all__ = ["DockerEngine", "engine"]

@@ -8,6 +8,11 @@ no-op apply is measured: ``observe`` is one container list, one inspect per owne
 concurrently, or from the informer), one network list, one volume list and one image inspect
 per reference asked about; with ``stacks=`` only the containers of those stacks are inspected.
 
+On a local daemon (a unix socket, the default), those reads go through :class:`SocketReader`,
+plain GETs with the standard library's HTTP client, and the SDK is imported and connected only
+when something is to be written or streamed: a no-op apply then never loads the SDK, requests and
+urllib3 (about 0.1 s of a CLI start), and each inspect costs a fraction of a requests call.
+
 Ownership is decided by the ``reconciler.*`` labels, never by name: creating an object whose name
 is taken by an object with other owner labels raises ``errors.Conflict``; with the same owner
 labels it is a no-op.
@@ -21,17 +26,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import http.client
+import importlib
+import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
+import types
+import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from reconciler import engine, errors, manifests, observed, plans
 from reconciler.backends.docker import (
@@ -39,10 +47,14 @@ from reconciler.backends.docker import (
     informer,
     reading,
     secret_files,
-    stack_networks,
     streams,
     translating,
 )
+
+if TYPE_CHECKING:
+    import docker
+
+    from reconciler.backends.docker import stack_networks
 
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # How many container inspects ``observe`` runs at once. The client side (requests, under the GIL)
@@ -50,12 +62,110 @@ _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _INSPECT_CONCURRENCY = 4
 # The Engine API filter for the objects this project owns (they all carry the kind label).
 _OWNED = {"label": [observed.LABEL_KIND]}
+_OWNED_QUERY = json.dumps(_OWNED)
 # Connections kept to the daemon: enough for the executor's widest parallelism, so that threads
 # do not open and discard connections (the SDK's default pool holds ten).
 _MAX_CONNECTIONS = 64
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def sdk() -> types.ModuleType:
+    """The docker SDK, imported on first use (see the module docstring); ``sdk().errors.NotFound``."""
+    module = importlib.import_module("docker")
+    importlib.import_module("docker.errors")
+    return module
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class SocketReader:
+    """GETs on a local dockerd's socket, the answer decoded from JSON (``None`` for a 404).
+
+    :meth:`ping` learns the daemon's API version (its ``Api-Version`` header), and every path is
+    then asked in that version, as the SDK's ``version="auto"`` does. One kept-alive connection
+    per thread (observe inspects from a small pool); a connection the daemon closed while idle is
+    opened again once. A connection that fails is a ``ConnectionError`` (``translating`` makes it
+    ``Unavailable``); any other refusal is ``RuntimeFailed`` with the daemon's message. ``hooks``
+    are called with each request's method and path, as the SDK session's response hooks are.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self.version: str | None = None
+        self.hooks: list[Callable[[str, str], None]] = []
+        self._local = threading.local()
+        self._opened: list[_UnixConnection] = []
+        self._lock = threading.Lock()
+
+    def ping(self) -> None:
+        status, headers, _ = self._exchange("/_ping")
+        if status != 200:
+            raise errors.RuntimeFailed(f"Docker answered /_ping with {status}")
+        version = headers.get("Api-Version", "")
+        self.version = version if version.replace(".", "").isdigit() else None
+
+    def get(self, path: str, **query: object) -> Any:
+        """The decoded answer to ``GET path?query`` (None for a 404)."""
+        target = f"{path}?{urllib.parse.urlencode(query)}" if query else path
+        status, _, body = self._exchange(f"/v{self.version}{target}" if self.version else target)
+        if status == 404:
+            return None
+        if status >= 400:
+            message = body.decode("utf-8", "replace")
+            with contextlib.suppress(ValueError, AttributeError):
+                message = str(json.loads(message).get("message", message))
+            raise errors.RuntimeFailed(f"Docker refused GET {path} ({status})", stderr=message)
+        return json.loads(body)
+
+    def _exchange(self, target: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.request("GET", target)
+                response = connection.getresponse()
+                body = response.read()
+                break
+            except (http.client.HTTPException, OSError) as exc:
+                self._drop(connection)
+                idle_closed = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+                if attempt == 1 and idle_closed:
+                    continue
+                raise ConnectionError(getattr(exc, "strerror", None) or str(exc)) from exc
+        for hook in self.hooks:
+            hook("GET", target)
+        return response.status, response.headers, body
+
+    def _connection(self) -> _UnixConnection:
+        connection: _UnixConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = _UnixConnection(self.path, self.timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def _drop(self, connection: _UnixConnection) -> None:
+        connection.close()
+        self._local.connection = None
+        with self._lock, contextlib.suppress(ValueError):
+            self._opened.remove(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
 
 
 def _changes_containers(
@@ -80,17 +190,51 @@ class DockerEngine:
 
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.api = client.api
-        if str(self.api.base_url).startswith("http+docker://localhost"):
-            # A unix socket never goes through an HTTP proxy; skipping requests' per-call look at
-            # the proxy environment saves about a millisecond per call (observe makes dozens).
-            self.api.trust_env = False
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        reader: SocketReader | None = None,
+        connect: Callable[[], docker.DockerClient] | None = None,
+    ) -> None:
+        """An engine on ``client``; or, with ``reader``, one that reads through it and makes its
+        SDK client with ``connect`` the first time it writes (see the module docstring)."""
+        if client is None and (reader is None or connect is None):
+            raise ValueError("DockerEngine needs a client, or a reader and a way to connect")
+        self._client = client
+        if client is not None:
+            _skip_proxies(client)
+        self._connect = connect
+        self._client_lock = threading.Lock()
+        self.reader = reader
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._stack_networks = stack_networks.StackNetworks(self.api)
+        self._networks_of_stacks: stack_networks.StackNetworks | None = None
         self.informer = informer.Informer()
+        self.where = f"unix://{reader.path}" if reader is not None else str(self.api.base_url)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client is None:
+                assert self._connect is not None
+                self._client = self._connect()
+                _skip_proxies(self._client)
+            return self._client
+
+    @property
+    def api(self) -> Any:
+        """The SDK's low-level ``APIClient`` (made on first use when the engine has a reader)."""
+        return self.client.api
+
+    @property
+    def _stack_networks(self) -> stack_networks.StackNetworks:
+        from reconciler.backends.docker import stack_networks
+
+        with self._pool_lock:
+            if self._networks_of_stacks is None:
+                self._networks_of_stacks = stack_networks.StackNetworks(self.api)
+            return self._networks_of_stacks
 
     @classmethod
     def from_env(cls, *, timeout: float = 60.0) -> DockerEngine:
@@ -106,17 +250,30 @@ class DockerEngine:
         # failed unix connect leaves its socket object to the garbage collector).
         if where.startswith("unix://") and not os.path.exists(where.removeprefix("unix://")):
             raise errors.Unavailable(f"Docker daemon unreachable at {where}: no such socket{hint}")
+
+        def connect() -> docker.DockerClient:
+            docker = sdk()
+            try:
+                return docker.from_env(version="auto", timeout=math.ceil(timeout), max_pool_size=_MAX_CONNECTIONS)
+            except docker.errors.DockerException as exc:
+                reason = translating.unreachable_reason(exc)
+                raise errors.Unavailable(f"Docker daemon unreachable at {where}: {reason}{hint}") from exc
+
+        if not where.startswith("unix://"):
+            return cls(connect())
+        reader = SocketReader(where.removeprefix("unix://"), timeout)
         try:
-            client = docker.from_env(version="auto", timeout=math.ceil(timeout), max_pool_size=_MAX_CONNECTIONS)
-        except docker.errors.DockerException as exc:
+            reader.ping()
+        except (ConnectionError, errors.RuntimeFailed) as exc:
+            reader.close()
             reason = translating.unreachable_reason(exc)
             raise errors.Unavailable(f"Docker daemon unreachable at {where}: {reason}{hint}") from exc
-        return cls(client)
+        return cls(reader=reader, connect=connect)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _on(self, subject: str, *, conflict: bool = False) -> translating.Translating:
-        return translating.on(subject, where=str(self.api.base_url), conflict=conflict)
+        return translating.on(subject, where=self.where, conflict=conflict)
 
     def _parallel(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
@@ -127,18 +284,35 @@ class DockerEngine:
             return self._pool
 
     def _inspect_container(self, name: str) -> dict[str, Any] | None:
+        if self.reader is not None:
+            return cast(dict[str, Any] | None, self.reader.get(f"/containers/{_quoted(name)}/json"))
         try:
             return cast(dict[str, Any], self.api.inspect_container(name))
-        except docker.errors.NotFound:
+        except sdk().errors.NotFound:
             return None
 
     def _list_containers(self) -> list[dict[str, Any]]:
+        if self.reader is not None:
+            return cast(list[dict[str, Any]], self.reader.get("/containers/json", all=1, filters=_OWNED_QUERY))
         return cast(list[dict[str, Any]], self.api.containers(all=True, filters=_OWNED))
 
+    def _list_networks(self) -> list[dict[str, Any]]:
+        if self.reader is not None:
+            return cast(list[dict[str, Any]], self.reader.get("/networks", filters=_OWNED_QUERY))
+        return cast(list[dict[str, Any]], self.api.networks(filters=_OWNED))
+
+    def _list_volumes(self) -> dict[str, Any]:
+        if self.reader is not None:
+            return cast(dict[str, Any], self.reader.get("/volumes", filters=_OWNED_QUERY))
+        return cast(dict[str, Any], self.api.volumes(filters=_OWNED))
+
     def _image_id(self, image: str) -> str | None:
+        if self.reader is not None:
+            found = self.reader.get(f"/images/{_quoted(image)}/json")
+            return None if found is None else str(found["Id"])
         try:
             return str(self.api.inspect_image(image)["Id"])
-        except docker.errors.NotFound:
+        except sdk().errors.NotFound:
             return None
 
     def _ensure_owner(self, subject: str, labels: Mapping[str, str] | None, wanted: Mapping[str, str]) -> None:
@@ -157,8 +331,8 @@ class DockerEngine:
         with self._on("observe"):
             pool = self._parallel()
             # Networks, volumes and images are read while the containers are listed and inspected.
-            network_list = pool.submit(self.api.networks, filters=_OWNED)
-            volume_answer = pool.submit(self.api.volumes, filters=_OWNED)
+            network_list = pool.submit(self._list_networks)
+            volume_answer = pool.submit(self._list_volumes)
             image_ids = {ref: pool.submit(self._image_id, ref) for ref in dict.fromkeys(images)}
             containers = self._observe_containers(pool, stacks)
             networks = {str(item["Name"]): reading.observed_network(item) for item in network_list.result()}
@@ -219,7 +393,7 @@ class DockerEngine:
                 for progress in self.api.pull(image, stream=True, decode=True):
                     if isinstance(progress, dict) and progress.get("error"):
                         raise translating.pull_error(subject, str(progress["error"]))
-            except docker.errors.APIError as exc:
+            except sdk().errors.APIError as exc:
                 # The daemon answers a failed pull with 404 or 500 whatever the cause; its words
                 # tell a missing image from an unreachable registry.
                 if exc.status_code in (404, 500):
@@ -264,7 +438,7 @@ class DockerEngine:
         with self._on(subject):
             try:
                 existing = self.api.inspect_volume(request.name)
-            except docker.errors.NotFound:
+            except sdk().errors.NotFound:
                 existing = None
             if existing is not None:
                 self._ensure_owner(subject, existing.get("Labels"), request.labels)
@@ -290,13 +464,13 @@ class DockerEngine:
                 if isinstance(mount, manifests.VolumeMount):
                     try:
                         self.api.inspect_volume(mount.source)
-                    except docker.errors.NotFound:
+                    except sdk().errors.NotFound:
                         what = "external volume" if mount.external else "volume"
                         raise errors.NotFound(f"{subject}: {what} {mount.source} not found") from None
             for attachment in spec.networks:
                 try:
                     self.api.inspect_network(attachment.name)
-                except docker.errors.NotFound:
+                except sdk().errors.NotFound:
                     what = "external network" if attachment.external else "network"
                     raise errors.NotFound(f"{subject}: {what} {attachment.name} not found") from None
 
@@ -514,7 +688,22 @@ class DockerEngine:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _skip_proxies(client: docker.DockerClient) -> None:
+    if str(client.api.base_url).startswith("http+docker://localhost"):
+        # A unix socket never goes through an HTTP proxy; skipping requests' per-call look at
+        # the proxy environment saves about a millisecond per call.
+        client.api.trust_env = False
+
+
+def _quoted(name: str) -> str:
+    """A name or image reference in a path, quoted as the SDK quotes it (``/`` and ``:`` kept)."""
+    return urllib.parse.quote(name, safe="/:")
 
 
 def _within(run: Callable[[], _R], timeout: float, *, name: str, what: str) -> _R:

@@ -13,10 +13,12 @@ It must not call the daemon: it only reads exceptions.
 
 from __future__ import annotations
 
-import docker.errors
-import requests.exceptions
+from typing import TYPE_CHECKING
 
 from reconciler import errors
+
+if TYPE_CHECKING:
+    import docker.errors
 
 # How the daemon words a pull failure: the image is missing, or the registry cannot be reached.
 _MISSING_MARKERS = ("manifest unknown", "not found", "pull access denied", "repository does not exist")
@@ -61,6 +63,10 @@ def translate(exc: BaseException, subject: str, *, where: str, conflict: bool = 
 
     ``where`` is the daemon's address, named when it cannot be reached.
     """
+    # Imported here: the engine's read path works without the SDK (and then raises none of its errors).
+    import docker.errors
+    import requests.exceptions
+
     if isinstance(exc, docker.errors.APIError):
         message = daemon_message(exc)
         status = exc.status_code

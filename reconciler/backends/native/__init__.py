@@ -1,13 +1,13 @@
-"""The native engine: containers run with runc, overlayfs and the project's own supervisor, no daemon.
+"""The native engine: containers run with runc, overlayfs and a conmon per run as keeper, no daemon.
 
 The rest of the project uses :mod:`engine` (``NativeEngine``) and, for ``reconcile image``, the
 image store; the modules, by what they are:
 
 * containers: ``records`` (``container.json`` and the state derived from the files),
   ``assembly`` (create and remove), ``runs`` (start, stop), ``supervision`` (launching a run's
-  supervisor), ``supervisor`` (that process itself), ``prepared`` (next runs readied during a
-  restart's backoff), ``events`` (the read-only event stream), ``logs``, ``volumes``,
-  ``processes`` (helper processes told apart from reused pids);
+  keeper, conmon), ``restarter`` (the keepers' exit command: restart policies with no controller),
+  ``prepared`` (next runs readied during a restart's backoff), ``events`` (the read-only event
+  stream), ``logs``, ``volumes``, ``processes`` (helper processes told apart from reused pids);
 * the OCI runtime: ``bundles`` (``config.json``), ``seccomp``, ``runtime`` (runc's command line),
   ``mounts`` (the rootfs overlay);
 * networks: ``networks`` (bridges, veths, namespaces, addresses), ``firewall``, ``dns`` (a name

@@ -169,6 +169,10 @@ class Assembly:
                 continue
             ip = port.host_ip or "0.0.0.0"  # noqa: S104
             for (other_ip, other_port, protocol), owner in taken.items():
+                if owner.removesuffix(".next") == request.name.removesuffix(".next"):
+                    # A replacement (NAME.next) takes NAME's ports over: its DNAT rules come after
+                    # NAME's, so NAME serves them until it is removed (operations.HANDS_OVER_PORTS).
+                    continue
                 same_address = ip == other_ip or "0.0.0.0" in (ip, other_ip)  # noqa: S104
                 if other_port == port.host_port and protocol == port.protocol and same_address:
                     raise errors.Conflict(f"host port {port.host_port}/{port.protocol} is already published by {owner}")

@@ -291,7 +291,7 @@ class NativeEngine:
             record = self.records.find(name)
             # Not one that joins another's namespaces: they are looked up when it starts.
             if record is not None and not bundles.shared_namespaces(record.spec):
-                prepared.prepare(record, self.runtime, lock=self.lock_path)
+                prepared.prepare(record, self.runtime)
 
     # -- inspection -------------------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
-"""The native engine's event stream: ``start`` and ``die`` of containers, read from their supervisors.
+"""The native engine's event stream: ``start`` and ``die`` of containers, read from their keepers.
 
 There is no daemon to ask: the stream scans the container records and, for each run it finds
-with a live supervisor, opens a **pidfd** on that supervisor; the supervisor exits right after
-writing the run's ``exit.json``, so a ``die`` arrives as soon as the container's init has exited,
-not at a poll tick. A run that started and ended between two scans (a crash at start) is found
-by its ``exit.json``; it is reported as a ``start`` followed by its ``die``.
+with a live keeper (conmon, the run's supervisor), opens a **pidfd** on it; the keeper exits right
+after recording the run's exit (:func:`records.exit_of`), so a ``die`` arrives as soon as the
+container's init has exited, not at a poll tick. A run that started and ended between two scans (a
+crash at start) is found by its exit; it is reported as a ``start`` followed by its ``die``.
 
-A ``die`` is stamped with the exit's own time (the supervisor's ``finished_at``), not with its
+A ``die`` is stamped with the exit's own time (when the keeper recorded it), not with its
 delivery's: the controller counts restart backoffs from it. One run (one supervisor, known by pid
 and start time) is reported once, whichever way a scan saw it. Exits older than the stream's
 first scan are history, not events; :attr:`EventStream.first_scan_done` is set once that scan is
@@ -71,7 +71,7 @@ def recorded(record: records.Record) -> list[engine.Event]:
     started = max(created, float(data["started_at"]))
     found.append(engine.Event(time=started, action="start", name=record.name, container_id=record.container_id,
                               stack=stack))  # fmt: skip
-    exit_info = records.read_json(record.directory / records.EXIT)
+    exit_info = records.exit_of(record)
     if exit_info is None:
         return found
     died = die_event(record, exit_info)
@@ -136,7 +136,7 @@ class EventStream:
 
     def _ended_between_scans(self, record: records.Record, key: str, run: str) -> Iterator[engine.Event]:
         """A run whose supervisor is already gone: its exit file tells (nothing when it has none)."""
-        exit_info = records.read_json(record.directory / records.EXIT)
+        exit_info = records.exit_of(record)
         if exit_info is None or record.data.get("started_at") is None:
             return
         self._seen.add(key)
@@ -157,5 +157,5 @@ class EventStream:
             container_id = fds[fd]
             _, record = self._watched.pop(container_id)
             os.close(fd)
-            exit_info = records.read_json(record.directory / records.EXIT) or {}
+            exit_info = records.exit_of(record) or {}
             yield die_event(record, exit_info)

@@ -76,9 +76,9 @@ def create(
 def ensure(store: networks.Networks, network: networks.Network, *, upstreams: Sequence[Upstream] = ()) -> None:
     """The network's firewall rules and DNS server, (again) in place; its server forwards to
     ``upstreams`` (default: the host's resolvers, see :func:`host_upstreams`)."""
-    _drop_rules_of_gone_bridges(keep=rules_owner(network))
-    firewall.add_network(rules_owner(network), bridge=network.bridge, subnet=network.subnet, gateway=network.gateway,
-                         internal=network.internal)  # fmt: skip
+    owner = rules_owner(network)
+    firewall.add_network(owner, bridge=network.bridge, subnet=network.subnet, gateway=network.gateway,
+                         internal=network.internal, remove=_bridge_gone)  # fmt: skip
     directory = store.root / network.name
     if not (directory / NAMES).exists():
         files.write_json(directory / NAMES, {})
@@ -129,14 +129,12 @@ def remove(store: networks.Networks, name: str) -> None:
     store.remove(name)
 
 
-def _drop_rules_of_gone_bridges(*, keep: str) -> None:
+def _bridge_gone(owner: str) -> bool:
     """Rules of a bridge that no longer exists are a crash's (or a deleted root's) leftovers, of
     any root: they can only do harm, e.g. a later network on the same subnet would find its DNS
     port dropped by the old network's "only from my bridge" rule. A network's bridge exists
     before its rules are written (``create``, ``reconnect``), so a live network is never hit."""
-    for owner in firewall.owners():
-        if owner != keep and owner.startswith(networks.BRIDGE_PREFIX) and not networks.bridge_exists(owner):
-            firewall.remove_owner(owner)
+    return owner.startswith(networks.BRIDGE_PREFIX) and not networks.link_exists(owner)
 
 
 def rules_owner(network: networks.Network) -> str:

@@ -28,11 +28,13 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from reconciler import errors, files
@@ -79,10 +81,13 @@ class Attachment:
 BRIDGE_PREFIX = "rcbr-"
 
 
-def bridge_exists(name: str) -> bool:
-    """Whether a link of that name exists on the host."""
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=name))
+def link_exists(name: str) -> bool:
+    """Whether a link of that name exists on the host (one ioctl: no netlink dump of every link)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def bridge_name(network: str, folder: Path) -> str:
@@ -251,47 +256,23 @@ class Networks:
         if not (NETNS_DIR / name).exists():
             netns.create(name)
         attachments: list[Attachment] = []
-        default_set = False
-        for position, (network_name, wanted, aliases) in enumerate(requests):
-            network = self.get(network_name)
-            if network is None:
-                raise errors.NotFound(f"network {network_name} not found")
-            address = self.allocate(network_name, container_id, wanted)
-            prefixlen = ipaddress.IPv4Network(network.subnet).prefixlen
-            host_veth = f"rcv{container_id[:9]}{position}"
-            peer = f"rcp{container_id[:9]}{position}"
-            interface = f"eth{position}"
-            with IPRoute() as ipr:
-                for stale in ipr.link_lookup(ifname=host_veth):
-                    ipr.link("del", index=stale)
-                ipr.link("add", ifname=host_veth, kind="veth", peer=peer)
-                host_index = ipr.link_lookup(ifname=host_veth)[0]
-                peer_index = ipr.link_lookup(ifname=peer)[0]
-                ipr.link("set", index=peer_index, net_ns_fd=name)
-                bridge_index = ipr.link_lookup(ifname=network.bridge)[0]
-                ipr.link("set", index=host_index, master=bridge_index)
-                ipr.link("set", index=host_index, state="up")
-                # Hairpin, so that a container reaches its own published port through the bridge:
-                # pyroute2's ``mode`` is the port's IFLA_BRPORT_MODE, and 1 means hairpin.
-                ipr.brport("set", index=host_index, mode=1)
-            with NetNS(name) as ns:
-                index = ns.link_lookup(ifname=peer)[0]
-                ns.link("set", index=index, ifname=interface)
-                mac = "02:42:" + ":".join(f"{int(octet):02x}" for octet in address.split("."))
-                ns.link("set", index=index, address=mac)
-                ns.addr("add", index=index, address=address, prefixlen=prefixlen)
-                ns.link("set", index=index, state="up")
-                loopback = ns.link_lookup(ifname="lo")[0]
-                ns.link("set", index=loopback, state="up")
-                if not network.internal and not default_set:
-                    ns.route("add", dst="0.0.0.0/0", gateway=network.gateway)
-                    default_set = True
-            attachments.append(Attachment(network=network_name, interface=interface, host_veth=host_veth,
-                                          address=address, prefixlen=prefixlen, gateway=network.gateway,
-                                          aliases=tuple(aliases)))  # fmt: skip
-        if not attachments:
-            with NetNS(name) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        routed = False
+        with IPRoute() as ipr, _socket_in(name) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            for position, (network_name, wanted, aliases) in enumerate(requests):
+                network = self.get(network_name)
+                if network is None:
+                    raise errors.NotFound(f"network {network_name} not found")
+                address = self.allocate(network_name, container_id, wanted)
+                attachment = Attachment(network=network_name, interface=f"eth{position}",
+                                        host_veth=f"rcv{container_id[:9]}{position}", address=address,
+                                        prefixlen=ipaddress.IPv4Network(network.subnet).prefixlen,
+                                        gateway=network.gateway, aliases=tuple(aliases))  # fmt: skip
+                # The default route goes through the first network that is not internal.
+                default_route = not network.internal and not routed
+                _plug(ipr, ns, name, network, attachment, default_route=default_route)
+                routed = routed or default_route
+                attachments.append(attachment)
         return attachments
 
     def detach(self, container_id: str, host_veths: Iterable[str]) -> None:
@@ -315,3 +296,45 @@ def _sysctl(name: str, value: str) -> None:
             path.write_text(value)
     except OSError as exc:
         raise errors.RuntimeFailed(f"setting {name.replace('/', '.')}={value}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def _socket_in(name: str) -> Iterator[IPRoute]:
+    """An rtnetlink socket in the namespace ``name``. This thread enters the namespace only to make
+    the socket, which stays bound to it, and comes back at once: no process is forked for it (as
+    pyroute2's ``NetNS`` does, a fork of this whole interpreter per container)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        netns.setns(name, flags=0)
+        try:
+            socket_there = IPRoute()
+        finally:
+            netns.setns(home)
+    finally:
+        os.close(home)
+    with socket_there:
+        yield socket_there
+
+
+def _plug(
+    ipr: IPRoute, ns: IPRoute, name: str, network: Network, attachment: Attachment, *, default_route: bool
+) -> None:
+    """One veth pair: the host end a port of the network's bridge, the peer made inside the
+    namespace ``name`` (through ``ns``, a socket there) already named, with its MAC derived from its
+    address (``02:42:<ip>``, as Docker 20.10), then addressed, up and, if asked, the default route."""
+    for stale in ipr.link_lookup(ifname=attachment.host_veth):
+        ipr.link("del", index=stale)
+    mac = "02:42:" + ":".join(f"{int(octet):02x}" for octet in attachment.address.split("."))
+    ipr.link("add", ifname=attachment.host_veth, kind="veth",
+             peer={"ifname": attachment.interface, "net_ns_fd": name, "address": mac})  # fmt: skip
+    host_index = ipr.link_lookup(ifname=attachment.host_veth)[0]
+    ipr.link("set", index=host_index, master=ipr.link_lookup(ifname=network.bridge)[0])
+    ipr.link("set", index=host_index, state="up")
+    # Hairpin, so that a container reaches its own published port through the bridge:
+    # pyroute2's ``mode`` is the port's IFLA_BRPORT_MODE, and 1 means hairpin.
+    ipr.brport("set", index=host_index, mode=1)
+    index = ns.link_lookup(ifname=attachment.interface)[0]
+    ns.addr("add", index=index, address=attachment.address, prefixlen=attachment.prefixlen)
+    ns.link("set", index=index, state="up")
+    if default_route:
+        ns.route("add", dst="0.0.0.0/0", gateway=network.gateway)

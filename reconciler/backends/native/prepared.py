@@ -3,17 +3,16 @@
 Only the controller decides that an exited container will be started again (its restart policy).
 Right after it schedules such a restart it asks the engine to prepare the next run
 (``NativeEngine.prepare_next_run``); in the background, under the engine's lock, the previous
-run's runtime state is deleted and a new supervisor runs ``runtime create``, so that the init
+run's runtime state is deleted and a new keeper (conmon) runs ``runtime create``, so that the init
 waits for ``runtime start`` and the later start is only that. Nothing of the container runs
-before the start: the previous run's ``exit.json`` stays its state until then.
+before the start: the previous run's exit stays its state until then.
 
-The files: the prepared run's supervisor writes ``prepared.json`` (its pid, start time and the
-init's pid). Starting the run renames it to ``supervisor.pid.json`` under the engine's lock, then
-runs ``runtime start``; from the rename on, the supervisor is the run's ordinary one. A prepared
-run nobody starts within ``PREPARED_TTL`` seconds (or whose init dies first) removes itself: its
-supervisor takes the engine's lock and, if ``prepared.json`` is still there, kills the init,
-removes the file and exits without writing ``exit.json``. A stop, an update (the run was made with
-the old limits) or a remove discards a prepared run first.
+The files: the engine writes ``prepared.json`` (the keeper's pid and start time, the init's pid).
+Starting the run renames it to ``supervisor.pid.json`` under the engine's lock, then runs
+``runtime start``; from the rename on, the keeper is the run's ordinary one. A prepared run nobody
+starts within ``PREPARED_TTL`` seconds is discarded by the engine's collector of remains (under
+the engine's lock, on the next observe: :mod:`remains`), as is one whose keeper died. A stop, an
+update (the run was made with the old limits) or a remove discards a prepared run first.
 
 Everything here is best effort: a run that cannot be prepared leaves the container as it was, and
 the start takes the ordinary path. Callers hold the engine's lock; this module must not decide
@@ -40,7 +39,7 @@ def thread_name(name: str) -> str:
     return f"prepare next run of {name}"
 
 
-def prepare(record: records.Record, runner: runtime.Runtime, *, lock: Path) -> bool:
+def prepare(record: records.Record, runner: runtime.Runtime) -> bool:
     """Prepare the container's next run up to ``runtime create``; False when it is not for one
     (not exited, already prepared, being stopped, or its rootfs is not mounted)."""
     directory = record.directory
@@ -48,18 +47,22 @@ def prepare(record: records.Record, runner: runtime.Runtime, *, lock: Path) -> b
         return False
     if (directory / records.STOPPING).exists() or not mounts.is_mounted(directory / "rootfs"):
         return False
-    supervision.launch(
-        record,
-        runner,
-        clear=lambda: runner.delete(record.container_id, force=True),
-        prepared={"ttl": PREPARED_TTL, "lock": str(lock)},
-    )
+    supervision.launch(record, runner, clear=lambda: runner.delete(record.container_id, force=True), prepared=True)
     return True
 
 
+def expired(directory: Path, *, now: float | None = None) -> bool:
+    """Whether the container has a prepared run older than ``PREPARED_TTL`` seconds."""
+    try:
+        made = (directory / records.PREPARED).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return (time.time() if now is None else now) - made > PREPARED_TTL
+
+
 def drop(directory: Path, container_id: str, runner: runtime.Runtime) -> None:
-    """Discard a prepared next run: its supervisor first (else it would give up on its own
-    later), then its init with the runtime state."""
+    """Discard a prepared next run: its keeper first (else it would record the init's end as an
+    exit), then its init with the runtime state."""
     if not (directory / records.PREPARED).exists():
         return
     supervision.kill(directory / records.PREPARED)
@@ -67,6 +70,7 @@ def drop(directory: Path, container_id: str, runner: runtime.Runtime) -> None:
         (directory / records.PREPARED).unlink()
     with contextlib.suppress(errors.EngineError):
         runner.delete(container_id, force=True)
+    supervision.forget_exits(container_id)
 
 
 def start(record: records.Record, runner: runtime.Runtime) -> bool:
@@ -79,11 +83,10 @@ def start(record: records.Record, runner: runtime.Runtime) -> bool:
         drop(directory, record.container_id, runner)
         return False
     # The old exit goes first: once started, an exit at once writes the new one.
-    for leftover in (records.EXIT, records.SUPERVISOR):
-        with contextlib.suppress(FileNotFoundError):
-            (directory / leftover).unlink()
-    # From this rename on, the supervisor is the run's ordinary one (it gives up only under
-    # the engine's lock, and only while prepared.json is there).
+    supervision.clear_exit(record)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / records.SUPERVISOR).unlink()
+    # From this rename on, the keeper is the run's ordinary one (only a prepared run is discarded).
     os.replace(directory / records.PREPARED, directory / records.SUPERVISOR)
     try:
         runner.start(record.container_id)

@@ -1,7 +1,7 @@
 """Helper processes of the native engine, told apart from whatever else reuses their pids.
 
 The engine starts two kinds of long-lived helpers, both detached so that they outlive it: a
-supervisor per container run and a DNS server per network. Later, possibly from another engine
+keeper (conmon) per container run and a DNS server per network. Later, possibly from another engine
 process, it must know whether the process a pid file names is still *that* process: a pid alone
 may have been reused, so every pid is recorded with the process's start time (field 22 of
 ``/proc/<pid>/stat``, in clock ticks since boot), and the pair identifies it.
@@ -44,7 +44,12 @@ def kill_and_wait(pid: int, started: object, *, grace: float) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
+    wait_for_end(pid, started, timeout=grace)
+
+
+def wait_for_end(pid: int, started: object, *, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the process to end (or to be a zombie)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -57,7 +62,8 @@ def kill_and_wait(pid: int, started: object, *, grace: float) -> None:
 
 
 def helper_environment() -> dict[str, str]:
-    """The environment of the supervisor and DNS processes, started with ``python -S``.
+    """The environment of the keepers (and, through them, the restarters they start) and of the DNS
+    processes, started with ``python -S``.
 
     -S skips the site-packages scan at start (tens of ms per container), so .pth files are not
     read either: an editable install's import hook would be missing. The folder holding this
@@ -73,9 +79,9 @@ def reap_in_background(process: subprocess.Popen[bytes]) -> None:
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-def of_module(module: str) -> list[tuple[int, str, list[str]]]:
-    """Live processes running ``python ... -m <module>``: (pid, start time, arguments after the
-    module's name). A scan of /proc: for the rare look for helpers that nothing names any more."""
+def keepers() -> list[tuple[int, str, str]]:
+    """Live conmon processes: (pid, start time, the bundle they keep). A scan of /proc: for the
+    rare look for keepers that nothing names any more."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -84,10 +90,10 @@ def of_module(module: str) -> list[tuple[int, str, list[str]]]:
             argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")[:-1]
         except OSError:
             continue  # gone meanwhile, or a kernel thread
-        words = [os.fsdecode(word) for word in argv]
-        if module not in words or words.index(module) == 0 or words[words.index(module) - 1] != "-m":
+        if not argv or os.path.basename(argv[0]) != b"conmon" or b"--bundle" not in argv[:-1]:
             continue
+        bundle = os.fsdecode(argv[argv.index(b"--bundle") + 1])
         started = start_time(int(entry.name))
         if started is not None:
-            found.append((int(entry.name), started, words[words.index(module) + 1 :]))
+            found.append((int(entry.name), started, bundle))
     return found

@@ -6,12 +6,18 @@ Each container lives in ``<root>/containers/<id>/`` (root-only, 0700). What the 
   of its secrets and configs, for :mod:`secret_files` to put on a tmpfs again), the image id, the
   bookkeeping of its runs (``started_at``, ``restart_count``), its stop signal, resource limits,
   cgroup path and network attachments. Written atomically and durably: it is the container.
-* ``supervisor.pid.json``: the current run's supervisor (pid and start time) and init pid;
-  ``exit.json``: how the last run ended, written by the supervisor when the init exits;
-  ``prepared.json``: a prepared next run (see :mod:`prepared`); ``stopping``: a stop is under way.
+* ``supervisor.pid.json``: the current run's keeper, conmon (pid and start time), and init pid;
+  how the last run ended: the file conmon names after the container id (its exit code, written
+  when the init exits; ``oom`` beside it after an OOM kill), or, for a run that could not be
+  created, ``exit.json`` (the engine's); ``prepared.json``: a prepared next run (see
+  :mod:`prepared`); ``stopping``: a stop is under way.
 * the bundle (``config.json``, ``rootfs/``, ``hostname``, ``hosts``, ``resolv.conf``) and the logs.
 
-The **state** is derived from these files, never stored: ``exited`` when ``exit.json`` is there,
+conmon writes the exit code first to ``/run/reconciler/exits/<id>/exit`` (a tmpfs: a full disk
+cannot leave an exit unrecorded), then beside the record; the copy on the tmpfs is read when the
+other could not be written (:func:`exit_of`).
+
+The **state** is derived from these files, never stored: ``exited`` when an exit is recorded,
 ``created`` before the first start, ``running`` while the recorded supervisor lives, and ``dead``
 when it is gone without an exit file (killed, or the host crashed): what Docker calls dead.
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ SUPERVISOR = "supervisor.pid.json"
 EXIT = "exit.json"
 PREPARED = "prepared.json"
 STOPPING = "stopping"
+# conmon's exit files on a tmpfs, one folder per container id (see the module docstring).
+KEEPER_EXITS = Path("/run/reconciler/exits")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -108,6 +117,30 @@ class Records:
         return record
 
 
+def keeper_folder(container_id: str) -> Path:
+    """Where conmon writes a run's exit on the tmpfs (its ``--persist-dir``)."""
+    return KEEPER_EXITS / container_id
+
+
+def exit_of(record: Record) -> dict[str, Any] | None:
+    """How the container's last run ended (``exit_code``, ``finished_at``, ``oom_killed``), or None."""
+    info = read_json(record.directory / EXIT)
+    if info is not None:
+        return info
+    # The tmpfs copy first: the exit command gives the lasting one its time, then removes it.
+    for path in (keeper_folder(record.container_id) / "exit", record.directory / record.container_id):
+        try:
+            with path.open(encoding="ascii") as handle:
+                code = int(handle.read().strip())
+                finished_at = os.fstat(handle.fileno()).st_mtime
+        except (OSError, ValueError):
+            continue
+        # conmon reports signal N as 128+N, as Docker does; ``oom``: its cgroup saw an OOM kill.
+        oom_killed = code == 137 and (record.directory / "oom").exists()
+        return {"exit_code": code, "finished_at": finished_at, "oom_killed": oom_killed}
+    return None
+
+
 def supervisor_alive(record: Record) -> bool:
     """Whether the supervisor of the container's current run is alive (pid and start time)."""
     info = read_json(record.directory / SUPERVISOR)
@@ -117,15 +150,15 @@ def supervisor_alive(record: Record) -> bool:
 
 
 def state_of(record: Record) -> tuple[observed.ContainerState, dict[str, Any] | None]:
-    """The container's state (module docstring) and, once exited, the content of ``exit.json``."""
-    exit_info = read_json(record.directory / EXIT)
+    """The container's state (module docstring) and, once exited, how it ended (:func:`exit_of`)."""
+    exit_info = exit_of(record)
     if exit_info is not None:
         return "exited", exit_info
     if record.data.get("started_at") is None:
         return "created", None
     if supervisor_alive(record):
         return "running", None
-    # The supervisor died without writing an exit status (killed, host crash): dead, as Docker says.
+    # The keeper died without writing an exit status (killed, host crash): dead, as Docker says.
     return "dead", None
 
 

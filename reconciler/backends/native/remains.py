@@ -16,13 +16,16 @@ a dead process go (:meth:`snapshots.Snapshotter.remove_remains`).
 container; runc and ``/proc`` only when something looks wrong, and ``/proc`` once per engine):
 
 * a container directory without its record (``container.json`` is written last: the create's
-  completion mark): a create cut short, taken apart as a failed create is (its supervisor, runtime
+  completion mark): a create cut short, taken apart as a failed create is (its keeper, runtime
   state, veths, namespace, rules, rootfs mount, directory and cgroup);
 * runc state (``runc --root <root>/runtime``) of an id without a directory: the same;
-* a record never started that has runc state, or a supervisor no pid file names: a start cut
-  short. The supervisor is killed and the runtime state deleted; the container is ``created``
+* a record never started that has runc state, or a keeper (conmon) no pid file names: a start
+  cut short. The keeper is killed and the runtime state deleted; the container is ``created``
   again, as its record says, and the next start starts it afresh;
-* a prepared next run (``prepared.json``) whose supervisor is dead;
+* a prepared next run (``prepared.json``) whose keeper is dead, or that nobody started within
+  ``prepared.PREPARED_TTL`` seconds;
+* folders of conmon's exit files on the tmpfs (``/run/reconciler/exits``) whose container
+  directory is gone, whatever its root (once per engine, with the scan of ``/proc``);
 * snapshot directories of a pull whose process is dead, or of a commit cut short.
 
 What it must not do: touch volumes (``<root>/volumes`` is never read; a container's directory is
@@ -35,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +46,7 @@ from pathlib import Path
 from reconciler import errors
 from reconciler.backends.native import prepared, processes, records, runtime, snapshots
 
-SUPERVISOR_MODULE = "reconciler.backends.native.supervisor"
-# What a supervisor of a start cut short leaves in the container's directory.
+# What a keeper of a start cut short leaves in the container's directory.
 START_FILES = (records.SUPERVISOR, "init.pid")
 
 
@@ -108,7 +111,8 @@ class Collector:
             self._drop_dead_prepared(container_id)
         if half_made or states - known or unstarted or not self._processes_scanned:
             self._processes_scanned = True
-            unstarted |= self._kill_unowned_supervisors(known, half_made)
+            unstarted |= self._kill_unowned_keepers(known, half_made)
+            _sweep_exit_folders()
         for container_id in sorted(half_made | (states - known)):
             self._discard(self.containers.base / container_id, container_id)
         for container_id in sorted(unstarted):
@@ -117,21 +121,22 @@ class Collector:
     def _drop_dead_prepared(self, container_id: str) -> None:
         directory = self.containers.base / container_id
         info = records.read_json(directory / records.PREPARED)
-        if info is not None and not processes.is_running(int(info["pid"]), info.get("start_time")):
+        if info is None:
+            return
+        if prepared.expired(directory) or not processes.is_running(int(info["pid"]), info.get("start_time")):
             prepared.drop(directory, container_id, self._runner())
 
-    def _kill_unowned_supervisors(self, known: set[str], half_made: set[str]) -> set[str]:
-        """SIGKILL every supervisor of this root that no pid file names; returns the ids of records
-        never started whose supervisor that was (their start was cut short)."""
+    def _kill_unowned_keepers(self, known: set[str], half_made: set[str]) -> set[str]:
+        """SIGKILL every keeper of this root that no pid file names; returns the ids of records
+        never started whose keeper that was (their start was cut short)."""
         base = os.path.abspath(self.containers.base)
         cut_short = set()
-        for pid, started, arguments in processes.of_module(SUPERVISOR_MODULE):
-            directory = arguments[-1] if arguments else ""
-            if os.path.dirname(os.path.abspath(directory)) != base:
-                continue  # another root's, or not a supervisor's command line
-            container_id = os.path.basename(directory)
+        for pid, started, bundle in processes.keepers():
+            if os.path.dirname(os.path.abspath(bundle)) != base:
+                continue  # another root's
+            container_id = os.path.basename(bundle)
             if container_id in known and container_id not in half_made:
-                if (pid, started) in _named_supervisors(self.containers.base / container_id):
+                if (pid, started) in _named_keepers(self.containers.base / container_id):
                     continue
                 if _never_started(self.containers.load(container_id)):
                     cut_short.add(container_id)
@@ -163,11 +168,20 @@ def _never_started(record: records.Record | None) -> bool:
     return record is not None and record.data.get("started_at") is None
 
 
-def _named_supervisors(directory: Path) -> set[tuple[int, str]]:
-    """The supervisors the container's pid files name: its current run's and a prepared run's."""
+def _named_keepers(directory: Path) -> set[tuple[int, str]]:
+    """The keepers the container's pid files name: its current run's and a prepared run's."""
     named = set()
     for name in (records.SUPERVISOR, records.PREPARED):
         info = records.read_json(directory / name)
         if info is not None:
             named.add((int(info["pid"]), str(info.get("start_time"))))
     return named
+
+
+def _sweep_exit_folders() -> None:
+    """conmon's folders on the tmpfs whose container directory is gone (see the module docstring)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(records.KEEPER_EXITS) as entries:
+        for entry in entries:
+            link = Path(entry.path) / "bundle"
+            if link.is_symlink() and not link.exists():
+                shutil.rmtree(entry.path, ignore_errors=True)

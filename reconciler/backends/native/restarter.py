@@ -1,8 +1,9 @@
-"""Restart policies with no controller running: what a container's supervisor runs when it exits.
+"""Restart policies with no controller running: what a container's keeper runs when it exits.
 
 Docker restarts containers with nothing but dockerd; the native engine has no daemon, so each
-container's supervisor, once it has recorded the exit (``exit.json``), starts this module as its
-*exit command* (as conmon does for Podman) and ends. This process then decides with the one
+container's keeper (conmon), once it has recorded the exit, runs its *exit command* (as Podman's
+do), which starts this module in the background (:mod:`supervision`: not after a stop by the
+engine, nor when nothing ran), and ends. This process then decides with the one
 restart policy (:mod:`reconciler.restarts`: whether to restart, and the backoff) and, after the
 backoff, starts the container again through the engine, under the engine's lock.
 

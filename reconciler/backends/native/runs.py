@@ -2,14 +2,14 @@
 
 **Start** (the caller holds the engine's lock and has the rootfs mounted): a prepared next run,
 when there is one, is started with ``runtime start`` alone (:mod:`prepared`). Otherwise a
-supervisor is launched (:mod:`supervision`); a restart keeps what survives an exit (the rootfs
-mount, the network namespace, veths, published ports, ``config.json``) and clears only the
-previous run's runtime state and exit files, while the supervisor's interpreter starts. Then
-``runtime start`` lets the init run, and the record notes the start (and counts a restart).
+keeper, conmon, is launched (:mod:`supervision`); a restart keeps what survives an exit (the
+rootfs mount, the network namespace, veths, published ports, ``config.json``) and clears only the
+previous run's runtime state and exit files, while conmon starts. Then ``runtime start`` lets the
+init run, and the record notes the start (and counts a restart).
 
 **Stop**: the ``stopping`` marker first (a stopped container's next run is not prepared: it stays
 stopped until asked to start), then the stop signal, ``timeout`` seconds, then SIGKILL to every
-process of the container. The supervisor writes ``exit.json``; the engine only waits for it.
+process of the container. conmon records the exit; the engine only waits for it.
 
 This module must not decide whether a container should run: that is the controller's.
 """
@@ -37,7 +37,8 @@ def start(record: records.Record, runner: runtime.Runtime) -> None:
     def clear() -> None:
         if restart:
             runner.delete(record.container_id, force=True)
-        for leftover in (records.EXIT, records.SUPERVISOR, "init.pid"):
+        supervision.clear_exit(record)
+        for leftover in (records.SUPERVISOR, "init.pid"):
             with contextlib.suppress(FileNotFoundError):
                 (record.directory / leftover).unlink()
 
@@ -69,13 +70,12 @@ def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> Non
 
 
 def wait_exit(record: records.Record, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for the current run's ``exit.json``; whether it is there."""
-    exit_file = record.directory / records.EXIT
+    """Wait up to ``timeout`` seconds for the current run's exit to be recorded; whether it is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if exit_file.exists():
+        if records.exit_of(record) is not None:
             return True
         if not records.supervisor_alive(record):
-            return exit_file.exists()
+            break
         time.sleep(0.02)
-    return exit_file.exists()
+    return records.exit_of(record) is not None

@@ -140,10 +140,15 @@ class CountingHTTP:
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         engine.api.hooks["response"].append(self._seen)
+        if engine.reader is not None:  # the read path's GETs, which go around the SDK
+            engine.reader.hooks.append(self._record)
 
     def _seen(self, response: Any, *args: object, **kwargs: object) -> None:
+        self._record(response.request.method, response.request.path_url)
+
+    def _record(self, method: str, path: str) -> None:
         with self._lock:
-            self.requests.append((response.request.method, response.request.path_url))
+            self.requests.append((method, path))
 
     def mutating(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -1,7 +1,7 @@
 """kill -9 of ``reconcile apply`` on the native engine, through the installed command, at a few
 seeded points of a 16-container apply: the re-apply converges, and after ``delete --stack``
 nothing of those containers is left under the root or on the host (mounts, directories, runc
-state, supervisors, cgroups, veths, namespaces, firewall rules), because the engine collects the
+state, keepers, cgroups, veths, namespaces, firewall rules), because the engine collects the
 remains of the creates and starts that the kill cut short.
 
 The kill points come from a fixed seed, and there are only a few: the chaos suite does many more.
@@ -46,14 +46,15 @@ def stack_manifest(path: Path, prefix: str) -> Path:
 
 def at_kill_point(root: Path, records: int, phase: str) -> bool:
     """Whether ``records`` containers have their record and one is caught half-way: a ``create``
-    (its directory without its record yet) or a ``start`` (a supervisor launched, not recorded)."""
+    (its directory without its record yet) or a ``start`` (a keeper launched, not recorded: conmon
+    makes its ``attach`` socket in the container's directory as it starts)."""
     if len(list(root.glob("containers/*/container.json"))) < records:
         return False
     for directory in root.glob("containers/*"):
         names = {entry.name for entry in directory.iterdir()}
         if phase == "create" and "container.json" not in names:
             return True
-        if phase == "start" and "supervisor.json" in names and "supervisor.pid.json" not in names:
+        if phase == "start" and "attach" in names and "supervisor.pid.json" not in names:
             return True
     return False
 
@@ -68,7 +69,7 @@ def ids_under(root: Path) -> set[str]:
 
 
 def processes_of(root: Path) -> list[str]:
-    """The command lines of live processes that name the root (supervisors, DNS servers)."""
+    """The command lines of live processes that name the root (keepers, DNS servers)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

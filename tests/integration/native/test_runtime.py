@@ -1,4 +1,4 @@
-"""The native engine runs real containers: runc, overlayfs and the project's own supervisor."""
+"""The native engine runs real containers: runc, overlayfs and conmon as each run's keeper."""
 
 from __future__ import annotations
 
@@ -159,19 +159,20 @@ def test_volumes_from_shares_volumes_and_binds_but_not_tmpfs(
 def test_logs_rotate_at_max_size_and_read_back_in_order(
     engine: native_engine.NativeEngine, image: str, prefix: str
 ) -> None:
-    """json-file rotation as Docker's max-size/max-file: at most maxFiles files of about maxSize;
-    ``logs`` reads the rotated files first; a follower keeps every line across rotations."""
+    """conmon's rotation (k8s-file, one file): the log never outgrows maxSize × maxFiles, ``logs``
+    reads the newest lines in order, and a follower keeps every line across rotations."""
     count = "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); {pause}done"
     engine.pull_image(image)
     name, followed_name = f"{prefix}chatty", f"{prefix}followed"
     engine.create_container(suite.container_request(
-        name, image, command=["sh", "-c", count.format(pause="")], logging={"maxSize": "4Ki", "maxFiles": 3},
+        name, image, command=["sh", "-c", count.format(pause="")], logging={"maxSize": "2Ki", "maxFiles": 2},
     ))  # fmt: skip
-    # Room for every rotation (about six): what rotates out of maxFiles before a follower reads
-    # it is gone, as with Docker's json-file driver, and a loaded host may delay the follower.
+    # About four rotations, far enough apart (a line each 10 ms) for a follower that looks every
+    # 100 ms, even on a loaded host: it holds the file it reads, so it only loses a file that came
+    # and went between two of its looks.
     engine.create_container(suite.container_request(
-        followed_name, image, command=["sh", "-c", "sleep 1; " + count.format(pause="usleep 1000; ")],
-        logging={"maxSize": "4Ki", "maxFiles": 20},
+        followed_name, image, command=["sh", "-c", "sleep 1; " + count.format(pause="usleep 10000; ")],
+        logging={"maxSize": "4Ki", "maxFiles": 1},
     ))  # fmt: skip
     engine.start_container(followed_name)
     followed: list[str] = []
@@ -181,18 +182,41 @@ def test_logs_rotate_at_max_size_and_read_back_in_order(
     wait_exited(engine, name)
 
     directory = next(p.parent for p in engine.root.glob("containers/*/container.json") if f'"{name}"' in p.read_text())
-    files = sorted(p.name for p in directory.glob("container.log*"))
-    assert files == ["container.log", "container.log.1", "container.log.2"], files
-    assert all((directory / f).stat().st_size <= 4096 for f in files)
+    assert sorted(p.name for p in directory.glob("container.log*")) == ["container.log"]
+    assert (directory / "container.log").stat().st_size <= 2 * 2048
     kept = [line.text for line in engine.logs(name)]
     assert kept == [f"line-{i}" for i in range(400 - len(kept), 400)], "the newest lines, in order"
-    assert 100 < len(kept) < 400, len(kept)
+    assert 1 < len(kept) < 400, len(kept)
     assert [line.text for line in engine.logs(name, tail=2)] == ["line-398", "line-399"]
 
     wait_exited(engine, followed_name)
     follower.join(timeout=20)
     assert not follower.is_alive()
     assert followed == [f"line-{i}" for i in range(400)], "a follower must not lose lines at a rotation"
+    followed_log = next(p for p in engine.root.glob("containers/*/container.log") if p.parent != directory)
+    assert followed_log.stat().st_size <= 4096 and len(list(engine.logs(followed_name))) < 400, "it rotated"
+
+
+@pytest.mark.integration
+def test_logs_read_json_file_lines_of_an_older_keeper_and_long_lines_whole(
+    engine: native_engine.NativeEngine, image: str, prefix: str
+) -> None:
+    """A container logged by the Python keeper before conmon has json-file lines (and rotated
+    files): they are read first, then conmon's; a line longer than conmon's buffer (its parts,
+    ``P``) reads back as one line."""
+    name = f"{prefix}long"
+    engine.pull_image(image)
+    engine.create_container(suite.container_request(
+        name, image, command=["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo; echo done >&2"],
+    ))  # fmt: skip
+    directory = engine.records.get(name).directory
+    (directory / "container.log.1").write_text('{"log":"old-1\\n","stream":"stdout","time":"2020-01-01T00:00:00Z"}\n')
+    (directory / "container.log").write_text('{"log":"old-2\\n","stream":"stderr","time":"2020-01-01T00:00:01Z"}\n')
+    engine.start_container(name)
+    wait_exited(engine, name)
+    lines = [(line.stream, line.text) for line in engine.logs(name)]
+    assert lines == [("stdout", "old-1"), ("stderr", "old-2"), ("stdout", "x" * 20000), ("stderr", "done")]
+    assert " stdout P " in (directory / "container.log").read_text(), "conmon split the long line"
 
 
 @pytest.mark.integration
@@ -222,8 +246,8 @@ def die_events(received: list[contract.Event], count: int) -> list[contract.Even
 def test_a_container_that_exits_at_once_gets_start_and_die_events_stamped_with_its_exit(
     engine: native_engine.NativeEngine, image: str, prefix: str, slow_start: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Its supervisor is gone before the stream's next scan: the pidfd comes too late, exit.json tells.
-    # With a slow `runtime start`, a scan sees the supervisor before the start is recorded: still
+    # Its keeper is gone before the stream's next scan: the pidfd comes too late, the exit file tells.
+    # With a slow `runtime start`, a scan sees the keeper before the start is recorded: still
     # one start and one die per run.
     name = f"{prefix}flash"
     with reading_events(engine, prefix) as (stream, received):
@@ -232,7 +256,7 @@ def test_a_container_that_exits_at_once_gets_start_and_die_events_stamped_with_i
 
             def slow(container_id: str) -> None:
                 scans = stream.scans
-                # A whole scan while the supervisor runs and its start is not recorded yet.
+                # A whole scan while the keeper runs and its start is not recorded yet.
                 eventually(lambda: stream.scans >= scans + 2, what="a scan during the start")
                 start(container_id)
 
@@ -245,7 +269,7 @@ def test_a_container_that_exits_at_once_gets_start_and_die_events_stamped_with_i
                 engine.start_container(name)  # a restart: the same container, a new run
             dies = eventually(functools.partial(die_events, received, run_number), what=f"the die of run {run_number}")
             assert len(dies) == run_number, received
-            exit_info = records.read_json(engine.records.get(name).directory / records.EXIT)
+            exit_info = records.exit_of(engine.records.get(name))
             assert dies[-1].exit_code == 3 and exit_info is not None
             assert dies[-1].time == exit_info["finished_at"] and dies[-1].time >= before
     assert [event.action for event in received] == ["start", "die", "start", "die"]

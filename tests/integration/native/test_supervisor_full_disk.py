@@ -1,7 +1,7 @@
-"""A full disk does not kill a container's supervisor: with the state root on a small tmpfs filled
-to the last block, a container printing as fast as it can keeps running, its output is drained
-(and dropped, counted), the count is in the log once space returns, and a stop on a full disk
-still records the exit."""
+"""A full disk does not kill a container's keeper (conmon): with the state root on a small tmpfs
+filled to the last block, a container printing as fast as it can keeps running, its output is
+drained (and dropped, as Docker's json-file driver drops it), the log grows again once space
+returns, and a stop on a full disk still records the exit (conmon's copy on ``/run``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.support import images
 from tests.support.polling import eventually
 
 PRINTER = 'i=0; while true; do echo "line $i"; i=$((i+1)); done'
-# More than a pipe holds (64 KiB): written while the disk is full, so the supervisor drained it.
+# More than a pipe holds (64 KiB): written while the disk is full, so the keeper drained it.
 DRAINED = 1024 * 1024
 
 
@@ -59,13 +59,8 @@ def written_by(pid: int) -> int:
     return int(re.search(r"^wchar: (\d+)$", text, re.MULTILINE)[1])  # type: ignore[index]
 
 
-def dropped(log: Path) -> int:
-    found = re.search(rb"reconciler: (\d+) lines dropped", log.read_bytes())
-    return int(found[1]) if found else 0
-
-
 @pytest.mark.integration
-def test_a_full_disk_keeps_the_container_and_its_supervisor_and_counts_dropped_lines(
+def test_a_full_disk_keeps_the_container_and_its_keeper_and_records_the_exit(
     loaded: Path, engine: native_engine.NativeEngine, prefix: str
 ) -> None:
     name = f"{prefix}printer"
@@ -81,12 +76,13 @@ def test_a_full_disk_keeps_the_container_and_its_supervisor_and_counts_dropped_l
     fill(filler)
     before = written_by(init_pid)
     eventually(lambda: written_by(init_pid) > before + DRAINED, what="the container writing on a full disk")
-    assert processes.is_running(int(keeper["pid"]), keeper["start_time"]), "the supervisor died"
+    assert processes.is_running(int(keeper["pid"]), keeper["start_time"]), "the keeper died"
     assert engine.observe().containers[name].state == "running"
 
     filler.unlink()
-    count = eventually(lambda: dropped(record.directory / "container.log"), what="the count of dropped lines")
-    assert count > 0
+    log = record.directory / "container.log"
+    grown = log.stat().st_size
+    eventually(lambda: log.stat().st_size != grown, what="the log written again once space returned")
 
     fill(filler)  # full again: the exit must be recorded all the same
     engine.stop_container(name, timeout=1)
