@@ -26,12 +26,12 @@ With ``--engine native`` (needs runc; no dockerd) it measures the **restart reac
 engine** instead, where the target can be met (dockerd's own start takes ~0.25 s): a container on its
 own bridge network under ``restart: always`` with the *default* backoff (100 ms, Docker's) prints a
 line, sleeps 1 s and exits 1. Exit → new process is read from the container's own log (the last
-line of one run and the first line of the next, both stamped by the supervisor as it reads them),
+line of one run and the first line of the next, both stamped by the keeper as it reads them),
 for the first three restarts; split into the controller's part (exit → start requested, the
 ``restart`` event's time) and the engine's (start requested → new process; the engine prepares the
 next run during the backoff, so this is mostly ``runc start``). In the same run: the bare engine
 start latency (``NativeEngine.start_container`` of an exited container in this process, which reads
-no events and so has nothing prepared: the ordinary path, supervisor and ``runc create`` included),
+no events and so has nothing prepared: the ordinary path, conmon and ``runc create`` included),
 and ``runc create`` + ``runc start`` and ``crun`` (through an unshare wrapper that hides the cgroup
 v2 mount crun would otherwise pick on this hybrid host)
 on a copy of the container's ``config.json``. Everything is named
@@ -483,14 +483,17 @@ def milliseconds(values: Sequence[float]) -> str:
 
 
 def log_entries(path: Path) -> list[tuple[float, str]]:
-    """(time, text) of a json-file log; the time is when the supervisor read the line."""
+    """(time, text) of the keeper's k8s-file log (``<time> <stream> F <text>``); the time is when
+    conmon read the line, RFC 3339 with nanoseconds and the UTC offset."""
     entries = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        stamp = str(entry["time"]).rstrip("Z")
-        base, _, fraction = stamp.partition(".")
+        stamp, _, rest = line.partition(" ")
+        base, fraction, offset = stamp[:19], stamp[20:29], stamp[29:]
+        sign = -1 if offset.startswith("-") else 1
+        hours, _, minutes = offset[1:].partition(":")
         moment = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
-        entries.append((moment, str(entry["log"]).strip()))
+        moment -= sign * (int(hours or 0) * 3600 + int(minutes or 0) * 60)
+        entries.append((moment, rest.split(" ", 2)[-1].strip()))
     return entries
 
 

@@ -42,8 +42,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _prerequisites() -> None:
     support.require_root()
-    for binary, package in (("runc", "runc"), ("docker-registry", "docker-registry"), ("skopeo", "skopeo"),
-                            ("busybox", "busybox-static"), ("iptables", "iptables"), ("ip", "iproute2")):  # fmt: skip
+    for binary, package in (("runc", "runc"), ("conmon", "conmon"), ("docker-registry", "docker-registry"),
+                            ("skopeo", "skopeo"), ("busybox", "busybox-static"), ("iptables", "iptables"),
+                            ("ip", "iproute2")):  # fmt: skip
         support.require_binary(binary, package)
 
 

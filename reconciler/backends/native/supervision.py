@@ -48,7 +48,8 @@ KEEPER_START_TIMEOUT = 30.0
 KILL_GRACE = 5.0
 # The exit command: $1 container directory, $2 id, $3 conmon's tmpfs folder, $4 python, $5 root,
 # $6 name. Nothing here may block conmon's end (its ``die``): the restarter runs in the background.
-EXIT_COMMAND = """cd "$1" || exit 0
+# A container directory gone means the container was removed: its tmpfs folder goes too.
+EXIT_COMMAND = """cd "$1" || { rm -rf "$3"; exit 0; }
 if [ -e "$2" ]; then touch -r "$3/exit" "$2"; rm -rf "$3"; elif [ ! -e "$3/exit" ]; then exit 0; fi
 [ -e stopping ] && exit 0
 "$4" -m reconciler.backends.native.restarter "$5" "$6" "$2" </dev/null >/dev/null 2>&1 &
@@ -105,7 +106,8 @@ def launch(
     if previous is not None:  # its exit command may still be at work in the folder below
         processes.wait_for_end(int(previous["pid"]), previous.get("start_time"), timeout=KILL_GRACE)
     folder = records.keeper_folder(record.container_id)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    records.KEEPER_EXITS.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's only, as the state root
+    folder.mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):  # tells a later sweep whose folder this is (remains)
         (folder / "bundle").symlink_to(record.directory)
     process, sync, start = _spawn(record, runner)

@@ -1,7 +1,7 @@
 """Fixtures for the native engine's runtime tests: a local registry holding busybox, fresh engines.
 
-Real parts only: Debian's docker-registry on 127.0.0.1, runc, overlayfs, the project's own
-supervisor. Each test gets its own state root and name prefix (the root ``prefix`` fixture); at
+Real parts only: Debian's docker-registry on 127.0.0.1, runc, overlayfs, conmon as each run's
+keeper. Each test gets its own state root and name prefix (the root ``prefix`` fixture); at
 the end every container the test created is removed through the engine (which kills, deletes
 the runtime state, unmounts the rootfs), and anything left is unmounted and deleted by path.
 """
@@ -23,8 +23,8 @@ from tests.support import images, registry
 @pytest.fixture(scope="session", autouse=True)
 def _prerequisites() -> None:
     support.require_root()
-    for binary, package in (("runc", "runc"), ("docker-registry", "docker-registry"), ("skopeo", "skopeo"),
-                            ("busybox", "busybox-static")):  # fmt: skip
+    for binary, package in (("runc", "runc"), ("conmon", "conmon"), ("docker-registry", "docker-registry"),
+                            ("skopeo", "skopeo"), ("busybox", "busybox-static")):  # fmt: skip
         support.require_binary(binary, package)
 
 
