@@ -17,8 +17,9 @@ Decisions, per object (the reason each step carries is in quotes):
 * **Recreate order** (a rollout) is start-first: create-new → start-new → await-ready → stop-old →
   remove-old → rename-new, so the old container serves until the new one is ready (healthy if it
   has a health check, else running for ``minReadySeconds``). Where the two cannot run at once
-  (``strategy: stop-first``, or the same published host port on an engine that cannot hand a
-  port over, :attr:`Options.hand_over_ports`) it is create-new → stop-old → start-new →
+  (``strategy: stop-first``, a named volume mounted read-write, or the same published host port
+  on an engine that cannot hand a port over, :attr:`Options.hand_over_ports`) it is create-new →
+  stop-old → start-new →
   await-ready → remove-old → rename-new. A replacement that is not ready is rolled back by
   :mod:`reconciler.rollouts` (the old one kept, or started again), and its spec hash and image
   are held back (:attr:`Options.rolled_back`): that recreate is not planned again, and the
@@ -277,13 +278,15 @@ def _order_recreates(
     desired: manifests.Desired, actual: observed.Observed, decisions: dict[str, Decision], *, hand_over_ports: bool
 ) -> None:
     """Stop-first where the old and the new container cannot run at once: the manifest says so,
-    or both publish a host port the engine cannot hand over."""
+    both publish a host port the engine cannot hand over, or it writes to a named volume (two
+    writers of one data folder, such as two postgres on one cluster, must never overlap)."""
     for name, decision in decisions.items():
         if decision.verdict is not Verdict.RECREATE:
             continue
         spec = desired.containers[name].spec
         shared = not hand_over_ports and _host_ports(spec) & _recorded_host_ports(actual.containers[name])
-        if spec.strategy == "stop-first" or shared:
+        writes = any(isinstance(m, manifests.VolumeMount) and not m.read_only for m in spec.mounts)
+        if spec.strategy == "stop-first" or shared or writes:
             decisions[name] = dataclasses.replace(decision, order="stop-first")
 
 

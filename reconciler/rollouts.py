@@ -204,22 +204,23 @@ def _settle_one(
         target.rename_container(replacement.staged, old)
         settled.lines.append(f"recreate of {old} completed: the new container was ready and runs as {old}")
         return
-    target.remove_container(replacement.staged)
-    stopped = _status(replacement, results, plans.StopContainer) == "done"
-    if stopped and old in actual.containers:
-        target.start_container(old)
-    how = "started again" if stopped else "kept running"
     failed = [
         results[step.number]
         for kind in (plans.StartContainer, plans.AwaitReady)
         if (step := replacement.steps.get(kind)) is not None and _status(replacement, results, kind) == "failed"
     ]
-    if not failed:
+    rollback = None
+    if failed:  # remembered first: a failure to start the old one again must not lose it
+        record = planning.RolledBack(replacement.spec_hash, new.image_id or None, now, failed[0].error or "not ready")
+        records.record(old, record)
+        rollback = Rollback(old, replacement.stack, record)
+        settled.rollbacks.append(rollback)
+    target.remove_container(replacement.staged)
+    stopped = _status(replacement, results, plans.StopContainer) == "done"
+    if stopped and old in actual.containers:
+        target.start_container(old)
+    how = "started again" if stopped else "kept running"
+    if rollback is None:
         settled.lines.append(f"recreate of {old} rolled back: {replacement.staged} removed, {old} {how}")
-        return
-    reason = failed[0].error or "it did not become ready"
-    record = planning.RolledBack(replacement.spec_hash, new.image_id or None, now, reason)
-    records.record(old, record)
-    rollback = Rollback(old, replacement.stack, record)
-    settled.rollbacks.append(rollback)
-    settled.lines.append(f"{rollback.text()} ({how})")
+    else:
+        settled.lines.append(f"{rollback.text()} ({how})")

@@ -702,8 +702,9 @@ class ContainerSpec(Model):
     strategy: Literal["start-first", "stop-first"] = Field(
         default="start-first",
         description="How a changed container is replaced: start-first runs the new one beside the old and "
-        "switches once it is ready (stop-first where the two cannot run at once: the same published host "
-        "port on an engine that cannot hand it over); stop-first stops the old one first. Either way the "
+        "switches once it is ready (stop-first where the two cannot run at once: a named volume mounted "
+        "read-write, or the same published host port on an engine that cannot hand it over); stop-first "
+        "stops the old one first. Either way the "
         "old one is kept, and started again, if the new one does not become ready.",
     )
     min_ready_seconds: fields.Duration = Field(

@@ -264,3 +264,15 @@ def test_the_controller_rolls_back_reports_the_rollback_and_does_not_retry(tmp_p
     harness.write("shop.yaml", container_yaml("web", stack="shop", extra="minReadySeconds: 0\nenv: {FIXED: '1'}\n"))
     harness.settle()
     assert harness.engine.containers["web"].request.env == {"FIXED": "1"}
+
+
+def test_a_container_writing_a_named_volume_is_replaced_stop_first(tmp_path: Path) -> None:
+    # Two writers of one data folder (two postgres on one cluster) must never overlap.
+    volume = "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: data, stack: shop}\n---\n"
+    for read_only, second in (("false", "StopContainer"), ("true", "StartContainer")):
+        engine = new_engine()
+        mount = f"mounts: [{{type: volume, source: data, target: /data, readOnly: {read_only}}}]\n"
+        run_apply(engine, volume + web("a", extra=mount), tmp_path / read_only)
+        desired = manifests.load_text(volume + web("b", extra=mount), "shop.yaml")
+        steps = planning.plan(desired, engine.observe(images=planning.images_of(desired))).steps
+        assert [type(s.action).__name__ for s in steps][:2] == ["CreateContainer", second]
