@@ -147,7 +147,7 @@ def build_controller(
         folder,
         state_dir=state_dir(args, chosen),
         # Docker restarts containers itself unless the manifest asks for the controller's backoff.
-        engine_restarts=target.name == "docker",
+        engine_restarts=target.name in ("docker", "swarm"),
         relist_interval=controller.DEFAULT_RELIST if args.relist is None else args.relist,
         resync_interval=controller.DEFAULT_RESYNC if args.resync is None else args.resync,
         parallelism=args.parallelism or options.default_parallelism(target.name),

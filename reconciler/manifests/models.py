@@ -80,6 +80,11 @@ class Port(Model):
     )
     host_ip: str | None = Field(default=None, alias="hostIP", description="Default: all addresses.")
     protocol: Literal["tcp", "udp"] = "tcp"
+    mode: Literal["ingress", "host"] = Field(
+        default="ingress",
+        description="Swarm only: ingress publishes the port on every node through the routing mesh; host "
+        "on the nodes that run a task. The other engines publish on their one host either way.",
+    )
 
     @pydantic.field_validator("host_ip")
     @classmethod
@@ -226,6 +231,15 @@ class TmpfsMount(Model):
 
 
 Mount: TypeAlias = Annotated[VolumeMount | BindMount | TmpfsMount, Field(discriminator="type")]
+
+
+class Placement(Model):
+    """Where a Swarm service's tasks may run (the other engines run on their one host)."""
+
+    constraints: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        description='Swarm placement constraints, e.g. "node.role==worker", "node.labels.disk==ssd".',
+    )
 
 
 class Resources(Model):
@@ -761,6 +775,7 @@ class ContainerSpec(Model):
         default_factory=list, description="Files mounted read-only at /run/secrets/NAME from a root-only tmpfs."
     )
     configs: list[Config] = Field(default_factory=list, description="Files mounted read-only at their target.")
+    placement: Placement = Field(default_factory=Placement, description="Swarm only: where the tasks may run.")
 
     @pydantic.field_validator("env")
     @classmethod

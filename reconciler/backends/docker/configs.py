@@ -69,7 +69,9 @@ def resources_config(resources: manifests.Resources, *, for_update: bool = False
     return config
 
 
-def _mount(mount: manifests.VolumeMount | manifests.BindMount | manifests.TmpfsMount) -> dict[str, Any]:
+def mount(mount: manifests.VolumeMount | manifests.BindMount | manifests.TmpfsMount) -> dict[str, Any]:
+    """A mount as the Engine API's ``Mount`` object (a container's ``HostConfig.Mounts``, a Swarm
+    task's ``ContainerSpec.Mounts``: one shape)."""
     if isinstance(mount, manifests.TmpfsMount):
         options: dict[str, Any] = {}
         if mount.size is not None:
@@ -146,7 +148,7 @@ def _host_config(spec: manifests.ContainerSpec) -> dict[str, Any]:
     host: dict[str, Any] = {
         "RestartPolicy": restart_policy(spec.restart),
         # A tmpfs with mount flags goes into ``Tmpfs`` (see :func:`_knobs`): ``Mounts`` cannot carry them.
-        "Mounts": [_mount(m) for m in spec.mounts if not (isinstance(m, manifests.TmpfsMount) and m.options)],
+        "Mounts": [mount(m) for m in spec.mounts if not (isinstance(m, manifests.TmpfsMount) and m.options)],
         "ReadonlyRootfs": spec.read_only_rootfs,
         "Privileged": spec.privileged,
         **resources_config(spec.resources),
@@ -188,15 +190,19 @@ def _process_config(request: plans.ContainerRequest) -> dict[str, Any]:
     named = {"WorkingDir": spec.working_dir, "User": spec.user, "Hostname": hostname, "Domainname": domainname}
     config.update({key: value for key, value in named.items() if value is not None})
     if spec.healthcheck is not None:
-        check = spec.healthcheck
-        config["Healthcheck"] = {
-            "Test": list(check.test),
-            "Interval": _nanoseconds(check.interval),
-            "Timeout": _nanoseconds(check.timeout),
-            "Retries": check.retries,
-            "StartPeriod": _nanoseconds(check.start_period),
-        }
+        config["Healthcheck"] = healthcheck(spec.healthcheck)
     return config
+
+
+def healthcheck(check: manifests.Healthcheck) -> dict[str, Any]:
+    """A health check as the Engine API's ``HealthConfig`` (a container's, a Swarm task's: one shape)."""
+    return {
+        "Test": list(check.test),
+        "Interval": _nanoseconds(check.interval),
+        "Timeout": _nanoseconds(check.timeout),
+        "Retries": check.retries,
+        "StartPeriod": _nanoseconds(check.start_period),
+    }
 
 
 def _port_config(spec: manifests.ContainerSpec) -> tuple[dict[str, Any], dict[str, Any]]:

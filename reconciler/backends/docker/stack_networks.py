@@ -30,8 +30,10 @@ PRUNE_AFTER = "60s"
 class StackNetworks:
     """Makes and removes the stacks' own networks through one Docker API client."""
 
-    def __init__(self, api: docker.APIClient) -> None:
+    def __init__(self, api: docker.APIClient, *, driver: str = "bridge") -> None:
         self.api = api
+        # bridge on one dockerd; overlay (attachable) for a swarm's services.
+        self.driver = driver
         # Docker's duplicate-name check is not atomic: two creates of one stack's network at once
         # (parallel container steps) would make two networks of one name.
         self._lock = threading.Lock()
@@ -50,7 +52,8 @@ class StackNetworks:
                 # process) would use up Docker's address pools: those unused for a minute go
                 # first (a fresh one may still be waiting for its first container).
                 self.api.prune_networks(filters={"label": [LABEL], "until": PRUNE_AFTER})
-                self.api.create_network(name, driver="bridge", check_duplicate=True, labels={LABEL: stack})
+                self.api.create_network(name, driver=self.driver, check_duplicate=True, labels={LABEL: stack},
+                                        attachable=self.driver == "overlay" or None)  # fmt: skip
                 return name
         if labels.get(LABEL) != stack:
             raise errors.Conflict(f"network {name} exists and is not stack {stack}'s own network")
