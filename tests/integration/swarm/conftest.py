@@ -3,7 +3,8 @@
 ``swarm`` builds the swarm once (``tests.support.swarm.running``: two dockerd in network
 namespaces of their own, a manager and a worker linked by a veth pair, the test images loaded into
 both) and takes it down when the session ends. ``manager``/``worker`` are docker SDK clients of the
-two nodes. This folder's ``prefix`` removes, when a test ends, every service, network, secret,
+two nodes; ``engine`` is the swarm engine on the manager and ``image`` busybox (what the
+contract suite asks of them). This folder's ``prefix`` removes, when a test ends, every service, network, secret,
 config and volume whose name starts with the test's prefix (unless ``KEEP_FAILED=1`` and the test
 failed), so the tests share the swarm without sharing objects.
 
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from reconciler.backends.swarm import SwarmEngine
 from tests.support import names
 from tests.support import swarm as swarm_support
 
@@ -40,6 +42,20 @@ def worker(swarm: swarm_support.Swarm) -> Iterator[docker.DockerClient]:
     client = swarm.worker.client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def image(swarm: swarm_support.Swarm) -> str:
+    """busybox, held by both nodes and served by the manager's registry (``sleep``, ``sh`` inside)."""
+    return swarm_support.BUSYBOX
+
+
+@pytest.fixture
+def engine(swarm: swarm_support.Swarm) -> Iterator[SwarmEngine]:
+    """The swarm engine on a client of the manager (the CLI's way, ``--docker-host``, is the scenarios')."""
+    made = SwarmEngine(swarm.manager.client())
+    yield made
+    made.close()
 
 
 @pytest.fixture

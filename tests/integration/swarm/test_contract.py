@@ -18,26 +18,11 @@ import docker
 import pytest
 
 from reconciler import engine as engine_mod
-from reconciler.backends.swarm import SwarmEngine
 from tests.contract import suite
 from tests.support import polling
 from tests.support import swarm as swarm_support
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def image(swarm: swarm_support.Swarm) -> str:
-    """busybox, held by both nodes and served by the manager's registry (``sleep``, ``sh`` inside)."""
-    return swarm_support.BUSYBOX
-
-
-@pytest.fixture
-def engine(swarm: swarm_support.Swarm) -> Iterator[SwarmEngine]:
-    """The swarm engine on a client of the manager (the CLI's way, ``--docker-host``, is the scenarios')."""
-    made = SwarmEngine(swarm.manager.client())
-    yield made
-    made.close()
 
 
 def _availability(manager: docker.DockerClient, hostname: str, availability: str) -> None:
@@ -63,7 +48,7 @@ def gap(reason: str) -> pytest.MarkDecorator:
 
 
 class TestSwarmEngine(suite.EngineContract):
-    """Fixtures ``engine`` and ``image`` are this module's, ``prefix`` this folder's conftest's."""
+    """Fixtures ``engine``, ``image`` and ``prefix`` come from this folder's conftest."""
 
     @gap("after update_container, stats reads a task the rolling update replaces (the old limit)")
     def test_stats_of_a_running_container(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
