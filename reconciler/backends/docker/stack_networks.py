@@ -6,13 +6,18 @@ not resolve; on a user-defined network they do, so each stack gets one, ``<stack
 its containers join it with their names as aliases.
 
 The network carries :data:`LABEL` (the stack's name) and no owner labels, so no plan ever sees it:
-nothing to create, change or prune. It is made on first use and removed once no container uses it.
+nothing to create, change or prune. It is made on first use and removed once no container uses it,
+a stopped one included: Docker lists only running containers as a network's users (and its
+``network prune`` removes a network that only stopped containers use), but a stopped container
+that is started again (the old one after a failed stop-first rollout) needs its network there.
 This module must not plan or know manifests beyond the request it is given; Docker's errors pass
 through to the caller, which translates them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +29,7 @@ from reconciler import errors, observed, plans
 
 LABEL = "reconciler.stack-network"
 # How old an unused stack network must be before another stack's first container prunes it.
-PRUNE_AFTER = "60s"
+PRUNE_AFTER = datetime.timedelta(seconds=60)
 
 
 class StackNetworks:
@@ -51,7 +56,7 @@ class StackNetworks:
                 # Stack networks whose containers went without us (a `docker rm`, a killed
                 # process) would use up Docker's address pools: those unused for a minute go
                 # first (a fresh one may still be waiting for its first container).
-                self.api.prune_networks(filters={"label": [LABEL], "until": PRUNE_AFTER})
+                self._prune()
                 self.api.create_network(name, driver=self.driver, check_duplicate=True, labels={LABEL: stack},
                                         attachable=self.driver == "overlay" or None)  # fmt: skip
                 return name
@@ -68,5 +73,31 @@ class StackNetworks:
             return
         with self._lock:
             network = self.api.inspect_network(name)
-            if (network.get("Labels") or {}).get(LABEL) and not network.get("Containers"):
+            if (network.get("Labels") or {}).get(LABEL) and name not in self._in_use():
                 self.api.remove_network(name)
+
+    def _in_use(self) -> set[str]:
+        """The networks any container names, running or not (one listing of all containers)."""
+        return {
+            network
+            for container in self.api.containers(all=True)
+            for network in ((container.get("NetworkSettings") or {}).get("Networks") or {})
+        }
+
+    def _prune(self) -> None:
+        """Remove the stack networks that no container names and that are older than
+        :data:`PRUNE_AFTER`. Best effort: one that a container joined meanwhile stays."""
+        candidates = self.api.networks(filters={"label": [LABEL]})
+        if not candidates:
+            return
+        used = self._in_use()
+        now = datetime.datetime.now(datetime.UTC)
+        for network in candidates:
+            name, created = network.get("Name", ""), network.get("Created") or ""
+            try:
+                age = now - datetime.datetime.fromisoformat(created)
+            except ValueError:
+                continue  # an age we cannot read: not ours to guess
+            if name not in used and age >= PRUNE_AFTER:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.api.remove_network(network.get("Id") or name)

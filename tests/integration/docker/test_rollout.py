@@ -6,12 +6,16 @@ twice) and the old container is started again; the held-back spec shows in the n
 
 from __future__ import annotations
 
+import datetime
 import socket
 from pathlib import Path
 
 import docker
 import pytest
 
+from reconciler import manifests, observed, plans
+from reconciler.backends import docker as docker_backend
+from reconciler.backends.docker import stack_networks
 from tests.integration.docker import stacks
 
 pytestmark = pytest.mark.integration
@@ -26,10 +30,7 @@ def _web(folder: Path, prefix: str, image: str, version: str, check: str, **spec
     }))  # fmt: skip
 
 
-# The stop-first case (a shared fixed host port) is left out: starting the old container again
-# after the failed replacement fails there with "network ... not found" (the stack's network was
-# pruned meanwhile), which the docker backend has to fix first.
-@pytest.mark.parametrize("ports", [[]], ids=["start-first"])
+@pytest.mark.parametrize("ports", [[], ["127.0.0.1:0:8080"]], ids=["start-first", "stop-first"])
 def test_an_unhealthy_replacement_is_rolled_back_and_held_back(
     client: docker.DockerClient, image: str, prefix: str, tmp_path: Path, ports: list[str]
 ) -> None:
@@ -60,3 +61,36 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_stopped_containers_stack_network_survives_another_stacks_prune(
+    engine: docker_backend.DockerEngine,
+    client: docker.DockerClient,
+    image: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Docker counts only running containers as a network's users: the old container of a
+    # stop-first rollout, stopped while its replacement is tried, must find its network again.
+    monkeypatch.setattr(stack_networks, "PRUNE_AFTER", datetime.timedelta(0))  # every unused one is old enough
+    old = _container(f"{prefix}old", f"{prefix}a", image)
+    engine.create_container(old)
+    engine.start_container(old.name)
+    engine.stop_container(old.name, timeout=1)
+    # Another stack's first container prunes the unused stack networks...
+    engine.create_container(_container(f"{prefix}other", f"{prefix}b", image))
+    assert client.api.inspect_network(f"{prefix}a_default")["Labels"] == {stack_networks.LABEL: f"{prefix}a"}
+    # ...and the last container of a stack going does not take a network a stopped one names.
+    staged = _container(f"{prefix}old.next", f"{prefix}a", image)
+    engine.create_container(staged)
+    engine.remove_container(staged.name)
+    engine.start_container(old.name)
+    assert client.api.inspect_container(old.name)["State"]["Running"]
+    engine.remove_container(old.name)
+    with pytest.raises(docker.errors.NotFound):
+        client.api.inspect_network(f"{prefix}a_default")
+
+
+def _container(name: str, stack: str, image: str) -> plans.ContainerRequest:
+    spec = manifests.container_spec_from_document({"image": image, "command": ["sleep", "3600"], "stopTimeout": "1s"})
+    return plans.ContainerRequest(name=name, spec=spec, env={}, labels={observed.LABEL_STACK: stack})
