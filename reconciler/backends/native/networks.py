@@ -32,12 +32,15 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from pyroute2 import IPRoute, netns
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from reconciler import errors, files
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+# pyroute2 is imported in the functions that make netlink calls: importing it costs about 100 ms,
+# and a no-op apply or a plan reads the networks' files only.
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.233.0.0/16")
 NETNS_DIR = Path("/run/netns")
@@ -118,6 +121,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _host_routes() -> list[ipaddress.IPv4Network]:
+    from pyroute2 import IPRoute
+
     found = []
     with IPRoute() as ipr:
         for route in ipr.get_routes(family=2):
@@ -175,6 +180,9 @@ class Networks:
     def ensure_bridge(network: Network) -> None:
         """The network's bridge, up with the gateway's address: made at create, and made again
         after a host reboot (which leaves the records and takes every link)."""
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         prefixlen = ipaddress.IPv4Network(network.subnet).prefixlen
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=network.bridge):
@@ -206,6 +214,9 @@ class Networks:
         in_use = sorted(set(_read_json(self._dir(name) / "ipam.json").values()))
         if in_use:
             raise errors.RuntimeFailed(f"network {name} is in use by container(s) {', '.join(c[:12] for c in in_use)}")
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=network.bridge):
                 with contextlib.suppress(NetlinkError):
@@ -252,6 +263,8 @@ class Networks:
 
     def attach(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
         """A fresh netns for the container, with one veth per ``(network, ipv4 or None, aliases)``."""
+        from pyroute2 import IPRoute, netns
+
         name = netns_name(container_id)
         if not (NETNS_DIR / name).exists():
             netns.create(name)
@@ -277,6 +290,9 @@ class Networks:
 
     def detach(self, container_id: str, host_veths: Iterable[str]) -> None:
         """Remove the container's veths (the peers go with them), its netns and its addresses."""
+        from pyroute2 import IPRoute, netns
+        from pyroute2.netlink.exceptions import NetlinkError
+
         with IPRoute() as ipr:
             for host_veth in host_veths:
                 for index in ipr.link_lookup(ifname=host_veth):
@@ -303,6 +319,8 @@ def _socket_in(name: str) -> Iterator[IPRoute]:
     """An rtnetlink socket in the namespace ``name``. This thread enters the namespace only to make
     the socket, which stays bound to it, and comes back at once: no process is forked for it (as
     pyroute2's ``NetNS`` does, a fork of this whole interpreter per container)."""
+    from pyroute2 import IPRoute, netns
+
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         netns.setns(name, flags=0)
