@@ -14,7 +14,8 @@ from reconciler.compose import shorthands, translating
 from reconciler.compose.translating import Context, ServiceDocument
 
 Handler = Callable[[Context, ServiceDocument, object], None]
-_PORT_FIELDS = {"target": "containerPort", "published": "hostPort", "host_ip": "hostIP", "protocol": "protocol"}
+_PORT_FIELDS = {"target": "containerPort", "published": "hostPort", "host_ip": "hostIP", "protocol": "protocol",
+                "mode": "mode"}  # fmt: skip
 
 
 def attach_networks(context: Context, current: ServiceDocument, spec: dict[str, object]) -> None:
@@ -70,8 +71,6 @@ def _ports(context: Context, current: ServiceDocument, value: object) -> None:
                     port[_PORT_FIELDS[field]] = (
                         int(option) if field in ("published",) and str(option).isdigit() else option
                     )
-                elif field == "published" or (field == "mode" and option in ("ingress", "host")):
-                    continue
                 elif not field.startswith("x-"):
                     context.refuse(here, (*here, field), f"ports: `{field}` has no manifest field here")
             first, dash, last = str(port.get("hostPort", "")).partition("-")

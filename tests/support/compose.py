@@ -210,6 +210,10 @@ def expected(project: Mapping[str, Any]) -> View:
                                                   /run/secrets/NAME, /NAME; mode 0444; 0:0)
     ``pull_policy``                               ``pullPolicy`` (always/never/missing → Always/
                                                   Never/IfNotPresent)
+    ``ports[].mode`` (ingress, host)              the port's ``mode`` (default ingress)
+    ``deploy.update_config.order`` / ``monitor``  ``strategy`` / ``minReadySeconds`` (seconds; default
+                                                  start-first / 3)
+    ``deploy.placement.constraints``              ``placement.constraints``
     top-level network (not external)              Network ``<compose's name>`` (``<project>_<key>``): driver, subnet,
                                                   gateway (ipam.config[0]), internal, options
                                                   (driver_opts), labels
@@ -308,6 +312,7 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
     reservations = ((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
     memory = limits.get("memory", service.get("mem_limit"))
     cpus = limits.get("cpus", service.get("cpus"))
+    update = (service.get("deploy") or {}).get("update_config") or {}
     # fmt: off
     return {
         "stack": naming.stack, "labels": _labels(service.get("labels")), "image": service.get("image"),
@@ -342,6 +347,8 @@ def _container(key: str, service: Mapping[str, Any], naming: _Naming, project: M
         "secrets": _files(service.get("secrets"), project.get("secrets"), "/run/secrets/"),
         "configs": _files(service.get("configs"), project.get("configs"), "/"),
         "pullPolicy": PULL_POLICIES.get(str(service.get("pull_policy")), "IfNotPresent"),
+        "strategy": update.get("order") or "start-first", "minReadySeconds": seconds(update.get("monitor")) or 3.0,
+        "placement": list(((service.get("deploy") or {}).get("placement") or {}).get("constraints") or ()),
     }
     # fmt: on
 
@@ -387,7 +394,7 @@ def _port(port: Mapping[str, Any]) -> tuple[Any, ...]:
     first, _, last = published.partition("-")
     host_ip = port.get("host_ip") or None
     return (int(port["target"]), int(first) if first else None, int(last) if last else None,
-            None if host_ip == "0.0.0.0" else host_ip, port.get("protocol") or "tcp")  # fmt: skip
+            None if host_ip == "0.0.0.0" else host_ip, port.get("protocol") or "tcp", port.get("mode") or "ingress")  # fmt: skip
 
 
 def _attachments(service_key: str, service: Mapping[str, Any], naming: _Naming) -> list[tuple[Any, ...]]:
@@ -528,7 +535,8 @@ def _spec(spec: Mapping[str, Any], folder: Path) -> dict[str, Any]:
         "dnsSearch": spec.get("dnsSearch") or [], "dnsOptions": spec.get("dnsOptions") or [],
         "extraHosts": sorted(spec.get("extraHosts") or ()),
         "ports": sorted((p["containerPort"], p.get("hostPort"), p.get("hostPortLast"),
-                         None if p.get("hostIP") == "0.0.0.0" else p.get("hostIP"), p.get("protocol", "tcp"))
+                         None if p.get("hostIP") == "0.0.0.0" else p.get("hostIP"), p.get("protocol", "tcp"),
+                         p.get("mode", "ingress"))
                         for p in spec.get("ports") or ()),
         "networks": sorted((n["name"], sorted(set(n.get("aliases") or ())), n.get("ipv4Address"), n.get("external", False))
                            for n in spec.get("networks") or ()),
@@ -554,6 +562,8 @@ def _spec(spec: Mapping[str, Any], folder: Path) -> dict[str, Any]:
         "oomScoreAdj": spec.get("oomScoreAdj"),
         "secrets": _files_of(spec.get("secrets"), "/run/secrets/"), "configs": _files_of(spec.get("configs"), "/"),
         "pullPolicy": spec.get("pullPolicy", "IfNotPresent"),
+        "strategy": spec.get("strategy", "start-first"), "minReadySeconds": spec.get("minReadySeconds", 3.0),
+        "placement": list((spec.get("placement") or {}).get("constraints") or ()),
     }
     # fmt: on
 

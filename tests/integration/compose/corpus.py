@@ -428,6 +428,24 @@ GOOD: list[Case] = [
         volumes:
           store: {{}}
         """)),
+    # Rollouts and placement: update_config's order and monitor are the manifest's strategy and
+    # minReadySeconds; failure_action rollback and max_failure_ratio 0 are what every replacement does.
+    Case("deploy-update-config", compose(f"""
+        services:
+          web:
+            image: {IMAGE}
+            deploy: {{update_config: {{order: stop-first, monitor: 1m30s, failure_action: rollback, max_failure_ratio: 0}}}}
+          api:
+            image: {IMAGE}
+            deploy: {{update_config: {{order: start-first, monitor: 500ms}}, replicas: 2}}
+        """)),
+    Case("deploy-placement", single("deploy:\n  placement: {constraints: [node.role==worker, 'node.labels.disk == ssd']}")),
+    Case("ports-long-mode", single("""
+        ports:
+          - {target: 80, published: "8080", mode: host}
+          - {target: 81, published: 8081, mode: ingress, protocol: udp}
+          - "8082:82"
+        """)),
     Case("uppercase-and-underscores", compose(f"services:\n  api_v2:\n    image: {IMAGE}\n  Web.Front:\n    image: {IMAGE}\n")),
 ]
 # fmt: on
@@ -453,6 +471,14 @@ INVALID: list[Case] = [
     Case("env-file-missing", single("env_file: [missing.env]"), says=("missing.env",)),
     Case("extends-missing-service", single("extends: ghost"), says=("ghost",)),
     Case("services-not-a-map", {"compose.yaml": "services: [web]\n"}, says=("services",)),
+    Case("update-config-bad-order", single("deploy: {update_config: {order: sideways}}"), says=("order",)),
+    Case("update-config-monitor-number", single("deploy: {update_config: {monitor: 10}}"), says=("monitor",)),
+    Case("update-config-monitor-not-duration", single("deploy: {update_config: {monitor: soon}}"), says=("monitor",)),
+    Case(
+        "placement-constraints-string",
+        single("deploy: {placement: {constraints: node.role==worker}}"),
+        says=("constraints",),
+    ),
     Case(
         "dependency-cycle",
         compose(f"""
@@ -482,4 +508,17 @@ REFUSED: list[Case] = [
     ),
     Case("syslog-logging", single("logging: {driver: syslog}"), says=("logging",)),
     Case("two-problems-at-once", single("tty: true\nstdin_open: true"), says=("tty", "stdin_open")),
+    Case(
+        "update-config-swarm-only",
+        single("deploy: {update_config: {parallelism: 2, delay: 10s, failure_action: pause, max_failure_ratio: 0.5}}"),
+        says=("parallelism", "delay", "failure_action", "max_failure_ratio"),
+    ),
+    Case("rollback-config", single("deploy: {rollback_config: {parallelism: 0}}"), says=("rollback_config",)),
+    Case(
+        "placement-preferences",
+        single("deploy: {placement: {constraints: [node.role==worker], preferences: [{spread: node.labels.zone}]}}"),
+        says=("preferences",),
+    ),
+    Case("deploy-mode-global", single("deploy: {mode: global}"), says=("mode",)),
+    Case("port-mode-unknown", single("ports: [{target: 80, mode: sideways}]"), says=("mode",)),
 ]
