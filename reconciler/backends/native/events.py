@@ -6,6 +6,16 @@ after recording the run's exit (:func:`records.exit_of`), so a ``die`` arrives a
 container's init has exited, not at a poll tick. A run that started and ended between two scans (a
 crash at start) is found by its exit; it is reported as a ``start`` followed by its ``die``.
 
+A scan looks only at what changed: every file that tells of a run (the record, the keeper's
+``supervisor.pid.json``, the lasting exit file) is written into the container's directory by a
+create, rename or unlink, which changes the directory's modification time; so a scan lists the
+containers folder, ``stat``-s each directory, and reads only the records whose directory changed
+since the last scan, plus the few runs it could not settle yet (a keeper gone with no exit recorded
+yet; its exit may land on the tmpfs only). With every container running and watched, an idle scan
+is one listing and one ``stat`` per container, no file read. A directory changed within
+:data:`records.RACY_SECONDS` of its ``stat`` is looked at again on the next scan too (coarse
+timestamps: a second change in the same tick would leave the time as it was).
+
 A ``die`` is stamped with the exit's own time (when the keeper recorded it), not with its
 delivery's: the controller counts restart backoffs from it. One run (one supervisor, known by pid
 and start time) is reported once, whichever way a scan saw it. Exits older than the stream's
@@ -23,12 +33,13 @@ This module only reads: it must not start, prepare or stop anything, or write an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import select
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 from reconciler import engine, observed
@@ -94,6 +105,10 @@ class EventStream:
         # Supervisors already reported ("pid:start time"): a run seen while its start was being
         # recorded has an older key above, and its exit must not be reported a second time.
         self._reported: set[str] = set()
+        # Each container directory's identity at the last scan (None: changed too recently to tell),
+        # and the containers whose run was not settled: both say what the next scan reads.
+        self._stamps: dict[str, tuple[int, ...] | None] = {}
+        self._pending: set[str] = set()
 
     def read(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         """Events until ``stop`` is set."""
@@ -110,29 +125,57 @@ class EventStream:
 
     def _scan(self) -> Iterator[engine.Event]:
         """The runs started since the last scan: watched through a pidfd, or reported whole."""
-        for record in self.store.all():
-            key = f"{record.container_id}:{record.data.get('started_at')}"
-            if record.container_id in self._watched or key in self._seen:
-                continue
-            info = records.read_json(record.directory / records.SUPERVISOR)
-            if info is None:
-                continue
-            run = f"{info['pid']}:{info.get('start_time')}"
-            if not records.supervisor_alive(record):
-                yield from self._ended_between_scans(record, key, run)
-                continue
-            if run in self._reported:
-                self._seen.add(key)
-                continue
-            try:
-                pidfd = os.pidfd_open(int(info["pid"]))
-            except OSError:
-                continue
-            self._watched[record.container_id] = (pidfd, record)
+        for container_id in self._changed():
+            record = self.store.load(container_id)
+            # No record (yet): its writing is a change of the directory, seen by a later scan.
+            settled = record is None or (yield from self._look(record))
+            if settled:
+                self._pending.discard(container_id)
+            else:
+                self._pending.add(container_id)
+
+    def _changed(self) -> list[str]:
+        """The containers whose directory changed since the last scan, and the pending ones (all of
+        them on the first scan)."""
+        now = time.time_ns()
+        stamps: dict[str, tuple[int, ...] | None] = {}
+        with contextlib.suppress(OSError), os.scandir(self.store.base) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    status = entry.stat(follow_symlinks=False)
+                    recent = status.st_mtime_ns >= now - int(records.RACY_SECONDS * 1e9)
+                    stamps[entry.name] = None if recent else (status.st_ino, status.st_mtime_ns, status.st_ctime_ns)
+        changed = {name for name, stamp in stamps.items() if stamp is None or self._stamps.get(name) != stamp}
+        self._pending &= stamps.keys()  # a removed container has nothing left to settle
+        self._stamps = stamps
+        return sorted(changed | self._pending)
+
+    def _look(self, record: records.Record) -> Generator[engine.Event, None, bool]:
+        """The events of the container's current run, if any are new; whether its run is settled
+        (watched, reported, or not started): nothing changes for it until its directory does."""
+        key = f"{record.container_id}:{record.data.get('started_at')}"
+        if record.container_id in self._watched or key in self._seen:
+            return True
+        info = records.read_json(record.directory / records.SUPERVISOR)
+        if info is None:
+            return True
+        run = f"{info['pid']}:{info.get('start_time')}"
+        if not records.supervisor_alive(record):
+            yield from self._ended_between_scans(record, key, run)
+            return key in self._seen
+        if run in self._reported:
             self._seen.add(key)
-            self._reported.add(run)
-            yield engine.Event(time=time.time(), action="start", name=record.name, container_id=record.container_id,
-                               stack=stack_of(record))  # fmt: skip
+            return True
+        try:
+            pidfd = os.pidfd_open(int(info["pid"]))
+        except OSError:
+            return False  # gone since: the next scan finds its exit
+        self._watched[record.container_id] = (pidfd, record)
+        self._seen.add(key)
+        self._reported.add(run)
+        yield engine.Event(time=time.time(), action="start", name=record.name, container_id=record.container_id,
+                           stack=stack_of(record))  # fmt: skip
+        return True
 
     def _ended_between_scans(self, record: records.Record, key: str, run: str) -> Iterator[engine.Event]:
         """A run whose supervisor is already gone: its exit file tells (nothing when it has none)."""
@@ -157,5 +200,7 @@ class EventStream:
             container_id = fds[fd]
             _, record = self._watched.pop(container_id)
             os.close(fd)
+            # Whatever changed in its directory while it was watched (a next run) was skipped then.
+            self._pending.add(container_id)
             exit_info = records.exit_of(record) or {}
             yield die_event(record, exit_info)

@@ -21,6 +21,15 @@ The **state** is derived from these files, never stored: ``exited`` when an exit
 ``created`` before the first start, ``running`` while the recorded supervisor lives, and ``dead``
 when it is gone without an exit file (killed, or the host crashed): what Docker calls dead.
 
+**Reading**: :class:`Records` keeps each record it parsed with the identity of the file it read
+(inode, size, change and modification times), and parses a record again only when that file was
+replaced: the writer (:mod:`reconciler.files`) always writes a new file and renames it over the
+old, so an unchanged identity is unchanged bytes. Listing a stack of N containers is then N
+``stat`` calls, not N reads and parses, whichever command or thread asks, however often; a lookup
+by name goes through a name index. Another process's writes are seen at once (the identity
+changes). A file modified within :data:`RACY_SECONDS` of its reading is not trusted (parsed again
+next time): timestamps are coarse, and a freed inode number can come back at the same size.
+
 This module reads and writes records; it must not start, stop or signal anything.
 """
 
@@ -30,6 +39,8 @@ import dataclasses
 import json
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +54,9 @@ PREPARED = "prepared.json"
 STOPPING = "stopping"
 # conmon's exit files on a tmpfs, one folder per container id (see the module docstring).
 KEEPER_EXITS = Path("/run/reconciler/exits")
+# A record file changed less than this before it was read is parsed again on its next reading (the
+# module docstring): well above the kernel's timestamp granularity (one scheduler tick).
+RACY_SECONDS = 0.1
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -84,30 +98,74 @@ class Record:
 
 
 class Records:
-    """The containers under ``<root>/containers``, read afresh on every call (another engine
-    process may have changed them)."""
+    """The containers under ``<root>/containers``: each call sees the files as they are now (another
+    engine process may have changed them), each record parsed once per change (module docstring).
+
+    A returned :class:`Record`'s ``data`` is its own dict, but the values in it are shared with the
+    cache: assign a key (as every writer does, then :meth:`Record.save`), never change a value in place.
+    """
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        # container id -> (the identity of the record file read, its data); see the module docstring.
+        self._parsed: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
+        self._by_name: dict[str, str] = {}  # name -> container id, as last seen (checked on use)
+        self._lock = threading.Lock()
 
     def all(self) -> list[Record]:
-        if not self.base.is_dir():
+        try:
+            with os.scandir(self.base) as entries:
+                ids = sorted(entry.name for entry in entries)
+        except OSError:  # no containers yet
             return []
         found = []
-        for directory in sorted(self.base.iterdir()):
-            record = self.load(directory.name)
+        for container_id in ids:
+            record = self.load(container_id)
             if record is not None:
                 found.append(record)
+        with self._lock:
+            for gone in self._parsed.keys() - set(ids):
+                del self._parsed[gone]
+            # The first of a name wins, as in a listing (names are unique; a half-done rename aside).
+            self._by_name = {record.name: record.container_id for record in reversed(found)}
         return found
 
     def load(self, container_id: str) -> Record | None:
         directory = self.base / container_id
-        data = read_json(directory / RECORD)
+        data = self._data(container_id, directory / RECORD)
         if data is None or "name" not in data:
             return None
-        return Record(container_id, directory, data)
+        return Record(container_id, directory, dict(data))
+
+    def _data(self, container_id: str, path: Path) -> dict[str, Any] | None:
+        """The record file's data: the parsed copy while the file is the one parsed, else read afresh."""
+        try:
+            identity = _identity(os.stat(path))
+        except OSError:
+            return None
+        cached = self._parsed.get(container_id)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        try:
+            with path.open("rb") as handle:
+                status, text = os.fstat(handle.fileno()), handle.read()
+            data = json.loads(text)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        if status.st_mtime_ns < time.time_ns() - int(RACY_SECONDS * 1e9):
+            with self._lock:
+                self._parsed[container_id] = (_identity(status), data)
+        return data
 
     def find(self, name: str) -> Record | None:
+        container_id = self._by_name.get(name)
+        if container_id is not None:
+            record = self.load(container_id)
+            if record is not None and record.name == name:
+                return record
+        # Not indexed, or renamed or removed since: the index is rebuilt from a listing.
         return next((record for record in self.all() if record.name == name), None)
 
     def get(self, name: str) -> Record:
@@ -115,6 +173,10 @@ class Records:
         if record is None:
             raise errors.NotFound(f"container {name} not found")
         return record
+
+
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
 
 
 def keeper_folder(container_id: str) -> Path:
