@@ -42,6 +42,7 @@ from reconciler.backends.native import (
     assembly,
     bundles,
     events,
+    handover,
     images,
     logs,
     mounts,
@@ -226,11 +227,14 @@ class NativeEngine:
         # ours (the supervisor writes exit.json), and holding the lock would serialise every stop
         # of an apply behind the slowest.
         record = self.records.get(name)
+        timeout = record.spec.stop_timeout if timeout is None else timeout
         runs.mark_stopping(record)
+        # A rollout's switch: new connections go to NAME.next, the ones in flight end here first.
+        handover.before_stop(self.records, record, timeout)
         if (record.directory / records.PREPARED).exists():
             with self._exclusive():
                 prepared.drop(record.directory, record.container_id, self.runtime)
-        runs.stop(record, self.runtime, record.spec.stop_timeout if timeout is None else timeout)
+        runs.stop(record, self.runtime, timeout)
 
     def remove_container(self, name: str) -> None:
         record = self.records.find(name)
