@@ -81,6 +81,15 @@ class Records:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.directory / f"{name}.json")
 
+    def shown(self, names: Iterable[str]) -> dict[str, dict[str, object]]:
+        """How ``status`` shows each remembered rollback among ``names`` (its ``heldBack``): the
+        spec hash and image held back, when and why, and the plan's note as ``text``."""
+        return {
+            name: {"specHash": rolled_back.spec_hash, "imageId": rolled_back.image_id, "at": rolled_back.at,
+                   "reason": rolled_back.reason, "text": rolled_back.held_back()}
+            for name, rolled_back in self.load(names).items()
+        }  # fmt: skip
+
     def load(self, names: Iterable[str]) -> dict[str, planning.RolledBack]:
         """The records of ``names`` that exist and read well (an unreadable one is ignored)."""
         found: dict[str, planning.RolledBack] = {}

@@ -29,7 +29,7 @@ EMPTY = "No objects managed by reconciler."
 ROW_DEFAULTS: dict[str, Any] = {
     "kind": "", "name": "", "stack": None, "state": "", "health": None, "exitCode": None, "restarts": None,
     "image": None, "ports": [], "startedAt": None, "createdAt": None, "id": None, "specHash": None, "backoff": None,
-    "lastError": None, "waiting": "", "drift": "",
+    "lastError": None, "waiting": "", "drift": "", "heldBack": None,
 }  # fmt: skip
 # HEALTH of a container without a health check (blank would read as "not known yet").
 NO_HEALTH_CHECK = "none"
@@ -51,12 +51,16 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_status(args: argparse.Namespace) -> int:
     if (code := status_via_daemon(args)) is not None:
         return code
-    from reconciler import operations
+    from reconciler import operations, rollouts
 
     desired = options.load_files(args) if args.file else None
-    with options.engine_session(options.of(args)) as target:
+    chosen = options.of(args)
+    with options.engine_session(chosen) as target:
         rows = operations.status(target, desired)
-    return show(args, rows, daemon=False)
+    # The rollbacks this root remembers (an embedded apply and a daemon share them).
+    held_back = rollouts.Records.beside(chosen.holds()).shown(r["name"] for r in rows if r["kind"] == "Container")
+    return show(args, [{**row, "heldBack": held_back.get(row["name"])} if row["kind"] == "Container" else row
+                       for row in rows], daemon=False)  # fmt: skip
 
 
 def status_via_daemon(args: argparse.Namespace) -> int | None:
@@ -143,5 +147,9 @@ def backoff_text(row: dict[str, Any]) -> str:
 
 
 def detail_text(row: dict[str, Any]) -> str:
-    """The DRIFT column: drift, else what a container waits for, else its last error."""
+    """The DRIFT column: a rolled-back spec held back (the old container serves: that is what
+    stands, whatever a plan without the rollbacks calls drift), else drift, else what a container
+    waits for, else its last error."""
+    if row.get("heldBack"):
+        return str(row["heldBack"]["text"])
     return row.get("drift") or row.get("waiting") or (f"error: {row['lastError']}" if row.get("lastError") else "-")

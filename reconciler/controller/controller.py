@@ -333,9 +333,11 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""
+        actual = self.passes.last_observed()
         shown = status.render(
-            engine_name=self.engine.name, desired=self.desired, actual=self.passes.last_observed(), checks=self.health,
+            engine_name=self.engine.name, desired=self.desired, actual=actual, checks=self.health,
             driver=self.restarts, problems=self.problems, work=self.queue, now=self.clock.monotonic(),
+            held_back=self.passes.rollbacks.shown(actual.containers),
         )  # fmt: skip
         if self.notifier is not None:
             shown["notifications"] = self.notifier.stats()

@@ -9,6 +9,7 @@ the same answers the ``dependsOn`` gate acts on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler import hashing, manifests, observed
@@ -25,8 +26,12 @@ def render(
     problems: report.Problems,
     work: queue.WorkQueue,
     now: float,
+    held_back: Mapping[str, dict[str, object]] | None = None,
 ) -> dict[str, Any]:
-    """Every object (state, health, exit code, restarts, backoff, last error, drift, hash)."""
+    """Every object (state, health, exit code, restarts, backoff, last error, drift, hash), and
+    for a container whose replacement was rolled back, the spec held back (``held_back``, from
+    :meth:`rollouts.Records.shown`)."""
+    held_back = held_back or {}
     snapshot = desired.last()
     wanted = snapshot.desired if snapshot else manifests.Desired.empty()
     known = desired.known_stacks()
@@ -35,18 +40,10 @@ def render(
     # the daemon (the controller observes them all; only its own stacks in detail).
     names = sorted(set(wanted.containers) | set(actual.containers))
     rows = [
-        _container_row(
-            name,
-            wanted.containers.get(name),
-            actual=actual,
-            checks=checks,
-            driver=driver,
-            problems=problems,
-            drift=drift,
-            now=now,
-        )
+        _container_row(name, wanted.containers.get(name), actual=actual, checks=checks, driver=driver,
+                       problems=problems, drift=drift, now=now, held_back=held_back.get(name))
         for name in names
-    ]
+    ]  # fmt: skip
     for kind, wanted_map, present_map in (
         ("Network", wanted.networks, actual.networks),
         ("Volume", wanted.volumes, actual.volumes),
@@ -94,6 +91,7 @@ def _container_row(
     problems: report.Problems,
     drift: dict[str, str],
     now: float,
+    held_back: dict[str, object] | None,
 ) -> dict[str, Any]:
     present = actual.containers.get(name)
     made, backoff = driver.status_of(name, now)
@@ -118,4 +116,5 @@ def _container_row(
         "ports": list(present.published_ports) if present else [],
         "startedAt": present.started_at if present else None,
         "createdAt": present.created_at if present else None,
+        "heldBack": held_back,
     }  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors, manifests, operations, planning, plans, rollouts
+from reconciler import errors, hashing, manifests, operations, planning, plans, rollouts
 from reconciler.backends import memory
 from reconciler.holds import Holds
 from tests.unit.controller_support import Harness, container_yaml
@@ -260,10 +260,20 @@ def test_the_controller_rolls_back_reports_the_rollback_and_does_not_retry(tmp_p
     harness.controller.run_ready()
     assert harness.engine.mutating_calls().count(("create_container", "web.next")) == creates
     assert len(harness.events("rollback")) == 1
+    # Status (GET /status, `reconcile status` through the daemon) names the spec held back.
+    [row] = [r for r in harness.controller.status()["objects"] if r["name"] == "web"]
+    held = row["heldBack"]
+    assert held["specHash"] == hashing.container_hash(
+        manifests.load_text(container_yaml("web", stack="shop", extra="minReadySeconds: 0\ncommand: [/bin/crash]\n"),
+                            "shop.yaml").containers["web"])  # fmt: skip
+    assert held["reason"] == "container web.next exited with code 3"
+    assert held["text"].startswith(f"held back: {held['specHash'][:22]}… rolled back at 20")
+    assert held["text"].endswith(" UTC, container web.next exited with code 3")
     # A fix rolls forward.
     harness.write("shop.yaml", container_yaml("web", stack="shop", extra="minReadySeconds: 0\nenv: {FIXED: '1'}\n"))
     harness.settle()
     assert harness.engine.containers["web"].request.env == {"FIXED": "1"}
+    assert [r["heldBack"] for r in harness.controller.status()["objects"] if r["name"] == "web"] == [None]
 
 
 def test_a_container_writing_a_named_volume_is_replaced_stop_first(tmp_path: Path) -> None:

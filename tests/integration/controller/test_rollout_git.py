@@ -77,6 +77,10 @@ def test_a_commit_that_fails_its_health_check_rolls_back_while_the_old_one_serve
                    what="the stack's retry to succeed (the spec held back)")  # fmt: skip
         assert [e["kind"] for e in watch.client.events(follow=False)].count("rollback") == 1
         assert container_id(root, name) == first
+        # Status names the spec held back, on that container's row.
+        [held] = [o["heldBack"] for o in watch.client.status()["objects"] if o["name"] == name]
+        assert held["text"].startswith("held back: v1:sha256:")
+        assert f"UTC, container {name}.next turned unhealthy" in held["text"], held
         # The daemon's plan of that commit says why nothing is done.
         (tmp_path / "v2.yaml").write_text(web(name, stack, port, "v2", BROKEN) + "  restart: always\n")
         planned = subprocess.run([sys.executable, "-m", "reconciler.cli", "--engine", "native", "--root", str(root),

@@ -9,6 +9,7 @@ rolls forward. ``apply --wait`` sees health on native (the CLI probes through ex
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -102,6 +103,13 @@ def test_a_failing_replacement_rolls_back_while_the_old_one_serves_and_a_fix_rol
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert f"Note: container {name}: held back: v1:sha256:" in planned.stdout
     assert "turned unhealthy" in planned.stdout
+    # And status says it, on the container's row (no daemon: read from the root).
+    shown = reconcile(loaded, "status")
+    [row] = [line for line in shown.stdout.splitlines() if line.split()[:2] == ["Container", name]]
+    assert "held back: v1:sha256:" in row and f"UTC, container {name}.next turned unhealthy" in row, row
+    [held] = [o["heldBack"] for o in json.loads(reconcile(loaded, "status", "-o", "json").stdout)["objects"]
+              if o["name"] == name]  # fmt: skip
+    assert held["reason"].startswith(f"container {name}.next turned unhealthy") and held["specHash"].startswith("v1:")
 
     manifest.write_text(web(name, stack, port, "v3", SERVES))
     with ProbeLoop(port) as loop:
