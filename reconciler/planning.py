@@ -51,6 +51,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Literal, assert_never
 
 from reconciler import errors, hashing, manifests, observed, plans, restarts
+from reconciler.compose import translating as compose_names
 
 _STAGED_SUFFIX = ".next"
 # Docker's stop timeout, for an orphan whose recorded spec does not say its own.
@@ -574,9 +575,33 @@ def _refuse_conflicts(desired: manifests.Desired, actual: observed.Observed) -> 
                 "recreated; restore the old spec, or remove the volume explicitly with "
                 f"`reconcile delete --stack {volume.stack} --prune-volumes` and apply again",
             ))  # fmt: skip
+    problems += _renamed_volumes(desired, actual)
     if problems:
         blame = tuple((file, message) for file, message in problems if file)
         raise errors.PlanError("\n".join(message for _, message in problems), blame=blame)
+
+
+def _renamed_volumes(desired: manifests.Desired, actual: observed.Observed) -> list[tuple[str, str]]:
+    """A compose volume to be created while its stack still holds it under the name earlier
+    versions wrote (``<project>-<key>``, now compose's ``<project>_<key>``): its data would be
+    left behind and the containers given an empty volume, so nothing is planned until the user
+    says which volume to use (nothing is deleted either way)."""
+    problems: list[tuple[str, str]] = []
+    for name in sorted(set(desired.volumes) - set(actual.volumes)):
+        volume = desired.volumes[name]
+        for former, key in sorted(compose_names.former_volume_names(volume.stack, name).items()):
+            old = actual.volumes.get(former)
+            if old is None or old.stack != volume.stack or former in desired.volumes:
+                continue
+            problems.append((
+                volume.source.file,
+                f"volume {name} ({volume.source}) would be created empty, but stack {volume.stack!r} keeps "
+                f"its data in volume {former}: the name earlier versions gave compose volume {key!r} "
+                f"(<project>-<name>; compose writes <project>_<name>). Nothing was changed. To keep "
+                f"the data, name the volume in the compose file (volumes: {{{key}: {{name: {former}}}}}); "
+                f"to start empty instead, remove volume {former} first (see the README, Compose files)",
+            ))  # fmt: skip
+    return problems
 
 
 def _remove_orphan_containers(

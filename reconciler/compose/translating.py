@@ -57,6 +57,19 @@ def label(text: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")[:63] or "x"
 
 
+def former_volume_names(stack: str, name: str) -> dict[str, str]:
+    """The names earlier versions gave the compose volume now named ``name`` in ``stack``, each with
+    the volume's key: they wrote ``<stack>-<key as a DNS label>`` where compose (and now this
+    package) writes ``<project>_<key>`` (``stack`` being the project's name as a DNS label). Empty
+    for a name that is not ``<project>_<key>`` of that stack. The planner asks, so that a volume
+    holding a project's data under its old name is never silently replaced by an empty one."""
+    return {
+        f"{stack}-{label(name[index + 1 :])}": name[index + 1 :]
+        for index, character in enumerate(name)
+        if character == "_" and label(name[:index]) == stack
+    }
+
+
 @dataclasses.dataclass(slots=True)
 class Problem:
     where: Where

@@ -58,6 +58,8 @@ volumes:
 """
 
 SERVICES = ("db", "api", "web")
+NETWORKS = ("back", "front")
+VOLUMES = ("data",)
 PAGE = "hello from the compose stack\n"
 
 

@@ -9,15 +9,18 @@ have compose's names, ``<project>_<key>``, on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+import requests
 
 from tests.integration.compose import stack
-from tests.support import cli, compose, polling, registry
+from tests.support import cli, compose, names, polling, registry
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +79,91 @@ def compose_up(folder: Path, project: str, client: docker.DockerClient) -> dict[
         assert down.returncode == 0, f"docker compose down -v failed:\n{down.stderr}"
 
 
-def test_compose_up_and_reconcile_apply_make_the_same_containers(
-    client: docker.DockerClient, image: str, prefix: str, tmp_path: Path
+_REMOVALS: dict[str, Callable[[Any, str], None]] = {
+    "container": lambda api, name: api.remove_container(name, force=True, v=True),
+    "network": lambda api, name: api.remove_network(name),
+    "volume": lambda api, name: api.remove_volume(name, force=True),
+}
+
+
+def remove_stack(api: Any, project: str) -> None:
+    """Every container, network and volume the stack's file names, removed by name whatever happened
+    before (compose's ``down`` or ``reconcile delete`` may not have run, or not to their end): each
+    removal is asked again until the daemon says it is gone (a ReadTimeout or a 409 from a busy
+    daemon is an ``OSError``, "not yet" to :func:`polling.eventually`; a 404 is gone)."""
+    containers = [f"{project}-{service}-1" for service in stack.SERVICES]
+    left = [("container", name) for name in containers + [f"{name}.next" for name in containers]]
+    left += [("network", f"{project}_{key}") for key in (*stack.NETWORKS, "default")]
+    left += [("volume", f"{project}_{key}") for key in stack.VOLUMES]
+
+    def removed() -> bool:
+        while left:  # in order: containers before the networks and volumes they use
+            kind, name = left[0]
+            with contextlib.suppress(docker.errors.NotFound):
+                _REMOVALS[kind](api, name)
+            left.pop(0)
+        return True
+
+    polling.eventually(
+        removed, timeout=600, interval=0.5, what=f"the containers, networks and volumes of {project} removed"
+    )
+
+
+@pytest.fixture
+def project(client: docker.DockerClient, prefix: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The stack's project name; at teardown its objects are removed by name (:func:`remove_stack`)."""
+    name = f"{prefix}stack"
+    yield name
+    if not names.keep_after_failure(request.node):
+        remove_stack(client.api, name)
+
+
+class TimingOut:
+    """A Docker API client whose removals each time out twice: first before the daemon is asked,
+    then after it has done the work (the answer is what times out), as a loaded daemon does."""
+
+    def __init__(self, api: docker.APIClient) -> None:
+        self.api = api
+        self.timeouts: dict[str, int] = {}
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            count = self.timeouts.get(method, 0)
+            self.timeouts[method] = count + 1
+            if count == 0:
+                raise requests.exceptions.ReadTimeout(f"{method}: read timed out (injected, before)")
+            answer = getattr(self.api, method)(*args, **kwargs)
+            if count == 1:
+                raise requests.exceptions.ReadTimeout(f"{method}: read timed out (injected, after)")
+            return answer
+
+        return call
+
+
+def test_the_teardown_removes_the_stack_when_the_daemon_times_out(
+    client: docker.DockerClient, image: str, prefix: str
 ) -> None:
-    project, port = f"{prefix}stack", registry.free_port()
+    api, name = client.api, f"{prefix}down"
+    api.create_volume(f"{name}_data")
+    api.create_network(f"{name}_back")
+    created = api.create_container(
+        image, ["sleep", "3600"], name=f"{name}-db-1",
+        host_config=api.create_host_config(binds=[f"{name}_data:/data"]),
+        networking_config=api.create_networking_config({f"{name}_back": api.create_endpoint_config()}),
+    )  # fmt: skip
+    api.start(created["Id"])
+    flaky = TimingOut(api)
+    remove_stack(flaky, name)
+    assert flaky.timeouts["remove_container"] >= 3 and flaky.timeouts["remove_volume"] >= 3, flaky.timeouts
+    assert not [c for c in api.containers(all=True, filters={"name": name}) if f"/{name}-db-1" in c["Names"]]
+    assert not [n for n in api.networks(names=[f"{name}_back"]) if n["Name"] == f"{name}_back"]
+    assert not [v for v in api.volumes(filters={"name": name}).get("Volumes") or () if v["Name"] == f"{name}_data"]
+
+
+def test_compose_up_and_reconcile_apply_make_the_same_containers(
+    client: docker.DockerClient, image: str, project: str, tmp_path: Path
+) -> None:
+    port = registry.free_port()
     path = stack.write(tmp_path / "stack", project=project, image=image, port=port)
     by_compose = compose_up(path.parent, project, client)
     root = tmp_path / "root"
