@@ -4,7 +4,7 @@
 (``<name>-m`` for the manager, ``<name>-w`` for the worker) with its own data-root, exec-root,
 pidfile, cgroup parent and unix socket (in a root-only folder), links the namespaces by a veth pair
 on a /24 no route of this machine uses, makes the first a swarm manager and joins the second as a
-worker, loads the test images into both (``docker import``: the nodes have no way out), serves
+worker (labelled with its dockerd's address, :data:`DAEMON_LABEL`), loads the test images into both (``docker import``: the nodes have no way out), serves
 busybox from a ``docker-registry`` on 127.0.0.1:5000 inside the manager's namespace (the pulls an
 engine makes on the manager are real ones) and yields a :class:`Swarm`. When the ``with`` ends, everything goes, found by its name: the nodes leave,
 each dockerd is stopped by its pid, whatever is left in the namespaces and under the cgroup parents
@@ -504,6 +504,20 @@ def _form_swarm(manager: Node, worker: Node) -> None:
             advertise_addr=worker.address, listen_addr=f"{worker.address}:2377",
         )  # fmt: skip
     polling.eventually(lambda: _ready_nodes(manager) == 2, timeout=60, interval=0.2, what="both nodes Ready")
+    with contextlib.closing(manager.client()) as client:
+        set_daemon_label(client, worker, worker.url)
+
+
+# The node label that names a node's own dockerd to the swarm engine (``SwarmEngine`` reaches a
+# worker's copies of a volume there); written here, not imported, as an operator would type it.
+DAEMON_LABEL = "reconciler.docker-host"
+
+
+def set_daemon_label(manager: docker.DockerClient, node: Node, url: str | None) -> None:
+    """Label ``node`` with the address of its dockerd (None: take the label away)."""
+    found = next(n for n in manager.nodes.list() if n.attrs["Description"]["Hostname"] == node.netns)
+    labels = {k: v for k, v in (found.attrs["Spec"].get("Labels") or {}).items() if k != DAEMON_LABEL}
+    found.update({**found.attrs["Spec"], "Labels": labels | ({DAEMON_LABEL: url} if url else {})})
 
 
 def _claim(name: str) -> None:

@@ -45,6 +45,14 @@ _UPDATE_DONE = frozenset({"completed", "paused", "rollback_completed", "rollback
 _ROLLED_BACK = frozenset({"rollback_completed", "rollback_paused", "rollback_started", "paused"})
 # How long a stop may take beyond the tasks' grace period before the engine stops waiting.
 _STOP_MARGIN = 10.0
+# How long a start or update may take where the service's spec label cannot tell.
+_DEFAULT_DEADLINE = 120.0
+# A node label naming the node's own dockerd (``unix://...``, ``tcp://HOST:2376``, TLS as
+# ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` say): where the engine removes a volume's copy that
+# the node's tasks made. Only a swarm manager can set a node label.
+NODE_DOCKER_HOST_LABEL = "reconciler.docker-host"
+# How long a node's copy of a volume may stay in use by the removed service's task containers.
+_COPY_WAIT = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +84,9 @@ class SwarmEngine:
         # The service spec digests Swarm rolled back, with why: the other replicas of the same
         # change fail at once instead of rolling forward and back again each.
         self._rolled_back: dict[str, str] = {}
+        # Which nodes other than the manager's ran tasks mounting a volume, by volume: learnt as a
+        # service goes, so that removing the volume reaches each copy or says which one stays.
+        self._copies: dict[str, set[str]] = {}
 
     @classmethod
     def from_env(cls, *, timeout: float = 60.0) -> SwarmEngine:
@@ -229,7 +240,47 @@ class SwarmEngine:
         self.local.create_volume(request)
 
     def remove_volume(self, name: str) -> None:
+        """The manager's volume, and the copies the tasks of removed services made on other nodes:
+        through each node's own dockerd where its :data:`NODE_DOCKER_HOST_LABEL` names it (a copy
+        with the same owner labels only). A copy on a node that has no such label stays, and the
+        removal fails saying where (Docker's ``docker volume rm`` on a manager removes the
+        manager's alone, and says nothing of the others)."""
+        subject = f"volume {name}"
+        with self._on(subject):
+            try:
+                owner: dict[str, str] | None = dict(self.api.inspect_volume(name).get("Labels") or {})
+            except docker.errors.NotFound:
+                owner = None
         self.local.remove_volume(name)
+        copies = self._copies.pop(name, set())
+        with self._on(subject):
+            nodes = cast(list[dict[str, Any]], self.api.nodes())
+            own = str((self.api.info().get("Swarm") or {}).get("NodeID") or "")
+        stays = []
+        for node in nodes:
+            address = ((node.get("Spec") or {}).get("Labels") or {}).get(NODE_DOCKER_HOST_LABEL)
+            hostname = str((node.get("Description") or {}).get("Hostname") or node.get("ID"))
+            if node.get("ID") == own:
+                continue
+            if address:
+                _remove_copy(f"{subject} on node {hostname}", name, str(address), owner)
+            elif node.get("ID") in copies:
+                stays.append(hostname)
+        if stays:
+            raise errors.RuntimeFailed(
+                f"{subject}: removed on the manager; the copies on node {', '.join(sorted(stays))} stay (no "
+                f"{NODE_DOCKER_HOST_LABEL} node label names its dockerd): run docker volume rm {name} there"
+            )
+
+    def _note_copies(self, subject: str, service: str) -> None:
+        """Note the nodes (other than the manager's) where the service's tasks mounted volumes."""
+        with self._on(subject):
+            listed = cast(list[dict[str, Any]], self.api.tasks(filters={"service": service}))
+        for task in listed:
+            container = (task.get("Spec") or {}).get("ContainerSpec") or {}
+            for mount in container.get("Mounts") or ():
+                if mount.get("Type") == "volume" and mount.get("Source") and task.get("NodeID"):
+                    self._copies.setdefault(str(mount["Source"]), set()).add(str(task["NodeID"]))
 
     # -- containers (members of services) -----------------------------------------------------
 
@@ -260,7 +311,7 @@ class SwarmEngine:
         if name in present:
             return None
         spec_hash = asked.request.labels.get(observed.LABEL_HASH, "")
-        return self._relabelled(current, members.created(present, name, spec_hash, asked.digest))
+        return self._relabelled(current, members.created(present, name, spec_hash, asked.digest, time.time()))
 
     def _inspect_translated(self, subject: str, service: str) -> dict[str, Any] | None:
         with self._on(subject):
@@ -268,7 +319,7 @@ class SwarmEngine:
 
     def _create_service(self, subject: str, asked: _Pending, service: str) -> str:
         request = asked.request
-        first = members.Member(request.labels.get(observed.LABEL_HASH, ""), "created", asked.digest)
+        first = members.Member(request.labels.get(observed.LABEL_HASH, ""), "created", asked.digest, time.time())
         labels = {**request.labels, members.LABEL: members.label({request.name: first}),
                   members.TEMPLATE_LABEL: asked.digest}  # fmt: skip
         body = service_specs.service_spec(request, service, asked.template, asked.endpoint, labels=labels, replicas=0)
@@ -341,6 +392,7 @@ class SwarmEngine:
             pending = self._pending.get(name)
             if pending is not None and (reason := self._rolled_back.get(pending.digest)):
                 raise errors.RuntimeFailed(f"{subject}: {reason}")
+            before = self._last_update(service, subject)
             written = self._change(service, subject, lambda now: self._started(now, name, pending))
             if written is None:
                 return
@@ -350,7 +402,7 @@ class SwarmEngine:
             rolling = pending is not None and written["TaskTemplate"] is pending.template
             if pending is not None and rolling:
                 try:
-                    self._await_update(service, subject, pending.request.spec)
+                    self._await_update(service, subject, _deadline(pending.request.spec), before)
                 except errors.RuntimeFailed as exc:
                     self._rolled_back[pending.digest] = str(exc).removeprefix(f"{subject}: ")
                     raise
@@ -382,16 +434,26 @@ class SwarmEngine:
             )
         return spec
 
-    def _await_update(self, service: str, subject: str, spec: manifests.ContainerSpec) -> None:
-        """Until Swarm's rolling update ends; RuntimeFailed when Swarm rolled it back (it did so by
-        itself: the old tasks run again, and the service's spec, members included, is the old one)."""
-        deadline = time.monotonic() + _deadline(spec)
+    def _last_update(self, service: str, subject: str) -> str | None:
+        """When the service's last rolling update started (None: it had none): an update whose
+        status carries another time is the one a change starts."""
+        with self._on(subject):
+            current = self._inspect(service) or {}
+        started = (current.get("UpdateStatus") or {}).get("StartedAt")
+        return str(started) if started else None
+
+    def _await_update(self, service: str, subject: str, seconds: float, before: str | None) -> None:
+        """Until the rolling update that started after ``before`` (see :meth:`_last_update`) ends;
+        RuntimeFailed when Swarm rolled it back (it did so by itself: the old tasks run again, and
+        the service's spec, members included, is the old one). The status of the update before
+        is not this one's: it may read "completed" until Swarm starts the new one."""
+        deadline = time.monotonic() + seconds
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             with self._on(subject):
                 current = self._inspect(service) or {}
             status = current.get("UpdateStatus") or {}
-            if status.get("State") in _UPDATE_DONE:
+            if status.get("State") in _UPDATE_DONE and status.get("StartedAt") != before:
                 break
             time.sleep(_POLL)
         state = status.get("State")
@@ -401,7 +463,7 @@ class SwarmEngine:
             )
         if state not in _UPDATE_DONE:
             raise errors.RuntimeFailed(f"{subject}: the update of service {service} did not end within "
-                                       f"{_deadline(spec):g}s ({state or 'not started'})")  # fmt: skip
+                                       f"{seconds:g}s ({state or 'not started'})")  # fmt: skip
 
     def _await_tasks(self, service: str, subject: str, replicas: int) -> None:
         """Until as many tasks run (or ran: a one-shot job) as the service has replicas; a task
@@ -410,7 +472,7 @@ class SwarmEngine:
         with self._on(subject):
             current = self._inspect(service) or {}
         spec = _container_spec(current)
-        deadline = time.monotonic() + (_deadline(spec) if spec is not None else 120.0)
+        deadline = time.monotonic() + (_deadline(spec) if spec is not None else _DEFAULT_DEADLINE)
         tasks: list[Mapping[str, Any]] = []
         while True:
             with self._on(subject):
@@ -464,6 +526,7 @@ class SwarmEngine:
             labels = ((self._inspect_translated(subject, service) or {}).get("Spec") or {}).get("Labels") or {}
             written = self._change(service, subject, lambda now: self._removed(now, name))
             if written is None:
+                self._note_copies(subject, service)
                 with contextlib.suppress(errors.NotFound), self._on(subject):
                     self.api.remove_service(service)
                 self._await_tasks_gone(subject, service, labels)
@@ -530,9 +593,13 @@ class SwarmEngine:
         subject = f"container {name}"
         service = self._require_service(name)
 
-        def limited(current: Mapping[str, Any]) -> dict[str, Any]:
+        def limited(current: Mapping[str, Any]) -> dict[str, Any] | None:
             spec = dict(current["Spec"])
             template = dict(spec["TaskTemplate"])
+            if service_states.resources_of(template) == observed.ObservedResources(
+                memory=resources.memory, cpus=resources.cpus, pids=resources.pids
+            ):
+                return None  # the same limits: Swarm would start no update to wait for
             reservations = (template.get("Resources") or {}).get("Reservations")
             template["Resources"] = service_specs.resources(resources) | ({"Reservations": reservations}
                                                                            if reservations else {})  # fmt: skip
@@ -540,12 +607,16 @@ class SwarmEngine:
             return spec
 
         with self._lock(service):
-            self._change(service, subject, limited)
+            before = self._last_update(service, subject)
+            if self._change(service, subject, limited) is None:
+                return
             with self._on(subject):
                 current = self._inspect(service) or {}
             container_spec = _container_spec(current)
-            if container_spec is not None and current["Spec"]["Mode"]["Replicated"]["Replicas"]:
-                self._await_update(service, subject, container_spec)
+            if current["Spec"]["Mode"]["Replicated"]["Replicas"]:
+                # A service whose spec label is unreadable still rolls: it gets the default time.
+                seconds = _deadline(container_spec) if container_spec is not None else _DEFAULT_DEADLINE
+                self._await_update(service, subject, seconds, before)
 
     # -- inspect while running ----------------------------------------------------------------
 
@@ -588,7 +659,8 @@ class SwarmEngine:
             raise errors.RuntimeFailed(f"{subject} is not running")
         with self._on(subject):
             node = (self.api.info().get("Swarm") or {}).get("NodeID")
-        for task in running:
+        # Newest first: after (or during) a rolling update, the task on the service's new spec.
+        for task in sorted(running, key=lambda t: str(t.get("CreatedAt", "")), reverse=True):
             container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
             if task.get("NodeID") == node and container:
                 return str(container)
@@ -606,7 +678,8 @@ class SwarmEngine:
         return self.local.stats(self._local_task(name))
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
-        """The tasks' container events on the manager's node, each named after its service."""
+        """The tasks' container events on the manager's node, each as its member's (the service's
+        id, the member's name: see :func:`service_states.member_event`)."""
         filters = {"type": ["container"], "label": [service_specs.TASK_LABEL],
                    "event": list(reading.SUBSCRIBED_ACTIONS)}  # fmt: skip
         with self._on("events"):
@@ -618,10 +691,41 @@ class SwarmEngine:
                         item = next(stream)
                     except StopIteration:
                         break
-                event = reading.event(item)
-                service = ((item.get("Actor") or {}).get("Attributes") or {}).get(service_specs.TASK_LABEL)
-                if event is not None and service and not stop.is_set():
-                    yield dataclasses.replace(event, name=str(service))
+                event = self._member_event(item)
+                # A task container's create is Swarm placing a task, not the member's creation.
+                if event is not None and event.action != "create" and not stop.is_set():
+                    yield event
+
+    def _member_event(self, item: Mapping[str, Any]) -> engine.Event | None:
+        service_id = ((item.get("Actor") or {}).get("Attributes") or {}).get(service_states.SERVICE_ID_LABEL)
+        service, listed = None, []
+        if service_id:
+            with self._on("events"):
+                service = self._inspect(str(service_id))
+                if service is not None:
+                    listed = cast(list[dict[str, Any]], self.api.tasks(filters={"service": str(service_id)}))
+        return service_states.member_event(item, service, listed, service_specs.TASK_LABEL)
+
+    def history(self, *, since: float = 0.0) -> list[engine.Event]:
+        """What the swarm keeps of the members' lives (``engine.RecordsHistory``): each member's
+        ``create`` from its record; the start, die (exit code), oom and health events of the tasks
+        on the manager's node from its dockerd's kept events (a buffer of its last 256 or so, as
+        the Docker engine's history); the tasks on other nodes from the task list (Swarm keeps a
+        few per replica): a running task's start, an ended one's die (Swarm keeps no start time
+        of a task that ended there). Times: the engine's clock for a create, the manager's else."""
+        filters = {"type": ["container"], "label": [service_specs.TASK_LABEL], "event": sorted(reading.EVENT_ACTIONS)}
+        window = {"since": f"{max(since - 1e-3, 0.0):.9f}", "until": f"{time.time():.9f}"}
+        with self._on("events"):
+            services = self._services()
+            tasks = cast(list[dict[str, Any]], self.api.tasks()) if services else []
+            node = str((self.api.info().get("Swarm") or {}).get("NodeID") or "")
+            stream = self.api.events(**window, filters=filters, decode=True)
+            try:
+                items = list(stream)
+            finally:
+                stream.close()
+        found = service_states.history(services, tasks, items, node, service_specs.TASK_LABEL)
+        return [event for event in found if event.time >= since]
 
     def close(self) -> None:
         self.local.close()
@@ -644,3 +748,32 @@ def _container_spec(service: Mapping[str, Any]) -> manifests.ContainerSpec | Non
 
 def _deadline(spec: manifests.ContainerSpec) -> float:
     return service_specs.ready_deadline(spec)
+
+
+def _remove_copy(subject: str, name: str, address: str, owner: Mapping[str, str] | None) -> None:
+    """Remove a node's copy of a volume through the node's own dockerd at ``address``, when it is
+    ours (the owner labels of the manager's, ``owner``; any owned one when that is gone); while a
+    task container still holds it (Swarm stops and removes them after their service, each within
+    its grace period), again, for :data:`_COPY_WAIT` at most."""
+    kwargs = {**docker.utils.kwargs_from_env(), "base_url": address, "version": "auto", "timeout": 60}
+    deadline = time.monotonic() + _COPY_WAIT
+    with translating.on(subject, where=address):
+        node = docker.DockerClient(**kwargs)
+    try:
+        with translating.on(subject, where=address):
+            try:
+                labels = node.api.inspect_volume(name).get("Labels") or {}
+            except docker.errors.NotFound:
+                return
+        ours = reading.same_owner(labels, owner) if owner is not None else observed.LABEL_KIND in labels
+        while ours:
+            try:
+                with contextlib.suppress(errors.NotFound), translating.on(subject, where=address):
+                    node.api.remove_volume(name)
+                return
+            except errors.RuntimeFailed:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(_POLL)
+    finally:
+        node.close()

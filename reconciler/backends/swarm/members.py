@@ -17,7 +17,8 @@ with and its state:
 
 Each member also records the digest of the service spec it asks for (:data:`TEMPLATE_LABEL` holds
 the digest of the one the service runs): the replicas of one service differ in their names, and
-in their host ports where a range is published, yet ask for the same service.
+in their host ports where a range is published, yet ask for the same service; and when it was
+created (epoch seconds, the engine's clock), which is its ``create`` in the engine's history.
 
 The service's replica count is the number of ``running`` and ``handover`` members; its task
 template is the spec of the member started last (Swarm rolls every task onto it, one at a time,
@@ -44,6 +45,8 @@ class Member:
     state: State
     # The digest of the service spec the member asks for (see the module docstring).
     template: str = ""
+    # When it was created (epoch seconds; 0.0 in a record written before this was kept).
+    created: float = 0.0
 
 
 Members: TypeAlias = dict[str, Member]
@@ -59,14 +62,15 @@ def read(labels: Mapping[str, str] | None) -> Members:
     found: Members = {}
     if isinstance(document, dict):
         for name, entry in document.items():
-            if isinstance(entry, list) and len(entry) == 3 and entry[1] in _STATES:
-                found[str(name)] = Member(str(entry[0]), entry[1], str(entry[2]))
+            if isinstance(entry, list) and len(entry) in (3, 4) and entry[1] in _STATES:
+                at = entry[3] if len(entry) == 4 and isinstance(entry[3], int | float) else 0.0
+                found[str(name)] = Member(str(entry[0]), entry[1], str(entry[2]), float(at))
     return found
 
 
 def label(members: Mapping[str, Member]) -> str:
-    """The label's value: ``{name: [hash, state, template]}``, sorted, compact."""
-    document = {name: [m.spec_hash, m.state, m.template] for name, m in sorted(members.items())}
+    """The label's value: ``{name: [hash, state, template, created]}``, sorted, compact."""
+    document = {name: [m.spec_hash, m.state, m.template, m.created] for name, m in sorted(members.items())}
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -75,10 +79,10 @@ def replicas(members: Mapping[str, Member]) -> int:
     return sum(1 for m in members.values() if m.state in ("running", "handover"))
 
 
-def created(members: Mapping[str, Member], name: str, spec_hash: str, template: str) -> Members:
-    """With ``name`` created (a member that exists keeps its state: creation is idempotent)."""
+def created(members: Mapping[str, Member], name: str, spec_hash: str, template: str, at: float = 0.0) -> Members:
+    """With ``name`` created at ``at`` (a member that exists keeps its state: creation is idempotent)."""
     result = dict(members)
-    result.setdefault(name, Member(spec_hash, "created", template))
+    result.setdefault(name, Member(spec_hash, "created", template, at))
     return result
 
 

@@ -6,8 +6,7 @@ the manager's node only (a worker's dockerd is the worker's own). So while this 
 worker is drained and every task lands on the manager; the tasks spread over both nodes are the
 scenarios' business (``test_scenario``). The worker is made active again afterwards.
 
-Three tests of the suite mark gaps of the engine (see :func:`gap`): they run, and must fail, until
-the engine holds them.
+Every test of the suite runs and passes here: none is marked or left out.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from reconciler import engine as engine_mod
 from tests.contract import suite
 from tests.support import polling
 from tests.support import swarm as swarm_support
@@ -41,27 +39,5 @@ def manager_only(swarm: swarm_support.Swarm, manager: docker.DockerClient) -> It
     _availability(manager, swarm.worker.netns, "active")
 
 
-def gap(reason: str) -> pytest.MarkDecorator:
-    """Where the engine does not hold the contract yet, marked strictly: the day it does, the
-    unexpected pass fails the run and the mark must go."""
-    return pytest.mark.xfail(strict=True, reason=f"swarm engine gap: {reason}")
-
-
 class TestSwarmEngine(suite.EngineContract):
     """Fixtures ``engine``, ``image`` and ``prefix`` come from this folder's conftest."""
-
-    @gap("after update_container, stats reads a task the rolling update replaces (the old limit)")
-    def test_stats_of_a_running_container(self, engine: engine_mod.Engine, image: str, prefix: str) -> None:
-        super().test_stats_of_a_running_container(engine, image, prefix)
-
-    @gap("events carry the task container's id, create_container returns the service's")
-    def test_events_report_start_and_die_with_the_exit_code(
-        self, engine: engine_mod.Engine, image: str, prefix: str
-    ) -> None:
-        super().test_events_report_start_and_die_with_the_exit_code(engine, image, prefix)
-
-    @gap("SwarmEngine keeps no history (engine.RecordsHistory)")
-    def test_history_tells_what_happened_in_order_with_the_stack(
-        self, engine: engine_mod.Engine, image: str, prefix: str
-    ) -> None:
-        super().test_history_tells_what_happened_in_order_with_the_stack(engine, image, prefix)

@@ -214,19 +214,41 @@ def test_an_update_to_an_image_whose_health_check_fails_is_rolled_back_by_swarm(
     assert f"Swarm rolled the update of service {prefix}api back" in updated.stdout, updated
 
 
-@pytest.mark.xfail(strict=True, reason="swarm engine gap: delete --prune-volumes removes a volume on the manager "
-                   "only; the copy Swarm made on the worker for a task stays")  # fmt: skip
-def test_delete_prune_volumes_removes_the_volume_a_task_made_on_the_worker(
-    swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, tmp_path: Path
+def _stack_with_db_on_the_worker(
+    swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, folder: Path
 ) -> None:
-    applied = reconcile(
-        swarm, tmp_path / "root", "apply", "-f", str(write_stack(tmp_path, prefix, web=1, db_on="worker"))
-    )
+    applied = reconcile(swarm, folder / "root", "apply", "-f", str(write_stack(folder, prefix, web=1, db_on="worker")))
     assert applied.returncode == 0, applied
     (db,) = settled(manager, prefix, {"web": 1, "api": 2, "db": 1})["db"]
     assert db["NodeID"] == worker.info()["Swarm"]["NodeID"]
     assert f"{prefix}data" in volumes_named(worker, prefix)
+
+
+def test_delete_prune_volumes_removes_the_volume_a_task_made_on_the_worker(
+    swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, tmp_path: Path
+) -> None:
+    """The worker is labelled with its dockerd's address (the fixture does it): its copy goes too."""
+    _stack_with_db_on_the_worker(swarm, manager, worker, prefix, tmp_path)
     deleted = reconcile(swarm, tmp_path / "root", "delete", "--stack", f"{prefix}shop", "--prune-volumes")
     assert deleted.returncode == 0, deleted
-    polling.eventually(lambda: not swarm_support.task_containers(worker, prefix), what="the worker's tasks to go")
-    assert volumes_named(worker, prefix) == []
+    assert volumes_named(worker, prefix) == [] and volumes_named(manager, prefix) == []
+    assert not swarm_support.task_containers(worker, prefix)
+
+
+def test_delete_prune_volumes_says_which_node_keeps_a_copy_it_cannot_reach(
+    swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, tmp_path: Path
+) -> None:
+    """Without the label, the worker's dockerd is out of the engine's reach: the delete fails
+    naming the node and the command to run there, and removes everything else."""
+    _stack_with_db_on_the_worker(swarm, manager, worker, prefix, tmp_path)
+    swarm_support.set_daemon_label(manager, swarm.worker, None)
+    try:
+        deleted = reconcile(swarm, tmp_path / "root", "delete", "--stack", f"{prefix}shop", "--prune-volumes")
+    finally:
+        swarm_support.set_daemon_label(manager, swarm.worker, swarm.worker.url)
+    assert deleted.returncode != 0, deleted
+    message = f"the copies on node {swarm.worker.netns} stay"
+    assert message in deleted.stdout + deleted.stderr, deleted
+    assert f"docker volume rm {prefix}data there" in deleted.stdout + deleted.stderr, deleted
+    assert manager.api.services(filters={"name": prefix}) == [] and volumes_named(manager, prefix) == []
+    assert volumes_named(worker, prefix) == [f"{prefix}data"]  # the prefix fixture removes it
