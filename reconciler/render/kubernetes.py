@@ -10,6 +10,10 @@ choices in brief:
   become one object with ``replicas: N``; restart ``always``/``unless-stopped`` is a Deployment, or a
   StatefulSet when the container mounts a named volume (one pod replaced at a time, never two on
   the claim during an update); ``no`` and ``on-failure`` are a Job, which runs to completion;
+* a replacement's ``strategy``, ``minReadySeconds`` and deadline are the Deployment's rolling
+  update, one pod at a time (Kubernetes stops a late rollout but does not roll it back: a message
+  says so); Swarm's placement constraints are a node affinity (:func:`pods.affinity`) and its
+  ``mode: host`` ports a hostPort;
 * every Volume is a PersistentVolumeClaim (ReadWriteMany when more than one pod mounts it);
 * names: a headless Service per service and per network alias (DNS answers the pods' addresses,
   every port, as Docker's embedded DNS does); published ports: a LoadBalancer Service on the host
@@ -29,6 +33,7 @@ import collections
 import dataclasses
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -146,9 +151,37 @@ def workload(service: Service, files: Files, notes: list[str]) -> Json:
         return _job(service, meta, template, notes)
     owns_volume = any(isinstance(m, models.VolumeMount) for m in spec.mounts)
     body: Json = {"replicas": service.replicas, "selector": {"matchLabels": service.selector}, "template": template}
+    ready = pods.seconds(spec.min_ready_seconds, f"Container {name}: spec.minReadySeconds", notes, least=0)
+    body["minReadySeconds"] = ready
     if owns_volume:
+        _rollout_notes(name, spec, "StatefulSet", notes)
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": {"serviceName": name, **body}}
+    body["strategy"] = _strategy(spec.strategy)
+    # Kubernetes requires the deadline to be longer than minReadySeconds, in whole seconds.
+    body["progressDeadlineSeconds"] = max(math.ceil(spec.ready_deadline), ready + 1)
+    _rollout_notes(name, spec, "Deployment", notes)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
+
+
+def _strategy(strategy: str) -> Json:
+    """One pod replaced at a time: the new one first (start-first), or the old one stopped first."""
+    surge, unavailable = (1, 0) if strategy == "start-first" else (0, 1)
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+
+
+def _rollout_notes(name: str, spec: models.ContainerSpec, kind: str, notes: list[str]) -> None:
+    """What differs from a replacement here: Kubernetes stops a rollout that misses its deadline
+    (the old pods that still run keep serving) but does not roll back; a StatefulSet has no
+    deadline (and replaces its pods stop-first, as the planner replaces a volume's writer)."""
+    where = f"Container {name}"
+    if kind == "StatefulSet":
+        # Its stop-first replacement is the planner's own rule for a container writing a named
+        # volume (two writers on one volume must never overlap): strategy has nothing to add.
+        if spec.progress_deadline is not None:
+            notes.append(f"{where}: spec.progressDeadline has no equivalent for a StatefulSet: left out")
+    elif spec.progress_deadline is not None or spec.strategy == "stop-first":
+        notes.append(f"{where}: a rollout that misses progressDeadlineSeconds is marked failed, not rolled back "
+                     f"(kubectl rollout undo deployment/{name})")  # fmt: skip
 
 
 def _job(service: Service, meta: Json, template: Json, notes: list[str]) -> Json:
@@ -164,6 +197,11 @@ def _job(service: Service, meta: Json, template: Json, notes: list[str]) -> Json
     else:
         notes.append(f"Container {service.name}: spec.restart on-failure without maxRetries retries for ever; "
                      "a Job gives up after its backoffLimit (6 by default): set maxRetries")  # fmt: skip
+    rollout = manifests.to_document(service.spec, exclude_defaults=True)
+    for field in ("strategy", "minReadySeconds", "progressDeadline"):
+        if field in rollout:
+            notes.append(f"Container {service.name}: spec.{field} has no equivalent for a Job (its pods are not "
+                         "replaced by a rollout): left out")  # fmt: skip
     notes.append(f"Container {service.name}: restart {restart.policy} is rendered as a Job (it runs to "
                  "completion and is not started again); use restart: always for a long-running service")  # fmt: skip
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
@@ -208,6 +246,8 @@ def published_service(service: Service, kind: str, notes: list[str]) -> list[Jso
     for index, port in enumerate(service.spec.ports):
         where = f"Container {service.name}: spec.ports[{index}]"
         outside = port.host_port or port.container_port
+        if port.mode == "host":
+            continue  # a hostPort on the pod's node (see pods.container), as Swarm's mode: host
         if _loopback(port.host_ip):
             notes.append(f"{where}: hostIP {port.host_ip} has no equivalent (Kubernetes cannot publish on one "
                          "node's loopback): not published; reach it from this machine with kubectl port-forward "

@@ -29,7 +29,8 @@ MAPPED = frozenset({
     "hostname", "dnsSearch", "dnsOptions", "extraHosts", "ports", "networks", "networkMode", "mounts",
     "resources", "restart", "healthcheck", "dependsOn", "stopSignal", "stopTimeout", "readOnlyRootfs",
     "capAdd", "capDrop", "privileged", "shmSize", "sysctls", "init", "securityOpt", "groupAdd", "ipc", "pid",
-    "memoryReservation", "cpuShares", "secrets", "configs",
+    "memoryReservation", "cpuShares", "secrets", "configs", "placement", "strategy", "minReadySeconds",
+    "progressDeadline",
 })  # fmt: skip
 
 # Fields with no Kubernetes equivalent, and what to do instead.
@@ -59,9 +60,9 @@ def unmapped(name: str, spec: models.ContainerSpec) -> Notes:
     return notes
 
 
-def seconds(value: float, what: str, notes: Notes) -> int:
-    """A duration as the whole seconds Kubernetes takes (at least 1), rounded up with a message."""
-    whole = max(1, math.ceil(value))
+def seconds(value: float, what: str, notes: Notes, *, least: int = 1) -> int:
+    """A duration as the whole seconds Kubernetes takes (at least ``least``), rounded up with a message."""
+    whole = max(least, math.ceil(value))
     if whole != value:
         notes.append(f"{what}: {value:g}s is rounded up to {whole}s (Kubernetes counts whole seconds)")
     return whole
@@ -182,11 +183,64 @@ def container(name: str, spec: models.ContainerSpec, env: Mapping[str, str], not
         found["workingDir"] = spec.working_dir
     if env:
         found["env"] = [{"name": key, "value": value} for key, value in env.items()]
-    ports = [{"containerPort": p.container_port, "protocol": p.protocol.upper()} for p in spec.ports]
+    ports = [
+        {"containerPort": p.container_port, "protocol": p.protocol.upper()} | _host_port(name, index, p, notes)
+        for index, p in enumerate(spec.ports)
+    ]
     if ports:
         found["ports"] = [dict(t) for t in dict.fromkeys(tuple(p.items()) for p in ports)]
     found |= resources(name, spec, notes) | probes(name, spec, notes) | security(name, spec, notes)
     return found
+
+
+def _host_port(name: str, index: int, port: models.Port, notes: Notes) -> Json:
+    """``mode: host`` (Swarm's: the port on the node that runs each task) as a hostPort: the port
+    on the node that runs each pod; the Services of :mod:`.kubernetes` leave it out."""
+    if port.mode != "host":
+        return {}
+    where = f"Container {name}: spec.ports[{index}]"
+    if port.host_port is None:
+        notes.append(f"{where}: mode host with a random port has no equivalent (a hostPort is a number): "
+                     "not published")  # fmt: skip
+        return {}
+    if port.host_port_last is not None and port.host_port_last != port.host_port:
+        notes.append(f"{where}: mode host with a range becomes hostPort {port.host_port} on each pod's node")
+    return {"hostPort": port.host_port}
+
+
+# Swarm's constraint fields and the node labels Kubernetes sets for the same facts.
+_NODE_FIELDS = {"node.hostname": "kubernetes.io/hostname", "node.platform.os": "kubernetes.io/os",
+                "node.platform.arch": "kubernetes.io/arch"}  # fmt: skip
+# ``uname -m`` names (Swarm's) → Go's (Kubernetes').
+_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i386": "386", "i686": "386"}
+_CONSTRAINT = re.compile(r"^\s*(?P<field>[A-Za-z0-9_./-]+)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
+
+
+def affinity(name: str, spec: models.ContainerSpec, notes: Notes) -> Json:
+    """Swarm's placement constraints as a required node affinity: ``node.labels.KEY`` is the node
+    label KEY (Kubernetes' nodes must carry the same labels), the hostname, OS and architecture
+    the well-known node labels; ``==`` is In, ``!=`` NotIn. The others (a node's role or id, an
+    engine label) are named in a message."""
+    expressions = []
+    for index, constraint in enumerate(spec.placement.constraints):
+        where = f"Container {name}: spec.placement.constraints[{index}] {constraint!r}"
+        found = _CONSTRAINT.match(constraint)
+        field = found["field"] if found else ""
+        key = field.removeprefix("node.labels.") if field.startswith("node.labels.") else _NODE_FIELDS.get(field)
+        if found is None or key is None:
+            notes.append(f"{where} has no equivalent (Kubernetes places by node labels: label the nodes and "
+                         "constrain on node.labels.KEY): left out")  # fmt: skip
+            continue
+        value = _ARCHES.get(found["value"], found["value"]) if field == "node.platform.arch" else found["value"]
+        if not (_LABEL_KEY.match(key) and len(value) <= 63 and _LABEL_VALUE.match(value)):
+            notes.append(f"{where}: {key}={value} is no valid Kubernetes node label: left out")
+            continue
+        operator = "In" if found["op"] == "==" else "NotIn"
+        expressions.append({"key": key, "operator": operator, "values": [value]})
+    if not expressions:
+        return {}
+    required = {"nodeSelectorTerms": [{"matchExpressions": expressions}]}
+    return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}}
 
 
 # A mounted file's object: (kind of volume source, its name key, the object's name).
@@ -307,6 +361,7 @@ def pod_spec(
     main = container(name, spec, env, notes) | ({"volumeMounts": mounted} if mounted else {})
     found: Json = {"containers": [main]}
     found |= _namespaces(name, spec, notes) | _resolver(name, spec, notes) | _groups(name, spec, notes)
+    found |= affinity(name, spec, notes)
     if volumes:
         found["volumes"] = volumes
     found["terminationGracePeriodSeconds"] = seconds(spec.stop_timeout, f"Container {name}: spec.stopTimeout", notes)

@@ -195,6 +195,45 @@ STACKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["Service/once", "Service/retry", "Job/once", "Job/retry"],
         ["Container once: restart no is rendered as a Job", "retry: spec.restart on-failure without maxRetries"],
     ),
+    "swarm fields: placement, rollout, host-mode ports": (
+        container(
+            "edge",
+            "  restart: always\n  strategy: stop-first\n  minReadySeconds: 2500ms\n"
+            "  progressDeadline: 90s\n"
+            "  placement: {constraints: ['node.labels.disk == ssd', 'node.hostname!=old-box',"
+            " 'node.platform.arch==x86_64', 'node.role==worker', 'engine.labels.zone==a', 'node.labels.x==a b']}\n"
+            "  ports: [{containerPort: 80, hostPort: 8080, mode: host}, {containerPort: 81, mode: host},"
+            " {containerPort: 443, hostPort: 8443}]\n",
+        )
+        + f"{HEAD}kind: Volume\nmetadata: {{name: data, stack: t}}\n---\n"
+        + container(
+            "db",
+            "  restart: always\n  strategy: start-first\n  progressDeadline: 60s\n"
+            "  mounts: [{type: volume, source: data, target: /data}]\n",
+        )
+        + container("once", "  strategy: stop-first\n  minReadySeconds: 1s\n  command: ['true']\n"),
+        [
+            "Service/edge",
+            "Service/edge-published",
+            "Deployment/edge",
+            "PersistentVolumeClaim/data",
+            "Service/db",
+            "StatefulSet/db",
+            "Service/once",
+            "Job/once",
+        ],
+        [
+            "Container edge: spec.minReadySeconds: 2.5s is rounded up to 3s",
+            "Container edge: a rollout that misses progressDeadlineSeconds is marked failed, not rolled back",
+            "Container edge: spec.placement.constraints[3] 'node.role==worker' has no equivalent",
+            "Container edge: spec.placement.constraints[4] 'engine.labels.zone==a' has no equivalent",
+            "Container edge: spec.placement.constraints[5] 'node.labels.x==a b' has no equivalent",
+            "Container edge: spec.ports[1]: mode host with a random port has no equivalent",
+            "Container db: spec.progressDeadline has no equivalent for a StatefulSet",
+            "Container once: spec.strategy has no equivalent for a Job",
+            "Container once: spec.minReadySeconds has no equivalent for a Job",
+        ],
+    ),
     "no equivalent: named, never dropped": (
         container(
             "odd",
@@ -336,3 +375,31 @@ def test_a_compose_file_renders_as_its_manifests_would(tmp_path: Path, capsys: p
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 2
     assert deployment["metadata"]["labels"]["app.kubernetes.io/part-of"] == "demo"
+
+
+def test_swarm_placement_rollout_and_host_ports_land_where_kubernetes_reads_them(tmp_path: Path) -> None:
+    rendering = render(tmp_path, STACKS["swarm fields: placement, rollout, host-mode ports"][0])
+    edge = one(rendering, "Deployment", "edge")["spec"]
+    assert edge["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert (edge["minReadySeconds"], edge["progressDeadlineSeconds"]) == (3, 90)
+    terms = edge["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms == {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "disk", "operator": "In", "values": ["ssd"]},
+        {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["old-box"]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+    ]}]}  # fmt: skip
+    # mode host: the port on the node that runs each pod; only the ingress port is a LoadBalancer's.
+    assert edge["template"]["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 80, "protocol": "TCP", "hostPort": 8080},
+        {"containerPort": 81, "protocol": "TCP"},
+        {"containerPort": 443, "protocol": "TCP"},
+    ]
+    assert [p["port"] for p in one(rendering, "Service", "edge-published")["spec"]["ports"]] == [8443]
+    db = one(rendering, "StatefulSet", "db")["spec"]
+    assert db["minReadySeconds"] == 3 and "strategy" not in db and "progressDeadlineSeconds" not in db
+    # The defaults: start-first, 3 s, the deadline the planner would give (120 s).
+    default = render(tmp_path, container("web", "  restart: always\n"))
+    web = one(default, "Deployment", "web")["spec"]
+    assert web["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert (web["minReadySeconds"], web["progressDeadlineSeconds"]) == (3, 120)
+    assert "affinity" not in web["template"]["spec"]
