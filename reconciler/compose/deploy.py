@@ -14,10 +14,13 @@ This module must not read files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reconciler.compose import shorthands, translating
 from reconciler.compose.translating import Context, ServiceDocument
 
 _LIMITS = {"memory": "memory", "cpus": "cpus", "pids": "pids"}
+Place = tuple[str | int, ...]
 
 
 def deploy(context: Context, current: ServiceDocument, value: object) -> None:
@@ -26,14 +29,11 @@ def deploy(context: Context, current: ServiceDocument, value: object) -> None:
         path = (*here, field)
         if field == "replicas" or field.startswith("x-") or (field == "mode" and item == "replicated"):
             continue
-        if field == "resources" and isinstance(item, dict):
-            _resources(context, current, path, item)
-        elif field == "restart_policy" and isinstance(item, dict):
-            _restart_policy(context, current, path, item)
-        elif field == "update_config" and isinstance(item, dict):
-            _update_config(context, current, path, item)
-        elif field == "placement" and isinstance(item, dict):
-            _placement(context, current, path, item)
+        section = _SECTIONS.get(field)
+        if section is not None and isinstance(item, dict):
+            section(context, current, path, item)
+        elif section is not None:
+            context.refuse(path, path, f"deploy.{field} must be a mapping")
         elif field in _REFUSED:
             context.refuse(path, path, f"deploy.{field}: {_REFUSED[field]}")
         else:
@@ -143,3 +143,12 @@ def replicas(context: Context, current: ServiceDocument, spec: dict[str, object]
         field, count = ("deploy", "replicas"), deploy_section["replicas"]
     if count != 1:
         current.put(context, ("spec", "replicas"), count, field)
+
+
+Section = Callable[[Context, ServiceDocument, Place, dict[str, object]], None]
+_SECTIONS: dict[str, Section] = {
+    "resources": _resources,
+    "restart_policy": _restart_policy,
+    "update_config": _update_config,
+    "placement": _placement,
+}

@@ -53,6 +53,8 @@ REFUSED_IN_A_SERVICE = [
     ("deploy: {update_config: {order: sideways}}", "deploy.update_config.order 'sideways': start-first or stop-first"),
     ("deploy: {update_config: {monitor: 10}}", "deploy.update_config.monitor is a duration written as text"),
     ("deploy: {update_config: {monitor: soon}}", "deploy.update_config.monitor: 'soon' is not a duration"),
+    ("deploy: {update_config: null}", "deploy.update_config must be a mapping"),
+    ("deploy: {placement: [node.role==worker]}", "deploy.placement must be a mapping"),
     ("deploy: {update_config: {progress: 1}}", "deploy.update_config.progress has no manifest field"),
     ("deploy: {rollback_config: {parallelism: 0}}", "deploy.rollback_config: a rollback here restores"),
     ("deploy: {endpoint_mode: dnsrr}", "deploy.endpoint_mode: replicas answer by DNS round robin"),

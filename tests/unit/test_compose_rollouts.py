@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import manifests, operations, planning, plans
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler import errors, manifests, operations, planning, plans
 from reconciler.compose import loader
 from tests.unit.compose_helpers import convert, spec, write
 from tests.unit.helpers import IMAGE, new_engine
@@ -82,3 +86,34 @@ def test_the_order_compose_asks_for_is_the_order_of_the_replacement(tmp_path: Pa
     assert stop_first.index(plans.StopContainer) < stop_first.index(plans.StartContainer)
     start_first = _replacement(write(tmp_path / "t", "compose.yaml", ""), "start-first")
     assert start_first.index(plans.AwaitReady) < start_first.index(plans.StopContainer)
+
+
+_SETTINGS = st.sampled_from(
+    ["order", "monitor", "failure_action", "max_failure_ratio", "parallelism", "delay", "constraints",
+     "preferences", "mode", "target", "published", "x-a", "1"]
+)  # fmt: skip
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**30), st.floats(allow_nan=True), st.text(max_size=12),
+    st.sampled_from(["start-first", "stop-first", "rollback", "pause", "10s", "1m30s", "host", "ingress"]),
+    st.lists(st.text(max_size=8), max_size=3),
+)  # fmt: skip
+_SECTION = st.one_of(_VALUES, st.dictionaries(_SETTINGS, _VALUES, max_size=5))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    deploy=st.dictionaries(st.sampled_from(["update_config", "placement", "rollback_config", "mode", "x-b"]), _SECTION),
+    ports=st.lists(_SECTION, max_size=2),
+)
+def test_any_rollout_placement_or_port_mode_is_mapped_or_an_error_at_its_place(
+    deploy: dict[str, object], ports: list[object], tmp_path: Path
+) -> None:
+    """Whatever the values, a ManifestError with positions inside the file, or documents: never a traceback."""
+    file = str(tmp_path / "compose.yaml")
+    text = yaml.safe_dump({"services": {"web": {"image": IMAGE, "deploy": deploy, "ports": ports}}})
+    try:
+        loader.convert([(file, text)])
+    except errors.ManifestError as exc:
+        lines = text.count("\n") + 1
+        for diagnostic in exc.diagnostics:
+            assert diagnostic.file == file and 1 <= diagnostic.line <= lines and diagnostic.column >= 1

@@ -472,6 +472,7 @@ INVALID: list[Case] = [
     Case("extends-missing-service", single("extends: ghost"), says=("ghost",)),
     Case("services-not-a-map", {"compose.yaml": "services: [web]\n"}, says=("services",)),
     Case("update-config-bad-order", single("deploy: {update_config: {order: sideways}}"), says=("order",)),
+    Case("update-config-null", single("deploy: {update_config: null}"), says=("update_config",)),
     Case("update-config-monitor-number", single("deploy: {update_config: {monitor: 10}}"), says=("monitor",)),
     Case("update-config-monitor-not-duration", single("deploy: {update_config: {monitor: soon}}"), says=("monitor",)),
     Case(
