@@ -1,6 +1,7 @@
 """``reconcile render --to kubernetes``: every example manifest and a table of test stacks render to
-objects that validate against Kubernetes 1.30's schemas (kubernetes-validate, strict: no unknown
-field), with names Kubernetes accepts; what has no equivalent is a message naming object and field."""
+objects that validate against the schemas of Kubernetes 1.30 and 1.37 (kubernetes-validate, strict:
+no unknown field; a kubernetes-validate too old to know 1.37 fails naming it), with names Kubernetes
+accepts; what has no equivalent is a message naming object and field."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import yaml
 from reconciler import cli, manifests
 from reconciler.render import kubernetes
 
-KUBERNETES_VERSION = "1.30.0"
+# The oldest release the README promises, and the newest kubernetes-validate knew when this was written.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests"
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -30,7 +32,8 @@ def check_valid(documents: list[dict[str, Any]]) -> None:
     """Each document passes the schema of its kind, and its names are names Kubernetes takes
     (the schemas do not check those)."""
     for document in documents:
-        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(document, version, strict=True)
         name = document["metadata"]["name"]
         assert SUBDOMAIN.match(name) and len(name) <= 253, name
         if document["kind"] == "Service":
