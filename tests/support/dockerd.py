@@ -81,6 +81,7 @@ def remove_named(client: docker.DockerClient, prefix: str) -> None:
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_volume(volume["Name"], force=True)
     # A stack's own network (``<stack>_default``) is named after the stack, which some tests name
-    # without the prefix; once the test's containers are gone, the unused ones go.
+    # without the prefix; once the test's containers are gone, the unused ones go (never through
+    # Docker's prune: it takes a network that a stopped container of a test running meanwhile needs).
     with contextlib.suppress(docker.errors.APIError):
-        api.prune_networks(filters={"label": [stack_networks.LABEL]})
+        stack_networks.prune(api)

@@ -56,7 +56,7 @@ class StackNetworks:
                 # Stack networks whose containers went without us (a `docker rm`, a killed
                 # process) would use up Docker's address pools: those unused for a minute go
                 # first (a fresh one may still be waiting for its first container).
-                self._prune()
+                prune(self.api)
                 self.api.create_network(name, driver=self.driver, check_duplicate=True, labels={LABEL: stack},
                                         attachable=self.driver == "overlay" or None)  # fmt: skip
                 return name
@@ -73,31 +73,35 @@ class StackNetworks:
             return
         with self._lock:
             network = self.api.inspect_network(name)
-            if (network.get("Labels") or {}).get(LABEL) and name not in self._in_use():
+            if (network.get("Labels") or {}).get(LABEL) and name not in in_use(self.api):
                 self.api.remove_network(name)
 
-    def _in_use(self) -> set[str]:
-        """The networks any container names, running or not (one listing of all containers)."""
-        return {
-            network
-            for container in self.api.containers(all=True)
-            for network in ((container.get("NetworkSettings") or {}).get("Networks") or {})
-        }
 
-    def _prune(self) -> None:
-        """Remove the stack networks that no container names and that are older than
-        :data:`PRUNE_AFTER`. Best effort: one that a container joined meanwhile stays."""
-        candidates = self.api.networks(filters={"label": [LABEL]})
-        if not candidates:
-            return
-        used = self._in_use()
-        now = datetime.datetime.now(datetime.UTC)
-        for network in candidates:
-            name, created = network.get("Name", ""), network.get("Created") or ""
-            try:
-                age = now - datetime.datetime.fromisoformat(created)
-            except ValueError:
-                continue  # an age we cannot read: not ours to guess
-            if name not in used and age >= PRUNE_AFTER:
-                with contextlib.suppress(docker.errors.APIError):
-                    self.api.remove_network(network.get("Id") or name)
+def in_use(api: docker.APIClient) -> set[str]:
+    """The networks any container names, running or not (one listing of all containers)."""
+    return {
+        network
+        for container in api.containers(all=True)
+        for network in ((container.get("NetworkSettings") or {}).get("Networks") or {})
+    }
+
+
+def prune(api: docker.APIClient, *, older_than: datetime.timedelta | None = None) -> None:
+    """Remove the stack networks that no container names, running or not, and that are older
+    than ``older_than`` (default :data:`PRUNE_AFTER`: a fresh one may still be waiting for its
+    first container). Best effort: one that a container joined meanwhile stays. Use this, never
+    Docker's ``network prune``, which takes the network of a stopped container too."""
+    candidates = api.networks(filters={"label": [LABEL]})
+    if not candidates:
+        return
+    used, limit = in_use(api), PRUNE_AFTER if older_than is None else older_than
+    now = datetime.datetime.now(datetime.UTC)
+    for network in candidates:
+        name, created = network.get("Name", ""), network.get("Created") or ""
+        try:
+            age = now - datetime.datetime.fromisoformat(created)
+        except ValueError:
+            continue  # an age we cannot read: not ours to guess
+        if name not in used and age >= limit:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_network(network.get("Id") or name)
