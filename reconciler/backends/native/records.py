@@ -142,6 +142,8 @@ class Records:
         try:
             identity = _identity(os.stat(path))
         except OSError:
+            with self._lock:
+                self._parsed.pop(container_id, None)  # removed: nothing of it is kept
             return None
         cached = self._parsed.get(container_id)
         if cached is not None and cached[0] == identity:
