@@ -39,7 +39,7 @@ CGROUP_PARENT = "reconciler"
 SETTLE = 10.0
 
 
-def _cgroup_dirs(container_id: str) -> list[Path]:
+def cgroup_dirs(container_id: str) -> list[Path]:
     """The container's cgroup in every hierarchy (v1 controllers, and the v2 tree of a hybrid host)."""
     found = []
     for hierarchy in sorted(CGROUP_ROOT.iterdir()) if CGROUP_ROOT.is_dir() else []:
@@ -66,7 +66,7 @@ def _pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
-def _read(path: str) -> bytes:
+def read_file(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -118,8 +118,8 @@ class Traces:
         for pid in _pids():
             if pid == os.getpid():
                 continue
-            command = _read(f"/proc/{pid}/cmdline")
-            membership = _read(f"/proc/{pid}/cgroup")
+            command = read_file(f"/proc/{pid}/cmdline")
+            membership = read_file(f"/proc/{pid}/cgroup")
             in_cgroup = any(line.split(b":", 2)[-1] in cgroups for line in membership.splitlines())
             allowed = any(i in command for i in kept) or (bool(keep) and b"/networks/" in command)
             if (needle in command and not allowed) or in_cgroup:
@@ -165,7 +165,7 @@ class Traces:
             "netns": gone.namespaces(),
             "links": gone.links(),
             "iptables": gone.rules(),
-            "cgroups": [str(p) for i in sorted(gone.ids) for p in _cgroup_dirs(i)],
+            "cgroups": [str(p) for i in sorted(gone.ids) for p in cgroup_dirs(i)],
             "state": self.state(kept),
         }
         return {kind: items for kind, items in report.items() if items}
@@ -189,8 +189,8 @@ class Traces:
         """Remove everything :meth:`found` would report, by name and id (the test's own cleanup)."""
         self.note()
         for container_id in sorted(self.ids):
-            for path in _cgroup_dirs(container_id):
-                for member in _read(str(path / "cgroup.procs")).split():
+            for path in cgroup_dirs(container_id):
+                for member in read_file(str(path / "cgroup.procs")).split():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(member), signal.SIGKILL)
         for pid in self.processes():
@@ -208,7 +208,7 @@ class Traces:
                 spec = [part.strip('"') for part in line.split()[1:]]
                 subprocess.run(["iptables", "-w", "5", "-t", table, "-D", *spec], capture_output=True, check=False)
         for container_id in sorted(self.ids):
-            for path in _cgroup_dirs(container_id):
+            for path in cgroup_dirs(container_id):
                 with contextlib.suppress(OSError):
                     path.rmdir()
 

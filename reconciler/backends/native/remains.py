@@ -12,8 +12,9 @@ to a dead one. A busy lock means someone is at work: the next observe collects. 
 take the engine's lock: their snapshot directories carry their process's pid, and only those of
 a dead process go (:meth:`snapshots.Snapshotter.remove_remains`).
 
-**Remains**, checked cheaply on every call (two directory listings and a file test per
-container; runc and ``/proc`` only when something looks wrong, and ``/proc`` once per engine):
+**Remains**, checked cheaply on every call (two directory listings, a file test per container, and
+per started one its keeper's pid file, its ``/proc`` entry and a file test; runc only when
+something looks wrong, and a scan of ``/proc`` once per engine):
 
 * a container directory without its record (``container.json`` is written last: the create's
   completion mark): a create cut short, taken apart as a failed create is (its keeper, runtime
@@ -22,6 +23,13 @@ container; runc and ``/proc`` only when something looks wrong, and ``/proc`` onc
 * a record never started that has runc state, or a keeper (conmon) no pid file names: a start
   cut short. The keeper is killed and the runtime state deleted; the container is ``created``
   again, as its record says, and the next start starts it afresh;
+* a started record's run created and never started (its keeper lives, the runtime's ``exec.fifo``
+  is still there: a restart killed before ``runtime start``): its init is killed, so that its
+  keeper records the exit (137) and runs its exit command, the restart policy, as for any exit;
+* a started record's run whose keeper (conmon) was killed while the run lives (no exit recorded,
+  the runtime says the init lives): as containerd does when a shim dies, the run is killed and
+  its exit recorded as 137 (``exit.json``, with the reason), and the restarter is started as the
+  keeper's exit command would have started it;
 * a prepared next run (``prepared.json``) whose keeper is dead, or that nobody started within
   ``prepared.PREPARED_TTL`` seconds;
 * folders of conmon's exit files on the tmpfs (``/run/reconciler/exits``) whose container
@@ -29,8 +37,8 @@ container; runc and ``/proc`` only when something looks wrong, and ``/proc`` onc
 * snapshot directories of a pull whose process is dead, or of a commit cut short.
 
 What it must not do: touch volumes (``<root>/volumes`` is never read; a container's directory is
-removed without following links), change a container that has its record and was started
-(whatever its state, it is the user's), or wait for the lock.
+removed without following links), change a container that has its record and was started beyond
+ending a run nothing keeps (above: its record, spec and files are the user's), or wait for the lock.
 """
 
 from __future__ import annotations
@@ -40,14 +48,17 @@ import fcntl
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from reconciler import errors
-from reconciler.backends.native import prepared, processes, records, runtime, snapshots
+from reconciler import errors, files
+from reconciler.backends.native import prepared, processes, records, runtime, snapshots, supervision
 
 # What a keeper of a start cut short leaves in the container's directory.
 START_FILES = (records.SUPERVISOR, "init.pid")
+# In the runtime's state folder of a container created and not started yet (runc removes it at the start).
+EXEC_FIFO = "exec.fifo"
 
 
 @contextlib.contextmanager
@@ -117,6 +128,8 @@ class Collector:
             self._discard(self.containers.base / container_id, container_id)
         for container_id in sorted(unstarted):
             self._undo_start(container_id)
+        for container_id in sorted(states & (known - half_made) - unstarted):
+            self._check_run(container_id)
 
     def _drop_dead_prepared(self, container_id: str) -> None:
         directory = self.containers.base / container_id
@@ -143,6 +156,45 @@ class Collector:
             processes.kill_and_wait(pid, started, grace=5.0)
         return cut_short
 
+    def _check_run(self, container_id: str) -> None:
+        """A started container's run, when its keeper was killed or its start cut short (module
+        docstring). Cheap when all is well: its pid file, ``/proc`` and a file test."""
+        directory = self.containers.base / container_id
+        keeper = records.read_json(directory / records.SUPERVISOR)
+        if keeper is None:
+            return
+        if processes.is_running(int(keeper["pid"]), keeper.get("start_time")):
+            if (self.runtime_state / container_id / EXEC_FIFO).exists():
+                self._end_unstarted_run(container_id)
+            return
+        if any(path.exists() for path in _exit_files(directory, container_id)):
+            return
+        state = self._runner().state(container_id) or {}
+        if state.get("status") in ("created", "running", "paused"):
+            self._end_keeperless_run(directory, container_id)
+
+    def _end_unstarted_run(self, container_id: str) -> None:
+        """A run created and never started (a restart killed before ``runtime start``): its init is
+        killed, so its keeper records the exit (137) and runs the exit command (the restart policy),
+        as for any exit. Waited for, so that this observe sees the container exited."""
+        self._runner().delete(container_id, force=True)
+        record = self.containers.load(container_id)
+        if record is not None:
+            supervision.wait_exit(record, supervision.KILL_GRACE)
+
+    def _end_keeperless_run(self, directory: Path, container_id: str) -> None:
+        """A run whose keeper was killed: nothing would record its exit, keep its logs or apply its
+        restart policy, so it is killed and its exit recorded as 137 (as containerd does when a
+        shim dies), and the restarter is started as the keeper's exit command would have."""
+        self._runner().delete(container_id, force=True)
+        files.write_json(directory / records.EXIT, {
+            "exit_code": 137, "finished_at": time.time(), "oom_killed": False,
+            "error": "its keeper (conmon) was killed: the run was killed with it",
+        })  # fmt: skip
+        record = self.containers.load(container_id)
+        if record is not None and not (directory / records.STOPPING).exists():
+            supervision.start_restarter(directory, record.name, container_id)
+
     def _undo_start(self, container_id: str) -> None:
         """A start cut short: its runtime state (the init and its cgroup) and its files go; the
         record, never marked started, says ``created``."""
@@ -166,6 +218,11 @@ def _directories(folder: Path) -> set[str]:
 
 def _never_started(record: records.Record | None) -> bool:
     return record is not None and record.data.get("started_at") is None
+
+
+def _exit_files(directory: Path, container_id: str) -> tuple[Path, ...]:
+    """Where a run's exit may be recorded (see :func:`records.exit_of`)."""
+    return directory / records.EXIT, directory / container_id, records.keeper_folder(container_id) / "exit"
 
 
 def _named_keepers(directory: Path) -> set[tuple[int, str]]:

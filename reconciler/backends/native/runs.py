@@ -71,11 +71,4 @@ def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> Non
 
 def wait_exit(record: records.Record, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for the current run's exit to be recorded; whether it is."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if records.exit_of(record) is not None:
-            return True
-        if not records.supervisor_alive(record):
-            break
-        time.sleep(0.02)
-    return records.exit_of(record) is not None
+    return supervision.wait_exit(record, timeout)

@@ -205,6 +205,29 @@ def forget_exits(container_id: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def wait_exit(record: records.Record, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the current run's exit to be recorded; whether it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if records.exit_of(record) is not None:
+            return True
+        if not records.supervisor_alive(record):
+            break
+        time.sleep(0.02)
+    return records.exit_of(record) is not None
+
+
+def start_restarter(directory: Path, name: str, container_id: str) -> None:
+    """The restarter, detached, as the exit command starts it: for an exit the keeper could not
+    record (it was killed; see :mod:`remains`)."""
+    argv = [sys.executable, "-m", "reconciler.backends.native.restarter", str(directory.parents[1]), name, container_id]
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True, env=processes.helper_environment(),
+    )  # fmt: skip
+    processes.reap_in_background(process)
+
+
 def kill(pid_file: Path) -> None:
     """SIGKILL the keeper a pid file names (if it is still that process) and wait for its end."""
     info = records.read_json(pid_file)
