@@ -1,7 +1,7 @@
 """The one way this project writes state files: root-only, atomic, and durable when asked.
 
-Every state writer (the native engine's records, bundles, network allocations, the supervisor's
-exit file, the content store, the controller's persisted state and last good manifests) goes
+Every state writer (the native engine's records, bundles, network allocations, the exit file of
+a run that could not be created, the content store, the controller's persisted state and last good manifests) goes
 through :func:`write_atomic` or :func:`write_json`, so that a reader — or the next run after a
 ``kill -9`` — sees either the old file or the new one, never a torn mix, and nothing in the state
 tree is readable by other users (state can hold secrets: env values, registry tokens).
@@ -12,9 +12,8 @@ The last step makes the rename itself survive a power cut; ``durable=False`` ski
 for files that are rewritten often and are cheap to lose (the next run rebuilds them).
 
 This module sits at the bottom with ``errors``: it imports only the standard library, and little
-of it, because the per-container supervisor imports it on every container start (``pathlib`` alone
-would add about 1 MiB to every supervisor's memory, so paths are handled with ``os.path`` here and
-callers may pass a ``Path`` or a string). It must not log, print or import anything of the project.
+of it (paths are handled with ``os.path``, so callers may pass a ``Path`` or a string). It must not
+log, print or import anything of the project.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ import json
 import os
 from collections.abc import Iterator
 
-# Paths are ``str | os.PathLike[str]`` (a ``Path`` or a string); spelled out in each annotation
-# because a ``typing`` alias would import ``typing`` into every supervisor.
+# Paths are ``str | os.PathLike[str]`` (a ``Path`` or a string), spelled out in each annotation.
 
 
 def make_private_dir(path: str | os.PathLike[str]) -> None:

@@ -1,5 +1,5 @@
-"""The engines behind ``reconciler.engine.Engine``: ``native`` (runc, overlayfs, the project's own
-supervisor), ``docker`` (a dockerd through the docker SDK) and ``memory`` (a fake for tests).
+"""The engines behind ``reconciler.engine.Engine``: ``native`` (runc, overlayfs, conmon as each
+container's keeper), ``docker`` (a dockerd through the docker SDK) and ``memory`` (a fake for tests).
 
 Each backend imports only the contract's layers (``engine``, ``plans``, ``observed``,
 ``manifests``, ``files``, ``vocabulary``, ``errors``) and never another backend, the planner, the

@@ -4,7 +4,8 @@ One method per verb, as containerd's go-runc does; every failure raises
 :class:`errors.RuntimeFailed` carrying the runtime's own words (its ``--log`` JSON file or stderr).
 The runtime's stdio never goes to a pipe we read to EOF: ``runc init`` inherits it and holds it
 until the container exits (a read to EOF would block that long), so ``create`` is run by the
-supervisor with the container's pipes, and every other verb here gets files or ``/dev/null``.
+container's keeper, conmon, with the container's pipes (:mod:`supervision` gives it this module's
+binary and global options), and every other verb here gets files or ``/dev/null``.
 
 This module runs the runtime binary and nothing else: no bundles, no mounts, no bookkeeping.
 """
@@ -79,13 +80,6 @@ class Runtime:
                 message = last_error(Path(log.name)) or done.stderr.decode(errors="replace")
                 raise errors.RuntimeFailed(what, stderr=message)
         return Completed(done.returncode, done.stdout, done.stderr)
-
-    def create_argv(self, container_id: str, *, bundle: Path, pid_file: Path, log_file: Path) -> list[str]:
-        """The ``create`` command line; the supervisor runs it with the container's stdio."""
-        return [
-            *self.base(), "--log", str(log_file), "--log-format", "json",
-            "create", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id,
-        ]  # fmt: skip
 
     def start(self, container_id: str) -> None:
         self._run(["start", container_id], what=f"starting container {container_id[:12]}")
