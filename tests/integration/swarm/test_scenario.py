@@ -6,8 +6,8 @@ check fails that Swarm rolls back by itself, the worker drained (its tasks move 
 the stack stays converged), and ``delete`` leaving nothing on either node. Each step checks the
 swarm's state first (services, tasks, the nodes they run on), then what the CLI said.
 
-The stack reaches its tasks by ``dnsrr`` names (no IPVS on this kernel: see ``tests.support.swarm``)
-and publishes no port, so nothing here depends on the routing mesh.
+The stack reaches its tasks by ``dnsrr`` names (no IPVS on this kernel: see ``tests.support.swarm``),
+and the one published port is published in ``mode: host``, so nothing here depends on the routing mesh.
 """
 
 from __future__ import annotations
@@ -252,3 +252,42 @@ def test_delete_prune_volumes_says_which_node_keeps_a_copy_it_cannot_reach(
     assert f"docker volume rm {prefix}data there" in deleted.stdout + deleted.stderr, deleted
     assert manager.api.services(filters={"name": prefix}) == [] and volumes_named(manager, prefix) == []
     assert volumes_named(worker, prefix) == [f"{prefix}data"]  # the prefix fixture removes it
+
+
+# The host port of the host-mode test: in the swarm's own namespaces, where nothing else listens.
+HOST_MODE_PORT = 18080
+_FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+
+
+def fetched(node: swarm_support.Node, url: str) -> str | None:
+    """The body at ``url`` asked from inside ``node``'s network namespace; None when it does not answer."""
+    probe = swarm_support.in_namespace(node, sys.executable, "-c", _FETCH, url, timeout=30)
+    return probe.stdout if probe.returncode == 0 else None
+
+
+def test_a_host_mode_port_answers_on_the_node_of_its_task_only(
+    swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, tmp_path: Path
+) -> None:
+    page = f"{prefix}page"
+    serve = f"mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 8080 -h /www"
+    edge = document("Container", f"{prefix}edge", f"{prefix}edge", {
+        "image": swarm_support.BUSYBOX, "command": ["sh", "-c", serve], "restart": "always", "stopTimeout": "1s",
+        "ports": [{"containerPort": 8080, "hostPort": HOST_MODE_PORT, "mode": "host"}],
+        "placement": {"constraints": [f"node.hostname=={swarm.worker.netns}"]},
+    })  # fmt: skip
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(edge, sort_keys=False))
+    applied = reconcile(swarm, tmp_path / "root", "apply", "-f", str(path))
+    assert applied.returncode == 0, applied
+    (task,) = settled(manager, prefix, {"edge": 1})["edge"]
+    assert task["NodeID"] == worker.info()["Swarm"]["NodeID"]
+    on_worker = f"http://{swarm.worker.address}:{HOST_MODE_PORT}/index.html"
+    body = polling.eventually(lambda: fetched(swarm.manager, on_worker), timeout=60, interval=0.5,
+                              what=f"{on_worker} to answer from the manager's namespace")  # fmt: skip
+    assert body.strip() == page
+    assert (fetched(swarm.worker, on_worker) or "").strip() == page
+    # mode: host binds the port on the task's node alone (the routing mesh would bind it on every node).
+    assert fetched(swarm.manager, f"http://{swarm.manager.address}:{HOST_MODE_PORT}/index.html") is None
+    planned = reconcile(swarm, tmp_path / "root", "plan", "-f", str(path))
+    assert planned.returncode == 0, planned
+    assert "No changes" in planned.stdout, planned.stdout  # the bound port reads back as asked
