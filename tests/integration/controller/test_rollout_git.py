@@ -91,10 +91,13 @@ def test_a_commit_that_fails_its_health_check_rolls_back_while_the_old_one_serve
 
         upstream.write("deploy/web.yaml", web(name, stack, port, "v3", SERVES) + "  restart: always\n")
         fixed = upstream.commit("v3: the fix")
-        assert watch.hook(signed(body, SECRET), body) == 202
-        eventually(lambda: fetch(url) == b"v3\n", timeout=60, what=f"v3 serving (log: {watch.log})")
+        with ProbeLoop(port) as loop:
+            assert watch.hook(signed(body, SECRET), body) == 202
+            eventually(lambda: container_id(root, name) not in (first, None), timeout=60, what="the switch to v3")
+            eventually(lambda: loop.answers and loop.answers[-1] == "v3", timeout=60, what=f"v3 serving ({watch.log})")
         assert watch.git()["inForce"]["commit"] == fixed
-        eventually(lambda: container_id(root, name) not in (first, None), timeout=60, what="the switch to v3")
+        # The roll-forward is hitless too: the old one served until the switch, then the new one.
+        assert loop.failures() == [] and set(loop.answers) == {"v1", "v3"}
     finally:
         watch.stop()
         daemon_of_git.stop()
