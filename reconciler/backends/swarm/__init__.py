@@ -29,7 +29,10 @@ this boundary, where the contract's words get their Swarm meaning:
   rollback`` watched for ``minReadySeconds``) replaces the tasks, and Swarm rolls back by itself
   when the new tasks fail: the start fails with Swarm's reason, and the old spec keeps running;
 * **update in place** of resources is a service update too (Swarm replaces each task);
-* **exec / stats** reach the tasks on the manager's node only; **logs** are the service's.
+* **exec / stats** reach a task on the manager's node, or on a node labelled with its dockerd's
+  address (``reconciler.docker-host``), which is also how ``remove_volume`` reaches the copies
+  a volume has on other nodes; **events** are the manager node's tasks' (history adds the task
+  list's word on the others); **logs** are the service's.
 
 It must not import the executor, controller, CLI or another backend but the Docker one.
 """

@@ -6,7 +6,8 @@ reads services and tasks with :mod:`.service_states`, keeps the containers each 
 for with :mod:`.members`, and translates library errors with the Docker backend's
 :mod:`~reconciler.backends.docker.translating`. What is the same on a manager as on one dockerd
 (pulling on the manager, local volumes, exec and stats of a task running on the manager's node)
-is the Docker backend's :class:`~reconciler.backends.docker.engine.DockerEngine`, used as it is.
+is the Docker backend's :class:`~reconciler.backends.docker.engine.DockerEngine`, used as it is
+(on another node's dockerd too, where the node's :data:`NODE_DOCKER_HOST_LABEL` names it).
 
 Each change to a service is read-modify-write against the service's version (Swarm refuses a
 stale one): :meth:`SwarmEngine._change` retries on "out of sequence", and a lock per service
@@ -87,6 +88,8 @@ class SwarmEngine:
         # Which nodes other than the manager's ran tasks mounting a volume, by volume: learnt as a
         # service goes, so that removing the volume reaches each copy or says which one stays.
         self._copies: dict[str, set[str]] = {}
+        # The other nodes' dockerd reached for exec and stats, by address (NODE_DOCKER_HOST_LABEL).
+        self._nodes: dict[str, docker_engine.DockerEngine] = {}
 
     @classmethod
     def from_env(cls, *, timeout: float = 60.0) -> SwarmEngine:
@@ -650,32 +653,51 @@ class SwarmEngine:
             listed = cast(list[dict[str, Any]], self.api.tasks(filters={"service": service}))
         return [t for t in listed if service_states.task_state(t) == "running" and t.get("DesiredState") == "running"]
 
-    def _local_task(self, name: str) -> str:
-        """The container of a running task of ``name``'s service on the manager's own node."""
+    def _task_container(self, name: str) -> tuple[docker_engine.DockerEngine, str]:
+        """The dockerd and container of the newest running task of ``name``'s service that the
+        engine reaches: on the manager's node, or on a node whose :data:`NODE_DOCKER_HOST_LABEL`
+        names its dockerd (the manager's API reaches no other node's containers)."""
         subject = f"container {name}"
         service = self._require_service(name)
         running = self._running_tasks(subject, service)
         if not running:
             raise errors.RuntimeFailed(f"{subject} is not running")
         with self._on(subject):
-            node = (self.api.info().get("Swarm") or {}).get("NodeID")
+            own = (self.api.info().get("Swarm") or {}).get("NodeID")
+            addresses = {str(n.get("ID")): ((n.get("Spec") or {}).get("Labels") or {}).get(NODE_DOCKER_HOST_LABEL)
+                         for n in self.api.nodes()}  # fmt: skip
         # Newest first: after (or during) a rolling update, the task on the service's new spec.
         for task in sorted(running, key=lambda t: str(t.get("CreatedAt", "")), reverse=True):
             container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
-            if task.get("NodeID") == node and container:
-                return str(container)
+            address = addresses.get(str(task.get("NodeID")))
+            if container and task.get("NodeID") == own:
+                return self.local, str(container)
+            if container and address:
+                return self._node_engine(str(address)), str(container)
         raise errors.RuntimeFailed(
-            f"{subject}: no task of service {service} runs on the manager's node; ask the node's own dockerd"
+            f"{subject}: no task of service {service} runs on the manager's node or on a node labelled "
+            f"{NODE_DOCKER_HOST_LABEL}=ADDRESS (its dockerd's); label the node, or ask its own dockerd"
         )
+
+    def _node_engine(self, address: str) -> docker_engine.DockerEngine:
+        """The Docker engine on another node's dockerd at ``address`` (made once, closed with this one)."""
+        with self._locks_lock:
+            found = self._nodes.get(address)
+            if found is None:
+                with translating.on(f"node {address}", where=address):
+                    found = self._nodes[address] = docker_engine.DockerEngine(_node_client(address))
+            return found
 
     def exec(
         self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
     ) -> engine.ExecResult:
-        """In a task on the manager's node (the manager's API reaches no other node's containers)."""
-        return self.local.exec(self._local_task(name), argv, timeout=timeout, stdin=stdin)
+        """In a task's container (see :meth:`_task_container` for which ones the engine reaches)."""
+        daemon, container = self._task_container(name)
+        return daemon.exec(container, argv, timeout=timeout, stdin=stdin)
 
     def stats(self, name: str) -> engine.Stats:
-        return self.local.stats(self._local_task(name))
+        daemon, container = self._task_container(name)
+        return daemon.stats(container)
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         """The tasks' container events on the manager's node, each as its member's (the service's
@@ -729,6 +751,10 @@ class SwarmEngine:
 
     def close(self) -> None:
         self.local.close()
+        with self._locks_lock:
+            nodes, self._nodes = list(self._nodes.values()), {}
+        for node in nodes:
+            node.close()
 
 
 def _container_spec(service: Mapping[str, Any]) -> manifests.ContainerSpec | None:
@@ -755,10 +781,9 @@ def _remove_copy(subject: str, name: str, address: str, owner: Mapping[str, str]
     ours (the owner labels of the manager's, ``owner``; any owned one when that is gone); while a
     task container still holds it (Swarm stops and removes them after their service, each within
     its grace period), again, for :data:`_COPY_WAIT` at most."""
-    kwargs = {**docker.utils.kwargs_from_env(), "base_url": address, "version": "auto", "timeout": 60}
     deadline = time.monotonic() + _COPY_WAIT
     with translating.on(subject, where=address):
-        node = docker.DockerClient(**kwargs)
+        node = _node_client(address)
     try:
         with translating.on(subject, where=address):
             try:
@@ -777,3 +802,9 @@ def _remove_copy(subject: str, name: str, address: str, owner: Mapping[str, str]
             time.sleep(_POLL)
     finally:
         node.close()
+
+
+def _node_client(address: str) -> docker.DockerClient:
+    """A client of another node's dockerd at ``address``, with TLS as the environment says (as the manager's)."""
+    kwargs = {**docker.utils.kwargs_from_env(), "base_url": address, "version": "auto", "timeout": 60}
+    return docker.DockerClient(**kwargs)

@@ -18,6 +18,7 @@ import pytest
 
 from reconciler import errors, manifests, operations, planning
 from reconciler.backends.swarm import SwarmEngine, members
+from tests.contract import suite
 from tests.support import polling
 from tests.support import swarm as swarm_support
 
@@ -195,3 +196,32 @@ def test_a_service_of_another_stack_is_a_conflict(
     other = _stack(prefix, replicas=1).replace(f"stack: {prefix}s", f"stack: {prefix}o")
     with pytest.raises(errors.PlanError, match="belongs to stack"):
         _apply(engine, other, monkeypatch, prefix, "one")
+
+
+def test_exec_and_stats_reach_a_task_on_a_worker_through_its_labelled_dockerd(
+    engine: SwarmEngine, swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient,
+    prefix: str,
+) -> None:  # fmt: skip
+    name = f"{prefix}far"
+    request = suite.container_request(
+        name, swarm_support.BUSYBOX, resources={"memory": "64Mi"},
+        placement={"constraints": [f"node.hostname=={swarm.worker.netns}"]},
+    )  # fmt: skip
+    engine.pull_image(swarm_support.BUSYBOX)
+    engine.create_container(request)
+    engine.start_container(name)
+    (task,) = manager.api.tasks(filters={"service": name, "desired-state": "running"})
+    assert task["NodeID"] == worker.info()["Swarm"]["NodeID"]
+    # A container's hostname is its id's first 12 digits: the exec ran in the worker's container.
+    (container,) = swarm_support.task_containers(worker, name)
+    assert not swarm_support.task_containers(manager, name)
+    ran = engine.exec(name, ["hostname"])
+    assert (ran.exit_code, ran.stdout.decode().strip()) == (0, container[:12])
+    reading = engine.stats(name)
+    assert reading.pids >= 1 and reading.memory_limit == 64 * 1024 * 1024
+    swarm_support.set_daemon_label(manager, swarm.worker, None)
+    try:
+        with pytest.raises(errors.RuntimeFailed, match="reconciler.docker-host"):
+            engine.exec(name, ["true"])
+    finally:
+        swarm_support.set_daemon_label(manager, swarm.worker, swarm.worker.url)
