@@ -1,10 +1,11 @@
 """The swarm engine runs the engine contract suite on the real two-node swarm.
 
 Where the contract applies: a container of the contract is a member of a service on the manager,
-and the suite's exec, stats and events reach a container where it runs, which the engine does on
-the manager's node only (a worker's dockerd is the worker's own). So while this class runs, the
-worker is drained and every task lands on the manager; the tasks spread over both nodes are the
-scenarios' business (``test_scenario``). The worker is made active again afterwards.
+and the suite's events must come from where its tasks run: the engine's live events are the
+manager node's (a worker's dockerd is the worker's own; exec and stats reach a labelled worker
+too, see ``test_engine``). So while this class runs, the worker is drained and every task lands
+on the manager; the tasks spread over both nodes are the scenarios' business (``test_scenario``).
+The worker is made active again afterwards.
 
 Every test of the suite runs and passes here: none is marked or left out.
 """
