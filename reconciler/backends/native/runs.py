@@ -9,7 +9,8 @@ init run, and the record notes the start (and counts a restart).
 
 **Stop**: the ``stopping`` marker first (a stopped container's next run is not prepared: it stays
 stopped until asked to start), then the stop signal, ``timeout`` seconds, then SIGKILL to every
-process of the container. conmon records the exit; the engine only waits for it.
+process of the container. conmon records the exit; the engine waits for it, and for conmon's end
+(its exit command has then run), also when the container had already exited.
 
 This module must not decide whether a container should run: that is the controller's.
 """
@@ -59,14 +60,15 @@ def mark_stopping(record: records.Record) -> None:
 def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> None:
     """Stop the running container: its stop signal, ``timeout`` seconds, then SIGKILL."""
     mark_stopping(record)
-    if records.state_of(record)[0] != "running":
-        return
-    runner.kill(record.container_id, str(record.data.get("stop_signal", "SIGTERM")))
-    if wait_exit(record, timeout):
-        return
-    runner.kill(record.container_id, "SIGKILL", all_processes=True)
-    if not wait_exit(record, KILL_GRACE):
-        raise errors.RuntimeFailed(f"container {record.name} did not exit after SIGKILL")
+    if records.state_of(record)[0] == "running":
+        runner.kill(record.container_id, str(record.data.get("stop_signal", "SIGTERM")))
+        if not wait_exit(record, timeout):
+            runner.kill(record.container_id, "SIGKILL", all_processes=True)
+            if not wait_exit(record, KILL_GRACE):
+                raise errors.RuntimeFailed(f"container {record.name} did not exit after SIGKILL")
+    # The exit is recorded first, then conmon runs its exit command and ends: a removal that
+    # followed at once would race the command (which moves the exit file and clears /run).
+    supervision.wait_for_keeper(record)
 
 
 def wait_exit(record: records.Record, timeout: float) -> bool:

@@ -228,6 +228,14 @@ def start_restarter(directory: Path, name: str, container_id: str) -> None:
     processes.reap_in_background(process)
 
 
+def wait_for_keeper(record: records.Record) -> None:
+    """Wait (up to ``KILL_GRACE``) for the end of the current run's keeper, which comes once its
+    exit command has run: after it, nothing writes into the container's folders."""
+    info = records.read_json(record.directory / records.SUPERVISOR)
+    if info is not None:
+        processes.wait_for_end(int(info["pid"]), info.get("start_time"), timeout=KILL_GRACE)
+
+
 def kill(pid_file: Path) -> None:
     """SIGKILL the keeper a pid file names (if it is still that process) and wait for its end."""
     info = records.read_json(pid_file)
