@@ -64,20 +64,22 @@ class Shown:
     """Which containers the events printed so far leave running.
 
     A run has one start: a ``start`` of a container already shown running is that same run,
-    reported again by a live stream that has just subscribed, and is not news.
+    reported again by a live stream that has just subscribed, and is not news. A container is its
+    id and name (the swarm engine's replicas share their service's id).
     """
 
     def __init__(self) -> None:
-        self.running: set[str] = set()
+        self.running: set[tuple[str, str]] = set()
 
     def news(self, item: engine.Event) -> bool:
         """Whether ``item`` tells something not shown yet; notes what it tells."""
+        container = (item.container_id, item.name)
         if item.action == "start":
-            if item.container_id in self.running:
+            if container in self.running:
                 return False
-            self.running.add(item.container_id)
+            self.running.add(container)
         elif item.action in ("die", "destroy"):
-            self.running.discard(item.container_id)
+            self.running.discard(container)
         return True
 
 
