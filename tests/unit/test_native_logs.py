@@ -51,6 +51,18 @@ def test_json_file_lines_of_an_older_keeper_come_first_and_broken_lines_show_as_
                                ("stdout", "not an entry")]  # fmt: skip
 
 
+def test_each_line_has_its_entry_s_time_a_long_line_its_first_part_s(tmp_path: Path) -> None:
+    """As Docker's logs API gives each line's time (RFC 3339 with nanoseconds, read to the microsecond)."""
+    (tmp_path / f"{logs.LOG}.1").write_text('{"log":"old\\n","stream":"stdout","time":"2026-12-01T02:49:59.5Z"}\n')
+    later = "2026-12-01T03:50:01.25+01:00"  # conmon writes the host's offset
+    (tmp_path / logs.LOG).write_text(
+        entry("stdout", "P", "long ") + f"{later} stdout F line\n" + "garbage\n"
+    )  # fmt: skip
+    read = [(line.text, line.time) for line in logs.read(tmp_path, running=lambda: False)]
+    first = 1796093400.123456  # STAMP, 2026-12-01T02:50:00.123456 UTC
+    assert read == [("old", pytest.approx(first - 0.623456)), ("long line", pytest.approx(first)), ("garbage", 0.0)]
+
+
 def test_a_line_being_written_is_read_once_whole(tmp_path: Path) -> None:
     (tmp_path / logs.LOG).write_text(entry("stdout", "F", "done") + f"{STAMP} stdout F half")
     assert shown(tmp_path) == [("stdout", "done")]

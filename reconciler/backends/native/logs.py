@@ -3,9 +3,10 @@
 conmon appends to ``container.log`` in the **k8s-file** format, one entry per line:
 ``<RFC 3339 time> <stdout|stderr> <F|P> <text>``, where ``P`` marks a part of a line longer than
 conmon's buffer (the parts and the ``F`` that ends them make one line). ``reconcile logs`` shows the
-lines as it showed Docker's json-file entries: each line's text on its stream. Lines in Docker's
-json-file format (``{"log", "stream", "time"}``, what the engine's keeper wrote before conmon, in
-``container.log`` and its rotated ``container.log.N``) are read too, oldest file first.
+lines as it showed Docker's json-file entries: each line's text on its stream, with its time (the
+API's ``time``, as Docker's logs give it). Lines in Docker's json-file format (``{"log", "stream",
+"time"}``, what the engine's keeper wrote before conmon, in ``container.log`` and its rotated
+``container.log.N``) are read too, oldest file first.
 
 Rotation: with ``logging.maxSize``, conmon starts ``container.log`` afresh once it would grow past
 its limit (a new file renamed over the old one). conmon keeps one file only, so the limit given to
@@ -21,6 +22,7 @@ container runs beyond the ``running`` probe it is given.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import time
@@ -43,12 +45,21 @@ def size_limit(spec: Mapping[str, Any]) -> int | None:
     return int(max_size) * int(logging.get("maxFiles") or 1) if max_size else None
 
 
+def stamp(text: bytes | str) -> float:
+    """An entry's RFC 3339 time as seconds since the epoch (0.0 when it is not one)."""
+    try:
+        value = text.decode("ascii") if isinstance(text, bytes) else text
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return 0.0
+
+
 class Lines:
     """Raw lines of the log, in order, into :class:`engine.LogLine`: ``P`` parts are held until the
-    ``F`` that ends their line (per stream)."""
+    ``F`` that ends their line (per stream); a line has the time of its first part."""
 
     def __init__(self) -> None:
-        self.parts: dict[Literal["stdout", "stderr"], bytes] = {}
+        self.parts: dict[Literal["stdout", "stderr"], tuple[float, bytes]] = {}
 
     def take(self, raw_lines: Iterable[bytes]) -> Iterator[engine.LogLine]:
         for raw in raw_lines:
@@ -65,11 +76,13 @@ class Lines:
             # Not an entry (cut short on a full disk, say): shown as it is, on stdout.
             yield engine.LogLine(stream="stdout", time=0.0, text=raw.decode(errors="replace"))
             return
-        text = self.parts.pop(stream, b"") + (fields[3] if len(fields) == 4 else b"")
+        held = self.parts.pop(stream, None)
+        time_, text = held if held is not None else (stamp(fields[0]), b"")
+        text += fields[3] if len(fields) == 4 else b""
         if fields[2] == b"P":
-            self.parts[stream] = text
+            self.parts[stream] = (time_, text)
             return
-        yield engine.LogLine(stream=stream, time=0.0, text=text.decode(errors="replace"))
+        yield engine.LogLine(stream=stream, time=time_, text=text.decode(errors="replace"))
 
 
 def json_file_line(raw: bytes) -> engine.LogLine:
@@ -77,9 +90,10 @@ def json_file_line(raw: bytes) -> engine.LogLine:
     try:
         entry = json.loads(raw)
         text = str(entry.get("log", "")).rstrip("\n")
+        time_ = stamp(str(entry.get("time", "")))
         if entry.get("stream") == "stderr":
-            return engine.LogLine(stream="stderr", time=0.0, text=text)
-        return engine.LogLine(stream="stdout", time=0.0, text=text)
+            return engine.LogLine(stream="stderr", time=time_, text=text)
+        return engine.LogLine(stream="stdout", time=time_, text=text)
     except (ValueError, AttributeError):
         return engine.LogLine(stream="stdout", time=0.0, text=raw.decode(errors="replace"))
 
