@@ -41,6 +41,9 @@ LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
 OnPlanned = Callable[[plans.Plan, Sequence[str]], None]
 OnResult = Callable[[executing.StepResult], None]
 OnStart = Callable[[plans.Step], None]
+# Called with what the planner was given besides the desired state: its options (the rollbacks
+# remembered included) and the engine as observed (see reconciler.verdicts).
+OnInputs = Callable[[planning.Options, observed.Observed], None]
 
 # How often ``wait_ready`` looks at the engine again.
 READY_POLL_INTERVAL = readiness.POLL_INTERVAL
@@ -126,13 +129,20 @@ def plan_desired(
 
 
 def refresh_and_plan(
-    target: engine.Engine, desired: manifests.Desired, options: planning.Options, *, holds: Holds | None = None
+    target: engine.Engine,
+    desired: manifests.Desired,
+    options: planning.Options,
+    *,
+    holds: Holds | None = None,
+    on_inputs: OnInputs | None = None,
 ) -> tuple[plans.Plan, list[str]]:
     """``plan`` and ``apply`` share this: refresh ``Always`` images, observe once, plan (with the
     rollbacks remembered beside ``holds``, see :func:`rollout_options`)."""
     options = rollout_options(target, options, rollouts.Records.beside(holds), desired)
     warnings = refresh_images(target, desired)
-    plan, _ = plan_desired(target, desired, options)
+    plan, actual = plan_desired(target, desired, options)
+    if on_inputs is not None:
+        on_inputs(options, actual)
     return plan, warnings
 
 
@@ -163,6 +173,7 @@ def apply_desired(
     cancel: threading.Event | None = None,
     holds: Holds | None = None,
     on_start: OnStart | None = None,
+    on_inputs: OnInputs | None = None,
 ) -> Applied:
     """Refresh, plan and execute while holding the locks of the stacks in scope.
 
@@ -178,7 +189,7 @@ def apply_desired(
     with hold_stacks(stack_lock, stacks):
         if holds is not None:
             holds.release(desired.containers)
-        plan, warnings = refresh_and_plan(target, desired, options, holds=holds)
+        plan, warnings = refresh_and_plan(target, desired, options, holds=holds, on_inputs=on_inputs)
         if on_planned is not None:
             on_planned(plan, warnings)
         outcome, settled = execute_plan(target, plan, records, parallelism=parallelism, on_result=on_result,
@@ -191,8 +202,16 @@ def rollout_options(
 ) -> planning.Options:
     """``options`` with what rollouts need: the rollbacks remembered for the declared containers,
     and whether the engine hands host ports over (see :data:`HANDS_OVER_PORTS`)."""
+    return planner_options(target, options, records, desired.containers)
+
+
+def planner_options(
+    target: engine.Engine, options: planning.Options, records: rollouts.Records, names: Iterable[str]
+) -> planning.Options:
+    """:func:`rollout_options` for the declared containers ``names`` (a remembered no-op verdict
+    is asked with the options the planner would get, without loading the manifests)."""
     return dataclasses.replace(
-        options, rolled_back=records.load(desired.containers), hand_over_ports=target.name in HANDS_OVER_PORTS
+        options, rolled_back=records.load(names), hand_over_ports=target.name in HANDS_OVER_PORTS
     )
 
 

@@ -18,7 +18,16 @@ import random
 
 from reconciler import manifests, observed
 
-DEFAULT_BACKOFF = manifests.Backoff()
+# Docker's backoff, made on first use (module ``__getattr__``): building a model imports pydantic,
+# which a command that restarts nothing (a no-op apply) does not load.
+DEFAULT_BACKOFF: manifests.Backoff
+
+
+def __getattr__(name: str) -> manifests.Backoff:
+    if name != "DEFAULT_BACKOFF":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    backoff = globals()[name] = manifests.Backoff()
+    return backoff
 
 
 def controller_owns_restarts(spec: manifests.ContainerSpec, *, engine_restarts: bool) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -21,8 +22,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from reconciler import client, errors
-from reconciler.cli import console, options, remote
+from reconciler import client, errors, sources
+from reconciler.cli import console, options, remembered, remote
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -87,15 +88,21 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_plan(args: argparse.Namespace) -> int:
     if (code := plan_via_daemon(args)) is not None:
         return code
+    chosen = options.of(args)
+    texts = sources.read_sources(args.file)
+    if (answer := remembered.answered(args, chosen, texts, locks=None)) is not None:
+        console.out(json.dumps(answer.plan, indent=2) if args.output == "json" else console.plan_text(answer.text))
+        return console.EXIT_OK
     from reconciler import operations, planning
 
-    desired = options.load_files(args)
-    chosen = options.of(args)
+    desired = options.load_files(args, texts)
+    recorder = remembered.Recorder(args, chosen, texts)
     with options.engine_session(chosen) as target:
         plan, warnings = operations.refresh_and_plan(
             target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
-            holds=chosen.holds(),
+            holds=chosen.holds(), on_inputs=recorder.inputs,
         )  # fmt: skip
+    recorder.planned(desired, plan, warnings)
     print_warnings(warnings)
     console.out(json.dumps(plan.to_json(), indent=2) if args.output == "json" else console.plan_text(plan.render()))
     return console.EXIT_OK if plan.converged else console.EXIT_CHANGES
@@ -129,10 +136,17 @@ def print_warnings(warnings: Iterable[str]) -> None:
 def cmd_apply(args: argparse.Namespace) -> int:
     if (code := apply_via_daemon(args)) is not None:
         return code
+    chosen = options.of(args)
+    texts = sources.read_sources(args.file)
+    locks = functools.partial(stack_locks, chosen)
+    if (answer := remembered.answered(args, chosen, texts, locks=locks)) is not None:
+        print_outcome({"plan": answer.plan, "text": answer.text, "results": [], "ok": True}, args.output,
+                      steps_printed=False)  # fmt: skip
+        return console.EXIT_OK
     from reconciler import operations, planning
 
-    chosen = options.of(args)
-    desired = options.load_files(args)
+    desired = options.load_files(args, texts)
+    recorder = remembered.Recorder(args, chosen, texts)
     printer = StepPrinter(args.output, ask=asks_confirmation(args))
     with options.engine_session(chosen) as target:
         with stack_locks(chosen, desired.stacks), interruptible() as cancel, printer:
@@ -142,12 +156,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                                       force_recreate=frozenset(args.force_recreate)),
                     parallelism=args.parallelism or options.default_parallelism(target.name),
                     on_planned=printer.planned, on_result=printer.result, cancel=cancel,
-                    holds=chosen.holds(), on_start=printer.started,
+                    holds=chosen.holds(), on_start=printer.started, on_inputs=recorder.inputs,
                 )  # fmt: skip
             except ApplyCancelled:
                 console.err(CANCELLED)
                 return console.EXIT_ERROR
         code = printer.finished(applied)
+        recorder.planned(desired, applied.plan, applied.warnings)
         if code == console.EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
     return code

@@ -175,12 +175,13 @@ def compose_options(args: argparse.Namespace) -> compose_loader.Options:
                           tuple(getattr(args, "profile", None) or ()))  # fmt: skip
 
 
-def load_files(args: argparse.Namespace) -> manifests.Desired:
-    """The desired state ``-f`` names, compose files among them read as compose reads them (the
-    compose package is imported only when there is one: the CLI's start stays light)."""
+def load_files(args: argparse.Namespace, texts: Sequence[tuple[str, str]] | None = None) -> manifests.Desired:
+    """The desired state ``-f`` names (its ``texts`` when already read: stdin reads only once),
+    compose files among them read as compose reads them (the compose package is imported only
+    when there is one: the CLI's start stays light)."""
     from reconciler import manifests, sources
 
-    texts = sources.read_sources(args.file)
+    texts = sources.read_sources(args.file) if texts is None else texts
     if any(sources.is_compose(file, text) for file, text in texts):
         from reconciler.cli import console
         from reconciler.compose import loader

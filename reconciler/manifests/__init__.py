@@ -30,43 +30,82 @@ The package must not talk to an engine, the network or the planner; it reads onl
 files and the env files they name.
 """
 
-# Re-exports: the names outside code uses, from the module that defines each.
-from reconciler.manifests.checks import container_dependencies
-from reconciler.manifests.desired import Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Source
-from reconciler.manifests.loader import (
-    load,
-    load_documents,
-    load_sources,
-    load_text,
-    require_objects,
-    validate_document,
-)
-from reconciler.manifests.models import (
-    Backoff,
-    BindMount,
-    ContainerSpec,
-    Healthcheck,
-    Logging,
-    Model,
-    MountedFile,
-    NetworkAttachment,
-    NetworkSpec,
-    Resources,
-    Restart,
-    TmpfsMount,
-    VolumeMount,
-    VolumeSpec,
-    bind_mount,
-    container_spec_from_document,
-    mounted_files,
-    to_document,
-    with_mounts,
-)
-from reconciler.manifests.positions import Positions
-from reconciler.manifests.positions import documents as yaml_documents
-from reconciler.manifests.positions import dump as yaml_text
-from reconciler.manifests.schema import json_schemas
-from reconciler.manifests.units import format_size, parse_duration, parse_signal, parse_size
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    # Re-exports: the names outside code uses, from the module that defines each.
+    from reconciler.manifests.checks import container_dependencies
+    from reconciler.manifests.desired import Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Source
+    from reconciler.manifests.loader import (
+        load,
+        load_documents,
+        load_sources,
+        load_text,
+        read_inputs,
+        require_objects,
+        validate_document,
+    )
+    from reconciler.manifests.models import (
+        Backoff,
+        BindMount,
+        ContainerSpec,
+        Healthcheck,
+        Logging,
+        Model,
+        MountedFile,
+        NetworkAttachment,
+        NetworkSpec,
+        Resources,
+        Restart,
+        TmpfsMount,
+        VolumeMount,
+        VolumeSpec,
+        bind_mount,
+        container_spec_from_document,
+        mounted_files,
+        to_document,
+        with_mounts,
+    )
+    from reconciler.manifests.positions import Positions
+    from reconciler.manifests.positions import documents as yaml_documents
+    from reconciler.manifests.positions import dump as yaml_text
+    from reconciler.manifests.schema import json_schemas
+    from reconciler.manifests.units import format_size, parse_duration, parse_signal, parse_size
+
+# The package is imported by nearly every module (for its types), but pydantic and YAML cost
+# about 200 ms of a command's start: each name is imported from its module on first use, so a
+# command that reads no manifest and builds no model (a no-op apply answered from
+# reconciler.verdicts, ``status`` without ``-f``) never loads them.
+_HOME = {
+    "container_dependencies": "checks",
+    **dict.fromkeys(("Desired", "DesiredContainer", "DesiredNetwork", "DesiredVolume", "Source"), "desired"),
+    **dict.fromkeys(
+        ("load", "load_documents", "load_sources", "load_text", "read_inputs", "require_objects", "validate_document"),
+        "loader",
+    ),
+    "Positions": "positions",
+    "json_schemas": "schema",
+    **dict.fromkeys(("format_size", "parse_duration", "parse_signal", "parse_size"), "units"),
+}
+_RENAMED = {"yaml_documents": ("positions", "documents"), "yaml_text": ("positions", "dump")}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        module, attribute = _RENAMED[name]
+    elif name in __all__:
+        module, attribute = _HOME.get(name, "models"), name  # the models' names are the rest
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # the next use is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Backoff",
@@ -102,6 +141,7 @@ __all__ = [
     "parse_duration",
     "parse_signal",
     "parse_size",
+    "read_inputs",
     "require_objects",
     "to_document",
     "validate_document",

@@ -19,13 +19,11 @@ own cache, and writes only that cache.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import os
 import pickle
-import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -34,7 +32,7 @@ from typing import TypeAlias
 
 import pydantic
 
-from reconciler import errors, files, sources
+from reconciler import caches, errors, sources
 from reconciler.manifests import checks, desired, fields, messages, models, positions, replicas
 
 
@@ -147,42 +145,19 @@ def _parse_cached(text: str, file: str) -> _ParseResult:
 # The code that decides what a text validates to: the result of a text cached by an older version
 # of any of these is never read (see DiskCache.key). The package's own modules, and those it imports.
 _VALIDATING_MODULES = ("errors.py", "references.py", "sources.py", "vocabulary.py")
-_CACHE_ENV = "RECONCILER_CACHE_DIR"
 
 
-class DiskCache:
+class DiskCache(caches.CacheFolder):
     """Valid texts' parse results on disk, so that a new process need not parse and validate a
     manifest it saw before (``reconcile apply`` of 50 containers spends about 10 ms there, 200
     containers about 60 ms; reading a result back takes a tenth of that).
 
-    One file per entry, named by the SHA-256 of the validating code's fingerprint, the file name
-    and the text: a changed text, a renamed file or a new version of the models is a new name,
-    never a stale hit. Entries are pickles, so the folder is trusted only when it is this user's
-    own and closed to every other (0700, checked before each read; files opened without following
-    links and owned by this user); anything else, or an entry that does not read back, is a miss.
-    Written atomically through :mod:`reconciler.files`, not durably (a lost entry is parsed again);
-    the oldest entries beyond :attr:`MAX_ENTRIES` are removed after each write.
-
-    The folder: ``$RECONCILER_CACHE_DIR``; else ``/var/cache/reconciler/manifests`` for root and
-    ``$XDG_CACHE_HOME/reconciler/manifests`` (``~/.cache``) for others; an empty
-    ``RECONCILER_CACHE_DIR`` turns the cache off.
+    One entry per text in the user's cache folder (:mod:`reconciler.caches`: where it is, when it
+    is trusted, how entries are written and pruned), named by the SHA-256 of the validating code's
+    fingerprint, the file name and the text: a changed text, a renamed file or a new version of
+    the models is a new name, never a stale hit. Entries are pickles, read only from a folder that
+    is this user's own and closed to every other; one that does not read back is a miss.
     """
-
-    MAX_ENTRIES = 256
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._write_lock = threading.Lock()  # files.write_atomic's temporary name is per process
-
-    @classmethod
-    def default(cls) -> DiskCache | None:
-        chosen = os.environ.get(_CACHE_ENV)
-        if chosen is not None:
-            return cls(Path(chosen)) if chosen else None
-        if os.geteuid() == 0:
-            return cls(Path("/var/cache/reconciler/manifests"))
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return cls(Path(base) / "reconciler" / "manifests")
 
     def key(self, text: str, file: str) -> str:
         digest = hashlib.sha256(code_fingerprint())
@@ -191,18 +166,12 @@ class DiskCache:
         return digest.hexdigest()
 
     def get(self, text: str, file: str) -> _ParseResult | None:
-        if not self._trusted():
+        data = self.read(self.key(text, file))
+        if data is None:
             return None
         try:
-            fd = os.open(self.directory / self.key(text, file), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            with os.fdopen(fd, "rb") as handle:
-                if os.fstat(handle.fileno()).st_uid != os.geteuid():
-                    return None
-                # Only this user can have written it (_trusted), with the code the key names.
-                result = pickle.loads(handle.read())  # noqa: S301
+            # Only this user can have written it (a trusted folder), with the code the key names.
+            result = pickle.loads(data)  # noqa: S301
         except Exception:  # a torn, truncated or foreign entry is a miss, never an error
             return None
         return result if isinstance(result, tuple) and len(result) == 3 else None
@@ -210,29 +179,9 @@ class DiskCache:
     def put(self, text: str, file: str, result: _ParseResult) -> None:
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-            with self._write_lock:
-                files.write_atomic(self.directory / self.key(text, file), data, durable=False)
-                self._prune()
-        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        except (pickle.PicklingError, TypeError, AttributeError):
             return  # a cache that cannot be written is only slower
-
-    def _trusted(self) -> bool:
-        try:
-            info = os.lstat(self.directory)
-        except OSError:
-            return False
-        return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
-
-    def _prune(self) -> None:
-        entries = []
-        with os.scandir(self.directory) as listing:
-            for entry in listing:
-                if not files.is_temporary(entry.name):
-                    with contextlib.suppress(OSError):
-                        entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
-        for _, name in sorted(entries)[: max(0, len(entries) - self.MAX_ENTRIES)]:
-            with contextlib.suppress(OSError):
-                os.unlink(self.directory / name)
+        self.write(self.key(text, file), data)
 
 
 @functools.cache
@@ -368,7 +317,7 @@ def _environment(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> 
         return dict(spec.env), {}
     effective: dict[str, str] = {}
     digests: dict[str, str] = {}
-    base = Path(item.file).parent if not item.file.startswith("<") else Path.cwd()
+    base = _folder_of(item.file)
     for index, env_file in enumerate(spec.env_files):
         env_path = base / env_file
         try:
@@ -392,7 +341,7 @@ def _contents(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> dic
     of the process that loads the manifest (the daemon's, when the daemon loads it). A problem
     names the file or the variable, never the content."""
     contents: dict[str, bytes] = {}
-    base = Path(item.file).parent if not item.file.startswith("<") else Path.cwd()
+    base = _folder_of(item.file)
     for field, mounted_files in (("secrets", spec.secrets), ("configs", spec.configs)):
         for index, mounted in enumerate(mounted_files):
             if mounted.env is not None:
@@ -410,6 +359,28 @@ def _contents(item: _Parsed, spec: models.ContainerSpec, report: _Report) -> dic
             except ValueError as exc:
                 report(item, ("spec", field, index, "file"), str(exc))
     return contents
+
+
+def _folder_of(file: str) -> Path:
+    """Where the files a manifest names resolve: its folder (the current folder for stdin and strings)."""
+    return Path(file).parent if not file.startswith("<") else Path.cwd()
+
+
+def read_inputs(result: desired.Desired) -> tuple[list[str], list[str]]:
+    """What loading ``result`` read besides the manifests' texts, which decides it as much as they
+    do: the paths of the env files and of the secrets' and configs' files (as they resolved), and
+    the names of the environment variables its secrets and configs name; each sorted, each once."""
+    paths: set[str] = set()
+    variables: set[str] = set()
+    for container in result.containers.values():
+        base = _folder_of(container.source.file)
+        paths.update(str(base / env_file) for env_file in container.spec.env_files)
+        for mounted in [*container.spec.secrets, *container.spec.configs]:
+            if mounted.env is not None:
+                variables.add(mounted.env)
+            else:
+                paths.add(str(base / str(mounted.file)))
+    return sorted(paths), sorted(variables)
 
 
 def _read_limited(path: Path) -> bytes:
