@@ -353,13 +353,15 @@ class NativeEngine:
 
 def _observed_container(record: records.Record) -> observed.ObservedContainer:
     state, exit_info = records.state_of(record)
-    spec = record.spec
+    # The recorded spec is read as data: validating it into a model would import pydantic, which
+    # a no-op apply does not otherwise need (see reconciler.verdicts).
+    spec = record.data["spec"]
     limits = record.data.get("resources", {})
     return observed.ObservedContainer(
         name=record.name,
         labels=record.labels,
         container_id=record.container_id,
-        image=spec.image,
+        image=str(spec["image"]),
         image_id=str(record.data.get("image_id", "")),
         state=state,
         exit_code=None if exit_info is None else int(exit_info["exit_code"]),
@@ -372,7 +374,7 @@ def _observed_container(record: records.Record) -> observed.ObservedContainer:
             memory=limits.get("memory"), cpus=limits.get("cpus"), pids=limits.get("pids")
         ),
         networks=tuple(sorted(record.networks)),
-        volumes=tuple(sorted(m.source for m in spec.mounts if isinstance(m, manifests.VolumeMount))),
+        volumes=tuple(sorted(str(m["source"]) for m in spec.get("mounts", []) if m.get("type") == "volume")),
         # The recorded spec holds the host ports chosen at creation for ports that named none.
-        ports=tuple(observed.port_text(port) for port in record.data["spec"].get("ports", [])),
+        ports=tuple(observed.port_text(port) for port in spec.get("ports", [])),
     )
