@@ -76,6 +76,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import interrupts  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -241,6 +242,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    interrupts.exit_on_termination()  # SIGTERM: the teardown in each section's finally still runs
     if os.geteuid() != 0:
         raise SystemExit(f"the bench needs root (it drives {'runc' if args.engine == 'native' else 'dockerd'})")
     if args.engine == "native":

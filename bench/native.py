@@ -1,6 +1,7 @@
 """Bench: the native engine against runc, crun, conmon, Docker and Docker Compose, in one run.
 
     python bench/native.py [--containers 10,50,200] [--repeat 3] [--idle-window 10] [--no-daemon]
+                           [--no-restart] [--no-pull] [--pull-size-mb 300]
 
 Every reference tool is measured in the same run, on the same machine, with the same busybox-static
 image, so that the ratios stay meaningful on a shared, noisy host. Each phase runs ``--repeat``
@@ -15,14 +16,14 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
 1. **Single container start** (create → process running), ``sleep 3600`` in busybox:
 
    * *native engine*: ``NativeEngine.create_container`` (overlay rootfs, ``/etc`` files, an empty
-     network namespace, ``config.json``) + ``start_container`` (spawn the Python supervisor, which
+     network namespace, ``config.json``) + ``start_container`` (spawn the keeper, conmon, which
      runs ``runc create``, then ``runc start``), in this process, engine already imported;
    * *runc*: ``runc run -d``, and ``runc create`` + ``runc start``, on a copy of the ``config.json``
      the native engine wrote (same mounted rootfs, same seccomp profile, capabilities and masked
      paths; a fresh id, cgroup and network namespace each time). The runtime alone: no rootfs
      preparation, nobody holding the container's stdio;
-   * *conmon*: conmon 2.1.6 running ``runc create`` on the same bundle, then ``runc start``: the
-     Podman-style equivalent of our supervisor path;
+   * *conmon*: conmon 2.1.6 running ``runc create`` on the same bundle, then ``runc start``: our
+     keeper's path without the engine's preparation (Podman's too);
    * *crun*: crun 1.8.1 refuses hybrid cgroup hosts, so it runs through a wrapper that hides the
      cgroup v2 mount from it (``unshare --mount --propagation private sh -c 'umount
      /sys/fs/cgroup/unified; exec crun "$@"'``), which adds about 4.5 ms per call; a failure is
@@ -51,7 +52,8 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
 
 3. **Memory per container**: RSS and PSS (proportional set size, shared pages divided among their
    users) of the per-container keeper process, averaged over the N containers of the first
-   round's stacks: our Python supervisor, conmon (one instance on the bundle of part 1) and
+   round's stacks: our keeper (conmon, the ``native_keepers`` line), conmon alone (one instance
+   on the bundle of part 1) and
    containerd-shim-runc-v2 (the shims of the ``--engine docker`` stack). The native engine's
    per-network DNS server is shown on its own line (one per network, not per container).
 
@@ -59,8 +61,17 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
    (``/proc/PID/smaps_rollup``) summed over every process the project runs for it (the daemon and
    its children, each keeper, the DNS server: any host process whose command line names the native
    root; the containers' own processes are in another PID namespace and never counted), and their
-   CPU over ``--idle-window`` seconds; against dockerd + containerd + the docker stack's shims
-   (dockerd serves every user of the host, so its CPU is an upper bound).
+   CPU over ``--idle-window`` seconds, both split by role (controller, keeper, dns); against
+   dockerd + containerd + the docker stack's shims (dockerd serves every user of the host, so its
+   CPU is an upper bound).
+
+5. **First restart after a crash** (unless ``--no-restart``): ``bench/controller.py --engine
+   native`` run whole after the teardown of parts 1-4: exit → new process of a ``restart: always``
+   container, from its log (target: the first within 0.2 s).
+
+6. **Pull** (unless ``--no-pull``): ``bench/pull.py`` run whole after part 5: a cold pull of a
+   ``--pull-size-mb`` three-layer image from a local registry by the native image store, skopeo
+   and ``docker pull`` (target: at least 2× docker's throughput).
 
 Everything the bench creates carries the name prefix ``bn<6 hex>-`` (containers, stacks, networks,
 the Docker image, runtime ids) or lives in a temporary directory, and is removed in a ``finally``,
@@ -69,6 +80,10 @@ even after a failure: the engine's leftovers through ``NativeEngine.remove_conta
 containers by id (``delete -f``), Docker containers and networks by name prefix and the image,
 compose projects with ``down``, mounts left under the temporary root, the cgroups of our runtime
 ids. Nothing is killed by name (a conmon that outlives its container gets SIGKILL by its pid).
+The native engine's objects are removed before anything that asks dockerd, so that a dockerd that
+died or hangs mid-run (each docker command of the teardown is bounded) cannot keep them; SIGTERM
+and SIGHUP run the same teardown as Ctrl-C (``interrupts.py``), and parts 5 and 6 are stopped with
+SIGTERM, which runs their own.
 """
 
 from __future__ import annotations
@@ -92,6 +107,7 @@ from pathlib import Path
 from typing import Any
 
 import footprint  # bench/ is on sys.path when run as a script
+import interrupts
 import yaml
 from stacks import stack_documents
 
@@ -103,6 +119,8 @@ CRUN_WRAPPER = ["unshare", "--mount", "--propagation", "private",
                 "sh", "-c", 'umount /sys/fs/cgroup/unified; exec crun "$@"', "crun-legacy"]  # fmt: skip
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CGROUP_V2 = Path("/sys/fs/cgroup/unified")
+# Each docker command of the teardown: a hung dockerd must not hold the rest of it for long.
+DOCKER_TEARDOWN_TIMEOUT = 120.0
 
 
 class BenchFailure(Exception):
@@ -125,6 +143,20 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, stdin: bytes | None = N
         out = done.stdout.decode(errors="replace")[-1000:]
         raise BenchFailure(f"command failed ({done.returncode}): {' '.join(argv)}\n{out}{err}".rstrip())
     return done.stdout.decode(errors="replace")
+
+
+def remove_docker_network(name: str, *, timeout: float = 60.0) -> None:
+    """``docker network rm``, again while dockerd still counts endpoints of containers just removed
+    (at 200 containers ``docker rm -f`` returns before the network lets go of them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(["docker", "network", "rm", name], capture_output=True, text=True, check=False,
+                              timeout=DOCKER_TEARDOWN_TIMEOUT)  # fmt: skip
+        if done.returncode == 0 or "not found" in done.stderr:
+            return
+        if "active endpoints" not in done.stderr or time.monotonic() > deadline:
+            raise BenchFailure(f"docker network rm {name}: {done.stderr.strip()}")
+        time.sleep(0.5)
 
 
 def delete_stack(argv: Sequence[str]) -> None:
@@ -240,9 +272,10 @@ class Created:
             ("daemons", self._daemons),
             ("runc/crun containers", self._runtimes),
             ("conmon", self._conmons),
-            ("compose projects", self._compose),
+            # Ours first: a dead or hung dockerd must not keep the native engine's objects alive.
             ("native engine leftovers", self._native_leftovers),
             ("native stacks", self._native_stacks),
+            ("compose projects", self._compose),
             ("docker containers, networks and image", self._docker_leftovers),
             ("reconcile --engine docker stacks", self._docker_stacks),
             ("cgroups", self._cgroups),
@@ -283,7 +316,7 @@ class Created:
 
     def _compose(self) -> None:
         for argv, file, project in self.compose_projects:
-            run([*argv, "-p", project, "-f", str(file), "down", "-t", "1"])
+            run([*argv, "-p", project, "-f", str(file), "down", "-t", "1"], timeout=DOCKER_TEARDOWN_TIMEOUT)
 
     def _docker_stacks(self) -> None:
         for stack in self.docker_stacks:
@@ -307,14 +340,15 @@ class Created:
     def _docker_leftovers(self) -> None:
         if not self.docker:
             return
-        ids = run(["docker", "ps", "-aq", "--filter", f"name={PREFIX}"]).split()
+        ids = run(["docker", "ps", "-aq", "--filter", f"name={PREFIX}"], timeout=DOCKER_TEARDOWN_TIMEOUT).split()
         if ids:
-            run(["docker", "rm", "-f", "-v", *ids])
-        networks = run(["docker", "network", "ls", "-q", "--filter", f"name={PREFIX}"]).split()
-        if networks:
-            run(["docker", "network", "rm", *networks])
+            run(["docker", "rm", "-f", "-v", *ids], timeout=DOCKER_TEARDOWN_TIMEOUT)
+        networks = run(["docker", "network", "ls", "-q", "--filter", f"name={PREFIX}"],
+                       timeout=DOCKER_TEARDOWN_TIMEOUT).split()  # fmt: skip
+        for network in networks:
+            remove_docker_network(network)
         if self.docker_image:
-            run(["docker", "rmi", DOCKER_IMAGE])
+            run(["docker", "rmi", DOCKER_IMAGE], timeout=DOCKER_TEARDOWN_TIMEOUT)
 
     def _cgroups(self) -> None:
         for _, cgroups_path in self.runtime_ids.values():
@@ -641,10 +675,7 @@ class ReconcileStack(StackTool):
         ids = run(["docker", "ps", "-aq", "--filter", f"label=reconciler.stack={self.stack}"]).split()
         if ids:
             run(["docker", "rm", "-f", "-v", *ids])
-        done = subprocess.run(["docker", "network", "rm", f"{self.stack}-net"], capture_output=True, text=True,
-                              check=False, timeout=120)  # fmt: skip
-        if done.returncode != 0 and "not found" not in done.stderr:
-            raise BenchFailure(f"docker network rm {self.stack}-net: {done.stderr.strip()}")
+        remove_docker_network(f"{self.stack}-net")
 
     def memory(self) -> None:
         if self.engine == "native":
@@ -973,7 +1004,8 @@ def report_idle(tools: Sequence[StackTool], window: float) -> None:
         idle = tool.idle
         assert idle is not None
         for role, (kib, procs) in sorted(idle.parts.items()):
-            print(f"{'  ' + tool.engine + ': ' + role:<48}{procs:>7}{kib / 1024:>10.1f}")
+            cpu = idle.cpu_parts.get(role, 0.0)
+            print(f"{'  ' + tool.engine + ': ' + role:<48}{procs:>7}{kib / 1024:>10.1f}{cpu:>8.2f}")
         if tool.engine == "native":
             totals["native"] = (idle.pss_kib / 1024, idle.cpu_percent)
             print(f"{'native, everything (target <= 150 MiB, 0.5 %)':<48}{'':>7}{idle.pss_kib / 1024:>10.1f}"
@@ -985,6 +1017,44 @@ def report_idle(tools: Sequence[StackTool], window: float) -> None:
                   f"{idle.cpu_percent:>8.2f}  (dockerd serves every user of this host)")  # fmt: skip
     if "native" in totals and "docker" in totals:
         print(f"{'ratio native ÷ docker (PSS)':<48}{'':>7}{ratio(totals['native'][0], totals['docker'][0]):>10}")
+
+
+# Parts 5 and 6 are whole runs of another bench of this folder; they are given this long at most.
+COMPANION_TIMEOUT = 1800.0
+
+
+def companion(title: str, argv: list[str]) -> bool:
+    """Another bench of this folder run whole (it makes and removes its own objects), its table
+    printed under ``title``; whether it succeeded. Stopped with SIGTERM (its teardown runs: see
+    interrupts.py) when it overruns or this bench is itself interrupted."""
+    print(f"\n{title}\n   ({' '.join(['python3', *argv])})", flush=True)
+    progress(f"{title.split(' (', maxsplit=1)[0]}: {' '.join(argv)}")
+    process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=COMPANION_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        out, err = stop_companion(process)
+        err += f"\ntimed out after {COMPANION_TIMEOUT:g} s"
+    except BaseException:
+        stop_companion(process)
+        raise
+    for line in out.splitlines():
+        if line.strip():
+            print(f"   {line}")
+    if process.returncode != 0:
+        print(f"   FAILED (exit {process.returncode}): " + " / ".join(err.strip().splitlines()[-3:]))
+    return process.returncode == 0
+
+
+def stop_companion(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.terminate()
+    try:
+        return process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        warn(f"{process.args!r} ignored SIGTERM for 300 s: SIGKILL")
+        process.kill()
+        return process.communicate()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1079,6 +1149,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the median is reported (default 3)")
     parser.add_argument("--idle-window", type=float, default=10.0, help="seconds of idle CPU measured (default 10)")
     parser.add_argument("--no-daemon", action="store_true", help="skip the phase through `reconcile watch`")
+    parser.add_argument("--no-restart", action="store_true", help="skip part 5 (bench/controller.py --engine native)")
+    parser.add_argument("--no-pull", action="store_true", help="skip part 6 (bench/pull.py)")
+    parser.add_argument("--pull-size-mb", type=int, default=300, help="the image part 6 pulls (default 300 MB)")
     args = parser.parse_args()
     # Keeper memory, the daemon phase and the idle cost are measured at the size nearest 50.
     args.memory_size = min(args.containers, key=lambda n: abs(n - 50))
@@ -1086,6 +1159,7 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("run as root: runc, overlay mounts and bridges need it")
 
+    interrupts.exit_on_termination()  # SIGTERM/SIGHUP: the teardown below still runs
     created = Created(Path(tempfile.mkdtemp(prefix=PREFIX)))
     os.chmod(created.work, 0o700)
     docker = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
@@ -1131,6 +1205,17 @@ def main() -> int:
         created.teardown()
 
     report(args, starters, by_size, conmon_mem, tool_lines, skipped, daemon_tools)
+    # After the teardown: nothing of parts 1-4 competes with them.
+    if not args.no_restart:
+        failed |= not companion(
+            "5. first restart after a crash (restart: always, default backoff), native engine",
+            ["bench/controller.py", "--engine", "native", "--rounds", str(max(args.repeat, 3))],
+        )
+    if not args.no_pull:
+        failed |= not companion(
+            f"6. cold pull of a {args.pull_size_mb} MB three-layer image from a local registry",
+            ["bench/pull.py", "--size-mb", str(args.pull_size_mb), "--repeat", str(args.repeat)],
+        )
     return 1 if failed else 0
 
 

@@ -33,6 +33,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import footprint  # bench/ is on sys.path when run as a script
+import interrupts
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.backends.native import images as native_images
@@ -119,21 +122,12 @@ def machine_limit(layout_dir: Path) -> tuple[float, int]:
     return time.perf_counter() - start, compressed
 
 
-def daemon_cpu_seconds(names: tuple[str, ...] = ("dockerd", "containerd")) -> float:
-    """user+system CPU seconds used so far by the docker daemons (read from /proc, by comm)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if (proc / "comm").read_text().strip() not in names:
-                continue
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+def daemon_cpu_seconds() -> float:
+    """user+system CPU seconds used so far by the dockerd behind the default socket and its
+    containerd, found by their pid files: other dockerd on the host (tests' own, which come and go)
+    are not the reference, and one ending mid-pull made this sum go backwards."""
+    ticks = [footprint.cpu_ticks(pid) for pid in footprint.docker_processes([])]
+    return sum(t for t in ticks if t is not None) / footprint.CLOCK_TICKS
 
 
 def own_cpu_seconds() -> float:
@@ -246,6 +240,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the registry data")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
     args = parser.parse_args()
+    interrupts.exit_on_termination()  # SIGTERM: the registry and the run's folder still go
     problem = missing_prerequisite()
     if problem is not None:
         print(problem, file=sys.stderr)
