@@ -167,9 +167,12 @@ def loaded_root(root: Path, tmp_path: Path) -> Path:
 
 
 def finish(root: Path, name: str, traces: leftovers.Traces) -> None:
+    """``delete`` leaves nothing: neither on the host nor among conmon's exit folders on /run."""
     run(cli(root, "delete", "--stack", f"{name}s"))
     left = traces.settled()
     assert not left, leftovers.describe(left)
+    exits = [str(records.keeper_folder(i)) for i in sorted(traces.ids) if records.keeper_folder(i).exists()]
+    assert not exits, exits
 
 
 @pytest.mark.integration

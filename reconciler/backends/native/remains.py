@@ -191,6 +191,7 @@ class Collector:
             "exit_code": 137, "finished_at": time.time(), "oom_killed": False,
             "error": "its keeper (conmon) was killed: the run was killed with it",
         })  # fmt: skip
+        supervision.forget_exits(container_id)  # its folder on /run, which no keeper will clear now
         record = self.containers.load(container_id)
         if record is not None and not (directory / records.STOPPING).exists():
             supervision.start_restarter(directory, record.name, container_id)
