@@ -3,7 +3,7 @@
 :class:`Traces` remembers every container id seen under a root (directories under
 ``containers/`` and ``runtime/``, noted while an apply runs and right after each kill, before
 anything could clean them) and every bridge of its networks. :meth:`Traces.found` lists what is
-still on the host for them: processes whose command line names the root (supervisors, DNS
+still on the host for them: processes whose command line names the root (keepers, DNS
 servers, runc), processes in a container's cgroup, mounts under the root, network namespaces,
 veths and bridges, iptables rules tagged with an owner of the root (``rc:<id>``/``rc:<bridge>``,
 see ``reconciler/backends/native/firewall.py``), cgroups, and state directories.
@@ -109,7 +109,7 @@ class Traces:
 
     def processes(self, keep: frozenset[str] = frozenset()) -> dict[int, str]:
         """Processes of the root: its path on their command line, or in a container's cgroup.
-        With ``keep`` (running containers' ids), their supervisors, processes and the networks'
+        With ``keep`` (running containers' ids), their keepers (conmon), processes and the networks'
         DNS servers are not counted."""
         needle = str(self.root).encode()
         kept = [container_id.encode() for container_id in keep]

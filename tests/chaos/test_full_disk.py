@@ -123,7 +123,7 @@ def test_a_full_state_filesystem_fails_the_apply_clearly_and_keeps_what_ran(
         filler.unlink()
     grown = log_size(root, prefix)
     eventually(lambda: log_size(root, prefix) > grown,
-               what="the logger's log to grow again once space was freed (its supervisor must outlive a full disk)")  # fmt: skip
+               what="the logger's log to grow again once space was freed (its keeper, conmon, must outlive a full disk)")  # fmt: skip
     run(cli(root, "apply", "-f", str(bigger)))
     small.note()
     assert set(states(root, bigger).values()) == {"running"}, states(root, bigger)

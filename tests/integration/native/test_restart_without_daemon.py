@@ -1,6 +1,6 @@
-"""Restart policies on the native engine with no controller running: each container's supervisor
-starts the restarter when the container exits, which applies the one restart policy with its
-backoff; a stop (by the engine or on purpose) is not undone. After a simulated reboot (keepers
+"""Restart policies on the native engine with no controller running: each container's keeper
+(conmon) starts the restarter when the container exits (its exit command), which applies the one
+restart policy with its backoff; a stop (by the engine or on purpose) is not undone. After a simulated reboot (keepers
 and container processes killed, the runtime's state gone) ``reconcile boot`` brings back exactly
 the ``always`` and ``unless-stopped`` containers."""
 
@@ -62,12 +62,12 @@ def test_policies_hold_with_no_controller(loaded: Path, engine: native_engine.Na
     eventually(lambda: any("on-failure, exit 3, 1 restarts" in d for d in decisions(engine, job)), what="give up")
     assert engine.observe().containers[job].restart_count == 1
 
-    # A stop is not undone: the supervisor, seeing the engine's stop marker, starts no restarter
+    # A stop is not undone: the keeper, seeing the engine's stop marker, starts no restarter
     # (it would start it before it ends, so once it is gone nothing can come).
     keeper = int(json.loads((directory(engine, web) / "supervisor.pid.json").read_text())["pid"])
     before = decisions(engine, web)
     assert reconcile(loaded, "stop", web).returncode == 0
-    eventually(lambda: not Path(f"/proc/{keeper}").exists(), what="the supervisor gone")
+    eventually(lambda: not Path(f"/proc/{keeper}").exists(), what="the keeper gone")
     assert decisions(engine, web) == before
     assert engine.observe().containers[web].state == "exited"
 
