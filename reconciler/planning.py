@@ -33,6 +33,8 @@ Decisions, per object (the reason each step carries is in quotes):
   ("orphan (not in the files given: removed)"). Volumes are never removed unless ``prune_volumes`` is set; a kept
   volume is mentioned in the plan's notes.
 * **Ownership**: an object of the same name owned by another stack is a ``PlanError`` naming both.
+  Of other stacks' objects the planner reads only those that bear a declared name: whatever else
+  they are, add or do, the plan is the same (:mod:`reconciler.verdicts` relies on it).
 * **Gates** (:class:`Options`): a gated container gets no steps, and neither does any step that
   would wait for a step left out; the plan's notes say what was held and why.
 
@@ -99,6 +101,11 @@ def _volume_request(volume: manifests.DesiredVolume) -> plans.VolumeRequest:
 def images_of(desired: manifests.Desired) -> list[str]:
     """The image references the planner wants the engine to resolve locally (for ``observe``)."""
     return sorted({c.spec.image for c in desired.containers.values()})
+
+
+def staged(name: str) -> str:
+    """The staging name of ``name``'s replacement during a start-first recreate."""
+    return f"{name}{_STAGED_SUFFIX}"
 
 
 def container_of(action: plans.Action) -> str | None:
@@ -748,26 +755,26 @@ def _create_first(
     remove it, rename the new) or stop-first (create, stop the old, start, await ready, remove,
     rename). A failed await leaves the old container in place (see :mod:`reconciler.rollouts`)."""
     name, spec, reason = container.name, container.spec, decision.reason
-    staged = f"{name}{_STAGED_SUFFIX}"
-    gate = plans.AwaitReady(staged, container.stack, spec.healthcheck, spec.min_ready_seconds, spec.ready_deadline,
+    staging = staged(name)
+    gate = plans.AwaitReady(staging, container.stack, spec.healthcheck, spec.min_ready_seconds, spec.ready_deadline,
                             exit_zero_ok=spec.restart.policy == "no")  # fmt: skip
-    request = container_request(container, name=staged)
-    created = build.add(plans.CreateContainer(request), reason, needs | {build.gone.get(staged, _NOTHING)})
+    request = container_request(container, name=staging)
+    created = build.add(plans.CreateContainer(request), reason, needs | {build.gone.get(staging, _NOTHING)})
     steps: tuple[int, ...]
     if decision.order == "stop-first":
         stopped = build.add(plans.StopContainer(name, spec.stop_timeout), reason, {created})
-        started = build.add(plans.StartContainer(staged), reason, {stopped} | peers)
+        started = build.add(plans.StartContainer(staging), reason, {stopped} | peers)
         ready = build.add(gate, reason, {started})
         removed = build.add(plans.RemoveContainer(name), reason, {ready})
         steps = (created, stopped, started, ready, removed)
     else:
-        started = build.add(plans.StartContainer(staged), reason, {created} | peers)
+        started = build.add(plans.StartContainer(staging), reason, {created} | peers)
         ready = build.add(gate, reason, {started})
         stopped = build.add(plans.StopContainer(name, spec.stop_timeout), reason, {ready})
         removed = build.add(plans.RemoveContainer(name), reason, {stopped})
         steps = (created, started, ready, stopped, removed)
     build.gone[name] = removed  # the networks and volumes it used may go after this
-    return *steps, build.add(plans.RenameContainer(staged, name), reason, {removed})
+    return *steps, build.add(plans.RenameContainer(staging, name), reason, {removed})
 
 
 def _remove_orphan_networks(

@@ -16,8 +16,10 @@ Two entries per converged plan, both JSON (nothing here executes what it reads):
   version): the stacks, images and containers the texts declare, and the paths and variable
   names that loading them read (env files, secrets and configs);
 * the **answer**, named by the question, the digest of each of those files and variables as they
-  are now, the engine as observed (every field of :class:`observed.Observed`) and the planner's
-  options (the rollbacks remembered among them): the plan's text and JSON.
+  are now, the engine as the planner sees it (every field of :class:`observed.Observed`, for the
+  objects of the stacks in scope and those that bear a declared name: the planner reads no other,
+  :mod:`reconciler.planning` says so and a test holds it) and the planner's options (the
+  rollbacks remembered among them): the plan's text and JSON.
 
 Any difference is another name, so a miss, and the command plans as before. Plans that refresh
 ``Always`` images (a registry is asked) or recreate on request are never remembered, and neither
@@ -55,6 +57,9 @@ class Question:
     containers: tuple[str, ...]
     paths: tuple[str, ...]
     variables: tuple[str, ...]
+    # Every declared object's name, of any kind, and the containers' staging names: objects of
+    # other stacks that bear one may conflict.
+    declared: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ def ask(folder: caches.CacheFolder, texts: Sequence[tuple[str, str]], context: C
         return None
     try:
         return Question(key, frozenset(data["stacks"]), tuple(data["images"]), tuple(data["containers"]),
-                        tuple(data["paths"]), tuple(data["variables"]))  # fmt: skip
+                        tuple(data["paths"]), tuple(data["variables"]), tuple(data["declared"]))  # fmt: skip
     except (KeyError, TypeError):
         return None
 
@@ -110,13 +115,14 @@ def remember(
     plan: plans.Plan,
 ) -> None:
     """Keep the verdict of a plan made from exactly these inputs, when it may be answered again."""
-    from reconciler import manifests
+    from reconciler import manifests, planning
 
     if not plan.converged or options.force_recreate or options.scope is not None:
         return
     if any(container.spec.pull_policy == "Always" for container in desired.containers.values()):
         return
     paths, variables = manifests.read_inputs(desired)
+    declared = {*desired.containers, *map(planning.staged, desired.containers), *desired.networks, *desired.volumes}
     question = Question(
         question_key(texts, context),
         frozenset(desired.stacks),
@@ -124,9 +130,11 @@ def remember(
         tuple(sorted(desired.containers)),
         tuple(paths),
         tuple(variables),
+        tuple(sorted(declared)),
     )
     asked = {"stacks": sorted(question.stacks), "images": list(question.images),
-             "containers": list(question.containers), "paths": paths, "variables": variables}  # fmt: skip
+             "containers": list(question.containers), "paths": paths, "variables": variables,
+             "declared": list(question.declared)}  # fmt: skip
     folder.write(question.key, json.dumps(asked).encode())
     answered = {"text": plan.render(), "plan": plan.to_json()}
     folder.write(answer_key(question, actual, options), json.dumps(answered).encode())
@@ -148,9 +156,22 @@ def answer_key(question: Question, actual: observed.Observed, options: planning.
         value = os.environb.get(name.encode("utf-8", "surrogatepass"))
         seen = "unset" if value is None else hashlib.sha256(value).hexdigest()
         digest.update(f"{name}\0{seen}\0".encode("utf-8", "surrogatepass"))
-    digest.update(_canonical(dataclasses.asdict(actual)).encode("utf-8", "surrogatepass") + b"\0")
+    digest.update(_canonical(in_view(actual, question)).encode("utf-8", "surrogatepass") + b"\0")
     digest.update(_canonical(dataclasses.asdict(options)).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def in_view(actual: observed.Observed, question: Question) -> dict[str, Any]:
+    """What the planner reads of ``actual``: every object of the stacks in scope or of a declared
+    name, in full; objects of other stacks (another user's stacks changing) do not count."""
+    declared = set(question.declared)
+
+    def seen(objects: Mapping[str, observed.Owned]) -> dict[str, Any]:
+        return {name: dataclasses.asdict(item) for name, item in objects.items()
+                if item.stack in question.stacks or name in declared}  # fmt: skip
+
+    return {"containers": seen(actual.containers), "networks": seen(actual.networks),
+            "volumes": seen(actual.volumes), "images": dict(actual.images)}  # fmt: skip
 
 
 def code_stamp() -> str:
