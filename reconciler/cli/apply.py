@@ -163,6 +163,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 return console.EXIT_ERROR
         code = printer.finished(applied)
         recorder.planned(desired, applied.plan, applied.warnings)
+        if code == console.EXIT_OK and not applied.plan.converged:
+            recorder.applied(target, desired, chosen.holds())
         if code == console.EXIT_OK and args.wait:
             code = wait_ready(target, desired, timeout=args.timeout)
     return code

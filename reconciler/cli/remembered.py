@@ -22,7 +22,8 @@ from reconciler import caches, sources, verdicts
 from reconciler.cli import options
 
 if TYPE_CHECKING:
-    from reconciler import manifests, observed, planning, plans
+    from reconciler import engine, manifests, observed, planning, plans
+    from reconciler.holds import Holds
 
 Locks = Callable[[Iterable[str]], contextlib.AbstractContextManager[None]]
 
@@ -87,3 +88,17 @@ class Recorder:
         planner, actual = self.seen
         verdicts.remember(self.folder, self.texts, self.context, desired=desired, actual=actual, options=planner,
                           plan=plan)  # fmt: skip
+
+    def applied(self, target: engine.Engine, desired: manifests.Desired, holds: Holds | None) -> None:
+        """After an apply whose every step went through: plan again on the engine as it is now and
+        remember that plan when it is converged, so that the next apply of the same inputs is an
+        answer (the apply's own plan had steps: it is never one). One more observe and plan (a
+        few tens of milliseconds) after the minutes' or seconds' work of the apply."""
+        if self.folder is None or self.seen is None:
+            return
+        from reconciler import operations, rollouts
+
+        planner = operations.rollout_options(target, self.seen[0], rollouts.Records.beside(holds), desired)
+        plan, actual = operations.plan_desired(target, desired, planner)
+        self.seen = (planner, actual)
+        self.planned(desired, plan, ())
