@@ -14,9 +14,15 @@
    ``config.json`` (:mod:`bundles`), and last the record, ``container.json`` (:mod:`records`):
    a directory without a record is a create that did not finish.
 
-A create that fails half-way is undone by :meth:`Assembly.discard`, which also finishes a remove:
-the prepared run, the runtime state, the network (veths, namespace, addresses, rules), the rootfs
-mount, the secrets' tmpfs and the directory. Callers hold the engine's lock. This module must not start or stop runs.
+A create runs in three steps, so that creates overlap where they can (:mod:`engine` holds the
+assembly lock for the first and the last): :meth:`Assembly.begin` takes what is shared (the name,
+host ports, volumes, the addresses on its networks) and mounts the rootfs, :meth:`Assembly.build`
+makes what is the container's own (network namespace and veths, ``/etc`` files, secrets, the
+config), :meth:`Assembly.finish` writes the record and the networks' name tables (a container of
+the same name recorded meanwhile wins). A create that fails half-way is undone by
+:meth:`Assembly.discard`, which also finishes a remove: the prepared run, the runtime state, the
+network (veths, namespace, addresses, rules), the rootfs mount, the secrets' tmpfs and the
+directory. This module must not start or stop runs.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reconciler import errors, files, manifests, observed, plans
 from reconciler.backends.native import (
@@ -52,6 +59,21 @@ ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 HYBRID_CGROUP_PARENT = Path("/sys/fs/cgroup/unified/reconciler")
 
 
+@dataclasses.dataclass(slots=True)
+class Draft:
+    """A create under way, between :meth:`Assembly.begin` and :meth:`Assembly.finish`: a directory
+    without a record, which the remains collector discards if the process dies meanwhile."""
+
+    request: plans.ContainerRequest
+    image: images.Image
+    directory: Path
+    container_id: str
+    volume_paths: dict[str, str]
+    attachments: list[networks.Attachment]
+    netns: str | None
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Assembly:
     """The stores a container is assembled from."""
@@ -65,12 +87,34 @@ class Assembly:
     dns_upstream: tuple[network_services.Upstream, ...] = ()
 
     def create(self, request: plans.ContainerRequest) -> str:
-        """The container asked for, created (not started); its id. See the module docstring."""
+        """The container asked for, created (not started); its id. See the module docstring.
+        The three steps of :meth:`begin`, :meth:`build` and :meth:`finish` in one go."""
+        draft = self.begin(request)
+        if isinstance(draft, str):
+            return draft
+        try:
+            self.build(draft)
+            return self.finish(draft)
+        except BaseException:
+            self.discard(draft.directory, draft.container_id)
+            raise
+
+    def _existing(self, request: plans.ContainerRequest) -> str | None:
+        """The id of the container of that name when it is the same owner's (create is idempotent)."""
         existing = self.containers.find(request.name)
+        if existing is None:
+            return None
+        if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
+            return existing.container_id
+        raise errors.Conflict(f"container {request.name} exists and is owned by someone else")
+
+    def begin(self, request: plans.ContainerRequest) -> Draft | str:
+        """What a create takes from shared state (the caller holds the assembly lock): the checks,
+        host ports, volumes, the rootfs mount, the addresses on its networks, the copy-up into
+        its volumes. The id of the existing container instead, when it exists (see _existing)."""
+        existing = self._existing(request)
         if existing is not None:
-            if all(existing.labels.get(k) == request.labels.get(k) for k in observed.OWNER_LABELS):
-                return existing.container_id
-            raise errors.Conflict(f"container {request.name} exists and is owned by someone else")
+            return existing
         if request.spec.ports and request.spec.network_mode != "bridge":
             raise errors.RuntimeFailed(f"container {request.name}: ports need networkMode bridge")
         self._check_ports(request)
@@ -84,56 +128,68 @@ class Assembly:
         directory = self.containers.base / container_id
         directory.mkdir(mode=0o700, parents=True)
         try:
-            self._assemble(request, image, directory, container_id, volume_paths)
+            rootfs = self.image_store.rootfs_mount(image, directory)
+            mounts.mount(rootfs)
+            attachments, netns = self._reserve(request, container_id)
+            if request.spec.working_dir:
+                layers.resolve_in_root(Path(rootfs.target), request.spec.working_dir.lstrip("/"), create=True)
+            request = volumes.with_image_volumes(request, image, directory, Path(rootfs.target), volume_paths)
         except BaseException:
             self.discard(directory, container_id)
             raise
-        return container_id
+        return Draft(request, image, directory, container_id, dict(volume_paths), attachments, netns)
 
-    def _assemble(
-        self,
-        request: plans.ContainerRequest,
-        image: images.Image,
-        directory: Path,
-        container_id: str,
-        volume_paths: Mapping[str, str],
-    ) -> None:
-        rootfs = self.image_store.rootfs_mount(image, directory)
-        mounts.mount(rootfs)
-        rootfs_path = Path(rootfs.target)
-        attachments, netns = self._connect(request, container_id)
+    def build(self, draft: Draft) -> None:
+        """What is the container's own (no lock needed; :meth:`discard` undoes it): its network
+        namespace and veths, published ports, ``/etc`` files, secrets and ``config.json``."""
+        request, directory, container_id = draft.request, draft.directory, draft.container_id
+        if draft.netns == networks.netns_path(container_id):  # its own (bridge, or none: lo alone)
+            self._plug(request, container_id, draft.attachments)
         mode = request.spec.network_mode
         peer = self.containers.get(mode.removeprefix("container:")).directory if mode.startswith("container:") else None
-        etc = _write_etc_files(directory, rootfs_path, etc_texts(request.spec, container_id, attachments, peer=peer))
-        if request.spec.working_dir:
-            layers.resolve_in_root(rootfs_path, request.spec.working_dir.lstrip("/"), create=True)
-        request = volumes.with_image_volumes(request, image, directory, rootfs_path, volume_paths)
+        rootfs_path = directory / "rootfs"
+        texts = etc_texts(request.spec, container_id, draft.attachments, peer=peer)
+        etc = _write_etc_files(directory, rootfs_path, texts)
         secret_binds = secret_files.materialise(directory, request.spec, request.files)
         environment = bundles.Environment(container_id=container_id, rootfs=str(rootfs_path),
-                                          volume_paths=volume_paths, files=etc, netns_path=netns,
+                                          volume_paths=draft.volume_paths, files=etc, netns_path=draft.netns,
                                           secret_files=secret_binds,
                                           shm_path=shared_memory.ensure(directory, request.spec))  # fmt: skip
-        config = bundles.build_config(request, image.config, environment)
-        bundles.write(directory, config)
+        draft.config = bundles.build_config(request, draft.image.config, environment)
+        bundles.write(directory, draft.config)
+
+    def finish(self, draft: Draft) -> str:
+        """The record, last, and the name tables (the caller holds the assembly lock): a
+        container of the same name made meanwhile wins, and this one is discarded."""
+        request, container_id = draft.request, draft.container_id
+        try:
+            existing = self._existing(request)
+        except errors.Conflict:
+            self.discard(draft.directory, container_id)
+            raise
+        if existing is not None:
+            self.discard(draft.directory, container_id)
+            return existing
         spec = request.spec
-        record = records.Record(container_id, directory, {
+        record = records.Record(container_id, draft.directory, {
             "name": request.name,
             "id": container_id,
             "labels": dict(request.labels),
             "spec": manifests.to_document(spec),
             "env": dict(request.env),
             secret_files.RECORD_KEY: secret_files.to_record(request.files),
-            "image_id": image.id,
+            "image_id": draft.image.id,
             "created_at": time.time(),
             "started_at": None,
             "restart_count": 0,
-            "stop_signal": bundles.stop_signal(spec, image.config),
+            "stop_signal": bundles.stop_signal(spec, draft.image.config),
             "resources": {"memory": spec.resources.memory, "cpus": spec.resources.cpus, "pids": spec.resources.pids},
-            "cgroups_path": config["linux"]["cgroupsPath"],
-            "attachments": [dataclasses.asdict(a) for a in attachments],
+            "cgroups_path": draft.config["linux"]["cgroupsPath"],
+            "attachments": [dataclasses.asdict(a) for a in draft.attachments],
         })  # fmt: skip
         record.save()
-        network_services.write_names(self.network_store, self.containers.all(), [a.network for a in attachments])
+        network_services.write_names(self.network_store, self.containers.all(), [a.network for a in draft.attachments])
+        return container_id
 
     def _published(self) -> dict[tuple[str, int, str], str]:
         """Every host port our containers publish: (address, port, protocol) → the container."""
@@ -161,6 +217,8 @@ class Assembly:
 
     def _check_ports(self, request: plans.ContainerRequest) -> None:
         """A host port taken by another container of ours, or by any process, fails the create."""
+        if not request.spec.ports:
+            return  # without reading every record
         taken = self._published()
         for port in request.spec.ports:
             if port.host_ip is not None and ":" in port.host_ip:
@@ -185,10 +243,11 @@ class Assembly:
                         f"host port {ip}:{port.host_port}/{port.protocol} is already in use ({exc.strerror})"
                     ) from None
 
-    def _connect(
+    def _reserve(
         self, request: plans.ContainerRequest, container_id: str
     ) -> tuple[list[networks.Attachment], str | None]:
-        """The container's network namespace: joined, host, or its own with veths and ports."""
+        """The container's places on its networks (addresses taken, services in place) and the
+        path of the network namespace it will have: its own, the host's (None) or a peer's."""
         spec = request.spec
         if spec.network_mode == "host":
             return [], None
@@ -209,8 +268,12 @@ class Assembly:
             network = self.network_store.get(name)
             if network is None:
                 raise errors.NotFound(f"{'external network' if name in external else 'network'} {name} not found")
-            network_services.ensure(self.network_store, network, upstreams=self.dns_upstream)
-        attachments = self.network_store.attach(container_id, wanted)
+            network_services.ensure(self.network_store, network, upstreams=self.dns_upstream, joining=True)
+        return self.network_store.reserve(container_id, wanted), networks.netns_path(container_id)
+
+    def _plug(self, request: plans.ContainerRequest, container_id: str, attachments: list[networks.Attachment]) -> None:
+        """The container's own network namespace with its veths, and its published ports."""
+        self.network_store.plug(container_id, attachments)
         if attachments:
             first = attachments[0]
             # The recorded bridge, never a recomputed name: a network older than root-derived
@@ -218,12 +281,10 @@ class Assembly:
             recorded = self.network_store.get(first.network)
             if recorded is None:
                 raise errors.NotFound(f"network {first.network} not found")
-            bridge = recorded.bridge
-            for port in spec.ports:
-                firewall.publish(container_id, bridge=bridge, host_ip=port.host_ip, host_port=port.host_port or 0,
-                                 address=first.address, container_port=port.container_port,
-                                 protocol=port.protocol)  # fmt: skip
-        return attachments, networks.netns_path(container_id)
+            for port in request.spec.ports:
+                firewall.publish(container_id, bridge=recorded.bridge, host_ip=port.host_ip,
+                                 host_port=port.host_port or 0, address=first.address,
+                                 container_port=port.container_port, protocol=port.protocol)  # fmt: skip
 
     def reconnect(self, record: records.Record) -> None:
         """After a host reboot: the container's network namespace is gone (``/run`` is a tmpfs),
@@ -237,7 +298,8 @@ class Assembly:
             if network is not None:
                 self.network_store.ensure_bridge(network)
         request = plans.ContainerRequest(name=record.name, spec=spec, env={}, labels=dict(record.labels))
-        self._connect(request, record.container_id)
+        attachments, _ = self._reserve(request, record.container_id)  # the addresses it holds
+        self._plug(request, record.container_id, attachments)
 
     def discard(self, directory: Path, container_id: str) -> None:
         """Undo a create or finish a remove: runtime state, network, rootfs mount, directory."""

@@ -27,6 +27,12 @@ a container's next run during the restart's backoff (:mod:`prepared`), and the s
 
 Mutations take the engine's lock (``<root>/.engine.lock``, an flock, so the CLI and the controller
 exclude each other too); a crash half-way leaves files that the next call reads back or cleans up.
+Most take it exclusive. A create and a start take it *shared*, so that those of an apply overlap:
+a create holds the assembly lock (``<root>/.assembly.lock``) while it takes from shared state
+(names, host ports, addresses, name tables) and not while it makes what is only its container's
+(its network namespace, files, config); a start holds the container's own lock (``.start.lock``
+in its directory). Whoever takes the lock exclusive, and the remains collector (which needs it
+free), waits for them all.
 Like every backend, this module must not import the planner, the controller or the CLI.
 """
 
@@ -60,6 +66,8 @@ from reconciler.backends.native import (
 
 # Re-exported: the implicit network of bridge-mode containers that name none.
 DEFAULT_NETWORK = network_services.DEFAULT_NETWORK
+# In a container's directory: held while a run of it starts (see NativeEngine.start_container).
+START_LOCK = ".start.lock"
 
 
 class NativeEngine:
@@ -103,6 +111,10 @@ class NativeEngine:
     @property
     def lock_path(self) -> Path:
         return self.root / ".engine.lock"
+
+    @property
+    def assembly_lock_path(self) -> Path:
+        return self.root / ".assembly.lock"
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -180,26 +192,80 @@ class NativeEngine:
     # -- containers -------------------------------------------------------------------------------
 
     def create_container(self, request: plans.ContainerRequest) -> str:
-        with self._exclusive():
-            return self._assembly().create(request)
+        """Made in three steps (see :class:`assembly.Assembly`): what is shared under the assembly
+        lock, what is the container's own (its network namespace, files, config) without it, so
+        that the creates of an apply overlap there, then the record under the lock again. A
+        container publishing ports is made under the lock throughout: its host ports are
+        chosen from the records, where a create under way is not yet."""
+        maker = self._assembly()
+        with files.file_lock(self.lock_path, shared=True):
+            if request.spec.ports:
+                with files.file_lock(self.assembly_lock_path):
+                    return maker.create(request)
+            with files.file_lock(self.assembly_lock_path):
+                draft = maker.begin(request)
+            if isinstance(draft, str):
+                return draft
+            try:
+                maker.build(draft)
+                with files.file_lock(self.assembly_lock_path):
+                    return maker.finish(draft)
+            except BaseException:
+                with files.file_lock(self.assembly_lock_path):
+                    maker.discard(draft.directory, draft.container_id)
+                raise
 
     def start_container(self, name: str) -> None:
-        with self._exclusive():
+        record = self.records.get(name)
+        if bundles.shared_namespaces(record.spec):
+            # Its peers' /proc paths, written into its config, must hold until its init runs:
+            # no peer may start or go meanwhile, so the whole start holds the lock exclusive.
+            with self._exclusive():
+                record = self.records.get(name)
+                if not records.is_running(record):
+                    self._ready_to_run(record)
+                    runs.start(record, self.runtime)
+            return
+        # The run itself (conmon, ``runtime create``, ``runtime start``) touches only this
+        # container's files and runtime state: it holds the engine's lock *shared* and the
+        # container's own lock, so that the starts of an apply overlap with each other and with
+        # the creates, while every change to shared state that takes the lock exclusive (a
+        # removal, a network's) and the remains collector (which needs the lock free) wait.
+        with self._starting(name) as record:
+            if not records.is_running(record):
+                self._ready_to_run(record)
+                runs.start(record, self.runtime)
+
+    @contextlib.contextmanager
+    def _starting(self, name: str) -> Iterator[records.Record]:
+        """The engine's lock shared, then the container's own lock; its record, read under both."""
+        with files.file_lock(self.lock_path, shared=True):
             record = self.records.get(name)
-            if records.is_running(record):
-                return
-            rootfs = record.directory / "rootfs"
-            if not mounts.is_mounted(rootfs):  # after a host reboot
-                image = self.image_store.get(str(record.data["image_id"]))
-                if image is None:
-                    raise errors.NotFound(f"container {name}: its image {record.data['image_id'][:19]} is gone")
-                mounts.mount(self.image_store.rootfs_mount(image, record.directory))
-            self._assembly().reconnect(record)  # after a host reboot: its network namespace is gone
-            # After a host reboot the secrets' tmpfs is gone too: made again from the record.
-            secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
-            shared_memory.ensure(record.directory, record.spec)  # after a host reboot
-            self._join_peers(record)
-            runs.start(record, self.runtime)
+            with files.file_lock(record.directory / START_LOCK):
+                yield self.records.load(record.container_id) or record  # as another start may have left it
+
+    def _ready_to_run(self, record: records.Record) -> None:
+        """What a run needs besides its keeper, made again if a host reboot took it. The rootfs
+        mount and the network are made under the assembly lock (they take addresses and rules);
+        the rest is the container's own."""
+        rootfs = record.directory / "rootfs"
+        gone = record.spec.network_mode == "bridge" and not Path(networks.netns_path(record.container_id)).exists()
+        if gone or not mounts.is_mounted(rootfs):  # after a host reboot
+            with files.file_lock(self.assembly_lock_path):
+                self._remount(record)
+                self._assembly().reconnect(record)  # its network namespace is gone
+        # After a host reboot the secrets' tmpfs is gone too: made again from the record.
+        secret_files.materialise(record.directory, record.spec, secret_files.from_record(record.data))
+        shared_memory.ensure(record.directory, record.spec)  # after a host reboot
+        self._join_peers(record)
+
+    def _remount(self, record: records.Record) -> None:
+        if mounts.is_mounted(record.directory / "rootfs"):
+            return
+        image = self.image_store.get(str(record.data["image_id"]))
+        if image is None:
+            raise errors.NotFound(f"container {record.name}: its image {record.data['image_id'][:19]} is gone")
+        mounts.mount(self.image_store.rootfs_mount(image, record.directory))
 
     def _join_peers(self, record: records.Record) -> None:
         """``ipc``/``pid: container:NAME``: that container's namespaces, through its init's ``/proc``

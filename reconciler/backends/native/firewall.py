@@ -41,6 +41,7 @@ This module runs ``iptables-save`` and ``iptables-restore`` and nothing else.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import shutil
 import subprocess
@@ -64,6 +65,9 @@ _JUMPS = (
 )
 _CHAINS = (("filter", FORWARD_CHAIN), ("filter", INPUT_CHAIN), ("nat", DNAT_CHAIN), ("nat", POST_CHAIN))
 _TABLES = ("filter", "nat")
+# The chains whose rules are read: ours, and the builtin ones that jump to them.
+_READ = frozenset(chain for _, chain in _CHAINS) | frozenset(builtin for _, builtin, _, _ in _JUMPS)
+_QUOTED_SPACE = re.compile(r'"[^"]*\s[^"]*"')
 Rule = Sequence[str]
 Place = tuple[str, str]  # (table, chain)
 
@@ -100,8 +104,8 @@ class Tables:
                 table = line[1:].strip()
             elif line.startswith(":") and table in _TABLES:
                 chains.add((table, line[1:].split()[0]))
-            elif line.startswith("-A ") and table in _TABLES:
-                words = shlex.split(line)
+            elif line.startswith("-A ") and table in _TABLES and line.split(" ", 2)[1] in _READ:
+                words = _words(line)
                 rules.setdefault((table, words[1]), []).append(words[2:])
         return Tables(frozenset(chains), rules)
 
@@ -111,6 +115,13 @@ class Tables:
             tag = _tag_of(rule)
             if tag is not None and owner in (None, tag):
                 yield tag, rule
+
+
+def _words(line: str) -> list[str]:
+    """A listing's line split into words; shlex (slow) only for a quoted word with a space in it."""
+    if '"' in line and _QUOTED_SPACE.search(line):
+        return shlex.split(line)
+    return [word.strip('"') for word in line.split()]
 
 
 def _tag_of(rule: Sequence[str]) -> str | None:

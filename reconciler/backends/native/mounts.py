@@ -168,8 +168,10 @@ def mount_points() -> list[str]:
 
 
 def is_mounted(target: Path | str) -> bool:
-    """True when ``target`` is a mount point (compared by /proc/self/mountinfo, exact path)."""
-    return os.path.realpath(target) in mount_points()
+    """True when ``target`` is a mount point (compared by /proc/self/mountinfo, exact path). A
+    mount of another file system than its parent's (an overlay rootfs, a tmpfs) is seen from its
+    device number first: the table, read and parsed whole, grows with every container."""
+    return os.path.ismount(target) or os.path.realpath(target) in mount_points()
 
 
 def unmount_folder(path: Path) -> None:

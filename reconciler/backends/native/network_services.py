@@ -3,10 +3,14 @@
 A network (:mod:`networks`: bridge, addresses, namespaces) works only with its forwarding rules
 (:mod:`firewall`) and its DNS server (:mod:`dns`, one process per network on the gateway).
 :func:`ensure` sets both up and is run again whenever a network is used, so that both come back
-after a host reboot or after dockerd rewrote the firewall. The server's table, ``dns.json``, maps
-every name of every container attached to the network (its name, short id, ``<name>.<network>``
-and aliases) to its addresses; the engine rewrites it, under its lock, whenever a container is
-created, renamed or removed, and the server re-reads it when it changes.
+after a host reboot or after dockerd rewrote the firewall (the rules are read again at most every
+:data:`RULES_RECHECK` seconds for the containers that join it: one read per apply, not per
+container). Each check first deletes the bridges of deleted roots (marked ours, their network's
+folder gone: :func:`networks.sweep_orphan_bridges`), and their rules go with the check's change.
+The server's table, ``dns.json``, maps every name of every container attached to the network (its
+name, short id, ``<name>.<network>`` and aliases) to its addresses; the engine rewrites it, under
+its lock, whenever a container is created, renamed or removed, and the server re-reads it when it
+changes.
 
 What the server forwards goes to the resolvers in ``upstreams.json``, which the engine keeps the
 same way: the network's (written by :func:`ensure`: the engine's ``--dns-upstream``, else the
@@ -21,7 +25,8 @@ network older than root-derived bridge names keeps owning its rules by its name,
 A bridge-mode container that names no network joins the implicit ``default`` one, as Docker's
 join its default bridge; it carries no owner labels, so the planner never sees or prunes it.
 
-Callers hold the engine's lock. This module must not know containers' lifecycles.
+Callers hold the engine's lock exclusive, or shared with the assembly lock (one create at a
+time, see :mod:`engine`). This module must not know containers' lifecycles.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -57,6 +64,11 @@ Upstream = tuple[str, int]
 DNS_PID = "dns.pid"
 DNS_START_TIMEOUT = 10.0
 DNS_STOP_TIMEOUT = 5.0
+# Seconds during which a network's rules, once checked by this process, count as in place for the
+# containers that join it (see ensure); the network's own create and apply always check them.
+RULES_RECHECK = 30.0
+_RULES_CHECKED: dict[tuple[str, str], float] = {}  # (network directory, its record) -> when
+_RULES_CHECKED_LOCK = threading.Lock()
 
 
 def create(
@@ -73,13 +85,26 @@ def create(
     return network
 
 
-def ensure(store: networks.Networks, network: networks.Network, *, upstreams: Sequence[Upstream] = ()) -> None:
+def ensure(
+    store: networks.Networks, network: networks.Network, *, upstreams: Sequence[Upstream] = (), joining: bool = False
+) -> None:
     """The network's firewall rules and DNS server, (again) in place; its server forwards to
-    ``upstreams`` (default: the host's resolvers, see :func:`host_upstreams`)."""
-    owner = rules_owner(network)
-    firewall.add_network(owner, bridge=network.bridge, subnet=network.subnet, gateway=network.gateway,
-                         internal=network.internal, remove=_bridge_gone)  # fmt: skip
+    ``upstreams`` (default: the host's resolvers, see :func:`host_upstreams`).
+
+    ``joining``: for a container that joins the network, whose rules this process put in place or
+    found in place less than :data:`RULES_RECHECK` seconds ago are not read again (a read is an
+    ``iptables-save``; an apply of many containers checks its networks once, not once each)."""
     directory = store.root / network.name
+    key = (str(directory), json.dumps(network.to_json(), sort_keys=True))
+    with _RULES_CHECKED_LOCK:
+        fresh = joining and time.monotonic() - _RULES_CHECKED.get(key, -RULES_RECHECK) < RULES_RECHECK
+    if not fresh:
+        # Bridges of deleted roots go first, so that their rules go in the same change (_bridge_gone).
+        networks.sweep_orphan_bridges()
+        firewall.add_network(rules_owner(network), bridge=network.bridge, subnet=network.subnet,
+                             gateway=network.gateway, internal=network.internal, remove=_bridge_gone)  # fmt: skip
+        with _RULES_CHECKED_LOCK:
+            _RULES_CHECKED[key] = time.monotonic()
     if not (directory / NAMES).exists():
         files.write_json(directory / NAMES, {})
     servers = [] if network.internal else list(upstreams) or host_upstreams()
@@ -116,6 +141,9 @@ def _port_taken(address: str) -> str:
 def remove(store: networks.Networks, name: str) -> None:
     """The network, its DNS server and its firewall rules, gone."""
     directory = store.root / name
+    with _RULES_CHECKED_LOCK:
+        for key in [key for key in _RULES_CHECKED if key[0] == str(directory)]:
+            del _RULES_CHECKED[key]
     network = store.get(name)
     if _dns_server_alive(directory):
         pid = int((directory / DNS_PID).read_text().strip())

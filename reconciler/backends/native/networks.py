@@ -24,6 +24,7 @@ firewall rules (``firewall``) or DNS (``dns``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import ipaddress
@@ -82,6 +83,41 @@ class Attachment:
 
 
 BRIDGE_PREFIX = "rcbr-"
+
+
+# A bridge's alias (``ip link`` shows it) names the folder of the network it belongs to: proof
+# that the bridge is ours, and where to look whether its network still exists.
+OWNER_MARK = "reconciler-network:"
+_ALIAS_MAX = 255  # IFALIASZ - 1
+
+
+def owner_mark(directory: Path) -> str | None:
+    """The alias of the bridge of the network kept in ``directory``; None when the path is too long
+    for an alias (such a bridge is not marked, and never swept)."""
+    mark = OWNER_MARK + str(directory.resolve())
+    return mark if len(mark.encode()) <= _ALIAS_MAX else None
+
+
+def sweep_orphan_bridges() -> list[str]:
+    """Our bridges whose network's folder is gone (its state root deleted, or a crash's), of any
+    root, deleted; their names. A bridge is ours when its name has our prefix and its alias our
+    mark (:func:`owner_mark`); a network's folder exists before its bridge is made, so a network
+    being created is never hit. Unmarked bridges (made before the mark) are left alone."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    gone: list[str] = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name, alias = link.get_attr("IFLA_IFNAME") or "", link.get_attr("IFLA_IFALIAS") or ""
+            if not name.startswith(BRIDGE_PREFIX) or not alias.startswith(OWNER_MARK):
+                continue
+            if Path(alias.removeprefix(OWNER_MARK)).is_dir():
+                continue
+            with contextlib.suppress(NetlinkError):  # gone meanwhile
+                ipr.link("del", index=link["index"])
+                gone.append(name)
+    return gone
 
 
 def link_exists(name: str) -> bool:
@@ -176,14 +212,15 @@ class Networks:
             files.write_json(directory / "ipam.json", {})
         return network
 
-    @staticmethod
-    def ensure_bridge(network: Network) -> None:
-        """The network's bridge, up with the gateway's address: made at create, and made again
-        after a host reboot (which leaves the records and takes every link)."""
+    def ensure_bridge(self, network: Network) -> None:
+        """The network's bridge, up with the gateway's address and marked as this network's (see
+        :func:`sweep_orphan_bridges`): made at create, and made again after a host reboot (which
+        leaves the records and takes every link)."""
         from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
         prefixlen = ipaddress.IPv4Network(network.subnet).prefixlen
+        mark = owner_mark(self._dir(network.name))
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=network.bridge):
                 try:
@@ -191,6 +228,8 @@ class Networks:
                 except NetlinkError as exc:
                     raise errors.RuntimeFailed(f"creating bridge {network.bridge}: {exc}") from exc
             index = ipr.link_lookup(ifname=network.bridge)[0]
+            if mark is not None:
+                ipr.link("set", index=index, ifalias=mark)
             with contextlib.suppress(NetlinkError):  # already there after a half-done create
                 ipr.addr("add", index=index, address=network.gateway, prefixlen=prefixlen)
             ipr.link("set", index=index, state="up")
@@ -261,32 +300,38 @@ class Networks:
             if kept != table:
                 files.write_json(path, kept)
 
-    def attach(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
-        """A fresh netns for the container, with one veth per ``(network, ipv4 or None, aliases)``."""
-        from pyroute2 import IPRoute, netns
+    def reserve(self, container_id: str, requests: Iterable[tuple[str, str | None, Sequence[str]]]) -> list[Attachment]:
+        """The container's address on each network of ``(network, ipv4 or None, aliases)`` (the one
+        it holds already, if any), taken in the networks' IPAM; nothing plugged yet."""
+        attachments: list[Attachment] = []
+        for position, (network_name, wanted, aliases) in enumerate(requests):
+            network = self.get(network_name)
+            if network is None:
+                raise errors.NotFound(f"network {network_name} not found")
+            address = self.allocate(network_name, container_id, wanted)
+            attachments.append(Attachment(network=network_name, interface=f"eth{position}",
+                                          host_veth=f"rcv{container_id[:9]}{position}", address=address,
+                                          prefixlen=ipaddress.IPv4Network(network.subnet).prefixlen,
+                                          gateway=network.gateway, aliases=tuple(aliases)))  # fmt: skip
+        return attachments
+
+    def plug(self, container_id: str, attachments: Sequence[Attachment]) -> None:
+        """The container's network namespace (made if missing) with a veth per attachment. It
+        touches only the container's own links and namespace: callers need no lock for it."""
+        from pyroute2 import IPRoute
 
         name = netns_name(container_id)
-        if not (NETNS_DIR / name).exists():
-            netns.create(name)
-        attachments: list[Attachment] = []
         routed = False
         with IPRoute() as ipr, _socket_in(name) as ns:
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            for position, (network_name, wanted, aliases) in enumerate(requests):
-                network = self.get(network_name)
+            for attachment in attachments:
+                network = self.get(attachment.network)
                 if network is None:
-                    raise errors.NotFound(f"network {network_name} not found")
-                address = self.allocate(network_name, container_id, wanted)
-                attachment = Attachment(network=network_name, interface=f"eth{position}",
-                                        host_veth=f"rcv{container_id[:9]}{position}", address=address,
-                                        prefixlen=ipaddress.IPv4Network(network.subnet).prefixlen,
-                                        gateway=network.gateway, aliases=tuple(aliases))  # fmt: skip
+                    raise errors.NotFound(f"network {attachment.network} not found")
                 # The default route goes through the first network that is not internal.
                 default_route = not network.internal and not routed
                 _plug(ipr, ns, name, network, attachment, default_route=default_route)
                 routed = routed or default_route
-                attachments.append(attachment)
-        return attachments
 
     def detach(self, container_id: str, host_veths: Iterable[str]) -> None:
         """Remove the container's veths (the peers go with them), its netns and its addresses."""
@@ -316,14 +361,19 @@ def _sysctl(name: str, value: str) -> None:
 
 @contextlib.contextmanager
 def _socket_in(name: str) -> Iterator[IPRoute]:
-    """An rtnetlink socket in the namespace ``name``. This thread enters the namespace only to make
-    the socket, which stays bound to it, and comes back at once: no process is forked for it (as
-    pyroute2's ``NetNS`` does, a fork of this whole interpreter per container)."""
+    """An rtnetlink socket in the namespace ``name``, made first if it does not exist. This thread
+    enters the namespace (or makes it, as ``ip netns add`` does: an ``unshare`` of this thread
+    alone, bound to ``/run/netns/<name>``) only to make the socket, which stays bound to it, and
+    comes back at once: no process is forked for it (pyroute2's ``netns.create`` and ``NetNS``
+    fork this whole interpreter, a cost per container that an apply of many paid in turn)."""
     from pyroute2 import IPRoute, netns
 
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        netns.setns(name, flags=0)
+        if (NETNS_DIR / name).exists():
+            netns.setns(name, flags=0)
+        else:
+            _unshare_into(NETNS_DIR / name)
         try:
             socket_there = IPRoute()
         finally:
@@ -332,6 +382,39 @@ def _socket_in(name: str) -> Iterator[IPRoute]:
         os.close(home)
     with socket_there:
         yield socket_there
+
+
+def _unshare_into(path: Path) -> None:
+    """This thread in a new network namespace, bound to ``path`` (which must not exist) so that it
+    outlives the thread; the caller goes back to its own namespace. ``NETNS_DIR`` is made a shared
+    mount first, as iproute2 does, so that the binds show in every mount namespace."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    folder = str(path.parent).encode()
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if libc.mount(b"", folder, b"none", _MS_SHARED | _MS_REC, None) != 0:
+        # Not a mount point yet: bound onto itself, then shared.
+        if libc.mount(folder, folder, b"none", _MS_BIND | _MS_REC, None) != 0:
+            raise _libc_error(f"bind-mounting {path.parent}")
+        if libc.mount(b"", folder, b"none", _MS_SHARED | _MS_REC, None) != 0:
+            raise _libc_error(f"sharing {path.parent}")
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    # /proc/thread-self: this thread's namespace (/proc/self would be the main thread's).
+    if libc.unshare(_CLONE_NEWNET) != 0 or libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), b"none",
+                                                      _MS_BIND, None) != 0:  # fmt: skip
+        error = _libc_error(f"a new network namespace at {path}")
+        path.unlink()
+        raise error
+
+
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_SHARED = 1 << 20
+
+
+def _libc_error(what: str) -> errors.RuntimeFailed:
+    code = ctypes.get_errno()
+    return errors.RuntimeFailed(f"{what}: {os.strerror(code)}")
 
 
 def _plug(
