@@ -32,7 +32,8 @@ from tests.chaos.stacks import KEEPER
 from tests.support import images
 from tests.support.polling import eventually
 
-RESTARTER = b"reconciler.backends.native.restarter"
+# The restarter's own command line (not the exit command's shell, whose script names it too).
+RESTARTER = b"\0-m\0reconciler.backends.native.restarter\0"
 
 # The restarter's own start, killed by itself at POINT (see the module docstring); its backoff is
 # skipped (the ``backoff`` point is the real one's).

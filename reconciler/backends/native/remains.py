@@ -164,7 +164,9 @@ class Collector:
         if keeper is None:
             return
         if processes.is_running(int(keeper["pid"]), keeper.get("start_time")):
-            if (self.runtime_state / container_id / EXEC_FIFO).exists():
+            # The runtime's state is the container's, not the run's: a prepared next run has its fifo.
+            created = (self.runtime_state / container_id / EXEC_FIFO).exists()
+            if created and not (directory / records.PREPARED).exists():
                 self._end_unstarted_run(container_id)
             return
         if any(path.exists() for path in _exit_files(directory, container_id)):
