@@ -5,7 +5,10 @@ Where it sits: at the bottom, beside :mod:`reconciler.sources` (the standard lib
 files only); the controller's git source (:mod:`reconciler.controller.git_source`) drives it. It
 must not parse manifests, log, or put a secret on a command line: a token reaches git as an
 ``http.<url>.extraHeader`` in git's environment (``GIT_CONFIG_*``; a process's environment is
-readable only by its owner), a deploy key by its *path* in ``GIT_SSH_COMMAND``.
+readable only by its owner), a deploy key's path as ``RECONCILER_SSH_KEY`` in that environment
+too, which ssh expands itself (``IdentityFile=${RECONCILER_SSH_KEY}`` in ``GIT_SSH_COMMAND``). The
+ssh host key must already be known (``StrictHostKeyChecking=yes``, as ``git clone`` does by
+default): against the known_hosts file given, else the user's; nothing is learnt on first use.
 
 Every git runs with an environment built here from nothing (no inherited ``GIT_TRACE_CURL``,
 which would print the header; no user or system configuration, whose ``insteadOf`` could send
@@ -68,7 +71,10 @@ class Remote:
     url: str
     branch: str = "main"
     path: str = "."
-    ssh_key: Path | None = None
+    # Kept out of repr too: the deploy key's path is shown nowhere.
+    ssh_key: Path | None = dataclasses.field(default=None, repr=False)
+    # The host keys trusted (ssh's known_hosts format); None: the user's (``~/.ssh/known_hosts``).
+    known_hosts: Path | None = None
     # ``TOKEN`` or ``USER:TOKEN`` (HTTP basic); kept out of repr so that no log or traceback shows it.
     token: str | None = dataclasses.field(default=None, repr=False)
 
@@ -94,7 +100,9 @@ def problems(remote: Remote) -> list[str]:
     if remote.path.startswith("/") or ".." in path.parts or not remote.path:
         found.append(f"--path {remote.path!r} must be a folder inside the repository (relative, no '..')")
     if remote.ssh_key is not None and not remote.ssh_key.is_file():
-        found.append(f"--ssh-key {remote.ssh_key}: no such file")
+        found.append("--ssh-key: no such file")
+    if remote.known_hosts is not None and not remote.known_hosts.is_file():
+        found.append(f"--ssh-known-hosts {remote.known_hosts}: no such file")
     return found
 
 
@@ -217,16 +225,25 @@ class Repository:
         ]
         if self.remote.token is not None:
             settings.append(authorization(self.remote.url, self.remote.token))
-        # A host key is learnt on first use into the mirror's own known_hosts, then held to.
-        known = self.directory / "known_hosts"
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=15",
-               "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known}"]  # fmt: skip
-        if self.remote.ssh_key is not None:
-            ssh += ["-o", "IdentitiesOnly=yes", "-i", str(self.remote.ssh_key)]
         env = _base_environment(self.directory / "home")
-        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+        env["GIT_SSH_COMMAND"] = shlex.join(self._ssh_command(env))
         env.update(_config_environment(settings))
         return env
+
+    def _ssh_command(self, env: dict[str, str]) -> list[str]:
+        """ssh as git runs it; the files it reads go into ``env`` (ssh expands ``${VAR}`` in these
+        options itself, so that neither path is on a command line, and a path with a space is one)."""
+        # The host key must be known already: a key accepted on first use would hand the deploy key's
+        # signature and the manifests' trust to whoever answered first. Only read, never updated.
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=15",
+               "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"]  # fmt: skip
+        if self.remote.known_hosts is not None:
+            env["RECONCILER_SSH_KNOWN_HOSTS"] = str(self.remote.known_hosts)
+            ssh += ["-o", "UserKnownHostsFile=${RECONCILER_SSH_KNOWN_HOSTS}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        if self.remote.ssh_key is not None:
+            env["RECONCILER_SSH_KEY"] = str(self.remote.ssh_key)
+            ssh += ["-o", "IdentitiesOnly=yes", "-o", "IdentityFile=${RECONCILER_SSH_KEY}"]
+        return ssh
 
     def environment(self) -> Mapping[str, str]:
         """What every git of this repository runs with (tests check what is, and is not, in it)."""
@@ -261,7 +278,30 @@ class Repository:
             for secret in {self.remote.token, *self.remote.token.split(":")}:
                 if len(secret) >= 4:
                     message = message.replace(secret, "***")
+        if self.remote.ssh_key is not None:  # ssh names the key file when it cannot load it
+            message = message.replace(str(self.remote.ssh_key), "the --ssh-key file")
         return message
+
+    def _fetch_error(self, err: str, code: int) -> GitError:
+        """Why a fetch failed; ssh's refusals said in words to act on (git's own last lines
+        would only say it could not read from the remote)."""
+        if "Host key verification failed" not in err and "Permission denied (publickey" not in err:
+            return GitError(f"git fetch failed: {self._clean(err) or f'exit {code}'}")
+        parts = urllib.parse.urlsplit(self.remote.url)
+        host = parts.hostname or self.remote.url.split("@")[-1].split(":")[0]
+        host += f":{parts.port}" if parts.port else ""
+        if "Permission denied (publickey" in err:
+            given = "the key given by --ssh-key" if self.remote.ssh_key else "every key (no --ssh-key given)"
+            return GitError(f"git fetch failed: the ssh server refused {given} ({host}: Permission denied "
+                            "(publickey)); add its public key to the repository's deploy keys")  # fmt: skip
+        known = self.remote.known_hosts or "~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts"
+        if "HOST IDENTIFICATION HAS CHANGED" in err:
+            return GitError(f"git fetch failed: the ssh host key of {host} has changed (checked against {known}): "
+                            "someone may be in the middle; if the server's key was replaced, check the new key's "
+                            "fingerprint and replace the host's line there")  # fmt: skip
+        return GitError(f"git fetch failed: the ssh host key of {host} is not known (checked against {known}); "
+                        "check its fingerprint, then add it there (ssh-keyscan) or name a file with "
+                        "--ssh-known-hosts")  # fmt: skip
 
     # -- the mirror -----------------------------------------------------------------------------
 
@@ -271,8 +311,11 @@ class Repository:
             files.make_private_dir(self.mirror)
             self.git("init", "--quiet", "--bare")
         # Only the tip is needed (its tree and its signature): a shallow fetch of one commit.
-        self.git("fetch", "--quiet", "--no-tags", "--depth=1", "--no-write-fetch-head", "--end-of-options",
-                 self.remote.url, f"+refs/heads/{self.remote.branch}:{TIP}", timeout=self.fetch_timeout)  # fmt: skip
+        code, _, err = self.git("fetch", "--quiet", "--no-tags", "--depth=1", "--no-write-fetch-head",
+                                "--end-of-options", self.remote.url, f"+refs/heads/{self.remote.branch}:{TIP}",
+                                timeout=self.fetch_timeout, check=False)  # fmt: skip
+        if code != 0:
+            raise self._fetch_error(err, code)
         return self.tip()
 
     def tip(self) -> str:

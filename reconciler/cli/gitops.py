@@ -24,7 +24,8 @@ log = logging.getLogger("reconciler.daemon")
 
 # Options that mean something only with --git (their argparse destinations and spellings).
 GIT_ONLY = {"branch": "--branch", "path": "--path", "interval": "--interval", "ssh_key": "--ssh-key",
-            "token_file": "--token-file", "webhook_secret_file": "--webhook-secret-file",
+            "ssh_known_hosts": "--ssh-known-hosts", "token_file": "--token-file",
+            "webhook_secret_file": "--webhook-secret-file",
             "require_signed": "--require-signed", "allowed_signers": "--allowed-signers",
             "gpg_keyring": "--gpg-keyring"}  # fmt: skip
 SECRET_LIMIT = 64 * 1024
@@ -59,9 +60,10 @@ def settings(args: argparse.Namespace) -> git_source.Settings:
             raise errors.ReconcilerError(f"--token-file: {args.token_file} must hold one line: TOKEN or USER:TOKEN")
     ssh_key = Path(args.ssh_key).resolve() if args.ssh_key else None
     if ssh_key is not None:
-        private(ssh_key, "--ssh-key")
+        private(ssh_key, "--ssh-key", shown="the file")  # the deploy key's path is shown nowhere
+    known_hosts = Path(args.ssh_known_hosts).resolve() if args.ssh_known_hosts else None
     remote = gitrepo.Remote(args.git, branch=args.branch or "main", path=args.path or ".", ssh_key=ssh_key,
-                            token=token)  # fmt: skip
+                            known_hosts=known_hosts, token=token)  # fmt: skip
     found = gitrepo.problems(remote)
     signers = signers_of(args, found)
     try:
@@ -116,11 +118,13 @@ def read_secret(path: str, option: str) -> bytes:
     return data
 
 
-def private(path: Path, option: str) -> None:
-    """Warn when a secret's file may be read by others than its owner (ssh refuses such a key)."""
+def private(path: Path, option: str, *, shown: str | None = None) -> None:
+    """Warn when a secret's file may be read by others than its owner (ssh refuses such a key);
+    ``shown`` stands for the path in what is said."""
+    name = shown or str(path)
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise errors.ReconcilerError(f"{option}: {path}: {exc.strerror}") from None
+        raise errors.ReconcilerError(f"{option}: {name}: {exc.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s: %s may be read by other users (mode %o); chmod 600 it", option, path, stat.S_IMODE(mode))
+        log.warning("%s: %s may be read by other users (mode %o); chmod 600 it", option, name, stat.S_IMODE(mode))

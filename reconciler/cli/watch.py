@@ -65,6 +65,8 @@ def add_git_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--path", default=None, metavar="DIR", help="the folder of manifests in it (default .)")
     g.add_argument("--interval", default=None, metavar="DURATION", help="how often to fetch (default 30s)")
     g.add_argument("--ssh-key", default=None, metavar="FILE", help="a deploy key for ssh URLs")
+    g.add_argument("--ssh-known-hosts", default=None, metavar="FILE",
+                   help="the ssh host keys to trust (default ~/.ssh/known_hosts)")  # fmt: skip
     g.add_argument("--token-file", default=None, metavar="FILE",
                    help="an HTTPS token (TOKEN or USER:TOKEN), sent as HTTP basic auth")  # fmt: skip
     g.add_argument("--webhook-secret-file", default=None, metavar="FILE",

@@ -209,22 +209,24 @@ def test_a_token_goes_to_git_in_its_environment_and_to_the_server_as_basic_auth(
 def test_a_deploy_key_reaches_ssh_by_its_path(tmp_path: Path, upstream: git_support.Upstream,
                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A stand-in ``ssh`` first on PATH records its arguments and runs the remote command here,
-    as sshd would run it on the server: the fetch works and the key is named by path only."""
+    as sshd would run it on the server: the fetch works, and the key's path reaches ssh through
+    its environment only (the real server: tests/integration/controller/test_git_ssh.py)."""
     sha = upstream.commit("first")
     key, _ = git_support.ssh_signer(tmp_path, "deploykey")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     recorded = tmp_path / "ssh-args"
     (bin_dir / "ssh").write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$@" > {recorded}\nfor last; do :; done\nexec sh -c "$last"\n'
+        f'#!/bin/sh\nprintf "%s\\n" "$@" "$RECONCILER_SSH_KEY" > {recorded}\nfor last; do :; done\nexec sh -c "$last"\n'
     )
     (bin_dir / "ssh").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     repository = mirror(tmp_path, f"ssh://git@example.test{upstream.bare}", ssh_key=key)
     assert repository.fetch() == sha
-    arguments = recorded.read_text().splitlines()
-    assert arguments[arguments.index("-i") + 1] == str(key)
+    *arguments, key_in_environment = recorded.read_text().splitlines()
+    assert key_in_environment == str(key) and "IdentityFile=${RECONCILER_SSH_KEY}" in arguments
     assert "IdentitiesOnly=yes" in arguments and "BatchMode=yes" in arguments
+    assert "StrictHostKeyChecking=yes" in arguments and str(key) not in "\n".join(arguments)
     assert key.read_text().splitlines()[1] not in "\n".join(arguments)
 
 
