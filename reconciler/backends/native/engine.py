@@ -6,13 +6,14 @@ default ``/var/lib/reconciler``; root-only, 0600 files in 0700 directories):
 * **create** (:mod:`assembly`): the image from :mod:`images` (pulled, verified, unpacked into
   overlay snapshots), the overlay rootfs, the network, the ``/etc`` files, volumes
   (:mod:`volumes`), the OCI ``config.json`` (:mod:`bundles`), and last the record (:mod:`records`).
-* **start / stop** (:mod:`runs`): a :mod:`supervisor` process per run, spawned detached; it runs
-  ``runc create`` with the container's stdio, reports the init pid, and the engine then runs
-  ``runc start``. The supervisor writes the logs (json-file, :mod:`logs` reads them) and, when
-  the init exits, ``exit.json``. A stop sends the stop signal, waits, then SIGKILLs every process.
-* **observe / events**: state comes from the files and from the supervisor's liveness (pid and
+* **start / stop** (:mod:`runs`): a keeper per run, conmon (:mod:`supervision`), spawned detached;
+  it runs ``runc create`` with the container's stdio, reports the init pid, and the engine then runs
+  ``runc start``. conmon writes the logs (k8s-file, :mod:`logs` reads them) and, when the init
+  exits, its exit code, then runs its exit command (:mod:`restarter`: the restart policy when no
+  controller runs). A stop sends the stop signal, waits, then SIGKILLs every process.
+* **observe / events**: state comes from the files and from the keeper's liveness (pid and
   start time, so that a reused pid is not mistaken for it); :mod:`events` waits on the
-  supervisors' pidfds, so a ``die`` arrives as soon as the process exits, not at a poll tick.
+  keepers' pidfds, so a ``die`` arrives as soon as the process exits, not at a poll tick.
 * **remove**: the runtime state, the network, the rootfs mount and the directory (named volumes
   stay); once no container uses the implicit ``default`` network, it goes too.
 * **networks**: bridges, veths, addresses and namespaces in :mod:`networks`, forwarding and
@@ -20,8 +21,8 @@ default ``/var/lib/reconciler``; root-only, 0600 files in 0700 directories):
   what it does not own upstream: ``dns_upstream``, else the host's), tied together by
   :mod:`network_services`.
 
-Restart policies and health checks are the controller's job (``reconcile watch``). The engine only
-makes restarts quick: asked by the controller (:meth:`NativeEngine.prepare_next_run`), it prepares
+Health checks are the controller's job (``reconcile watch``), and so are restart policies while it
+runs (without it, each keeper's exit command applies them). The engine only makes restarts quick: asked by the controller (:meth:`NativeEngine.prepare_next_run`), it prepares
 a container's next run during the restart's backoff (:mod:`prepared`), and the start is then only
 ``runc start``. Nothing else starts runtime work: reading events in particular only reads.
 
@@ -290,7 +291,7 @@ class NativeEngine:
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of
-        # ours (the supervisor writes exit.json), and holding the lock would serialise every stop
+        # ours (conmon records the exit), and holding the lock would serialise every stop
         # of an apply behind the slowest.
         record = self.records.get(name)
         timeout = record.spec.stop_timeout if timeout is None else timeout
@@ -406,7 +407,7 @@ class NativeEngine:
         return self.runtime.exec_attached(record.container_id, bundles.exec_process(process, argv, terminal=True))
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
-        """``start`` and ``die`` events from the supervisors' pidfds (see :mod:`events`); read only."""
+        """``start`` and ``die`` events from the keepers' pidfds (see :mod:`events`); read only."""
         return events.EventStream(self.records).read(stop=stop)
 
     def history(self, *, since: float = 0.0) -> list[engine.Event]:
