@@ -22,9 +22,10 @@ default ``/var/lib/reconciler``; root-only, 0600 files in 0700 directories):
   :mod:`network_services`.
 
 Health checks are the controller's job (``reconcile watch``), and so are restart policies while it
-runs (without it, each keeper's exit command applies them). The engine only makes restarts quick: asked by the controller (:meth:`NativeEngine.prepare_next_run`), it prepares
-a container's next run during the restart's backoff (:mod:`prepared`), and the start is then only
-``runc start``. Nothing else starts runtime work: reading events in particular only reads.
+runs (without it, each keeper's exit command applies them). The engine only makes restarts quick:
+asked by the controller (:meth:`NativeEngine.prepare_next_run`), it prepares a container's next run
+during the restart's backoff (:mod:`prepared`), and the start is then only ``runc start``. Nothing
+else starts runtime work: reading events in particular only reads.
 
 Mutations take the engine's lock (``<root>/.engine.lock``, an flock, so the CLI and the controller
 exclude each other too); a crash half-way leaves files that the next call reads back or cleans up.
