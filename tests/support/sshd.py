@@ -9,11 +9,13 @@ nothing else is served (no forwarding, no pty, no sftp). Git over ssh runs ``git
 needs to trust the host key; :func:`key_pair` makes a client's key with ``ssh-keygen``.
 
 Readiness is polled on the port (the server's ``SSH-2.0`` banner); :meth:`Sshd.stop` ends the
-server by its own pid. A missing ``sshd`` fails the test with the Debian package to install.
+server by its own pid, and removes ``/run/sshd`` (which sshd needs) if it made it and it is empty.
+A missing ``sshd`` fails the test with the Debian package to install.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,6 +65,7 @@ class Sshd:
         (folder / "authorized_keys").write_text(f"restrict {public_key(authorized)} deploy\n")
         self.config = folder / "sshd_config"
         self.config.write_text(self._configuration())
+        self.made_privsep_dir = not PRIVSEP_DIR.exists()
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         checked = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True, timeout=60,
                                  check=False)  # fmt: skip
@@ -73,7 +76,11 @@ class Sshd:
         self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=sink, stderr=sink,
                                         stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
         sink.close()
-        eventually(self._answers, timeout=30, what=f"sshd to listen on 127.0.0.1:{self.port} (log: {self.log})")
+        try:
+            eventually(self._answers, timeout=30, what=f"sshd to listen on 127.0.0.1:{self.port} (log: {self.log})")
+        except BaseException:
+            self.stop()
+            raise
 
     def _configuration(self) -> str:
         # StrictModes off: the test's files live under /tmp, whose mode (1777) sshd would refuse.
@@ -112,3 +119,6 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        if self.made_privsep_dir:
+            with contextlib.suppress(OSError):  # not empty: in use by another sshd
+                PRIVSEP_DIR.rmdir()

@@ -3,7 +3,8 @@ watch --once --git ssh://root@127.0.0.1:PORT/…/app.git --ssh-key KEY`` against
 (:mod:`tests.support.sshd`) serving a bare repository the test creates, with keys ``ssh-keygen``
 makes here. The host key must be known (``--ssh-known-hosts FILE``, else the user's
 known_hosts): an unknown or changed one is refused, as is a key the server does not accept,
-and then nothing is applied. The key's path and contents appear in no output and no state file.
+and then nothing is applied. The key's path and contents appear in no output and no state file,
+nor, with ``watch`` serving, in ``status``, the events or the log.
 
 Real parts only: git, ssh, sshd, runc, overlayfs, busybox loaded into a private root; the
 fixtures ``root`` and ``prefix`` are :mod:`test_git`'s (its containers removed by prefix at the
@@ -24,6 +25,7 @@ from reconciler.backends.native import engine as native_engine
 from tests.integration.controller import test_git as git_watch
 from tests.support import git as git_support
 from tests.support import sshd as sshd_support
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +41,13 @@ class Served:
         self.upstream = git_support.Upstream(folder / "upstream")
         self.key = sshd_support.key_pair(folder, "deploy_key")
         self.key.chmod(0o600)
-        self.sshd = sshd_support.Sshd(folder / "sshd", self.key)
-        self.url = self.sshd.url(self.upstream.bare)
-        self.known_hosts = self.sshd.known_hosts(folder / "known_hosts")
         self.name = f"{prefix}web"
         self.upstream.write("deploy/shop.yaml", git_watch.manifest(self.name, f"{prefix}shop"))
         self.commit = self.upstream.commit("the shop")
+        # Started last: nothing below can fail and leave it running.
+        self.sshd = sshd_support.Sshd(folder / "sshd", self.key)
+        self.url = self.sshd.url(self.upstream.bare)
+        self.known_hosts = self.sshd.known_hosts(folder / "known_hosts")
 
     def secrets(self) -> list[str]:
         """What must never be shown: the key's path, its name, and each line of its contents."""
@@ -174,3 +177,38 @@ def test_without_known_hosts_the_users_known_hosts_is_held_to(root: Path, tmp_pa
     assert done.returncode == 0, done.stderr
     assert git_watch.running(root, served.name)
     assert_never_shown(served, tmp_path, done)
+
+
+def test_the_daemon_reports_an_unknown_host_then_fetches_once_the_key_is_known(
+    root: Path, tmp_path: Path, served: Served
+) -> None:
+    """``watch`` serving: the refusal is in ``status`` and the events; the operator adds the
+    host's key to the file and a webhook fetches at once; the key is in no status, event or log."""
+    known_hosts = tmp_path / "operator_hosts"
+    known_hosts.write_text("")
+    secret = tmp_path / "hook-secret"
+    secret.write_bytes(git_watch.SECRET)
+    secret.chmod(0o600)
+    watch = git_watch.Watch(root, tmp_path, "--git", served.url, "--path", "deploy", "--ssh-key", str(served.key),
+                            "--ssh-known-hosts", str(known_hosts), "--interval", "1h", "--webhook-secret-file",
+                            str(secret))  # fmt: skip
+    try:
+        refused = eventually(lambda: watch.git()["lastFetch"]["error"], timeout=60, what="the first fetch refused")
+        assert f"the ssh host key of 127.0.0.1:{served.sshd.port} is not known" in refused
+        assert watch.git()["inForce"] is None and not exists(root, served.name)
+        served.sshd.known_hosts(known_hosts)
+        assert watch.hook(git_watch.signed(b"{}"), b"{}") == 202
+        eventually(lambda: (watch.git()["inForce"] or {}).get("commit") == served.commit, timeout=60,
+                   what=f"the commit in force (log: {watch.log})")  # fmt: skip
+        eventually(lambda: git_watch.running(root, served.name), timeout=60, what=f"{served.name} running")
+        assert watch.git()["lastFetch"]["error"] is None
+        events = list(watch.client.events(follow=False))
+        assert [e["kind"] for e in events if e["kind"] in ("fetch-failed", "commit-applied")] == [
+            "fetch-failed", "commit-applied"]  # fmt: skip
+        shown = json.dumps(watch.client.status()) + json.dumps(events) + watch.log.read_text()
+        for secret_text in served.secrets():
+            assert secret_text not in shown, f"{secret_text!r} is shown"
+            for path, data in state_files(tmp_path).items():
+                assert secret_text.encode() not in data, f"{secret_text!r} is written in {path}"
+    finally:
+        watch.stop()
