@@ -83,8 +83,8 @@ class Context:
 def ask(folder: caches.CacheFolder, texts: Sequence[tuple[str, str]], context: Context) -> Question | None:
     """The question remembered for these texts in this context, or None."""
     key = question_key(texts, context)
-    data = _read_json(folder, key)
-    if data is None:
+    data = _read_json(folder, key) if key is not None else None
+    if key is None or data is None:
         return None
     try:
         return Question(key, frozenset(data["stacks"]), tuple(data["images"]), tuple(data["containers"]),
@@ -121,10 +121,13 @@ def remember(
         return
     if any(container.spec.pull_policy == "Always" for container in desired.containers.values()):
         return
+    key = question_key(texts, context)
+    if key is None:
+        return
     paths, variables = manifests.read_inputs(desired)
     declared = {*desired.containers, *map(planning.staged, desired.containers), *desired.networks, *desired.volumes}
     question = Question(
-        question_key(texts, context),
+        key,
         frozenset(desired.stacks),
         tuple(sorted({c.spec.image for c in desired.containers.values()})),
         tuple(sorted(desired.containers)),
@@ -140,8 +143,13 @@ def remember(
     folder.write(answer_key(question, actual, options), json.dumps(answered).encode())
 
 
-def question_key(texts: Sequence[tuple[str, str]], context: Context) -> str:
-    digest = hashlib.sha256(f"{FORMAT}\0question\0{code_stamp()}\0{os.getcwd()}\0".encode("utf-8", "surrogatepass"))
+def question_key(texts: Sequence[tuple[str, str]], context: Context) -> str | None:
+    """The question's name; None when the current folder is gone (relative paths mean nothing)."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        return None
+    digest = hashlib.sha256(f"{FORMAT}\0question\0{code_stamp()}\0{here}\0".encode("utf-8", "surrogatepass"))
     digest.update(_canonical(dataclasses.asdict(context)).encode() + b"\0")
     for file, text in texts:
         digest.update(file.encode("utf-8", "surrogatepass") + b"\0" + text.encode("utf-8", "surrogatepass") + b"\0")

@@ -251,3 +251,18 @@ def test_other_stacks_changing_is_still_answered(setup: Setup) -> None:
     assert setup.answer() is not None
     setup.target.exit("o2", 3)
     assert setup.answer() is not None
+
+
+def test_a_current_folder_that_is_gone_asks_and_remembers_nothing(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desired, options, actual, plan = setup.plan()
+    entries = sorted(setup.folder.directory.iterdir())  # the loader's parse results
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    verdicts.remember(setup.folder, setup.texts(), setup.context, desired=desired, actual=actual, options=options,
+                      plan=plan)  # fmt: skip
+    assert verdicts.ask(setup.folder, setup.texts(), setup.context) is None
+    assert sorted(setup.folder.directory.iterdir()) == entries
