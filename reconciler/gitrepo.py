@@ -50,6 +50,11 @@ SUBJECT_LIMIT = 200
 _SCHEMES = ("https", "http", "ssh", "git", "file")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$|^[A-Za-z0-9.-]+:[^/:][^:]*$")
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+# The lines git ends a failed fetch over ssh with, whatever the cause.
+_GIT_BOILERPLATE = frozenset(
+    {"fatal: Could not read from remote repository.", "Please make sure you have the correct access rights",
+     "and the repository exists."}
+)  # fmt: skip
 
 
 class GitError(errors.ReconcilerError):
@@ -286,7 +291,9 @@ class Repository:
         """Why a fetch failed; ssh's refusals said in words to act on (git's own last lines
         would only say it could not read from the remote)."""
         if "Host key verification failed" not in err and "Permission denied (publickey" not in err:
-            return GitError(f"git fetch failed: {self._clean(err) or f'exit {code}'}")
+            # What ssh (or curl) said is the news; git's closing lines say the same for every cause.
+            said = [line for line in err.splitlines() if line.strip() and line.strip() not in _GIT_BOILERPLATE]
+            return GitError(f"git fetch failed: {self._clean(chr(10).join(said) or err) or f'exit {code}'}")
         parts = urllib.parse.urlsplit(self.remote.url)
         host = parts.hostname or self.remote.url.split("@")[-1].split(":")[0]
         host += f":{parts.port}" if parts.port else ""
