@@ -90,16 +90,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return code
     chosen = options.of(args)
     texts = sources.read_sources(args.file)
-    if (answer := remembered.answered(args, chosen, texts, locks=None)) is not None:
-        console.out(json.dumps(answer.plan, indent=2) if args.output == "json" else console.plan_text(answer.text))
-        return console.EXIT_OK
-    from reconciler import operations, planning
+    with options.EngineOnce(chosen) as engine_once:
+        if (answer := remembered.answered(args, chosen, texts, engine_once, locks=None)) is not None:
+            console.out(json.dumps(answer.plan, indent=2) if args.output == "json" else console.plan_text(answer.text))
+            return console.EXIT_OK
+        from reconciler import operations, planning
 
-    desired = options.load_files(args, texts)
-    recorder = remembered.Recorder(args, chosen, texts)
-    with options.engine_session(chosen) as target:
+        desired = options.load_files(args, texts)
+        recorder = remembered.Recorder(args, chosen, texts)
         plan, warnings = operations.refresh_and_plan(
-            target, desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
+            engine_once(), desired, planning.Options(prune=args.prune, prune_volumes=args.prune_volumes),
             holds=chosen.holds(), on_inputs=recorder.inputs,
         )  # fmt: skip
     recorder.planned(desired, plan, warnings)
@@ -139,16 +139,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     chosen = options.of(args)
     texts = sources.read_sources(args.file)
     locks = functools.partial(stack_locks, chosen)
-    if (answer := remembered.answered(args, chosen, texts, locks=locks)) is not None:
-        print_outcome({"plan": answer.plan, "text": answer.text, "results": [], "ok": True}, args.output,
-                      steps_printed=False)  # fmt: skip
-        return console.EXIT_OK
-    from reconciler import operations, planning
+    with options.EngineOnce(chosen) as engine_once:
+        if (answer := remembered.answered(args, chosen, texts, engine_once, locks=locks)) is not None:
+            print_outcome({"plan": answer.plan, "text": answer.text, "results": [], "ok": True}, args.output,
+                          steps_printed=False)  # fmt: skip
+            return console.EXIT_OK
+        from reconciler import operations, planning
 
-    desired = options.load_files(args, texts)
-    recorder = remembered.Recorder(args, chosen, texts)
-    printer = StepPrinter(args.output, ask=asks_confirmation(args))
-    with options.engine_session(chosen) as target:
+        desired = options.load_files(args, texts)
+        recorder = remembered.Recorder(args, chosen, texts)
+        printer = StepPrinter(args.output, ask=asks_confirmation(args))
+        target = engine_once()
         with stack_locks(chosen, desired.stacks), interruptible() as cancel, printer:
             try:
                 applied = operations.apply_desired(

@@ -235,6 +235,28 @@ def open_engine(chosen: GlobalOptions) -> engine.Engine:
     raise errors.ReconcilerError(f"unknown engine {chosen.engine!r}; choose native, docker or swarm")
 
 
+class EngineOnce:
+    """The engine of a command that may not need one (a no-op answered without it may, or may not,
+    observe it first): opened on the first call, the same one after, closed when the ``with``
+    block ends."""
+
+    def __init__(self, chosen: GlobalOptions) -> None:
+        self.chosen = chosen
+        self._target: engine.Engine | None = None
+
+    def __call__(self) -> engine.Engine:
+        if self._target is None:
+            self._target = open_engine(self.chosen)
+        return self._target
+
+    def __enter__(self) -> EngineOnce:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._target is not None:
+            self._target.close()
+
+
 @contextlib.contextmanager
 def engine_session(chosen: GlobalOptions) -> Iterator[engine.Engine]:
     """The engine, closed when the ``with`` block ends."""

@@ -42,9 +42,15 @@ def context(args: argparse.Namespace, chosen: options.GlobalOptions) -> verdicts
 
 
 def answered(
-    args: argparse.Namespace, chosen: options.GlobalOptions, texts: Sequence[tuple[str, str]], *, locks: Locks | None
+    args: argparse.Namespace,
+    chosen: options.GlobalOptions,
+    texts: Sequence[tuple[str, str]],
+    target: Callable[[], engine.Engine],
+    *,
+    locks: Locks | None,
 ) -> verdicts.Answer | None:
-    """The remembered converged plan of these inputs as the engine is now, or None (plan as usual).
+    """The remembered converged plan of these inputs as ``target()`` is now, or None (plan as
+    usual, with the same engine: :class:`options.EngineOnce`).
 
     ``locks`` (``apply``): the stack locks, held while the engine is observed; on an answer the
     declared containers' stopped-on-purpose records are released, as an apply does before it
@@ -58,11 +64,11 @@ def answered(
     from reconciler import operations, planning, rollouts
 
     holds = chosen.holds()
-    held = locks(question.stacks) if locks is not None else contextlib.nullcontext()
-    with options.engine_session(chosen) as target, held:
-        actual = target.observe(images=list(question.images), stacks=question.stacks)
+    looked_at = target()
+    with locks(question.stacks) if locks is not None else contextlib.nullcontext():
+        actual = looked_at.observe(images=list(question.images), stacks=question.stacks)
         asked = planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
-        planner = operations.planner_options(target, asked, rollouts.Records.beside(holds), question.containers)
+        planner = operations.planner_options(looked_at, asked, rollouts.Records.beside(holds), question.containers)
         found = verdicts.answer(folder, question, actual, planner)
         if found is not None and locks is not None:
             holds.release(question.containers)
