@@ -155,6 +155,12 @@ def remove(store: networks.Networks, name: str) -> None:
     if network is not None:
         firewall.remove_owner(rules_owner(network))
     store.remove(name)
+    # The server's files are this module's: they go too, and the network's folder with them.
+    for leftover in (DNS_PID, UPSTREAMS, NAMES):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / leftover).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def _bridge_gone(owner: str) -> bool:

@@ -150,3 +150,14 @@ def test_two_roots_each_get_their_own_bridge_for_the_same_network_name(
             other.remove_network(leftover.name)
         other.close()
     assert f"rc:{theirs.bridge}" not in _rules()
+
+
+@pytest.mark.integration
+def test_removed_network_leaves_no_folder(engine: native_engine.NativeEngine, prefix: str) -> None:
+    """Its DNS server's files (pid, upstreams) went with it; they kept the folder, one per network
+    ever removed, and the bridge sweep reads a folder as a network still there."""
+    network(engine, f"{prefix}net")
+    folder = engine.networks.root / f"{prefix}net"
+    assert (folder / "network.json").exists()
+    engine.remove_network(f"{prefix}net")
+    assert not folder.exists(), sorted(path.name for path in folder.iterdir())
