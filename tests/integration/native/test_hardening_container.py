@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconciler import engine as contract
-from reconciler import manifests, plans
+from reconciler import manifests, plans, probing
 from reconciler.backends.native import bundles, mounts
 from reconciler.backends.native import engine as native_engine
-from reconciler.controller import health, queue
 from tests.contract import suite
 from tests.support.polling import eventually
 
@@ -130,17 +129,14 @@ def test_health_probe_keeps_env_values_off_host_command_lines(
     check = {"test": ["CMD-SHELL", f": {marker}; {WAIT_THEN_MEASURE}"], "interval": "1h", "timeout": "60s"}
     start(engine, image, f"{prefix}hc", env={"DB_PASSWORD": secret}, healthcheck=check)
     spec = manifests.container_spec_from_document({"image": image, "healthcheck": check})
-    container = manifests.DesiredContainer(
-        name=f"{prefix}hc", stack="contract", spec=spec, labels={}, source=manifests.Source("test.yaml", 1, 1),
-        effective_env={"DB_PASSWORD": secret}, file_digests={},
-    )  # fmt: skip
-    # The controller's own probe (it calls engine.exec), on a state machine of its own.
-    probes = health.Health(engine, queue.SystemClock(), desired=None)  # type: ignore[arg-type]
-    due = health.DueProbe(f"{prefix}hc", container, health.HealthState("id", started_at=0.0))
-    verdicts: list[health.Verdict | None] = []
-    leaks = watch_command_lines(engine, f"{prefix}hc", secret, marker, lambda: verdicts.append(probes.probe(due)))
+    probed = spec.healthcheck
+    assert probed is not None
+    # The probe the controller, `apply --wait` and the rollouts' readiness all run (through engine.exec).
+    results: list[tuple[int, str]] = []
+    leaks = watch_command_lines(engine, f"{prefix}hc", secret, marker,
+                                lambda: results.append(probing.probe(engine, f"{prefix}hc", probed)))  # fmt: skip
     assert not leaks, f"{len(leaks)} host command lines held the secret"
-    assert due.state.last_exit_code == 0 and due.state.last_output == f"{len(secret)}\n", due.state
+    assert results == [(0, f"{len(secret)}\n")]
 
 
 @pytest.mark.integration
