@@ -573,29 +573,10 @@ class DockerEngine:
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
         subject = f"container {name}"
-        params = {
-            "stdout": 1,
-            "stderr": 1,
-            "timestamps": 1,
-            "follow": 1 if follow else 0,
-            "tail": str(tail) if tail is not None else "all",
-        }
-        with self._on(subject):
-            # The raw response, not ``APIClient.logs``: see ``streams`` for why.
-            response = self.api._get(self.api._url("/containers/{0}/logs", name), params=params, stream=True)
-            self.api._raise_for_status(response)
-            if follow:
-                self.api._disable_socket_timeout(self.api._get_raw_response_socket(response))
-
-        def read(size: int) -> bytes:
-            with self._on(subject):
-                return cast(bytes, response.raw.read(size))
-
-        try:
-            for stream_id, raw_line in streams.log_lines(read):
-                yield reading.log_line(stream_id, raw_line)
-        finally:
-            response.close()
+        for stream_id, raw_line in streams.logs_endpoint(
+            self.api, "/containers/{0}/logs", name, follow=follow, tail=tail, guard=lambda: self._on(subject)
+        ):
+            yield reading.log_line(stream_id, raw_line)
 
     def exec(
         self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None

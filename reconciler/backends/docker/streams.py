@@ -1,7 +1,8 @@
 """Docker backend, long-lived responses: a multiplexed log stream cut into lines, an event stream closed on demand.
 
-Where it sits: the engine's ``logs`` and ``events`` open the HTTP responses (translating errors)
-and hand the reading to these helpers. Containers are never created with a TTY, so a log
+Where it sits: below the docker and swarm engines. A logs endpoint is opened and read here
+(inside the error translation the engine passes in); ``events`` opens its response itself and
+hands it to :func:`closed_on`. Containers are never created with a TTY, so a log
 response is a sequence of frames, each a header (stream id, 3 zero bytes, payload size) and a
 payload; ``APIClient.logs`` drops which stream a frame came from, which is why frames are read
 here. It must not know the Engine contract's types beyond bytes and callables.
@@ -14,7 +15,8 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 # Header of one frame of a multiplexed (non-TTY) log stream: stream id, 3 zero bytes, size.
 _FRAME_HEADER = struct.Struct(">BxxxL")
@@ -53,6 +55,38 @@ def log_lines(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
     for key, rest in pending.items():
         if rest:
             yield key, rest
+
+
+def logs_endpoint(
+    api: Any,
+    path: str,
+    ident: str,
+    *,
+    follow: bool,
+    tail: int | None,
+    guard: Callable[[], AbstractContextManager[object]],
+) -> Iterator[tuple[int, bytes]]:
+    """The (stream id, line) pairs of a logs endpoint: a container's (``/containers/{0}/logs``)
+    or a service's (``/services/{0}/logs``), ``ident`` quoted in by the SDK. The raw response,
+    not ``APIClient.logs``, which drops the stream of each frame. Opening and every read run
+    inside ``guard`` (the engine's error translation); the response is closed however the
+    reader stops."""
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1 if follow else 0,
+              "tail": str(tail) if tail is not None else "all"}  # fmt: skip
+    with guard():
+        response = api._get(api._url(path, ident), params=params, stream=True)
+        api._raise_for_status(response)
+        if follow:  # a followed log may be quiet for hours: no read timeout
+            api._disable_socket_timeout(api._get_raw_response_socket(response))
+
+    def read(size: int) -> bytes:
+        with guard():
+            return cast(bytes, response.raw.read(size))
+
+    try:
+        yield from log_lines(read)
+    finally:
+        response.close()
 
 
 def exec_with_input(raw: Any, stdin: bytes) -> tuple[bytes, bytes]:

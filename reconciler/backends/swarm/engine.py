@@ -630,23 +630,10 @@ class SwarmEngine:
         # Swarm follows a service's logs until the service goes: with no task running, what was
         # printed is all there will be.
         follow = follow and bool(self._running_tasks(subject, service))
-        params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1 if follow else 0,
-                  "tail": str(tail) if tail is not None else "all"}  # fmt: skip
-        with self._on(subject):
-            response = self.api._get(self.api._url("/services/{0}/logs", service), params=params, stream=True)
-            self.api._raise_for_status(response)
-            if follow:
-                self.api._disable_socket_timeout(self.api._get_raw_response_socket(response))
-
-        def read(size: int) -> bytes:
-            with self._on(subject):
-                return cast(bytes, response.raw.read(size))
-
-        try:
-            for stream_id, raw_line in streams.log_lines(read):
-                yield reading.log_line(stream_id, raw_line)
-        finally:
-            response.close()
+        for stream_id, raw_line in streams.logs_endpoint(
+            self.api, "/services/{0}/logs", service, follow=follow, tail=tail, guard=lambda: self._on(subject)
+        ):
+            yield reading.log_line(stream_id, raw_line)
 
     def _running_tasks(self, subject: str, service: str) -> list[dict[str, Any]]:
         with self._on(subject):
