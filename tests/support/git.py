@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes
 from tests.support.polling import eventually
 
 
@@ -124,12 +125,7 @@ class GitDaemon:
                    timeout=10, what="git daemon to listen")  # fmt: skip
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        processes.stop(self.process)
 
 
 class _Backend(http.server.BaseHTTPRequestHandler):

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from tests import support
-from tests.support import images, polling
+from tests.support import images, polling, processes
 
 USERNAME = "testuser"
 PASSWORD = "testpass"
@@ -120,13 +120,7 @@ class Registry:
             raise AssertionError(f"skopeo push of {name} to {self.ref(repo_tag)} failed: {proc.stderr.strip()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        processes.stop(self.process)
         if self.token_server is not None:
             self.token_server.stop()
 

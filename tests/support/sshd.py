@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import support
+from tests.support import processes
 from tests.support.git import free_port
 from tests.support.polling import eventually
 
@@ -112,13 +113,7 @@ class Sshd:
         return path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        processes.stop(self.process)
         if self.made_privsep_dir:
             with contextlib.suppress(OSError):  # not empty: in use by another sshd
                 PRIVSEP_DIR.rmdir()
