@@ -75,8 +75,15 @@ def test_a_service_spreads_over_both_nodes_and_its_tasks_meet_across_them(
     container = manager.containers.get(on_manager["Status"]["ContainerStatus"]["ContainerID"])
     result = container.exec_run(["ping", "-c", "1", "-W", "5", target])
     assert result.exit_code == 0, result.output
-    answer = container.exec_run(["nslookup", f"{prefix}sleep"])
-    assert target in answer.output.decode(), answer.output
+    # The manager's DNS learns the worker's task through the overlay's gossip, which may come
+    # after the ping already works: poll for it.
+
+    def resolved() -> str | None:
+        answer = container.exec_run(["nslookup", f"{prefix}sleep"]).output.decode()
+        assert target in answer, answer
+        return answer
+
+    polling.eventually(resolved, timeout=60, interval=0.5, what=f"{prefix}sleep to resolve to {target} on the manager")
 
 
 def _swarm_in_a_child() -> tuple[subprocess.Popen[str], str]:
