@@ -27,11 +27,15 @@ import os
 import posixpath
 import shutil
 import stat
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from reconciler import errors, files, manifests, observed, plans
-from reconciler.backends.native import images, layers, records
+from reconciler.backends.native import records
+
+if typing.TYPE_CHECKING:  # images and layers (tarfile, zstandard) are not needed to observe volumes
+    from reconciler.backends.native import images
 
 VOLUME_RECORD = "volume.json"
 DATA = "_data"
@@ -167,6 +171,8 @@ def copy_up(rootfs: Path, target: str, volume: Path) -> None:
     directory, opened with ``O_NOFOLLOW``, and owners, modes and times are set on fds; an entry
     that already exists is someone else's and is left as it is, subtree and all.
     """
+    from reconciler.backends.native import layers  # only here: observing volumes needs no tar reader
+
     destination = _open_volume(volume)
     try:
         if os.listdir(destination):
