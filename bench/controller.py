@@ -463,6 +463,11 @@ def docker_main(args: argparse.Namespace) -> int:
         for container in client.api.containers(all=True, filters={"name": prefix}):
             with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_container(container["Id"], force=True)
+        # Each latency manifest is a stack of its own, with its own default network.
+        for network in client.api.networks(filters={"name": prefix}):
+            if network["Name"].startswith(prefix):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_network(network["Id"])
         with contextlib.suppress(docker.errors.APIError):
             client.api.remove_image(image, force=True)
         client.close()
