@@ -494,6 +494,9 @@ class SwarmEngine:
         subject = f"container {name}"
         service = self._require_service(name)
         with self._lock(service):
+            # Read before the change: Swarm deletes a scaled-down task from its list once it is
+            # shut down, and with it the only record of the node whose volume copy it made.
+            self._note_copies(subject, service)
             written = self._change(service, subject, lambda now: self._stopped(now, name))
         if written is not None:
             grace = (timeout if timeout is not None else 10.0) + _STOP_MARGIN

@@ -237,12 +237,6 @@ def test_delete_prune_volumes_removes_the_volume_a_task_made_on_the_worker(
                what="the worker's task containers to go")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, issue 15 open: the engine learns which nodes hold a copy from the service's "
-    "tasks, and may read them after the service's removal has emptied that list (the clean-clone "
-    "CI run of stop 20 saw the delete succeed); it passes when the tasks are read first",
-)
 def test_delete_prune_volumes_says_which_node_keeps_a_copy_it_cannot_reach(
     swarm: swarm_support.Swarm, manager: docker.DockerClient, worker: docker.DockerClient, prefix: str, tmp_path: Path
 ) -> None:
