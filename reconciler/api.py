@@ -32,7 +32,7 @@ another root's state.
 
 The client of these routes is :mod:`reconciler.client` (standard library only, so that the CLI
 starts fast); ``Client`` and ``ApiError`` are re-exported here, beside the routes they call, and
-so is :func:`operations.stack_lock`, the cross-process lock that keeps a CLI ``apply`` and the
+so is :func:`stack_locking.stack_lock`, the cross-process lock that keeps a CLI ``apply`` and the
 watcher from reconciling the same stack at once.
 
 Both listeners bound what one client may hold (:class:`Limits`): a request (headers and body)
@@ -64,7 +64,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler import client, errors, operations, webhooks
+from reconciler import client, errors, operations, stack_locking, webhooks
 
 if TYPE_CHECKING:
     from reconciler import plans
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 # Re-exported (see the module docstring): one implementation each, in its own module.
 Client = client.Client
 ApiError = client.ApiError
-stack_lock = operations.stack_lock
+stack_lock = stack_locking.stack_lock
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

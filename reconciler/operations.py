@@ -14,29 +14,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reconciler import (
     engine,
     errors,
     executing,
-    files,
     manifests,
     observed,
+    plan_inputs,
     planning,
     plans,
     readiness,
     restarts,
     rollouts,
+    stack_locking,
 )
 from reconciler.holds import Holds
 
-LockFactory = Callable[[str], contextlib.AbstractContextManager[object]]
 # Called once the plan is made, before any step runs: the plan and the warnings so far.
 OnPlanned = Callable[[plans.Plan, Sequence[str]], None]
 OnResult = Callable[[executing.StepResult], None]
@@ -47,45 +45,6 @@ OnInputs = Callable[[planning.Options, observed.Observed], None]
 
 # How often ``wait_ready`` looks at the engine again.
 READY_POLL_INTERVAL = readiness.POLL_INTERVAL
-# The engines that let a replacement publish the host ports of the container it replaces, the
-# old one serving them until it is removed (the native engine's published ports are DNAT rules,
-# matched oldest first): a shared host port does not force a stop-first rollout there.
-HANDS_OVER_PORTS = frozenset({"native"})
-
-
-def no_lock(stack: str) -> contextlib.AbstractContextManager[object]:
-    """The lock factory of a caller that needs none (tests, a single process)."""
-    del stack
-    return contextlib.nullcontext()
-
-
-# ---------------------------------------------------------------------------------------------
-# Stack locks
-# ---------------------------------------------------------------------------------------------
-
-_NOT_IN_A_LOCK_NAME = re.compile(r"[^a-z0-9-]")
-
-
-@contextlib.contextmanager
-def stack_lock(lock_dir: Path, stack: str) -> Iterator[None]:
-    """Hold the cross-process lock of ``stack`` (blocking) for the ``with`` block.
-
-    One ``flock``ed file per stack under ``lock_dir``: the daemon's passes and an embedded
-    ``apply``/``delete`` never reconcile the same stack at once. ``flock`` locks die with their
-    process, so a ``kill -9`` never leaves a stack locked.
-    """
-    with files.file_lock(lock_dir / f"{_NOT_IN_A_LOCK_NAME.sub('_', stack)}.lock"):
-        yield
-
-
-@contextlib.contextmanager
-def hold_stacks(lock: LockFactory, stacks: Iterable[str]) -> Iterator[None]:
-    """Hold the lock of every stack in ``stacks``, taken in sorted order (no deadlock between two
-    holders of overlapping sets). A lock that cannot be taken releases those already held."""
-    with contextlib.ExitStack() as held:
-        for stack in sorted(set(stacks)):
-            held.enter_context(lock(stack))
-        yield
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +126,7 @@ def apply_desired(
     options: planning.Options,
     *,
     parallelism: int,
-    stack_lock: LockFactory = no_lock,
+    stack_lock: stack_locking.LockFactory = stack_locking.no_lock,
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
     cancel: threading.Event | None = None,
@@ -186,7 +145,7 @@ def apply_desired(
     compose stop`` stopped)."""
     stacks = desired.stacks if options.scope is None else options.scope
     records = rollouts.Records.beside(holds)
-    with hold_stacks(stack_lock, stacks):
+    with stack_locking.hold_stacks(stack_lock, stacks):
         if holds is not None:
             holds.release(desired.containers)
         plan, warnings = refresh_and_plan(target, desired, options, holds=holds, on_inputs=on_inputs)
@@ -201,18 +160,15 @@ def rollout_options(
     target: engine.Engine, options: planning.Options, records: rollouts.Records, desired: manifests.Desired
 ) -> planning.Options:
     """``options`` with what rollouts need: the rollbacks remembered for the declared containers,
-    and whether the engine hands host ports over (see :data:`HANDS_OVER_PORTS`)."""
+    and whether the engine hands host ports over (see :data:`plan_inputs.HANDS_OVER_PORTS`)."""
     return planner_options(target, options, records, desired.containers)
 
 
 def planner_options(
     target: engine.Engine, options: planning.Options, records: rollouts.Records, names: Iterable[str]
 ) -> planning.Options:
-    """:func:`rollout_options` for the declared containers ``names`` (a remembered no-op verdict
-    is asked with the options the planner would get, without loading the manifests)."""
-    return dataclasses.replace(
-        options, rolled_back=records.load(names), hand_over_ports=target.name in HANDS_OVER_PORTS
-    )
+    """:func:`rollout_options` for the declared containers ``names`` (:func:`plan_inputs.for_engine`)."""
+    return plan_inputs.for_engine(options, target.name, records, names)
 
 
 def execute_plan(
@@ -242,7 +198,7 @@ def apply_sources(
     prune: bool,
     prune_volumes: bool,
     parallelism: int,
-    stack_lock: LockFactory = no_lock,
+    stack_lock: stack_locking.LockFactory = stack_locking.no_lock,
     holds: Holds | None = None,
     force_recreate: Iterable[str] = (),
     cancel: threading.Event | None = None,
@@ -262,7 +218,7 @@ def delete_stacks(
     *,
     prune_volumes: bool,
     parallelism: int,
-    stack_lock: LockFactory = no_lock,
+    stack_lock: stack_locking.LockFactory = stack_locking.no_lock,
     on_planned: OnPlanned | None = None,
     on_result: OnResult | None = None,
     cancel: threading.Event | None = None,

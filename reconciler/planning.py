@@ -48,11 +48,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Literal, assert_never
 
-from reconciler import errors, hashing, manifests, observed, plans, restarts
+from reconciler import errors, hashing, manifests, observed, plan_inputs, plans, restarts
 from reconciler.compose import translating as compose_names
 
 _STAGED_SUFFIX = ".next"
@@ -128,59 +127,10 @@ def container_of(action: plans.Action) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RolledBack:
-    """A replacement that was rolled back: its spec hash and image id, when (epoch seconds), why."""
-
-    spec_hash: str
-    image_id: str | None
-    at: float
-    reason: str
-
-    def held_back(self) -> str:
-        """How the plan's notes name it."""
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.at))
-        return f"held back: {self.spec_hash[:22]}… rolled back at {when}, {self.reason}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Options:
-    """What the caller decides about a plan, beyond the desired and the actual state.
-
-    ``scope``: the stacks to act on; default the stacks the desired state declares (``reconcile
-    delete --stack X`` passes an empty desired state with ``scope={"X"}``). Objects of other
-    stacks are never touched. ``prune``/``prune_volumes``: remove owned objects of those stacks
-    that no manifest declares (volumes only with ``prune_volumes``).
-
-    The controller's two inputs: ``restarts_elsewhere`` names containers whose restarts the
-    restart manager carries out (with its backoff and ``maxRetries``), so an exited one gets no
-    start decision; ``gates`` maps a container to why it must not be created or started yet
-    (a ``dependsOn`` condition ``healthy``/``completed`` not met): it gets no steps, and neither
-    does any step that would wait for one of them.
-
-    ``force_recreate`` (``apply --force-recreate NAME``) names declared containers to recreate
-    even when nothing changed; naming a container no manifest declares is a ``PlanError``.
-    ``held``: containers stopped on purpose (``reconcile stop``, see :mod:`reconciler.holds`) that
-    the controller leaves stopped: an exited one gets no start decision.
-
-    Rollouts: ``rolled_back`` maps a container to its last rolled-back replacement; a recreate to
-    that same spec hash and image is held back (``--force-recreate`` tries it again).
-    ``hand_over_ports``: the engine lets a replacement publish the host ports of the container it
-    replaces, the old one serving them until it is removed (the native engine's DNAT rules), so
-    a shared host port does not force stop-first. ``await_healthy``: a ``dependsOn: healthy``
-    dependent's start waits for an await-healthy step (an apply; the controller gates instead).
-    """
-
-    prune: bool = True
-    prune_volumes: bool = False
-    scope: frozenset[str] | None = None
-    restarts_elsewhere: frozenset[str] = frozenset()
-    gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    force_recreate: frozenset[str] = frozenset()
-    held: frozenset[str] = frozenset()
-    rolled_back: Mapping[str, RolledBack] = dataclasses.field(default_factory=dict)
-    hand_over_ports: bool = False
-    await_healthy: bool = True
+# The planner's options and the rolled-back replacements among them live in plan_inputs, which the
+# CLI's remembered no-op reads without importing the planner: these are the same classes.
+RolledBack = plan_inputs.RolledBack
+Options = plan_inputs.Options
 
 
 class Verdict(enum.Enum):

@@ -23,16 +23,11 @@ returns what it did, and its callers say it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-from reconciler import engine, errors, executing, files, observed, planning, plans
-from reconciler.holds import Holds
+from reconciler import engine, errors, executing, observed, plan_inputs, planning, plans
 
 STAGED_SUFFIX = ".next"
 
@@ -57,58 +52,9 @@ class Settled:
     rollbacks: list[Rollback] = dataclasses.field(default_factory=list)
 
 
-class Records:
-    """The rolled-back replacements, one file per container name under ``directory`` (``None``:
-    nothing is remembered, every recreate is tried)."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-
-    @classmethod
-    def beside(cls, holds: Holds | None) -> Records:
-        """The records of the root whose stopped-on-purpose records ``holds`` keeps."""
-        directory = holds.directory if holds is not None else None
-        return cls(directory.parent / "rollbacks" if directory is not None else None)
-
-    def record(self, name: str, rolled_back: planning.RolledBack) -> None:
-        if self.directory is not None:
-            files.write_json(self.directory / f"{name}.json", dataclasses.asdict(rolled_back))
-
-    def forget(self, names: Iterable[str]) -> None:
-        if self.directory is None:
-            return
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.directory / f"{name}.json")
-
-    def shown(self, names: Iterable[str]) -> dict[str, dict[str, object]]:
-        """How ``status`` shows each remembered rollback among ``names`` (its ``heldBack``): the
-        spec hash and image held back, when and why, and the plan's note as ``text``."""
-        return {
-            name: {"specHash": rolled_back.spec_hash, "imageId": rolled_back.image_id, "at": rolled_back.at,
-                   "reason": rolled_back.reason, "text": rolled_back.held_back()}
-            for name, rolled_back in self.load(names).items()
-        }  # fmt: skip
-
-    def load(self, names: Iterable[str]) -> dict[str, planning.RolledBack]:
-        """The records of ``names`` that exist and read well (an unreadable one is ignored)."""
-        found: dict[str, planning.RolledBack] = {}
-        try:
-            present = set(os.listdir(self.directory)) if self.directory is not None else set()
-        except (FileNotFoundError, NotADirectoryError):
-            return found  # nothing was ever rolled back: one failed listing, no open per container
-        for name in names:
-            if f"{name}.json" not in present or self.directory is None:
-                continue
-            try:
-                data = json.loads((self.directory / f"{name}.json").read_text())
-                found[name] = planning.RolledBack(
-                    spec_hash=str(data["spec_hash"]), image_id=data["image_id"], at=float(data["at"]),
-                    reason=str(data["reason"]),
-                )  # fmt: skip
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return found
+# The rollback records, read by the planner's callers (and the CLI's remembered no-op, without
+# this module), written here: the same class.
+Records = plan_inputs.Records
 
 
 @dataclasses.dataclass(slots=True)

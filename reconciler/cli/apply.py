@@ -392,12 +392,12 @@ def stack_locks(chosen: options.GlobalOptions, stacks: Iterable[str]) -> Iterato
     ``--root``), the command runs unlocked with a warning: it could not race a root daemon's
     lock anyway, and refusing would make the CLI unusable for that user.
     """
-    from reconciler import operations
+    from reconciler import stack_locking
 
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(
-                operations.hold_stacks(lambda stack: operations.stack_lock(chosen.lock_dir, stack), stacks)
+                stack_locking.hold_stacks(lambda stack: stack_locking.stack_lock(chosen.lock_dir, stack), stacks)
             )
         except OSError as exc:
             console.warn(f"cannot take the stack locks under {chosen.lock_dir} ({exc.strerror}); running without them")

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from reconciler import api, controller, engine, errors, operations, presence, watching
+from reconciler import api, controller, engine, errors, operations, presence, stack_locking, watching
 from reconciler.cli import console, gitops, options
 from reconciler.controller import git_source, images, notifications, state
 from reconciler.manifests import units
@@ -151,7 +151,7 @@ def build_controller(
         relist_interval=controller.DEFAULT_RELIST if args.relist is None else args.relist,
         resync_interval=controller.DEFAULT_RESYNC if args.resync is None else args.resync,
         parallelism=args.parallelism or options.default_parallelism(target.name),
-        stack_lock=lambda stack: operations.stack_lock(locks, stack),
+        stack_lock=lambda stack: stack_locking.stack_lock(locks, stack),
         threaded_probes=True,
         holds=chosen.holds(),
         image_refresh=image_refresh_of(args),

@@ -7,7 +7,8 @@ new plan, are :mod:`reconciler.verdicts`'; this module observes the engine as th
 (the same images and stacks, under the same stack locks, with the same options) and prints the
 remembered plan as the commands print a new one.
 
-It must not import the models, YAML or the planner at module level.
+It must not import the models, YAML or the planner at module level, nor the planner, the plans
+or the executor on the way to an answer (:mod:`reconciler.plan_inputs` has the planner's options).
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def answered(
     question = verdicts.ask(folder, texts, context(args, chosen))
     if question is None:
         return None
-    from reconciler import operations, planning, rollouts
+    from reconciler import plan_inputs
 
     holds = chosen.holds()
     looked_at = target()
     with locks(question.stacks) if locks is not None else contextlib.nullcontext():
         actual = looked_at.observe(images=list(question.images), stacks=question.stacks)
-        asked = planning.Options(prune=args.prune, prune_volumes=args.prune_volumes)
-        planner = operations.planner_options(looked_at, asked, rollouts.Records.beside(holds), question.containers)
+        asked = plan_inputs.Options(prune=args.prune, prune_volumes=args.prune_volumes)
+        records = plan_inputs.Records.beside(holds)
+        planner = plan_inputs.for_engine(asked, looked_at.name, records, question.containers)
         found = verdicts.answer(folder, question, actual, planner)
         if found is not None and locks is not None:
             holds.release(question.containers)

@@ -22,7 +22,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from reconciler import engine, errors, manifests, operations, plans
+from reconciler import engine, errors, manifests, operations, plans, stack_locking
 from reconciler.controller import (
     folder,
     git_source,
@@ -43,7 +43,7 @@ log = logging.getLogger("reconciler.controller")
 
 SCAN_KEY = passes.SCAN_KEY
 RESYNC_KEY = passes.RESYNC_KEY
-LockFactory = operations.LockFactory
+LockFactory = stack_locking.LockFactory
 DEFAULT_RELIST = 20.0
 # The periodic resync is a safety net: exits, stops and removals arrive as engine events and
 # bring a resync forward. Each one observes every owned container (on Docker ~2 ms of CPU per
@@ -86,7 +86,7 @@ class Controller:
         resync_interval: float = DEFAULT_RESYNC,
         parallelism: int = 4,
         workers: int = 2,
-        stack_lock: LockFactory = operations.no_lock,
+        stack_lock: LockFactory = stack_locking.no_lock,
         rng: random.Random | None = None,
         threaded_probes: bool = False,
         holds: Holds | None = None,

@@ -19,7 +19,18 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
-from reconciler import engine, errors, executing, manifests, observed, operations, planning, plans, rollouts
+from reconciler import (
+    engine,
+    errors,
+    executing,
+    manifests,
+    observed,
+    operations,
+    planning,
+    plans,
+    rollouts,
+    stack_locking,
+)
 from reconciler.controller import folder, health, images, queue, report, restarting
 
 log = logging.getLogger("reconciler.controller")
@@ -48,7 +59,7 @@ class Passes:
         driver: restarting.RestartDriver,
         problems: report.Problems,
         events: report.EventLog,
-        stack_lock: operations.LockFactory,
+        stack_lock: stack_locking.LockFactory,
         parallelism: int,
         refresh: images.ImageRefresh | None = None,
     ) -> None:

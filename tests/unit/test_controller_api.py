@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, operations
+from reconciler import api, stack_locking
 from tests.unit.controller_support import Harness, container_yaml
 
 
@@ -113,8 +113,8 @@ def test_the_stack_lock_is_shared_across_processes(tmp_path: Path) -> None:
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
             from pathlib import Path
-            from reconciler import operations
-            with operations.stack_lock(Path({str(tmp_path)!r}), "shop"):
+            from reconciler import stack_locking
+            with stack_locking.stack_lock(Path({str(tmp_path)!r}), "shop"):
                 print("held", flush=True)
                 sys.stdin.readline()
                 Path({str(released)!r}).touch()
@@ -125,7 +125,7 @@ def test_the_stack_lock_is_shared_across_processes(tmp_path: Path) -> None:
     seen_released: list[bool] = []
 
     def second_holder() -> None:
-        with operations.stack_lock(tmp_path, "shop"):
+        with stack_locking.stack_lock(tmp_path, "shop"):
             seen_released.append(released.exists())
             acquired.set()
 
@@ -134,7 +134,7 @@ def test_the_stack_lock_is_shared_across_processes(tmp_path: Path) -> None:
         assert holder.stdout.readline().strip() == "held"
         waiter = threading.Thread(target=second_holder, daemon=True)
         waiter.start()
-        with operations.stack_lock(tmp_path, "blog"):
+        with stack_locking.stack_lock(tmp_path, "blog"):
             pass  # another stack is not blocked
         assert not acquired.is_set()
         holder.stdin.write("release\n")

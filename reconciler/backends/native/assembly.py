@@ -229,7 +229,7 @@ class Assembly:
             for (other_ip, other_port, protocol), owner in taken.items():
                 if owner.removesuffix(".next") == request.name.removesuffix(".next"):
                     # A replacement (NAME.next) takes NAME's ports over: its DNAT rules come after
-                    # NAME's, so NAME serves them until it is removed (operations.HANDS_OVER_PORTS).
+                    # NAME's, so NAME serves them until it is removed (plan_inputs.HANDS_OVER_PORTS).
                     continue
                 same_address = ip == other_ip or "0.0.0.0" in (ip, other_ip)  # noqa: S104
                 if other_port == port.host_port and protocol == port.protocol and same_address:

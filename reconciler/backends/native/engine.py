@@ -62,6 +62,7 @@ from reconciler.backends.native import (
     runtime,
     secret_files,
     shared_memory,
+    snapshots,
     volumes,
 )
 
@@ -96,7 +97,7 @@ class NativeEngine:
         self._lock = threading.RLock()
         self._remains = remains.Collector(self.records, root / "runtime", runner=lambda: self.runtime,
                                           discard=lambda d, i: self._assembly().discard(d, i),
-                                          snapshotter=lambda: self.image_store.snapshots)  # fmt: skip
+                                          snapshotter=snapshots.of_root(root))  # fmt: skip
 
     # -- plumbing ---------------------------------------------------------------------------------
 

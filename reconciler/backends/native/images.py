@@ -153,7 +153,7 @@ class ImageStore:
         self.root = root
         self.containers = containers or records.Records(root / "containers")
         self.content = content.Store(root / "content")
-        self.snapshots = snapshots.Snapshotter(root / "snapshots")
+        self.snapshots = snapshots.of_root(root)
         self.index = image_index.ImageIndex(root)
         self.registry_config = registry_config or registry_settings.RegistryConfig()
         self._gc_lock = root / ".gc.lock"

@@ -10,7 +10,8 @@ Each container lives in ``<root>/containers/<id>/`` (root-only, 0700). What the 
   how the last run ended: the file conmon names after the container id (its exit code, written
   when the init exits; ``oom`` beside it after an OOM kill), or, for a run that could not be
   created, ``exit.json`` (the engine's); ``prepared.json``: a prepared next run (see
-  :mod:`prepared`); ``stopping``: a stop is under way.
+  :mod:`prepared`); ``stopping``: a stop is under way; ``launching``: a keeper is being started
+  and no pid file names it yet (left behind only by a process killed in between).
 * the bundle (``config.json``, ``rootfs/``, ``hostname``, ``hosts``, ``resolv.conf``) and the logs.
 
 conmon writes the exit code first to ``/run/reconciler/exits/<id>/exit`` (a tmpfs: a full disk
@@ -52,6 +53,7 @@ SUPERVISOR = "supervisor.pid.json"
 EXIT = "exit.json"
 PREPARED = "prepared.json"
 STOPPING = "stopping"
+LAUNCHING = "launching"
 # conmon's exit files on a tmpfs, one folder per container id (see the module docstring).
 KEEPER_EXITS = Path("/run/reconciler/exits")
 # A record file changed less than this before it was read is parsed again on its next reading (the

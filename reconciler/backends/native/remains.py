@@ -12,15 +12,19 @@ to a dead one. A busy lock means someone is at work: the next observe collects. 
 take the engine's lock: their snapshot directories carry their process's pid, and only those of
 a dead process go (:meth:`snapshots.Snapshotter.remove_remains`).
 
-**Remains**, checked cheaply on every call (two directory listings, a file test per container, and
-per started one its keeper's pid file, its ``/proc`` entry and a file test; runc only when
-something looks wrong, and a scan of ``/proc`` once per engine):
+**Remains**, checked cheaply on every call (two directory listings, two file tests per container,
+and per started one its keeper's pid file, its ``/proc`` entry and a file test; runc only when
+something looks wrong). ``/proc`` is scanned for keepers only when one may run that no pid file
+names: a keeper is launched after a ``launching`` marker is written in its container's directory,
+and the marker goes once its pid file is written, so only a process killed in between (or a
+failed launch) leaves one; the scan clears them.
 
 * a container directory without its record (``container.json`` is written last: the create's
   completion mark): a create cut short, taken apart as a failed create is (its keeper, runtime
   state, veths, namespace, rules, rootfs mount, directory and cgroup);
 * runc state (``runc --root <root>/runtime``) of an id without a directory: the same;
-* a record never started that has runc state, or a keeper (conmon) no pid file names: a start
+* a record never started that has runc state, or a keeper (conmon) no pid file names (looked
+  for when a ``launching`` marker, a half-made container or stray runc state is found): a start
   cut short. The keeper is killed and the runtime state deleted; the container is ``created``
   again, as its record says, and the next start starts it afresh;
 * a started record's run created and never started (its keeper lives, the runtime's ``exec.fifo``
@@ -33,7 +37,7 @@ something looks wrong, and a scan of ``/proc`` once per engine):
 * a prepared next run (``prepared.json``) whose keeper is dead, or that nobody started within
   ``prepared.PREPARED_TTL`` seconds;
 * folders of conmon's exit files on the tmpfs (``/run/reconciler/exits``) whose container
-  directory is gone, whatever its root (once per engine, with the scan of ``/proc``);
+  directory is gone, whatever its root;
 * snapshot directories of a pull whose process is dead, or of a commit cut short.
 
 What it must not do: touch volumes (``<root>/volumes`` is never read; a container's directory is
@@ -93,12 +97,11 @@ class Collector:
         *,
         runner: Callable[[], runtime.Runtime],
         discard: Callable[[Path, str], None],
-        snapshotter: Callable[[], snapshots.Snapshotter],
+        snapshotter: snapshots.Snapshotter,
     ) -> None:
         self.containers = containers
         self.runtime_state = runtime_state
-        self._runner, self._discard, self._snapshotter = runner, discard, snapshotter
-        self._processes_scanned = False
+        self._runner, self._discard, self._snapshots = runner, discard, snapshotter
 
     def collect(self, lock: threading.RLock, lock_path: Path) -> None:
         """Take the remains away if the engine's lock is free now; best effort, never raises."""
@@ -108,22 +111,23 @@ class Collector:
             if held:
                 with contextlib.suppress(errors.EngineError, OSError):
                     self._collect()
-        snapshot_root = lock_path.parent / "snapshots"
-        if snapshot_root.is_dir():
+        if self._snapshots.root.is_dir():
             with contextlib.suppress(errors.EngineError, OSError):
-                self._snapshotter().remove_remains(alive=lambda pid: Path(f"/proc/{pid}").exists())
+                self._snapshots.remove_remains(alive=lambda pid: Path(f"/proc/{pid}").exists())
 
     def _collect(self) -> None:
         known = _directories(self.containers.base)
         half_made = {i for i in known if not (self.containers.base / i / records.RECORD).exists()}
         states = _directories(self.runtime_state)
         unstarted = {i for i in states & (known - half_made) if _never_started(self.containers.load(i))}
+        launching = {i for i in known - half_made if (self.containers.base / i / records.LAUNCHING).exists()}
         for container_id in known - half_made:
             self._drop_dead_prepared(container_id)
-        if half_made or states - known or unstarted or not self._processes_scanned:
-            self._processes_scanned = True
+        if half_made or states - known or unstarted or launching:
             unstarted |= self._kill_unowned_keepers(known, half_made)
-            _sweep_exit_folders()
+            for container_id in launching:  # no launch is under way while the lock is held
+                (self.containers.base / container_id / records.LAUNCHING).unlink(missing_ok=True)
+        _sweep_exit_folders()
         for container_id in sorted(half_made | (states - known)):
             self._discard(self.containers.base / container_id, container_id)
         for container_id in sorted(unstarted):

@@ -69,6 +69,11 @@ def disk_usage(path: Path) -> int:
     return total
 
 
+def of_root(root: Path) -> Snapshotter:
+    """The snapshots of the engine's state root ``root`` (``<root>/snapshots``)."""
+    return Snapshotter(root / "snapshots")
+
+
 class Snapshotter:
     """The snapshot directories under ``root`` and their metadata."""
 

@@ -110,6 +110,9 @@ def launch(
     folder.mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):  # tells a later sweep whose folder this is (remains)
         (folder / "bundle").symlink_to(record.directory)
+    # Until a pid file names the keeper, this marker tells the remains collector that one may be
+    # running unnamed (a kill -9 here), so that it scans /proc for it, which it otherwise skips.
+    (record.directory / records.LAUNCHING).touch(mode=0o600)
     process, sync, start = _spawn(record, runner)
     try:
         clear()
@@ -134,6 +137,7 @@ def launch(
     files.write_json(record.directory / (records.PREPARED if prepared else records.SUPERVISOR), {
         "pid": process.pid, "start_time": processes.start_time(process.pid), "init_pid": init_pid,
     }, durable=False)  # fmt: skip
+    (record.directory / records.LAUNCHING).unlink(missing_ok=True)
     processes.reap_in_background(process)
     return init_pid
 
