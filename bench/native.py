@@ -44,9 +44,12 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
    script); then no-op applies of each (everything already as declared; five per round, their
    median the round's). Our CLI runs embedded (``--socket none``: no daemon answers). **2a**
    prints the floor of any Python command here (``python3 -c pass``, and with the standard modules
-   a CLI needs), measured in the same run. **2b** divides each time by the size, and the
-   growth between sizes by the containers added, and flags a step whose cost per added container
-   grows by more than 1.5× from one interval to the next as SUPERLINEAR. **2c** (unless
+   a CLI needs), measured in the same run. Our CLI is the current sources installed as the README
+   installs them (``scripts/install`` into the bench's folder: Debian's python3, not editable;
+   ``--cli checkout`` runs ``python -m reconciler.cli`` from the checkout instead). **2b** divides
+   each time by the size, and the growth between sizes by the containers added, and flags a step
+   whose cost per added container grows by more than 1.5× from one interval to the next as
+   SUPERLINEAR. **2c** (unless
    ``--no-daemon``) is the same at the size nearest 50 with our CLI handing the manifests to a
    running ``reconcile watch`` (one per engine, on a private socket). Each round tears the stacks
    down, untimed and straight through the engines (``NativeEngine.remove_container``, ``docker rm
@@ -270,6 +273,10 @@ class Created:
         self.docker_image = False
         self.docker = False
         self.daemons: list[Daemon] = []
+        # The reconcile command the rows run, and its interpreter (see install_cli).
+        self.command = [sys.executable, "-m", "reconciler.cli"]
+        self.interpreter = sys.executable
+        self.command_line = f"from the checkout ({sys.executable} -m reconciler.cli)"
 
     def teardown(self) -> None:
         steps: list[tuple[str, Callable[[], None]]] = [
@@ -324,11 +331,11 @@ class Created:
 
     def _docker_stacks(self) -> None:
         for stack in self.docker_stacks:
-            delete_stack([*cli("docker"), "delete", "--stack", stack, "--parallelism", "16"])
+            delete_stack([*cli(self, "docker"), "delete", "--stack", stack, "--parallelism", "16"])
 
     def _native_stacks(self) -> None:
         for stack in self.native_stacks:
-            delete_stack([*cli("native", self.native_root), "delete", "--stack", stack, "--parallelism", "8"])
+            delete_stack([*cli(self, "native", self.native_root), "delete", "--stack", stack, "--parallelism", "8"])
 
     def _native_leftovers(self) -> None:
         if not self.native_root.exists():
@@ -373,9 +380,26 @@ class Created:
             subprocess.run(["umount", "-l", point], check=False)
 
 
-def cli(engine: str, root: Path | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "reconciler.cli", "--engine", engine]
+def cli(created: Created, engine: str, root: Path | None = None) -> list[str]:
+    argv = [*created.command, "--engine", engine]
     return [*argv, "--root", str(root)] if root else argv
+
+
+def install_cli(created: Created) -> None:
+    """The current sources installed as the README installs them (``scripts/install``: a virtualenv
+    of Debian's python3, the package not editable, its bytecode compiled), into the bench's folder,
+    for the rows to run: an editable install's import hook and a development interpreter (pyenv's
+    is built without optimisations) would be counted as the CLI's. Left as it was on failure."""
+    prefix, bindir = created.work / "venv", created.work / "bin"
+    environment = {**os.environ, "RECONCILER_PREFIX": str(prefix), "RECONCILER_BINDIR": str(bindir),
+                   "RECONCILER_ROOT": str(created.work / "install-root"), "RECONCILER_BOOT_UNIT": "0"}  # fmt: skip
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install")], capture_output=True, text=True,
+                          env=environment, check=False, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        warn(f"scripts/install failed, the CLI runs from the checkout: {first_line(done.stderr or done.stdout)}")
+        return
+    created.command, created.interpreter = [str(bindir / "reconcile")], str(prefix / "bin" / "python")
+    created.command_line = "as scripts/install installs it (a virtualenv of /usr/bin/python3, not editable)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +673,7 @@ class ReconcileStack(StackTool):
         self.engine, self.created, self.daemon = engine, created, daemon
         self.stack = f"{PREFIX}{'nt' if engine == 'native' else 'dk'}{count}{'d' if daemon else ''}"
         self.label = f"reconcile apply --engine {engine}" + (" (via daemon)" if daemon else "")
-        self.cli = [*cli(engine, created.native_root if engine == "native" else None),
+        self.cli = [*cli(created, engine, created.native_root if engine == "native" else None),
                     "--socket", daemon.socket if daemon else "none"]  # fmt: skip
         image = NATIVE_IMAGE if engine == "native" else DOCKER_IMAGE
         (folder / "stack.yaml").write_text(
@@ -730,7 +754,8 @@ class Daemon:
         self.socket = str(work / "api.sock")
         self.log_path = work / "daemon.log"
         self.log = self.log_path.open("wb")
-        argv = [*cli(engine, created.native_root if engine == "native" else None), "watch", str(work / "watched"),
+        root = created.native_root if engine == "native" else None
+        argv = [*cli(created, engine, root), "watch", str(work / "watched"),
                 "--socket", self.socket, "--state-dir", str(work / "state")]  # fmt: skip
         self.process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
                                         stderr=subprocess.STDOUT)  # fmt: skip
@@ -886,6 +911,7 @@ def report(args: argparse.Namespace, starters: list[Starter], by_size: dict[int,
     print(f"\nreconciler bench/native.py: {PREFIX.rstrip('-')}, median of {args.repeat} interleaved rounds "
           "(part 1 after a warm-up round), seconds; ratio = native ÷ row")  # fmt: skip
     print("tools: " + "; ".join(tool_lines))
+    print(f"reconcile: {args.command_line}")
     print(
         f"load average (1 min) at start {args.load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)"
     )
@@ -905,7 +931,7 @@ def report(args: argparse.Namespace, starters: list[Starter], by_size: dict[int,
     for count, tools in by_size.items():
         print(f"\n2. stack apply: {count} containers (busybox sleep) on one network, whole CLI runs, no daemon")
         stack_table(tools, skipped["stack"])
-    report_floor()
+    report_floor(args.interpreter)
     report_growth(by_size)
     if daemon_tools:
         count = daemon_tools[0].count
@@ -962,15 +988,16 @@ FLOORS = (
 )
 
 
-def report_floor() -> None:
-    """The floor of a Python CLI's no-op (:data:`FLOORS`), median of nine runs each."""
-    print("\n2a. the floor of any Python CLI on this host (median of 9 runs, seconds)")
+def report_floor(interpreter: str) -> None:
+    """The floor of a Python CLI's no-op (:data:`FLOORS`) with the CLI's ``interpreter``, median
+    of nine runs each."""
+    print(f"\n2a. the floor of any Python CLI here: {interpreter} (median of 9 runs, seconds)")
     for label, code in FLOORS:
-        print(f"{label:<66}{seconds(floor_time(code)):>9}")
+        print(f"{label:<66}{seconds(floor_time(interpreter, code)):>9}")
 
 
-def floor_time(code: str) -> float:
-    argv = [sys.executable, "-c", code]
+def floor_time(interpreter: str, code: str) -> float:
+    argv = [interpreter, "-c", code]
     return statistics.median(timed(lambda: run(argv)) for _ in range(9))
 
 
@@ -1200,6 +1227,8 @@ def main() -> int:
     parser.add_argument("--no-restart", action="store_true", help="skip part 5 (bench/controller.py --engine native)")
     parser.add_argument("--no-pull", action="store_true", help="skip part 6 (bench/pull.py)")
     parser.add_argument("--pull-size-mb", type=int, default=300, help="the image part 6 pulls (default 300 MB)")
+    parser.add_argument("--cli", choices=("installed", "checkout"), default="installed",
+                        help="run reconcile as scripts/install installs it (default) or from the checkout")  # fmt: skip
     args = parser.parse_args()
     # Keeper memory, the daemon phase and the idle cost are measured at the size nearest 50.
     args.memory_size = min(args.containers, key=lambda n: abs(n - 50))
@@ -1228,6 +1257,10 @@ def main() -> int:
     elif compose is None:
         skipped["stack"].append(("docker compose up -d", "not installed (neither docker compose nor docker-compose)"))
     try:
+        if args.cli == "installed":
+            progress("installing the CLI with scripts/install into the bench's folder")
+            install_cli(created)
+        args.interpreter, args.command_line = created.interpreter, created.command_line
         tool_lines = versions(docker, compose)
         progress(f"{PREFIX}: loading the image into {created.native_root}" + (" and dockerd" if docker else ""))
         engine = load_native_image(created)

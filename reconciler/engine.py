@@ -64,9 +64,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from typing import Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
-from reconciler import manifests, observed, plans, vocabulary
+from reconciler import manifests, observed, vocabulary
+
+if TYPE_CHECKING:  # the requests are annotations here; an observer needs not load the plans
+    from reconciler import plans
 
 # Re-exported: backends spell the pull-policy parameter as ``engine.PullPolicy``.
 PullPolicy: TypeAlias = vocabulary.PullPolicy

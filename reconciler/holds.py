@@ -39,9 +39,14 @@ class Holds:
         """Forget the records of ``names`` (their restart policy applies again)."""
         if self.directory is None:
             return
+        try:  # one listing instead of a failed unlink per name: an apply releases every container's
+            present = set(os.listdir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
         for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.directory / name)
+            if name in present:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.directory / name)
 
     def held_id(self, name: str) -> str | None:
         """The container id recorded for ``name``, or None."""

@@ -46,29 +46,25 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import engine, errors, files, manifests, observed, plans
+from reconciler import engine, errors, files, manifests, observed
 from reconciler.backends.native import (
-    events,
-    handover,
     image_index,
-    logs,
-    mounts,
     network_services,
     networks,
     prepared,
     records,
     remains,
-    runs,
     runtime,
-    secret_files,
-    shared_memory,
     snapshots,
     volumes,
 )
 
-# assembly, bundles and images (with layers, registry settings) are imported where they are used:
-# observing, all a no-op apply does, needs none of them (about a third of the CLI's import time).
+# What only a mutation, the logs or the events use is imported where it is used: assembly, bundles
+# and images (with layers and registry settings), events, handover, logs, mounts, runs,
+# secret_files and shared_memory. Observing, all a no-op apply does, needs none of them (they were
+# about half of a no-op's import time).
 if TYPE_CHECKING:
+    from reconciler import plans
     from reconciler.backends.native import assembly, images
 
 # Re-exported: the implicit network of bridge-mode containers that name none.
@@ -230,7 +226,7 @@ class NativeEngine:
                 raise
 
     def start_container(self, name: str) -> None:
-        from reconciler.backends.native import bundles
+        from reconciler.backends.native import bundles, runs
 
         record = self.records.get(name)
         if bundles.shared_namespaces(record.spec):
@@ -264,6 +260,8 @@ class NativeEngine:
         """What a run needs besides its keeper, made again if a host reboot took it. The rootfs
         mount and the network are made under the assembly lock (they take addresses and rules);
         the rest is the container's own."""
+        from reconciler.backends.native import mounts, secret_files, shared_memory
+
         rootfs = record.directory / "rootfs"
         gone = record.spec.network_mode == "bridge" and not Path(networks.netns_path(record.container_id)).exists()
         if gone or not mounts.is_mounted(rootfs):  # after a host reboot
@@ -276,6 +274,8 @@ class NativeEngine:
         self._join_peers(record)
 
     def _remount(self, record: records.Record) -> None:
+        from reconciler.backends.native import mounts
+
         if mounts.is_mounted(record.directory / "rootfs"):
             return
         image = self.image_store.get(str(record.data["image_id"]))
@@ -288,7 +288,7 @@ class NativeEngine:
         entry, written into ``config.json`` at each start (its init changes with each of its runs).
         As with Docker, it must be running, and its IPC namespace is joined only if it is shareable (or
         the host's)."""
-        from reconciler.backends.native import bundles
+        from reconciler.backends.native import bundles, shared_memory
 
         paths, shm = {}, None
         for kind, name in bundles.shared_namespaces(record.spec).items():
@@ -310,6 +310,8 @@ class NativeEngine:
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of
         # ours (conmon records the exit), and holding the lock would serialise every stop
         # of an apply behind the slowest.
+        from reconciler.backends.native import handover, runs
+
         record = self.records.get(name)
         timeout = record.spec.stop_timeout if timeout is None else timeout
         runs.mark_stopping(record)
@@ -321,6 +323,8 @@ class NativeEngine:
         runs.stop(record, self.runtime, timeout)
 
     def remove_container(self, name: str) -> None:
+        from reconciler.backends.native import runs
+
         record = self.records.find(name)
         if record is None:
             return
@@ -406,6 +410,8 @@ class NativeEngine:
         )
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[engine.LogLine]:
+        from reconciler.backends.native import logs
+
         record = self.records.get(name)
         yield from logs.read(record.directory, running=lambda: records.is_running(record), follow=follow, tail=tail)
 
@@ -433,10 +439,14 @@ class NativeEngine:
 
     def events(self, *, stop: threading.Event) -> Iterator[engine.Event]:
         """``start`` and ``die`` events from the keepers' pidfds (see :mod:`events`); read only."""
+        from reconciler.backends.native import events
+
         return events.EventStream(self.records).read(stop=stop)
 
     def history(self, *, since: float = 0.0) -> list[engine.Event]:
         """Creations, last starts and last exits from the container records (see :mod:`events`)."""
+        from reconciler.backends.native import events
+
         return events.history(self.records, since=since)
 
     def close(self) -> None:

@@ -31,10 +31,11 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from reconciler import errors, files, manifests, observed, plans
+from reconciler import errors, files, manifests, observed
 from reconciler.backends.native import records
 
-if typing.TYPE_CHECKING:  # images and layers (tarfile, zstandard) are not needed to observe volumes
+if typing.TYPE_CHECKING:  # plans, images and layers (tarfile, zstandard) are not needed to observe volumes
+    from reconciler import plans
     from reconciler.backends.native import images
 
 VOLUME_RECORD = "volume.json"
