@@ -15,13 +15,15 @@ This module must not import anything of the project but :mod:`reconciler.errors`
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import errors
+
+if TYPE_CHECKING:  # imported when a daemon is asked: an embedded command needs no socket module
+    import socket
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_SOCKET = "/run/reconciler/api.sock"
@@ -64,6 +66,8 @@ def target_mismatch(served: tuple[str, str], wanted: tuple[str | None, str | Non
 
 
 def _connect(path: str, timeout: float | None) -> socket.socket:
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)

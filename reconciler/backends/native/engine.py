@@ -49,9 +49,7 @@ from typing import TYPE_CHECKING
 from reconciler import engine, errors, files, manifests, observed
 from reconciler.backends.native import (
     image_index,
-    network_services,
     networks,
-    prepared,
     records,
     remains,
     runtime,
@@ -60,7 +58,7 @@ from reconciler.backends.native import (
 )
 
 # What only a mutation, the logs or the events use is imported where it is used: assembly, bundles
-# and images (with layers and registry settings), events, handover, logs, mounts, runs,
+# and images (with layers and registry settings), events, handover, logs, mounts, prepared, runs,
 # secret_files and shared_memory. Observing, all a no-op apply does, needs none of them (they were
 # about half of a no-op's import time).
 if TYPE_CHECKING:
@@ -68,7 +66,7 @@ if TYPE_CHECKING:
     from reconciler.backends.native import assembly, images
 
 # Re-exported: the implicit network of bridge-mode containers that name none.
-DEFAULT_NETWORK = network_services.DEFAULT_NETWORK
+DEFAULT_NETWORK = networks.DEFAULT_NETWORK
 # In a container's directory: held while a run of it starts (see NativeEngine.start_container).
 START_LOCK = ".start.lock"
 
@@ -83,7 +81,7 @@ class NativeEngine:
     ) -> None:
         self.root = root
         # Where the networks' DNS servers forward outside names (``--dns-upstream``); none: the host's.
-        self.dns_upstream = network_services.parse_upstreams(dns_upstream)
+        self.dns_upstream = _parsed_upstreams(dns_upstream)
         self.runtime_binary = runtime_binary
         self.records = records.Records(root / "containers")
         self.volumes = volumes.Volumes(root / "volumes")
@@ -180,6 +178,8 @@ class NativeEngine:
             self.volumes.remove(name, volumes.users(self.records, name))
 
     def create_network(self, request: plans.NetworkRequest) -> None:
+        from reconciler.backends.native import network_services
+
         with self._exclusive():
             existing = self.networks.get(request.name)
             if existing is None:
@@ -191,6 +191,8 @@ class NativeEngine:
                 raise errors.Conflict(f"network {request.name} exists and is owned by someone else")
 
     def remove_network(self, name: str) -> None:
+        from reconciler.backends.native import network_services
+
         with self._exclusive():
             if self.networks.get(name) is None:
                 return
@@ -310,7 +312,7 @@ class NativeEngine:
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of
         # ours (conmon records the exit), and holding the lock would serialise every stop
         # of an apply behind the slowest.
-        from reconciler.backends.native import handover, runs
+        from reconciler.backends.native import handover, prepared, runs
 
         record = self.records.get(name)
         timeout = record.spec.stop_timeout if timeout is None else timeout
@@ -323,7 +325,7 @@ class NativeEngine:
         runs.stop(record, self.runtime, timeout)
 
     def remove_container(self, name: str) -> None:
-        from reconciler.backends.native import runs
+        from reconciler.backends.native import network_services, runs
 
         record = self.records.find(name)
         if record is None:
@@ -346,12 +348,16 @@ class NativeEngine:
         remove it; the next bridge-mode container without networks creates it again. Best effort:
         a removal that fails leaves it for the next one, and the container's removal stands.
         """
+        from reconciler.backends.native import network_services
+
         if self.networks.get(DEFAULT_NETWORK) is None or any(DEFAULT_NETWORK in r.networks for r in remaining):
             return
         with contextlib.suppress(errors.RuntimeFailed):
             network_services.remove(self.networks, DEFAULT_NETWORK)
 
     def rename_container(self, name: str, new_name: str) -> None:
+        from reconciler.backends.native import network_services
+
         with self._exclusive():
             record = self.records.get(name)
             if self.records.find(new_name) is not None:
@@ -361,7 +367,7 @@ class NativeEngine:
             network_services.write_names(self.networks, self.records.all(), record.networks)
 
     def update_container(self, name: str, resources: manifests.Resources) -> None:
-        from reconciler.backends.native import bundles
+        from reconciler.backends.native import bundles, prepared
 
         with self._exclusive():
             record = self.records.get(name)
@@ -375,11 +381,13 @@ class NativeEngine:
 
     def prepare_next_run(self, name: str) -> None:
         """Prepare the next run of ``name`` in the background (see :mod:`prepared`); best effort."""
+        from reconciler.backends.native import prepared
+
         threading.Thread(target=self._prepare_next_run, args=(name,), name=prepared.thread_name(name),
                          daemon=True).start()  # fmt: skip
 
     def _prepare_next_run(self, name: str) -> None:
-        from reconciler.backends.native import bundles
+        from reconciler.backends.native import bundles, prepared
 
         # Best effort, in a thread of its own: a failure leaves the container as it was, and its
         # start takes the ordinary path.
@@ -451,6 +459,16 @@ class NativeEngine:
 
     def close(self) -> None:
         return None
+
+
+def _parsed_upstreams(values: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """``--dns-upstream``'s values, checked now (network_services, with the DNS servers' code, is
+    imported only when there are some: observing needs none of it)."""
+    if not any(value.strip() for value in values):
+        return ()
+    from reconciler.backends.native import network_services
+
+    return network_services.parse_upstreams(values)
 
 
 def _observed_container(record: records.Record) -> observed.ObservedContainer:

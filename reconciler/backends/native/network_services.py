@@ -49,7 +49,7 @@ from typing import Any
 from reconciler import errors, files, manifests, vocabulary
 from reconciler.backends.native import firewall, networks, processes, records
 
-DEFAULT_NETWORK = "default"
+DEFAULT_NETWORK = networks.DEFAULT_NETWORK
 NAMES = "dns.json"
 UPSTREAMS = "upstreams.json"
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")

@@ -24,13 +24,11 @@ firewall rules (``firewall``) or DNS (``dns``).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import ipaddress
 import json
 import os
-import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +42,8 @@ if TYPE_CHECKING:
 # and a no-op apply or a plan reads the networks' files only.
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.233.0.0/16")
+# The implicit network of bridge-mode containers that name none (see network_services).
+DEFAULT_NETWORK = "default"
 NETNS_DIR = Path("/run/netns")
 
 
@@ -122,6 +122,8 @@ def sweep_orphan_bridges() -> list[str]:
 
 def link_exists(name: str) -> bool:
     """Whether a link of that name exists on the host (one ioctl: no netlink dump of every link)."""
+    import socket  # here: reading the networks' files, all a no-op does, needs no socket
+
     try:
         socket.if_nametoindex(name)
     except OSError:
@@ -388,6 +390,8 @@ def _unshare_into(path: Path) -> None:
     """This thread in a new network namespace, bound to ``path`` (which must not exist) so that it
     outlives the thread; the caller goes back to its own namespace. ``NETNS_DIR`` is made a shared
     mount first, as iproute2 does, so that the binds show in every mount namespace."""
+    import ctypes  # here: observing the networks, all a no-op does, needs no libc call
+
     libc = ctypes.CDLL(None, use_errno=True)
     folder = str(path.parent).encode()
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -413,6 +417,8 @@ _MS_SHARED = 1 << 20
 
 
 def _libc_error(what: str) -> errors.RuntimeFailed:
+    import ctypes
+
     code = ctypes.get_errno()
     return errors.RuntimeFailed(f"{what}: {os.strerror(code)}")
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from reconciler import errors
-from reconciler.backends.native import mounts, processes, records, runtime, supervision
+from reconciler.backends.native import processes, records, runtime, supervision
 
 # A prepared next run that nobody starts within this many seconds goes away; the backoffs it
 # serves are the first ones (100 ms, 200 ms, ... as Docker's), long ones need no help.
@@ -42,6 +42,8 @@ def thread_name(name: str) -> str:
 def prepare(record: records.Record, runner: runtime.Runtime) -> bool:
     """Prepare the container's next run up to ``runtime create``; False when it is not for one
     (not exited, already prepared, being stopped, or its rootfs is not mounted)."""
+    from reconciler.backends.native import mounts  # here: the remains collector reads this module on every observe
+
     directory = record.directory
     if records.state_of(record)[0] != "exited" or (directory / records.PREPARED).exists():
         return False

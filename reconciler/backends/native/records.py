@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -234,6 +233,8 @@ def is_running(record: Record) -> bool:
 
 def new_container_id() -> str:
     # As Docker: 32 random bytes, never an all-digit short id (it is the default hostname).
+    import secrets  # here: reading records, all a no-op does, makes no id
+
     while True:
         container_id = secrets.token_hex(32)
         if not container_id[:12].isdigit():

@@ -55,9 +55,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import errors, files
-from reconciler.backends.native import prepared, processes, records, runtime, snapshots, supervision
+from reconciler.backends.native import processes, records, snapshots
+
+# prepared, runtime and supervision are imported where something is found to undo: the collector
+# runs on every observe, and all is well nearly always.
+if TYPE_CHECKING:
+    from reconciler.backends.native import runtime
 
 # What a keeper of a start cut short leaves in the container's directory.
 START_FILES = (records.SUPERVISOR, "init.pid")
@@ -140,6 +146,8 @@ class Collector:
         info = records.read_json(directory / records.PREPARED)
         if info is None:
             return
+        from reconciler.backends.native import prepared
+
         if prepared.expired(directory) or not processes.is_running(int(info["pid"]), info.get("start_time")):
             prepared.drop(directory, container_id, self._runner())
 
@@ -183,6 +191,8 @@ class Collector:
         """A run created and never started (a restart killed before ``runtime start``): its init is
         killed, so its keeper records the exit (137) and runs the exit command (the restart policy),
         as for any exit. Waited for, so that this observe sees the container exited."""
+        from reconciler.backends.native import supervision
+
         self._runner().delete(container_id, force=True)
         record = self.containers.load(container_id)
         if record is not None:
@@ -192,6 +202,8 @@ class Collector:
         """A run whose keeper was killed: nothing would record its exit, keep its logs or apply its
         restart policy, so it is killed and its exit recorded as 137 (as containerd does when a
         shim dies), and the restarter is started as the keeper's exit command would have."""
+        from reconciler.backends.native import supervision
+
         self._runner().delete(container_id, force=True)
         files.write_json(directory / records.EXIT, {
             "exit_code": 137, "finished_at": time.time(), "oom_killed": False,

@@ -16,10 +16,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -70,6 +68,8 @@ class Runtime:
 
     def _run(self, args: Sequence[str], *, what: str, timeout: float = 60.0, ok: Sequence[int] = (0,)) -> Completed:
         # The runtime's own error log goes to a file: its stderr stays free of container output.
+        import tempfile
+
         with tempfile.NamedTemporaryFile(prefix="runc-log-", suffix=".json") as log:
             argv = [*self.base(), "--log", log.name, "--log-format", "json", *args]
             try:
@@ -122,6 +122,8 @@ class Runtime:
 
     def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """``runc update -r -`` with an OCI ``linux.resources`` document (live, no restart)."""
+        import tempfile
+
         with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as spec:
             json.dump(resources, spec)
             spec.flush()
@@ -145,6 +147,8 @@ class Runtime:
         Passing the env as ``--env KEY=VALUE`` would put every secret on a command line, which any
         local user can read in ``/proc/<pid>/cmdline``; a file only root can open keeps them. The
         file goes as soon as the exec ends, however it ends; runc ignores files in its root."""
+        import secrets
+
         path = self.state_dir / f"exec-{secrets.token_hex(16)}.json"
         try:
             files.write_json(path, process, durable=False)
