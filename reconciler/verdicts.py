@@ -175,8 +175,8 @@ def in_view(actual: observed.Observed, question: Question) -> dict[str, Any]:
     declared = set(question.declared)
 
     def seen(objects: Mapping[str, observed.Owned]) -> dict[str, Any]:
-        return {name: dataclasses.asdict(item) for name, item in objects.items()
-                if item.stack in question.stacks or name in declared}  # fmt: skip
+        # The objects themselves: _canonical spells each field (a deep asdict copy cost more).
+        return {name: item for name, item in objects.items() if item.stack in question.stacks or name in declared}
 
     return {"containers": seen(actual.containers), "networks": seen(actual.networks),
             "volumes": seen(actual.volumes), "images": dict(actual.images)}  # fmt: skip
@@ -185,17 +185,24 @@ def in_view(actual: observed.Observed, question: Question) -> dict[str, Any]:
 def code_stamp() -> str:
     """The code that loads and plans, as files: each module of the package by path, size and
     modification time (as Python validates its bytecode), and the versions of Python and pydantic."""
-    package = Path(__file__).resolve().parent
     parts = [sys.version]
-    for directory, folders, names in os.walk(package):
-        folders[:] = sorted(folder for folder in folders if folder != "__pycache__")
-        for name in sorted(names):
-            if name.endswith(".py"):
-                path = os.path.join(directory, name)
-                info = os.stat(path)
-                parts.append(f"{os.path.relpath(path, package)}:{info.st_size}:{info.st_mtime_ns}")
+    _stamp_folder(str(Path(__file__).resolve().parent), "", parts)
     parts.append(_pydantic_stamp())
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _stamp_folder(folder: str, relative: str, parts: list[str]) -> None:
+    """Each ``.py`` file under ``folder`` as ``path:size:mtime``, in name order, subfolders after
+    the files (one listing per folder, one stat per file: this runs on every no-op)."""
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.endswith(".py") and entry.is_file():
+            info = entry.stat()
+            parts.append(f"{relative}{entry.name}:{info.st_size}:{info.st_mtime_ns}")
+    for entry in entries:
+        if entry.name != "__pycache__" and entry.is_dir():
+            _stamp_folder(entry.path, f"{relative}{entry.name}/", parts)
 
 
 def _pydantic_stamp() -> str:
@@ -236,7 +243,11 @@ def _canonical(value: object) -> str:
 
 
 def _plain(value: object) -> object:
-    """What JSON has no spelling for, spelled: sets sorted, other mappings and iterables as such."""
+    """What JSON has no spelling for, spelled: a dataclass instance as its fields (as
+    :func:`dataclasses.asdict` would, without copying), sets sorted, other mappings and iterables
+    as such."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
     if isinstance(value, Mapping):

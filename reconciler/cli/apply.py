@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from reconciler import client, errors, sources
-from reconciler.cli import console, options, remembered, remote
+from reconciler.cli import console, options, remote
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -88,6 +88,8 @@ def add_parsers(commands: options.Commands, common: list[argparse.ArgumentParser
 def cmd_plan(args: argparse.Namespace) -> int:
     if (code := plan_via_daemon(args)) is not None:
         return code
+    from reconciler.cli import remembered  # here: a command the daemon answers needs no verdicts
+
     chosen = options.of(args)
     texts = sources.read_sources(args.file)
     with options.EngineOnce(chosen) as engine_once:
@@ -136,6 +138,8 @@ def print_warnings(warnings: Iterable[str]) -> None:
 def cmd_apply(args: argparse.Namespace) -> int:
     if (code := apply_via_daemon(args)) is not None:
         return code
+    from reconciler.cli import remembered  # here: a command the daemon answers needs no verdicts
+
     chosen = options.of(args)
     texts = sources.read_sources(args.file)
     locks = functools.partial(stack_locks, chosen)

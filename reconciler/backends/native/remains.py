@@ -258,6 +258,7 @@ def _sweep_exit_folders() -> None:
     """conmon's folders on the tmpfs whose container directory is gone (see the module docstring)."""
     with contextlib.suppress(FileNotFoundError), os.scandir(records.KEEPER_EXITS) as entries:
         for entry in entries:
-            link = Path(entry.path) / "bundle"
-            if link.is_symlink() and not link.exists():
+            link = os.path.join(entry.path, "bundle")
+            # One stat while the link points at its container (nearly always): lstat only if not.
+            if not os.path.exists(link) and os.path.islink(link):
                 shutil.rmtree(entry.path, ignore_errors=True)

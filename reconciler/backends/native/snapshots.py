@@ -33,7 +33,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -148,6 +147,8 @@ class Snapshotter:
 
     def prepare(self) -> Path:
         """A fresh private directory to apply a layer into; returns its ``fs`` subdirectory."""
+        import tempfile  # here: the remains collector reads this module on every observe
+
         files.make_private_dir(self.root)
         # The pid in the name: the directory of a killed pull is told from one being applied.
         work = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=self.root))
