@@ -46,7 +46,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import engine, errors, files, manifests, observed
+from reconciler import errors, files, manifests, observed
 from reconciler.backends.native import (
     image_index,
     networks,
@@ -62,7 +62,7 @@ from reconciler.backends.native import (
 # secret_files and shared_memory. Observing, all a no-op apply does, needs none of them (they were
 # about half of a no-op's import time).
 if TYPE_CHECKING:
-    from reconciler import plans
+    from reconciler import engine, plans
     from reconciler.backends.native import assembly, images
 
 # Re-exported: the implicit network of bridge-mode containers that name none.
@@ -400,6 +400,8 @@ class NativeEngine:
     # -- inspection -------------------------------------------------------------------------------
 
     def stats(self, name: str) -> engine.Stats:
+        from reconciler import engine
+
         record = self.records.get(name)
         if not records.is_running(record):
             raise errors.RuntimeFailed(f"container {name} is not running")
@@ -426,6 +428,7 @@ class NativeEngine:
     def exec(
         self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
     ) -> engine.ExecResult:
+        from reconciler import engine
         from reconciler.backends.native import bundles
 
         record = self.records.get(name)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 def start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat: with the pid, it identifies a process across pid reuse."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: split after its closing ")".

@@ -60,10 +60,11 @@ KEEPER_EXITS = Path("/run/reconciler/exits")
 RACY_SECONDS = 0.1
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path | str) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:  # open(): read per container on every observe
+            value = json.loads(handle.read())
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -189,13 +190,14 @@ def keeper_folder(container_id: str) -> Path:
 
 def exit_of(record: Record) -> dict[str, Any] | None:
     """How the container's last run ended (``exit_code``, ``finished_at``, ``oom_killed``), or None."""
-    info = read_json(record.directory / EXIT)
+    directory = str(record.directory)  # strings: this runs per container on every observe
+    info = read_json(f"{directory}/{EXIT}")
     if info is not None:
         return info
     # The tmpfs copy first: the exit command gives the lasting one its time, then removes it.
-    for path in (keeper_folder(record.container_id) / "exit", record.directory / record.container_id):
+    for path in (f"{KEEPER_EXITS}/{record.container_id}/exit", f"{directory}/{record.container_id}"):
         try:
-            with path.open(encoding="ascii") as handle:
+            with open(path, encoding="ascii") as handle:
                 code = int(handle.read().strip())
                 finished_at = os.fstat(handle.fileno()).st_mtime
         except (OSError, ValueError):
@@ -208,7 +210,7 @@ def exit_of(record: Record) -> dict[str, Any] | None:
 
 def supervisor_alive(record: Record) -> bool:
     """Whether the supervisor of the container's current run is alive (pid and start time)."""
-    info = read_json(record.directory / SUPERVISOR)
+    info = read_json(f"{record.directory}/{SUPERVISOR}")
     if info is None:
         return False
     return processes.is_running(int(info["pid"]), info.get("start_time"))

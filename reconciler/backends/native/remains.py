@@ -122,11 +122,12 @@ class Collector:
                 self._snapshots.remove_remains(alive=lambda pid: Path(f"/proc/{pid}").exists())
 
     def _collect(self) -> None:
+        base = str(self.containers.base)  # string paths: these checks run per container on every observe
         known = _directories(self.containers.base)
-        half_made = {i for i in known if not (self.containers.base / i / records.RECORD).exists()}
+        half_made = {i for i in known if not os.path.exists(f"{base}/{i}/{records.RECORD}")}
         states = _directories(self.runtime_state)
         unstarted = {i for i in states & (known - half_made) if _never_started(self.containers.load(i))}
-        launching = {i for i in known - half_made if (self.containers.base / i / records.LAUNCHING).exists()}
+        launching = {i for i in known - half_made if os.path.exists(f"{base}/{i}/{records.LAUNCHING}")}
         for container_id in known - half_made:
             self._drop_dead_prepared(container_id)
         if half_made or states - known or unstarted or launching:
@@ -142,11 +143,12 @@ class Collector:
             self._check_run(container_id)
 
     def _drop_dead_prepared(self, container_id: str) -> None:
-        directory = self.containers.base / container_id
-        info = records.read_json(directory / records.PREPARED)
+        info = records.read_json(f"{self.containers.base}/{container_id}/{records.PREPARED}")
         if info is None:
             return
         from reconciler.backends.native import prepared
+
+        directory = self.containers.base / container_id
 
         if prepared.expired(directory) or not processes.is_running(int(info["pid"]), info.get("start_time")):
             prepared.drop(directory, container_id, self._runner())
@@ -172,13 +174,13 @@ class Collector:
         """A started container's run, when its keeper was killed or its start cut short (module
         docstring). Cheap when all is well: its pid file, ``/proc`` and a file test."""
         directory = self.containers.base / container_id
-        keeper = records.read_json(directory / records.SUPERVISOR)
+        keeper = records.read_json(f"{directory}/{records.SUPERVISOR}")
         if keeper is None:
             return
         if processes.is_running(int(keeper["pid"]), keeper.get("start_time")):
             # The runtime's state is the container's, not the run's: a prepared next run has its fifo.
-            created = (self.runtime_state / container_id / EXEC_FIFO).exists()
-            if created and not (directory / records.PREPARED).exists():
+            created = os.path.exists(f"{self.runtime_state}/{container_id}/{EXEC_FIFO}")
+            if created and not os.path.exists(f"{directory}/{records.PREPARED}"):
                 self._end_unstarted_run(container_id)
             return
         if any(path.exists() for path in _exit_files(directory, container_id)):

@@ -17,13 +17,15 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler import errors, files
+
+# subprocess, tempfile and secrets are imported in the functions that run the runtime: the engine
+# imports this module on every command, and observing runs none.
 
 DEFAULT_RUNTIME = "runc"
 
@@ -68,6 +70,7 @@ class Runtime:
 
     def _run(self, args: Sequence[str], *, what: str, timeout: float = 60.0, ok: Sequence[int] = (0,)) -> Completed:
         # The runtime's own error log goes to a file: its stderr stays free of container output.
+        import subprocess
         import tempfile
 
         with tempfile.NamedTemporaryFile(prefix="runc-log-", suffix=".json") as log:
@@ -171,6 +174,8 @@ class Runtime:
 
         runc exits 255 when it could not exec at all; that is mapped to Docker's 126/127.
         """
+        import subprocess
+
         with self._process_file(process) as spec:
             argv = [*self.base(), "exec", "--process", str(spec), container_id]
             try:
@@ -187,6 +192,8 @@ class Runtime:
         terminal; its exit code. The runtime itself relays the terminal: it puts ours in raw
         mode, copies both ways and passes window-size changes on (SIGWINCH), as ``runc exec -t``
         does for a user at a shell."""
+        import subprocess
+
         with self._process_file(process) as spec:
             argv = [*self.base(), "exec", "--tty", "--process", str(spec), container_id]
             code = subprocess.run(argv, check=False).returncode
