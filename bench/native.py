@@ -901,7 +901,7 @@ def report(args: argparse.Namespace, starters: list[Starter], by_size: dict[int,
     for count, tools in by_size.items():
         print(f"\n2. stack apply: {count} containers (busybox sleep) on one network, whole CLI runs, no daemon")
         stack_table(tools, skipped["stack"])
-    report_floor(args.interpreter)
+    report_floor(args.interpreter, args.floors)
     report_growth(by_size)
     if daemon_tools:
         count = daemon_tools[0].count
@@ -958,12 +958,16 @@ FLOORS = (
 )
 
 
-def report_floor(interpreter: str) -> None:
+def measure_floors(interpreter: str) -> list[tuple[str, float]]:
     """The floor of a Python CLI's no-op (:data:`FLOORS`) with the CLI's ``interpreter``, median
-    of nine runs each."""
+    of nine runs each (before the teardown, which removes an installed interpreter)."""
+    return [(label, floor_time(interpreter, code)) for label, code in FLOORS]
+
+
+def report_floor(interpreter: str, floors: Sequence[tuple[str, float]]) -> None:
     print(f"\n2a. the floor of any Python CLI here: {interpreter} (median of 9 runs, seconds)")
-    for label, code in FLOORS:
-        print(f"{label:<66}{seconds(floor_time(interpreter, code)):>9}")
+    for label, value in floors:
+        print(f"{label:<66}{seconds(value):>9}")
 
 
 def floor_time(interpreter: str, code: str) -> float:
@@ -1230,7 +1234,7 @@ def main() -> int:
         if args.cli == "installed":
             progress("installing the CLI with scripts/install into the bench's folder")
             install_cli(created)
-        args.interpreter, args.command_line = created.interpreter, created.command_line
+        args.interpreter, args.command_line, args.floors = created.interpreter, created.command_line, []
         tool_lines = versions(docker, compose)
         progress(f"{PREFIX}: loading the image into {created.native_root}" + (" and dockerd" if docker else ""))
         engine = load_native_image(created)
@@ -1243,6 +1247,7 @@ def main() -> int:
         by_size = stack_phase(args, created, docker, compose)
         if not args.no_daemon:
             daemon_tools = daemon_phase(args, created, docker)
+        args.floors = measure_floors(created.interpreter)
         failed = bool(native.error or any(tools[0].error for tools in by_size.values()))
     except BenchFailure as failure:
         print(f"bench failed: {failure}", file=sys.stderr)

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler import errors, manifests, plans, vocabulary
+from reconciler import errors, manifests, vocabulary
+
+if TYPE_CHECKING:  # annotations only here
+    from reconciler import plans
 
 # What "no memory limit" is written as in an update (Docker refuses -1 and ignores 0 there); the
 # kernel caps it at its own maximum. Read back as None. 2**62 bytes is far beyond any real host.

@@ -41,7 +41,7 @@ import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
-from reconciler import engine, errors, manifests, observed, plans
+from reconciler import errors, manifests, observed
 from reconciler.backends.docker import (
     configs,
     informer,
@@ -51,9 +51,10 @@ from reconciler.backends.docker import (
     translating,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the contract and the plans' requests are annotations here (a no-op loads neither)
     import docker
 
+    from reconciler import engine, plans
     from reconciler.backends.docker import stack_networks
 
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -581,6 +582,8 @@ class DockerEngine:
     def exec(
         self, name: str, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None
     ) -> engine.ExecResult:
+        from reconciler import engine
+
         subject = f"container {name}"
         with self._on(subject):
             exec_id = self.api.exec_create(name, list(argv), stdin=stdin is not None, stdout=True, stderr=True)["Id"]

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from reconciler import engine, observed
+from reconciler import observed
 from reconciler.backends.docker import configs
+
+if TYPE_CHECKING:  # annotations only here
+    from reconciler import engine
 
 # Docker's zero time, used for "never started" / "never finished".
 _ZERO_TIME_PREFIX = "0001-01-01"
@@ -188,6 +191,8 @@ def owner_text(labels: Mapping[str, str] | None) -> str:
 
 
 def log_line(stream_id: int, raw_line: bytes) -> engine.LogLine:
+    from reconciler import engine
+
     text = raw_line.decode("utf-8", "replace").rstrip("\r")
     stamp, _, message = text.partition(" ")
     moment = timestamp(stamp)
@@ -201,6 +206,8 @@ _EVENT_HEALTH_PREFIX = "health_status: "
 
 def event(item: Mapping[str, Any]) -> engine.Event | None:
     """An ``engine.Event`` from one decoded Docker event, or None for actions we do not report."""
+    from reconciler import engine
+
     action = str(item.get("Action") or item.get("status") or "")
     detail = ""
     if action.startswith(_EVENT_HEALTH_PREFIX):
@@ -226,6 +233,8 @@ def event(item: Mapping[str, Any]) -> engine.Event | None:
 
 def stats(raw: Mapping[str, Any], inspected: Mapping[str, Any]) -> engine.Stats:
     """One reading from a one-shot ``GET /containers/{id}/stats``, with the limit from the inspect."""
+    from reconciler import engine
+
     memory = raw.get("memory_stats") or {}
     details = memory.get("stats") or {}
     # Page cache is not "in use" (docker stats: cache on cgroup v1, inactive_file on v2).

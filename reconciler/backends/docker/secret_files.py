@@ -24,9 +24,12 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler import errors, files, manifests, observed, plans
+from reconciler import errors, files, manifests, observed
+
+if TYPE_CHECKING:  # annotations only here
+    from reconciler import plans
 
 BASE = Path("/run/reconciler/docker-secrets")
 # What observe reports instead of the digests of files that are gone.

@@ -20,12 +20,15 @@ import contextlib
 import datetime
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 
-from reconciler import errors, observed, plans
+from reconciler import errors, observed
+
+if TYPE_CHECKING:  # annotations only here
+    from reconciler import plans
 
 LABEL = "reconciler.stack-network"
 # How old an unused stack network must be before another stack's first container prunes it.
