@@ -195,7 +195,7 @@ class Ingest:
             raise errors.DigestMismatch(
                 f"blob {self.digest} is larger than the {self.size} bytes its descriptor promised"
             )
-        _write_all(self._fd, data)
+        files.write_all(self._fd, data)
         self._hasher.update(data)
         self._offset += len(data)
 
@@ -256,7 +256,7 @@ class Ingest:
             offset = 0
             while chunk := os.pread(self._fd, _CHUNK, offset):
                 hasher.update(chunk)
-                _write_all(descriptor, chunk)
+                files.write_all(descriptor, chunk)
                 offset += len(chunk)
             if offset != self.size or "sha256:" + hasher.hexdigest() != self.digest:
                 raise errors.DigestMismatch(f"blob {self.digest} changed while it was being stored")
@@ -277,12 +277,6 @@ def _link_fd(fd: int, target: Path) -> None:
             os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=directory, follow_symlinks=True)
     finally:
         os.close(directory)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _same_file(info: os.stat_result, path: Path) -> bool:
