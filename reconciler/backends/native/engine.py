@@ -309,11 +309,11 @@ class NativeEngine:
             bundles.write(record.directory, bundles.with_peer_namespaces(config, paths, shm=shm))
 
     def stop_container(self, name: str, *, timeout: float | None = None) -> None:
+        from reconciler.backends.native import handover, prepared, runs
+
         # The engine lock only to discard a prepared run: the wait for the exit changes no file of
         # ours (conmon records the exit), and holding the lock would serialise every stop
         # of an apply behind the slowest.
-        from reconciler.backends.native import handover, prepared, runs
-
         record = self.records.get(name)
         timeout = record.spec.stop_timeout if timeout is None else timeout
         runs.mark_stopping(record)
