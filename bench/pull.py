@@ -193,7 +193,10 @@ def run_round(
         store_dir, registry_config=native_registry.RegistryConfig(docker_config=Path("/nonexistent"))
     )
     samples.measure(OURS, own_cpu_seconds, lambda: store.pull(ref, policy="Always"))
-    shutil.rmtree(store_dir)
+    # The store stays until the run's folder goes: ext4 passes over inodes freed within the last
+    # minute or more when it creates files (``recently_deleted``, ~15 % of a pull's samples in
+    # ``perf`` after ~2,000 deletions), so removing it here made the next contenders' creates
+    # pay for our clean-up. ``docker rmi`` cannot be put off: docker pulls nothing it has.
 
     target = run_dir / f"skopeo-{round_number}"
     skopeo = [
