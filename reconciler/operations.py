@@ -161,14 +161,7 @@ def rollout_options(
 ) -> planning.Options:
     """``options`` with what rollouts need: the rollbacks remembered for the declared containers,
     and whether the engine hands host ports over (see :data:`plan_inputs.HANDS_OVER_PORTS`)."""
-    return planner_options(target, options, records, desired.containers)
-
-
-def planner_options(
-    target: engine.Engine, options: planning.Options, records: rollouts.Records, names: Iterable[str]
-) -> planning.Options:
-    """:func:`rollout_options` for the declared containers ``names`` (:func:`plan_inputs.for_engine`)."""
-    return plan_inputs.for_engine(options, target.name, records, names)
+    return plan_inputs.for_engine(options, target.name, records, desired.containers)
 
 
 def execute_plan(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import caches, executing, manifests, observed, operations, planning, rollouts, verdicts
+from reconciler import caches, executing, manifests, observed, operations, plan_inputs, planning, rollouts, verdicts
 from reconciler.backends import memory
 from reconciler.manifests import loader
 
@@ -66,8 +66,8 @@ class Setup:
         if question is None:
             return None
         actual = self.target.observe(images=list(question.images), stacks=question.stacks)
-        options = operations.planner_options(self.target, planning.Options(), rollouts.Records(None),
-                                             question.containers)  # fmt: skip
+        options = plan_inputs.for_engine(planning.Options(), self.target.name, rollouts.Records(None),
+                                         question.containers)  # fmt: skip
         return verdicts.answer(self.folder, question, actual, options)
 
 
@@ -137,11 +137,11 @@ def test_other_options_or_another_context_are_misses(setup: Setup) -> None:
     question = verdicts.ask(setup.folder, setup.texts(), setup.context)
     assert question is not None
     actual = setup.target.observe(images=list(question.images), stacks=question.stacks)
-    pruning_volumes = operations.planner_options(setup.target, planning.Options(prune_volumes=True),
-                                                 rollouts.Records(None), question.containers)  # fmt: skip
+    pruning_volumes = plan_inputs.for_engine(planning.Options(prune_volumes=True), setup.target.name,
+                                             rollouts.Records(None), question.containers)  # fmt: skip
     assert verdicts.answer(setup.folder, question, actual, pruning_volumes) is None
     rolled_back = dataclasses.replace(
-        operations.planner_options(setup.target, planning.Options(), rollouts.Records(None), question.containers),
+        plan_inputs.for_engine(planning.Options(), setup.target.name, rollouts.Records(None), question.containers),
         rolled_back={"web": planning.RolledBack("v1:sha256:" + "0" * 64, None, 1.0, "not ready")},
     )
     assert verdicts.answer(setup.folder, question, actual, rolled_back) is None

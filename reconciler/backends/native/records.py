@@ -195,7 +195,7 @@ def exit_of(record: Record) -> dict[str, Any] | None:
     if info is not None:
         return info
     # The tmpfs copy first: the exit command gives the lasting one its time, then removes it.
-    for path in (f"{KEEPER_EXITS}/{record.container_id}/exit", f"{directory}/{record.container_id}"):
+    for path in (f"{keeper_folder(record.container_id)}/exit", f"{directory}/{record.container_id}"):
         try:
             with open(path, encoding="ascii") as handle:
                 code = int(handle.read().strip())
