@@ -65,6 +65,18 @@ def test_truncated_gzip_is_refused(tmp_path: Path) -> None:
         layers.apply(blob, tmp_path / "root")
 
 
+@pytest.mark.parametrize("where", ["deflate data", "gzip checksum"])
+def test_corrupt_gzip_is_a_layer_error_that_names_the_layer(tmp_path: Path, where: str) -> None:
+    tar = images.TarBuilder().file("a", b"text " * 20000).build()
+    compressed = bytearray(images.compress(tar, "gzip"))
+    compressed[20 if where == "deflate data" else -6] ^= 0xFF  # the trailer: CRC-32, then size
+    blob = tmp_path / "blob"
+    blob.write_bytes(bytes(compressed))
+    (tmp_path / "root").mkdir()
+    with pytest.raises(layers.LayerError, match="layer blob does not decompress"):
+        layers.apply(blob, tmp_path / "root")
+
+
 def test_overlay_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
     tar = (
         images.TarBuilder()

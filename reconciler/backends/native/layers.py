@@ -22,10 +22,12 @@ files, whiteouts that delete outside the layer, and headers that claim absurd si
   deletions in :data:`FLAT` mode, always resolved inside the root and never against entries of the
   same layer; ``trusted.overlay.*`` xattrs from the tar are dropped (only this module sets them);
 - decompression (gzip, zstd, or none, chosen by magic bytes) runs in-process, never a helper tool,
-  and the diff_id is the sha256 of the whole uncompressed stream, padding included.
+  and the diff_id is the sha256 of the whole uncompressed stream, padding included. Gzip goes
+  through ISA-L's inflate (``isal``, zlib's interface): on the pull bench's three layers it took
+  0.13 s of CPU where zlib took 0.32 s, and a pull is bound by CPU on two cores.
 
 What it must not do: know about snapshots, images or the network; follow a symlink for a write;
-trust any name, link target or mode in the tar. It is the only module that imports ``zstandard``.
+trust any name, link target or mode in the tar. It is the only module that imports ``zstandard`` and ``isal``.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ import shutil
 import stat
 import tarfile
 import typing
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import zstandard
+from isal import isal_zlib
 
 from reconciler import errors, files
 
@@ -60,6 +62,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directory fds a walk keeps open: enough for any real tree's depth, far below fd limits.
 _MAX_OPEN_DIRS = 64
 MAX_READ = 16 * 1024 * 1024
+# isal's stubs declare ``error`` as an instance of Exception; at run time it is the class.
+_INFLATE_ERROR = typing.cast("type[Exception]", isal_zlib.error)
 
 
 class Mode(enum.Enum):
@@ -135,7 +139,7 @@ class _HashingReader:
         self._gzip: typing.Any = None
         self._pending = head
         if head.startswith(GZIP_MAGIC):
-            self._gzip = zlib.decompressobj(wbits=31)
+            self._gzip = isal_zlib.decompressobj(wbits=31)
         elif head.startswith(ZSTD_MAGIC):
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
                 typing.cast(typing.IO[bytes], _Prefixed(head, raw)),
@@ -166,7 +170,7 @@ class _HashingReader:
                     return b""
                 if self._gzip.eof:
                     # Concatenated gzip members (pigz, some builders) form one stream.
-                    self._gzip = zlib.decompressobj(wbits=31)
+                    self._gzip = isal_zlib.decompressobj(wbits=31)
                 data = self._gzip.decompress(compressed, 4 * _CHUNK)
             if self._gzip.eof and self._gzip.unused_data:
                 self._pending = self._gzip.unused_data
@@ -739,7 +743,7 @@ def apply_stream(
         applier.finish()
     except tarfile.TarError as exc:
         raise LayerError(f"layer {name} is not a valid tar stream: {exc}") from None
-    except (zlib.error, zstandard.ZstdError) as exc:
+    except (_INFLATE_ERROR, zstandard.ZstdError) as exc:
         raise LayerError(f"layer {name} does not decompress: {exc}") from None
     diff_id = reader.digest()
     if expected_diff_id is not None and diff_id != expected_diff_id:
