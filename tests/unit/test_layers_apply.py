@@ -248,3 +248,30 @@ def test_a_pax_header_claiming_gigabytes_is_refused_without_reading_it(tmp_path:
     data = raw + b"\0" * 1024
     with pytest.raises(errors.EngineError, match="absurd size"):
         _apply(tmp_path, data)
+
+
+def _gnu_sparse_member(name: str, segments: list[tuple[int, bytes]], real_size: int) -> bytes:
+    """An old-GNU sparse entry (type ``S``): the header's map says where each stored segment goes.
+
+    tarfile reads such entries but cannot write them, so the header is patched here: up to four
+    (offset, size) pairs of 12 octal digits from byte 386, the real size from byte 483.
+    """
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mtime = tarfile.GNUTYPE_SPARSE, sum(len(d) for _, d in segments), images.MTIME
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    for i, (offset, data) in enumerate(segments):
+        header[386 + 24 * i : 410 + 24 * i] = b"%011o\0%011o\0" % (offset, len(data))
+    header[483:495] = b"%011o\0" % real_size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+    stored = b"".join(d for _, d in segments)
+    return bytes(header) + stored + b"\0" * (-len(stored) % 512)
+
+
+def test_a_sparse_file_is_written_with_its_holes_as_zeros(tmp_path: Path) -> None:
+    member = _gnu_sparse_member("sparse", [(4096, b"a" * 4096), (3 * 4096, b"b" * 100)], 4 * 4096)
+    after = images.TarBuilder().file("after", b"next entry").build()
+    _apply(tmp_path, member + after, compression="gzip")
+    expected = b"\0" * 4096 + b"a" * 4096 + b"\0" * 4096 + b"b" * 100 + b"\0" * (4096 - 100)
+    assert (tmp_path / "root/sparse").read_bytes() == expected
+    assert (tmp_path / "root/after").read_bytes() == b"next entry"

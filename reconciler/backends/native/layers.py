@@ -12,7 +12,8 @@ files, whiteouts that delete outside the layer, and headers that claim absurd si
   not followed (it is what the entry replaces);
 - hardlink targets are resolved the same way, must exist and must not be directories;
 - metadata goes on with ``lchown``, then ``chmod`` and xattrs (a chown clears setuid bits and file
-  capabilities, hence the order), never through a symlink; directory mtimes are set at the end so
+  capabilities, hence the order), never through a symlink (a regular file's through the
+  descriptor that created it with ``O_EXCL|O_NOFOLLOW``); directory mtimes are set at the end so
   later entries don't bump them, through fds reached from the root without following links (a
   later entry may plant one);
 - a new parent directory takes a lower layer's metadata only from a real directory at that path
@@ -62,6 +63,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directory fds a walk keeps open: enough for any real tree's depth, far below fd limits.
 _MAX_OPEN_DIRS = 64
 MAX_READ = 16 * 1024 * 1024
+# A file's data is read from the decompressor in pieces of at most this size (its output buffers
+# are 4 MiB, taken whole when they fit).
+_FILL_CHUNK = 4 * _CHUNK
 # isal's stubs declare ``error`` as an instance of Exception; at run time it is the class.
 _INFLATE_ERROR = typing.cast("type[Exception]", isal_zlib.error)
 
@@ -495,8 +499,10 @@ class _Applier:
     small files was measured here (2 CPUs, ext4) and only added futex traffic, so there is none;
     layers of one image are unpacked in parallel by the caller instead."""
 
-    def __init__(self, root: Path, mode: Mode, parents: Sequence[Path]) -> None:
+    def __init__(self, root: Path, mode: Mode, parents: Sequence[Path], data: _HashingReader) -> None:
         self.root = root
+        # The stream tarfile reads: plain file data is read from it directly (see _fill).
+        self.data = data
         self.mode = mode
         self.parents = parents
         self.unpacked: set[str] = set()
@@ -531,6 +537,12 @@ class _Applier:
         parent = self._parent(parent_rel)
         path = parent / base
         self.unpacked.add(self._key(path))
+        if member.isfile():
+            try:  # most entries are new files: the create's O_EXCL is the test that nothing is there
+                self._write_file(tar, member, path)
+                return
+            except FileExistsError:
+                pass  # replaced below, like any other existing entry
         existing = _lstat(path)
         if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
             self.resolved.clear()
@@ -542,7 +554,8 @@ class _Applier:
             self._hardlink(member, path)
             return
         self._make_node(tar, member, path, existing_dir=existing is not None and stat.S_ISDIR(existing.st_mode))
-        self._metadata(member, path)
+        if not member.isfile():  # a file got its metadata through its descriptor
+            self._metadata(member, path)
 
     def _make_node(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, *, existing_dir: bool) -> None:
         """Create the file, directory, link, device or FIFO ``member`` describes at ``path``."""
@@ -564,18 +577,43 @@ class _Applier:
             raise LayerError(f"entry {normalise(member.name)} has an unsupported tar type {member.type!r}")
 
     def _key(self, path: Path) -> str:
-        return os.path.relpath(path, self.root)
+        """``path`` relative to the root (every path here was resolved inside it); ``.`` for the root."""
+        text = str(path)
+        return text.removeprefix(self.root_prefix) if text.startswith(self.root_prefix) else "."
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
+        """Create the file (never through a link, never over an entry: ``FileExistsError``), fill it
+        and set its metadata through the descriptor, which looks up no path again."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            self._fill(tar, member, fd)
+            self._metadata(member, path, fd=fd)
+        finally:
+            os.close(fd)
+
+    def _fill(self, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
+        """Write the member's bytes to ``fd``, straight from the decompressor when that is possible.
+
+        A plain (not sparse) member's data is the ``size`` bytes at ``offset_data``, where the
+        stream stands once tarfile has read the header. Reading them there takes the
+        decompressor's output buffers whole; tarfile's file object copied every byte once more and
+        cost a buffered reader per entry. tarfile then skips the padding with a forward seek.
+        """
+        data = self.data
+        if member.sparse is None and data.tell() == member.offset_data:
+            remaining = member.size
+            while remaining:
+                chunk = data.read(min(remaining, _FILL_CHUNK))
+                if not chunk:
+                    raise LayerError(f"the layer ends inside {normalise(member.name)}")
+                files.write_all(fd, chunk)
+                remaining -= len(chunk)
+            return
         source = tar.extractfile(member)
         if source is None:
             raise LayerError(f"cannot read {member.name} from the layer")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:  # straight to the descriptor: a file object per entry cost more than the copy (py-spy)
-            while chunk := source.read(_CHUNK):
-                files.write_all(fd, chunk)
-        finally:
-            os.close(fd)
+        while chunk := source.read(_CHUNK):
+            files.write_all(fd, chunk)
 
     def _hardlink(self, member: tarfile.TarInfo, path: Path) -> None:
         link_rel = normalise(member.linkname)
@@ -648,12 +686,17 @@ class _Applier:
         os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0))
         self.unpacked.add(self._key(victim))
 
-    def _metadata(self, member: tarfile.TarInfo, path: Path) -> None:
+    def _metadata(self, member: tarfile.TarInfo, path: Path, *, fd: int | None = None) -> None:
+        """Owner, mode, xattrs and time of the entry at ``path``, never through a symlink; through
+        ``fd`` instead when the caller holds the file it just created open."""
+        # A descriptor is the file itself: follow_symlinks must keep its default with one.
+        target: Path | int = path if fd is None else fd
+        by_fd = fd is not None
         if self.is_root:
-            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            os.chown(target, member.uid, member.gid, follow_symlinks=by_fd)
         if not member.issym():
             # lchown may clear setuid/setgid, so the mode goes on after it; never on a symlink.
-            os.chmod(path, stat.S_IMODE(member.mode))
+            os.chmod(target, stat.S_IMODE(member.mode))
         # Xattrs after the owner too: a chown removes a file capability (security.capability).
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
@@ -662,7 +705,7 @@ class _Applier:
             if attr.startswith("trusted.overlay."):
                 continue  # only the applier speaks overlayfs' language; a layer must not forge it
             try:
-                os.setxattr(path, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                os.setxattr(target, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=by_fd)
             except OSError as exc:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                     raise
@@ -671,7 +714,7 @@ class _Applier:
             info = os.lstat(path)
             self.dir_times[str(path).removeprefix(self.root_prefix)] = (info.st_dev, info.st_ino, mtime_ns)
         else:
-            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            os.utime(target, ns=(mtime_ns, mtime_ns), follow_symlinks=by_fd)
 
     def finish(self) -> None:
         """Set the directory times, through fds reached from the root without following a link:
@@ -732,8 +775,8 @@ def apply_stream(
     The stream only needs ``read(n)``; short reads are fine, ``b""`` means the end.
     """
     entries = 0
-    applier = _Applier(root, mode, parents)
     reader = _HashingReader(stream)
+    applier = _Applier(root, mode, parents, data=reader)
     try:
         with tarfile.open(fileobj=typing.cast(typing.IO[bytes], _TarView(reader)), mode="r:") as tar:
             for member in tar:
