@@ -13,7 +13,7 @@ take the engine's lock: their snapshot directories carry their process's pid, an
 a dead process go (:meth:`snapshots.Snapshotter.remove_remains`).
 
 **Remains**, checked cheaply on every call (two directory listings, two file tests per container,
-and per started one its keeper's pid file, its ``/proc`` entry and a file test; runc only when
+and per started one its keeper's pid file, its ``/proc`` entry and two file tests; runc only when
 something looks wrong). ``/proc`` is scanned for keepers only when one may run that no pid file
 names: a keeper is launched after a ``launching`` marker is written in its container's directory,
 and the marker goes once its pid file is written, so only a process killed in between (or a
@@ -34,6 +34,8 @@ failed launch) leaves one; the scan clears them.
   the runtime says the init lives): as containerd does when a shim dies, the run is killed and
   its exit recorded as 137 (``exit.json``, with the reason), and the restarter is started as the
   keeper's exit command would have started it;
+* a ``stopping`` marker on a run that lives, whose writer (the process it names) is gone: a stop
+  cut short, which would keep the restart policy off for the run's next exit;
 * a prepared next run (``prepared.json``) whose keeper is dead, or that nobody started within
   ``prepared.PREPARED_TTL`` seconds;
 * folders of conmon's exit files on the tmpfs (``/run/reconciler/exits``) whose container
@@ -172,7 +174,7 @@ class Collector:
 
     def _check_run(self, container_id: str) -> None:
         """A started container's run, when its keeper was killed or its start cut short (module
-        docstring). Cheap when all is well: its pid file, ``/proc`` and a file test."""
+        docstring). Cheap when all is well: its pid file, ``/proc`` and two file tests."""
         directory = self.containers.base / container_id
         keeper = records.read_json(f"{directory}/{records.SUPERVISOR}")
         if keeper is None:
@@ -182,6 +184,7 @@ class Collector:
             created = os.path.exists(f"{self.runtime_state}/{container_id}/{EXEC_FIFO}")
             if created and not os.path.exists(f"{directory}/{records.PREPARED}"):
                 self._end_unstarted_run(container_id)
+            _drop_abandoned_stop(f"{directory}/{records.STOPPING}")
             return
         if any(path.exists() for path in _exit_files(directory, container_id)):
             return
@@ -228,6 +231,20 @@ class Collector:
         for leftover in START_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (directory / leftover).unlink()
+
+
+def _drop_abandoned_stop(marker: str) -> None:
+    """A ``stopping`` marker on a run that lives, written by a process that is gone: a stop cut
+    short. While it stays, the keeper starts no restarter when the run exits, so it goes.
+
+    A marker that names no process (written before markers named their writer) is left alone.
+    """
+    stopper = records.read_json(marker)
+    if stopper is None or not isinstance(stopper.get("pid"), int):
+        return
+    if not processes.is_running(stopper["pid"], stopper.get("start_time")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(marker)
 
 
 def _directories(folder: Path) -> set[str]:

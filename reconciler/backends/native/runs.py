@@ -18,10 +18,11 @@ This module must not decide whether a container should run: that is the controll
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
-from reconciler import errors
-from reconciler.backends.native import prepared, records, runtime, supervision
+from reconciler import errors, files
+from reconciler.backends.native import prepared, processes, records, runtime, supervision
 
 # After SIGKILL, how long a container gets to be reported exited.
 KILL_GRACE = 5.0
@@ -52,9 +53,15 @@ def start(record: records.Record, runner: runtime.Runtime) -> None:
 
 
 def mark_stopping(record: records.Record) -> None:
-    """From now until the next start, no next run of the container is prepared."""
+    """From now until the next start, no next run of the container is prepared.
+
+    The marker names this process: a stop cut short (the command killed) leaves a marker whose
+    writer is dead on a container that still runs, which the engine's remains collector removes,
+    so that the container's restart policy holds again for its next exit.
+    """
+    stopper = {"pid": os.getpid(), "start_time": processes.start_time(os.getpid())}
     with contextlib.suppress(FileNotFoundError):  # removed meanwhile: nothing left to prepare
-        (record.directory / records.STOPPING).touch(mode=0o600)
+        files.write_json(record.directory / records.STOPPING, stopper, durable=False, make_parents=False)
 
 
 def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> None:

@@ -11,11 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends.native import engine as native_engine
+from reconciler.backends.native import runs as native_runs
 from tests.support import images
 from tests.support.cli import fetch, reconcile
 from tests.support.polling import eventually
@@ -151,3 +153,39 @@ def test_boot_after_a_real_reboot_remakes_networks_and_ports(loaded: Path, engin
     assert eventually(lambda: fetch(url), what="the published port after the reboot") == b"hello\n"
     looked_up = engine.exec(client, ["wget", "-qO-", f"http://{web}:8080/"], timeout=20)
     assert looked_up.stdout == b"hello\n", looked_up
+
+
+@pytest.mark.integration
+def test_a_stop_cut_short_does_not_keep_the_restart_policy_off(loaded: Path, engine: native_engine.NativeEngine,
+                                                               prefix: str, tmp_path: Path) -> None:  # fmt: skip
+    web = f"{prefix}web"
+    manifest = tmp_path / "s.yaml"
+    manifest.write_text(container(web, f"{prefix}s", "{policy: always, backoff: {initial: 100ms}}"))
+    applied = reconcile(loaded, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    marker = directory(engine, web) / "stopping"
+
+    # A stopper killed right after its first step: its marker names a process that is gone, on
+    # a container that still runs. The next command's remains collector removes it.
+    cut_short = ("import sys, pathlib; from reconciler.backends.native import engine, runs; "
+                 "runs.mark_stopping(engine.NativeEngine(pathlib.Path(sys.argv[1])).records.get(sys.argv[2]))")  # fmt: skip
+    subprocess.run([sys.executable, "-c", cut_short, str(loaded), web], check=True)
+    assert marker.exists()
+    engine.observe()
+    assert not marker.exists()
+    first = engine.observe().containers[web]
+    os.kill(int((directory(engine, web) / "init.pid").read_text()), signal.SIGKILL)
+    eventually(lambda: engine.observe().containers[web].restart_count == first.restart_count + 1
+               and engine.observe().containers[web].state == "running", what=f"{web} restarted")  # fmt: skip
+
+    # A stop under way (its writer lives: this process) keeps its marker, and the exit it
+    # causes starts no restarter.
+    native_runs.mark_stopping(engine.records.get(web))
+    engine.observe()
+    assert marker.exists()
+    keeper = int(json.loads((directory(engine, web) / "supervisor.pid.json").read_text())["pid"])
+    before = decisions(engine, web)
+    os.kill(int((directory(engine, web) / "init.pid").read_text()), signal.SIGKILL)
+    eventually(lambda: not Path(f"/proc/{keeper}").exists(), what="the keeper gone")
+    assert decisions(engine, web) == before
+    assert engine.observe().containers[web].state == "exited"
