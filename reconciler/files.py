@@ -61,16 +61,14 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = True, make_parents: bool = True) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
 
-    The parent directories are created root-only when missing, unless ``make_parents`` is false
-    (then a missing directory is a ``FileNotFoundError``: a file that must not bring back a
-    directory someone removed). ``durable`` fsyncs the file and, after the rename, its directory.
+    The parent directories are created root-only when missing. ``durable`` fsyncs the file and,
+    after the rename, its directory.
     """
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    if make_parents:
-        make_private_dir(directory)
+    make_private_dir(directory)
     # The pid keeps two processes that write the same file from sharing a temporary name.
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -89,17 +87,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
         _fsync_directory(directory)
 
 
-def write_json(
-    path: str | os.PathLike[str],
-    value: object,
-    *,
-    durable: bool = True,
-    indent: int | None = None,
-    make_parents: bool = True,
-) -> None:
+def write_json(path: str | os.PathLike[str], value: object, *, durable: bool = True, indent: int | None = None) -> None:
     """:func:`write_atomic` of ``value`` as JSON with sorted keys (stable bytes for equal values)."""
-    data = json.dumps(value, sort_keys=True, indent=indent).encode()
-    write_atomic(path, data, durable=durable, make_parents=make_parents)
+    write_atomic(path, json.dumps(value, sort_keys=True, indent=indent).encode(), durable=durable)
 
 
 def write_owned(path: str | os.PathLike[str], data: bytes, *, uid: int, gid: int, mode: int) -> None:

@@ -17,12 +17,3 @@ def test_new_directories_are_fsynced_into_their_parents(tmp_path: Path, monkeypa
     files.write_json(tmp_path / "a" / "b" / "state.json", {"ok": True})
     assert synced == [str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "b")]
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o700
-
-
-def test_a_writer_told_not_to_make_parents_never_brings_back_a_removed_directory(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        files.write_json(tmp_path / "removed" / "stopping", {"pid": 1}, durable=False, make_parents=False)
-    assert not (tmp_path / "removed").exists()
-    files.write_json(tmp_path / "stopping", {"pid": 1}, durable=False, make_parents=False)
-    assert (tmp_path / "stopping").read_text() == '{"pid": 1}'
-    assert (tmp_path / "stopping").stat().st_mode & 0o777 == 0o600

@@ -237,7 +237,8 @@ def _drop_abandoned_stop(marker: str) -> None:
     """A ``stopping`` marker on a run that lives, written by a process that is gone: a stop cut
     short. While it stays, the keeper starts no restarter when the run exits, so it goes.
 
-    A marker that names no process (written before markers named their writer) is left alone.
+    A marker that names no process (written on a full disk, or before markers named their
+    writer) is left alone.
     """
     stopper = records.read_json(marker)
     if stopper is None or not isinstance(stopper.get("pid"), int):

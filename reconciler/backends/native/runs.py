@@ -18,10 +18,11 @@ This module must not decide whether a container should run: that is the controll
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 
-from reconciler import errors, files
+from reconciler import errors
 from reconciler.backends.native import prepared, processes, records, runtime, supervision
 
 # After SIGKILL, how long a container gets to be reported exited.
@@ -60,8 +61,18 @@ def mark_stopping(record: records.Record) -> None:
     so that the container's restart policy holds again for its next exit.
     """
     stopper = {"pid": os.getpid(), "start_time": processes.start_time(os.getpid())}
-    with contextlib.suppress(FileNotFoundError):  # removed meanwhile: nothing left to prepare
-        files.write_json(record.directory / records.STOPPING, stopper, durable=False, make_parents=False)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(record.directory / records.STOPPING, flags, 0o600)
+    except FileNotFoundError:  # removed meanwhile: nothing left to prepare
+        return
+    try:
+        # Written in place, not renamed into place: the marker itself needs no data block, so a
+        # stop on a full disk still marks it (naming nobody, which the collector leaves alone).
+        with contextlib.suppress(OSError):
+            os.write(fd, json.dumps(stopper).encode())
+    finally:
+        os.close(fd)
 
 
 def stop(record: records.Record, runner: runtime.Runtime, timeout: float) -> None:
