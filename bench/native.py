@@ -355,10 +355,12 @@ class Created:
             run(["docker", "rm", "-f", "-v", *ids], timeout=DOCKER_TEARDOWN_TIMEOUT)
         networks = run(["docker", "network", "ls", "-q", "--filter", f"name={PREFIX}"],
                        timeout=DOCKER_TEARDOWN_TIMEOUT).split()  # fmt: skip
-        for network in networks:
-            remove_docker_network(network)
-        if self.docker_image:
-            run(["docker", "rmi", DOCKER_IMAGE], timeout=DOCKER_TEARDOWN_TIMEOUT)
+        try:
+            for network in networks:
+                remove_docker_network(network)
+        finally:  # dockerd 20.10 may keep a network's stale endpoint until it restarts: the image goes all the same
+            if self.docker_image:
+                run(["docker", "rmi", DOCKER_IMAGE], timeout=DOCKER_TEARDOWN_TIMEOUT)
 
     def _cgroups(self) -> None:
         for _, cgroups_path in self.runtime_ids.values():

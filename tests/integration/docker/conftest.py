@@ -16,6 +16,7 @@ tests can run in parallel and leave nothing behind (unless ``KEEP_FAILED=1`` and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import tarfile
@@ -97,8 +98,9 @@ def busybox_rootfs() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def image(client: docker.DockerClient, registry: str) -> str:
-    """A pullable busybox image on the local registry (``sleep`` and ``httpd`` inside)."""
+def image(client: docker.DockerClient, registry: str) -> Iterator[str]:
+    """A pullable busybox image on the local registry (``sleep`` and ``httpd`` inside); dockerd's
+    copy goes at the end of the session (the registry's port, hence the name, is new each run)."""
     reference = f"{registry}/reconciler-test/busybox:1"
     repository, tag = reference.rsplit(":", 1)
     client.api.import_image_from_data(
@@ -108,7 +110,9 @@ def image(client: docker.DockerClient, registry: str) -> str:
     for progress in client.api.push(repository, tag=tag, stream=True, decode=True):
         if progress.get("error"):
             _fail(f"pushing the test image to {registry} failed: {progress['error']}")
-    return reference
+    yield reference
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(reference, force=True)
 
 
 @pytest.fixture
