@@ -481,6 +481,15 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
+def _new_file(path: Path) -> int | None:
+    """``path`` created as an empty file open for writing, never through a link (mode 0600 until
+    the entry's own goes on); None when something is at ``path`` already."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return None
+
+
 def _remove(path: Path) -> None:
     """Remove whatever is at ``path`` without following a symlink (rmtree refuses links)."""
     try:
@@ -538,11 +547,10 @@ class _Applier:
         path = parent / base
         self.unpacked.add(self._key(path))
         if member.isfile():
-            try:  # most entries are new files: the create's O_EXCL is the test that nothing is there
-                self._write_file(tar, member, path)
+            fd = _new_file(path)  # most entries are new files: O_EXCL is the test that nothing is there
+            if fd is not None:
+                self._write_file(tar, member, path, fd)
                 return
-            except FileExistsError:
-                pass  # replaced below, like any other existing entry
         existing = _lstat(path)
         if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
             self.resolved.clear()
@@ -560,7 +568,10 @@ class _Applier:
     def _make_node(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, *, existing_dir: bool) -> None:
         """Create the file, directory, link, device or FIFO ``member`` describes at ``path``."""
         if member.isfile():
-            self._write_file(tar, member, path)
+            fd = _new_file(path)
+            if fd is None:
+                raise LayerError(f"{normalise(member.name)} is still there after its removal")
+            self._write_file(tar, member, path, fd)
         elif member.isdir():
             if not existing_dir:
                 os.mkdir(path, 0o700)
@@ -581,10 +592,9 @@ class _Applier:
         text = str(path)
         return text.removeprefix(self.root_prefix) if text.startswith(self.root_prefix) else "."
 
-    def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
-        """Create the file (never through a link, never over an entry: ``FileExistsError``), fill it
-        and set its metadata through the descriptor, which looks up no path again."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, fd: int) -> None:
+        """Fill the file just created as ``fd`` and set its metadata through the descriptor, which
+        looks up no path again; closes ``fd``."""
         try:
             self._fill(tar, member, fd)
             self._metadata(member, path, fd=fd)
