@@ -26,6 +26,10 @@ from collections.abc import Iterator
 
 # Paths are ``str | os.PathLike[str]`` (a ``Path`` or a string), spelled out in each annotation.
 
+# Open flags of a file that must be new: never one that exists (``FileExistsError``), never through
+# a link planted at its path.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 def make_private_dir(path: str | os.PathLike[str]) -> None:
     """Create ``path`` (and parents) as root-only directories (0700); state is not for others.
@@ -96,11 +100,9 @@ def write_owned(path: str | os.PathLike[str], data: bytes, *, uid: int, gid: int
     """A new file (never one that exists, never through a link) holding ``data``, with the owner
     and mode asked: a secret or config placed for a container on its tmpfs. Not durable: such a
     file lives in memory only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, NEW_FILE, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)  # after the chown, which may clear mode bits
     finally:

@@ -485,7 +485,7 @@ def _new_file(path: Path) -> int | None:
     """``path`` created as an empty file open for writing, never through a link (mode 0600 until
     the entry's own goes on); None when something is at ``path`` already."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        return os.open(path, files.NEW_FILE, 0o600)
     except FileExistsError:
         return None
 
@@ -656,7 +656,7 @@ class _Applier:
                 break
             parent = resolve_in_root(self.root, link_parent_rel, create=True, parents=self.parents)
             target = parent / link_base
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(target, files.NEW_FILE, 0o600)
             with os.fdopen(fd, "wb") as out, open(candidate, "rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
             os.chown(target, info.st_uid, info.st_gid, follow_symlinks=False)

@@ -22,7 +22,7 @@ import json
 import os
 import time
 
-from reconciler import errors
+from reconciler import errors, files
 from reconciler.backends.native import prepared, processes, records, runtime, supervision
 
 # After SIGKILL, how long a container gets to be reported exited.
@@ -70,7 +70,7 @@ def mark_stopping(record: records.Record) -> None:
         # Written in place, not renamed into place: the marker itself needs no data block, so a
         # stop on a full disk still marks it (naming nobody, which the collector leaves alone).
         with contextlib.suppress(OSError):
-            os.write(fd, json.dumps(stopper).encode())
+            files.write_all(fd, json.dumps(stopper).encode())
     finally:
         os.close(fd)
 

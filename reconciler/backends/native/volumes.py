@@ -197,7 +197,6 @@ def copy_up(rootfs: Path, target: str, volume: Path) -> None:
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the type check must not hang the open.
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR_UNSUPPORTED = (errno.ENOTSUP, errno.EPERM, errno.ENODATA, errno.EINVAL)
 
 
@@ -304,7 +303,7 @@ def _copy_file(level: _Level, name: str) -> None:
         info = os.fstat(source)
         if not stat.S_ISREG(info.st_mode):
             return
-        target = os.open(name, _CREATE, 0o600, dir_fd=level.destination)
+        target = os.open(name, files.NEW_FILE, 0o600, dir_fd=level.destination)
         try:
             while os.sendfile(target, source, None, 1 << 30):
                 pass
